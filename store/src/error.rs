@@ -1,0 +1,66 @@
+//! The store's error type.
+
+use warden_types::Fault;
+
+/// What can go wrong in storage.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is neither `sqlite:` nor `postgres:`.
+    #[error("database URL must start with sqlite: or postgres:")]
+    BadUrl,
+    /// The database failed or could not be reached. Carries the driver's
+    /// message, which never contains bound parameter values.
+    #[error("database error: {0}")]
+    Database(String),
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    /// The row to create exists already.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A referenced row does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A compare-and-set write found another version.
+    #[error("check-and-set failed for {name}: expected version {expected}, current is {current}")]
+    CasMismatch {
+        /// The secret's name.
+        name: String,
+        /// The version the caller expected.
+        expected: i64,
+        /// The version found.
+        current: i64,
+    },
+    /// The sealing closure refused (e.g. the vault was sealed meanwhile).
+    #[error("{0}")]
+    Sealing(String),
+    /// The writer task has stopped (shutting down).
+    #[error("storage writer stopped")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict("the record".into())
+            }
+            _ => Self::Database(e.to_string()),
+        }
+    }
+
+    /// Whose fault the error is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Self::Conflict(_) | Self::NotFound(_) | Self::CasMismatch { .. } => Fault::Client,
+            Self::Sealing(_) | Self::BadUrl | Self::Migrate(_) | Self::Closed => Fault::Internal,
+            Self::Database(_) => Fault::Upstream,
+        }
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::from_sqlx(e)
+    }
+}

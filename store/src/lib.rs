@@ -1,0 +1,166 @@
+//! Durable storage for Warden: one schema, two backends (embedded SQLite by
+//! default, PostgreSQL for several replicas), through sqlx's `Any` driver so
+//! both run the same SQL text (`$1` placeholders work on both).
+//!
+//! Every write goes through one group-commit [`writer`] per process: jobs are
+//! batched into a single transaction (each job in its own savepoint, so one
+//! failing job does not sink the batch), and a job's result is returned only
+//! after that transaction has committed. With SQLite in WAL mode and
+//! `synchronous=FULL`, committed means fsynced: an acknowledged write survives
+//! a crash or power loss.
+//!
+//! Architecture invariant: storage only ever sees ciphertext for secret values
+//! and wrapped keys. This crate links no cryptography and never receives a
+//! plaintext secret; sealing closures handed to [`Store::put_secrets`] run
+//! inside the writer but their captures are opaque here.
+
+mod error;
+mod rows;
+mod writer;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Executor};
+
+pub use error::StoreError;
+pub use rows::*;
+pub use writer::TxFuture;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (WAL, synchronous=FULL).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A connection pool plus the process's group-commit writer.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    writer: writer::Writer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish()
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://...`), applies
+    /// migrations and starts the writer.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::BadUrl);
+        };
+        let url = match backend {
+            // Create the file if missing; the pragmas below make it durable.
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let opts = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL for concurrent readers; FULL syncs the WAL on
+                        // every commit, so a commit is durable on return.
+                        conn.execute(
+                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await,
+        }
+        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let writer = writer::Writer::start(pool.clone(), backend);
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The read pool.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from_sqlx)
+    }
+
+    /// Runs `job` inside the next group-commit transaction and returns its
+    /// result once that transaction has committed durably.
+    pub async fn write<T, F>(&self, job: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> TxFuture<'c, T> + Send + 'static,
+    {
+        self.writer.run(job).await
+    }
+
+    /// Appends one audit entry; returns once it is durable.
+    pub async fn append_audit(&self, log: String, entry: String) -> Result<(), StoreError> {
+        self.writer.append_audit(log, entry).await
+    }
+
+    /// Appends one audit entry without waiting for durability (outcome
+    /// entries, whose loss on a crash is detectable by the missing outcome).
+    pub fn append_audit_later(&self, log: String, entry: String) {
+        self.writer.append_audit_later(log, entry)
+    }
+
+    /// Flushes the writer: returns once everything queued before the call has
+    /// been committed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(|_| Box::pin(async { Ok(()) })).await
+    }
+}
+
+mod queries;

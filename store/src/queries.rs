@@ -1,0 +1,534 @@
+//! All SQL lives here, written once for both backends.
+
+use sqlx::AnyConnection;
+
+use crate::*;
+
+const VERSION_COLUMNS: &str = "s.id AS secret_id, s.scope, s.name, v.version, v.key_term, \
+     v.envelope, v.created_at, v.deleted_at, v.destroyed_at";
+
+async fn secret_id(
+    conn: &mut AnyConnection,
+    scope: &str,
+    name: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar::<_, i64>("SELECT id FROM secrets WHERE scope = $1 AND name = $2")
+        .bind(scope)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("secret {name} in {scope}")))
+}
+
+impl Store {
+    /// The seal row, if the vault was initialized.
+    pub async fn seal_row(&self) -> Result<Option<SealRow>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT config, wrapped_root, created_at FROM seal WHERE id = 1")
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    /// Records the seal configuration; fails with `Conflict` if initialized.
+    pub async fn insert_seal(&self, config: String, wrapped_root: Vec<u8>) -> Result<(), StoreError> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO seal (id, config, wrapped_root, created_at) VALUES (1, $1, $2, $3)",
+                )
+                .bind(config)
+                .bind(wrapped_root)
+                .bind(now_ms())
+                .execute(&mut *c)
+                .await
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("the vault".into()),
+                    other => other,
+                })?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// One scope by path.
+    pub async fn scope(&self, path: &str) -> Result<Option<ScopeRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT path, kind, parent, org, mode, max_versions, created_at FROM scopes WHERE path = $1",
+        )
+        .bind(path)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The direct children of `parent` (organizations when `None`).
+    pub async fn child_scopes(&self, parent: Option<&str>) -> Result<Vec<ScopeRow>, StoreError> {
+        let q = match parent {
+            Some(p) => sqlx::query_as(
+                "SELECT path, kind, parent, org, mode, max_versions, created_at FROM scopes \
+                 WHERE parent = $1 ORDER BY path",
+            )
+            .bind(p.to_owned()),
+            None => sqlx::query_as(
+                "SELECT path, kind, parent, org, mode, max_versions, created_at FROM scopes \
+                 WHERE parent IS NULL ORDER BY path",
+            ),
+        };
+        Ok(q.fetch_all(self.pool()).await?)
+    }
+
+    /// Creates a scope (and, for an organization, its first key term).
+    pub async fn create_scope(
+        &self,
+        row: ScopeRow,
+        first_key: Option<OrgKeyRow>,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| {
+            Box::pin(async move {
+                if let Some(parent) = &row.parent {
+                    let found: Option<String> =
+                        sqlx::query_scalar("SELECT path FROM scopes WHERE path = $1")
+                            .bind(parent.as_str())
+                            .fetch_optional(&mut *c)
+                            .await?;
+                    if found.is_none() {
+                        return Err(StoreError::NotFound(parent.clone()));
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO scopes (path, kind, parent, org, mode, max_versions, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(row.path.as_str())
+                .bind(row.kind.as_str())
+                .bind(row.parent.clone())
+                .bind(row.org.as_str())
+                .bind(row.mode.clone())
+                .bind(row.max_versions)
+                .bind(row.created_at)
+                .execute(&mut *c)
+                .await
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(row.path.clone()),
+                    other => other,
+                })?;
+                if let Some(k) = first_key {
+                    insert_key(c, &k).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// An organization's key terms, oldest first.
+    pub async fn org_keys(&self, org: &str) -> Result<Vec<OrgKeyRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT org, term, salt, wrapped, encryptions, created_at FROM org_keys \
+             WHERE org = $1 ORDER BY term",
+        )
+        .bind(org)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Adds a key term; it must be exactly one past the newest.
+    pub async fn add_org_key(&self, row: OrgKeyRow) -> Result<(), StoreError> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let newest: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(term) FROM org_keys WHERE org = $1")
+                        .bind(row.org.as_str())
+                        .fetch_one(&mut *c)
+                        .await?;
+                if newest.unwrap_or(0) + 1 != row.term {
+                    return Err(StoreError::Conflict(format!(
+                        "key term {} of {}",
+                        row.term, row.org
+                    )));
+                }
+                insert_key(c, &row).await
+            })
+        })
+        .await
+    }
+
+    /// Reserves `n` more encryptions under a term; returns the new total.
+    pub async fn reserve_encryptions(
+        &self,
+        org: &str,
+        term: i64,
+        n: i64,
+    ) -> Result<i64, StoreError> {
+        let org = org.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE org_keys SET encryptions = encryptions + $1 WHERE org = $2 AND term = $3",
+                )
+                .bind(n)
+                .bind(org.as_str())
+                .bind(term)
+                .execute(&mut *c)
+                .await?;
+                Ok(sqlx::query_scalar(
+                    "SELECT encryptions FROM org_keys WHERE org = $1 AND term = $2",
+                )
+                .bind(org.as_str())
+                .bind(term)
+                .fetch_one(&mut *c)
+                .await?)
+            })
+        })
+        .await
+    }
+
+    /// Writes a new version of each secret, atomically: all or none. Returns
+    /// the new version numbers in order.
+    pub async fn put_secrets(
+        &self,
+        puts: Vec<NewVersion>,
+        mut sealer: Sealer,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let mut versions = Vec::with_capacity(puts.len());
+                let now = now_ms();
+                for p in &puts {
+                    let existing: Option<(i64, i64)> =
+                        sqlx::query_as("SELECT id, latest FROM secrets WHERE scope = $1 AND name = $2")
+                            .bind(p.scope.as_str())
+                            .bind(p.name.as_str())
+                            .fetch_optional(&mut *c)
+                            .await?;
+                    let current = existing.map(|(_, l)| l).unwrap_or(0);
+                    if let Some(expected) = p.cas
+                        && expected != current
+                    {
+                        return Err(StoreError::CasMismatch {
+                            name: p.name.clone(),
+                            expected,
+                            current,
+                        });
+                    }
+                    let version = current + 1;
+                    let envelope = sealer(p, version)?;
+                    let id = match existing {
+                        Some((id, _)) => {
+                            sqlx::query("UPDATE secrets SET latest = $1, updated_at = $2 WHERE id = $3")
+                                .bind(version)
+                                .bind(now)
+                                .bind(id)
+                                .execute(&mut *c)
+                                .await?;
+                            id
+                        }
+                        None => {
+                            sqlx::query_scalar(
+                                "INSERT INTO secrets (scope, org, name, latest, updated_at) \
+                                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                            )
+                            .bind(p.scope.as_str())
+                            .bind(p.org.as_str())
+                            .bind(p.name.as_str())
+                            .bind(version)
+                            .bind(now)
+                            .fetch_one(&mut *c)
+                            .await?
+                        }
+                    };
+                    sqlx::query(
+                        "INSERT INTO secret_versions (secret_id, version, org, key_term, envelope, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(id)
+                    .bind(version)
+                    .bind(p.org.as_str())
+                    .bind(p.key_term)
+                    .bind(envelope)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version <= $2")
+                        .bind(id)
+                        .bind(version - p.max_versions)
+                        .execute(&mut *c)
+                        .await?;
+                    versions.push(version);
+                }
+                Ok(versions)
+            })
+        })
+        .await
+    }
+
+    /// One version of a secret (the latest when `version` is `None`).
+    pub async fn secret_version(
+        &self,
+        scope: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<VersionRow>, StoreError> {
+        let sql = match version {
+            Some(_) => {
+                "SELECT s.id AS secret_id, s.scope, s.name, v.version, v.key_term, v.envelope, \
+                 v.created_at, v.deleted_at, v.destroyed_at FROM secrets s \
+                 JOIN secret_versions v ON v.secret_id = s.id \
+                 WHERE s.scope = $1 AND s.name = $2 AND v.version = $3"
+            }
+            None => {
+                "SELECT s.id AS secret_id, s.scope, s.name, v.version, v.key_term, v.envelope, \
+                 v.created_at, v.deleted_at, v.destroyed_at FROM secrets s \
+                 JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.latest \
+                 WHERE s.scope = $1 AND s.name = $2"
+            }
+        };
+        let mut q = sqlx::query_as(sql).bind(scope).bind(name);
+        if let Some(v) = version {
+            q = q.bind(v);
+        }
+        Ok(q.fetch_optional(self.pool()).await?)
+    }
+
+    /// Secret names and metadata in one scope.
+    pub async fn list_secrets(&self, scope: &str) -> Result<Vec<SecretSummary>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT s.scope, s.name, s.latest, s.updated_at, \
+             CASE WHEN v.deleted_at IS NULL AND v.destroyed_at IS NULL THEN 0 ELSE 1 END AS latest_gone \
+             FROM secrets s JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.latest \
+             WHERE s.scope = $1 ORDER BY s.name",
+        )
+        .bind(scope)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Every kept version of a secret, newest first.
+    pub async fn history(&self, scope: &str, name: &str) -> Result<Vec<VersionRow>, StoreError> {
+        let mut rows: Vec<VersionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM secrets s JOIN secret_versions v ON v.secret_id = s.id \
+             WHERE s.scope = $1 AND s.name = $2 ORDER BY v.version DESC"
+        )))
+        .bind(scope)
+        .bind(name)
+        .fetch_all(self.pool())
+        .await?;
+        for r in &mut rows {
+            r.envelope = None;
+        }
+        Ok(rows)
+    }
+
+    /// The latest version of every secret in each of `scopes`.
+    pub async fn latest_in_scopes(&self, scopes: &[String]) -> Result<Vec<VersionRow>, StoreError> {
+        let mut out = Vec::new();
+        for scope in scopes {
+            let rows: Vec<VersionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM secrets s \
+                 JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.latest \
+                 WHERE s.scope = $1 ORDER BY s.name"
+            )))
+            .bind(scope.as_str())
+            .fetch_all(self.pool())
+            .await?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// Soft-deletes (`deleted = true`) or undeletes versions; returns the
+    /// versions changed. Destroyed versions are left alone.
+    pub async fn set_deleted(
+        &self,
+        scope: &str,
+        name: &str,
+        versions: Vec<i64>,
+        deleted: bool,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (scope, name) = (scope.to_owned(), name.to_owned());
+        self.write(move |c| {
+            Box::pin(async move {
+                let id = secret_id(c, &scope, &name).await?;
+                let mut changed = Vec::new();
+                for v in versions {
+                    let q = if deleted {
+                        sqlx::query(
+                            "UPDATE secret_versions SET deleted_at = $1 WHERE secret_id = $2 \
+                             AND version = $3 AND deleted_at IS NULL AND destroyed_at IS NULL",
+                        )
+                        .bind(now_ms())
+                    } else {
+                        sqlx::query(
+                            "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
+                             AND version = $2 AND deleted_at IS NOT NULL AND destroyed_at IS NULL",
+                        )
+                    };
+                    let r = q.bind(id).bind(v).execute(&mut *c).await?;
+                    if r.rows_affected() > 0 {
+                        changed.push(v);
+                    }
+                }
+                Ok(changed)
+            })
+        })
+        .await
+    }
+
+    /// Erases the ciphertext of versions for good; returns the versions
+    /// destroyed.
+    pub async fn destroy(
+        &self,
+        scope: &str,
+        name: &str,
+        versions: Vec<i64>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (scope, name) = (scope.to_owned(), name.to_owned());
+        self.write(move |c| {
+            Box::pin(async move {
+                let id = secret_id(c, &scope, &name).await?;
+                let mut changed = Vec::new();
+                for v in versions {
+                    let r = sqlx::query(
+                        "UPDATE secret_versions SET envelope = NULL, destroyed_at = $1 \
+                         WHERE secret_id = $2 AND version = $3 AND destroyed_at IS NULL",
+                    )
+                    .bind(now_ms())
+                    .bind(id)
+                    .bind(v)
+                    .execute(&mut *c)
+                    .await?;
+                    if r.rows_affected() > 0 {
+                        changed.push(v);
+                    }
+                }
+                Ok(changed)
+            })
+        })
+        .await
+    }
+
+    /// Up to `limit` versions of `org` still sealed under a term older than
+    /// `below_term`.
+    pub async fn versions_to_rewrap(
+        &self,
+        org: &str,
+        below_term: i64,
+        limit: i64,
+    ) -> Result<Vec<VersionRow>, StoreError> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLUMNS} FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE v.org = $1 AND v.key_term < $2 AND v.envelope IS NOT NULL \
+             ORDER BY v.secret_id, v.version LIMIT $3"
+        )))
+        .bind(org)
+        .bind(below_term)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Replaces envelopes with rewrapped ones, each only if it is still
+    /// under its old term (a concurrent destroy or rewrap wins). Returns how
+    /// many were replaced.
+    pub async fn replace_envelopes(&self, items: Vec<Rewrapped>) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let mut n = 0;
+                for it in items {
+                    n += sqlx::query(
+                        "UPDATE secret_versions SET envelope = $1, key_term = $2 \
+                         WHERE secret_id = $3 AND version = $4 AND key_term = $5 AND envelope IS NOT NULL",
+                    )
+                    .bind(it.envelope)
+                    .bind(it.new_term)
+                    .bind(it.secret_id)
+                    .bind(it.version)
+                    .bind(it.old_term)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                }
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    /// How many live (not destroyed) versions each key term of `org` seals.
+    pub async fn term_usage(&self, org: &str) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT key_term, COUNT(*) FROM secret_versions \
+             WHERE org = $1 AND envelope IS NOT NULL GROUP BY key_term ORDER BY key_term",
+        )
+        .bind(org)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Stores a token's hash and metadata.
+    pub async fn insert_token(&self, row: TokenRow, hash: Vec<u8>) -> Result<(), StoreError> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, hash, principal, name, created_at, expires_at, revoked_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(row.id)
+                .bind(hash)
+                .bind(row.principal)
+                .bind(row.name)
+                .bind(row.created_at)
+                .bind(row.expires_at)
+                .bind(row.revoked_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Finds a token by the hash of its secret part.
+    pub async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, principal, name, created_at, expires_at, revoked_at FROM api_tokens WHERE hash = $1",
+        )
+        .bind(hash.to_vec())
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// Audit entries of one log after `after_id`, oldest first.
+    pub async fn audit_entries(
+        &self,
+        log: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, log, entry FROM audit_log WHERE log = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(log)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+async fn insert_key(c: &mut AnyConnection, k: &OrgKeyRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO org_keys (org, term, salt, wrapped, encryptions, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(k.org.as_str())
+    .bind(k.term)
+    .bind(k.salt.clone())
+    .bind(k.wrapped.clone())
+    .bind(k.encryptions)
+    .bind(k.created_at)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}

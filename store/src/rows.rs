@@ -1,0 +1,162 @@
+//! Row types. Envelopes and wrapped keys are ciphertext; nothing here holds
+//! a plaintext secret.
+
+/// The vault's seal configuration and wrapped root key (one row).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SealRow {
+    /// JSON describing how the unseal key is obtained (no secrets).
+    pub config: String,
+    /// The root key, sealed under the unseal key.
+    pub wrapped_root: Vec<u8>,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+}
+
+/// An organization, project, environment or service.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScopeRow {
+    /// Full path, e.g. `acme/shop/prod`.
+    pub path: String,
+    /// `organization`, `project`, `environment` or `service`.
+    pub kind: String,
+    /// Enclosing scope's path.
+    pub parent: Option<String>,
+    /// The organization.
+    pub org: String,
+    /// Environment mode (environments only).
+    pub mode: Option<String>,
+    /// Versions kept per secret (environments only; `None` = default).
+    pub max_versions: Option<i64>,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+}
+
+/// One key term of an organization.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrgKeyRow {
+    /// The organization.
+    pub org: String,
+    /// Key term, from 1.
+    pub term: i64,
+    /// The organization's HKDF salt for this term (not secret).
+    pub salt: Vec<u8>,
+    /// The organization key, sealed under the root key.
+    pub wrapped: Vec<u8>,
+    /// Upper bound of encryptions performed under this term.
+    pub encryptions: i64,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+}
+
+/// A secret in a listing: name and metadata, never a value.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SecretSummary {
+    /// Scope path.
+    pub scope: String,
+    /// Secret name.
+    pub name: String,
+    /// Latest version number.
+    pub latest: i64,
+    /// Last write, ms since the epoch.
+    pub updated_at: i64,
+    /// Whether the latest version is soft-deleted or destroyed.
+    pub latest_gone: i64,
+}
+
+/// One version of a secret.
+#[derive(Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    /// Internal secret id.
+    pub secret_id: i64,
+    /// Scope path.
+    pub scope: String,
+    /// Secret name.
+    pub name: String,
+    /// Version number, from 1.
+    pub version: i64,
+    /// Organization key term the envelope was sealed under.
+    pub key_term: i64,
+    /// The AEAD envelope; `None` once destroyed.
+    pub envelope: Option<Vec<u8>>,
+    /// Write time, ms since the epoch.
+    pub created_at: i64,
+    /// Soft-delete time.
+    pub deleted_at: Option<i64>,
+    /// Destruction time.
+    pub destroyed_at: Option<i64>,
+}
+
+impl std::fmt::Debug for VersionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionRow")
+            .field("scope", &self.scope)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("key_term", &self.key_term)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret write, as the store sees it.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// Scope path (must exist).
+    pub scope: String,
+    /// The organization.
+    pub org: String,
+    /// Secret name.
+    pub name: String,
+    /// Compare-and-set: the version the caller expects to be latest (0 =
+    /// must not exist yet).
+    pub cas: Option<i64>,
+    /// Versions to keep; older ones are removed.
+    pub max_versions: i64,
+    /// Key term used by the sealer.
+    pub key_term: i64,
+}
+
+/// Seals the value of `put` for `version`; runs inside the write transaction.
+pub type Sealer = Box<dyn FnMut(&NewVersion, i64) -> Result<Vec<u8>, crate::StoreError> + Send>;
+
+/// An API token's metadata (the token itself is never stored).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    /// Public token id.
+    pub id: String,
+    /// Principal the token authenticates as.
+    pub principal: String,
+    /// Human name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Expiry, if any.
+    pub expires_at: Option<i64>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AuditRow {
+    /// Global append order.
+    pub id: i64,
+    /// Which log (`system` or an organization).
+    pub log: String,
+    /// The canonical JSON entry.
+    pub entry: String,
+}
+
+/// Re-encryption of one version under a newer key term.
+#[derive(Clone)]
+pub struct Rewrapped {
+    /// Internal secret id.
+    pub secret_id: i64,
+    /// Version number.
+    pub version: i64,
+    /// The term the old envelope was sealed under.
+    pub old_term: i64,
+    /// The new term.
+    pub new_term: i64,
+    /// The new envelope.
+    pub envelope: Vec<u8>,
+}

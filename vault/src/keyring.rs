@@ -1,0 +1,195 @@
+//! Key material in memory while unsealed: the root key and, per organization,
+//! each key term's derived secret-encryption key and encryption counter.
+//!
+//! Dropping the [`Keyring`] (on seal) drops every key; raw key bytes are held
+//! only in `Zeroizing` buffers and wiped as they go.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use warden_store::{OrgKeyRow, Store};
+use zeroize::Zeroizing;
+
+use crate::VaultError;
+use crate::crypto::{AeadKey, Key32, random_bytes, random_key};
+
+/// Encryptions reserved from storage at a time per term. Reservations are
+/// persisted before use, so the stored count is always an upper bound of the
+/// real one, across crashes and replicas.
+pub const BLOCK: i64 = 1024;
+/// A term is retired (a new term is created) once this many encryptions were
+/// reserved under it: half of NIST SP 800-38D's 2^32 limit for random 96-bit
+/// nonces under one key.
+pub const ROTATE_AT: i64 = 1 << 31;
+
+const ORG_KEY_CONTEXT: &[u8] = b"warden/org-key/v1";
+const SECRET_KEY_INFO: &[u8] = b"warden/secret/v1";
+
+struct Counter {
+    used: i64,
+    reserved: i64,
+}
+
+/// One key term's encryption key.
+pub(crate) struct TermKey {
+    pub(crate) term: i64,
+    pub(crate) secrets: AeadKey,
+    counter: tokio::sync::Mutex<Counter>,
+}
+
+struct OrgRing {
+    current: i64,
+    terms: HashMap<i64, Arc<TermKey>>,
+}
+
+/// The unsealed key hierarchy.
+pub(crate) struct Keyring {
+    root: AeadKey,
+    orgs: RwLock<HashMap<String, Arc<OrgRing>>>,
+}
+
+impl Keyring {
+    pub(crate) fn new(root: &Key32) -> Result<Self, VaultError> {
+        Ok(Self {
+            root: AeadKey::from_bytes(root)?,
+            orgs: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Creates the wrapped key row of a new term for `org`.
+    pub(crate) fn new_term_row(&self, org: &str, term: i64) -> Result<OrgKeyRow, VaultError> {
+        let key = random_key()?;
+        let salt: [u8; 32] = random_bytes()?;
+        let wrapped = self.root.seal(
+            term_u32(term)?,
+            &[ORG_KEY_CONTEXT, org.as_bytes()],
+            key.as_ref(),
+        )?;
+        Ok(OrgKeyRow {
+            org: org.to_owned(),
+            term,
+            salt: salt.to_vec(),
+            wrapped,
+            encryptions: 0,
+            created_at: warden_store::now_ms(),
+        })
+    }
+
+    fn open_term(&self, row: &OrgKeyRow) -> Result<TermKey, VaultError> {
+        let raw = self
+            .root
+            .open(&row.wrapped, &[ORG_KEY_CONTEXT, row.org.as_bytes()])
+            .map_err(|_| VaultError::Integrity(format!("key term {} of {}", row.term, row.org)))?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        if raw.len() != 32 || crate::crypto::envelope_term(&row.wrapped)? != term_u32(row.term)? {
+            return Err(VaultError::Integrity(format!("key term {} of {}", row.term, row.org)));
+        }
+        key.copy_from_slice(&raw);
+        Ok(TermKey {
+            term: row.term,
+            secrets: AeadKey::derive(&key, &row.salt, SECRET_KEY_INFO)?,
+            counter: tokio::sync::Mutex::new(Counter {
+                used: 0,
+                reserved: 0,
+            }),
+        })
+    }
+
+    async fn ring(&self, store: &Store, org: &str, reload: bool) -> Result<Arc<OrgRing>, VaultError> {
+        if !reload
+            && let Some(r) = self.orgs.read().ok().and_then(|m| m.get(org).cloned())
+        {
+            return Ok(r);
+        }
+        let rows = store.org_keys(org).await?;
+        let current = rows
+            .iter()
+            .map(|r| r.term)
+            .max()
+            .ok_or_else(|| VaultError::NotFound(format!("keys of organization {org}")))?;
+        let mut terms = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            terms.insert(row.term, Arc::new(self.open_term(row)?));
+        }
+        let ring = Arc::new(OrgRing { current, terms });
+        if let Ok(mut m) = self.orgs.write() {
+            m.insert(org.to_owned(), ring.clone());
+        }
+        Ok(ring)
+    }
+
+    /// The key of `term` for decryption (reloading once if another replica
+    /// created it).
+    pub(crate) async fn term(&self, store: &Store, org: &str, term: i64) -> Result<Arc<TermKey>, VaultError> {
+        if let Some(k) = self.ring(store, org, false).await?.terms.get(&term) {
+            return Ok(k.clone());
+        }
+        self.ring(store, org, true)
+            .await?
+            .terms
+            .get(&term)
+            .cloned()
+            .ok_or_else(|| VaultError::Integrity(format!("key term {term} of {org} is missing")))
+    }
+
+    /// The current term of `org`.
+    pub(crate) async fn current_term(&self, store: &Store, org: &str) -> Result<i64, VaultError> {
+        Ok(self.ring(store, org, false).await?.current)
+    }
+
+    /// Accounts for `n` encryptions under the current term and returns that
+    /// term's key, rotating first when the term is used up.
+    pub(crate) async fn reserve(&self, store: &Store, org: &str, n: i64) -> Result<Arc<TermKey>, VaultError> {
+        let mut reload = false;
+        loop {
+            let ring = self.ring(store, org, reload).await?;
+            let tk = ring
+                .terms
+                .get(&ring.current)
+                .cloned()
+                .ok_or_else(|| VaultError::Integrity(format!("current key term of {org}")))?;
+            let mut c = tk.counter.lock().await;
+            if c.used + n <= c.reserved {
+                c.used += n;
+                return Ok(tk.clone());
+            }
+            let block = BLOCK.max(n);
+            let total = store.reserve_encryptions(org, tk.term, block).await?;
+            if total > ROTATE_AT {
+                drop(c);
+                tracing::info!(org, term = tk.term, "key term reached its encryption limit; rotating");
+                match self.rotate(store, org).await {
+                    Ok(_) | Err(VaultError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                reload = true;
+                continue;
+            }
+            c.reserved = total;
+            c.used = total - block + n;
+            drop(c);
+            // At every new block, pick up a term another replica created.
+            let newest = store.org_keys(org).await?.iter().map(|r| r.term).max();
+            if newest > Some(tk.term)
+                && let Ok(mut m) = self.orgs.write()
+            {
+                m.remove(org);
+            }
+            return Ok(tk);
+        }
+    }
+
+    /// Adds a new key term for `org`; returns it.
+    pub(crate) async fn rotate(&self, store: &Store, org: &str) -> Result<i64, VaultError> {
+        let next = store.org_keys(org).await?.iter().map(|r| r.term).max().unwrap_or(0) + 1;
+        store.add_org_key(self.new_term_row(org, next)?).await?;
+        if let Ok(mut m) = self.orgs.write() {
+            m.remove(org);
+        }
+        Ok(next)
+    }
+}
+
+fn term_u32(term: i64) -> Result<u32, VaultError> {
+    u32::try_from(term).map_err(|_| VaultError::Integrity(format!("key term {term} out of range")))
+}

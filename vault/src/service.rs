@@ -1,0 +1,664 @@
+//! The vault's operations.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use warden_policies::{Action, Permit, Resource};
+use warden_store::{NewVersion, Rewrapped, ScopeRow, SecretSummary, Store, StoreError, VersionRow};
+use warden_types::{
+    DEFAULT_MAX_VERSIONS, EnvMode, ScopeKind, ScopePath, SecretName, SecretValue,
+};
+use zeroize::Zeroizing;
+
+use crate::keyring::Keyring;
+use crate::unseal::{self, InitMethod, SealConfig, Share};
+use crate::{VaultError, crypto::Key32, secret_context};
+
+enum State {
+    Sealed { shares: Vec<Share> },
+    Unsealed(Arc<Keyring>),
+}
+
+/// Seal status, as `operator status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealStatus {
+    /// Whether a root key exists.
+    pub initialized: bool,
+    /// Whether key material is absent from memory.
+    pub sealed: bool,
+    /// `passphrase`, `shamir` or `dev_key_file` once initialized.
+    pub method: Option<&'static str>,
+    /// Shares needed.
+    pub threshold: u8,
+    /// Shares submitted so far.
+    pub progress: u8,
+}
+
+/// What `init` hands back once.
+pub struct InitOutput {
+    /// Shamir shares to give to operators (base64).
+    pub shares: Vec<Zeroizing<String>>,
+    /// The dev key-file content.
+    pub dev_key: Option<Zeroizing<String>>,
+}
+
+/// Metadata of a version (never the value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionMeta {
+    /// Version number.
+    pub version: i64,
+    /// Key term it is sealed under.
+    pub key_term: i64,
+    /// Write time, ms.
+    pub created_at: i64,
+    /// Soft-delete time, ms.
+    pub deleted_at: Option<i64>,
+    /// Destruction time, ms.
+    pub destroyed_at: Option<i64>,
+}
+
+impl From<&VersionRow> for VersionMeta {
+    fn from(r: &VersionRow) -> Self {
+        Self {
+            version: r.version,
+            key_term: r.key_term,
+            created_at: r.created_at,
+            deleted_at: r.deleted_at,
+            destroyed_at: r.destroyed_at,
+        }
+    }
+}
+
+/// One key term in `keys status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TermStatus {
+    /// Term number.
+    pub term: i64,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Encryptions reserved under the term (an upper bound).
+    pub encryptions: i64,
+    /// Live versions sealed under it.
+    pub versions: i64,
+}
+
+/// Result of one rewrap step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewrapProgress {
+    /// The term everything is being moved to.
+    pub target_term: i64,
+    /// Versions re-encrypted by this step.
+    pub rewrapped: u64,
+    /// Versions still under older terms.
+    pub remaining: i64,
+}
+
+/// The vault service. Cheap to share behind an `Arc`.
+pub struct Vault {
+    store: Store,
+    state: RwLock<State>,
+}
+
+fn check(permit: &Permit, action: Action, resource: Resource) -> Result<(), VaultError> {
+    if permit.covers(action, &resource) {
+        Ok(())
+    } else {
+        Err(VaultError::PermitMismatch)
+    }
+}
+
+fn scope_of(permit: &Permit, action: Action, scope: &ScopePath) -> Result<(), VaultError> {
+    check(permit, action, Resource::Scope(scope.clone()))
+}
+
+impl Vault {
+    /// A sealed vault over `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            state: RwLock::new(State::Sealed { shares: Vec::new() }),
+        }
+    }
+
+    /// The store the vault uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn keyring(&self) -> Result<Arc<Keyring>, VaultError> {
+        match &*self.state.read().map_err(|_| VaultError::Sealed)? {
+            State::Unsealed(k) => Ok(k.clone()),
+            State::Sealed { .. } => Err(VaultError::Sealed),
+        }
+    }
+
+    /// Whether key material is in memory.
+    pub fn is_sealed(&self) -> bool {
+        self.keyring().is_err()
+    }
+
+    async fn config(&self) -> Result<Option<(SealConfig, Vec<u8>)>, VaultError> {
+        let Some(row) = self.store.seal_row().await? else {
+            return Ok(None);
+        };
+        let config = serde_json::from_str(&row.config)
+            .map_err(|_| VaultError::Integrity("seal configuration is unreadable".into()))?;
+        Ok(Some((config, row.wrapped_root)))
+    }
+
+    /// Seal status.
+    pub async fn status(&self) -> Result<SealStatus, VaultError> {
+        let config = self.config().await?;
+        let progress = match &*self.state.read().map_err(|_| VaultError::Sealed)? {
+            State::Sealed { shares } => shares.len() as u8,
+            State::Unsealed(_) => 0,
+        };
+        Ok(SealStatus {
+            initialized: config.is_some(),
+            sealed: self.is_sealed(),
+            method: config.as_ref().map(|(c, _)| c.method()),
+            threshold: config.as_ref().map(|(c, _)| c.threshold()).unwrap_or(0),
+            progress,
+        })
+    }
+
+    /// Creates the root key. The vault stays sealed unless `unseal_now`.
+    pub async fn init(&self, method: InitMethod, unseal_now: bool) -> Result<InitOutput, VaultError> {
+        if self.config().await?.is_some() {
+            return Err(VaultError::AlreadyInitialized);
+        }
+        let seal = unseal::prepare(method)?;
+        let config = serde_json::to_string(&seal.config)
+            .map_err(|_| VaultError::Invalid("seal configuration".into()))?;
+        self.store
+            .insert_seal(config, seal.wrapped_root)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => VaultError::AlreadyInitialized,
+                other => other.into(),
+            })?;
+        if unseal_now {
+            self.install(&seal.root)?;
+        }
+        Ok(InitOutput {
+            shares: seal.shares,
+            dev_key: seal.dev_key,
+        })
+    }
+
+    fn install(&self, root: &Key32) -> Result<(), VaultError> {
+        let ring = Arc::new(Keyring::new(root)?);
+        *self.state.write().map_err(|_| VaultError::Sealed)? = State::Unsealed(ring);
+        tracing::info!("vault unsealed");
+        Ok(())
+    }
+
+    /// Unseals with the unseal key itself (dev key file).
+    pub async fn unseal_with_key(&self, key: &Key32) -> Result<SealStatus, VaultError> {
+        let (_, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
+        let root = unseal::open_root(&wrapped, key)?;
+        self.install(&root)?;
+        self.status().await
+    }
+
+    /// Unseals with a passphrase.
+    pub async fn unseal_passphrase(&self, passphrase: &str) -> Result<SealStatus, VaultError> {
+        let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
+        let key = tokio::task::block_in_place(|| unseal::passphrase_key(&config, passphrase))?;
+        let root = unseal::open_root(&wrapped, &key)?;
+        self.install(&root)?;
+        self.status().await
+    }
+
+    /// Submits one Shamir share; unseals when enough distinct shares are in.
+    /// Wrong shares are discovered only at the threshold; then the progress
+    /// resets and the operators start over.
+    pub async fn unseal_share(&self, share: &str) -> Result<SealStatus, VaultError> {
+        let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
+        let SealConfig::Shamir { threshold, .. } = config else {
+            return Err(VaultError::Invalid(format!(
+                "this vault unseals with {}, not Shamir shares",
+                config.method()
+            )));
+        };
+        let share = Share::parse(share)?;
+        let combined = {
+            let mut state = self.state.write().map_err(|_| VaultError::Sealed)?;
+            let State::Sealed { shares } = &mut *state else {
+                drop(state);
+                return self.status().await;
+            };
+            if !shares.iter().any(|s| s.index() == share.index()) {
+                shares.push(share);
+            }
+            if shares.len() < threshold as usize {
+                None
+            } else {
+                let key = unseal::combine(threshold, shares);
+                shares.clear();
+                Some(key)
+            }
+        };
+        if let Some(key) = combined {
+            let root = unseal::open_root(&wrapped, &key?)?;
+            self.install(&root)?;
+        }
+        self.status().await
+    }
+
+    /// Drops all key material from memory.
+    pub fn seal(&self, permit: &Permit) -> Result<(), VaultError> {
+        check(permit, Action::SysSeal, Resource::Root)?;
+        *self.state.write().map_err(|_| VaultError::Sealed)? = State::Sealed { shares: Vec::new() };
+        tracing::warn!("vault sealed");
+        Ok(())
+    }
+
+    async fn scope_row(&self, scope: &ScopePath) -> Result<ScopeRow, VaultError> {
+        self.store
+            .scope(scope.as_str())
+            .await?
+            .ok_or_else(|| VaultError::NotFound(format!("{} {scope}", scope.kind().as_str())))
+    }
+
+    /// Creates an organization (with its first key term), project,
+    /// environment (with a mode) or service.
+    pub async fn create_scope(
+        &self,
+        permit: &Permit,
+        path: &ScopePath,
+        mode: Option<EnvMode>,
+        max_versions: Option<u32>,
+    ) -> Result<(), VaultError> {
+        let parent = path.parent();
+        check(
+            permit,
+            Action::EnvManage,
+            parent.clone().map(Resource::Scope).unwrap_or(Resource::Root),
+        )?;
+        let keyring = self.keyring()?;
+        let kind = path.kind();
+        if (kind == ScopeKind::Environment) != mode.is_some() {
+            return Err(VaultError::Invalid(
+                "mode is required for an environment and only allowed there".into(),
+            ));
+        }
+        if let Some(n) = max_versions
+            && (kind != ScopeKind::Environment || !(1..=100).contains(&n))
+        {
+            return Err(VaultError::Invalid(
+                "max_versions is set per environment, between 1 and 100".into(),
+            ));
+        }
+        let first_key = match kind {
+            ScopeKind::Organization => Some(keyring.new_term_row(path.org(), 1)?),
+            _ => None,
+        };
+        let row = ScopeRow {
+            path: path.as_str().to_owned(),
+            kind: kind.as_str().to_owned(),
+            parent: parent.map(|p| p.as_str().to_owned()),
+            org: path.org().to_owned(),
+            mode: mode.map(|m| m.as_str().to_owned()),
+            max_versions: max_versions.map(i64::from),
+            created_at: warden_store::now_ms(),
+        };
+        Ok(self.store.create_scope(row, first_key).await?)
+    }
+
+    /// Lists organizations (`parent = None`) or the children of a scope.
+    pub async fn list_scopes(
+        &self,
+        permit: &Permit,
+        parent: Option<&ScopePath>,
+    ) -> Result<Vec<ScopeRow>, VaultError> {
+        check(
+            permit,
+            Action::EnvManage,
+            parent.cloned().map(Resource::Scope).unwrap_or(Resource::Root),
+        )?;
+        self.keyring()?;
+        if let Some(p) = parent {
+            self.scope_row(p).await?;
+        }
+        Ok(self
+            .store
+            .child_scopes(parent.map(|p| p.as_str()))
+            .await?)
+    }
+
+    async fn secret_scope(&self, scope: &ScopePath) -> Result<ScopeRow, VaultError> {
+        if scope.kind() == ScopeKind::Organization {
+            return Err(VaultError::Invalid(
+                "secrets belong to a project, environment or service, not an organization".into(),
+            ));
+        }
+        self.scope_row(scope).await
+    }
+
+    async fn max_versions(&self, scope: &ScopePath, row: &ScopeRow) -> Result<i64, VaultError> {
+        let env_row = match scope.kind() {
+            ScopeKind::Environment => Some(row.clone()),
+            ScopeKind::Service => match scope.parent() {
+                Some(env) => self.store.scope(env.as_str()).await?,
+                None => None,
+            },
+            _ => None,
+        };
+        Ok(env_row
+            .and_then(|r| r.max_versions)
+            .unwrap_or(i64::from(DEFAULT_MAX_VERSIONS)))
+    }
+
+    /// Writes a new version of each secret, atomically. `cas` (only with a
+    /// single secret) is the version the caller expects to be current, 0 for
+    /// "must not exist".
+    pub async fn put(
+        &self,
+        permit: &Permit,
+        scope: &ScopePath,
+        values: Vec<(SecretName, SecretValue)>,
+        cas: Option<i64>,
+    ) -> Result<Vec<(SecretName, i64)>, VaultError> {
+        scope_of(permit, Action::SecretWrite, scope)?;
+        let keyring = self.keyring()?;
+        if values.is_empty() || values.len() > warden_types::MAX_KEYS_PER_REQUEST {
+            return Err(VaultError::Invalid(format!(
+                "a write carries 1 to {} secrets",
+                warden_types::MAX_KEYS_PER_REQUEST
+            )));
+        }
+        if cas.is_some() && values.len() != 1 {
+            return Err(VaultError::Invalid("cas applies to a single secret".into()));
+        }
+        let mut seen = HashSet::new();
+        if let Some((dup, _)) = values.iter().find(|(n, _)| !seen.insert(n.clone())) {
+            return Err(VaultError::Invalid(format!("{dup} appears twice")));
+        }
+        let row = self.secret_scope(scope).await?;
+        let max_versions = self.max_versions(scope, &row).await?;
+        let org = scope.org().to_owned();
+        let term_key = keyring
+            .reserve(&self.store, &org, values.len() as i64)
+            .await?;
+        let names: Vec<SecretName> = values.iter().map(|(n, _)| n.clone()).collect();
+        let puts = names
+            .iter()
+            .map(|n| NewVersion {
+                scope: scope.as_str().to_owned(),
+                org: org.clone(),
+                name: n.as_str().to_owned(),
+                cas,
+                max_versions,
+                key_term: term_key.term,
+            })
+            .collect();
+        let term = u32::try_from(term_key.term)
+            .map_err(|_| VaultError::Integrity("key term out of range".into()))?;
+        let mut plaintexts = values.into_iter().map(|(_, v)| v);
+        let sealer = Box::new(move |p: &NewVersion, version: i64| {
+            let value = plaintexts
+                .next()
+                .ok_or_else(|| StoreError::Sealing("sealer called too often".into()))?;
+            let v = version.to_be_bytes();
+            term_key
+                .secrets
+                .seal(term, &secret_context(&p.org, &p.scope, &p.name, &v), value.expose().as_bytes())
+                .map_err(|e| StoreError::Sealing(e.to_string()))
+        });
+        let versions = self.store.put_secrets(puts, sealer).await?;
+        Ok(names.into_iter().zip(versions).collect())
+    }
+
+    async fn open(&self, keyring: &Keyring, org: &str, row: &VersionRow) -> Result<SecretValue, VaultError> {
+        let label = format!("version {} of {} in {}", row.version, row.name, row.scope);
+        if row.destroyed_at.is_some() {
+            return Err(VaultError::Gone(format!("{label} was destroyed")));
+        }
+        if row.deleted_at.is_some() {
+            return Err(VaultError::Gone(format!("{label} is deleted; undelete it to read it")));
+        }
+        let envelope = row
+            .envelope
+            .as_deref()
+            .ok_or_else(|| VaultError::Gone(format!("{label} was destroyed")))?;
+        let key = keyring.term(&self.store, org, row.key_term).await?;
+        let v = row.version.to_be_bytes();
+        let plain = key
+            .secrets
+            .open(envelope, &secret_context(org, &row.scope, &row.name, &v))
+            .map_err(|_| VaultError::Integrity(label.clone()))?;
+        SecretValue::from_utf8(&plain).ok_or(VaultError::Integrity(label))
+    }
+
+    /// Reads a secret (its latest version unless `version`).
+    pub async fn get(
+        &self,
+        permit: &Permit,
+        scope: &ScopePath,
+        name: &SecretName,
+        version: Option<i64>,
+    ) -> Result<(SecretValue, VersionMeta), VaultError> {
+        scope_of(permit, Action::SecretRead, scope)?;
+        let keyring = self.keyring()?;
+        let row = self
+            .store
+            .secret_version(scope.as_str(), name.as_str(), version)
+            .await?
+            .ok_or_else(|| match version {
+                Some(v) => VaultError::NotFound(format!("version {v} of secret {name} in {scope}")),
+                None => VaultError::NotFound(format!("secret {name} in {scope}")),
+            })?;
+        let value = self.open(&keyring, scope.org(), &row).await?;
+        Ok((value, VersionMeta::from(&row)))
+    }
+
+    /// Names and metadata of the secrets in a scope.
+    pub async fn list(&self, permit: &Permit, scope: &ScopePath) -> Result<Vec<SecretSummary>, VaultError> {
+        scope_of(permit, Action::SecretList, scope)?;
+        self.keyring()?;
+        self.secret_scope(scope).await?;
+        Ok(self.store.list_secrets(scope.as_str()).await?)
+    }
+
+    /// Every kept version's metadata, newest first.
+    pub async fn history(
+        &self,
+        permit: &Permit,
+        scope: &ScopePath,
+        name: &SecretName,
+    ) -> Result<Vec<VersionMeta>, VaultError> {
+        scope_of(permit, Action::SecretList, scope)?;
+        self.keyring()?;
+        let rows = self.store.history(scope.as_str(), name.as_str()).await?;
+        if rows.is_empty() {
+            return Err(VaultError::NotFound(format!("secret {name} in {scope}")));
+        }
+        Ok(rows.iter().map(VersionMeta::from).collect())
+    }
+
+    async fn versions_or_latest(
+        &self,
+        scope: &ScopePath,
+        name: &SecretName,
+        versions: Vec<i64>,
+    ) -> Result<Vec<i64>, VaultError> {
+        if !versions.is_empty() {
+            return Ok(versions);
+        }
+        let row = self
+            .store
+            .secret_version(scope.as_str(), name.as_str(), None)
+            .await?
+            .ok_or_else(|| VaultError::NotFound(format!("secret {name} in {scope}")))?;
+        Ok(vec![row.version])
+    }
+
+    /// Soft-deletes versions (the latest when none given); returns those
+    /// changed.
+    pub async fn delete(
+        &self,
+        permit: &Permit,
+        scope: &ScopePath,
+        name: &SecretName,
+        versions: Vec<i64>,
+    ) -> Result<Vec<i64>, VaultError> {
+        scope_of(permit, Action::SecretDelete, scope)?;
+        self.keyring()?;
+        let versions = self.versions_or_latest(scope, name, versions).await?;
+        Ok(self.store.set_deleted(scope.as_str(), name.as_str(), versions, true).await?)
+    }
+
+    /// Undeletes versions (the latest when none given).
+    pub async fn undelete(
+        &self,
+        permit: &Permit,
+        scope: &ScopePath,
+        name: &SecretName,
+        versions: Vec<i64>,
+    ) -> Result<Vec<i64>, VaultError> {
+        scope_of(permit, Action::SecretDelete, scope)?;
+        self.keyring()?;
+        let versions = self.versions_or_latest(scope, name, versions).await?;
+        Ok(self.store.set_deleted(scope.as_str(), name.as_str(), versions, false).await?)
+    }
+
+    /// Erases the ciphertext of the given versions for good.
+    pub async fn destroy(
+        &self,
+        permit: &Permit,
+        scope: &ScopePath,
+        name: &SecretName,
+        versions: Vec<i64>,
+    ) -> Result<Vec<i64>, VaultError> {
+        scope_of(permit, Action::SecretDestroy, scope)?;
+        self.keyring()?;
+        if versions.is_empty() {
+            return Err(VaultError::Invalid("destroy needs explicit versions".into()));
+        }
+        Ok(self.store.destroy(scope.as_str(), name.as_str(), versions).await?)
+    }
+
+    /// The effective secrets of a service: project < environment < service,
+    /// then `${NAME}` interpolation. Deleted and destroyed latest versions
+    /// are left out.
+    pub async fn resolve(
+        &self,
+        permit: &Permit,
+        service: &ScopePath,
+    ) -> Result<BTreeMap<String, SecretValue>, VaultError> {
+        scope_of(permit, Action::SecretRead, service)?;
+        let keyring = self.keyring()?;
+        if service.kind() != ScopeKind::Service {
+            return Err(VaultError::Invalid(
+                "resolve takes a service path ORG/PROJECT/ENV/SERVICE".into(),
+            ));
+        }
+        self.scope_row(service).await?;
+        let scopes: Vec<String> = service
+            .ancestors_and_self()
+            .into_iter()
+            .skip(1)
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        let mut merged = BTreeMap::new();
+        for row in self.store.latest_in_scopes(&scopes).await? {
+            if row.deleted_at.is_some() || row.envelope.is_none() {
+                merged.remove(&row.name);
+                continue;
+            }
+            let value = self.open(&keyring, service.org(), &row).await?;
+            merged.insert(row.name.clone(), value);
+        }
+        Ok(crate::resolve::interpolate(&merged)?)
+    }
+
+    fn org_scope(permit: &Permit, org: &ScopePath) -> Result<(), VaultError> {
+        if org.kind() != ScopeKind::Organization {
+            return Err(VaultError::Invalid("keys belong to an organization: give ORG".into()));
+        }
+        scope_of(permit, Action::KeyRotate, org)
+    }
+
+    /// Starts a new key term for `org`; new writes use it at once.
+    pub async fn rotate(&self, permit: &Permit, org: &ScopePath) -> Result<i64, VaultError> {
+        Self::org_scope(permit, org)?;
+        let keyring = self.keyring()?;
+        self.scope_row(org).await?;
+        keyring.rotate(&self.store, org.as_str()).await
+    }
+
+    /// Re-encrypts up to `limit` versions sealed under older terms with the
+    /// newest term. Idempotent and resumable: call until `remaining == 0`.
+    pub async fn rewrap(&self, permit: &Permit, org: &ScopePath, limit: i64) -> Result<RewrapProgress, VaultError> {
+        Self::org_scope(permit, org)?;
+        let keyring = self.keyring()?;
+        self.scope_row(org).await?;
+        let target = keyring.current_term(&self.store, org.as_str()).await?;
+        let rows = self
+            .store
+            .versions_to_rewrap(org.as_str(), target, limit.clamp(1, 1000))
+            .await?;
+        let mut rewrapped = 0;
+        if !rows.is_empty() {
+            let new_key = keyring.reserve(&self.store, org.as_str(), rows.len() as i64).await?;
+            let term = u32::try_from(new_key.term)
+                .map_err(|_| VaultError::Integrity("key term out of range".into()))?;
+            let mut items = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (Some(envelope), Ok(old)) = (
+                    row.envelope.as_deref(),
+                    keyring.term(&self.store, org.as_str(), row.key_term).await,
+                ) else {
+                    continue;
+                };
+                let v = row.version.to_be_bytes();
+                let ctx = secret_context(org.as_str(), &row.scope, &row.name, &v);
+                let plain = old.secrets.open(envelope, &ctx).map_err(|_| {
+                    VaultError::Integrity(format!("version {} of {} in {}", row.version, row.name, row.scope))
+                })?;
+                items.push(Rewrapped {
+                    secret_id: row.secret_id,
+                    version: row.version,
+                    old_term: row.key_term,
+                    new_term: new_key.term,
+                    envelope: new_key.secrets.seal(term, &ctx, &plain)?,
+                });
+            }
+            rewrapped = self.store.replace_envelopes(items).await?;
+        }
+        let remaining = self
+            .store
+            .term_usage(org.as_str())
+            .await?
+            .iter()
+            .filter(|(t, _)| *t < target)
+            .map(|(_, n)| n)
+            .sum();
+        Ok(RewrapProgress {
+            target_term: target,
+            rewrapped,
+            remaining,
+        })
+    }
+
+    /// Every key term of `org` with its usage.
+    pub async fn key_status(&self, permit: &Permit, org: &ScopePath) -> Result<Vec<TermStatus>, VaultError> {
+        Self::org_scope(permit, org)?;
+        self.keyring()?;
+        self.scope_row(org).await?;
+        let usage: BTreeMap<i64, i64> = self.store.term_usage(org.as_str()).await?.into_iter().collect();
+        Ok(self
+            .store
+            .org_keys(org.as_str())
+            .await?
+            .into_iter()
+            .map(|k| TermStatus {
+                term: k.term,
+                created_at: k.created_at,
+                encryptions: k.encryptions,
+                versions: usage.get(&k.term).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+}
