@@ -1,1 +1,37 @@
-fn main() {}
+//! `warden`: the one binary. Runs the server (`dev`, `server`) and is the
+//! client for everything else; client commands talk only to the HTTPS API.
+//!
+//! Exit codes: 0 ok, 1 error, 2 usage (including invalid names), 3 not found, 4 unauthenticated or
+//! denied, 5 sealed or unavailable, 6 conflict (exists already, check-and-set
+//! mismatch).
+
+mod client_config;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::commands::Cli;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(commands::exit_code(&e))
+        }
+    }
+}

@@ -1,1 +1,112 @@
-//! placeholder
+//! The Warden server: composition of the vault, storage and audit behind one
+//! HTTPS API.
+//!
+//! Owns configuration, TLS setup, process hardening, the request pipeline
+//! ([`pipeline`]: authenticate → authorize → audit → execute, in one file),
+//! the route table ([`routes::ROUTES`]) from which both the router and the
+//! OpenAPI document are built, metrics, and `warden dev` bootstrapping.
+//!
+//! Architecture invariants: handlers never call the vault except through
+//! [`App::run`] (the pipeline), which alone turns a request into a
+//! [`warden_policies::Permit`]; errors become HTTP answers in
+//! [`error`] only; nothing here logs a request body.
+
+pub mod config;
+pub mod dev;
+mod error;
+pub mod hardening;
+mod metrics;
+pub mod openapi;
+pub mod pipeline;
+pub mod routes;
+mod serve;
+mod state;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use error::ApiError;
+pub use pipeline::RequestMeta;
+pub use serve::app_router;
+pub use state::App;
+
+/// What a server needs to start.
+pub struct ServerOptions {
+    /// Address to listen on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// TLS configuration.
+    pub tls: Arc<rustls::ServerConfig>,
+    /// This node's name in audit entries.
+    pub node_id: String,
+    /// Per-request time limit.
+    pub request_timeout: Duration,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] warden_store::StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A running server.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Shared state (tests and `warden dev` reach the vault through it).
+    pub app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, flushes, returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Opens storage, binds and starts serving. The vault starts sealed.
+pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
+    let store = warden_store::Store::connect(&opts.database_url).await?;
+    let app = Arc::new(App::new(store, &opts.node_id));
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| StartError::Bind {
+            addr: opts.listen,
+            reason: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind {
+        addr: opts.listen,
+        reason: e.to_string(),
+    })?;
+    let router = app_router(app.clone(), opts.request_timeout);
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(serve::serve(listener, opts.tls, router, app.clone(), stopped));
+    tracing::info!(%addr, "listening (HTTPS)");
+    Ok(Running {
+        addr,
+        app,
+        stop: Some(stop),
+        task,
+    })
+}

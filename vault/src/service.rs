@@ -97,6 +97,7 @@ pub struct RewrapProgress {
 pub struct Vault {
     store: Store,
     state: RwLock<State>,
+    kdf_turn: tokio::sync::Semaphore,
 }
 
 fn check(permit: &Permit, action: Action, resource: Resource) -> Result<(), VaultError> {
@@ -117,6 +118,7 @@ impl Vault {
         Self {
             store,
             state: RwLock::new(State::Sealed { shares: Vec::new() }),
+            kdf_turn: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -204,7 +206,13 @@ impl Vault {
     /// Unseals with a passphrase.
     pub async fn unseal_passphrase(&self, passphrase: &str) -> Result<SealStatus, VaultError> {
         let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
-        let key = tokio::task::block_in_place(|| unseal::passphrase_key(&config, passphrase))?;
+        // One Argon2id derivation at a time: unseal is unauthenticated, and
+        // each attempt costs 64 MiB and a few hundred milliseconds of CPU.
+        let _turn = self.kdf_turn.acquire().await.map_err(|_| VaultError::Sealed)?;
+        let passphrase = Zeroizing::new(passphrase.to_owned());
+        let key = tokio::task::spawn_blocking(move || unseal::passphrase_key(&config, &passphrase))
+            .await
+            .map_err(|_| VaultError::Invalid("unseal was interrupted".into()))??;
         let root = unseal::open_root(&wrapped, &key)?;
         self.install(&root)?;
         self.status().await
@@ -224,19 +232,21 @@ impl Vault {
         let share = Share::parse(share)?;
         let combined = {
             let mut state = self.state.write().map_err(|_| VaultError::Sealed)?;
-            let State::Sealed { shares } = &mut *state else {
-                drop(state);
-                return self.status().await;
-            };
-            if !shares.iter().any(|s| s.index() == share.index()) {
-                shares.push(share);
-            }
-            if shares.len() < threshold as usize {
-                None
-            } else {
-                let key = unseal::combine(threshold, shares);
-                shares.clear();
-                Some(key)
+            match &mut *state {
+                // Already unsealed: nothing to do.
+                State::Unsealed(_) => None,
+                State::Sealed { shares } => {
+                    if !shares.iter().any(|s| s.index() == share.index()) {
+                        shares.push(share);
+                    }
+                    if shares.len() < threshold as usize {
+                        None
+                    } else {
+                        let key = unseal::combine(threshold, shares);
+                        shares.clear();
+                        Some(key)
+                    }
+                }
             }
         };
         if let Some(key) = combined {

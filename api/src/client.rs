@@ -1,0 +1,217 @@
+//! A small HTTPS client: HTTP/1.1 over rustls (ring provider), trusting only
+//! the CA it is given.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::ErrorBody;
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server address or CA is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// TCP or TLS connection failed.
+    #[error("cannot reach {addr}: {reason}")]
+    Connect {
+        /// host:port.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Machine code from the body.
+        code: String,
+        /// Message from the body.
+        message: String,
+    },
+    /// The answer was not what the API documents.
+    #[error("unexpected response: {0}")]
+    Decode(String),
+}
+
+/// Client for one Warden server.
+#[derive(Clone)]
+pub struct Client {
+    addr: String,
+    server_name: ServerName<'static>,
+    tls: TlsConnector,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// `base` is `https://HOST:PORT`; `ca_pem` the CA certificate(s) to trust.
+    pub fn new(base: &str, ca_pem: &[u8], token: Option<String>) -> Result<Self, ClientError> {
+        let rest = base
+            .strip_prefix("https://")
+            .ok_or_else(|| ClientError::Config(format!("server address {base:?} must start with https://")))?;
+        let addr = rest.trim_end_matches('/').to_owned();
+        let host = match addr.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_start_matches('[').trim_end_matches(']'),
+            _ => return Err(ClientError::Config(format!("server address {base:?} needs a port"))),
+        };
+        let server_name = ServerName::try_from(host.to_owned())
+            .map_err(|_| ClientError::Config(format!("invalid server host {host:?}")))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| ClientError::Config(format!("CA certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Config(format!("CA certificate: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(ClientError::Config("no CA certificate found in the given PEM".into()));
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            addr,
+            server_name,
+            tls: TlsConnector::from(Arc::new(config)),
+            token,
+        })
+    }
+
+    /// Opens a keep-alive connection.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let err = |reason: String| ClientError::Connect {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let tcp = TcpStream::connect(&self.addr).await.map_err(|e| err(e.to_string()))?;
+        tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| err(format!("TLS: {e}")))?;
+        let (sender, conn) = http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Connection {
+            sender,
+            host: self.addr.clone(),
+            token: self.token.clone(),
+        })
+    }
+
+    /// One request on a fresh connection, decoding a JSON answer.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        self.connect().await?.call(method, path, body).await
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+pub struct Connection {
+    sender: http1::SendRequest<Full<Bytes>>,
+    host: String,
+    token: Option<String>,
+}
+
+impl Connection {
+    /// Sends a request; returns status and body bytes.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host)
+            .header("user-agent", concat!("warden/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Sends a JSON request and decodes a JSON answer; maps error bodies to
+    /// [`ClientError::Api`].
+    pub async fn call<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let (status, bytes) = self.send(method, path, body).await?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: e.error.code,
+                    message: e.error.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "http_error".into(),
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+}

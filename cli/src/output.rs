@@ -1,0 +1,142 @@
+//! Human-readable output (the `--output text` side of each command).
+
+use warden_api::{History, KeyStatus, ScopeList, SecretList, SysStatus};
+
+fn time(ms: i64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+/// algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub fn seal_status(s: &SysStatus) {
+    println!("initialized: {}", s.initialized);
+    println!("sealed:      {}", s.sealed);
+    if let Some(m) = &s.method {
+        println!("method:      {m}");
+    }
+    if s.sealed && s.method.as_deref() == Some("shamir") {
+        println!("progress:    {}/{} shares", s.progress, s.threshold);
+    }
+}
+
+pub fn scopes(list: &ScopeList) {
+    if list.scopes.is_empty() {
+        println!("(none)");
+    }
+    for s in &list.scopes {
+        match &s.mode {
+            Some(mode) => println!("{}  {mode}", s.path),
+            None => println!("{}", s.path),
+        }
+    }
+}
+
+pub fn secrets(list: &SecretList) {
+    if list.secrets.is_empty() {
+        println!("(no secrets in {})", list.scope);
+        return;
+    }
+    println!("{:<40} {:>7}  {:<21} STATE", "NAME", "VERSION", "UPDATED");
+    for s in &list.secrets {
+        println!(
+            "{:<40} {:>7}  {:<21} {}",
+            s.name,
+            s.latest,
+            time(s.updated_at),
+            if s.latest_deleted { "deleted" } else { "active" }
+        );
+    }
+}
+
+pub fn history(h: &History) {
+    println!("{:>7}  {:>4}  {:<21} STATE", "VERSION", "TERM", "CREATED");
+    for v in &h.versions {
+        let state = if v.destroyed_at.is_some() {
+            "destroyed"
+        } else if v.deleted_at.is_some() {
+            "deleted"
+        } else {
+            "active"
+        };
+        println!("{:>7}  {:>4}  {:<21} {state}", v.version, v.key_term, time(v.created_at));
+    }
+}
+
+pub fn key_status(k: &KeyStatus) {
+    println!("{}: current key term {}", k.org, k.current_term);
+    println!("{:>4}  {:<21} {:>12} {:>9}", "TERM", "CREATED", "ENCRYPTIONS", "VERSIONS");
+    for t in &k.terms {
+        println!("{:>4}  {:<21} {:>12} {:>9}", t.term, time(t.created_at), t.encryptions, t.versions);
+    }
+}
+
+pub fn progress(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "rewrap {bar:40} {pos}/{len} versions ({eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// POSIX shell single-quoting.
+pub fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', r"'\''"))
+}
+
+/// dotenv double-quoting with escapes for `\`, `"`, `$` and newlines.
+pub fn dotenv_quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str("\\\""),
+            '$' => out.push_str("\\$"),
+            '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_hostile_values() {
+        assert_eq!(shell_quote("a'b $(rm -rf /)"), r"'a'\''b $(rm -rf /)'");
+        assert_eq!(dotenv_quote("a\"b\\c\n$HOME"), r#""a\"b\\c\n\$HOME""#);
+    }
+
+    #[test]
+    fn times_render_in_utc() {
+        assert_eq!(time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(time(1_763_795_000_000), "2025-11-22 07:03:20Z");
+    }
+}

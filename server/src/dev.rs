@@ -1,0 +1,132 @@
+//! `warden dev`: one command from nothing to a working, unsealed server on
+//! embedded defaults.
+//!
+//! The data directory (0700) gets a SQLite database, a private CA and server
+//! certificate, the unseal key in `dev-unseal.key` (0600) and the bootstrap
+//! token in `dev-token` (0600). Keeping the unseal key next to the data
+//! defeats the purpose of sealing: this mode is for laptops only, and says so
+//! loudly. A second start on the same directory reuses everything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::tls::{DevPki, TlsError, ensure_dev_pki, server_config, write_private};
+use crate::{ApiError, RequestMeta, Running, ServerOptions, StartError, start};
+
+/// Why `warden dev` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    /// Creating or reading the data directory failed.
+    #[error("{path}: {reason}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Certificates.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Starting the server.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// Initializing or unsealing.
+    #[error("{0:?}")]
+    Vault(ApiError),
+}
+
+/// A running dev server and how to reach it.
+pub struct Dev {
+    /// The server.
+    pub running: Running,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// Generated certificates.
+    pub pki: DevPki,
+    /// The bootstrap owner token.
+    pub token: Zeroizing<String>,
+    /// Whether this start created the data directory's vault.
+    pub created: bool,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> DevError + '_ {
+    move |e| DevError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), DevError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+}
+
+/// Starts (and on first use creates) a dev server in `data_dir`.
+pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevError> {
+    create_private_dir(data_dir)?;
+    let tls_dir = data_dir.join("tls");
+    create_private_dir(&tls_dir)?;
+    let pki = ensure_dev_pki(&tls_dir)?;
+    let running = start(ServerOptions {
+        listen,
+        database_url: format!("sqlite://{}", data_dir.join("warden.db").display()),
+        tls: server_config(&pki.cert, &pki.key)?,
+        node_id: "dev".to_owned(),
+        request_timeout: Duration::from_secs(30),
+    })
+    .await?;
+    let key_file: PathBuf = data_dir.join("dev-unseal.key");
+    let token_file: PathBuf = data_dir.join("dev-token");
+    let app = running.app.clone();
+    let meta = RequestMeta::new(None, Some("local".to_owned()));
+    let status = app.vault.status().await.map_err(|e| DevError::Vault(e.into()))?;
+    let created = !status.initialized;
+    let token = if created {
+        let token = app
+            .run_public(&meta, "sys.init", async {
+                let out = app
+                    .vault
+                    .init(warden_vault::unseal::InitMethod::DevKeyFile, true)
+                    .await?;
+                let key = out.dev_key.ok_or_else(ApiError::internal)?;
+                write_private(&key_file, key.as_bytes()).map_err(|_| ApiError::internal())?;
+                app.create_root_token().await
+            })
+            .await
+            .map_err(DevError::Vault)?;
+        write_private(&token_file, token.as_bytes())?;
+        token
+    } else {
+        let key = Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io(&key_file))?);
+        app.run_public(&meta, "sys.unseal", async {
+            let key = warden_vault::unseal::decode_key(&key)?;
+            Ok(app.vault.unseal_with_key(&key).await?)
+        })
+        .await
+        .map_err(DevError::Vault)?;
+        Zeroizing::new(
+            std::fs::read_to_string(&token_file)
+                .map_err(io(&token_file))?
+                .trim()
+                .to_owned(),
+        )
+    };
+    let url = format!("https://{}", running.addr);
+    Ok(Dev {
+        running,
+        url,
+        pki,
+        token,
+        created,
+    })
+}

@@ -1,0 +1,245 @@
+//! The request pipeline. Every operation, whatever its entry point, runs
+//! these four steps, in this order, here:
+//!
+//! 1. **Authenticate**: the bearer token becomes a [`Principal`], or 401.
+//! 2. **Authorize**: [`warden_policies::authorize`] returns a [`Permit`] or a
+//!    denial (403). Denials are audited durably before answering.
+//! 3. **Audit**: the intent is appended durably; if that fails, the
+//!    operation does not run and the caller gets 503.
+//! 4. **Execute** with the permit, then append the outcome.
+//!
+//! Public operations (init, unseal) skip steps 1-2 but not 3.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use ring::digest;
+use warden_audit::{Actor, DecisionRecord, Event, SYSTEM_LOG};
+use warden_policies::{Action, Binding, Decision, Permit, Principal, Resource, Role, authorize};
+
+use crate::ApiError;
+use crate::state::App;
+
+/// The principal every bootstrap (root) token authenticates as. It holds
+/// the Owner role at the root until the identity issue brings users.
+pub const BOOTSTRAP_PRINCIPAL: &str = "user:bootstrap";
+
+/// What the pipeline needs from an HTTP request (any entry point can build
+/// one).
+#[derive(Debug, Clone)]
+pub struct RequestMeta {
+    token: Option<String>,
+    source_ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    /// Metadata for a non-HTTP entry point.
+    pub fn new(token: Option<String>, source_ip: Option<String>) -> Self {
+        Self {
+            token,
+            source_ip,
+            user_agent: None,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let token = match header("authorization") {
+            None => None,
+            Some(h) => Some(
+                h.strip_prefix("Bearer ")
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && t.len() <= 256)
+                    .ok_or_else(|| {
+                        ApiError::unauthenticated("the Authorization header must be `Bearer TOKEN`")
+                    })?
+                    .to_owned(),
+            ),
+        };
+        Ok(Self {
+            token,
+            source_ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string()),
+            user_agent: header("user-agent").map(|u| u.chars().take(128).collect()),
+        })
+    }
+}
+
+/// Stored hash of an API token: SHA-256 of the whole token. Tokens carry
+/// 256 random bits, so a fast hash is enough (no offline guessing); the
+/// lookup is by hash, so no comparison of secret bytes happens in our code.
+pub fn token_hash(token: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, token.as_bytes()).as_ref().to_vec()
+}
+
+/// Where an event about `resource` is logged.
+fn log_for(resource: &Resource) -> String {
+    match resource {
+        Resource::Root => SYSTEM_LOG.to_owned(),
+        Resource::Scope(p) => p.org().to_owned(),
+    }
+}
+
+fn status_of<T>(result: &Result<T, ApiError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
+}
+
+struct Authenticated {
+    principal: Principal,
+    token_id: String,
+}
+
+impl App {
+    fn actor(&self, meta: &RequestMeta, who: Option<&Authenticated>) -> Actor {
+        Actor {
+            principal: who.map_or_else(|| "anonymous".to_owned(), |a| a.principal.id.clone()),
+            method: if who.is_some() { "token" } else { "none" },
+            token_id: who.map(|a| a.token_id.clone()),
+            source_ip: meta.source_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        }
+    }
+
+    /// Step 1. Unknown, expired and revoked tokens all fail the same way,
+    /// and the failure is audited in the system log.
+    async fn authenticate(&self, meta: &RequestMeta) -> Result<Authenticated, ApiError> {
+        let reason = match &meta.token {
+            None => "missing bearer token",
+            Some(token) => match self.store.token_by_hash(&token_hash(token)).await? {
+                Some(row)
+                    if row.revoked_at.is_none()
+                        && row.expires_at.is_none_or(|e| e > warden_store::now_ms()) =>
+                {
+                    let bindings = if row.principal == BOOTSTRAP_PRINCIPAL {
+                        vec![Binding {
+                            role: Role::Owner,
+                            scope: Resource::Root,
+                        }]
+                    } else {
+                        Vec::new()
+                    };
+                    return Ok(Authenticated {
+                        principal: Principal {
+                            id: row.principal,
+                            bindings,
+                        },
+                        token_id: row.id,
+                    });
+                }
+                Some(_) => "expired or revoked token",
+                None => "unknown token",
+            },
+        };
+        let event = Event {
+            op_id: self.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: self.actor(meta, None),
+            action: "auth.login".to_owned(),
+            target: "token".to_owned(),
+            decision: None,
+        };
+        self.audit
+            .record(&event, reason)
+            .await
+            .map_err(|_| ApiError::audit_unavailable())?;
+        Err(ApiError::unauthenticated(format!(
+            "{reason}: send `Authorization: Bearer TOKEN` with a valid token"
+        )))
+    }
+
+    /// Runs an authenticated, authorized, audited operation.
+    pub async fn run<T, F, Fut>(
+        &self,
+        meta: &RequestMeta,
+        action: Action,
+        resource: Resource,
+        target: String,
+        op: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let who = self.authenticate(meta).await?;
+        let mut event = Event {
+            op_id: self.audit.op_id(),
+            log: log_for(&resource),
+            actor: self.actor(meta, Some(&who)),
+            action: action.as_str().to_owned(),
+            target,
+            decision: None,
+        };
+        match authorize(&who.principal, action, &resource) {
+            Decision::Deny(denial) => {
+                event.decision = Some(DecisionRecord {
+                    effect: "deny",
+                    rule: denial.reason.clone(),
+                });
+                self.audit
+                    .record(&event, "forbidden")
+                    .await
+                    .map_err(|_| ApiError::audit_unavailable())?;
+                Err(ApiError::forbidden(denial.reason))
+            }
+            Decision::Allow(permit) => {
+                event.decision = Some(DecisionRecord {
+                    effect: "allow",
+                    rule: permit.rule().to_owned(),
+                });
+                self.audit
+                    .intent(&event)
+                    .await
+                    .map_err(|_| ApiError::audit_unavailable())?;
+                let result = op(permit).await;
+                self.audit.outcome(&event, status_of(&result));
+                result
+            }
+        }
+    }
+
+    /// Runs an unauthenticated operation (init, unseal), still audited
+    /// before and after, in the system log.
+    pub async fn run_public<T, Fut>(
+        &self,
+        meta: &RequestMeta,
+        action: &str,
+        op: Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let event = Event {
+            op_id: self.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: self.actor(meta, None),
+            action: action.to_owned(),
+            target: "vault".to_owned(),
+            decision: None,
+        };
+        self.audit
+            .intent(&event)
+            .await
+            .map_err(|_| ApiError::audit_unavailable())?;
+        let result = op.await;
+        self.audit.outcome(&event, status_of(&result));
+        result
+    }
+}
