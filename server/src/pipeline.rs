@@ -2,6 +2,8 @@
 //! these four steps, in this order, here:
 //!
 //! 1. **Authenticate**: the bearer token becomes a [`Principal`], or 401.
+//!    This runs as the [`Caller`] extractor, before any body, path or query
+//!    is parsed, so an anonymous caller learns nothing about validation.
 //! 2. **Authorize**: [`warden_policies::authorize`] returns a [`Permit`] or a
 //!    denial (403). Denials are audited durably before answering.
 //! 3. **Audit**: the intent is appended durably; if that fails, the
@@ -12,6 +14,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
@@ -107,6 +110,22 @@ struct Authenticated {
     token_id: String,
 }
 
+/// An authenticated caller (step 1 of the pipeline, as an extractor).
+pub struct Caller {
+    meta: RequestMeta,
+    who: Authenticated,
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let meta = RequestMeta::from_request_parts(parts, app).await?;
+        let who = app.authenticate(&meta).await?;
+        Ok(Self { meta, who })
+    }
+}
+
 impl App {
     fn actor(&self, meta: &RequestMeta, who: Option<&Authenticated>) -> Actor {
         Actor {
@@ -165,10 +184,10 @@ impl App {
         )))
     }
 
-    /// Runs an authenticated, authorized, audited operation.
+    /// Runs an authorized, audited operation for an authenticated caller.
     pub async fn run<T, F, Fut>(
         &self,
-        meta: &RequestMeta,
+        caller: &Caller,
         action: Action,
         resource: Resource,
         target: String,
@@ -178,11 +197,11 @@ impl App {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let who = self.authenticate(meta).await?;
+        let who = &caller.who;
         let mut event = Event {
             op_id: self.audit.op_id(),
             log: log_for(&resource),
-            actor: self.actor(meta, Some(&who)),
+            actor: self.actor(&caller.meta, Some(who)),
             action: action.as_str().to_owned(),
             target,
             decision: None,

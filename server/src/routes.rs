@@ -18,7 +18,7 @@ use warden_types::{EnvMode, ScopeKind, ScopePath, SecretName};
 use warden_vault::unseal::InitMethod;
 use warden_vault::Vault;
 
-use crate::pipeline::RequestMeta;
+use crate::pipeline::{Caller, RequestMeta};
 use crate::state::App;
 use crate::ApiError;
 
@@ -266,18 +266,18 @@ async fn sys_unseal(
     .await
 }
 
-async fn sys_seal(State(app): State<AppState>, meta: RequestMeta) -> Result<Json<SysStatus>, ApiError> {
+async fn sys_seal(State(app): State<AppState>, caller: Caller) -> Result<Json<SysStatus>, ApiError> {
     let app: &App = &app;
-    app.run(&meta, Action::SysSeal, Resource::Root, "vault".into(), |permit| async move {
+    app.run(&caller, Action::SysSeal, Resource::Root, "vault".into(), |permit| async move {
         app.vault.seal(&permit)?;
         Ok(Json(sys_status_out(app.vault.status().await?)))
     })
     .await
 }
 
-async fn list_orgs(State(app): State<AppState>, meta: RequestMeta) -> Result<Json<ScopeList>, ApiError> {
+async fn list_orgs(State(app): State<AppState>, caller: Caller) -> Result<Json<ScopeList>, ApiError> {
     let app: &App = &app;
-    app.run(&meta, Action::EnvManage, Resource::Root, "/".into(), |permit| async move {
+    app.run(&caller, Action::EnvManage, Resource::Root, "/".into(), |permit| async move {
         let rows = app.vault.list_scopes(&permit, None).await?;
         Ok(Json(ScopeList { scopes: rows.into_iter().map(scope_out).collect() }))
     })
@@ -286,12 +286,12 @@ async fn list_orgs(State(app): State<AppState>, meta: RequestMeta) -> Result<Jso
 
 async fn list_children(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ScopeList>, ApiError> {
     let parent = scope_arg(path)?;
     let app: &App = &app;
-    app.run(&meta, Action::EnvManage, Resource::Scope(parent.clone()), parent.to_string(), |permit| async move {
+    app.run(&caller, Action::EnvManage, Resource::Scope(parent.clone()), parent.to_string(), |permit| async move {
         let rows = app.vault.list_scopes(&permit, Some(&parent)).await?;
         Ok(Json(ScopeList { scopes: rows.into_iter().map(scope_out).collect() }))
     })
@@ -300,7 +300,7 @@ async fn list_children(
 
 async fn create_scope(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     Body(req): Body<CreateScope>,
 ) -> Result<(StatusCode, Json<Scope>), ApiError> {
     let kind = match req.kind.as_str() {
@@ -321,7 +321,7 @@ async fn create_scope(
         .map_err(|e| ApiError::from(e).field("mode"))?;
     let resource = path.parent().map(Resource::Scope).unwrap_or(Resource::Root);
     let app: &App = &app;
-    app.run(&meta, Action::EnvManage, resource, path.to_string(), |permit| async move {
+    app.run(&caller, Action::EnvManage, resource, path.to_string(), |permit| async move {
         app.vault.create_scope(&permit, &path, mode, req.max_versions).await?;
         let row = app.store.scope(path.as_str()).await?.ok_or_else(ApiError::internal)?;
         Ok((StatusCode::CREATED, Json(scope_out(row))))
@@ -331,12 +331,12 @@ async fn create_scope(
 
 async fn list_secrets(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SecretList>, ApiError> {
     let scope = scope_arg(path)?;
     let app: &App = &app;
-    app.run(&meta, Action::SecretList, Resource::Scope(scope.clone()), scope.to_string(), |permit| async move {
+    app.run(&caller, Action::SecretList, Resource::Scope(scope.clone()), scope.to_string(), |permit| async move {
         let rows = app.vault.list(&permit, &scope).await?;
         Ok(Json(SecretList {
             scope: scope.to_string(),
@@ -356,7 +356,7 @@ async fn list_secrets(
 
 async fn put_secrets(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     Body(req): Body<PutSecrets>,
 ) -> Result<Json<PutResponse>, ApiError> {
@@ -375,7 +375,7 @@ async fn put_secrets(
     let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
     let target = format!("{scope}#{}", names.join(","));
     let app: &App = &app;
-    app.run(&meta, Action::SecretWrite, Resource::Scope(scope.clone()), target, |permit| async move {
+    app.run(&caller, Action::SecretWrite, Resource::Scope(scope.clone()), target, |permit| async move {
         let written = app.vault.put(&permit, &scope, values, req.cas).await?;
         Ok(Json(PutResponse {
             written: written
@@ -397,7 +397,7 @@ struct KeyQuery {
 
 async fn get_secret(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     q: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<SecretResponse>, ApiError> {
@@ -412,7 +412,7 @@ async fn get_secret(
         None => target(&scope, &name),
     };
     let app: &App = &app;
-    app.run(&meta, Action::SecretRead, Resource::Scope(scope.clone()), target, |permit| async move {
+    app.run(&caller, Action::SecretRead, Resource::Scope(scope.clone()), target, |permit| async move {
         let (value, meta) = app.vault.get(&permit, &scope, &name, q.version).await?;
         Ok(Json(SecretResponse {
             scope: scope.to_string(),
@@ -426,14 +426,14 @@ async fn get_secret(
 
 async fn history(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     q: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<History>, ApiError> {
     let scope = scope_arg(path)?;
     let name = secret_name(&query_arg(q)?.key)?;
     let app: &App = &app;
-    app.run(&meta, Action::SecretList, Resource::Scope(scope.clone()), target(&scope, &name), |permit| async move {
+    app.run(&caller, Action::SecretList, Resource::Scope(scope.clone()), target(&scope, &name), |permit| async move {
         let versions = app.vault.history(&permit, &scope, &name).await?;
         Ok(Json(History {
             name: name.to_string(),
@@ -453,7 +453,7 @@ enum Change {
 
 async fn change_versions(
     app: AppState,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     req: VersionsRequest,
     change: Change,
@@ -468,7 +468,7 @@ async fn change_versions(
         Change::Destroy => Action::SecretDestroy,
     };
     let app: &App = &app;
-    app.run(&meta, action, Resource::Scope(scope.clone()), target(&scope, &name), |permit| async move {
+    app.run(&caller, action, Resource::Scope(scope.clone()), target(&scope, &name), |permit| async move {
         let v: &Vault = &app.vault;
         let changed = match change {
             Change::Delete => v.delete(&permit, &scope, &name, req.versions).await,
@@ -482,39 +482,39 @@ async fn change_versions(
 
 async fn delete(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     Body(req): Body<VersionsRequest>,
 ) -> Result<Json<VersionsChanged>, ApiError> {
-    change_versions(app, meta, path, req, Change::Delete).await
+    change_versions(app, caller, path, req, Change::Delete).await
 }
 
 async fn undelete(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     Body(req): Body<VersionsRequest>,
 ) -> Result<Json<VersionsChanged>, ApiError> {
-    change_versions(app, meta, path, req, Change::Undelete).await
+    change_versions(app, caller, path, req, Change::Undelete).await
 }
 
 async fn destroy(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     Body(req): Body<VersionsRequest>,
 ) -> Result<Json<VersionsChanged>, ApiError> {
-    change_versions(app, meta, path, req, Change::Destroy).await
+    change_versions(app, caller, path, req, Change::Destroy).await
 }
 
 async fn resolve(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Resolved>, ApiError> {
     let service = scope_arg(path)?;
     let app: &App = &app;
-    app.run(&meta, Action::SecretRead, Resource::Scope(service.clone()), format!("{service}#*"), |permit| async move {
+    app.run(&caller, Action::SecretRead, Resource::Scope(service.clone()), format!("{service}#*"), |permit| async move {
         let values = app.vault.resolve(&permit, &service).await?;
         Ok(Json(Resolved {
             service: service.to_string(),
@@ -530,12 +530,12 @@ fn org_arg(p: Result<Path<String>, PathRejection>) -> Result<ScopePath, ApiError
 
 async fn key_status(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<KeyStatus>, ApiError> {
     let org = org_arg(path)?;
     let app: &App = &app;
-    app.run(&meta, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
+    app.run(&caller, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
         let terms = app.vault.key_status(&permit, &org).await?;
         Ok(Json(KeyStatus {
             org: org.to_string(),
@@ -557,12 +557,12 @@ async fn key_status(
 
 async fn rotate(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Rotated>, ApiError> {
     let org = org_arg(path)?;
     let app: &App = &app;
-    app.run(&meta, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
+    app.run(&caller, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
         Ok(Json(Rotated { term: app.vault.rotate(&permit, &org).await? }))
     })
     .await
@@ -577,7 +577,7 @@ struct LimitQuery {
 
 async fn rewrap(
     State(app): State<AppState>,
-    meta: RequestMeta,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     q: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Result<Json<RewrapStep>, ApiError> {
@@ -587,7 +587,7 @@ async fn rewrap(
         return Err(ApiError::invalid("limit is between 1 and 1000").field("limit"));
     }
     let app: &App = &app;
-    app.run(&meta, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
+    app.run(&caller, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
         let p = app.vault.rewrap(&permit, &org, limit).await?;
         Ok(Json(RewrapStep { target_term: p.target_term, rewrapped: p.rewrapped, remaining: p.remaining }))
     })

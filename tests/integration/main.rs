@@ -1,1 +1,12 @@
+//! The integration test binary (one binary, many modules).
+//!
+//! PostgreSQL tests use `WARDEN_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) to create one fresh database
+//! per test. They never skip: an unreachable PostgreSQL fails them.
 
+mod bad_input;
+mod canary;
+mod crash;
+mod harness;
+mod routes;
+mod scenarios;

@@ -1,0 +1,102 @@
+//! No plaintext on disk or in logs: the real `warden dev` binary, debug
+//! logging on, a known value written and read back; then every file in the
+//! data directory and everything the process printed are searched for the
+//! value, raw and in base64 and hex.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use base64::Engine;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{free_port, wait_for_dev, warden_bin};
+
+fn encodings(secret: &str) -> Vec<(String, Vec<u8>)> {
+    let b = secret.as_bytes();
+    let e = base64::engine::general_purpose::STANDARD.encode(b);
+    let u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    vec![
+        ("raw".into(), b.to_vec()),
+        ("base64".into(), e.trim_end_matches('=').as_bytes().to_vec()),
+        ("base64url".into(), u.into_bytes()),
+        ("hex".into(), hex::encode(b).into_bytes()),
+        ("HEX".into(), hex::encode_upper(b).into_bytes()),
+    ]
+}
+
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn assert_absent(what: &str, haystack: &[u8], secret: &str) {
+    for (name, needle) in encodings(secret) {
+        assert!(
+            !haystack.windows(needle.len()).any(|w| w == needle.as_slice()),
+            "the secret appears ({name}) in {what}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_values_never_reach_disk_or_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let child = std::process::Command::new(warden_bin())
+        .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "debug")
+        .env("WARDEN_CONFIG", dir.path().join("client.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = wait_for_dev(&data, port).await;
+    let canary = format!("canary-{}-do-not-leak", hex::encode(rand_bytes()));
+    for (kind, path) in [("organization", "acme"), ("project", "acme/shop")] {
+        client.call::<Value>(Method::POST, "/api/v1/scopes", Some(&json!({"kind": kind, "path": path}))).await.unwrap();
+    }
+    client
+        .call::<Value>(Method::PUT, "/api/v1/secrets/acme/shop", Some(&json!({"values": {"CANARY": canary}})))
+        .await
+        .unwrap();
+    let read: Value = client.call(Method::GET, "/api/v1/secret/acme/shop?key=CANARY", None::<&Value>).await.unwrap();
+    assert_eq!(read["value"], canary.as_str());
+    // Failed operations must not echo it into logs either.
+    let _ = client
+        .call::<Value>(Method::PUT, "/api/v1/secrets/acme/shop", Some(&json!({"values": {"CANARY": canary}, "cas": 99})))
+        .await;
+    let _ = client
+        .call::<Value>(Method::PUT, "/api/v1/secrets/acme", Some(&json!({"values": {"CANARY": canary}})))
+        .await;
+
+    // Stop gracefully (SIGTERM), so logs and the WAL are complete.
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "warden dev exited with {:?}", out.status);
+    let logs = [out.stdout, out.stderr].concat();
+    assert!(String::from_utf8_lossy(&logs).contains("DEBUG"), "debug logging was not on");
+    assert_absent("the server's output", &logs, &canary);
+    let all = files(&data);
+    assert!(all.iter().any(|p| p.ends_with("warden.db")));
+    for f in all {
+        assert_absent(&f.display().to_string(), &std::fs::read(&f).unwrap(), &canary);
+    }
+}
+
+fn rand_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    b.copy_from_slice(&nanos.to_le_bytes());
+    b
+}

@@ -1,0 +1,210 @@
+//! Starting real servers for tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use warden_api::{Client, ClientError};
+use warden_server::{Running, ServerOptions};
+use warden_vault::unseal::InitMethod;
+
+/// Which database a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("WARDEN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Creates a fresh PostgreSQL database and returns its URL.
+pub async fn fresh_postgres_db() -> String {
+    let admin = postgres_admin_url();
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for this test: {e}"));
+    let name = format!(
+        "warden_t_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A running in-process server with an owner token.
+pub struct TestServer {
+    pub running: Running,
+    pub client: Client,
+    pub token: String,
+    pub ca_pem: Vec<u8>,
+    /// Keeps the data directory alive as long as the server.
+    _dir: tempfile::TempDir,
+    pub url: String,
+    pub database_url: String,
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match db {
+            Db::Sqlite => format!("sqlite://{}", dir.path().join("warden.db").display()),
+            Db::Postgres => fresh_postgres_db().await,
+        };
+        let running = start_on(dir.path(), &database_url).await;
+        running
+            .app
+            .vault
+            .init(InitMethod::DevKeyFile, true)
+            .await
+            .unwrap();
+        let token = running.app.create_root_token().await.unwrap().to_string();
+        let ca_pem = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        let url = format!("https://{}", running.addr);
+        let client = Client::new(&url, &ca_pem, Some(token.clone())).unwrap();
+        Self {
+            running,
+            client,
+            token,
+            ca_pem,
+            _dir: dir,
+            url,
+            database_url,
+        }
+    }
+
+    /// A client with another token (or none).
+    pub fn client_with(&self, token: Option<&str>) -> Client {
+        Client::new(&self.url, &self.ca_pem, token.map(str::to_owned)).unwrap()
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        self.client.call(method, path, body.as_ref()).await
+    }
+
+    pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        self.call(method.clone(), path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Creates org/project/env(mode)/service scopes along `path`.
+    pub async fn scopes(&self, service_path: &str, mode: &str) {
+        let parts: Vec<&str> = service_path.split('/').collect();
+        let kinds = ["organization", "project", "environment", "service"];
+        for depth in 1..=parts.len() {
+            let path = parts[..depth].join("/");
+            let mut body = json!({"kind": kinds[depth - 1], "path": path});
+            if depth == 3 {
+                body["mode"] = json!(mode);
+            }
+            match self.call(Method::POST, "/api/v1/scopes", Some(body)).await {
+                Ok(_) => {}
+                Err(ClientError::Api { status: 409, .. }) => {}
+                Err(e) => panic!("creating {path}: {e}"),
+            }
+        }
+    }
+
+    pub async fn put(&self, scope: &str, values: Value) -> Value {
+        self.ok(Method::PUT, &format!("/api/v1/secrets/{scope}"), Some(json!({"values": values})))
+            .await
+    }
+
+    pub async fn get(&self, scope: &str, key: &str) -> Result<String, ClientError> {
+        let v = self
+            .call(Method::GET, &format!("/api/v1/secret/{scope}?key={key}"), None)
+            .await?;
+        Ok(v["value"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown().await;
+    }
+}
+
+/// Starts a sealed server over `database_url` with a dev PKI in `dir`.
+pub async fn start_on(dir: &Path, database_url: &str) -> Running {
+    let pki = warden_server::tls::ensure_dev_pki(dir).unwrap();
+    warden_server::start(ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        tls: warden_server::tls::server_config(&pki.cert, &pki.key).unwrap(),
+        node_id: "test".into(),
+        request_timeout: Duration::from_secs(30),
+    })
+    .await
+    .unwrap()
+}
+
+/// The `warden` binary built by the same `cargo test` run.
+pub fn warden_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("warden");
+    assert!(
+        bin.exists(),
+        "{} not found: run the tests with `cargo test --workspace` so the binary is built",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a `warden dev` in `data_dir` on `port` answers, returning a
+/// client with its token.
+pub async fn wait_for_dev(data_dir: &Path, port: u16) -> Client {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let (Ok(ca), Ok(token)) = (
+            std::fs::read(data_dir.join("tls/ca.pem")),
+            std::fs::read_to_string(data_dir.join("dev-token")),
+        ) {
+            let client = Client::new(&format!("https://127.0.0.1:{port}"), &ca, Some(token.trim().to_owned())).unwrap();
+            if let Ok(v) = client.call::<Value>(Method::GET, "/api/v1/sys/status", None::<&Value>).await
+                && v["sealed"] == json!(false)
+            {
+                return client;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "warden dev did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs `f` for both backends as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::harness::TestServer::start($crate::harness::Db::Sqlite).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::harness::TestServer::start($crate::harness::Db::Postgres).await).await
+            }
+        }
+    };
+}
