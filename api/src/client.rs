@@ -57,20 +57,28 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
 impl Client {
     /// `base` is `https://HOST:PORT`; `ca_pem` the CA certificate(s) to trust.
     pub fn new(base: &str, ca_pem: &[u8], token: Option<String>) -> Result<Self, ClientError> {
-        let rest = base
-            .strip_prefix("https://")
-            .ok_or_else(|| ClientError::Config(format!("server address {base:?} must start with https://")))?;
+        let rest = base.strip_prefix("https://").ok_or_else(|| {
+            ClientError::Config(format!("server address {base:?} must start with https://"))
+        })?;
         let addr = rest.trim_end_matches('/').to_owned();
         let host = match addr.rsplit_once(':') {
-            Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_start_matches('[').trim_end_matches(']'),
-            _ => return Err(ClientError::Config(format!("server address {base:?} needs a port"))),
+            Some((h, p)) if p.parse::<u16>().is_ok() => {
+                h.trim_start_matches('[').trim_end_matches(']')
+            }
+            _ => {
+                return Err(ClientError::Config(format!(
+                    "server address {base:?} needs a port"
+                )));
+            }
         };
         let server_name = ServerName::try_from(host.to_owned())
             .map_err(|_| ClientError::Config(format!("invalid server host {host:?}")))?;
@@ -82,7 +90,9 @@ impl Client {
                 .map_err(|e| ClientError::Config(format!("CA certificate: {e}")))?;
         }
         if roots.is_empty() {
-            return Err(ClientError::Config("no CA certificate found in the given PEM".into()));
+            return Err(ClientError::Config(
+                "no CA certificate found in the given PEM".into(),
+            ));
         }
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -106,7 +116,9 @@ impl Client {
             addr: self.addr.clone(),
             reason,
         };
-        let tcp = TcpStream::connect(&self.addr).await.map_err(|e| err(e.to_string()))?;
+        let tcp = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
         let tls = self
             .tls

@@ -13,7 +13,9 @@ pub struct WireValue(pub SecretValue);
 impl<'de> Deserialize<'de> for WireValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        SecretValue::new(s).map(WireValue).map_err(serde::de::Error::custom)
+        SecretValue::new(s)
+            .map(WireValue)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -95,7 +95,13 @@ impl Auditor {
     /// An auditor writing through `store`, naming itself `node`.
     pub fn new(store: Store, node: impl Into<String>) -> Self {
         let node = node.into();
-        let op_prefix = format!("{:x}", SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        let op_prefix = format!(
+            "{:x}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
         Self {
             store,
             node,
@@ -106,7 +112,12 @@ impl Auditor {
 
     /// A fresh operation id, unique per node and start.
     pub fn op_id(&self) -> String {
-        format!("{}-{}-{}", self.node, self.op_prefix, self.next_op.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}-{}",
+            self.node,
+            self.op_prefix,
+            self.next_op.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     fn encode(&self, phase: &'static str, event: &Event, status: Option<&str>) -> String {

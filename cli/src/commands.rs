@@ -65,7 +65,7 @@ enum Command {
     },
     /// Run a production server from a TOML configuration file. Starts sealed.
     Server {
-        /// Configuration file; every key can be overridden by WARDEN_<KEY>.
+        /// Configuration file; every key can be overridden by `WARDEN_<KEY>`.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -278,9 +278,15 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn call<T: DeserializeOwned>(&self, method: hyper::Method, path: &str, body: Option<Value>) -> anyhow::Result<(T, Value)> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(T, Value)> {
         let raw: Value = self.client.call(method, path, body.as_ref()).await?;
-        let typed = serde_json::from_value(raw.clone()).context("unexpected answer from the server")?;
+        let typed =
+            serde_json::from_value(raw.clone()).context("unexpected answer from the server")?;
         Ok((typed, raw))
     }
 
@@ -296,11 +302,9 @@ impl Ctx {
 
 fn connect(global: &Global) -> anyhow::Result<Ctx> {
     let saved = client_config::load()?;
-    let server = global
-        .server
-        .clone()
-        .or(saved.server)
-        .ok_or_else(|| anyhow!("no server address: pass --server or set WARDEN_ADDR (or run `warden dev`)"))?;
+    let server = global.server.clone().or(saved.server).ok_or_else(|| {
+        anyhow!("no server address: pass --server or set WARDEN_ADDR (or run `warden dev`)")
+    })?;
     let ca = global
         .ca_cert
         .clone()
@@ -334,8 +338,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 fn init_logging(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn shutdown_signal() {
@@ -382,12 +392,22 @@ async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr, log: LogFormat) -> a
          every secret. Never use `warden dev` for real secrets.\n",
         dir = data_dir.display()
     );
-    println!("Warden dev server {}", if dev.created { "created and running" } else { "running" });
+    println!(
+        "Warden dev server {}",
+        if dev.created {
+            "created and running"
+        } else {
+            "running"
+        }
+    );
     println!("  URL:      {}", dev.url);
     println!("  CA:       {}", dev.pki.ca_cert.display());
     println!("  Token:    {}", dev.token.as_str());
     println!("  Data:     {}", data_dir.display());
-    println!("  CLI config written to {} (the next `warden` command needs no flags)", saved.display());
+    println!(
+        "  CLI config written to {} (the next `warden` command needs no flags)",
+        saved.display()
+    );
     shutdown_signal().await;
     eprintln!("shutting down: finishing in-flight requests");
     dev.running.shutdown().await;
@@ -416,10 +436,14 @@ async fn server(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn read_hidden(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     if std::io::stdin().is_terminal() {
-        Ok(Zeroizing::new(rpassword::prompt_password(prompt).context("reading from the terminal")?))
+        Ok(Zeroizing::new(
+            rpassword::prompt_password(prompt).context("reading from the terminal")?,
+        ))
     } else {
         let mut s = Zeroizing::new(String::new());
-        std::io::stdin().read_line(&mut s).context("reading standard input")?;
+        std::io::stdin()
+            .read_line(&mut s)
+            .context("reading standard input")?;
         let trimmed = Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_owned());
         Ok(trimmed)
     }
@@ -444,14 +468,31 @@ async fn client_command(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
         Command::Org(c) => scope_cmd(ctx, ScopeKind::Organization, c).await,
         Command::Project(c) => scope_cmd(ctx, ScopeKind::Project, c).await,
         Command::Service(c) => scope_cmd(ctx, ScopeKind::Service, c).await,
-        Command::Env(EnvCmd::Create { path, mode, max_versions }) => {
+        Command::Env(EnvCmd::Create {
+            path,
+            mode,
+            max_versions,
+        }) => {
             scope_path(&path, Some(ScopeKind::Environment))?;
             let body = json!({"kind": "environment", "path": path, "mode": mode, "max_versions": max_versions});
             let (s, raw): (Scope, _) = ctx.call(M::POST, "/api/v1/scopes", Some(body)).await?;
-            ctx.print(&raw, || println!("created environment {} ({})", s.path, s.mode.unwrap_or_default()))
+            ctx.print(&raw, || {
+                println!(
+                    "created environment {} ({})",
+                    s.path,
+                    s.mode.unwrap_or_default()
+                )
+            })
         }
         Command::Env(EnvCmd::List { parent }) => {
-            scope_cmd(ctx, ScopeKind::Environment, ScopeCmd::List { parent: Some(parent) }).await
+            scope_cmd(
+                ctx,
+                ScopeKind::Environment,
+                ScopeCmd::List {
+                    parent: Some(parent),
+                },
+            )
+            .await
         }
         Command::Secret(c) => secret(ctx, c).await,
         Command::Keys(c) => keys(ctx, c).await,
@@ -479,7 +520,8 @@ async fn operator(ctx: &Ctx, op: OperatorCmd) -> anyhow::Result<()> {
                     json!({"method": "passphrase", "passphrase": p.as_str()})
                 }
             };
-            let (out, raw): (InitResponse, _) = ctx.call(M::POST, "/api/v1/sys/init", Some(body)).await?;
+            let (out, raw): (InitResponse, _) =
+                ctx.call(M::POST, "/api/v1/sys/init", Some(body)).await?;
             ctx.print(&raw, || {
                 println!("Vault initialized. It is sealed: run `warden operator unseal`.");
                 println!("Root token (shown once): {}", out.root_token.0.expose());
@@ -487,7 +529,9 @@ async fn operator(ctx: &Ctx, op: OperatorCmd) -> anyhow::Result<()> {
                     println!("Unseal share {}: {}", i + 1, s.0.expose());
                 }
                 if !out.shares.is_empty() {
-                    println!("Give each share to a different operator; they are not stored anywhere.");
+                    println!(
+                        "Give each share to a different operator; they are not stored anywhere."
+                    );
                 }
             })
         }
@@ -498,12 +542,19 @@ async fn operator(ctx: &Ctx, op: OperatorCmd) -> anyhow::Result<()> {
                 return Ok(());
             }
             let body = match status.method.as_deref() {
-                Some("shamir") => json!({"share": read_hidden(&format!("Unseal share ({}/{} given): ", status.progress, status.threshold))?.as_str()}),
-                Some("passphrase") => json!({"passphrase": read_hidden("Unseal passphrase: ")?.as_str()}),
-                Some(other) => bail!("this vault unseals with {other}, which the server does itself"),
+                Some("shamir") => {
+                    json!({"share": read_hidden(&format!("Unseal share ({}/{} given): ", status.progress, status.threshold))?.as_str()})
+                }
+                Some("passphrase") => {
+                    json!({"passphrase": read_hidden("Unseal passphrase: ")?.as_str()})
+                }
+                Some(other) => {
+                    bail!("this vault unseals with {other}, which the server does itself")
+                }
                 None => bail!("the vault is not initialized: run `warden operator init`"),
             };
-            let (s, raw): (SysStatus, _) = ctx.call(M::POST, "/api/v1/sys/unseal", Some(body)).await?;
+            let (s, raw): (SysStatus, _) =
+                ctx.call(M::POST, "/api/v1/sys/unseal", Some(body)).await?;
             ctx.print(&raw, || output::seal_status(&s))
         }
         OperatorCmd::Seal => {
@@ -553,7 +604,8 @@ async fn scope_cmd(ctx: &Ctx, kind: ScopeKind, c: ScopeCmd) -> anyhow::Result<()
 fn read_value(spec: &str) -> anyhow::Result<Zeroizing<String>> {
     match spec.strip_prefix('@') {
         Some(file) => Ok(Zeroizing::new(
-            std::fs::read_to_string(file).with_context(|| format!("reading value file {file} (must be UTF-8)"))?,
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading value file {file} (must be UTF-8)"))?,
         )),
         None => Ok(Zeroizing::new(spec.to_owned())),
     }
@@ -562,7 +614,12 @@ fn read_value(spec: &str) -> anyhow::Result<Zeroizing<String>> {
 async fn secret(ctx: &Ctx, c: SecretCmd) -> anyhow::Result<()> {
     use hyper::Method as M;
     match c {
-        SecretCmd::Set { scope, pairs, stdin, cas } => {
+        SecretCmd::Set {
+            scope,
+            pairs,
+            stdin,
+            cas,
+        } => {
             let scope = scope_path(&scope, None)?;
             let mut values: BTreeMap<String, Zeroizing<String>> = BTreeMap::new();
             if stdin {
@@ -571,16 +628,21 @@ async fn secret(ctx: &Ctx, c: SecretCmd) -> anyhow::Result<()> {
                 };
                 key_name(key)?;
                 let mut v = Zeroizing::new(String::new());
-                std::io::stdin().read_to_string(&mut v).context("reading the value from stdin (must be UTF-8)")?;
+                std::io::stdin()
+                    .read_to_string(&mut v)
+                    .context("reading the value from stdin (must be UTF-8)")?;
                 if v.ends_with('\n') {
                     v.pop();
                 }
                 values.insert(key.clone(), v);
             } else {
                 for pair in &pairs {
-                    let (k, v) = pair
-                        .split_once('=')
-                        .ok_or_else(|| anyhow!("{:?} is not KEY=VALUE (use --stdin to pass a value on standard input)", pair.split('=').next().unwrap_or_default()))?;
+                    let (k, v) = pair.split_once('=').ok_or_else(|| {
+                        anyhow!(
+                            "{:?} is not KEY=VALUE (use --stdin to pass a value on standard input)",
+                            pair.split('=').next().unwrap_or_default()
+                        )
+                    })?;
                     key_name(k)?;
                     values.insert(k.to_owned(), read_value(v)?);
                 }
@@ -589,14 +651,20 @@ async fn secret(ctx: &Ctx, c: SecretCmd) -> anyhow::Result<()> {
                 "values": values.iter().map(|(k, v)| (k.clone(), Value::String(v.to_string()))).collect::<serde_json::Map<_, _>>(),
                 "cas": cas,
             });
-            let (out, raw): (PutResponse, _) = ctx.call(M::PUT, &format!("/api/v1/secrets/{scope}"), Some(body)).await?;
+            let (out, raw): (PutResponse, _) = ctx
+                .call(M::PUT, &format!("/api/v1/secrets/{scope}"), Some(body))
+                .await?;
             ctx.print(&raw, || {
                 for w in &out.written {
                     println!("{} = version {}", w.name, w.version);
                 }
             })
         }
-        SecretCmd::Get { scope, key, version } => {
+        SecretCmd::Get {
+            scope,
+            key,
+            version,
+        } => {
             let scope = scope_path(&scope, None)?;
             let key = key_name(&key)?;
             let mut url = format!("/api/v1/secret/{scope}?key={key}");
@@ -608,36 +676,82 @@ async fn secret(ctx: &Ctx, c: SecretCmd) -> anyhow::Result<()> {
         }
         SecretCmd::List { scope } => {
             let scope = scope_path(&scope, None)?;
-            let (list, raw): (SecretList, _) = ctx.call(M::GET, &format!("/api/v1/secrets/{scope}"), None).await?;
+            let (list, raw): (SecretList, _) = ctx
+                .call(M::GET, &format!("/api/v1/secrets/{scope}"), None)
+                .await?;
             ctx.print(&raw, || output::secrets(&list))
         }
         SecretCmd::History { scope, key } => {
             let scope = scope_path(&scope, None)?;
             let key = key_name(&key)?;
-            let (h, raw): (History, _) = ctx.call(M::GET, &format!("/api/v1/secret-history/{scope}?key={key}"), None).await?;
+            let (h, raw): (History, _) = ctx
+                .call(
+                    M::GET,
+                    &format!("/api/v1/secret-history/{scope}?key={key}"),
+                    None,
+                )
+                .await?;
             ctx.print(&raw, || output::history(&h))
         }
-        SecretCmd::Delete(a) => change(ctx, "secret-delete", "deleted", a.scope, a.key, a.versions).await,
-        SecretCmd::Undelete(a) => change(ctx, "secret-undelete", "undeleted", a.scope, a.key, a.versions).await,
-        SecretCmd::Destroy { scope, key, versions } => change(ctx, "secret-destroy", "destroyed", scope, key, versions).await,
+        SecretCmd::Delete(a) => {
+            change(ctx, "secret-delete", "deleted", a.scope, a.key, a.versions).await
+        }
+        SecretCmd::Undelete(a) => {
+            change(
+                ctx,
+                "secret-undelete",
+                "undeleted",
+                a.scope,
+                a.key,
+                a.versions,
+            )
+            .await
+        }
+        SecretCmd::Destroy {
+            scope,
+            key,
+            versions,
+        } => change(ctx, "secret-destroy", "destroyed", scope, key, versions).await,
         SecretCmd::Resolve { service, format } => {
             let service = scope_path(&service, Some(ScopeKind::Service))?;
-            let (r, raw): (Resolved, _) = ctx.call(M::GET, &format!("/api/v1/resolve/{service}"), None).await?;
+            let (r, raw): (Resolved, _) = ctx
+                .call(M::GET, &format!("/api/v1/resolve/{service}"), None)
+                .await?;
             match (ctx.output, format) {
-                (Output::Json, _) | (_, ResolveFormat::Json) => println!("{}", serde_json::to_string_pretty(&raw["values"])?),
-                (_, ResolveFormat::Env) => r.values.iter().for_each(|(k, v)| println!("export {k}={}", output::shell_quote(v.0.expose()))),
-                (_, ResolveFormat::Dotenv) => r.values.iter().for_each(|(k, v)| println!("{k}={}", output::dotenv_quote(v.0.expose()))),
+                (Output::Json, _) | (_, ResolveFormat::Json) => {
+                    println!("{}", serde_json::to_string_pretty(&raw["values"])?)
+                }
+                (_, ResolveFormat::Env) => r.values.iter().for_each(|(k, v)| {
+                    println!("export {k}={}", output::shell_quote(v.0.expose()))
+                }),
+                (_, ResolveFormat::Dotenv) => r
+                    .values
+                    .iter()
+                    .for_each(|(k, v)| println!("{k}={}", output::dotenv_quote(v.0.expose()))),
             }
             Ok(())
         }
     }
 }
 
-async fn change(ctx: &Ctx, route: &str, verb: &str, scope: String, key: String, versions: Vec<i64>) -> anyhow::Result<()> {
+async fn change(
+    ctx: &Ctx,
+    route: &str,
+    verb: &str,
+    scope: String,
+    key: String,
+    versions: Vec<i64>,
+) -> anyhow::Result<()> {
     let scope = scope_path(&scope, None)?;
     let key = key_name(&key)?;
     let body = json!({"key": key.as_str(), "versions": versions});
-    let (out, raw): (VersionsChanged, _) = ctx.call(hyper::Method::POST, &format!("/api/v1/{route}/{scope}"), Some(body)).await?;
+    let (out, raw): (VersionsChanged, _) = ctx
+        .call(
+            hyper::Method::POST,
+            &format!("/api/v1/{route}/{scope}"),
+            Some(body),
+        )
+        .await?;
     ctx.print(&raw, || {
         if out.changed.is_empty() {
             println!("nothing {verb} (already in that state)");
@@ -652,8 +766,15 @@ async fn keys(ctx: &Ctx, c: KeysCmd) -> anyhow::Result<()> {
     match c {
         KeysCmd::Rotate { org } => {
             let org = scope_path(&org, Some(ScopeKind::Organization))?;
-            let (r, raw): (Rotated, _) = ctx.call(M::POST, &format!("/api/v1/keys/{org}/rotate"), None).await?;
-            ctx.print(&raw, || println!("{org}: new key term {} (run `warden keys rewrap {org}` to move old versions)", r.term))
+            let (r, raw): (Rotated, _) = ctx
+                .call(M::POST, &format!("/api/v1/keys/{org}/rotate"), None)
+                .await?;
+            ctx.print(&raw, || {
+                println!(
+                    "{org}: new key term {} (run `warden keys rewrap {org}` to move old versions)",
+                    r.term
+                )
+            })
         }
         KeysCmd::Rewrap { org, batch } => {
             let org = scope_path(&org, Some(ScopeKind::Organization))?;
@@ -672,7 +793,10 @@ async fn keys(ctx: &Ctx, c: KeysCmd) -> anyhow::Result<()> {
                 }
                 (step, _) = ctx.call(M::POST, &url, None).await?;
                 if step.rewrapped == 0 && step.remaining > 0 {
-                    bail!("rewrap made no progress with {} versions remaining", step.remaining);
+                    bail!(
+                        "rewrap made no progress with {} versions remaining",
+                        step.remaining
+                    );
                 }
                 done += step.rewrapped;
             }
@@ -680,11 +804,18 @@ async fn keys(ctx: &Ctx, c: KeysCmd) -> anyhow::Result<()> {
                 b.finish();
             }
             let raw = json!({"org": org.as_str(), "target_term": step.target_term, "rewrapped": done, "remaining": 0});
-            ctx.print(&raw, || println!("{org}: {done} version(s) rewrapped; everything is under term {}", step.target_term))
+            ctx.print(&raw, || {
+                println!(
+                    "{org}: {done} version(s) rewrapped; everything is under term {}",
+                    step.target_term
+                )
+            })
         }
         KeysCmd::Status { org } => {
             let org = scope_path(&org, Some(ScopeKind::Organization))?;
-            let (k, raw): (KeyStatus, _) = ctx.call(M::GET, &format!("/api/v1/keys/{org}"), None).await?;
+            let (k, raw): (KeyStatus, _) = ctx
+                .call(M::GET, &format!("/api/v1/keys/{org}"), None)
+                .await?;
             ctx.print(&raw, || output::key_status(&k))
         }
     }

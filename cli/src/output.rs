@@ -64,7 +64,11 @@ pub fn secrets(list: &SecretList) {
             s.name,
             s.latest,
             time(s.updated_at),
-            if s.latest_deleted { "deleted" } else { "active" }
+            if s.latest_deleted {
+                "deleted"
+            } else {
+                "active"
+            }
         );
     }
 }
@@ -79,23 +83,37 @@ pub fn history(h: &History) {
         } else {
             "active"
         };
-        println!("{:>7}  {:>4}  {:<21} {state}", v.version, v.key_term, time(v.created_at));
+        println!(
+            "{:>7}  {:>4}  {:<21} {state}",
+            v.version,
+            v.key_term,
+            time(v.created_at)
+        );
     }
 }
 
 pub fn key_status(k: &KeyStatus) {
     println!("{}: current key term {}", k.org, k.current_term);
-    println!("{:>4}  {:<21} {:>12} {:>9}", "TERM", "CREATED", "ENCRYPTIONS", "VERSIONS");
+    println!(
+        "{:>4}  {:<21} {:>12} {:>9}",
+        "TERM", "CREATED", "ENCRYPTIONS", "VERSIONS"
+    );
     for t in &k.terms {
-        println!("{:>4}  {:<21} {:>12} {:>9}", t.term, time(t.created_at), t.encryptions, t.versions);
+        println!(
+            "{:>4}  {:<21} {:>12} {:>9}",
+            t.term,
+            time(t.created_at),
+            t.encryptions,
+            t.versions
+        );
     }
 }
 
 pub fn progress(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "rewrap {bar:40} {pos}/{len} versions ({eta} left)",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("rewrap {bar:40} {pos}/{len} versions ({eta} left)")
+    {
         bar.set_style(style);
     }
     bar

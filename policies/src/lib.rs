@@ -252,8 +252,16 @@ mod tests {
         assert!(permit.covers(Action::SecretRead, &scope("acme/shop/prod/api")));
         assert!(!permit.covers(Action::SecretRead, &scope("acme/shop")));
         assert!(!permit.covers(Action::SecretWrite, &scope("acme/shop/prod")));
-        for r in [scope("acme"), scope("acme/shopx"), scope("other"), Resource::Root] {
-            assert!(matches!(authorize(&p, Action::SecretRead, &r), Decision::Deny(_)), "{r}");
+        for r in [
+            scope("acme"),
+            scope("acme/shopx"),
+            scope("other"),
+            Resource::Root,
+        ] {
+            assert!(
+                matches!(authorize(&p, Action::SecretRead, &r), Decision::Deny(_)),
+                "{r}"
+            );
         }
     }
 }

@@ -90,8 +90,8 @@ impl Config {
             None => FileConfig::default(),
         };
         let pick = |key: &str, from_file: Option<String>| env(key).or(from_file);
-        let listen = pick("WARDEN_LISTEN", file.listen)
-            .unwrap_or_else(|| "127.0.0.1:8443".to_owned());
+        let listen =
+            pick("WARDEN_LISTEN", file.listen).unwrap_or_else(|| "127.0.0.1:8443".to_owned());
         let listen = listen.parse().map_err(|_| ConfigError::Key {
             key: "listen",
             reason: format!("{listen:?} is not an IP:PORT address"),
@@ -171,7 +171,11 @@ mod tests {
         assert_eq!(c.listen.port(), 7000);
         assert_eq!(c.database_url, "sqlite:///var/lib/warden/warden.db");
 
-        std::fs::write(&path, "listen = \"nope\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"nope\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\n",
+        )
+        .unwrap();
         let e = Config::load(Some(&path), |_| None).unwrap_err().to_string();
         assert!(e.contains("`listen`"), "{e}");
         std::fs::write(&path, "bogus = 1\n").unwrap();

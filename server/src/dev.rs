@@ -89,7 +89,11 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
     let token_file: PathBuf = data_dir.join("dev-token");
     let app = running.app.clone();
     let meta = RequestMeta::new(None, Some("local".to_owned()));
-    let status = app.vault.status().await.map_err(|e| DevError::Vault(e.into()))?;
+    let status = app
+        .vault
+        .status()
+        .await
+        .map_err(|e| DevError::Vault(e.into()))?;
     let created = !status.initialized;
     let token = if created {
         let token = app

@@ -70,7 +70,11 @@ impl ApiError {
 
     /// 500 `internal` (details go to the server log, not the caller).
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// The HTTP status.

@@ -9,7 +9,7 @@
 //! Architecture invariants: handlers never call the vault except through
 //! [`App::run`] (the pipeline), which alone turns a request into a
 //! [`warden_policies::Permit`]; errors become HTTP answers in
-//! [`error`] only; nothing here logs a request body.
+//! `error.rs` only; nothing here logs a request body.
 
 pub mod config;
 pub mod dev;
@@ -101,7 +101,13 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     })?;
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(serve::serve(listener, opts.tls, router, app.clone(), stopped));
+    let task = tokio::spawn(serve::serve(
+        listener,
+        opts.tls,
+        router,
+        app.clone(),
+        stopped,
+    ));
     tracing::info!(%addr, "listening (HTTPS)");
     Ok(Running {
         addr,

@@ -49,7 +49,10 @@ impl Metrics {
         let _ = writeln!(out, "# HELP warden_sealed 1 while the vault is sealed.");
         let _ = writeln!(out, "# TYPE warden_sealed gauge");
         let _ = writeln!(out, "warden_sealed {}", u8::from(sealed));
-        let _ = writeln!(out, "# HELP warden_http_requests_total HTTP requests answered.");
+        let _ = writeln!(
+            out,
+            "# HELP warden_http_requests_total HTTP requests answered."
+        );
         let _ = writeln!(out, "# TYPE warden_http_requests_total counter");
         let Ok(m) = self.series.lock() else {
             return out;
@@ -61,7 +64,10 @@ impl Metrics {
                 s.count
             );
         }
-        let _ = writeln!(out, "# HELP warden_http_request_duration_seconds Request latency.");
+        let _ = writeln!(
+            out,
+            "# HELP warden_http_request_duration_seconds Request latency."
+        );
         let _ = writeln!(out, "# TYPE warden_http_request_duration_seconds histogram");
         for ((route, method, status), s) in m.iter() {
             let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
@@ -77,8 +83,16 @@ impl Metrics {
                 "warden_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                 s.count
             );
-            let _ = writeln!(out, "warden_http_request_duration_seconds_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "warden_http_request_duration_seconds_count{{{labels}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "warden_http_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "warden_http_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
         }
         out
     }

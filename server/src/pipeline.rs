@@ -87,7 +87,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
 /// 256 random bits, so a fast hash is enough (no offline guessing); the
 /// lookup is by hash, so no comparison of secret bytes happens in our code.
 pub fn token_hash(token: &str) -> Vec<u8> {
-    digest::digest(&digest::SHA256, token.as_bytes()).as_ref().to_vec()
+    digest::digest(&digest::SHA256, token.as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 /// Where an event about `resource` is logged.
@@ -119,7 +121,10 @@ pub struct Caller {
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> Result<Self, Self::Rejection> {
         let meta = RequestMeta::from_request_parts(parts, app).await?;
         let who = app.authenticate(&meta).await?;
         Ok(Self { meta, who })

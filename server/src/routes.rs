@@ -15,12 +15,12 @@ use serde::de::DeserializeOwned;
 use warden_api::*;
 use warden_policies::{Action, Resource};
 use warden_types::{EnvMode, ScopeKind, ScopePath, SecretName};
-use warden_vault::unseal::InitMethod;
 use warden_vault::Vault;
+use warden_vault::unseal::InitMethod;
 
+use crate::ApiError;
 use crate::pipeline::{Caller, RequestMeta};
 use crate::state::App;
-use crate::ApiError;
 
 type AppState = Arc<App>;
 
@@ -52,38 +52,176 @@ pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Every route of the API.
 pub static ROUTES: &[RouteSpec] = &[
-    RouteSpec { method: "GET", path: "/healthz", guard: Guard::Public, summary: "Liveness: the process answers.", handler: || get(healthz) },
-    RouteSpec { method: "GET", path: "/readyz", guard: Guard::Public, summary: "Readiness: unsealed and database reachable (503 otherwise).", handler: || get(readyz) },
-    RouteSpec { method: "GET", path: "/metrics", guard: Guard::Public, summary: "Prometheus metrics.", handler: || get(metrics) },
-    RouteSpec { method: "GET", path: "/api/v1/openapi.json", guard: Guard::Public, summary: "This document.", handler: || get(openapi) },
-    RouteSpec { method: "GET", path: "/api/v1/sys/status", guard: Guard::Public, summary: "Seal status.", handler: || get(sys_status) },
-    RouteSpec { method: "POST", path: "/api/v1/sys/init", guard: Guard::Public, summary: "Create the root key (passphrase or Shamir); returns the bootstrap token once.", handler: || post(sys_init) },
-    RouteSpec { method: "POST", path: "/api/v1/sys/unseal", guard: Guard::Public, summary: "Submit the passphrase or one Shamir share.", handler: || post(sys_unseal) },
-    RouteSpec { method: "POST", path: "/api/v1/sys/seal", guard: Guard::Requires(Action::SysSeal), summary: "Drop all key material from memory.", handler: || post(sys_seal) },
-    RouteSpec { method: "GET", path: "/api/v1/scopes", guard: Guard::Requires(Action::EnvManage), summary: "List organizations.", handler: || get(list_orgs) },
-    RouteSpec { method: "POST", path: "/api/v1/scopes", guard: Guard::Requires(Action::EnvManage), summary: "Create an organization, project, environment or service.", handler: || post(create_scope) },
-    RouteSpec { method: "GET", path: "/api/v1/scopes/{*parent}", guard: Guard::Requires(Action::EnvManage), summary: "List the children of a scope.", handler: || get(list_children) },
-    RouteSpec { method: "GET", path: "/api/v1/secrets/{*scope}", guard: Guard::Requires(Action::SecretList), summary: "List secret names and metadata (never values).", handler: || get(list_secrets) },
-    RouteSpec { method: "PUT", path: "/api/v1/secrets/{*scope}", guard: Guard::Requires(Action::SecretWrite), summary: "Write new versions of one or more secrets (atomic; optional cas).", handler: || put(put_secrets) },
-    RouteSpec { method: "GET", path: "/api/v1/secret/{*scope}", guard: Guard::Requires(Action::SecretRead), summary: "Read a secret value (?key=NAME[&version=N]).", handler: || get(get_secret) },
-    RouteSpec { method: "GET", path: "/api/v1/secret-history/{*scope}", guard: Guard::Requires(Action::SecretList), summary: "List a secret's versions (?key=NAME).", handler: || get(history) },
-    RouteSpec { method: "POST", path: "/api/v1/secret-delete/{*scope}", guard: Guard::Requires(Action::SecretDelete), summary: "Soft-delete versions (latest by default).", handler: || post(delete) },
-    RouteSpec { method: "POST", path: "/api/v1/secret-undelete/{*scope}", guard: Guard::Requires(Action::SecretDelete), summary: "Undelete versions (latest by default).", handler: || post(undelete) },
-    RouteSpec { method: "POST", path: "/api/v1/secret-destroy/{*scope}", guard: Guard::Requires(Action::SecretDestroy), summary: "Erase the ciphertext of versions for good.", handler: || post(destroy) },
-    RouteSpec { method: "GET", path: "/api/v1/resolve/{*service}", guard: Guard::Requires(Action::SecretRead), summary: "Effective secrets of a service after inheritance and ${REF} interpolation.", handler: || get(resolve) },
-    RouteSpec { method: "GET", path: "/api/v1/keys/{org}", guard: Guard::Requires(Action::KeyRotate), summary: "Key terms and their usage.", handler: || get(key_status) },
-    RouteSpec { method: "POST", path: "/api/v1/keys/{org}/rotate", guard: Guard::Requires(Action::KeyRotate), summary: "Start a new key term.", handler: || post(rotate) },
-    RouteSpec { method: "POST", path: "/api/v1/keys/{org}/rewrap", guard: Guard::Requires(Action::KeyRotate), summary: "Re-encrypt up to ?limit=N versions under the newest term.", handler: || post(rewrap) },
+    RouteSpec {
+        method: "GET",
+        path: "/healthz",
+        guard: Guard::Public,
+        summary: "Liveness: the process answers.",
+        handler: || get(healthz),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/readyz",
+        guard: Guard::Public,
+        summary: "Readiness: unsealed and database reachable (503 otherwise).",
+        handler: || get(readyz),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/metrics",
+        guard: Guard::Public,
+        summary: "Prometheus metrics.",
+        handler: || get(metrics),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/openapi.json",
+        guard: Guard::Public,
+        summary: "This document.",
+        handler: || get(openapi),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/sys/status",
+        guard: Guard::Public,
+        summary: "Seal status.",
+        handler: || get(sys_status),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/sys/init",
+        guard: Guard::Public,
+        summary: "Create the root key (passphrase or Shamir); returns the bootstrap token once.",
+        handler: || post(sys_init),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/sys/unseal",
+        guard: Guard::Public,
+        summary: "Submit the passphrase or one Shamir share.",
+        handler: || post(sys_unseal),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/sys/seal",
+        guard: Guard::Requires(Action::SysSeal),
+        summary: "Drop all key material from memory.",
+        handler: || post(sys_seal),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/scopes",
+        guard: Guard::Requires(Action::EnvManage),
+        summary: "List organizations.",
+        handler: || get(list_orgs),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/scopes",
+        guard: Guard::Requires(Action::EnvManage),
+        summary: "Create an organization, project, environment or service.",
+        handler: || post(create_scope),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/scopes/{*parent}",
+        guard: Guard::Requires(Action::EnvManage),
+        summary: "List the children of a scope.",
+        handler: || get(list_children),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/secrets/{*scope}",
+        guard: Guard::Requires(Action::SecretList),
+        summary: "List secret names and metadata (never values).",
+        handler: || get(list_secrets),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/secrets/{*scope}",
+        guard: Guard::Requires(Action::SecretWrite),
+        summary: "Write new versions of one or more secrets (atomic; optional cas).",
+        handler: || put(put_secrets),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/secret/{*scope}",
+        guard: Guard::Requires(Action::SecretRead),
+        summary: "Read a secret value (?key=NAME[&version=N]).",
+        handler: || get(get_secret),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/secret-history/{*scope}",
+        guard: Guard::Requires(Action::SecretList),
+        summary: "List a secret's versions (?key=NAME).",
+        handler: || get(history),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/secret-delete/{*scope}",
+        guard: Guard::Requires(Action::SecretDelete),
+        summary: "Soft-delete versions (latest by default).",
+        handler: || post(delete),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/secret-undelete/{*scope}",
+        guard: Guard::Requires(Action::SecretDelete),
+        summary: "Undelete versions (latest by default).",
+        handler: || post(undelete),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/secret-destroy/{*scope}",
+        guard: Guard::Requires(Action::SecretDestroy),
+        summary: "Erase the ciphertext of versions for good.",
+        handler: || post(destroy),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/resolve/{*service}",
+        guard: Guard::Requires(Action::SecretRead),
+        summary: "Effective secrets of a service after inheritance and ${REF} interpolation.",
+        handler: || get(resolve),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/keys/{org}",
+        guard: Guard::Requires(Action::KeyRotate),
+        summary: "Key terms and their usage.",
+        handler: || get(key_status),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/keys/{org}/rotate",
+        guard: Guard::Requires(Action::KeyRotate),
+        summary: "Start a new key term.",
+        handler: || post(rotate),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/keys/{org}/rewrap",
+        guard: Guard::Requires(Action::KeyRotate),
+        summary: "Re-encrypt up to ?limit=N versions under the newest term.",
+        handler: || post(rewrap),
+    },
 ];
 
 /// Builds the router from [`ROUTES`].
 pub fn router(app: AppState) -> Router {
     ROUTES
         .iter()
-        .fold(Router::new(), |r, spec| r.route(spec.path, (spec.handler)()))
+        .fold(Router::new(), |r, spec| {
+            r.route(spec.path, (spec.handler)())
+        })
         .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .with_state(app)
 }
@@ -217,7 +355,12 @@ async fn sys_init(
     meta: RequestMeta,
     Body(req): Body<InitRequest>,
 ) -> Result<(StatusCode, Json<InitResponse>), ApiError> {
-    let method = match (req.method.as_str(), req.passphrase, req.shares, req.threshold) {
+    let method = match (
+        req.method.as_str(),
+        req.passphrase,
+        req.shares,
+        req.threshold,
+    ) {
         ("passphrase", Some(p), None, None) => InitMethod::Passphrase {
             passphrase: zeroize::Zeroizing::new(p.0.expose().to_owned()),
             argon2: warden_vault::crypto::Argon2Params::VAULT,
@@ -237,7 +380,11 @@ async fn sys_init(
             StatusCode::CREATED,
             Json(InitResponse {
                 root_token: wire(&token)?,
-                shares: out.shares.iter().map(|s| wire(s)).collect::<Result<_, _>>()?,
+                shares: out
+                    .shares
+                    .iter()
+                    .map(|s| wire(s))
+                    .collect::<Result<_, _>>()?,
             }),
         ))
     })
@@ -266,21 +413,41 @@ async fn sys_unseal(
     .await
 }
 
-async fn sys_seal(State(app): State<AppState>, caller: Caller) -> Result<Json<SysStatus>, ApiError> {
+async fn sys_seal(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<SysStatus>, ApiError> {
     let app: &App = &app;
-    app.run(&caller, Action::SysSeal, Resource::Root, "vault".into(), |permit| async move {
-        app.vault.seal(&permit)?;
-        Ok(Json(sys_status_out(app.vault.status().await?)))
-    })
+    app.run(
+        &caller,
+        Action::SysSeal,
+        Resource::Root,
+        "vault".into(),
+        |permit| async move {
+            app.vault.seal(&permit)?;
+            Ok(Json(sys_status_out(app.vault.status().await?)))
+        },
+    )
     .await
 }
 
-async fn list_orgs(State(app): State<AppState>, caller: Caller) -> Result<Json<ScopeList>, ApiError> {
+async fn list_orgs(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ScopeList>, ApiError> {
     let app: &App = &app;
-    app.run(&caller, Action::EnvManage, Resource::Root, "/".into(), |permit| async move {
-        let rows = app.vault.list_scopes(&permit, None).await?;
-        Ok(Json(ScopeList { scopes: rows.into_iter().map(scope_out).collect() }))
-    })
+    app.run(
+        &caller,
+        Action::EnvManage,
+        Resource::Root,
+        "/".into(),
+        |permit| async move {
+            let rows = app.vault.list_scopes(&permit, None).await?;
+            Ok(Json(ScopeList {
+                scopes: rows.into_iter().map(scope_out).collect(),
+            }))
+        },
+    )
     .await
 }
 
@@ -291,10 +458,18 @@ async fn list_children(
 ) -> Result<Json<ScopeList>, ApiError> {
     let parent = scope_arg(path)?;
     let app: &App = &app;
-    app.run(&caller, Action::EnvManage, Resource::Scope(parent.clone()), parent.to_string(), |permit| async move {
-        let rows = app.vault.list_scopes(&permit, Some(&parent)).await?;
-        Ok(Json(ScopeList { scopes: rows.into_iter().map(scope_out).collect() }))
-    })
+    app.run(
+        &caller,
+        Action::EnvManage,
+        Resource::Scope(parent.clone()),
+        parent.to_string(),
+        |permit| async move {
+            let rows = app.vault.list_scopes(&permit, Some(&parent)).await?;
+            Ok(Json(ScopeList {
+                scopes: rows.into_iter().map(scope_out).collect(),
+            }))
+        },
+    )
     .await
 }
 
@@ -309,10 +484,14 @@ async fn create_scope(
         "environment" => ScopeKind::Environment,
         "service" => ScopeKind::Service,
         _ => {
-            return Err(ApiError::invalid("kind is organization, project, environment or service").field("kind"));
+            return Err(
+                ApiError::invalid("kind is organization, project, environment or service")
+                    .field("kind"),
+            );
         }
     };
-    let path = ScopePath::parse_kind(&req.path, kind).map_err(|e| ApiError::from(e).field("path"))?;
+    let path =
+        ScopePath::parse_kind(&req.path, kind).map_err(|e| ApiError::from(e).field("path"))?;
     let mode = req
         .mode
         .as_deref()
@@ -321,11 +500,23 @@ async fn create_scope(
         .map_err(|e| ApiError::from(e).field("mode"))?;
     let resource = path.parent().map(Resource::Scope).unwrap_or(Resource::Root);
     let app: &App = &app;
-    app.run(&caller, Action::EnvManage, resource, path.to_string(), |permit| async move {
-        app.vault.create_scope(&permit, &path, mode, req.max_versions).await?;
-        let row = app.store.scope(path.as_str()).await?.ok_or_else(ApiError::internal)?;
-        Ok((StatusCode::CREATED, Json(scope_out(row))))
-    })
+    app.run(
+        &caller,
+        Action::EnvManage,
+        resource,
+        path.to_string(),
+        |permit| async move {
+            app.vault
+                .create_scope(&permit, &path, mode, req.max_versions)
+                .await?;
+            let row = app
+                .store
+                .scope(path.as_str())
+                .await?
+                .ok_or_else(ApiError::internal)?;
+            Ok((StatusCode::CREATED, Json(scope_out(row))))
+        },
+    )
     .await
 }
 
@@ -336,21 +527,27 @@ async fn list_secrets(
 ) -> Result<Json<SecretList>, ApiError> {
     let scope = scope_arg(path)?;
     let app: &App = &app;
-    app.run(&caller, Action::SecretList, Resource::Scope(scope.clone()), scope.to_string(), |permit| async move {
-        let rows = app.vault.list(&permit, &scope).await?;
-        Ok(Json(SecretList {
-            scope: scope.to_string(),
-            secrets: rows
-                .into_iter()
-                .map(|r| SecretInfo {
-                    name: r.name,
-                    latest: r.latest,
-                    updated_at: r.updated_at,
-                    latest_deleted: r.latest_gone != 0,
-                })
-                .collect(),
-        }))
-    })
+    app.run(
+        &caller,
+        Action::SecretList,
+        Resource::Scope(scope.clone()),
+        scope.to_string(),
+        |permit| async move {
+            let rows = app.vault.list(&permit, &scope).await?;
+            Ok(Json(SecretList {
+                scope: scope.to_string(),
+                secrets: rows
+                    .into_iter()
+                    .map(|r| SecretInfo {
+                        name: r.name,
+                        latest: r.latest,
+                        updated_at: r.updated_at,
+                        latest_deleted: r.latest_gone != 0,
+                    })
+                    .collect(),
+            }))
+        },
+    )
     .await
 }
 
@@ -375,15 +572,24 @@ async fn put_secrets(
     let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
     let target = format!("{scope}#{}", names.join(","));
     let app: &App = &app;
-    app.run(&caller, Action::SecretWrite, Resource::Scope(scope.clone()), target, |permit| async move {
-        let written = app.vault.put(&permit, &scope, values, req.cas).await?;
-        Ok(Json(PutResponse {
-            written: written
-                .into_iter()
-                .map(|(name, version)| Written { name: name.to_string(), version })
-                .collect(),
-        }))
-    })
+    app.run(
+        &caller,
+        Action::SecretWrite,
+        Resource::Scope(scope.clone()),
+        target,
+        |permit| async move {
+            let written = app.vault.put(&permit, &scope, values, req.cas).await?;
+            Ok(Json(PutResponse {
+                written: written
+                    .into_iter()
+                    .map(|(name, version)| Written {
+                        name: name.to_string(),
+                        version,
+                    })
+                    .collect(),
+            }))
+        },
+    )
     .await
 }
 
@@ -412,15 +618,21 @@ async fn get_secret(
         None => target(&scope, &name),
     };
     let app: &App = &app;
-    app.run(&caller, Action::SecretRead, Resource::Scope(scope.clone()), target, |permit| async move {
-        let (value, meta) = app.vault.get(&permit, &scope, &name, q.version).await?;
-        Ok(Json(SecretResponse {
-            scope: scope.to_string(),
-            name: name.to_string(),
-            value: WireValue(value),
-            meta: version_info(&meta),
-        }))
-    })
+    app.run(
+        &caller,
+        Action::SecretRead,
+        Resource::Scope(scope.clone()),
+        target,
+        |permit| async move {
+            let (value, meta) = app.vault.get(&permit, &scope, &name, q.version).await?;
+            Ok(Json(SecretResponse {
+                scope: scope.to_string(),
+                name: name.to_string(),
+                value: WireValue(value),
+                meta: version_info(&meta),
+            }))
+        },
+    )
     .await
 }
 
@@ -433,13 +645,19 @@ async fn history(
     let scope = scope_arg(path)?;
     let name = secret_name(&query_arg(q)?.key)?;
     let app: &App = &app;
-    app.run(&caller, Action::SecretList, Resource::Scope(scope.clone()), target(&scope, &name), |permit| async move {
-        let versions = app.vault.history(&permit, &scope, &name).await?;
-        Ok(Json(History {
-            name: name.to_string(),
-            versions: versions.iter().map(version_info).collect(),
-        }))
-    })
+    app.run(
+        &caller,
+        Action::SecretList,
+        Resource::Scope(scope.clone()),
+        target(&scope, &name),
+        |permit| async move {
+            let versions = app.vault.history(&permit, &scope, &name).await?;
+            Ok(Json(History {
+                name: name.to_string(),
+                versions: versions.iter().map(version_info).collect(),
+            }))
+        },
+    )
     .await
 }
 
@@ -468,15 +686,21 @@ async fn change_versions(
         Change::Destroy => Action::SecretDestroy,
     };
     let app: &App = &app;
-    app.run(&caller, action, Resource::Scope(scope.clone()), target(&scope, &name), |permit| async move {
-        let v: &Vault = &app.vault;
-        let changed = match change {
-            Change::Delete => v.delete(&permit, &scope, &name, req.versions).await,
-            Change::Undelete => v.undelete(&permit, &scope, &name, req.versions).await,
-            Change::Destroy => v.destroy(&permit, &scope, &name, req.versions).await,
-        }?;
-        Ok(Json(VersionsChanged { changed }))
-    })
+    app.run(
+        &caller,
+        action,
+        Resource::Scope(scope.clone()),
+        target(&scope, &name),
+        |permit| async move {
+            let v: &Vault = &app.vault;
+            let changed = match change {
+                Change::Delete => v.delete(&permit, &scope, &name, req.versions).await,
+                Change::Undelete => v.undelete(&permit, &scope, &name, req.versions).await,
+                Change::Destroy => v.destroy(&permit, &scope, &name, req.versions).await,
+            }?;
+            Ok(Json(VersionsChanged { changed }))
+        },
+    )
     .await
 }
 
@@ -514,18 +738,27 @@ async fn resolve(
 ) -> Result<Json<Resolved>, ApiError> {
     let service = scope_arg(path)?;
     let app: &App = &app;
-    app.run(&caller, Action::SecretRead, Resource::Scope(service.clone()), format!("{service}#*"), |permit| async move {
-        let values = app.vault.resolve(&permit, &service).await?;
-        Ok(Json(Resolved {
-            service: service.to_string(),
-            values: values.into_iter().map(|(k, v)| (k, WireValue(v))).collect(),
-        }))
-    })
+    app.run(
+        &caller,
+        Action::SecretRead,
+        Resource::Scope(service.clone()),
+        format!("{service}#*"),
+        |permit| async move {
+            let values = app.vault.resolve(&permit, &service).await?;
+            Ok(Json(Resolved {
+                service: service.to_string(),
+                values: values.into_iter().map(|(k, v)| (k, WireValue(v))).collect(),
+            }))
+        },
+    )
     .await
 }
 
 fn org_arg(p: Result<Path<String>, PathRejection>) -> Result<ScopePath, ApiError> {
-    Ok(ScopePath::parse_kind(&path_arg(p)?, ScopeKind::Organization)?)
+    Ok(ScopePath::parse_kind(
+        &path_arg(p)?,
+        ScopeKind::Organization,
+    )?)
 }
 
 async fn key_status(
@@ -535,23 +768,29 @@ async fn key_status(
 ) -> Result<Json<KeyStatus>, ApiError> {
     let org = org_arg(path)?;
     let app: &App = &app;
-    app.run(&caller, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
-        let terms = app.vault.key_status(&permit, &org).await?;
-        Ok(Json(KeyStatus {
-            org: org.to_string(),
-            current_term: terms.iter().map(|t| t.term).max().unwrap_or(0),
-            rotate_at: warden_vault::ROTATE_AT,
-            terms: terms
-                .into_iter()
-                .map(|t| KeyTerm {
-                    term: t.term,
-                    created_at: t.created_at,
-                    encryptions: t.encryptions,
-                    versions: t.versions,
-                })
-                .collect(),
-        }))
-    })
+    app.run(
+        &caller,
+        Action::KeyRotate,
+        Resource::Scope(org.clone()),
+        org.to_string(),
+        |permit| async move {
+            let terms = app.vault.key_status(&permit, &org).await?;
+            Ok(Json(KeyStatus {
+                org: org.to_string(),
+                current_term: terms.iter().map(|t| t.term).max().unwrap_or(0),
+                rotate_at: warden_vault::ROTATE_AT,
+                terms: terms
+                    .into_iter()
+                    .map(|t| KeyTerm {
+                        term: t.term,
+                        created_at: t.created_at,
+                        encryptions: t.encryptions,
+                        versions: t.versions,
+                    })
+                    .collect(),
+            }))
+        },
+    )
     .await
 }
 
@@ -562,9 +801,17 @@ async fn rotate(
 ) -> Result<Json<Rotated>, ApiError> {
     let org = org_arg(path)?;
     let app: &App = &app;
-    app.run(&caller, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
-        Ok(Json(Rotated { term: app.vault.rotate(&permit, &org).await? }))
-    })
+    app.run(
+        &caller,
+        Action::KeyRotate,
+        Resource::Scope(org.clone()),
+        org.to_string(),
+        |permit| async move {
+            Ok(Json(Rotated {
+                term: app.vault.rotate(&permit, &org).await?,
+            }))
+        },
+    )
     .await
 }
 
@@ -587,9 +834,19 @@ async fn rewrap(
         return Err(ApiError::invalid("limit is between 1 and 1000").field("limit"));
     }
     let app: &App = &app;
-    app.run(&caller, Action::KeyRotate, Resource::Scope(org.clone()), org.to_string(), |permit| async move {
-        let p = app.vault.rewrap(&permit, &org, limit).await?;
-        Ok(Json(RewrapStep { target_term: p.target_term, rewrapped: p.rewrapped, remaining: p.remaining }))
-    })
+    app.run(
+        &caller,
+        Action::KeyRotate,
+        Resource::Scope(org.clone()),
+        org.to_string(),
+        |permit| async move {
+            let p = app.vault.rewrap(&permit, &org, limit).await?;
+            Ok(Json(RewrapStep {
+                target_term: p.target_term,
+                rewrapped: p.rewrapped,
+                remaining: p.remaining,
+            }))
+        },
+    )
     .await
 }

@@ -8,9 +8,9 @@ use warden_vault::Vault;
 use warden_vault::crypto::random_bytes;
 use zeroize::Zeroizing;
 
+use crate::ApiError;
 use crate::metrics::Metrics;
 use crate::pipeline::{BOOTSTRAP_PRINCIPAL, token_hash};
-use crate::ApiError;
 
 /// Everything a request handler can reach.
 pub struct App {

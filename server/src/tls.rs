@@ -111,7 +111,10 @@ pub fn ensure_dev_pki(dir: &Path) -> Result<DevPki, TlsError> {
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
 
     write_private(&pki.key, leaf_key.serialize_pem().as_bytes())?;
-    write_public(&pki.cert, format!("{}{}", leaf_cert.pem(), ca_cert.pem()).as_bytes())?;
+    write_public(
+        &pki.cert,
+        format!("{}{}", leaf_cert.pem(), ca_cert.pem()).as_bytes(),
+    )?;
     write_public(&pki.ca_cert, ca_cert.pem().as_bytes())?;
     Ok(pki)
 }

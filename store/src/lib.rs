@@ -2,7 +2,7 @@
 //! default, PostgreSQL for several replicas), through sqlx's `Any` driver so
 //! both run the same SQL text (`$1` placeholders work on both).
 //!
-//! Every write goes through one group-commit [`writer`] per process: jobs are
+//! Every write goes through one group-commit writer (`writer.rs`) per process: jobs are
 //! batched into a single transaction (each job in its own savepoint, so one
 //! failing job does not sink the batch), and a job's result is returned only
 //! after that transaction has committed. With SQLite in WAL mode and
@@ -58,7 +58,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 

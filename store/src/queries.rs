@@ -7,11 +7,7 @@ use crate::*;
 const VERSION_COLUMNS: &str = "s.id AS secret_id, s.scope, s.name, v.version, v.key_term, \
      v.envelope, v.created_at, v.deleted_at, v.destroyed_at";
 
-async fn secret_id(
-    conn: &mut AnyConnection,
-    scope: &str,
-    name: &str,
-) -> Result<i64, StoreError> {
+async fn secret_id(conn: &mut AnyConnection, scope: &str, name: &str) -> Result<i64, StoreError> {
     sqlx::query_scalar::<_, i64>("SELECT id FROM secrets WHERE scope = $1 AND name = $2")
         .bind(scope)
         .bind(name)
@@ -31,7 +27,11 @@ impl Store {
     }
 
     /// Records the seal configuration; fails with `Conflict` if initialized.
-    pub async fn insert_seal(&self, config: String, wrapped_root: Vec<u8>) -> Result<(), StoreError> {
+    pub async fn insert_seal(
+        &self,
+        config: String,
+        wrapped_root: Vec<u8>,
+    ) -> Result<(), StoreError> {
         self.write(move |c| {
             Box::pin(async move {
                 sqlx::query(

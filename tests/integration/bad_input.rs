@@ -17,8 +17,21 @@ struct Case {
     status: u16,
 }
 
-fn case(what: &'static str, method: Method, path: &str, body: Option<Vec<u8>>, status: u16) -> Case {
-    Case { what, method, path: path.to_owned(), body, token: Some("owner"), status }
+fn case(
+    what: &'static str,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+    status: u16,
+) -> Case {
+    Case {
+        what,
+        method,
+        path: path.to_owned(),
+        body,
+        token: Some("owner"),
+        status,
+    }
 }
 
 fn json_body(v: Value) -> Option<Vec<u8>> {
@@ -37,44 +50,254 @@ async fn malformed_requests_get_clear_4xx_errors(s: TestServer) {
     invalid_utf8.extend_from_slice(&[0xff, 0xfe, 0x80]);
     invalid_utf8.extend_from_slice(br#""}}"#);
     let cases = vec![
-        case("truncated JSON", Method::PUT, p, Some(b"{\"values\":".to_vec()), 400),
+        case(
+            "truncated JSON",
+            Method::PUT,
+            p,
+            Some(b"{\"values\":".to_vec()),
+            400,
+        ),
         case("not JSON", Method::PUT, p, Some(b"KEY=VALUE".to_vec()), 400),
-        case("JSON of the wrong shape", Method::PUT, p, json_body(json!({"values": ["a"]})), 400),
-        case("value of the wrong type", Method::PUT, p, json_body(json!({"values": {"A": 5}})), 400),
-        case("unknown field", Method::PUT, p, json_body(json!({"values": {"A": "b"}, "extra": 1})), 400),
-        case("invalid UTF-8 in the body", Method::PUT, p, Some(invalid_utf8), 400),
-        case("oversized body (17 MiB)", Method::PUT, p, Some(vec![b' '; 17 * 1024 * 1024]), 413),
-        case("value over 64 KiB", Method::PUT, p, json_body(json!({"values": {"A": "x".repeat(64 * 1024 + 1)}})), 400),
-        case("too many keys", Method::PUT, p, json_body(json!({"values": many})), 400),
-        case("no keys", Method::PUT, p, json_body(json!({"values": {}})), 400),
-        case("bad secret name", Method::PUT, p, json_body(json!({"values": {"bad-name": "v"}})), 400),
-        case("SQL in a secret name", Method::PUT, p, json_body(json!({"values": {"A';DROP TABLE secrets;--": "v"}})), 400),
-        case("SQL in a scope", Method::GET, "/api/v1/secrets/acme'%20OR%201=1--", None, 400),
-        case("SQL in a key query", Method::GET, "/api/v1/secret/acme/shop/prod?key=A%27%20OR%20%271%27=%271", None, 400),
-        case("../ traversal", Method::GET, "/api/v1/secrets/acme/../../etc", None, 400),
-        case("encoded traversal", Method::GET, "/api/v1/secrets/acme/%2e%2e/etc", None, 400),
-        case("encoded slash", Method::GET, "/api/v1/secrets/acme%2fshop%2f..%2fx", None, 400),
-        case("invalid UTF-8 in the path", Method::GET, "/api/v1/secrets/acme/%ff%fe", None, 400),
-        case("uppercase scope", Method::GET, "/api/v1/secrets/ACME/shop", None, 400),
-        case("too deep", Method::GET, "/api/v1/secrets/a/b/c/d/e", None, 400),
-        case("NUL in scope", Method::GET, "/api/v1/secrets/acme%00/shop", None, 400),
-        case("negative version", Method::GET, "/api/v1/secret/acme/shop/prod?key=KEEP&version=-1", None, 400),
-        case("non-numeric version", Method::GET, "/api/v1/secret/acme/shop/prod?key=KEEP&version=x", None, 400),
-        case("missing key", Method::GET, "/api/v1/secret/acme/shop/prod", None, 400),
-        case("bad scope kind", Method::POST, "/api/v1/scopes", json_body(json!({"kind": "galaxy", "path": "x"})), 400),
-        case("kind and depth disagree", Method::POST, "/api/v1/scopes", json_body(json!({"kind": "project", "path": "x"})), 400),
-        case("environment without mode", Method::POST, "/api/v1/scopes", json_body(json!({"kind": "environment", "path": "acme/shop/qa"})), 400),
-        case("bad mode", Method::POST, "/api/v1/scopes", json_body(json!({"kind": "environment", "path": "acme/shop/qa", "mode": "prod"})), 400),
-        case("rewrap limit out of range", Method::POST, "/api/v1/keys/acme/rewrap?limit=0", None, 400),
-        case("keys of a project", Method::GET, "/api/v1/keys/acme%2Fshop", None, 400),
-        case("bad init method", Method::POST, "/api/v1/sys/init", json_body(json!({"method": "magic"})), 400),
-        case("unseal with both", Method::POST, "/api/v1/sys/unseal", json_body(json!({"passphrase": "a", "share": "b"})), 400),
-        case("malformed share", Method::POST, "/api/v1/sys/unseal", json_body(json!({"share": "!!!"})), 400),
+        case(
+            "JSON of the wrong shape",
+            Method::PUT,
+            p,
+            json_body(json!({"values": ["a"]})),
+            400,
+        ),
+        case(
+            "value of the wrong type",
+            Method::PUT,
+            p,
+            json_body(json!({"values": {"A": 5}})),
+            400,
+        ),
+        case(
+            "unknown field",
+            Method::PUT,
+            p,
+            json_body(json!({"values": {"A": "b"}, "extra": 1})),
+            400,
+        ),
+        case(
+            "invalid UTF-8 in the body",
+            Method::PUT,
+            p,
+            Some(invalid_utf8),
+            400,
+        ),
+        case(
+            "oversized body (17 MiB)",
+            Method::PUT,
+            p,
+            Some(vec![b' '; 17 * 1024 * 1024]),
+            413,
+        ),
+        case(
+            "value over 64 KiB",
+            Method::PUT,
+            p,
+            json_body(json!({"values": {"A": "x".repeat(64 * 1024 + 1)}})),
+            400,
+        ),
+        case(
+            "too many keys",
+            Method::PUT,
+            p,
+            json_body(json!({"values": many})),
+            400,
+        ),
+        case(
+            "no keys",
+            Method::PUT,
+            p,
+            json_body(json!({"values": {}})),
+            400,
+        ),
+        case(
+            "bad secret name",
+            Method::PUT,
+            p,
+            json_body(json!({"values": {"bad-name": "v"}})),
+            400,
+        ),
+        case(
+            "SQL in a secret name",
+            Method::PUT,
+            p,
+            json_body(json!({"values": {"A';DROP TABLE secrets;--": "v"}})),
+            400,
+        ),
+        case(
+            "SQL in a scope",
+            Method::GET,
+            "/api/v1/secrets/acme'%20OR%201=1--",
+            None,
+            400,
+        ),
+        case(
+            "SQL in a key query",
+            Method::GET,
+            "/api/v1/secret/acme/shop/prod?key=A%27%20OR%20%271%27=%271",
+            None,
+            400,
+        ),
+        case(
+            "../ traversal",
+            Method::GET,
+            "/api/v1/secrets/acme/../../etc",
+            None,
+            400,
+        ),
+        case(
+            "encoded traversal",
+            Method::GET,
+            "/api/v1/secrets/acme/%2e%2e/etc",
+            None,
+            400,
+        ),
+        case(
+            "encoded slash",
+            Method::GET,
+            "/api/v1/secrets/acme%2fshop%2f..%2fx",
+            None,
+            400,
+        ),
+        case(
+            "invalid UTF-8 in the path",
+            Method::GET,
+            "/api/v1/secrets/acme/%ff%fe",
+            None,
+            400,
+        ),
+        case(
+            "uppercase scope",
+            Method::GET,
+            "/api/v1/secrets/ACME/shop",
+            None,
+            400,
+        ),
+        case(
+            "too deep",
+            Method::GET,
+            "/api/v1/secrets/a/b/c/d/e",
+            None,
+            400,
+        ),
+        case(
+            "NUL in scope",
+            Method::GET,
+            "/api/v1/secrets/acme%00/shop",
+            None,
+            400,
+        ),
+        case(
+            "negative version",
+            Method::GET,
+            "/api/v1/secret/acme/shop/prod?key=KEEP&version=-1",
+            None,
+            400,
+        ),
+        case(
+            "non-numeric version",
+            Method::GET,
+            "/api/v1/secret/acme/shop/prod?key=KEEP&version=x",
+            None,
+            400,
+        ),
+        case(
+            "missing key",
+            Method::GET,
+            "/api/v1/secret/acme/shop/prod",
+            None,
+            400,
+        ),
+        case(
+            "bad scope kind",
+            Method::POST,
+            "/api/v1/scopes",
+            json_body(json!({"kind": "galaxy", "path": "x"})),
+            400,
+        ),
+        case(
+            "kind and depth disagree",
+            Method::POST,
+            "/api/v1/scopes",
+            json_body(json!({"kind": "project", "path": "x"})),
+            400,
+        ),
+        case(
+            "environment without mode",
+            Method::POST,
+            "/api/v1/scopes",
+            json_body(json!({"kind": "environment", "path": "acme/shop/qa"})),
+            400,
+        ),
+        case(
+            "bad mode",
+            Method::POST,
+            "/api/v1/scopes",
+            json_body(json!({"kind": "environment", "path": "acme/shop/qa", "mode": "prod"})),
+            400,
+        ),
+        case(
+            "rewrap limit out of range",
+            Method::POST,
+            "/api/v1/keys/acme/rewrap?limit=0",
+            None,
+            400,
+        ),
+        case(
+            "keys of a project",
+            Method::GET,
+            "/api/v1/keys/acme%2Fshop",
+            None,
+            400,
+        ),
+        case(
+            "bad init method",
+            Method::POST,
+            "/api/v1/sys/init",
+            json_body(json!({"method": "magic"})),
+            400,
+        ),
+        case(
+            "unseal with both",
+            Method::POST,
+            "/api/v1/sys/unseal",
+            json_body(json!({"passphrase": "a", "share": "b"})),
+            400,
+        ),
+        case(
+            "malformed share",
+            Method::POST,
+            "/api/v1/sys/unseal",
+            json_body(json!({"share": "!!!"})),
+            400,
+        ),
         case("unknown route", Method::GET, "/api/v1/nope", None, 404),
-        case("wrong method", Method::DELETE, "/api/v1/secrets/acme/shop/prod", None, 405),
-        Case { what: "missing token", token: None, ..case("", Method::GET, p, None, 401) },
-        Case { what: "garbage token", token: Some("garbage"), ..case("", Method::GET, p, None, 401) },
-        Case { what: "very long token", token: Some("long"), ..case("", Method::GET, p, None, 401) },
+        case(
+            "wrong method",
+            Method::DELETE,
+            "/api/v1/secrets/acme/shop/prod",
+            None,
+            405,
+        ),
+        Case {
+            what: "missing token",
+            token: None,
+            ..case("", Method::GET, p, None, 401)
+        },
+        Case {
+            what: "garbage token",
+            token: Some("garbage"),
+            ..case("", Method::GET, p, None, 401)
+        },
+        Case {
+            what: "very long token",
+            token: Some("long"),
+            ..case("", Method::GET, p, None, 401)
+        },
     ];
     let long_token = "x".repeat(4000);
     for c in cases {
@@ -86,10 +309,25 @@ async fn malformed_requests_get_clear_4xx_errors(s: TestServer) {
         let client: Client = s.client_with(token);
         let mut conn = client.connect().await.unwrap();
         let (status, bytes) = conn.send(c.method.clone(), &c.path, c.body).await.unwrap();
-        assert_eq!(status.as_u16(), c.status, "{}: {}", c.what, String::from_utf8_lossy(&bytes));
-        let err: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| panic!("{}: body is not JSON: {:?}", c.what, String::from_utf8_lossy(&bytes)));
-        assert!(err["error"]["code"].is_string() && err["error"]["message"].is_string(), "{}: {err}", c.what);
+        assert_eq!(
+            status.as_u16(),
+            c.status,
+            "{}: {}",
+            c.what,
+            String::from_utf8_lossy(&bytes)
+        );
+        let err: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{}: body is not JSON: {:?}",
+                c.what,
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        assert!(
+            err["error"]["code"].is_string() && err["error"]["message"].is_string(),
+            "{}: {err}",
+            c.what
+        );
     }
 
     let mut conn = s.client.connect().await.unwrap();
@@ -124,17 +362,30 @@ async fn raw_request(s: &TestServer, request: &str) -> String {
     for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&s.ca_pem) {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(s.running.addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(s.running.addr)
         .await
         .unwrap();
-    let request = request.replace("host: x", &format!("host: {}\r\nauthorization: Bearer {}", s.running.addr, s.token));
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let request = request.replace(
+        "host: x",
+        &format!(
+            "host: {}\r\nauthorization: Bearer {}",
+            s.running.addr, s.token
+        ),
+    );
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tls.read(&mut buf).await.unwrap();
@@ -146,13 +397,31 @@ async fn raw_request(s: &TestServer, request: &str) -> String {
 async fn non_http_and_non_tls_bytes_are_dropped() {
     use tokio::io::AsyncWriteExt;
     let s = TestServer::start(crate::harness::Db::Sqlite).await;
-    let mut tcp = tokio::net::TcpStream::connect(s.running.addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nhost: plain-text-is-not-tls\r\n\r\n").await.unwrap();
-    let mut tcp = tokio::net::TcpStream::connect(s.running.addr).await.unwrap();
-    tcp.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0, 0]).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(s.running.addr)
+        .await
+        .unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: plain-text-is-not-tls\r\n\r\n")
+        .await
+        .unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(s.running.addr)
+        .await
+        .unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0, 0])
+        .await
+        .unwrap();
     let garbage = raw_request(&s, "\u{1}\u{2}NOT HTTP AT ALL\r\n\r\n").await;
-    assert!(garbage.starts_with("HTTP/1.1 400") || garbage.is_empty(), "{garbage}");
-    let (status, _) = s.client.connect().await.unwrap().send(Method::GET, "/healthz", None).await.unwrap();
+    assert!(
+        garbage.starts_with("HTTP/1.1 400") || garbage.is_empty(),
+        "{garbage}"
+    );
+    let (status, _) = s
+        .client
+        .connect()
+        .await
+        .unwrap()
+        .send(Method::GET, "/healthz", None)
+        .await
+        .unwrap();
     assert_eq!(status.as_u16(), 200);
     s.stop().await;
 }

@@ -41,7 +41,9 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn assert_absent(what: &str, haystack: &[u8], secret: &str) {
     for (name, needle) in encodings(secret) {
         assert!(
-            !haystack.windows(needle.len()).any(|w| w == needle.as_slice()),
+            !haystack
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice()),
             "the secret appears ({name}) in {what}"
         );
     }
@@ -53,7 +55,13 @@ async fn secret_values_never_reach_disk_or_logs() {
     let data = dir.path().join("data");
     let port = free_port();
     let child = std::process::Command::new(warden_bin())
-        .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("RUST_LOG", "debug")
         .env("WARDEN_CONFIG", dir.path().join("client.toml"))
         .stdout(Stdio::piped())
@@ -63,40 +71,86 @@ async fn secret_values_never_reach_disk_or_logs() {
     let client = wait_for_dev(&data, port).await;
     let canary = format!("canary-{}-do-not-leak", hex::encode(rand_bytes()));
     for (kind, path) in [("organization", "acme"), ("project", "acme/shop")] {
-        client.call::<Value>(Method::POST, "/api/v1/scopes", Some(&json!({"kind": kind, "path": path}))).await.unwrap();
+        client
+            .call::<Value>(
+                Method::POST,
+                "/api/v1/scopes",
+                Some(&json!({"kind": kind, "path": path})),
+            )
+            .await
+            .unwrap();
     }
     client
-        .call::<Value>(Method::PUT, "/api/v1/secrets/acme/shop", Some(&json!({"values": {"CANARY": canary}})))
+        .call::<Value>(
+            Method::PUT,
+            "/api/v1/secrets/acme/shop",
+            Some(&json!({"values": {"CANARY": canary}})),
+        )
         .await
         .unwrap();
-    let read: Value = client.call(Method::GET, "/api/v1/secret/acme/shop?key=CANARY", None::<&Value>).await.unwrap();
+    let read: Value = client
+        .call(
+            Method::GET,
+            "/api/v1/secret/acme/shop?key=CANARY",
+            None::<&Value>,
+        )
+        .await
+        .unwrap();
     assert_eq!(read["value"], canary.as_str());
     // Failed operations must not echo it into logs either.
     let _ = client
-        .call::<Value>(Method::PUT, "/api/v1/secrets/acme/shop", Some(&json!({"values": {"CANARY": canary}, "cas": 99})))
+        .call::<Value>(
+            Method::PUT,
+            "/api/v1/secrets/acme/shop",
+            Some(&json!({"values": {"CANARY": canary}, "cas": 99})),
+        )
         .await;
     let _ = client
-        .call::<Value>(Method::PUT, "/api/v1/secrets/acme", Some(&json!({"values": {"CANARY": canary}})))
+        .call::<Value>(
+            Method::PUT,
+            "/api/v1/secrets/acme",
+            Some(&json!({"values": {"CANARY": canary}})),
+        )
         .await;
 
     // Stop gracefully (SIGTERM), so logs and the WAL are complete.
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "warden dev exited with {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "warden dev exited with {:?}",
+        out.status
+    );
     let logs = [out.stdout, out.stderr].concat();
-    assert!(String::from_utf8_lossy(&logs).contains("DEBUG"), "debug logging was not on");
+    assert!(
+        String::from_utf8_lossy(&logs).contains("DEBUG"),
+        "debug logging was not on"
+    );
     assert_absent("the server's output", &logs, &canary);
     let all = files(&data);
     assert!(all.iter().any(|p| p.ends_with("warden.db")));
     for f in all {
-        assert_absent(&f.display().to_string(), &std::fs::read(&f).unwrap(), &canary);
+        assert_absent(
+            &f.display().to_string(),
+            &std::fs::read(&f).unwrap(),
+            &canary,
+        );
     }
 }
 
 fn rand_bytes() -> [u8; 16] {
     let mut b = [0u8; 16];
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     b.copy_from_slice(&nanos.to_le_bytes());
     b
 }

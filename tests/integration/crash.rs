@@ -16,18 +16,26 @@ use crate::harness::{free_port, wait_for_dev, warden_bin};
 const CYCLES: usize = 20;
 const WRITERS: usize = 8;
 
+/// Writer index -> (version, value) of every acknowledged write, in order.
+type Acked = HashMap<usize, Vec<(i64, String)>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // writer -> (version, value) of every acknowledged write
-    let acked: Arc<Mutex<HashMap<usize, Vec<(i64, String)>>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut total_acked = 0;
     // One more start than kills, so the last kill is checked too.
     for cycle in 0..=CYCLES {
         let port = free_port();
         let mut child = std::process::Command::new(warden_bin())
-            .args(["dev", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "dev",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .env("WARDEN_CONFIG", dir.path().join("client.toml"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -39,18 +47,29 @@ async fn acknowledged_writes_survive_kill_9() {
         for (writer, writes) in acked.lock().await.iter() {
             let (last_version, last_value) = writes.last().unwrap();
             let latest: Value = client
-                .call(Method::GET, &format!("/api/v1/secret/crash/app?key=W{writer}"), None::<&Value>)
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/secret/crash/app?key=W{writer}"),
+                    None::<&Value>,
+                )
                 .await
                 .unwrap_or_else(|e| panic!("cycle {cycle}: W{writer} lost: {e}"));
             let v = latest["meta"]["version"].as_i64().unwrap();
-            assert!(v >= *last_version, "cycle {cycle}: W{writer} at version {v}, acknowledged {last_version}");
+            assert!(
+                v >= *last_version,
+                "cycle {cycle}: W{writer} at version {v}, acknowledged {last_version}"
+            );
             if v == *last_version {
                 assert_eq!(latest["value"], last_value.as_str());
             }
             // Every acknowledged version still kept (the last 10) reads back.
             for (version, value) in writes.iter().filter(|(ver, _)| *ver > v - 10) {
                 let old: Value = client
-                    .call(Method::GET, &format!("/api/v1/secret/crash/app?key=W{writer}&version={version}"), None::<&Value>)
+                    .call(
+                        Method::GET,
+                        &format!("/api/v1/secret/crash/app?key=W{writer}&version={version}"),
+                        None::<&Value>,
+                    )
                     .await
                     .unwrap_or_else(|e| panic!("cycle {cycle}: W{writer} v{version} lost: {e}"));
                 assert_eq!(old["value"], value.as_str());
@@ -63,7 +82,14 @@ async fn acknowledged_writes_survive_kill_9() {
         }
         if cycle == 0 {
             for (kind, path) in [("organization", "crash"), ("project", "crash/app")] {
-                client.call::<Value>(Method::POST, "/api/v1/scopes", Some(&json!({"kind": kind, "path": path}))).await.unwrap();
+                client
+                    .call::<Value>(
+                        Method::POST,
+                        "/api/v1/scopes",
+                        Some(&json!({"kind": kind, "path": path})),
+                    )
+                    .await
+                    .unwrap();
             }
         }
 
@@ -71,15 +97,27 @@ async fn acknowledged_writes_survive_kill_9() {
         for writer in 0..WRITERS {
             let (client, acked) = (client.clone(), acked.clone());
             tasks.push(tokio::spawn(async move {
-                let Ok(mut conn) = client.connect().await else { return };
+                let Ok(mut conn) = client.connect().await else {
+                    return;
+                };
                 for n in 0.. {
                     let value = format!("cycle{cycle}-n{n}");
-                    let body = serde_json::to_vec(&json!({"values": {format!("W{writer}"): value}})).unwrap();
-                    match conn.send(Method::PUT, "/api/v1/secrets/crash/app", Some(body)).await {
+                    let body =
+                        serde_json::to_vec(&json!({"values": {format!("W{writer}"): value}}))
+                            .unwrap();
+                    match conn
+                        .send(Method::PUT, "/api/v1/secrets/crash/app", Some(body))
+                        .await
+                    {
                         Ok((status, bytes)) if status.is_success() => {
                             let r: Value = serde_json::from_slice(&bytes).unwrap();
                             let version = r["written"][0]["version"].as_i64().unwrap();
-                            acked.lock().await.entry(writer).or_default().push((version, value));
+                            acked
+                                .lock()
+                                .await
+                                .entry(writer)
+                                .or_default()
+                                .push((version, value));
                         }
                         // The kill: the connection breaks mid-request.
                         _ => return,
@@ -94,7 +132,10 @@ async fn acknowledged_writes_survive_kill_9() {
             t.await.unwrap();
         }
         let now: usize = acked.lock().await.values().map(Vec::len).sum();
-        assert!(now > total_acked, "cycle {cycle}: no write was acknowledged before the kill");
+        assert!(
+            now > total_acked,
+            "cycle {cycle}: no write was acknowledged before the kill"
+        );
         total_acked = now;
     }
     eprintln!("{total_acked} acknowledged writes across {CYCLES} kill -9 cycles, none lost");

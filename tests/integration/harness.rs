@@ -90,7 +90,12 @@ impl TestServer {
         Client::new(&self.url, &self.ca_pem, token.map(str::to_owned)).unwrap()
     }
 
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
         self.client.call(method, path, body.as_ref()).await
     }
 
@@ -119,13 +124,21 @@ impl TestServer {
     }
 
     pub async fn put(&self, scope: &str, values: Value) -> Value {
-        self.ok(Method::PUT, &format!("/api/v1/secrets/{scope}"), Some(json!({"values": values})))
-            .await
+        self.ok(
+            Method::PUT,
+            &format!("/api/v1/secrets/{scope}"),
+            Some(json!({"values": values})),
+        )
+        .await
     }
 
     pub async fn get(&self, scope: &str, key: &str) -> Result<String, ClientError> {
         let v = self
-            .call(Method::GET, &format!("/api/v1/secret/{scope}?key={key}"), None)
+            .call(
+                Method::GET,
+                &format!("/api/v1/secret/{scope}?key={key}"),
+                None,
+            )
             .await?;
         Ok(v["value"].as_str().unwrap().to_owned())
     }
@@ -180,14 +193,24 @@ pub async fn wait_for_dev(data_dir: &Path, port: u16) -> Client {
             std::fs::read(data_dir.join("tls/ca.pem")),
             std::fs::read_to_string(data_dir.join("dev-token")),
         ) {
-            let client = Client::new(&format!("https://127.0.0.1:{port}"), &ca, Some(token.trim().to_owned())).unwrap();
-            if let Ok(v) = client.call::<Value>(Method::GET, "/api/v1/sys/status", None::<&Value>).await
+            let client = Client::new(
+                &format!("https://127.0.0.1:{port}"),
+                &ca,
+                Some(token.trim().to_owned()),
+            )
+            .unwrap();
+            if let Ok(v) = client
+                .call::<Value>(Method::GET, "/api/v1/sys/status", None::<&Value>)
+                .await
                 && v["sealed"] == json!(false)
             {
                 return client;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "warden dev did not become ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warden dev did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -199,11 +222,15 @@ macro_rules! both_backends {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$name($crate::harness::TestServer::start($crate::harness::Db::Sqlite).await).await
+                super::$name($crate::harness::TestServer::start($crate::harness::Db::Sqlite).await)
+                    .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$name($crate::harness::TestServer::start($crate::harness::Db::Postgres).await).await
+                super::$name(
+                    $crate::harness::TestServer::start($crate::harness::Db::Postgres).await,
+                )
+                .await
             }
         }
     };

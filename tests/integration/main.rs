@@ -4,9 +4,15 @@
 //! `postgres://postgres@127.0.0.1:5432/test`) to create one fresh database
 //! per test. They never skip: an unreachable PostgreSQL fails them.
 
+// Test code fails by panicking; the workspace's production-code lints do
+// not apply here.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod architecture;
 mod bad_input;
 mod canary;
 mod crash;
 mod harness;
+mod lifecycle;
 mod routes;
 mod scenarios;

@@ -18,12 +18,21 @@ fn concrete(path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_lists_exactly_the_routes() {
     let s = TestServer::start(Db::Sqlite).await;
-    let doc: Value = s.client_with(None).call(Method::GET, "/api/v1/openapi.json", None::<&Value>).await.unwrap();
+    let doc: Value = s
+        .client_with(None)
+        .call(Method::GET, "/api/v1/openapi.json", None::<&Value>)
+        .await
+        .unwrap();
     let documented: BTreeSet<(String, String)> = doc["paths"]
         .as_object()
         .unwrap()
         .iter()
-        .flat_map(|(path, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), path.clone())))
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), path.clone()))
+        })
         .collect();
     let routed: BTreeSet<(String, String)> = ROUTES
         .iter()
@@ -46,10 +55,22 @@ async fn every_declared_route_requires_authentication() {
         let mut conn = anon.connect().await.unwrap();
         let (status, bytes) = conn.send(method, &concrete(r.path), body).await.unwrap();
         match r.guard {
-            Guard::Requires(_) => assert_eq!(status.as_u16(), 401, "{} {}: {}", r.method, r.path, String::from_utf8_lossy(&bytes)),
+            Guard::Requires(_) => assert_eq!(
+                status.as_u16(),
+                401,
+                "{} {}: {}",
+                r.method,
+                r.path,
+                String::from_utf8_lossy(&bytes)
+            ),
             Guard::Public => assert_ne!(status.as_u16(), 401, "{} {}", r.method, r.path),
         }
-        assert!(status.as_u16() < 500, "{} {} answered {status}", r.method, r.path);
+        assert!(
+            status.as_u16() < 500,
+            "{} {} answered {status}",
+            r.method,
+            r.path
+        );
     }
     s.stop().await;
 }

@@ -17,48 +17,116 @@ fn status(e: ClientError) -> (u16, String) {
 async fn secret_versions_lifecycle(s: TestServer) {
     s.scopes("acme/shop/prod/api", "production").await;
     let scope = "acme/shop/prod";
-    let w = s.put(scope, json!({"DATABASE_URL": "postgres://one", "API_KEY": "k1"})).await;
-    assert_eq!(w["written"], json!([{"name": "API_KEY", "version": 1}, {"name": "DATABASE_URL", "version": 1}]));
-    s.put(scope, json!({"DATABASE_URL": "postgres://two"})).await;
-    assert_eq!(s.get(scope, "DATABASE_URL").await.unwrap(), "postgres://two");
-    let v1 = s.ok(Method::GET, &format!("/api/v1/secret/{scope}?key=DATABASE_URL&version=1"), None).await;
+    let w = s
+        .put(
+            scope,
+            json!({"DATABASE_URL": "postgres://one", "API_KEY": "k1"}),
+        )
+        .await;
+    assert_eq!(
+        w["written"],
+        json!([{"name": "API_KEY", "version": 1}, {"name": "DATABASE_URL", "version": 1}])
+    );
+    s.put(scope, json!({"DATABASE_URL": "postgres://two"}))
+        .await;
+    assert_eq!(
+        s.get(scope, "DATABASE_URL").await.unwrap(),
+        "postgres://two"
+    );
+    let v1 = s
+        .ok(
+            Method::GET,
+            &format!("/api/v1/secret/{scope}?key=DATABASE_URL&version=1"),
+            None,
+        )
+        .await;
     assert_eq!(v1["value"], "postgres://one");
     assert_eq!(v1["meta"]["version"], 1);
 
     // Listing carries names and versions, never values.
-    let list = s.ok(Method::GET, &format!("/api/v1/secrets/{scope}"), None).await;
+    let list = s
+        .ok(Method::GET, &format!("/api/v1/secrets/{scope}"), None)
+        .await;
     let text = list.to_string();
-    assert!(text.contains("DATABASE_URL") && !text.contains("postgres://"), "{text}");
+    assert!(
+        text.contains("DATABASE_URL") && !text.contains("postgres://"),
+        "{text}"
+    );
     assert_eq!(list["secrets"][1]["latest"], 2);
 
     // Compare-and-set.
     let cas = |v: i64, val: &str| json!({"values": {"DATABASE_URL": val}, "cas": v});
-    let e = s.call(Method::PUT, &format!("/api/v1/secrets/{scope}"), Some(cas(1, "x"))).await.unwrap_err();
+    let e = s
+        .call(
+            Method::PUT,
+            &format!("/api/v1/secrets/{scope}"),
+            Some(cas(1, "x")),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status(e), (409, "cas_mismatch".into()));
-    s.ok(Method::PUT, &format!("/api/v1/secrets/{scope}"), Some(cas(2, "postgres://three"))).await;
+    s.ok(
+        Method::PUT,
+        &format!("/api/v1/secrets/{scope}"),
+        Some(cas(2, "postgres://three")),
+    )
+    .await;
     let new = json!({"values": {"NEW_ONE": "n"}, "cas": 0});
-    s.ok(Method::PUT, &format!("/api/v1/secrets/{scope}"), Some(new.clone())).await;
-    let e = s.call(Method::PUT, &format!("/api/v1/secrets/{scope}"), Some(new)).await.unwrap_err();
+    s.ok(
+        Method::PUT,
+        &format!("/api/v1/secrets/{scope}"),
+        Some(new.clone()),
+    )
+    .await;
+    let e = s
+        .call(Method::PUT, &format!("/api/v1/secrets/{scope}"), Some(new))
+        .await
+        .unwrap_err();
     assert_eq!(status(e).0, 409);
 
     // Soft delete, undelete, destroy.
     let del = |route: &str, versions: Value| {
-        (format!("/api/v1/{route}/{scope}"), json!({"key": "DATABASE_URL", "versions": versions}))
+        (
+            format!("/api/v1/{route}/{scope}"),
+            json!({"key": "DATABASE_URL", "versions": versions}),
+        )
     };
     let (p, b) = del("secret-delete", json!([]));
     assert_eq!(s.ok(Method::POST, &p, Some(b)).await["changed"], json!([3]));
-    assert_eq!(status(s.get(scope, "DATABASE_URL").await.unwrap_err()), (410, "gone".into()));
+    assert_eq!(
+        status(s.get(scope, "DATABASE_URL").await.unwrap_err()),
+        (410, "gone".into())
+    );
     let (p, b) = del("secret-undelete", json!([3]));
     assert_eq!(s.ok(Method::POST, &p, Some(b)).await["changed"], json!([3]));
-    assert_eq!(s.get(scope, "DATABASE_URL").await.unwrap(), "postgres://three");
+    assert_eq!(
+        s.get(scope, "DATABASE_URL").await.unwrap(),
+        "postgres://three"
+    );
     let (p, b) = del("secret-destroy", json!([1]));
     assert_eq!(s.ok(Method::POST, &p, Some(b)).await["changed"], json!([1]));
-    let e = s.call(Method::GET, &format!("/api/v1/secret/{scope}?key=DATABASE_URL&version=1"), None).await.unwrap_err();
+    let e = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/secret/{scope}?key=DATABASE_URL&version=1"),
+            None,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status(e).0, 410);
     let (p, b) = del("secret-destroy", json!([]));
-    assert_eq!(status(s.call(Method::POST, &p, Some(b)).await.unwrap_err()).0, 400);
+    assert_eq!(
+        status(s.call(Method::POST, &p, Some(b)).await.unwrap_err()).0,
+        400
+    );
 
-    let h = s.ok(Method::GET, &format!("/api/v1/secret-history/{scope}?key=DATABASE_URL"), None).await;
+    let h = s
+        .ok(
+            Method::GET,
+            &format!("/api/v1/secret-history/{scope}?key=DATABASE_URL"),
+            None,
+        )
+        .await;
     let states: Vec<(i64, bool)> = h["versions"]
         .as_array()
         .unwrap()
@@ -69,8 +137,18 @@ async fn secret_versions_lifecycle(s: TestServer) {
 
     // Missing things are 404s naming what is missing.
     assert_eq!(status(s.get(scope, "NOPE").await.unwrap_err()).0, 404);
-    assert_eq!(status(s.get("acme/shop/staging", "X").await.unwrap_err()).0, 404);
-    let e = s.call(Method::PUT, "/api/v1/secrets/acme", Some(json!({"values": {"A": "b"}}))).await.unwrap_err();
+    assert_eq!(
+        status(s.get("acme/shop/staging", "X").await.unwrap_err()).0,
+        404
+    );
+    let e = s
+        .call(
+            Method::PUT,
+            "/api/v1/secrets/acme",
+            Some(json!({"values": {"A": "b"}})),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status(e).0, 400, "secrets do not attach to an organization");
     s.stop().await;
 }
@@ -82,14 +160,27 @@ async fn old_versions_are_pruned_per_environment(s: TestServer) {
     for i in 1..=5 {
         s.put("acme/shop/dev", json!({"K": format!("v{i}")})).await;
     }
-    let h = s.ok(Method::GET, "/api/v1/secret-history/acme/shop/dev?key=K", None).await;
-    let versions: Vec<i64> = h["versions"].as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect();
+    let h = s
+        .ok(
+            Method::GET,
+            "/api/v1/secret-history/acme/shop/dev?key=K",
+            None,
+        )
+        .await;
+    let versions: Vec<i64> = h["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
     assert_eq!(versions, vec![5, 4, 3]);
     // Project scope keeps the default of 10.
     for i in 1..=12 {
         s.put("acme/shop", json!({"P": format!("v{i}")})).await;
     }
-    let h = s.ok(Method::GET, "/api/v1/secret-history/acme/shop?key=P", None).await;
+    let h = s
+        .ok(Method::GET, "/api/v1/secret-history/acme/shop?key=P", None)
+        .await;
     assert_eq!(h["versions"].as_array().unwrap().len(), 10);
     s.stop().await;
 }
@@ -97,27 +188,60 @@ both_backends!(old_versions_are_pruned_per_environment);
 
 async fn resolve_merges_scopes_and_interpolates(s: TestServer) {
     s.scopes("acme/shop/prod/api", "production").await;
-    s.put("acme/shop", json!({"HOST": "db.project", "USER": "app", "LOG": "info"})).await;
-    s.put("acme/shop/prod", json!({"HOST": "db.prod", "URL": "postgres://${USER}@${HOST}/x"})).await;
-    s.put("acme/shop/prod/api", json!({"LOG": "debug", "PRICE": "$$5"})).await;
-    let r = s.ok(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None).await;
+    s.put(
+        "acme/shop",
+        json!({"HOST": "db.project", "USER": "app", "LOG": "info"}),
+    )
+    .await;
+    s.put(
+        "acme/shop/prod",
+        json!({"HOST": "db.prod", "URL": "postgres://${USER}@${HOST}/x"}),
+    )
+    .await;
+    s.put(
+        "acme/shop/prod/api",
+        json!({"LOG": "debug", "PRICE": "$$5"}),
+    )
+    .await;
+    let r = s
+        .ok(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None)
+        .await;
     assert_eq!(
         r["values"],
         json!({"HOST": "db.prod", "LOG": "debug", "PRICE": "$5", "URL": "postgres://app@db.prod/x", "USER": "app"})
     );
-    s.put("acme/shop/prod/api", json!({"A": "${B}", "B": "${A}"})).await;
-    let e = s.call(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None).await.unwrap_err();
+    s.put("acme/shop/prod/api", json!({"A": "${B}", "B": "${A}"}))
+        .await;
+    let e = s
+        .call(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None)
+        .await
+        .unwrap_err();
     match e {
-        ClientError::Api { status: 422, message, .. } => assert!(message.contains("A -> B -> A"), "{message}"),
+        ClientError::Api {
+            status: 422,
+            message,
+            ..
+        } => assert!(message.contains("A -> B -> A"), "{message}"),
         other => panic!("{other}"),
     }
-    s.put("acme/shop/prod/api", json!({"A": "${MISSING}", "B": "b"})).await;
-    let e = s.call(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None).await.unwrap_err();
+    s.put("acme/shop/prod/api", json!({"A": "${MISSING}", "B": "b"}))
+        .await;
+    let e = s
+        .call(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None)
+        .await
+        .unwrap_err();
     match e {
-        ClientError::Api { status: 422, message, .. } => assert!(message.contains("A references ${MISSING}"), "{message}"),
+        ClientError::Api {
+            status: 422,
+            message,
+            ..
+        } => assert!(message.contains("A references ${MISSING}"), "{message}"),
         other => panic!("{other}"),
     }
-    let e = s.call(Method::GET, "/api/v1/resolve/acme/shop/prod", None).await.unwrap_err();
+    let e = s
+        .call(Method::GET, "/api/v1/resolve/acme/shop/prod", None)
+        .await
+        .unwrap_err();
     assert_eq!(status(e).0, 400);
     s.stop().await;
 }
@@ -126,7 +250,11 @@ both_backends!(resolve_merges_scopes_and_interpolates);
 async fn rotation_and_rewrap_keep_every_version_readable(s: TestServer) {
     s.scopes("acme/shop/prod", "production").await;
     for i in 0..30 {
-        s.put("acme/shop/prod", json!({format!("K{i}"): format!("value-{i}")})).await;
+        s.put(
+            "acme/shop/prod",
+            json!({format!("K{i}"): format!("value-{i}")}),
+        )
+        .await;
     }
     let r = s.ok(Method::POST, "/api/v1/keys/acme/rotate", None).await;
     assert_eq!(r["term"], 2);
@@ -140,7 +268,9 @@ async fn rotation_and_rewrap_keep_every_version_readable(s: TestServer) {
     // ...rewrap in small steps (as after a crash, each step is durable)...
     let mut steps = 0;
     loop {
-        let p = s.ok(Method::POST, "/api/v1/keys/acme/rewrap?limit=7", None).await;
+        let p = s
+            .ok(Method::POST, "/api/v1/keys/acme/rewrap?limit=7", None)
+            .await;
         steps += 1;
         if p["remaining"] == 0 {
             break;
@@ -152,11 +282,17 @@ async fn rotation_and_rewrap_keep_every_version_readable(s: TestServer) {
     assert_eq!(st["terms"][0]["versions"], 0);
     assert_eq!(st["terms"][1]["versions"], 31);
     for i in 0..30 {
-        assert_eq!(s.get("acme/shop/prod", &format!("K{i}")).await.unwrap(), format!("value-{i}"));
+        assert_eq!(
+            s.get("acme/shop/prod", &format!("K{i}")).await.unwrap(),
+            format!("value-{i}")
+        );
     }
     // Idempotent once done.
     let p = s.ok(Method::POST, "/api/v1/keys/acme/rewrap", None).await;
-    assert_eq!((p["rewrapped"].clone(), p["remaining"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (p["rewrapped"].clone(), p["remaining"].clone()),
+        (json!(0), json!(0))
+    );
     s.stop().await;
 }
 both_backends!(rotation_and_rewrap_keep_every_version_readable);
@@ -168,12 +304,33 @@ async fn sealed_vault_refuses_secret_operations(s: TestServer) {
     assert_eq!(st["sealed"], true);
     let e = s.get("acme/shop/prod", "K").await.unwrap_err();
     assert_eq!(status(e), (503, "sealed".into()));
-    let e = s.call(Method::PUT, "/api/v1/secrets/acme/shop/prod", Some(json!({"values": {"K": "w"}}))).await.unwrap_err();
+    let e = s
+        .call(
+            Method::PUT,
+            "/api/v1/secrets/acme/shop/prod",
+            Some(json!({"values": {"K": "w"}})),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status(e), (503, "sealed".into()));
-    let ready = s.client_with(None).connect().await.unwrap().send(Method::GET, "/readyz", None).await.unwrap();
+    let ready = s
+        .client_with(None)
+        .connect()
+        .await
+        .unwrap()
+        .send(Method::GET, "/readyz", None)
+        .await
+        .unwrap();
     assert_eq!(ready.0.as_u16(), 503);
     // A dev-key vault cannot be unsealed with a passphrase.
-    let e = s.call(Method::POST, "/api/v1/sys/unseal", Some(json!({"passphrase": "whatever-long-enough"}))).await.unwrap_err();
+    let e = s
+        .call(
+            Method::POST,
+            "/api/v1/sys/unseal",
+            Some(json!({"passphrase": "whatever-long-enough"})),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status(e).0, 400);
     s.stop().await;
 }
@@ -188,35 +345,78 @@ async fn passphrase_and_shamir_init_through_the_api(db: crate::harness::Db) {
         };
         let running = crate::harness::start_on(dir.path(), &url).await;
         let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
-        let anon = warden_api::Client::new(&format!("https://{}", running.addr), &ca, None).unwrap();
+        let anon =
+            warden_api::Client::new(&format!("https://{}", running.addr), &ca, None).unwrap();
         let body = if shamir {
             json!({"method": "shamir", "shares": 5, "threshold": 3})
         } else {
             json!({"method": "passphrase", "passphrase": "correct horse battery staple"})
         };
-        let init: Value = anon.call(Method::POST, "/api/v1/sys/init", Some(&body)).await.unwrap();
-        let again = anon.call::<Value>(Method::POST, "/api/v1/sys/init", Some(&body)).await.unwrap_err();
+        let init: Value = anon
+            .call(Method::POST, "/api/v1/sys/init", Some(&body))
+            .await
+            .unwrap();
+        let again = anon
+            .call::<Value>(Method::POST, "/api/v1/sys/init", Some(&body))
+            .await
+            .unwrap_err();
         assert_eq!(status(again).0, 409);
         let token = init["root_token"].as_str().unwrap().to_owned();
-        let owner = warden_api::Client::new(&format!("https://{}", running.addr), &ca, Some(token)).unwrap();
+        let owner = warden_api::Client::new(&format!("https://{}", running.addr), &ca, Some(token))
+            .unwrap();
         // Sealed after init.
-        let e = owner.call::<Value>(Method::GET, "/api/v1/scopes", None::<&Value>).await.unwrap_err();
+        let e = owner
+            .call::<Value>(Method::GET, "/api/v1/scopes", None::<&Value>)
+            .await
+            .unwrap_err();
         assert_eq!(status(e).0, 503);
         if shamir {
-            let shares: Vec<String> = init["shares"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+            let shares: Vec<String> = init["shares"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect();
             assert_eq!(shares.len(), 5);
-            for (i, share) in [&shares[4], &shares[1], &shares[1], &shares[2]].iter().enumerate() {
-                let st: Value = anon.call(Method::POST, "/api/v1/sys/unseal", Some(&json!({"share": share}))).await.unwrap();
+            for (i, share) in [&shares[4], &shares[1], &shares[1], &shares[2]]
+                .iter()
+                .enumerate()
+            {
+                let st: Value = anon
+                    .call(
+                        Method::POST,
+                        "/api/v1/sys/unseal",
+                        Some(&json!({"share": share})),
+                    )
+                    .await
+                    .unwrap();
                 let expect_sealed = i < 3;
                 assert_eq!(st["sealed"], expect_sealed, "after share {i}: {st}");
             }
         } else {
-            let bad = anon.call::<Value>(Method::POST, "/api/v1/sys/unseal", Some(&json!({"passphrase": "wrong horse battery staple"}))).await.unwrap_err();
+            let bad = anon
+                .call::<Value>(
+                    Method::POST,
+                    "/api/v1/sys/unseal",
+                    Some(&json!({"passphrase": "wrong horse battery staple"})),
+                )
+                .await
+                .unwrap_err();
             assert_eq!(status(bad), (400, "bad_unseal_key".into()));
-            let st: Value = anon.call(Method::POST, "/api/v1/sys/unseal", Some(&json!({"passphrase": "correct horse battery staple"}))).await.unwrap();
+            let st: Value = anon
+                .call(
+                    Method::POST,
+                    "/api/v1/sys/unseal",
+                    Some(&json!({"passphrase": "correct horse battery staple"})),
+                )
+                .await
+                .unwrap();
             assert_eq!(st["sealed"], false);
         }
-        owner.call::<Value>(Method::GET, "/api/v1/scopes", None::<&Value>).await.unwrap();
+        owner
+            .call::<Value>(Method::GET, "/api/v1/scopes", None::<&Value>)
+            .await
+            .unwrap();
         running.shutdown().await;
     }
 }
@@ -233,18 +433,49 @@ async fn passphrase_and_shamir_init_postgres() {
 
 async fn every_operation_is_audited_without_values(s: TestServer) {
     s.scopes("acme/shop/prod", "production").await;
-    s.put("acme/shop/prod", json!({"AUDITED": "value-that-must-not-be-logged"})).await;
+    s.put(
+        "acme/shop/prod",
+        json!({"AUDITED": "value-that-must-not-be-logged"}),
+    )
+    .await;
     s.get("acme/shop/prod", "AUDITED").await.unwrap();
     let bad = s.client_with(Some("wdn_not-a-token"));
-    assert!(bad.call::<Value>(Method::GET, "/api/v1/scopes", None::<&Value>).await.is_err());
+    assert!(
+        bad.call::<Value>(Method::GET, "/api/v1/scopes", None::<&Value>)
+            .await
+            .is_err()
+    );
     s.running.app.store.flush().await.unwrap();
-    let acme = s.running.app.store.audit_entries("acme", 0, 1000).await.unwrap();
-    let system = s.running.app.store.audit_entries("system", 0, 1000).await.unwrap();
-    let all: Vec<Value> = acme.iter().chain(&system).map(|r| serde_json::from_str(&r.entry).unwrap()).collect();
+    let acme = s
+        .running
+        .app
+        .store
+        .audit_entries("acme", 0, 1000)
+        .await
+        .unwrap();
+    let system = s
+        .running
+        .app
+        .store
+        .audit_entries("system", 0, 1000)
+        .await
+        .unwrap();
+    let all: Vec<Value> = acme
+        .iter()
+        .chain(&system)
+        .map(|r| serde_json::from_str(&r.entry).unwrap())
+        .collect();
     for r in acme.iter().chain(&system) {
-        assert!(!r.entry.contains("value-that-must-not-be-logged"), "{}", r.entry);
+        assert!(
+            !r.entry.contains("value-that-must-not-be-logged"),
+            "{}",
+            r.entry
+        );
     }
-    let read: Vec<&Value> = all.iter().filter(|e| e["action"] == "secret.read").collect();
+    let read: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["action"] == "secret.read")
+        .collect();
     assert_eq!(read.len(), 2, "intent and outcome: {read:?}");
     assert_eq!(read[0]["phase"], "intent");
     assert_eq!(read[1]["phase"], "outcome");
@@ -252,10 +483,15 @@ async fn every_operation_is_audited_without_values(s: TestServer) {
     assert_eq!(read[1]["status"], "ok");
     assert_eq!(read[0]["target"], "acme/shop/prod#AUDITED");
     assert_eq!(read[0]["decision"]["effect"], "allow");
-    assert!(all.iter().any(|e| e["action"] == "auth.login" && e["status"] == "unknown token"));
+    assert!(
+        all.iter()
+            .any(|e| e["action"] == "auth.login" && e["status"] == "unknown token")
+    );
     // The log table is append-only in the database itself.
     let pool_url = s.database_url.clone();
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&pool_url).await.unwrap();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&pool_url)
+        .await
+        .unwrap();
     for sql in ["UPDATE audit_log SET entry = 'x'", "DELETE FROM audit_log"] {
         let r = sqlx::query(sql).execute(&mut conn).await;
         assert!(r.is_err(), "{sql} must be refused");

@@ -8,7 +8,9 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     /// A path segment is not `[a-z0-9][a-z0-9-]{0,62}`.
-    #[error("invalid name {0:?}: names are 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit")]
+    #[error(
+        "invalid name {0:?}: names are 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"
+    )]
     Segment(String),
     /// The path has the wrong number of segments for what was asked.
     #[error("invalid path {path:?}: expected {expected}")]
@@ -19,7 +21,9 @@ pub enum NameError {
         expected: &'static str,
     },
     /// A secret name is not an environment-variable name.
-    #[error("invalid secret name {0:?}: names are 1-128 characters of A-Z, a-z, 0-9 and '_', not starting with a digit")]
+    #[error(
+        "invalid secret name {0:?}: names are 1-128 characters of A-Z, a-z, 0-9 and '_', not starting with a digit"
+    )]
     SecretName(String),
     /// An environment mode other than production, staging or development.
     #[error("invalid environment mode {0:?}: expected production, staging or development")]
@@ -35,8 +39,7 @@ fn valid_segment(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 

@@ -107,7 +107,12 @@ impl AeadKey {
 
     /// Encrypts `plaintext` under `term` with a fresh random nonce, binding
     /// `context`.
-    pub fn seal(&self, term: u32, context: &[&[u8]], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn seal(
+        &self,
+        term: u32,
+        context: &[&[u8]],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         let nonce: [u8; NONCE_LEN] = random_bytes()?;
         self.seal_with_nonce(term, nonce, context, plaintext)
     }
@@ -141,8 +146,16 @@ impl AeadKey {
 
     /// Decrypts an envelope, checking it was sealed for `context`. The
     /// plaintext is wiped when the returned buffer drops.
-    pub fn open(&self, envelope: &[u8], context: &[&[u8]]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let (header, nonce, body) = split(envelope)?;
+    pub fn open(
+        &self,
+        envelope: &[u8],
+        context: &[&[u8]],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let Parts {
+            header,
+            nonce,
+            body,
+        } = split(envelope)?;
         let mut buf = Zeroizing::new(body.to_vec());
         let len = self
             .0
@@ -158,7 +171,14 @@ impl AeadKey {
     }
 }
 
-fn split(envelope: &[u8]) -> Result<([u8; HEADER_LEN], [u8; NONCE_LEN], &[u8]), CryptoError> {
+/// An envelope cut into its parts.
+struct Parts<'a> {
+    header: [u8; HEADER_LEN],
+    nonce: [u8; NONCE_LEN],
+    body: &'a [u8],
+}
+
+fn split(envelope: &[u8]) -> Result<Parts<'_>, CryptoError> {
     if envelope.len() < HEADER_LEN + NONCE_LEN + TAG_LEN || envelope[0] != ENVELOPE_VERSION {
         return Err(CryptoError::Malformed);
     }
@@ -166,13 +186,17 @@ fn split(envelope: &[u8]) -> Result<([u8; HEADER_LEN], [u8; NONCE_LEN], &[u8]), 
     header.copy_from_slice(&envelope[..HEADER_LEN]);
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&envelope[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
-    Ok((header, nonce, &envelope[HEADER_LEN + NONCE_LEN..]))
+    Ok(Parts {
+        header,
+        nonce,
+        body: &envelope[HEADER_LEN + NONCE_LEN..],
+    })
 }
 
 /// The key term recorded in an envelope's header.
 pub fn envelope_term(envelope: &[u8]) -> Result<u32, CryptoError> {
-    let (header, _, _) = split(envelope)?;
-    Ok(u32::from_be_bytes([header[1], header[2], header[3], header[4]]))
+    let h = split(envelope)?.header;
+    Ok(u32::from_be_bytes([h[1], h[2], h[3], h[4]]))
 }
 
 /// Argon2id parameters, stored with the wrapped key so unsealing can

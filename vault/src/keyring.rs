@@ -82,7 +82,10 @@ impl Keyring {
             .map_err(|_| VaultError::Integrity(format!("key term {} of {}", row.term, row.org)))?;
         let mut key = Zeroizing::new([0u8; 32]);
         if raw.len() != 32 || crate::crypto::envelope_term(&row.wrapped)? != term_u32(row.term)? {
-            return Err(VaultError::Integrity(format!("key term {} of {}", row.term, row.org)));
+            return Err(VaultError::Integrity(format!(
+                "key term {} of {}",
+                row.term, row.org
+            )));
         }
         key.copy_from_slice(&raw);
         Ok(TermKey {
@@ -95,10 +98,13 @@ impl Keyring {
         })
     }
 
-    async fn ring(&self, store: &Store, org: &str, reload: bool) -> Result<Arc<OrgRing>, VaultError> {
-        if !reload
-            && let Some(r) = self.orgs.read().ok().and_then(|m| m.get(org).cloned())
-        {
+    async fn ring(
+        &self,
+        store: &Store,
+        org: &str,
+        reload: bool,
+    ) -> Result<Arc<OrgRing>, VaultError> {
+        if !reload && let Some(r) = self.orgs.read().ok().and_then(|m| m.get(org).cloned()) {
             return Ok(r);
         }
         let rows = store.org_keys(org).await?;
@@ -120,7 +126,12 @@ impl Keyring {
 
     /// The key of `term` for decryption (reloading once if another replica
     /// created it).
-    pub(crate) async fn term(&self, store: &Store, org: &str, term: i64) -> Result<Arc<TermKey>, VaultError> {
+    pub(crate) async fn term(
+        &self,
+        store: &Store,
+        org: &str,
+        term: i64,
+    ) -> Result<Arc<TermKey>, VaultError> {
         if let Some(k) = self.ring(store, org, false).await?.terms.get(&term) {
             return Ok(k.clone());
         }
@@ -139,7 +150,12 @@ impl Keyring {
 
     /// Accounts for `n` encryptions under the current term and returns that
     /// term's key, rotating first when the term is used up.
-    pub(crate) async fn reserve(&self, store: &Store, org: &str, n: i64) -> Result<Arc<TermKey>, VaultError> {
+    pub(crate) async fn reserve(
+        &self,
+        store: &Store,
+        org: &str,
+        n: i64,
+    ) -> Result<Arc<TermKey>, VaultError> {
         let mut reload = false;
         loop {
             let ring = self.ring(store, org, reload).await?;
@@ -157,7 +173,11 @@ impl Keyring {
             let total = store.reserve_encryptions(org, tk.term, block).await?;
             if total > ROTATE_AT {
                 drop(c);
-                tracing::info!(org, term = tk.term, "key term reached its encryption limit; rotating");
+                tracing::info!(
+                    org,
+                    term = tk.term,
+                    "key term reached its encryption limit; rotating"
+                );
                 match self.rotate(store, org).await {
                     Ok(_) | Err(VaultError::Conflict(_)) => {}
                     Err(e) => return Err(e),
@@ -181,7 +201,14 @@ impl Keyring {
 
     /// Adds a new key term for `org`; returns it.
     pub(crate) async fn rotate(&self, store: &Store, org: &str) -> Result<i64, VaultError> {
-        let next = store.org_keys(org).await?.iter().map(|r| r.term).max().unwrap_or(0) + 1;
+        let next = store
+            .org_keys(org)
+            .await?
+            .iter()
+            .map(|r| r.term)
+            .max()
+            .unwrap_or(0)
+            + 1;
         store.add_org_key(self.new_term_row(org, next)?).await?;
         if let Ok(mut m) = self.orgs.write() {
             m.remove(org);

@@ -35,7 +35,12 @@ pub fn secret_context<'a>(
     name: &'a str,
     version_be: &'a [u8; 8],
 ) -> [&'a [u8]; 4] {
-    [org.as_bytes(), scope.as_bytes(), name.as_bytes(), version_be]
+    [
+        org.as_bytes(),
+        scope.as_bytes(),
+        name.as_bytes(),
+        version_be,
+    ]
 }
 
 /// What a vault operation can fail with. Messages name keys, scopes and

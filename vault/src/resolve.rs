@@ -101,9 +101,10 @@ fn resolve_key(
     stack.pop();
     // The resolved value may exceed the size limit only through references;
     // report that as a malformed reference rather than truncate.
-    let value = SecretValue::new(std::mem::take(&mut *out)).map_err(|_| ResolveError::Malformed {
-        key: key.to_owned(),
-    })?;
+    let value =
+        SecretValue::new(std::mem::take(&mut *out)).map_err(|_| ResolveError::Malformed {
+            key: key.to_owned(),
+        })?;
     done.insert(key.to_owned(), value);
     Ok(())
 }
@@ -120,7 +121,9 @@ mod tests {
     }
 
     fn plain(m: &BTreeMap<String, SecretValue>) -> Vec<(String, String)> {
-        m.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect()
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+            .collect()
     }
 
     #[test]
@@ -153,18 +156,27 @@ mod tests {
             "reference cycle: A -> B -> C -> A"
         );
         let self_ref = map(&[("A", "${A}")]);
-        assert!(matches!(interpolate(&self_ref), Err(ResolveError::Cycle(_))));
+        assert!(matches!(
+            interpolate(&self_ref),
+            Err(ResolveError::Cycle(_))
+        ));
     }
 
     #[test]
     fn dangling_and_malformed_references_are_errors() {
         let e = interpolate(&map(&[("A", "${NOPE}")])).unwrap_err();
-        assert_eq!(e.to_string(), "A references ${NOPE}, which is not defined for this service");
+        assert_eq!(
+            e.to_string(),
+            "A references ${NOPE}, which is not defined for this service"
+        );
         for bad in ["${", "${A", "${1X}", "${a-b}"] {
-            assert!(matches!(
-                interpolate(&map(&[("K", bad), ("A", "x")])),
-                Err(ResolveError::Malformed { .. })
-            ), "{bad}");
+            assert!(
+                matches!(
+                    interpolate(&map(&[("K", bad), ("A", "x")])),
+                    Err(ResolveError::Malformed { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 

@@ -5,9 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use warden_policies::{Action, Permit, Resource};
 use warden_store::{NewVersion, Rewrapped, ScopeRow, SecretSummary, Store, StoreError, VersionRow};
-use warden_types::{
-    DEFAULT_MAX_VERSIONS, EnvMode, ScopeKind, ScopePath, SecretName, SecretValue,
-};
+use warden_types::{DEFAULT_MAX_VERSIONS, EnvMode, ScopeKind, ScopePath, SecretName, SecretValue};
 use zeroize::Zeroizing;
 
 use crate::keyring::Keyring;
@@ -165,7 +163,11 @@ impl Vault {
     }
 
     /// Creates the root key. The vault stays sealed unless `unseal_now`.
-    pub async fn init(&self, method: InitMethod, unseal_now: bool) -> Result<InitOutput, VaultError> {
+    pub async fn init(
+        &self,
+        method: InitMethod,
+        unseal_now: bool,
+    ) -> Result<InitOutput, VaultError> {
         if self.config().await?.is_some() {
             return Err(VaultError::AlreadyInitialized);
         }
@@ -208,7 +210,11 @@ impl Vault {
         let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
         // One Argon2id derivation at a time: unseal is unauthenticated, and
         // each attempt costs 64 MiB and a few hundred milliseconds of CPU.
-        let _turn = self.kdf_turn.acquire().await.map_err(|_| VaultError::Sealed)?;
+        let _turn = self
+            .kdf_turn
+            .acquire()
+            .await
+            .map_err(|_| VaultError::Sealed)?;
         let passphrase = Zeroizing::new(passphrase.to_owned());
         let key = tokio::task::spawn_blocking(move || unseal::passphrase_key(&config, &passphrase))
             .await
@@ -284,7 +290,10 @@ impl Vault {
         check(
             permit,
             Action::EnvManage,
-            parent.clone().map(Resource::Scope).unwrap_or(Resource::Root),
+            parent
+                .clone()
+                .map(Resource::Scope)
+                .unwrap_or(Resource::Root),
         )?;
         let keyring = self.keyring()?;
         let kind = path.kind();
@@ -325,16 +334,16 @@ impl Vault {
         check(
             permit,
             Action::EnvManage,
-            parent.cloned().map(Resource::Scope).unwrap_or(Resource::Root),
+            parent
+                .cloned()
+                .map(Resource::Scope)
+                .unwrap_or(Resource::Root),
         )?;
         self.keyring()?;
         if let Some(p) = parent {
             self.scope_row(p).await?;
         }
-        Ok(self
-            .store
-            .child_scopes(parent.map(|p| p.as_str()))
-            .await?)
+        Ok(self.store.child_scopes(parent.map(|p| p.as_str())).await?)
     }
 
     async fn secret_scope(&self, scope: &ScopePath) -> Result<ScopeRow, VaultError> {
@@ -413,20 +422,31 @@ impl Vault {
             let v = version.to_be_bytes();
             term_key
                 .secrets
-                .seal(term, &secret_context(&p.org, &p.scope, &p.name, &v), value.expose().as_bytes())
+                .seal(
+                    term,
+                    &secret_context(&p.org, &p.scope, &p.name, &v),
+                    value.expose().as_bytes(),
+                )
                 .map_err(|e| StoreError::Sealing(e.to_string()))
         });
         let versions = self.store.put_secrets(puts, sealer).await?;
         Ok(names.into_iter().zip(versions).collect())
     }
 
-    async fn open(&self, keyring: &Keyring, org: &str, row: &VersionRow) -> Result<SecretValue, VaultError> {
+    async fn open(
+        &self,
+        keyring: &Keyring,
+        org: &str,
+        row: &VersionRow,
+    ) -> Result<SecretValue, VaultError> {
         let label = format!("version {} of {} in {}", row.version, row.name, row.scope);
         if row.destroyed_at.is_some() {
             return Err(VaultError::Gone(format!("{label} was destroyed")));
         }
         if row.deleted_at.is_some() {
-            return Err(VaultError::Gone(format!("{label} is deleted; undelete it to read it")));
+            return Err(VaultError::Gone(format!(
+                "{label} is deleted; undelete it to read it"
+            )));
         }
         let envelope = row
             .envelope
@@ -464,7 +484,11 @@ impl Vault {
     }
 
     /// Names and metadata of the secrets in a scope.
-    pub async fn list(&self, permit: &Permit, scope: &ScopePath) -> Result<Vec<SecretSummary>, VaultError> {
+    pub async fn list(
+        &self,
+        permit: &Permit,
+        scope: &ScopePath,
+    ) -> Result<Vec<SecretSummary>, VaultError> {
         scope_of(permit, Action::SecretList, scope)?;
         self.keyring()?;
         self.secret_scope(scope).await?;
@@ -516,7 +540,10 @@ impl Vault {
         scope_of(permit, Action::SecretDelete, scope)?;
         self.keyring()?;
         let versions = self.versions_or_latest(scope, name, versions).await?;
-        Ok(self.store.set_deleted(scope.as_str(), name.as_str(), versions, true).await?)
+        Ok(self
+            .store
+            .set_deleted(scope.as_str(), name.as_str(), versions, true)
+            .await?)
     }
 
     /// Undeletes versions (the latest when none given).
@@ -530,7 +557,10 @@ impl Vault {
         scope_of(permit, Action::SecretDelete, scope)?;
         self.keyring()?;
         let versions = self.versions_or_latest(scope, name, versions).await?;
-        Ok(self.store.set_deleted(scope.as_str(), name.as_str(), versions, false).await?)
+        Ok(self
+            .store
+            .set_deleted(scope.as_str(), name.as_str(), versions, false)
+            .await?)
     }
 
     /// Erases the ciphertext of the given versions for good.
@@ -544,9 +574,14 @@ impl Vault {
         scope_of(permit, Action::SecretDestroy, scope)?;
         self.keyring()?;
         if versions.is_empty() {
-            return Err(VaultError::Invalid("destroy needs explicit versions".into()));
+            return Err(VaultError::Invalid(
+                "destroy needs explicit versions".into(),
+            ));
         }
-        Ok(self.store.destroy(scope.as_str(), name.as_str(), versions).await?)
+        Ok(self
+            .store
+            .destroy(scope.as_str(), name.as_str(), versions)
+            .await?)
     }
 
     /// The effective secrets of a service: project < environment < service,
@@ -585,7 +620,9 @@ impl Vault {
 
     fn org_scope(permit: &Permit, org: &ScopePath) -> Result<(), VaultError> {
         if org.kind() != ScopeKind::Organization {
-            return Err(VaultError::Invalid("keys belong to an organization: give ORG".into()));
+            return Err(VaultError::Invalid(
+                "keys belong to an organization: give ORG".into(),
+            ));
         }
         scope_of(permit, Action::KeyRotate, org)
     }
@@ -600,7 +637,12 @@ impl Vault {
 
     /// Re-encrypts up to `limit` versions sealed under older terms with the
     /// newest term. Idempotent and resumable: call until `remaining == 0`.
-    pub async fn rewrap(&self, permit: &Permit, org: &ScopePath, limit: i64) -> Result<RewrapProgress, VaultError> {
+    pub async fn rewrap(
+        &self,
+        permit: &Permit,
+        org: &ScopePath,
+        limit: i64,
+    ) -> Result<RewrapProgress, VaultError> {
         Self::org_scope(permit, org)?;
         let keyring = self.keyring()?;
         self.scope_row(org).await?;
@@ -611,7 +653,9 @@ impl Vault {
             .await?;
         let mut rewrapped = 0;
         if !rows.is_empty() {
-            let new_key = keyring.reserve(&self.store, org.as_str(), rows.len() as i64).await?;
+            let new_key = keyring
+                .reserve(&self.store, org.as_str(), rows.len() as i64)
+                .await?;
             let term = u32::try_from(new_key.term)
                 .map_err(|_| VaultError::Integrity("key term out of range".into()))?;
             let mut items = Vec::with_capacity(rows.len());
@@ -625,7 +669,10 @@ impl Vault {
                 let v = row.version.to_be_bytes();
                 let ctx = secret_context(org.as_str(), &row.scope, &row.name, &v);
                 let plain = old.secrets.open(envelope, &ctx).map_err(|_| {
-                    VaultError::Integrity(format!("version {} of {} in {}", row.version, row.name, row.scope))
+                    VaultError::Integrity(format!(
+                        "version {} of {} in {}",
+                        row.version, row.name, row.scope
+                    ))
                 })?;
                 items.push(Rewrapped {
                     secret_id: row.secret_id,
@@ -653,11 +700,20 @@ impl Vault {
     }
 
     /// Every key term of `org` with its usage.
-    pub async fn key_status(&self, permit: &Permit, org: &ScopePath) -> Result<Vec<TermStatus>, VaultError> {
+    pub async fn key_status(
+        &self,
+        permit: &Permit,
+        org: &ScopePath,
+    ) -> Result<Vec<TermStatus>, VaultError> {
         Self::org_scope(permit, org)?;
         self.keyring()?;
         self.scope_row(org).await?;
-        let usage: BTreeMap<i64, i64> = self.store.term_usage(org.as_str()).await?.into_iter().collect();
+        let usage: BTreeMap<i64, i64> = self
+            .store
+            .term_usage(org.as_str())
+            .await?
+            .into_iter()
+            .collect();
         Ok(self
             .store
             .org_keys(org.as_str())

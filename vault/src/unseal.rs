@@ -277,7 +277,9 @@ mod tests {
         .unwrap();
         assert_eq!(seal.shares.len(), 5);
         let parsed = |idx: &[usize]| -> Vec<Share> {
-            idx.iter().map(|&i| Share::parse(&seal.shares[i]).unwrap()).collect()
+            idx.iter()
+                .map(|&i| Share::parse(&seal.shares[i]).unwrap())
+                .collect()
         };
         for subset in [[0, 1, 2], [0, 2, 4], [4, 3, 1], [1, 2, 3]] {
             let key = combine(3, &parsed(&subset)).unwrap();
@@ -306,7 +308,13 @@ mod tests {
 
     #[test]
     fn malformed_shares_are_rejected() {
-        for bad in ["", "!!!", "AAAA", &B64.encode([0u8; 33]), &B64.encode([1u8; 40])] {
+        for bad in [
+            "",
+            "!!!",
+            "AAAA",
+            &B64.encode([0u8; 33]),
+            &B64.encode([1u8; 40]),
+        ] {
             assert!(Share::parse(bad).is_err(), "{bad:?}");
         }
     }

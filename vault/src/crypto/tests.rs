@@ -51,7 +51,12 @@ fn envelope_vectors_seal_and_open_both_ways() {
         assert_eq!(hex::encode(&sealed), v.envelope, "seal: {}", v.name);
         let expected = hex::decode(&v.envelope).unwrap();
         let opened = key.open(&expected, &ctx).unwrap();
-        assert_eq!(opened.as_slice(), v.plaintext.as_bytes(), "open: {}", v.name);
+        assert_eq!(
+            opened.as_slice(),
+            v.plaintext.as_bytes(),
+            "open: {}",
+            v.name
+        );
         assert_eq!(envelope_term(&expected).unwrap(), v.term);
     }
 }
@@ -106,12 +111,20 @@ fn fresh_nonces_make_equal_plaintexts_differ() {
 
 #[test]
 fn argon2id_kek_depends_on_passphrase_and_salt_and_refuses_absurd_parameters() {
-    let p = Argon2Params { m_kib: 1024, t: 1, p: 1 };
+    let p = Argon2Params {
+        m_kib: 1024,
+        t: 1,
+        p: 1,
+    };
     let a = p.derive_kek(b"correct horse", &[1; 16]).unwrap();
     assert_eq!(a, p.derive_kek(b"correct horse", &[1; 16]).unwrap());
     assert_ne!(a, p.derive_kek(b"correct horsf", &[1; 16]).unwrap());
     assert_ne!(a, p.derive_kek(b"correct horse", &[2; 16]).unwrap());
-    let huge = Argon2Params { m_kib: u32::MAX, t: 1, p: 1 };
+    let huge = Argon2Params {
+        m_kib: u32::MAX,
+        t: 1,
+        p: 1,
+    };
     assert_eq!(huge.derive_kek(b"x", &[1; 16]), Err(CryptoError::Derive));
 }
 
