@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and the integration suite against SQLite and
+# a real PostgreSQL (started, and installed if needed, by ensure-postgres.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/warden-target}
+WARDEN_TEST_DATABASE_URL=$(./scripts/ensure-postgres.sh)
+export WARDEN_TEST_DATABASE_URL
+exec cargo test --workspace --locked "$@"
