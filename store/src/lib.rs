@@ -166,3 +166,19 @@ impl Store {
 }
 
 mod queries;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_lockstep_across_backends() {
+        let versions = |m: &sqlx::migrate::Migrator| {
+            m.iter()
+                .map(|x| (x.version, x.description.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(versions(&SQLITE_MIGRATIONS), versions(&POSTGRES_MIGRATIONS));
+        assert!(!versions(&SQLITE_MIGRATIONS).is_empty());
+    }
+}

@@ -499,3 +499,79 @@ async fn every_operation_is_audited_without_values(s: TestServer) {
     s.stop().await;
 }
 both_backends!(every_operation_is_audited_without_values);
+
+/// Moving a ciphertext inside the database (to another secret, or another
+/// version of the same secret) makes it undecryptable: the AAD binds both.
+/// The caller gets a 500, never the other secret's value.
+async fn moved_ciphertexts_do_not_decrypt(s: TestServer) {
+    s.scopes("acme/shop/prod", "production").await;
+    s.scopes("other/shop/prod", "production").await;
+    s.put(
+        "acme/shop/prod",
+        json!({"A": "value-of-a", "B": "value-of-b"}),
+    )
+    .await;
+    s.put("acme/shop/prod", json!({"A": "value-of-a-v2"})).await;
+    s.put("other/shop/prod", json!({"A": "other-org"})).await;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&s.database_url)
+        .await
+        .unwrap();
+    let envelope = |scope: &'static str, name: &'static str, version: i64| {
+        format!(
+            "(SELECT v.envelope FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+             WHERE s.scope = '{scope}' AND s.name = '{name}' AND v.version = {version})"
+        )
+    };
+    let target = |scope: &str, name: &str, version: i64| {
+        format!(
+            "secret_id = (SELECT id FROM secrets WHERE scope = '{scope}' AND name = '{name}') AND version = {version}"
+        )
+    };
+    let moves = [
+        (
+            envelope("acme/shop/prod", "A", 1),
+            target("acme/shop/prod", "B", 1),
+            "B",
+            None,
+        ),
+        (
+            envelope("acme/shop/prod", "A", 1),
+            target("acme/shop/prod", "A", 2),
+            "A",
+            Some(2),
+        ),
+        (
+            envelope("other/shop/prod", "A", 1),
+            target("acme/shop/prod", "A", 1),
+            "A",
+            Some(1),
+        ),
+    ];
+    for (from, to, name, version) in moves {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE secret_versions SET envelope = {from} WHERE {to}"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let path = match version {
+            Some(v) => format!("/api/v1/secret/acme/shop/prod?key={name}&version={v}"),
+            None => format!("/api/v1/secret/acme/shop/prod?key={name}"),
+        };
+        match s.call(Method::GET, &path, None).await {
+            Err(ClientError::Api {
+                status: 500,
+                message,
+                ..
+            }) => {
+                assert!(
+                    !message.contains("value-of") && !message.contains("other-org"),
+                    "{message}"
+                )
+            }
+            other => panic!("{path}: a moved ciphertext must not decrypt: {other:?}"),
+        }
+    }
+    s.stop().await;
+}
+both_backends!(moved_ciphertexts_do_not_decrypt);
