@@ -9,6 +9,8 @@ use hyper::{Method, StatusCode};
 use tokio::task::JoinSet;
 use warden_api::{Client, Connection};
 
+use crate::cpu;
+
 /// One request: what a workload asks a connection to send next.
 pub struct Request {
     /// HTTP method.
@@ -61,6 +63,8 @@ pub struct Measurement {
     pub window: Duration,
     /// Bytes of response body received in the window.
     pub response_bytes: u64,
+    /// CPU use during the window, where /proc tells.
+    pub cpu: Option<cpu::Usage>,
 }
 
 impl Measurement {
@@ -72,7 +76,11 @@ impl Measurement {
     /// Successful (200) requests per second.
     pub fn rps(&self) -> f64 {
         let secs = self.window.as_secs_f64();
-        if secs > 0.0 { self.ok as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.ok as f64 / secs
+        } else {
+            0.0
+        }
     }
 
     /// Nearest-rank percentile in milliseconds (`q` in 0..=1).
@@ -133,11 +141,7 @@ impl Tally {
         if self.first_error.is_none() {
             let mut s = what();
             if s.len() > ERROR_BODY_CHARS {
-                let cut = (0..=ERROR_BODY_CHARS)
-                    .rev()
-                    .find(|&i| s.is_char_boundary(i))
-                    .unwrap_or(0);
-                s.truncate(cut);
+                s.truncate(s.floor_char_boundary(ERROR_BODY_CHARS));
                 s.push('…');
             }
             self.first_error = Some(s);
@@ -164,6 +168,10 @@ pub async fn run(
     let start = Instant::now();
     let measure_from = start + plan.warmup;
     let deadline = measure_from + plan.measure;
+    let window_start = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        cpu::Sample::now()
+    });
     let mut tasks = JoinSet::new();
     for (idx, conn) in conns.into_iter().enumerate() {
         let worker = Worker {
@@ -182,6 +190,10 @@ pub async fn run(
             last_done = last_done.max(t);
         }
         m.merge(tally);
+    }
+    let window_end = cpu::Sample::now();
+    if let (Ok(Some(from)), Some(to)) = (window_start.await, window_end) {
+        m.cpu = from.until(&to);
     }
     m.window = last_done.saturating_duration_since(measure_from);
     m.latencies_us.sort_unstable();

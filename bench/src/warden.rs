@@ -26,6 +26,8 @@ pub const VALUE_LEN: usize = 64;
 
 /// A Warden server under test and an authenticated client for it.
 pub struct Target {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
     /// The server.
     pub running: Running,
     /// Client with the bootstrap owner token.
@@ -45,13 +47,21 @@ pub async fn start_sqlite() -> Result<Target> {
     let dev = warden_server::dev::start_dev(&dir.path().join("data"), listen())
         .await
         .context("starting Warden (SQLite)")?;
-    let ca = std::fs::read(&dev.pki.ca_cert).context("reading the dev CA")?;
-    let client = Client::new(&dev.url, &ca, Some(String::clone(&dev.token)))?;
-    Ok(Target {
-        running: dev.running,
-        client,
-        _dir: dir,
-    })
+    let client = std::fs::read(&dev.pki.ca_cert)
+        .context("reading the dev CA")
+        .and_then(|ca| Ok(Client::new(&dev.url, &ca, Some(String::clone(&dev.token)))?));
+    match client {
+        Ok(client) => Ok(Target {
+            backend: "sqlite",
+            running: dev.running,
+            client,
+            _dir: dir,
+        }),
+        Err(e) => {
+            dev.running.shutdown().await;
+            Err(e)
+        }
+    }
 }
 
 /// Warden on PostgreSQL at `database_url` (an empty database), initialized
@@ -59,6 +69,7 @@ pub async fn start_sqlite() -> Result<Target> {
 pub async fn start_postgres(database_url: &str) -> Result<Target> {
     let dir = tempfile::tempdir().context("creating the PKI directory")?;
     let pki = ensure_dev_pki(dir.path())?;
+    let ca = std::fs::read(&pki.ca_cert).context("reading the dev CA")?;
     let running = warden_server::start(ServerOptions {
         listen: listen(),
         database_url: database_url.to_owned(),
@@ -69,26 +80,28 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
     .await
     .context("starting Warden (PostgreSQL)")?;
     let app = running.app.clone();
+    let url = format!("https://{}", running.addr);
     let prepared = async {
         app.vault
             .init(InitMethod::DevKeyFile, true)
             .await
             .context("initializing the vault")?;
-        app.create_root_token()
+        let token = app
+            .create_root_token()
             .await
-            .map_err(|e| anyhow!("creating a root token: {e:?}"))
+            .map_err(|e| anyhow!("creating a root token: {e:?}"))?;
+        Ok::<_, anyhow::Error>(Client::new(&url, &ca, Some(String::clone(&token)))?)
     }
     .await;
-    let token = match prepared {
-        Ok(t) => t,
+    let client = match prepared {
+        Ok(c) => c,
         Err(e) => {
             running.shutdown().await;
             return Err(e);
         }
     };
-    let ca = std::fs::read(&pki.ca_cert).context("reading the dev CA")?;
-    let client = Client::new(&format!("https://{}", running.addr), &ca, Some(String::clone(&token)))?;
     Ok(Target {
+        backend: "postgres",
         running,
         client,
         _dir: dir,
@@ -106,7 +119,11 @@ pub async fn seed(client: &Client, rng_seed: u64) -> Result<()> {
     ];
     for scope in scopes {
         let (status, body) = conn
-            .send(Method::POST, "/api/v1/scopes", Some(serde_json::to_vec(&scope)?))
+            .send(
+                Method::POST,
+                "/api/v1/scopes",
+                Some(serde_json::to_vec(&scope)?),
+            )
             .await?;
         ensure!(
             status.is_success(),
