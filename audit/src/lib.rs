@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+pub use warden_store::PendingAudit;
 use warden_store::{Store, StoreError};
 
 /// Entry schema version.
@@ -30,22 +31,24 @@ pub const SYSTEM_LOG: &str = "system";
 #[error("audit log unavailable: {0}")]
 pub struct AuditError(#[from] StoreError);
 
-/// Who acted.
+/// Who acted. Fields are declared in alphabetical order: entries are
+/// serialized directly in canonical (sorted-key) form.
 #[derive(Debug, Clone, Serialize)]
 pub struct Actor {
-    /// Principal id, or `anonymous`.
-    pub principal: String,
     /// How it authenticated (`token`, `none`).
     pub method: &'static str,
-    /// The public id of the token used, if any.
-    pub token_id: Option<String>,
+    /// Principal id, or `anonymous`.
+    pub principal: String,
     /// Peer address.
     pub source_ip: Option<String>,
+    /// The public id of the token used, if any.
+    pub token_id: Option<String>,
     /// User-Agent header, truncated.
     pub user_agent: Option<String>,
 }
 
-/// The authorization decision recorded with the event.
+/// The authorization decision recorded with the event (fields in
+/// alphabetical order).
 #[derive(Debug, Clone, Serialize)]
 pub struct DecisionRecord {
     /// `allow` or `deny`.
@@ -55,12 +58,11 @@ pub struct DecisionRecord {
 }
 
 /// What is being done.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Event {
     /// Links intent and outcome.
     pub op_id: String,
     /// The log it belongs to (an organization or [`SYSTEM_LOG`]).
-    #[serde(skip)]
     pub log: String,
     /// Who.
     pub actor: Actor,
@@ -72,15 +74,19 @@ pub struct Event {
     pub decision: Option<DecisionRecord>,
 }
 
+/// One log line. Fields in alphabetical order (canonical JSON).
 #[derive(Serialize)]
 struct Entry<'a> {
-    schema: u32,
-    time_ns: u128,
+    action: &'a str,
+    actor: &'a Actor,
+    decision: &'a Option<DecisionRecord>,
     node: &'a str,
+    op_id: &'a str,
     phase: &'static str,
-    #[serde(flatten)]
-    event: &'a Event,
+    schema: u32,
     status: Option<&'a str>,
+    target: &'a str,
+    time_ns: u128,
 }
 
 /// Appends audit entries for one node.
@@ -122,23 +128,36 @@ impl Auditor {
 
     fn encode(&self, phase: &'static str, event: &Event, status: Option<&str>) -> String {
         let entry = Entry {
+            action: &event.action,
+            actor: &event.actor,
+            decision: &event.decision,
+            node: &self.node,
+            op_id: &event.op_id,
+            phase,
             schema: SCHEMA,
+            status,
+            target: &event.target,
             time_ns: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or(0),
-            node: &self.node,
-            phase,
-            event,
-            status,
         };
-        canonical_json(&entry)
+        serde_json::to_string(&entry)
+            .unwrap_or_else(|e| format!("{{\"encode_error\":{:?}}}", e.to_string()))
     }
 
     /// Appends the intent and returns once it is durable.
     pub async fn intent(&self, event: &Event) -> Result<(), AuditError> {
+        Ok(self.queue_intent(event)?.durable().await?)
+    }
+
+    /// Queues the intent and returns at once. Writes made under
+    /// [`warden_store::after_intent`] with its ticket are ordered after it
+    /// and refused if it fails; [`PendingAudit::durable`] says when it is on
+    /// disk.
+    pub fn queue_intent(&self, event: &Event) -> Result<PendingAudit, AuditError> {
         let line = self.encode("intent", event, None);
-        Ok(self.store.append_audit(event.log.clone(), line).await?)
+        Ok(self.store.queue_audit(event.log.clone(), line)?)
     }
 
     /// Appends a record that is complete in itself (a denial, a failed
@@ -157,34 +176,52 @@ impl Auditor {
     }
 }
 
-/// Serializes `value` as canonical JSON: compact, object keys sorted
-/// (serde_json's map is ordered), no floats in our entries.
-pub fn canonical_json<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(v) => v.to_string(),
-        Err(e) => format!("{{\"encode_error\":{:?}}}", e.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Entries are written straight from structs whose fields are declared
+    /// in sorted order; check that this is exactly the canonical form (keys
+    /// sorted at every level, compact).
     #[test]
-    fn canonical_json_sorts_keys_and_is_compact() {
-        #[derive(Serialize)]
-        struct S {
-            zeta: u8,
-            alpha: &'static str,
-            mid: Option<u8>,
-        }
-        assert_eq!(
-            canonical_json(&S {
-                zeta: 1,
-                alpha: "a",
-                mid: None
+    fn entries_are_canonical_json() {
+        let event = Event {
+            op_id: "n-1-2".into(),
+            log: "acme".into(),
+            actor: Actor {
+                method: "token",
+                principal: "user:bootstrap".into(),
+                source_ip: Some("127.0.0.1".into()),
+                token_id: Some("tok_1".into()),
+                user_agent: None,
+            },
+            action: "secret.read".into(),
+            target: "acme/shop#K".into(),
+            decision: Some(DecisionRecord {
+                effect: "allow",
+                rule: "owner@/".into(),
             }),
-            r#"{"alpha":"a","mid":null,"zeta":1}"#
+        };
+        let line = Entry {
+            action: &event.action,
+            actor: &event.actor,
+            decision: &event.decision,
+            node: "n",
+            op_id: &event.op_id,
+            phase: "intent",
+            schema: SCHEMA,
+            status: None,
+            target: &event.target,
+            time_ns: 1,
+        };
+        let direct = serde_json::to_string(&line).unwrap();
+        let sorted = serde_json::from_str::<serde_json::Value>(&direct)
+            .unwrap()
+            .to_string();
+        assert_eq!(direct, sorted);
+        assert!(
+            direct.starts_with(r#"{"action":"secret.read","actor":{"method":"token""#),
+            "{direct}"
         );
     }
 }

@@ -104,6 +104,9 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         use StatusCode as S;
         let (status, code) = match &e {
+            VaultError::Store(StoreError::IntentNotRecorded) => {
+                return Self::audit_unavailable();
+            }
             VaultError::Sealed => (S::SERVICE_UNAVAILABLE, "sealed"),
             VaultError::NotInitialized => (S::SERVICE_UNAVAILABLE, "not_initialized"),
             VaultError::AlreadyInitialized => (S::CONFLICT, "already_initialized"),

@@ -7,7 +7,10 @@
 //! 2. **Authorize**: [`warden_policies::authorize`] returns a [`Permit`] or a
 //!    denial (403). Denials are audited durably before answering.
 //! 3. **Audit**: the intent is appended durably; if that fails, the
-//!    operation does not run and the caller gets 503.
+//!    operation has no effect and the caller gets 503. For operations whose
+//!    effects are storage writes, the intent is committed while the
+//!    operation runs, ahead of (or atomically with) its writes; see
+//!    [`App::run`].
 //! 4. **Execute** with the permit, then append the outcome.
 //!
 //! Public operations (init, unseal) skip steps 1-2 but not 3.
@@ -190,6 +193,15 @@ impl App {
     }
 
     /// Runs an authorized, audited operation for an authenticated caller.
+    ///
+    /// Contract: the operation's only effects are storage writes and its
+    /// answer. Its writes queue behind the intent in the group-commit
+    /// writer and are refused if the intent is not recorded (or commit
+    /// atomically with it), and the answer is released only once the intent
+    /// is durable, so the intent can be written while the operation runs.
+    /// An operation with effects outside the database (starting a shell,
+    /// calling a cluster) must not use this: it has to wait for the intent
+    /// before acting, as [`App::run_public`] does.
     pub async fn run<T, F, Fut>(
         &self,
         caller: &Caller,
@@ -228,11 +240,17 @@ impl App {
                     effect: "allow",
                     rule: permit.rule().to_owned(),
                 });
-                self.audit
-                    .intent(&event)
+                let intent = self
+                    .audit
+                    .queue_intent(&event)
+                    .map_err(|_| ApiError::audit_unavailable())?;
+                let result = warden_store::after_intent(intent.ticket(), op(permit)).await;
+                // Nothing leaves before the intent is durable: not the answer
+                // (nor any value in it), and no write (see `run`'s contract).
+                intent
+                    .durable()
                     .await
                     .map_err(|_| ApiError::audit_unavailable())?;
-                let result = op(permit).await;
                 self.audit.outcome(&event, status_of(&result));
                 result
             }

@@ -34,6 +34,10 @@ pub enum StoreError {
     /// The sealing closure refused (e.g. the vault was sealed meanwhile).
     #[error("{0}")]
     Sealing(String),
+    /// The audit intent this write depends on was not recorded, so the
+    /// write was not performed.
+    #[error("the audit intent of this operation was not recorded; nothing was written")]
+    IntentNotRecorded,
     /// The writer task has stopped (shutting down).
     #[error("storage writer stopped")]
     Closed,
@@ -54,6 +58,7 @@ impl StoreError {
         match self {
             Self::Conflict(_) | Self::NotFound(_) | Self::CasMismatch { .. } => Fault::Client,
             Self::Sealing(_) | Self::BadUrl | Self::Migrate(_) | Self::Closed => Fault::Internal,
+            Self::IntentNotRecorded => Fault::Upstream,
             Self::Database(_) => Fault::Upstream,
         }
     }

@@ -14,11 +14,14 @@
 //! plaintext secret; sealing closures handed to [`Store::put_secrets`] run
 //! inside the writer but their captures are opaque here.
 
+mod cache;
 mod error;
 mod rows;
 mod writer;
 
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -26,7 +29,7 @@ use sqlx::{AnyConnection, AnyPool, Executor};
 
 pub use error::StoreError;
 pub use rows::*;
-pub use writer::TxFuture;
+pub use writer::{Ticket, TxFuture, after_intent};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -48,12 +51,68 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A connection pool plus the process's group-commit writer.
+/// A connection pool plus the process's group-commit writer (and, on
+/// SQLite, the read cache that single ownership of the file allows).
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
     writer: writer::Writer,
+    cache: Option<Arc<cache::ReadCache>>,
+    /// Held for the store's lifetime: the exclusive `flock` on `<db>.lock`.
+    _owner: Option<Arc<std::fs::File>>,
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
+/// Copies the WAL back into the database file every few seconds, without
+/// blocking writers or readers (PASSIVE), so commits never pay for a
+/// checkpoint. Ends when the pool is closed.
+async fn checkpoint_loop(pool: AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+/// Takes the exclusive lock that makes this process the SQLite file's only
+/// user (the read cache depends on it).
+fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = PathBuf::from(format!("{path}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Database(format!("{}: {e}", lock_path.display())))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            StoreError::Database(format!(
+                "{path} is in use by another Warden process (lock {} is held)",
+                lock_path.display()
+            ))
+        },
+    )?;
+    Ok(Some(Arc::new(file)))
 }
 
 impl std::fmt::Debug for Store {
@@ -76,6 +135,10 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl);
         };
+        let owner = match backend {
+            Backend::Sqlite => lock_sqlite_file(url)?,
+            Backend::Postgres => None,
+        };
         let url = match backend {
             // Create the file if missing; the pragmas below make it durable.
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
@@ -88,14 +151,20 @@ impl Store {
                 Backend::Postgres => 16,
             })
             .acquire_timeout(Duration::from_secs(10))
+            // No ping per acquire: a broken connection fails its query and
+            // is closed; a ping would add a round trip to every query.
+            .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         // WAL for concurrent readers; FULL syncs the WAL on
                         // every commit, so a commit is durable on return.
+                        // Checkpoints run in the background (below), not inside
+                        // a committing write.
                         conn.execute(
                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;",
+                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
+                             PRAGMA wal_autocheckpoint=0;",
                         )
                         .await?;
                     }
@@ -111,10 +180,18 @@ impl Store {
         }
         .map_err(|e| StoreError::Migrate(e.to_string()))?;
         let writer = writer::Writer::start(pool.clone(), backend);
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoint_loop(pool.clone()));
+        }
+        let cache = owner
+            .as_ref()
+            .map(|_| Arc::new(cache::ReadCache::default()));
         Ok(Self {
             pool,
             backend,
             writer,
+            cache,
+            _owner: owner,
         })
     }
 
@@ -149,7 +226,14 @@ impl Store {
 
     /// Appends one audit entry; returns once it is durable.
     pub async fn append_audit(&self, log: String, entry: String) -> Result<(), StoreError> {
-        self.writer.append_audit(log, entry).await
+        self.queue_audit(log, entry)?.durable().await
+    }
+
+    /// Queues one audit entry and returns at once; the [`PendingAudit`]
+    /// tells when it is durable and orders dependent writes after it.
+    pub fn queue_audit(&self, log: String, entry: String) -> Result<PendingAudit, StoreError> {
+        let (ticket, done) = self.writer.append_audit(log, entry)?;
+        Ok(PendingAudit { ticket, done })
     }
 
     /// Appends one audit entry without waiting for durability (outcome
@@ -162,6 +246,24 @@ impl Store {
     /// been committed.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.write(|_| Box::pin(async { Ok(()) })).await
+    }
+}
+
+/// An audit entry on its way to disk.
+pub struct PendingAudit {
+    ticket: Ticket,
+    done: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+}
+
+impl PendingAudit {
+    /// The ticket writes depending on this entry carry (see [`after_intent`]).
+    pub fn ticket(&self) -> Ticket {
+        self.ticket.clone()
+    }
+
+    /// Waits until the entry is committed.
+    pub async fn durable(self) -> Result<(), StoreError> {
+        self.done.await.map_err(|_| StoreError::Closed)?
     }
 }
 

@@ -54,12 +54,20 @@ impl Store {
 
     /// One scope by path.
     pub async fn scope(&self, path: &str) -> Result<Option<ScopeRow>, StoreError> {
-        Ok(sqlx::query_as(
+        if let Some(row) = self.cache.as_ref().and_then(|c| c.scope(path)) {
+            return Ok(Some(row));
+        }
+        let seen = self.cache.as_ref().map(|c| c.epoch());
+        let row: Option<ScopeRow> = sqlx::query_as(
             "SELECT path, kind, parent, org, mode, max_versions, created_at FROM scopes WHERE path = $1",
         )
         .bind(path)
         .fetch_optional(self.pool())
-        .await?)
+        .await?;
+        if let (Some(c), Some(seen), Some(r)) = (&self.cache, seen, &row) {
+            c.put_scope(seen, r.clone());
+        }
+        Ok(row)
     }
 
     /// The direct children of `parent` (organizations when `None`).
@@ -185,59 +193,68 @@ impl Store {
     }
 
     /// Writes a new version of each secret, atomically: all or none. Returns
-    /// the new version numbers in order.
+    /// the new version numbers in order. Versions beyond `max_versions` are
+    /// pruned by the `secret_versions_prune` trigger in the same transaction.
     pub async fn put_secrets(
         &self,
         puts: Vec<NewVersion>,
         mut sealer: Sealer,
     ) -> Result<Vec<i64>, StoreError> {
-        self.write(move |c| {
+        let keys: Vec<(String, String)> = puts
+            .iter()
+            .map(|p| (p.scope.clone(), p.name.clone()))
+            .collect();
+        let result = self.write(move |c| {
             Box::pin(async move {
                 let mut versions = Vec::with_capacity(puts.len());
                 let now = now_ms();
                 for p in &puts {
-                    let existing: Option<(i64, i64)> =
-                        sqlx::query_as("SELECT id, latest FROM secrets WHERE scope = $1 AND name = $2")
-                            .bind(p.scope.as_str())
-                            .bind(p.name.as_str())
-                            .fetch_optional(&mut *c)
-                            .await?;
-                    let current = existing.map(|(_, l)| l).unwrap_or(0);
-                    if let Some(expected) = p.cas
-                        && expected != current
-                    {
-                        return Err(StoreError::CasMismatch {
-                            name: p.name.clone(),
-                            expected,
-                            current,
-                        });
-                    }
-                    let version = current + 1;
-                    let envelope = sealer(p, version)?;
-                    let id = match existing {
-                        Some((id, _)) => {
-                            sqlx::query("UPDATE secrets SET latest = $1, updated_at = $2 WHERE id = $3")
-                                .bind(version)
-                                .bind(now)
-                                .bind(id)
-                                .execute(&mut *c)
-                                .await?;
-                            id
-                        }
+                    // One round trip in the common case: bump the version of
+                    // an existing secret (respecting check-and-set).
+                    let bumped: Option<(i64, i64)> = sqlx::query_as(
+                        "UPDATE secrets SET latest = latest + 1, updated_at = $1, keep = $5 \
+                         WHERE scope = $2 AND name = $3 AND ($4 < 0 OR latest = $4) RETURNING id, latest",
+                    )
+                    .bind(now)
+                    .bind(p.scope.as_str())
+                    .bind(p.name.as_str())
+                    .bind(p.cas.unwrap_or(-1))
+                    .bind(p.max_versions)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                    let (id, version) = match bumped {
+                        Some(found) => found,
                         None => {
-                            sqlx::query_scalar(
-                                "INSERT INTO secrets (scope, org, name, latest, updated_at) \
-                                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                            let current: Option<i64> =
+                                sqlx::query_scalar("SELECT latest FROM secrets WHERE scope = $1 AND name = $2")
+                                    .bind(p.scope.as_str())
+                                    .bind(p.name.as_str())
+                                    .fetch_optional(&mut *c)
+                                    .await?;
+                            if let Some(expected) = p.cas
+                                && (current.is_some() || expected != 0)
+                            {
+                                return Err(StoreError::CasMismatch {
+                                    name: p.name.clone(),
+                                    expected,
+                                    current: current.unwrap_or(0),
+                                });
+                            }
+                            let id = sqlx::query_scalar(
+                                "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
+                                 VALUES ($1, $2, $3, 1, $4, $5) RETURNING id",
                             )
                             .bind(p.scope.as_str())
                             .bind(p.org.as_str())
                             .bind(p.name.as_str())
-                            .bind(version)
+                            .bind(p.max_versions)
                             .bind(now)
                             .fetch_one(&mut *c)
-                            .await?
+                            .await?;
+                            (id, 1)
                         }
                     };
+                    let envelope = sealer(p, version)?;
                     sqlx::query(
                         "INSERT INTO secret_versions (secret_id, version, org, key_term, envelope, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -250,17 +267,22 @@ impl Store {
                     .bind(now)
                     .execute(&mut *c)
                     .await?;
-                    sqlx::query("DELETE FROM secret_versions WHERE secret_id = $1 AND version <= $2")
-                        .bind(id)
-                        .bind(version - p.max_versions)
-                        .execute(&mut *c)
-                        .await?;
                     versions.push(version);
                 }
                 Ok(versions)
             })
         })
-        .await
+        .await;
+        self.invalidate(&keys);
+        result
+    }
+
+    /// Drops cached rows of these secrets after a write (before it is
+    /// acknowledged).
+    fn invalidate(&self, keys: &[(String, String)]) {
+        if let Some(c) = &self.cache {
+            c.invalidate_secrets(keys.iter().map(|(s, n)| (s.as_str(), n.as_str())));
+        }
     }
 
     /// One version of a secret (the latest when `version` is `None`).
@@ -284,11 +306,21 @@ impl Store {
                  WHERE s.scope = $1 AND s.name = $2"
             }
         };
+        if version.is_none()
+            && let Some(row) = self.cache.as_ref().and_then(|c| c.latest(scope, name))
+        {
+            return Ok(Some(row));
+        }
+        let seen = self.cache.as_ref().map(|c| c.epoch());
         let mut q = sqlx::query_as(sql).bind(scope).bind(name);
         if let Some(v) = version {
             q = q.bind(v);
         }
-        Ok(q.fetch_optional(self.pool()).await?)
+        let row: Option<VersionRow> = q.fetch_optional(self.pool()).await?;
+        if let (Some(c), Some(seen), Some(r), None) = (&self.cache, seen, &row, version) {
+            c.put_latest(seen, r.clone());
+        }
+        Ok(row)
     }
 
     /// Secret names and metadata in one scope.
@@ -346,33 +378,37 @@ impl Store {
         versions: Vec<i64>,
         deleted: bool,
     ) -> Result<Vec<i64>, StoreError> {
+        let key = [(scope.to_owned(), name.to_owned())];
         let (scope, name) = (scope.to_owned(), name.to_owned());
-        self.write(move |c| {
-            Box::pin(async move {
-                let id = secret_id(c, &scope, &name).await?;
-                let mut changed = Vec::new();
-                for v in versions {
-                    let q = if deleted {
-                        sqlx::query(
-                            "UPDATE secret_versions SET deleted_at = $1 WHERE secret_id = $2 \
+        let result = self
+            .write(move |c| {
+                Box::pin(async move {
+                    let id = secret_id(c, &scope, &name).await?;
+                    let mut changed = Vec::new();
+                    for v in versions {
+                        let q = if deleted {
+                            sqlx::query(
+                                "UPDATE secret_versions SET deleted_at = $1 WHERE secret_id = $2 \
                              AND version = $3 AND deleted_at IS NULL AND destroyed_at IS NULL",
-                        )
-                        .bind(now_ms())
-                    } else {
-                        sqlx::query(
-                            "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
+                            )
+                            .bind(now_ms())
+                        } else {
+                            sqlx::query(
+                                "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
                              AND version = $2 AND deleted_at IS NOT NULL AND destroyed_at IS NULL",
-                        )
-                    };
-                    let r = q.bind(id).bind(v).execute(&mut *c).await?;
-                    if r.rows_affected() > 0 {
-                        changed.push(v);
+                            )
+                        };
+                        let r = q.bind(id).bind(v).execute(&mut *c).await?;
+                        if r.rows_affected() > 0 {
+                            changed.push(v);
+                        }
                     }
-                }
-                Ok(changed)
+                    Ok(changed)
+                })
             })
-        })
-        .await
+            .await;
+        self.invalidate(&key);
+        result
     }
 
     /// Erases the ciphertext of versions for good; returns the versions
@@ -383,29 +419,33 @@ impl Store {
         name: &str,
         versions: Vec<i64>,
     ) -> Result<Vec<i64>, StoreError> {
+        let key = [(scope.to_owned(), name.to_owned())];
         let (scope, name) = (scope.to_owned(), name.to_owned());
-        self.write(move |c| {
-            Box::pin(async move {
-                let id = secret_id(c, &scope, &name).await?;
-                let mut changed = Vec::new();
-                for v in versions {
-                    let r = sqlx::query(
-                        "UPDATE secret_versions SET envelope = NULL, destroyed_at = $1 \
+        let result = self
+            .write(move |c| {
+                Box::pin(async move {
+                    let id = secret_id(c, &scope, &name).await?;
+                    let mut changed = Vec::new();
+                    for v in versions {
+                        let r = sqlx::query(
+                            "UPDATE secret_versions SET envelope = NULL, destroyed_at = $1 \
                          WHERE secret_id = $2 AND version = $3 AND destroyed_at IS NULL",
-                    )
-                    .bind(now_ms())
-                    .bind(id)
-                    .bind(v)
-                    .execute(&mut *c)
-                    .await?;
-                    if r.rows_affected() > 0 {
-                        changed.push(v);
+                        )
+                        .bind(now_ms())
+                        .bind(id)
+                        .bind(v)
+                        .execute(&mut *c)
+                        .await?;
+                        if r.rows_affected() > 0 {
+                            changed.push(v);
+                        }
                     }
-                }
-                Ok(changed)
+                    Ok(changed)
+                })
             })
-        })
-        .await
+            .await;
+        self.invalidate(&key);
+        result
     }
 
     /// Up to `limit` versions of `org` still sealed under a term older than
@@ -432,7 +472,7 @@ impl Store {
     /// under its old term (a concurrent destroy or rewrap wins). Returns how
     /// many were replaced.
     pub async fn replace_envelopes(&self, items: Vec<Rewrapped>) -> Result<u64, StoreError> {
-        self.write(move |c| {
+        let result = self.write(move |c| {
             Box::pin(async move {
                 let mut n = 0;
                 for it in items {
@@ -452,7 +492,11 @@ impl Store {
                 Ok(n)
             })
         })
-        .await
+        .await;
+        if let Some(c) = &self.cache {
+            c.invalidate_all();
+        }
+        result
     }
 
     /// How many live (not destroyed) versions each key term of `org` seals.
@@ -491,12 +535,20 @@ impl Store {
 
     /// Finds a token by the hash of its secret part.
     pub async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>, StoreError> {
-        Ok(sqlx::query_as(
+        if let Some(row) = self.cache.as_ref().and_then(|c| c.token(hash)) {
+            return Ok(Some(row));
+        }
+        let seen = self.cache.as_ref().map(|c| c.epoch());
+        let row: Option<TokenRow> = sqlx::query_as(
             "SELECT id, principal, name, created_at, expires_at, revoked_at FROM api_tokens WHERE hash = $1",
         )
         .bind(hash.to_vec())
         .fetch_optional(self.pool())
-        .await?)
+        .await?;
+        if let (Some(c), Some(seen), Some(r)) = (&self.cache, seen, &row) {
+            c.put_token(seen, hash, r.clone());
+        }
+        Ok(row)
     }
 
     /// Audit entries of one log after `after_id`, oldest first.

@@ -107,7 +107,7 @@ pub struct NewVersion {
     /// Secret name.
     pub name: String,
     /// Compare-and-set: the version the caller expects to be latest (0 =
-    /// must not exist yet).
+    /// must not exist yet). Never negative (the vault validates it).
     pub cas: Option<i64>,
     /// Versions to keep; older ones are removed.
     pub max_versions: i64,

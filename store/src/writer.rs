@@ -13,8 +13,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use sqlx::{AnyConnection, AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Backend, StoreError};
@@ -36,14 +39,56 @@ enum Msg {
         log: String,
         entry: String,
         done: Option<oneshot::Sender<Result<(), StoreError>>>,
+        ticket: Option<Ticket>,
     },
+}
+
+const PENDING: u8 = 0;
+const COMMITTED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// The fate of one audit intent, shared with the writes that depend on it.
+#[derive(Clone)]
+pub struct Ticket(Arc<AtomicU8>);
+
+impl Default for Ticket {
+    fn default() -> Self {
+        Self(Arc::new(AtomicU8::new(PENDING)))
+    }
+}
+
+impl Ticket {
+    fn settle(&self, ok: bool) {
+        self.0
+            .store(if ok { COMMITTED } else { FAILED }, Ordering::Release);
+    }
+
+    fn failed(&self) -> bool {
+        self.0.load(Ordering::Acquire) == FAILED
+    }
+}
+
+tokio::task_local! {
+    /// The intent the writes of the current operation depend on.
+    static AFTER_INTENT: Ticket;
+}
+
+/// Runs `op` so that every write it makes depends on the intent behind
+/// `ticket`: such a write runs after the intent (the queue is FIFO), and is
+/// refused if the intent's batch failed. In the same batch, both commit or
+/// neither does.
+pub async fn after_intent<F: Future>(ticket: Ticket, op: F) -> F::Output {
+    AFTER_INTENT.scope(ticket, op).await
 }
 
 /// Most messages in one transaction; bounds the time a batch holds the lock.
 const MAX_BATCH: usize = 2048;
-/// Multi-row insert sizes for audit entries. A batch is cut into chunks of
-/// these sizes so only a handful of distinct statements are ever prepared.
-const AUDIT_CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+/// One statement inserts a whole batch of audit entries, passed as one JSON
+/// array parameter (`[[log, entry], ...]`), in array order.
+const INSERT_AUDIT_SQLITE: &str = "INSERT INTO audit_log (log, entry) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1) ORDER BY key";
+const INSERT_AUDIT_POSTGRES: &str = "INSERT INTO audit_log (log, entry) \
+     SELECT e.v->>0, e.v->>1 FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(v, i) ORDER BY e.i";
 
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -63,9 +108,13 @@ impl Writer {
         F: for<'c> FnOnce(&'c mut AnyConnection) -> TxFuture<'c, T> + Send + 'static,
     {
         let (done, rx) = oneshot::channel();
+        let depends_on = AFTER_INTENT.try_with(Ticket::clone).ok();
         let erased: ErasedJob = Box::new(move |conn| {
             Box::pin(async move {
-                let result = job(conn).await;
+                let result = match depends_on {
+                    Some(t) if t.failed() => Err(StoreError::IntentNotRecorded),
+                    _ => job(conn).await,
+                };
                 let ok = result.is_ok();
                 let completion: Completion = Box::new(move |commit| {
                     let _ = done.send(commit.and(result));
@@ -79,16 +128,23 @@ impl Writer {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub(crate) async fn append_audit(&self, log: String, entry: String) -> Result<(), StoreError> {
+    /// Queues an entry; the receiver answers once it is committed (or not).
+    pub(crate) fn append_audit(
+        &self,
+        log: String,
+        entry: String,
+    ) -> Result<(Ticket, oneshot::Receiver<Result<(), StoreError>>), StoreError> {
         let (done, rx) = oneshot::channel();
+        let ticket = Ticket::default();
         self.queue
             .send(Msg::Audit {
                 log,
                 entry,
                 done: Some(done),
+                ticket: Some(ticket.clone()),
             })
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok((ticket, rx))
     }
 
     pub(crate) fn append_audit_later(&self, log: String, entry: String) {
@@ -96,6 +152,7 @@ impl Writer {
             log,
             entry,
             done: None,
+            ticket: None,
         });
         if sent.is_err() {
             tracing::error!("audit entry dropped: storage writer stopped");
@@ -105,6 +162,8 @@ impl Writer {
 
 async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut batch = Vec::new();
+    // The writer keeps one connection; it is replaced after a failure.
+    let mut conn: Option<PoolConnection<Any>> = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -113,27 +172,64 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::UnboundedReceiver<Ms
                 Err(_) => break,
             }
         }
-        commit_batch(&pool, backend, std::mem::take(&mut batch)).await;
+        if conn.is_none() {
+            conn = pool
+                .acquire()
+                .await
+                .map_err(|e| tracing::error!(error = %e, "writer cannot connect"))
+                .ok();
+        }
+        let (size, started) = (batch.len(), std::time::Instant::now());
+        let ok = commit_batch(conn.as_mut(), backend, std::mem::take(&mut batch)).await;
+        tracing::trace!(
+            size,
+            micros = started.elapsed().as_micros() as u64,
+            "batch committed"
+        );
+        if !ok && let Some(mut c) = conn.take() {
+            // Never reuse a connection whose transaction state is unknown.
+            c.close_on_drop();
+        }
     }
 }
 
-async fn commit_batch(pool: &AnyPool, backend: Backend, batch: Vec<Msg>) {
+/// Commits one batch; returns whether the connection is still usable.
+async fn commit_batch(
+    conn: Option<&mut PoolConnection<Any>>,
+    backend: Backend,
+    batch: Vec<Msg>,
+) -> bool {
     let mut audits = Vec::new();
     let mut audit_done = Vec::new();
+    let mut tickets = Vec::new();
     let mut jobs = Vec::new();
     for m in batch {
         match m {
-            Msg::Audit { log, entry, done } => {
+            Msg::Audit {
+                log,
+                entry,
+                done,
+                ticket,
+            } => {
                 audits.push((log, entry));
                 audit_done.extend(done);
+                tickets.extend(ticket);
             }
             Msg::Job(j) => jobs.push(j),
         }
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
-    let outcome = transaction(pool, backend, &audits, jobs, &mut completions).await;
+    let outcome = match conn {
+        Some(conn) => transaction(conn, backend, &audits, jobs, &mut completions).await,
+        None => Err(StoreError::Database("no database connection".into())),
+    };
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "write batch failed");
+    }
+    // Settle tickets before answering anyone, so a dependent write queued
+    // meanwhile sees the outcome.
+    for t in tickets {
+        t.settle(outcome.is_ok());
     }
     for d in audit_done {
         let _ = d.send(outcome.clone());
@@ -141,16 +237,16 @@ async fn commit_batch(pool: &AnyPool, backend: Backend, batch: Vec<Msg>) {
     for c in completions {
         c(outcome.clone());
     }
+    outcome.is_ok()
 }
 
 async fn transaction(
-    pool: &AnyPool,
+    conn: &mut PoolConnection<Any>,
     backend: Backend,
     audits: &[(String, String)],
     jobs: Vec<ErasedJob>,
     completions: &mut Vec<Completion>,
 ) -> Result<(), StoreError> {
-    let mut conn = pool.acquire().await?;
     let begin = match backend {
         // Take the write lock up front so the commit cannot fail with BUSY.
         Backend::Sqlite => "BEGIN IMMEDIATE",
@@ -158,50 +254,53 @@ async fn transaction(
     };
     conn.execute(begin).await?;
     let body = async {
-        insert_audit(&mut conn, audits).await?;
+        insert_audit(conn, backend, audits).await?;
+        // Each job runs in a savepoint. Releasing one and opening the next
+        // is a single call, so a job costs one round trip more than its own
+        // statements.
+        let mut open = false;
         for job in jobs {
-            conn.execute("SAVEPOINT job").await?;
-            let (ok, completion) = job(&mut conn).await;
+            let sql = if open {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            } else {
+                "SAVEPOINT job"
+            };
+            sqlx::raw_sql(sql).execute(&mut **conn).await?;
+            open = true;
+            let (ok, completion) = job(conn).await;
             completions.push(completion);
             if !ok {
                 conn.execute("ROLLBACK TO SAVEPOINT job").await?;
             }
-            conn.execute("RELEASE SAVEPOINT job").await?;
         }
-        conn.execute("COMMIT").await?;
+        let commit = if open {
+            "RELEASE SAVEPOINT job; COMMIT"
+        } else {
+            "COMMIT"
+        };
+        sqlx::raw_sql(commit).execute(&mut **conn).await?;
         Ok::<_, StoreError>(())
     }
     .await;
-    if body.is_err() && conn.execute("ROLLBACK").await.is_err() {
-        // Never hand a connection with an open transaction back to the pool.
-        conn.close_on_drop();
+    if body.is_err() {
+        let _ = conn.execute("ROLLBACK").await;
     }
     body
 }
 
 async fn insert_audit(
     conn: &mut AnyConnection,
-    mut rows: &[(String, String)],
+    backend: Backend,
+    rows: &[(String, String)],
 ) -> Result<(), StoreError> {
-    while !rows.is_empty() {
-        let n = AUDIT_CHUNKS
-            .into_iter()
-            .find(|&n| n <= rows.len())
-            .unwrap_or(1);
-        let (chunk, rest) = rows.split_at(n);
-        let mut sql = String::from("INSERT INTO audit_log (log, entry) VALUES ");
-        for i in 0..n {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
-        }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (log, entry) in chunk {
-            q = q.bind(log.as_str()).bind(entry.as_str());
-        }
-        q.execute(&mut *conn).await?;
-        rows = rest;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let json = serde_json::to_string(rows).map_err(|e| StoreError::Database(e.to_string()))?;
+    let sql = match backend {
+        Backend::Sqlite => INSERT_AUDIT_SQLITE,
+        Backend::Postgres => INSERT_AUDIT_POSTGRES,
+    };
+    sqlx::query(sql).bind(json).execute(&mut *conn).await?;
     Ok(())
 }

@@ -575,3 +575,64 @@ async fn moved_ciphertexts_do_not_decrypt(s: TestServer) {
     s.stop().await;
 }
 both_backends!(moved_ciphertexts_do_not_decrypt);
+
+/// Fail-closed: when the audit log cannot record an intent, the operation
+/// has no effect and the caller gets 503; once the log works again, so does
+/// everything else.
+async fn audit_failure_blocks_the_operation(s: TestServer) {
+    s.scopes("acme/shop/prod", "production").await;
+    s.put("acme/shop/prod", json!({"K": "before"})).await;
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&s.database_url)
+        .await
+        .unwrap();
+    let (create, drop) = if s.database_url.starts_with("sqlite") {
+        (
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            "DROP TRIGGER audit_down",
+        )
+    } else {
+        (
+            "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER audit_down BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_down()",
+            "DROP TRIGGER audit_down ON audit_log",
+        )
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let e = s
+        .call(
+            Method::PUT,
+            "/api/v1/secrets/acme/shop/prod",
+            Some(json!({"values": {"K": "during", "NEW": "x"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), (503, "audit_unavailable".into()));
+    let e = s.get("acme/shop/prod", "K").await.unwrap_err();
+    assert_eq!(
+        status(e),
+        (503, "audit_unavailable".into()),
+        "a read must not answer without its intent"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Nothing of the refused write happened.
+    assert_eq!(s.get("acme/shop/prod", "K").await.unwrap(), "before");
+    assert_eq!(
+        status(s.get("acme/shop/prod", "NEW").await.unwrap_err()).0,
+        404
+    );
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE s.name = 'K'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    s.put("acme/shop/prod", json!({"K": "after"})).await;
+    assert_eq!(s.get("acme/shop/prod", "K").await.unwrap(), "after");
+    s.stop().await;
+}
+both_backends!(audit_failure_blocks_the_operation);

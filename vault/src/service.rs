@@ -390,6 +390,11 @@ impl Vault {
         if cas.is_some() && values.len() != 1 {
             return Err(VaultError::Invalid("cas applies to a single secret".into()));
         }
+        if cas.is_some_and(|v| v < 0) {
+            return Err(VaultError::Invalid(
+                "cas is a version number, 0 or more".into(),
+            ));
+        }
         let mut seen = HashSet::new();
         if let Some((dup, _)) = values.iter().find(|(n, _)| !seen.insert(n.clone())) {
             return Err(VaultError::Invalid(format!("{dup} appears twice")));

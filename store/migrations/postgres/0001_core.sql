@@ -35,6 +35,7 @@ CREATE TABLE secrets (
     org        TEXT    NOT NULL,
     name       TEXT    NOT NULL,
     latest     BIGINT  NOT NULL,
+    keep       BIGINT  NOT NULL,
     updated_at BIGINT  NOT NULL,
     UNIQUE (scope, name)
 );
@@ -51,6 +52,17 @@ CREATE TABLE secret_versions (
     PRIMARY KEY (secret_id, version)
 );
 CREATE INDEX secret_versions_term ON secret_versions(org, key_term);
+
+CREATE FUNCTION secret_versions_prune() RETURNS trigger AS $$
+BEGIN
+    DELETE FROM secret_versions
+    WHERE secret_id = NEW.secret_id
+      AND version <= NEW.version - (SELECT keep FROM secrets WHERE id = NEW.secret_id);
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER secret_versions_prune AFTER INSERT ON secret_versions
+    FOR EACH ROW EXECUTE FUNCTION secret_versions_prune();
 
 CREATE TABLE api_tokens (
     id         TEXT    PRIMARY KEY,

@@ -35,6 +35,7 @@ CREATE TABLE secrets (
     org        TEXT    NOT NULL,
     name       TEXT    NOT NULL,
     latest     INTEGER NOT NULL,
+    keep       INTEGER NOT NULL,          -- versions kept (the scope's max_versions at the last write)
     updated_at INTEGER NOT NULL,
     UNIQUE (scope, name)
 );
@@ -51,6 +52,15 @@ CREATE TABLE secret_versions (
     PRIMARY KEY (secret_id, version)
 );
 CREATE INDEX secret_versions_term ON secret_versions(org, key_term);
+
+-- Pruning happens in the engine, in the writing transaction: a new version
+-- pushes out those older than the secret's `keep` window.
+CREATE TRIGGER secret_versions_prune AFTER INSERT ON secret_versions
+BEGIN
+    DELETE FROM secret_versions
+    WHERE secret_id = NEW.secret_id
+      AND version <= NEW.version - (SELECT keep FROM secrets WHERE id = NEW.secret_id);
+END;
 
 CREATE TABLE api_tokens (
     id         TEXT    PRIMARY KEY,
