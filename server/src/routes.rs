@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use warden_api::*;
 use warden_policies::{Action, Resource};
 use warden_types::{EnvMode, ScopeKind, ScopePath, SecretName};
-use warden_vault::Vault;
+use warden_vault::VersionChange;
 use warden_vault::unseal::InitMethod;
 
 use crate::ApiError;
@@ -162,21 +162,21 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/secret-delete/{*scope}",
         guard: Guard::Requires(Action::SecretDelete),
         summary: "Soft-delete versions (latest by default).",
-        handler: || post(delete),
+        handler: || post(change_versions::<DELETE>),
     },
     RouteSpec {
         method: "POST",
         path: "/api/v1/secret-undelete/{*scope}",
         guard: Guard::Requires(Action::SecretDelete),
         summary: "Undelete versions (latest by default).",
-        handler: || post(undelete),
+        handler: || post(change_versions::<UNDELETE>),
     },
     RouteSpec {
         method: "POST",
         path: "/api/v1/secret-destroy/{*scope}",
         guard: Guard::Requires(Action::SecretDestroy),
         summary: "Erase the ciphertext of versions for good.",
-        handler: || post(destroy),
+        handler: || post(change_versions::<DESTROY>),
     },
     RouteSpec {
         method: "GET",
@@ -661,29 +661,27 @@ async fn history(
     .await
 }
 
-/// Which version-state change a request asks for.
-#[derive(Clone, Copy)]
-enum Change {
-    Delete,
-    Undelete,
-    Destroy,
-}
+/// Which version-state change a request asks for (a const parameter, so one
+/// handler serves the three routes).
+const DELETE: u8 = 0;
+const UNDELETE: u8 = 1;
+const DESTROY: u8 = 2;
 
-async fn change_versions(
-    app: AppState,
+async fn change_versions<const CHANGE: u8>(
+    State(app): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    req: VersionsRequest,
-    change: Change,
+    Body(req): Body<VersionsRequest>,
 ) -> Result<Json<VersionsChanged>, ApiError> {
     let scope = scope_arg(path)?;
     let name = secret_name(&req.key)?;
     if req.versions.len() > 100 || req.versions.iter().any(|v| *v < 1) {
         return Err(ApiError::invalid("versions: at most 100, each at least 1").field("versions"));
     }
-    let action = match change {
-        Change::Delete | Change::Undelete => Action::SecretDelete,
-        Change::Destroy => Action::SecretDestroy,
+    let (action, change) = match CHANGE {
+        DELETE => (Action::SecretDelete, VersionChange::Delete),
+        UNDELETE => (Action::SecretDelete, VersionChange::Undelete),
+        _ => (Action::SecretDestroy, VersionChange::Destroy),
     };
     let app: &App = &app;
     app.run(
@@ -692,43 +690,14 @@ async fn change_versions(
         Resource::Scope(scope.clone()),
         target(&scope, &name),
         |permit| async move {
-            let v: &Vault = &app.vault;
-            let changed = match change {
-                Change::Delete => v.delete(&permit, &scope, &name, req.versions).await,
-                Change::Undelete => v.undelete(&permit, &scope, &name, req.versions).await,
-                Change::Destroy => v.destroy(&permit, &scope, &name, req.versions).await,
-            }?;
+            let changed = app
+                .vault
+                .change_versions(&permit, &scope, &name, req.versions, change)
+                .await?;
             Ok(Json(VersionsChanged { changed }))
         },
     )
     .await
-}
-
-async fn delete(
-    State(app): State<AppState>,
-    caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    Body(req): Body<VersionsRequest>,
-) -> Result<Json<VersionsChanged>, ApiError> {
-    change_versions(app, caller, path, req, Change::Delete).await
-}
-
-async fn undelete(
-    State(app): State<AppState>,
-    caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    Body(req): Body<VersionsRequest>,
-) -> Result<Json<VersionsChanged>, ApiError> {
-    change_versions(app, caller, path, req, Change::Undelete).await
-}
-
-async fn destroy(
-    State(app): State<AppState>,
-    caller: Caller,
-    path: Result<Path<String>, PathRejection>,
-    Body(req): Body<VersionsRequest>,
-) -> Result<Json<VersionsChanged>, ApiError> {
-    change_versions(app, caller, path, req, Change::Destroy).await
 }
 
 async fn resolve(

@@ -369,14 +369,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Soft-deletes (`deleted = true`) or undeletes versions; returns the
-    /// versions changed. Destroyed versions are left alone.
-    pub async fn set_deleted(
+    /// Changes the state of some versions of one secret; returns the
+    /// versions whose state changed (the others were already in it).
+    pub async fn change_versions(
         &self,
         scope: &str,
         name: &str,
         versions: Vec<i64>,
-        deleted: bool,
+        change: VersionChange,
     ) -> Result<Vec<i64>, StoreError> {
         let key = [(scope.to_owned(), name.to_owned())];
         let (scope, name) = (scope.to_owned(), name.to_owned());
@@ -386,57 +386,11 @@ impl Store {
                     let id = secret_id(c, &scope, &name).await?;
                     let mut changed = Vec::new();
                     for v in versions {
-                        let q = if deleted {
-                            sqlx::query(
-                                "UPDATE secret_versions SET deleted_at = $1 WHERE secret_id = $2 \
-                             AND version = $3 AND deleted_at IS NULL AND destroyed_at IS NULL",
-                            )
-                            .bind(now_ms())
-                        } else {
-                            sqlx::query(
-                                "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
-                             AND version = $2 AND deleted_at IS NOT NULL AND destroyed_at IS NULL",
-                            )
-                        };
-                        let r = q.bind(id).bind(v).execute(&mut *c).await?;
-                        if r.rows_affected() > 0 {
-                            changed.push(v);
+                        let mut q = sqlx::query(change.sql()).bind(id).bind(v);
+                        if change != VersionChange::Undelete {
+                            q = q.bind(now_ms());
                         }
-                    }
-                    Ok(changed)
-                })
-            })
-            .await;
-        self.invalidate(&key);
-        result
-    }
-
-    /// Erases the ciphertext of versions for good; returns the versions
-    /// destroyed.
-    pub async fn destroy(
-        &self,
-        scope: &str,
-        name: &str,
-        versions: Vec<i64>,
-    ) -> Result<Vec<i64>, StoreError> {
-        let key = [(scope.to_owned(), name.to_owned())];
-        let (scope, name) = (scope.to_owned(), name.to_owned());
-        let result = self
-            .write(move |c| {
-                Box::pin(async move {
-                    let id = secret_id(c, &scope, &name).await?;
-                    let mut changed = Vec::new();
-                    for v in versions {
-                        let r = sqlx::query(
-                            "UPDATE secret_versions SET envelope = NULL, destroyed_at = $1 \
-                         WHERE secret_id = $2 AND version = $3 AND destroyed_at IS NULL",
-                        )
-                        .bind(now_ms())
-                        .bind(id)
-                        .bind(v)
-                        .execute(&mut *c)
-                        .await?;
-                        if r.rows_affected() > 0 {
+                        if q.execute(&mut *c).await?.rows_affected() > 0 {
                             changed.push(v);
                         }
                     }

@@ -160,3 +160,35 @@ pub struct Rewrapped {
     /// The new envelope.
     pub envelope: Vec<u8>,
 }
+
+/// A change to the state of versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionChange {
+    /// Soft-delete: hidden from reads, recoverable.
+    Delete,
+    /// Undo a soft delete.
+    Undelete,
+    /// Erase the ciphertext for good.
+    Destroy,
+}
+
+impl VersionChange {
+    /// The statement: `$1` secret id, `$2` version, `$3` now (not for
+    /// undelete). Destroyed versions never change again.
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            Self::Delete => {
+                "UPDATE secret_versions SET deleted_at = $3 WHERE secret_id = $1 \
+                 AND version = $2 AND deleted_at IS NULL AND destroyed_at IS NULL"
+            }
+            Self::Undelete => {
+                "UPDATE secret_versions SET deleted_at = NULL WHERE secret_id = $1 \
+                 AND version = $2 AND deleted_at IS NOT NULL AND destroyed_at IS NULL"
+            }
+            Self::Destroy => {
+                "UPDATE secret_versions SET envelope = NULL, destroyed_at = $3 \
+                 WHERE secret_id = $1 AND version = $2 AND destroyed_at IS NULL"
+            }
+        }
+    }
+}

@@ -4,13 +4,12 @@
 //! value, raw and in base64 and hex.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use base64::Engine;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{free_port, wait_for_dev, warden_bin};
+use crate::harness::{free_port, wait_for_dev};
 
 fn encodings(secret: &str) -> Vec<(String, Vec<u8>)> {
     let b = secret.as_bytes();
@@ -54,32 +53,10 @@ async fn secret_values_never_reach_disk_or_logs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let child = std::process::Command::new(warden_bin())
-        .args([
-            "dev",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("RUST_LOG", "debug")
-        .env("WARDEN_CONFIG", dir.path().join("client.toml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = crate::harness::spawn_dev(&data, dir.path(), port, Some("debug"));
     let client = wait_for_dev(&data, port).await;
     let canary = format!("canary-{}-do-not-leak", hex::encode(rand_bytes()));
-    for (kind, path) in [("organization", "acme"), ("project", "acme/shop")] {
-        client
-            .call::<Value>(
-                Method::POST,
-                "/api/v1/scopes",
-                Some(&json!({"kind": kind, "path": path})),
-            )
-            .await
-            .unwrap();
-    }
+    crate::harness::create_project(&client, "acme/shop").await;
     client
         .call::<Value>(
             Method::PUT,

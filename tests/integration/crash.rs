@@ -3,7 +3,6 @@
 //! after each restart every acknowledged write reads back.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::harness::{free_port, wait_for_dev, warden_bin};
+use crate::harness::{free_port, wait_for_dev};
 
 const CYCLES: usize = 20;
 const WRITERS: usize = 8;
@@ -28,19 +27,7 @@ async fn acknowledged_writes_survive_kill_9() {
     // One more start than kills, so the last kill is checked too.
     for cycle in 0..=CYCLES {
         let port = free_port();
-        let mut child = std::process::Command::new(warden_bin())
-            .args([
-                "dev",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("WARDEN_CONFIG", dir.path().join("client.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = crate::harness::spawn_dev(&data, dir.path(), port, None);
         let client = wait_for_dev(&data, port).await;
 
         // Everything acknowledged before the previous kill is still there.
@@ -81,16 +68,7 @@ async fn acknowledged_writes_survive_kill_9() {
             break;
         }
         if cycle == 0 {
-            for (kind, path) in [("organization", "crash"), ("project", "crash/app")] {
-                client
-                    .call::<Value>(
-                        Method::POST,
-                        "/api/v1/scopes",
-                        Some(&json!({"kind": kind, "path": path})),
-                    )
-                    .await
-                    .unwrap();
-            }
+            crate::harness::create_project(&client, "crash/app").await;
         }
 
         let mut tasks = Vec::new();

@@ -235,3 +235,74 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A raw TLS stream to a test server (for requests the client cannot make:
+/// partial bodies, wrong content types, garbage).
+pub async fn tls_connect(s: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&s.ca_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(s.running.addr)
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+/// Starts the real `warden dev` binary on `data_dir` and `port`, its
+/// client configuration kept inside `home`.
+pub fn spawn_dev(
+    data_dir: &Path,
+    home: &Path,
+    port: u16,
+    log: Option<&str>,
+) -> std::process::Child {
+    let mut cmd = std::process::Command::new(warden_bin());
+    cmd.args([
+        "dev",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .env("WARDEN_CONFIG", home.join("client.toml"));
+    match log {
+        Some(level) => cmd
+            .env("RUST_LOG", level)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        None => cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    };
+    cmd.spawn().unwrap()
+}
+
+/// Creates `org` and `org/project` through the API (for subprocess tests
+/// that have only a client).
+pub async fn create_project(client: &Client, project: &str) {
+    let (org, _) = project.split_once('/').unwrap();
+    for (kind, path) in [("organization", org), ("project", project)] {
+        client
+            .call::<Value>(
+                Method::POST,
+                "/api/v1/scopes",
+                Some(&json!({"kind": kind, "path": path})),
+            )
+            .await
+            .unwrap();
+    }
+}

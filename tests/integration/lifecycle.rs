@@ -1,7 +1,6 @@
 //! Server lifecycle: graceful shutdown lets in-flight requests finish, and
 //! `warden dev` restarted on its data directory reuses everything.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Method;
@@ -16,27 +15,7 @@ use crate::harness::{Db, TestServer};
 async fn shutdown_finishes_in_flight_requests() {
     let s = TestServer::start(Db::Sqlite).await;
     s.scopes("acme/shop", "").await;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&s.ca_pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(s.running.addr)
-        .await
-        .unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let mut tls = crate::harness::tls_connect(&s).await;
     let body = br#"{"values":{"INFLIGHT":"finished"}}"#;
     let head = format!(
         "PUT /api/v1/secrets/acme/shop HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {}\r\n\
@@ -89,16 +68,7 @@ async fn dev_restart_reuses_data_keys_and_token() {
     let token = first.token.to_string();
     let ca = std::fs::read(&first.pki.ca_cert).unwrap();
     let client = warden_api::Client::new(&first.url, &ca, Some(token.clone())).unwrap();
-    for (kind, path) in [("organization", "acme"), ("project", "acme/shop")] {
-        client
-            .call::<Value>(
-                Method::POST,
-                "/api/v1/scopes",
-                Some(&json!({"kind": kind, "path": path})),
-            )
-            .await
-            .unwrap();
-    }
+    crate::harness::create_project(&client, "acme/shop").await;
     client
         .call::<Value>(
             Method::PUT,

@@ -210,33 +210,26 @@ async fn resolve_merges_scopes_and_interpolates(s: TestServer) {
         r["values"],
         json!({"HOST": "db.prod", "LOG": "debug", "PRICE": "$5", "URL": "postgres://app@db.prod/x", "USER": "app"})
     );
-    s.put("acme/shop/prod/api", json!({"A": "${B}", "B": "${A}"}))
-        .await;
-    let e = s
-        .call(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None)
-        .await
-        .unwrap_err();
-    match e {
-        ClientError::Api {
-            status: 422,
-            message,
-            ..
-        } => assert!(message.contains("A -> B -> A"), "{message}"),
-        other => panic!("{other}"),
-    }
-    s.put("acme/shop/prod/api", json!({"A": "${MISSING}", "B": "b"}))
-        .await;
-    let e = s
-        .call(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None)
-        .await
-        .unwrap_err();
-    match e {
-        ClientError::Api {
-            status: 422,
-            message,
-            ..
-        } => assert!(message.contains("A references ${MISSING}"), "{message}"),
-        other => panic!("{other}"),
+    for (values, expected) in [
+        (json!({"A": "${B}", "B": "${A}"}), "A -> B -> A"),
+        (
+            json!({"A": "${MISSING}", "B": "b"}),
+            "A references ${MISSING}",
+        ),
+    ] {
+        s.put("acme/shop/prod/api", values).await;
+        match s
+            .call(Method::GET, "/api/v1/resolve/acme/shop/prod/api", None)
+            .await
+            .unwrap_err()
+        {
+            ClientError::Api {
+                status: 422,
+                message,
+                ..
+            } => assert!(message.contains(expected), "{message}"),
+            other => panic!("{other}"),
+        }
     }
     let e = s
         .call(Method::GET, "/api/v1/resolve/acme/shop/prod", None)

@@ -24,6 +24,7 @@ pub mod unseal;
 
 pub use keyring::{BLOCK, ROTATE_AT};
 pub use service::*;
+pub use warden_store::VersionChange;
 
 use warden_store::StoreError;
 use warden_types::Fault;

@@ -4,7 +4,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use warden_policies::{Action, Permit, Resource};
-use warden_store::{NewVersion, Rewrapped, ScopeRow, SecretSummary, Store, StoreError, VersionRow};
+use warden_store::{
+    NewVersion, Rewrapped, ScopeRow, SecretSummary, Store, StoreError, VersionChange, VersionRow,
+};
 use warden_types::{DEFAULT_MAX_VERSIONS, EnvMode, ScopeKind, ScopePath, SecretName, SecretValue};
 use zeroize::Zeroizing;
 
@@ -533,59 +535,35 @@ impl Vault {
         Ok(vec![row.version])
     }
 
-    /// Soft-deletes versions (the latest when none given); returns those
-    /// changed.
-    pub async fn delete(
+    /// Soft-deletes, undeletes or destroys versions; returns those whose
+    /// state changed. Delete and undelete default to the latest version;
+    /// destroy needs explicit versions and the `secret.destroy` permit.
+    pub async fn change_versions(
         &self,
         permit: &Permit,
         scope: &ScopePath,
         name: &SecretName,
         versions: Vec<i64>,
+        change: VersionChange,
     ) -> Result<Vec<i64>, VaultError> {
-        scope_of(permit, Action::SecretDelete, scope)?;
+        let action = match change {
+            VersionChange::Destroy => Action::SecretDestroy,
+            VersionChange::Delete | VersionChange::Undelete => Action::SecretDelete,
+        };
+        scope_of(permit, action, scope)?;
         self.keyring()?;
-        let versions = self.versions_or_latest(scope, name, versions).await?;
+        let versions = match change {
+            VersionChange::Destroy if versions.is_empty() => {
+                return Err(VaultError::Invalid(
+                    "destroy needs explicit versions".into(),
+                ));
+            }
+            VersionChange::Destroy => versions,
+            _ => self.versions_or_latest(scope, name, versions).await?,
+        };
         Ok(self
             .store
-            .set_deleted(scope.as_str(), name.as_str(), versions, true)
-            .await?)
-    }
-
-    /// Undeletes versions (the latest when none given).
-    pub async fn undelete(
-        &self,
-        permit: &Permit,
-        scope: &ScopePath,
-        name: &SecretName,
-        versions: Vec<i64>,
-    ) -> Result<Vec<i64>, VaultError> {
-        scope_of(permit, Action::SecretDelete, scope)?;
-        self.keyring()?;
-        let versions = self.versions_or_latest(scope, name, versions).await?;
-        Ok(self
-            .store
-            .set_deleted(scope.as_str(), name.as_str(), versions, false)
-            .await?)
-    }
-
-    /// Erases the ciphertext of the given versions for good.
-    pub async fn destroy(
-        &self,
-        permit: &Permit,
-        scope: &ScopePath,
-        name: &SecretName,
-        versions: Vec<i64>,
-    ) -> Result<Vec<i64>, VaultError> {
-        scope_of(permit, Action::SecretDestroy, scope)?;
-        self.keyring()?;
-        if versions.is_empty() {
-            return Err(VaultError::Invalid(
-                "destroy needs explicit versions".into(),
-            ));
-        }
-        Ok(self
-            .store
-            .destroy(scope.as_str(), name.as_str(), versions)
+            .change_versions(scope.as_str(), name.as_str(), versions, change)
             .await?)
     }
 
