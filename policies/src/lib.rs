@@ -151,18 +151,6 @@ pub struct Permit {
 }
 
 impl Permit {
-    /// The principal the permit was issued to.
-    pub fn principal(&self) -> &str {
-        &self.principal
-    }
-    /// The action permitted.
-    pub fn action(&self) -> Action {
-        self.action
-    }
-    /// The resource it applies to.
-    pub fn resource(&self) -> &Resource {
-        &self.resource
-    }
     /// The rule that allowed it, e.g. `owner@/`.
     pub fn rule(&self) -> &str {
         &self.rule

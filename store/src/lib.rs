@@ -36,7 +36,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// Embedded SQLite file (WAL, synchronous=FULL).
     Sqlite,
     /// PostgreSQL server.
@@ -193,11 +193,6 @@ impl Store {
             cache,
             _owner: owner,
         })
-    }
-
-    /// The backend in use.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// The read pool.

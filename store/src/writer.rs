@@ -6,10 +6,10 @@
 //! up, which gives batching without any timer: a lone write commits at once,
 //! and under load batches grow until the commit cost is shared.
 //!
-//! Audit entries take a fast path (multi-row inserts, no savepoint per entry);
-//! other jobs each run in a savepoint so a failing job (a check-and-set
-//! mismatch, a conflict) rolls back alone. Results are handed back only after
-//! the batch's `COMMIT` has returned.
+//! Audit entries take a fast path: one statement inserts all of a batch's
+//! entries. Other jobs each run in a savepoint so a failing job (a
+//! check-and-set mismatch, a conflict) rolls back alone. Results are handed
+//! back only after the batch's `COMMIT` has returned.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -167,11 +167,6 @@ impl ScopePath {
         out
     }
 
-    /// A direct child of this path.
-    pub fn child(&self, name: &str) -> Result<ScopePath, NameError> {
-        Self::parse(&format!("{}/{}", self.0, name))
-    }
-
     /// Whether `self` is `other` or encloses it.
     pub fn contains(&self, other: &ScopePath) -> bool {
         other.0 == self.0
