@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/warden-target}
 WARDEN_TEST_DATABASE_URL=$(./scripts/ensure-postgres.sh)
 export WARDEN_TEST_DATABASE_URL
+# The canary and crash tests run the real `warden` binary, which
+# `cargo test` does not build by itself.
+cargo build --locked -p warden-cli
 exec cargo test --workspace --locked "$@"

@@ -14,6 +14,7 @@
 //! plaintext secret; sealing closures handed to [`Store::put_secrets`] run
 //! inside the writer but their captures are opaque here.
 
+mod bulk;
 mod cache;
 mod error;
 mod rows;

@@ -198,81 +198,13 @@ impl Store {
     pub async fn put_secrets(
         &self,
         puts: Vec<NewVersion>,
-        mut sealer: Sealer,
+        sealer: Sealer,
     ) -> Result<Vec<i64>, StoreError> {
         let keys: Vec<(String, String)> = puts
             .iter()
             .map(|p| (p.scope.clone(), p.name.clone()))
             .collect();
-        let result = self.write(move |c| {
-            Box::pin(async move {
-                let mut versions = Vec::with_capacity(puts.len());
-                let now = now_ms();
-                for p in &puts {
-                    // One round trip in the common case: bump the version of
-                    // an existing secret (respecting check-and-set).
-                    let bumped: Option<(i64, i64)> = sqlx::query_as(
-                        "UPDATE secrets SET latest = latest + 1, updated_at = $1, keep = $5 \
-                         WHERE scope = $2 AND name = $3 AND ($4 < 0 OR latest = $4) RETURNING id, latest",
-                    )
-                    .bind(now)
-                    .bind(p.scope.as_str())
-                    .bind(p.name.as_str())
-                    .bind(p.cas.unwrap_or(-1))
-                    .bind(p.max_versions)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                    let (id, version) = match bumped {
-                        Some(found) => found,
-                        None => {
-                            let current: Option<i64> =
-                                sqlx::query_scalar("SELECT latest FROM secrets WHERE scope = $1 AND name = $2")
-                                    .bind(p.scope.as_str())
-                                    .bind(p.name.as_str())
-                                    .fetch_optional(&mut *c)
-                                    .await?;
-                            if let Some(expected) = p.cas
-                                && (current.is_some() || expected != 0)
-                            {
-                                return Err(StoreError::CasMismatch {
-                                    name: p.name.clone(),
-                                    expected,
-                                    current: current.unwrap_or(0),
-                                });
-                            }
-                            let id = sqlx::query_scalar(
-                                "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
-                                 VALUES ($1, $2, $3, 1, $4, $5) RETURNING id",
-                            )
-                            .bind(p.scope.as_str())
-                            .bind(p.org.as_str())
-                            .bind(p.name.as_str())
-                            .bind(p.max_versions)
-                            .bind(now)
-                            .fetch_one(&mut *c)
-                            .await?;
-                            (id, 1)
-                        }
-                    };
-                    let envelope = sealer(p, version)?;
-                    sqlx::query(
-                        "INSERT INTO secret_versions (secret_id, version, org, key_term, envelope, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(id)
-                    .bind(version)
-                    .bind(p.org.as_str())
-                    .bind(p.key_term)
-                    .bind(envelope)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await?;
-                    versions.push(version);
-                }
-                Ok(versions)
-            })
-        })
-        .await;
+        let result = self.writer.put(puts, sealer).await;
         self.invalidate(&keys);
         result
     }

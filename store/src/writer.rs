@@ -7,7 +7,7 @@
 //! and under load batches grow until the commit cost is shared.
 //!
 //! Audit entries take a fast path: one statement inserts all of a batch's
-//! entries. Other jobs each run in a savepoint so a failing job (a
+//! entries. Secret versions take another (`bulk.rs`). Other jobs each run in a savepoint so a failing job (a
 //! check-and-set mismatch, a conflict) rolls back alone. Results are handed
 //! back only after the batch's `COMMIT` has returned.
 
@@ -20,7 +20,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Backend, StoreError};
+use crate::bulk::{self, PutItem};
+use crate::{Backend, NewVersion, Sealer, StoreError};
 
 /// The future a write job returns; it borrows the batch's connection.
 pub type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
@@ -35,6 +36,7 @@ type ErasedJob = Box<
 
 enum Msg {
     Job(ErasedJob),
+    Put(PutItem),
     Audit {
         log: String,
         entry: String,
@@ -63,7 +65,7 @@ impl Ticket {
             .store(if ok { COMMITTED } else { FAILED }, Ordering::Release);
     }
 
-    fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.0.load(Ordering::Acquire) == FAILED
     }
 }
@@ -124,6 +126,25 @@ impl Writer {
         });
         self.queue
             .send(Msg::Job(erased))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Writes new secret versions through the bulk path (see `bulk.rs`).
+    pub(crate) async fn put(
+        &self,
+        puts: Vec<NewVersion>,
+        sealer: Sealer,
+    ) -> Result<Vec<i64>, StoreError> {
+        let (done, rx) = oneshot::channel();
+        let depends_on = AFTER_INTENT.try_with(Ticket::clone).ok();
+        self.queue
+            .send(Msg::Put(PutItem {
+                puts,
+                sealer,
+                depends_on,
+                done,
+            }))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -203,6 +224,7 @@ async fn commit_batch(
     let mut audit_done = Vec::new();
     let mut tickets = Vec::new();
     let mut jobs = Vec::new();
+    let mut puts = Vec::new();
     for m in batch {
         match m {
             Msg::Audit {
@@ -216,11 +238,24 @@ async fn commit_batch(
                 tickets.extend(ticket);
             }
             Msg::Job(j) => jobs.push(j),
+            Msg::Put(p) => puts.push(p),
         }
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
+    let mut put_outcomes = Vec::new();
     let outcome = match conn {
-        Some(conn) => transaction(conn, backend, &audits, jobs, &mut completions).await,
+        Some(conn) => {
+            transaction(
+                conn,
+                backend,
+                &audits,
+                &mut puts,
+                &mut put_outcomes,
+                jobs,
+                &mut completions,
+            )
+            .await
+        }
         None => Err(StoreError::Database("no database connection".into())),
     };
     if let Err(e) = &outcome {
@@ -237,6 +272,15 @@ async fn commit_batch(
     for c in completions {
         c(outcome.clone());
     }
+    let mut put_outcomes = put_outcomes.into_iter();
+    for p in puts {
+        let result = match (&outcome, put_outcomes.next().flatten()) {
+            (Ok(()), Some(r)) => r,
+            (Ok(()), None) => Err(StoreError::Database("put was not applied".into())),
+            (Err(e), _) => Err(e.clone()),
+        };
+        let _ = p.done.send(result);
+    }
     outcome.is_ok()
 }
 
@@ -244,6 +288,8 @@ async fn transaction(
     conn: &mut PoolConnection<Any>,
     backend: Backend,
     audits: &[(String, String)],
+    puts: &mut [PutItem],
+    put_outcomes: &mut Vec<Option<bulk::PutOutcome>>,
     jobs: Vec<ErasedJob>,
     completions: &mut Vec<Completion>,
 ) -> Result<(), StoreError> {
@@ -255,6 +301,9 @@ async fn transaction(
     conn.execute(begin).await?;
     let body = async {
         insert_audit(conn, backend, audits).await?;
+        if !puts.is_empty() {
+            *put_outcomes = bulk::put_all(conn, backend, puts).await?;
+        }
         // Each job runs in a savepoint. Releasing one and opening the next
         // is a single call, so a job costs one round trip more than its own
         // statements.

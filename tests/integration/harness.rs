@@ -162,14 +162,15 @@ pub async fn start_on(dir: &Path, database_url: &str) -> Running {
     .unwrap()
 }
 
-/// The `warden` binary built by the same `cargo test` run.
+/// The `warden` binary in the same target directory (`scripts/test.sh`
+/// builds it before running the tests).
 pub fn warden_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = dir.join("warden");
     assert!(
         bin.exists(),
-        "{} not found: run the tests with `cargo test --workspace` so the binary is built",
+        "{} not found: run ./scripts/test.sh, or `cargo build -p warden-cli` before `cargo test`",
         bin.display()
     );
     bin
