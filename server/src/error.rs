@@ -125,7 +125,9 @@ impl From<VaultError> for ApiError {
                 _ => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
         };
-        if status.is_server_error() {
+        // Sealed and not-initialized are states, not faults; log only what
+        // an operator must look at.
+        if matches!(code, "internal" | "storage_unavailable") {
             tracing::error!(error = %e, "request failed");
         }
         let message = if status == S::INTERNAL_SERVER_ERROR {
