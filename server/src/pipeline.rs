@@ -10,7 +10,7 @@
 //!    operation has no effect and the caller gets 503. For operations whose
 //!    effects are storage writes, the intent is committed while the
 //!    operation runs, ahead of (or atomically with) its writes; see
-//!    [`App::run`].
+//!    [`App::run_stored`].
 //! 4. **Execute** with the permit, then append the outcome.
 //!
 //! Public operations (init, unseal) skip steps 1-2 but not 3.
@@ -36,16 +36,26 @@ pub const BOOTSTRAP_PRINCIPAL: &str = "user:bootstrap";
 /// one).
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
-    token: Option<String>,
+    credential: Credential,
     source_ip: Option<String>,
     user_agent: Option<String>,
+}
+
+/// What the caller presented.
+#[derive(Debug, Clone)]
+enum Credential {
+    None,
+    Bearer(String),
+    /// An Authorization header that is not `Bearer TOKEN` (audited as a
+    /// failed login like any other).
+    Malformed,
 }
 
 impl RequestMeta {
     /// Metadata for a non-HTTP entry point.
     pub fn new(token: Option<String>, source_ip: Option<String>) -> Self {
         Self {
-            token,
+            credential: token.map_or(Credential::None, Credential::Bearer),
             source_ip,
             user_agent: None,
         }
@@ -63,20 +73,16 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let token = match header("authorization") {
-            None => None,
-            Some(h) => Some(
-                h.strip_prefix("Bearer ")
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty() && t.len() <= 256)
-                    .ok_or_else(|| {
-                        ApiError::unauthenticated("the Authorization header must be `Bearer TOKEN`")
-                    })?
-                    .to_owned(),
-            ),
+        let credential = match header("authorization") {
+            None => Credential::None,
+            Some(h) => h
+                .strip_prefix("Bearer ")
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.len() <= 256)
+                .map_or(Credential::Malformed, |t| Credential::Bearer(t.to_owned())),
         };
         Ok(Self {
-            token,
+            credential,
             source_ip: parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
@@ -108,6 +114,16 @@ fn status_of<T>(result: &Result<T, ApiError>) -> &'static str {
         Ok(_) => "ok",
         Err(e) => e.code(),
     }
+}
+
+/// Where an operation's effects can land; decides whether the intent must
+/// be durable before it starts.
+#[derive(Clone, Copy)]
+enum Effects {
+    /// Anywhere (memory, processes, other systems): intent first.
+    Anywhere,
+    /// Only storage writes (ordered after the intent) and the answer.
+    StorageOnly,
 }
 
 struct Authenticated {
@@ -148,32 +164,35 @@ impl App {
     /// Step 1. Unknown, expired and revoked tokens all fail the same way,
     /// and the failure is audited in the system log.
     async fn authenticate(&self, meta: &RequestMeta) -> Result<Authenticated, ApiError> {
-        let reason = match &meta.token {
-            None => "missing bearer token",
-            Some(token) => match self.store.token_by_hash(&token_hash(token)).await? {
-                Some(row)
-                    if row.revoked_at.is_none()
-                        && row.expires_at.is_none_or(|e| e > warden_store::now_ms()) =>
-                {
-                    let bindings = if row.principal == BOOTSTRAP_PRINCIPAL {
-                        vec![Binding {
-                            role: Role::Owner,
-                            scope: Resource::Root,
-                        }]
-                    } else {
-                        Vec::new()
-                    };
-                    return Ok(Authenticated {
-                        principal: Principal {
-                            id: row.principal,
-                            bindings,
-                        },
-                        token_id: row.id,
-                    });
+        let reason = match &meta.credential {
+            Credential::None => "missing bearer token",
+            Credential::Malformed => "malformed Authorization header",
+            Credential::Bearer(token) => {
+                match self.store.token_by_hash(&token_hash(token)).await? {
+                    Some(row)
+                        if row.revoked_at.is_none()
+                            && row.expires_at.is_none_or(|e| e > warden_store::now_ms()) =>
+                    {
+                        let bindings = if row.principal == BOOTSTRAP_PRINCIPAL {
+                            vec![Binding {
+                                role: Role::Owner,
+                                scope: Resource::Root,
+                            }]
+                        } else {
+                            Vec::new()
+                        };
+                        return Ok(Authenticated {
+                            principal: Principal {
+                                id: row.principal,
+                                bindings,
+                            },
+                            token_id: row.id,
+                        });
+                    }
+                    Some(_) => "expired or revoked token",
+                    None => "unknown token",
                 }
-                Some(_) => "expired or revoked token",
-                None => "unknown token",
-            },
+            }
         };
         let event = Event {
             op_id: self.audit.op_id(),
@@ -192,16 +211,10 @@ impl App {
         )))
     }
 
-    /// Runs an authorized, audited operation for an authenticated caller.
-    ///
-    /// Contract: the operation's only effects are storage writes and its
-    /// answer. Its writes queue behind the intent in the group-commit
-    /// writer and are refused if the intent is not recorded (or commit
-    /// atomically with it), and the answer is released only once the intent
-    /// is durable, so the intent can be written while the operation runs.
-    /// An operation with effects outside the database (starting a shell,
-    /// calling a cluster) must not use this: it has to wait for the intent
-    /// before acting, as [`App::run_public`] does.
+    /// Runs an authorized, audited operation for an authenticated caller:
+    /// the intent is durable before the operation starts. Use this for
+    /// anything with effects outside the database (sealing drops keys from
+    /// memory; a shell session starts a process).
     pub async fn run<T, F, Fut>(
         &self,
         caller: &Caller,
@@ -209,6 +222,44 @@ impl App {
         resource: Resource,
         target: String,
         op: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        self.run_with(caller, action, resource, target, op, Effects::Anywhere)
+            .await
+    }
+
+    /// [`App::run`] for operations whose only effects are storage writes and
+    /// their answer: the intent is written while the operation runs. Its
+    /// writes queue behind the intent in the group-commit writer and are
+    /// refused if the intent is not recorded (or commit atomically with
+    /// it), and the answer is released only once the intent is durable.
+    pub async fn run_stored<T, F, Fut>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: Resource,
+        target: String,
+        op: F,
+    ) -> Result<T, ApiError>
+    where
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        self.run_with(caller, action, resource, target, op, Effects::StorageOnly)
+            .await
+    }
+
+    async fn run_with<T, F, Fut>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        resource: Resource,
+        target: String,
+        op: F,
+        effects: Effects,
     ) -> Result<T, ApiError>
     where
         F: FnOnce(Permit) -> Fut,
@@ -244,13 +295,25 @@ impl App {
                     .audit
                     .queue_intent(&event)
                     .map_err(|_| ApiError::audit_unavailable())?;
-                let result = warden_store::after_intent(intent.ticket(), op(permit)).await;
-                // Nothing leaves before the intent is durable: not the answer
-                // (nor any value in it), and no write (see `run`'s contract).
-                intent
-                    .durable()
-                    .await
-                    .map_err(|_| ApiError::audit_unavailable())?;
+                let result = match effects {
+                    Effects::Anywhere => {
+                        intent
+                            .durable()
+                            .await
+                            .map_err(|_| ApiError::audit_unavailable())?;
+                        op(permit).await
+                    }
+                    Effects::StorageOnly => {
+                        let result = warden_store::after_intent(intent.ticket(), op(permit)).await;
+                        // Nothing leaves before the intent is durable: not the
+                        // answer (nor any value in it), and no write.
+                        intent
+                            .durable()
+                            .await
+                            .map_err(|_| ApiError::audit_unavailable())?;
+                        result
+                    }
+                };
                 self.audit.outcome(&event, status_of(&result));
                 result
             }

@@ -436,7 +436,7 @@ async fn list_orgs(
     caller: Caller,
 ) -> Result<Json<ScopeList>, ApiError> {
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::EnvManage,
         Resource::Root,
@@ -458,7 +458,7 @@ async fn list_children(
 ) -> Result<Json<ScopeList>, ApiError> {
     let parent = scope_arg(path)?;
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::EnvManage,
         Resource::Scope(parent.clone()),
@@ -500,7 +500,7 @@ async fn create_scope(
         .map_err(|e| ApiError::from(e).field("mode"))?;
     let resource = path.parent().map(Resource::Scope).unwrap_or(Resource::Root);
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::EnvManage,
         resource,
@@ -527,7 +527,7 @@ async fn list_secrets(
 ) -> Result<Json<SecretList>, ApiError> {
     let scope = scope_arg(path)?;
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::SecretList,
         Resource::Scope(scope.clone()),
@@ -572,7 +572,7 @@ async fn put_secrets(
     let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
     let target = format!("{scope}#{}", names.join(","));
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::SecretWrite,
         Resource::Scope(scope.clone()),
@@ -618,7 +618,7 @@ async fn get_secret(
         None => target(&scope, &name),
     };
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::SecretRead,
         Resource::Scope(scope.clone()),
@@ -645,7 +645,7 @@ async fn history(
     let scope = scope_arg(path)?;
     let name = secret_name(&query_arg(q)?.key)?;
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::SecretList,
         Resource::Scope(scope.clone()),
@@ -684,7 +684,7 @@ async fn change_versions<const CHANGE: u8>(
         _ => (Action::SecretDestroy, VersionChange::Destroy),
     };
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         action,
         Resource::Scope(scope.clone()),
@@ -707,7 +707,7 @@ async fn resolve(
 ) -> Result<Json<Resolved>, ApiError> {
     let service = scope_arg(path)?;
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::SecretRead,
         Resource::Scope(service.clone()),
@@ -737,7 +737,7 @@ async fn key_status(
 ) -> Result<Json<KeyStatus>, ApiError> {
     let org = org_arg(path)?;
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::KeyRotate,
         Resource::Scope(org.clone()),
@@ -770,7 +770,7 @@ async fn rotate(
 ) -> Result<Json<Rotated>, ApiError> {
     let org = org_arg(path)?;
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::KeyRotate,
         Resource::Scope(org.clone()),
@@ -803,7 +803,7 @@ async fn rewrap(
         return Err(ApiError::invalid("limit is between 1 and 1000").field("limit"));
     }
     let app: &App = &app;
-    app.run(
+    app.run_stored(
         &caller,
         Action::KeyRotate,
         Resource::Scope(org.clone()),

@@ -38,9 +38,11 @@ impl App {
     /// Creates a new bootstrap-owner API token and returns it (shown once;
     /// only its hash is stored).
     pub async fn create_root_token(&self) -> Result<Zeroizing<String>, ApiError> {
-        let secret: [u8; 32] = random_bytes().map_err(|_| ApiError::internal())?;
+        let secret = Zeroizing::new(random_bytes::<32>().map_err(|_| ApiError::internal())?);
         let id: [u8; 6] = random_bytes().map_err(|_| ApiError::internal())?;
-        let token = Zeroizing::new(format!("wdn_{}", URL_SAFE_NO_PAD.encode(secret)));
+        let mut token = Zeroizing::new(String::with_capacity(4 + 43));
+        token.push_str("wdn_");
+        URL_SAFE_NO_PAD.encode_string(secret.as_ref(), &mut token);
         let row = TokenRow {
             id: format!("tok_{}", hex_lower(&id)),
             principal: BOOTSTRAP_PRINCIPAL.to_owned(),

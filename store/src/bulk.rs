@@ -31,25 +31,19 @@ pub(crate) struct PutItem {
 pub(crate) type PutOutcome = Result<Vec<i64>, StoreError>;
 
 struct Sql {
-    bump: &'static str,
-    existing: &'static str,
-    create: &'static str,
+    /// Creates or bumps every secret of the round in one atomic upsert.
+    upsert: &'static str,
+    /// Inserts every envelope of the round.
     versions: &'static str,
 }
 
 const SQLITE: Sql = Sql {
-    bump: "UPDATE secrets SET latest = latest + 1, updated_at = $2, keep = j.keep \
-           FROM (SELECT json_extract(value, '$[0]') AS scope, json_extract(value, '$[1]') AS name, \
-                        json_extract(value, '$[2]') AS cas, json_extract(value, '$[3]') AS keep \
-                 FROM json_each($1)) AS j \
-           WHERE secrets.scope = j.scope AND secrets.name = j.name AND (j.cas < 0 OR secrets.latest = j.cas) \
-           RETURNING secrets.id, secrets.scope, secrets.name, secrets.latest",
-    existing: "SELECT s.scope, s.name, s.latest FROM secrets s \
-               JOIN (SELECT json_extract(value, '$[0]') AS scope, json_extract(value, '$[1]') AS name \
-                     FROM json_each($1)) AS j ON s.scope = j.scope AND s.name = j.name",
-    create: "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
+    // `WHERE true` keeps SQLite from reading ON CONFLICT as a join clause.
+    upsert: "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
              SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-                    1, json_extract(value, '$[3]'), $2 FROM json_each($1) ORDER BY key \
+                    1, json_extract(value, '$[3]'), $2 FROM json_each($1) WHERE true \
+             ON CONFLICT (scope, name) DO UPDATE SET latest = latest + 1, \
+                 updated_at = excluded.updated_at, keep = excluded.keep \
              RETURNING id, scope, name, latest",
     versions: "INSERT INTO secret_versions (secret_id, version, org, key_term, envelope, created_at) \
                SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
@@ -58,22 +52,23 @@ const SQLITE: Sql = Sql {
 };
 
 const POSTGRES: Sql = Sql {
-    bump: "UPDATE secrets s SET latest = s.latest + 1, updated_at = $2, keep = j.keep \
-           FROM (SELECT e->>0 AS scope, e->>1 AS name, (e->>2)::bigint AS cas, (e->>3)::bigint AS keep \
-                 FROM jsonb_array_elements($1::text::jsonb) AS e) AS j \
-           WHERE s.scope = j.scope AND s.name = j.name AND (j.cas < 0 OR s.latest = j.cas) \
-           RETURNING s.id, s.scope, s.name, s.latest",
-    existing: "SELECT s.scope, s.name, s.latest FROM secrets s \
-               JOIN (SELECT e->>0 AS scope, e->>1 AS name FROM jsonb_array_elements($1::text::jsonb) AS e) AS j \
-               ON s.scope = j.scope AND s.name = j.name",
-    create: "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
-             SELECT e->>0, e->>1, e->>2, 1, (e->>3)::bigint, $2 \
-             FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS t(e, i) ORDER BY t.i \
+    upsert: "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
+             SELECT e->>0, e->>1, e->>2, 1, (e->>3)::bigint, $2 FROM jsonb_array_elements($1::text::jsonb) AS e \
+             ON CONFLICT (scope, name) DO UPDATE SET latest = secrets.latest + 1, \
+                 updated_at = EXCLUDED.updated_at, keep = EXCLUDED.keep \
              RETURNING id, scope, name, latest",
     versions: "INSERT INTO secret_versions (secret_id, version, org, key_term, envelope, created_at) \
                SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, (e->>3)::bigint, decode(e->>4, 'hex'), $2 \
                FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS t(e, i) ORDER BY t.i",
 };
+
+/// Check-and-set writes (single-secret requests only, so rare) go one by
+/// one, each a single statement that either applies or changes nothing.
+const CAS_CREATE: &str = "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
+     VALUES ($1, $2, $3, 1, $4, $5) ON CONFLICT (scope, name) DO NOTHING RETURNING id, latest";
+const CAS_BUMP: &str = "UPDATE secrets SET latest = latest + 1, updated_at = $1, keep = $2 \
+     WHERE scope = $3 AND name = $4 AND latest = $5 RETURNING id, latest";
+const CURRENT: &str = "SELECT latest FROM secrets WHERE scope = $1 AND name = $2";
 
 type Key = (String, String);
 
@@ -142,67 +137,70 @@ async fn run_round(
 ) -> Result<(), StoreError> {
     let now = now_ms();
     let rows: Vec<&NewVersion> = round.iter().flat_map(|&i| items[i].puts.iter()).collect();
-    let bump: Vec<Value> = rows
-        .iter()
-        .map(|p| json!([p.scope, p.name, p.cas.unwrap_or(-1), p.max_versions]))
-        .collect();
-    let bumped: Vec<(i64, String, String, i64)> = sqlx::query_as(sql.bump)
-        .bind(Value::Array(bump).to_string())
-        .bind(now)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut versions: HashMap<Key, (i64, i64)> = bumped
-        .into_iter()
-        .map(|(id, scope, name, latest)| ((scope, name), (id, latest)))
-        .collect();
+    let mut versions: HashMap<Key, (i64, i64)> = HashMap::with_capacity(rows.len());
 
-    // Secrets not bumped are new, or their check-and-set failed.
-    let missing: Vec<&NewVersion> = rows
+    // Every secret without check-and-set: one atomic upsert. It never fails
+    // for a row, so a request's secrets are bumped all together.
+    let upsert: Vec<Value> = rows
         .iter()
-        .copied()
-        .filter(|p| !versions.contains_key(&key(p)))
+        .filter(|p| p.cas.is_none())
+        .map(|p| json!([p.scope, p.org, p.name, p.max_versions]))
         .collect();
-    let mut failed: HashSet<Key> = HashSet::new();
-    if !missing.is_empty() {
-        let probe: Vec<Value> = missing.iter().map(|p| json!([p.scope, p.name])).collect();
-        let existing: HashMap<Key, i64> = sqlx::query_as::<_, (String, String, i64)>(sql.existing)
-            .bind(Value::Array(probe).to_string())
+    if !upsert.is_empty() {
+        let bumped: Vec<(i64, String, String, i64)> = sqlx::query_as(sql.upsert)
+            .bind(Value::Array(upsert).to_string())
+            .bind(now)
             .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|(scope, name, latest)| ((scope, name), latest))
-            .collect();
-        let mut create = Vec::new();
-        for p in &missing {
-            let current = existing.get(&key(p)).copied();
-            match (current, p.cas) {
-                (None, None | Some(0)) => {
-                    create.push(json!([p.scope, p.org, p.name, p.max_versions]))
-                }
-                _ => {
-                    failed.insert(key(p));
-                }
-            }
-        }
-        if !create.is_empty() {
-            let created: Vec<(i64, String, String, i64)> = sqlx::query_as(sql.create)
-                .bind(Value::Array(create).to_string())
+            .await?;
+        versions.extend(
+            bumped
+                .into_iter()
+                .map(|(id, scope, name, latest)| ((scope, name), (id, latest))),
+        );
+    }
+
+    // Check-and-set secrets: each statement applies only if the secret is
+    // at the expected version (0: does not exist yet).
+    for &i in round {
+        let [p] = items[i].puts.as_slice() else {
+            continue;
+        };
+        let Some(expected) = p.cas else {
+            continue;
+        };
+        let applied: Option<(i64, i64)> = if expected == 0 {
+            sqlx::query_as(CAS_CREATE)
+                .bind(p.scope.as_str())
+                .bind(p.org.as_str())
+                .bind(p.name.as_str())
+                .bind(p.max_versions)
                 .bind(now)
-                .fetch_all(&mut *conn)
-                .await?;
-            versions.extend(
-                created
-                    .into_iter()
-                    .map(|(id, scope, name, latest)| ((scope, name), (id, latest))),
-            );
-        }
-        for &i in round {
-            if let Some(p) = items[i].puts.iter().find(|p| failed.contains(&key(p))) {
-                let current = existing.get(&key(p)).copied().unwrap_or(0);
+                .fetch_optional(&mut *conn)
+                .await?
+        } else {
+            sqlx::query_as(CAS_BUMP)
+                .bind(now)
+                .bind(p.max_versions)
+                .bind(p.scope.as_str())
+                .bind(p.name.as_str())
+                .bind(expected)
+                .fetch_optional(&mut *conn)
+                .await?
+        };
+        match applied {
+            Some(found) => {
+                versions.insert(key(p), found);
+            }
+            None => {
+                let current: Option<i64> = sqlx::query_scalar(CURRENT)
+                    .bind(p.scope.as_str())
+                    .bind(p.name.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
                 outcomes[i] = Some(Err(StoreError::CasMismatch {
                     name: p.name.clone(),
-                    expected: p.cas.unwrap_or(0),
-                    current,
+                    expected,
+                    current: current.unwrap_or(0),
                 }));
             }
         }

@@ -180,13 +180,13 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await,
         }
         .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        let writer = writer::Writer::start(pool.clone(), backend);
-        if backend == Backend::Sqlite {
-            tokio::spawn(checkpoint_loop(pool.clone()));
-        }
         let cache = owner
             .as_ref()
             .map(|_| Arc::new(cache::ReadCache::default()));
+        let writer = writer::Writer::start(pool.clone(), backend, cache.clone());
+        if backend == Backend::Sqlite {
+            tokio::spawn(checkpoint_loop(pool.clone()));
+        }
         Ok(Self {
             pool,
             backend,
@@ -217,7 +217,7 @@ impl Store {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> TxFuture<'c, T> + Send + 'static,
     {
-        self.writer.run(job).await
+        self.writer.run(job, writer::Stale::Nothing).await
     }
 
     /// Appends one audit entry; returns once it is durable.
@@ -268,6 +268,70 @@ mod queries;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
+
+    fn scope_row(path: &str, parent: Option<&str>) -> ScopeRow {
+        ScopeRow {
+            path: path.into(),
+            kind: "x".into(),
+            parent: parent.map(Into::into),
+            org: "acme".into(),
+            mode: None,
+            max_versions: None,
+            created_at: 0,
+        }
+    }
+
+    fn put(value: u8) -> (Vec<NewVersion>, Sealer) {
+        let p = NewVersion {
+            scope: "acme/shop".into(),
+            org: "acme".into(),
+            name: "K".into(),
+            cas: None,
+            max_versions: 10,
+            key_term: 1,
+        };
+        (vec![p], Box::new(move |_, _| Ok(vec![value; 32])))
+    }
+
+    /// Regression: cache invalidation used to run in the writing request's
+    /// task after the commit, so a request cancelled mid-write (timeout,
+    /// client gone) left the old row cached for good.
+    #[tokio::test]
+    async fn a_cancelled_write_does_not_leave_a_stale_cached_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store
+            .create_scope(scope_row("acme", None), None)
+            .await
+            .unwrap();
+        store
+            .create_scope(scope_row("acme/shop", Some("acme")), None)
+            .await
+            .unwrap();
+        let (puts, sealer) = put(1);
+        store.put_secrets(puts, sealer).await.unwrap();
+        let cached = store
+            .secret_version("acme/shop", "K", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cached.version, 1);
+
+        // Queue a second write, then drop the request before it completes.
+        let (puts, sealer) = put(2);
+        assert!(store.put_secrets(puts, sealer).now_or_never().is_none());
+        store.flush().await.unwrap();
+
+        let latest = store
+            .secret_version("acme/shop", "K", None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.version, 2);
+        assert_eq!(latest.envelope, Some(vec![2; 32]));
+    }
 
     #[test]
     fn migrations_are_in_lockstep_across_backends() {

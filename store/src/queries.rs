@@ -2,6 +2,7 @@
 
 use sqlx::AnyConnection;
 
+use crate::writer::Stale;
 use crate::*;
 
 const VERSION_COLUMNS: &str = "s.id AS secret_id, s.scope, s.name, v.version, v.key_term, \
@@ -200,21 +201,7 @@ impl Store {
         puts: Vec<NewVersion>,
         sealer: Sealer,
     ) -> Result<Vec<i64>, StoreError> {
-        let keys: Vec<(String, String)> = puts
-            .iter()
-            .map(|p| (p.scope.clone(), p.name.clone()))
-            .collect();
-        let result = self.writer.put(puts, sealer).await;
-        self.invalidate(&keys);
-        result
-    }
-
-    /// Drops cached rows of these secrets after a write (before it is
-    /// acknowledged).
-    fn invalidate(&self, keys: &[(String, String)]) {
-        if let Some(c) = &self.cache {
-            c.invalidate_secrets(keys.iter().map(|(s, n)| (s.as_str(), n.as_str())));
-        }
+        self.writer.put(puts, sealer).await
     }
 
     /// One version of a secret (the latest when `version` is `None`).
@@ -310,28 +297,29 @@ impl Store {
         versions: Vec<i64>,
         change: VersionChange,
     ) -> Result<Vec<i64>, StoreError> {
-        let key = [(scope.to_owned(), name.to_owned())];
+        let stale = Stale::Secrets(vec![(scope.to_owned(), name.to_owned())]);
         let (scope, name) = (scope.to_owned(), name.to_owned());
-        let result = self
-            .write(move |c| {
-                Box::pin(async move {
-                    let id = secret_id(c, &scope, &name).await?;
-                    let mut changed = Vec::new();
-                    for v in versions {
-                        let mut q = sqlx::query(change.sql()).bind(id).bind(v);
-                        if change != VersionChange::Undelete {
-                            q = q.bind(now_ms());
+        self.writer
+            .run(
+                move |c| {
+                    Box::pin(async move {
+                        let id = secret_id(c, &scope, &name).await?;
+                        let mut changed = Vec::new();
+                        for v in versions {
+                            let mut q = sqlx::query(change.sql()).bind(id).bind(v);
+                            if change != VersionChange::Undelete {
+                                q = q.bind(now_ms());
+                            }
+                            if q.execute(&mut *c).await?.rows_affected() > 0 {
+                                changed.push(v);
+                            }
                         }
-                        if q.execute(&mut *c).await?.rows_affected() > 0 {
-                            changed.push(v);
-                        }
-                    }
-                    Ok(changed)
-                })
-            })
-            .await;
-        self.invalidate(&key);
-        result
+                        Ok(changed)
+                    })
+                },
+                stale,
+            )
+            .await
     }
 
     /// Up to `limit` versions of `org` still sealed under a term older than
@@ -358,7 +346,9 @@ impl Store {
     /// under its old term (a concurrent destroy or rewrap wins). Returns how
     /// many were replaced.
     pub async fn replace_envelopes(&self, items: Vec<Rewrapped>) -> Result<u64, StoreError> {
-        let result = self.write(move |c| {
+        self.writer
+            .run(
+                move |c| {
             Box::pin(async move {
                 let mut n = 0;
                 for it in items {
@@ -377,12 +367,10 @@ impl Store {
                 }
                 Ok(n)
             })
-        })
-        .await;
-        if let Some(c) = &self.cache {
-            c.invalidate_all();
-        }
-        result
+                },
+                Stale::All,
+            )
+            .await
     }
 
     /// How many live (not destroyed) versions each key term of `org` seals.

@@ -107,7 +107,8 @@ pub struct NewVersion {
     /// Secret name.
     pub name: String,
     /// Compare-and-set: the version the caller expects to be latest (0 =
-    /// must not exist yet). Never negative (the vault validates it).
+    /// must not exist yet). Never negative, and only on a request that
+    /// writes a single secret (the vault validates both).
     pub cas: Option<i64>,
     /// Versions to keep; older ones are removed.
     pub max_versions: i64,

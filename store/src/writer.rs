@@ -21,6 +21,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bulk::{self, PutItem};
+use crate::cache::ReadCache;
 use crate::{Backend, NewVersion, Sealer, StoreError};
 
 /// The future a write job returns; it borrows the batch's connection.
@@ -34,8 +35,21 @@ type ErasedJob = Box<
         + Send,
 >;
 
+/// Cache entries a write makes stale. The writer drops them after the
+/// batch's `COMMIT` and before answering anyone, so no reader can see a
+/// stale row once a write is acknowledged, even if the writing request was
+/// cancelled meanwhile.
+pub(crate) enum Stale {
+    /// Nothing cached changes.
+    Nothing,
+    /// These secrets' latest rows.
+    Secrets(Vec<(String, String)>),
+    /// Anything (rewrap, token or scope changes).
+    All,
+}
+
 enum Msg {
-    Job(ErasedJob),
+    Job(ErasedJob, Stale),
     Put(PutItem),
     Audit {
         log: String,
@@ -98,13 +112,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(pool: AnyPool, backend: Backend) -> Self {
+    pub(crate) fn start(pool: AnyPool, backend: Backend, cache: Option<Arc<ReadCache>>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, backend, rx));
+        tokio::spawn(run(pool, backend, cache, rx));
         Self { queue }
     }
 
-    pub(crate) async fn run<T, F>(&self, job: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(&self, job: F, stale: Stale) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> TxFuture<'c, T> + Send + 'static,
@@ -125,7 +139,7 @@ impl Writer {
             })
         });
         self.queue
-            .send(Msg::Job(erased))
+            .send(Msg::Job(erased, stale))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -181,7 +195,12 @@ impl Writer {
     }
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn run(
+    pool: AnyPool,
+    backend: Backend,
+    cache: Option<Arc<ReadCache>>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
     let mut batch = Vec::new();
     // The writer keeps one connection; it is replaced after a failure.
     let mut conn: Option<PoolConnection<Any>> = None;
@@ -201,7 +220,13 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::UnboundedReceiver<Ms
                 .ok();
         }
         let (size, started) = (batch.len(), std::time::Instant::now());
-        let ok = commit_batch(conn.as_mut(), backend, std::mem::take(&mut batch)).await;
+        let ok = commit_batch(
+            conn.as_mut(),
+            backend,
+            cache.as_deref(),
+            std::mem::take(&mut batch),
+        )
+        .await;
         tracing::trace!(
             size,
             micros = started.elapsed().as_micros() as u64,
@@ -218,6 +243,7 @@ async fn run(pool: AnyPool, backend: Backend, mut rx: mpsc::UnboundedReceiver<Ms
 async fn commit_batch(
     conn: Option<&mut PoolConnection<Any>>,
     backend: Backend,
+    cache: Option<&ReadCache>,
     batch: Vec<Msg>,
 ) -> bool {
     let mut audits = Vec::new();
@@ -225,6 +251,8 @@ async fn commit_batch(
     let mut tickets = Vec::new();
     let mut jobs = Vec::new();
     let mut puts = Vec::new();
+    let mut stale_secrets: Vec<(String, String)> = Vec::new();
+    let mut stale_all = false;
     for m in batch {
         match m {
             Msg::Audit {
@@ -237,8 +265,18 @@ async fn commit_batch(
                 audit_done.extend(done);
                 tickets.extend(ticket);
             }
-            Msg::Job(j) => jobs.push(j),
-            Msg::Put(p) => puts.push(p),
+            Msg::Job(j, stale) => {
+                match stale {
+                    Stale::Nothing => {}
+                    Stale::Secrets(keys) => stale_secrets.extend(keys),
+                    Stale::All => stale_all = true,
+                }
+                jobs.push(j);
+            }
+            Msg::Put(p) => {
+                stale_secrets.extend(p.puts.iter().map(|n| (n.scope.clone(), n.name.clone())));
+                puts.push(p);
+            }
         }
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
@@ -260,6 +298,15 @@ async fn commit_batch(
     };
     if let Err(e) = &outcome {
         tracing::error!(error = %e, "write batch failed");
+    }
+    // Whatever the outcome, drop what may have changed before anyone hears
+    // of the commit.
+    if let Some(c) = cache {
+        if stale_all {
+            c.invalidate_all();
+        } else if !stale_secrets.is_empty() {
+            c.invalidate_secrets(stale_secrets.iter().map(|(s, n)| (s.as_str(), n.as_str())));
+        }
     }
     // Settle tickets before answering anyone, so a dependent write queued
     // meanwhile sees the outcome.

@@ -14,5 +14,6 @@ mod canary;
 mod crash;
 mod harness;
 mod lifecycle;
+mod replicas;
 mod routes;
 mod scenarios;

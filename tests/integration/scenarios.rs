@@ -438,6 +438,16 @@ async fn every_operation_is_audited_without_values(s: TestServer) {
             .await
             .is_err()
     );
+    let mut raw = crate::harness::tls_connect(&s).await;
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        raw.write_all(b"GET /api/v1/scopes HTTP/1.1\r\nhost: localhost\r\nauthorization: Basic dXNlcjpwYXNz\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = raw.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 401"));
+    }
     s.running.app.store.flush().await.unwrap();
     let acme = s
         .running
@@ -476,10 +486,13 @@ async fn every_operation_is_audited_without_values(s: TestServer) {
     assert_eq!(read[1]["status"], "ok");
     assert_eq!(read[0]["target"], "acme/shop/prod#AUDITED");
     assert_eq!(read[0]["decision"]["effect"], "allow");
-    assert!(
-        all.iter()
-            .any(|e| e["action"] == "auth.login" && e["status"] == "unknown token")
-    );
+    for reason in ["unknown token", "malformed Authorization header"] {
+        assert!(
+            all.iter()
+                .any(|e| e["action"] == "auth.login" && e["status"] == reason),
+            "no audited failed login for {reason}"
+        );
+    }
     // The log table is append-only in the database itself.
     let pool_url = s.database_url.clone();
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&pool_url)
@@ -609,6 +622,14 @@ async fn audit_failure_blocks_the_operation(s: TestServer) {
         (503, "audit_unavailable".into()),
         "a read must not answer without its intent"
     );
+    // Sealing drops keys from memory, an effect outside the database, so it
+    // waits for its intent: refused, and the vault stays unsealed.
+    let e = s
+        .call(Method::POST, "/api/v1/sys/seal", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), (503, "audit_unavailable".into()));
+    assert!(!s.running.app.vault.is_sealed());
     sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
         .execute(&mut conn)
         .await

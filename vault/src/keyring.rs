@@ -178,8 +178,11 @@ impl Keyring {
                     term = tk.term,
                     "key term reached its encryption limit; rotating"
                 );
-                match self.rotate(store, org).await {
-                    Ok(_) | Err(VaultError::Conflict(_)) => {}
+                // Exactly the next term: concurrent writers that hit the
+                // limit together all try the same term, and all but one get
+                // a conflict, which is success here.
+                match self.add_term(store, org, tk.term + 1).await {
+                    Ok(()) | Err(VaultError::Conflict(_)) => {}
                     Err(e) => return Err(e),
                 }
                 reload = true;
@@ -199,7 +202,7 @@ impl Keyring {
         }
     }
 
-    /// Adds a new key term for `org`; returns it.
+    /// Adds a new key term for `org` (one past the newest); returns it.
     pub(crate) async fn rotate(&self, store: &Store, org: &str) -> Result<i64, VaultError> {
         let next = store
             .org_keys(org)
@@ -209,11 +212,17 @@ impl Keyring {
             .max()
             .unwrap_or(0)
             + 1;
-        store.add_org_key(self.new_term_row(org, next)?).await?;
+        self.add_term(store, org, next).await?;
+        Ok(next)
+    }
+
+    /// Adds term `term` for `org`; a conflict means it exists already.
+    async fn add_term(&self, store: &Store, org: &str, term: i64) -> Result<(), VaultError> {
+        store.add_org_key(self.new_term_row(org, term)?).await?;
         if let Ok(mut m) = self.orgs.write() {
             m.remove(org);
         }
-        Ok(next)
+        Ok(())
     }
 }
 

@@ -24,8 +24,11 @@ pub enum ResolveError {
         /// The missing name.
         missing: String,
     },
-    /// `${` without a closing `}` or with an invalid name inside.
-    #[error("{key} has a malformed reference (use ${{NAME}}, or $$ for a literal $)")]
+    /// `${` without a closing `}`, an invalid name inside, or a value that
+    /// references would make larger than the size limit.
+    #[error(
+        "{key} has a malformed reference (use ${{NAME}}, or $$ for a literal $), or resolves past the 64 KiB value limit"
+    )]
     Malformed {
         /// The key whose value is malformed.
         key: String,
@@ -65,8 +68,11 @@ fn resolve_key(
     let raw = raw.expose();
     let mut out = Zeroizing::new(String::with_capacity(raw.len()));
     let mut rest = raw;
+    let too_large = || ResolveError::Malformed {
+        key: key.to_owned(),
+    };
     while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
+        push(&mut out, &rest[..i]).map_err(|_| too_large())?;
         let after = &rest[i + 1..];
         if let Some(tail) = after.strip_prefix('$') {
             out.push('$');
@@ -89,7 +95,7 @@ fn resolve_key(
             }
             resolve_key(name, merged, done, stack)?;
             if let Some(v) = done.get(name) {
-                out.push_str(v.expose());
+                push(&mut out, v.expose()).map_err(|_| too_large())?;
             }
             rest = &tail[end + 1..];
         } else {
@@ -106,6 +112,27 @@ fn resolve_key(
             key: key.to_owned(),
         })?;
     done.insert(key.to_owned(), value);
+    Ok(())
+}
+
+/// Appends to a plaintext buffer without leaving copies behind: growth moves
+/// into a new buffer and the old one is wiped as it drops. Refuses to grow
+/// past the value size limit (references cannot inflate a value).
+fn push(out: &mut Zeroizing<String>, s: &str) -> Result<(), ()> {
+    let needed = out.len() + s.len();
+    if needed > warden_types::MAX_VALUE_BYTES {
+        return Err(());
+    }
+    if needed > out.capacity() {
+        let mut bigger = Zeroizing::new(String::with_capacity(
+            needed
+                .max(out.capacity() * 2)
+                .min(warden_types::MAX_VALUE_BYTES),
+        ));
+        bigger.push_str(out);
+        *out = bigger;
+    }
+    out.push_str(s);
     Ok(())
 }
 
@@ -178,6 +205,13 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn references_cannot_inflate_a_value_past_the_limit() {
+        let big = "x".repeat(40 * 1024);
+        let m = map(&[("B", big.as_str()), ("A", "${B}${B}")]);
+        assert!(matches!(interpolate(&m), Err(ResolveError::Malformed { key }) if key == "A"));
     }
 
     #[test]

@@ -173,7 +173,16 @@ impl Vault {
         if self.config().await?.is_some() {
             return Err(VaultError::AlreadyInitialized);
         }
-        let seal = unseal::prepare(method)?;
+        // Argon2id (64 MiB) is CPU and memory heavy and init is
+        // unauthenticated: one derivation at a time, off the async workers.
+        let _turn = self
+            .kdf_turn
+            .acquire()
+            .await
+            .map_err(|_| VaultError::Sealed)?;
+        let seal = tokio::task::spawn_blocking(move || unseal::prepare(method))
+            .await
+            .map_err(|_| VaultError::Invalid("init was interrupted".into()))??;
         let config = serde_json::to_string(&seal.config)
             .map_err(|_| VaultError::Invalid("seal configuration".into()))?;
         self.store
