@@ -7,8 +7,8 @@
 //! OpenAPI document are built, metrics, and `warden dev` bootstrapping.
 //!
 //! Architecture invariants: handlers never call the vault except through
-//! [`App::run`] (the pipeline), which alone turns a request into a
-//! [`warden_policies::Permit`]; errors become HTTP answers in
+//! [`App::run`] or [`App::run_stored`] (the pipeline), which alone turn a
+//! request into a [`warden_policies::Permit`]; errors become HTTP answers in
 //! `error.rs` only; nothing here logs a request body.
 
 pub mod config;
