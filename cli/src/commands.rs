@@ -69,6 +69,14 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Every command that talks to a running server.
+    #[command(flatten)]
+    Client(ClientCmd),
+}
+
+/// The client commands: each is an HTTPS call (or a few) to the API.
+#[derive(Debug, Subcommand)]
+enum ClientCmd {
     /// Initialize, unseal and seal the vault.
     #[command(subcommand)]
     Operator(OperatorCmd),
@@ -327,7 +335,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             log_format,
         } => dev(data_dir, listen, log_format).await,
         Command::Server { config } => server(config).await,
-        command => {
+        Command::Client(command) => {
             init_logging("warn", false);
             let ctx = connect(&cli.global)?;
             client_command(&ctx, command).await
@@ -460,15 +468,14 @@ fn key_name(s: &str) -> anyhow::Result<SecretName> {
     Ok(SecretName::parse(s)?)
 }
 
-async fn client_command(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
+async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
     use hyper::Method as M;
     match command {
-        Command::Dev { .. } | Command::Server { .. } => unreachable_command(),
-        Command::Operator(op) => operator(ctx, op).await,
-        Command::Org(c) => scope_cmd(ctx, ScopeKind::Organization, c).await,
-        Command::Project(c) => scope_cmd(ctx, ScopeKind::Project, c).await,
-        Command::Service(c) => scope_cmd(ctx, ScopeKind::Service, c).await,
-        Command::Env(EnvCmd::Create {
+        ClientCmd::Operator(op) => operator(ctx, op).await,
+        ClientCmd::Org(c) => scope_cmd(ctx, ScopeKind::Organization, c).await,
+        ClientCmd::Project(c) => scope_cmd(ctx, ScopeKind::Project, c).await,
+        ClientCmd::Service(c) => scope_cmd(ctx, ScopeKind::Service, c).await,
+        ClientCmd::Env(EnvCmd::Create {
             path,
             mode,
             max_versions,
@@ -484,7 +491,7 @@ async fn client_command(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Env(EnvCmd::List { parent }) => {
+        ClientCmd::Env(EnvCmd::List { parent }) => {
             scope_cmd(
                 ctx,
                 ScopeKind::Environment,
@@ -494,13 +501,9 @@ async fn client_command(ctx: &Ctx, command: Command) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Secret(c) => secret(ctx, c).await,
-        Command::Keys(c) => keys(ctx, c).await,
+        ClientCmd::Secret(c) => secret(ctx, c).await,
+        ClientCmd::Keys(c) => keys(ctx, c).await,
     }
-}
-
-fn unreachable_command() -> anyhow::Result<()> {
-    bail!("this command runs a server, not a client")
 }
 
 async fn operator(ctx: &Ctx, op: OperatorCmd) -> anyhow::Result<()> {

@@ -122,11 +122,6 @@ impl Vault {
         }
     }
 
-    /// The store the vault uses.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn keyring(&self) -> Result<Arc<Keyring>, VaultError> {
         match &*self.state.read().map_err(|_| VaultError::Sealed)? {
             State::Unsealed(k) => Ok(k.clone()),
