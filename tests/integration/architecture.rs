@@ -82,6 +82,18 @@ fn crate_boundaries_hold() {
                 "warden-vault",
             ],
         ),
+        // Credential checks are pure functions: no storage, async or HTTP.
+        (
+            "warden-identity",
+            &[
+                "tokio",
+                "sqlx",
+                "hyper",
+                "warden-store",
+                "warden-vault",
+                "warden-server",
+            ],
+        ),
         // Storage never holds keys or does crypto.
         ("warden-store", &["ring", "warden-vault", "argon2"]),
         // The audit log never receives plaintext, so it has no business with the vault.
