@@ -291,3 +291,304 @@ pub struct KeyStatus {
     /// Rotation threshold per term.
     pub rotate_at: i64,
 }
+
+/// `GET /api/v1/auth/whoami`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// Principal id (`user:NAME`, `sa:NAME`, `workload:PATH`).
+    pub principal: String,
+    /// How this request authenticated (`token`, `session`, `session+mfa`,
+    /// `workload`).
+    pub method: String,
+    /// The public id of the credential used.
+    pub token_id: String,
+    /// Whether this session passed a second factor.
+    pub mfa: bool,
+    /// Role bindings in force.
+    pub bindings: Vec<BindingInfo>,
+}
+
+/// A role bound to a principal at a scope.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BindingInfo {
+    /// Who holds it.
+    pub principal: String,
+    /// Role name.
+    pub role: String,
+    /// `/`, `ORG`, `ORG/PROJECT` or `ORG/PROJECT/ENV` (and everything below).
+    pub scope: String,
+}
+
+/// `POST /api/v1/bindings` and `POST /api/v1/bindings/revoke`.
+pub type GrantRequest = BindingInfo;
+
+/// `GET /api/v1/bindings/{scope}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindingList {
+    /// Bindings at or below the scope's organization.
+    pub bindings: Vec<BindingInfo>,
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// User name (without `user:`).
+    pub user: String,
+    /// Password.
+    pub password: WireValue,
+    /// Current TOTP code, required once MFA is enrolled.
+    #[serde(default)]
+    pub totp: Option<String>,
+}
+
+/// A token's metadata (never the token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Public id, `tok_...`.
+    pub id: String,
+    /// Owner.
+    pub principal: String,
+    /// Name given at creation.
+    pub name: String,
+    /// `api` or `session`.
+    pub kind: String,
+    /// Opened with a second factor.
+    pub mfa: bool,
+    /// Creation time, ms.
+    pub created_at: i64,
+    /// Expiry, ms.
+    pub expires_at: Option<i64>,
+    /// Revocation time, ms.
+    pub revoked_at: Option<i64>,
+    /// Last use, ms (to the minute).
+    pub last_used_at: Option<i64>,
+}
+
+/// A newly created token: shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The bearer token.
+    pub token: WireValue,
+    /// Its metadata.
+    pub info: TokenInfo,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A name to recognise it by.
+    pub name: String,
+    /// Lifetime in seconds (none: until revoked).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    /// For a service account (`sa:NAME`); default: the caller.
+    #[serde(default)]
+    pub principal: Option<String>,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Newest first.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `POST /api/v1/auth/mfa/enroll`: the TOTP secret, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MfaEnrollment {
+    /// Base32 secret for manual entry.
+    pub secret: WireValue,
+    /// `otpauth://` URI for authenticator apps.
+    pub otpauth_uri: WireValue,
+}
+
+/// A TOTP code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaCode {
+    /// Six digits.
+    pub code: String,
+}
+
+/// `PUT /api/v1/auth/password`, and the password of a new user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The new password (12 to 1024 bytes).
+    pub password: WireValue,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Name (lowercase letters, digits, `-`).
+    pub name: String,
+    /// `user` (a human) or `service` (a service account).
+    #[serde(default = "default_user_kind")]
+    pub kind: String,
+    /// Home organization (none: installation-wide; needs a root binding).
+    #[serde(default)]
+    pub org: Option<String>,
+    /// Optional password for login (users only).
+    #[serde(default)]
+    pub password: Option<WireValue>,
+}
+
+fn default_user_kind() -> String {
+    "user".to_owned()
+}
+
+/// A user or service account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// `user:NAME` or `sa:NAME`.
+    pub id: String,
+    /// `user` or `service`.
+    pub kind: String,
+    /// Home organization.
+    pub org: Option<String>,
+    /// A password is set.
+    pub password_set: bool,
+    /// TOTP is enrolled and confirmed.
+    pub mfa_enabled: bool,
+    /// Disabling time, ms.
+    pub disabled_at: Option<i64>,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserList {
+    /// Sorted by id.
+    pub users: Vec<UserInfo>,
+}
+
+/// `POST /api/v1/users/{id}/disable`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Disabled {
+    /// The principal disabled.
+    pub principal: String,
+    /// Tokens and sessions revoked with it.
+    pub tokens_revoked: u64,
+}
+
+/// `POST /api/v1/workload-tokens/{service}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadTokenRequest {
+    /// Lifetime in seconds (default 900, at most 3600).
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A workload token: shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadToken {
+    /// The JWT.
+    pub token: WireValue,
+    /// `workload:ORG/PROJECT/ENV/SERVICE`.
+    pub principal: String,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// `POST /api/v1/ssh-keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeyAdd {
+    /// One `authorized_keys` line: `ALG BASE64 [COMMENT]`.
+    pub public_key: String,
+}
+
+/// An SSH public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshKeyInfo {
+    /// `SHA256:...`.
+    pub fingerprint: String,
+    /// Owner.
+    pub principal: String,
+    /// e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// `ALG BASE64`.
+    pub public_key: String,
+    /// Comment.
+    pub comment: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/ssh-keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshKeyList {
+    /// The caller's keys.
+    pub keys: Vec<SshKeyInfo>,
+}
+
+/// `PUT /api/v1/roles/{org}`: a role file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleApply {
+    /// The role's YAML.
+    pub source: String,
+}
+
+/// A role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// Name.
+    pub name: String,
+    /// Organization (none for built-in roles).
+    pub org: Option<String>,
+    /// Built in (read-only).
+    pub builtin: bool,
+    /// Its description.
+    pub description: String,
+    /// The YAML.
+    pub source: String,
+}
+
+/// `GET /api/v1/roles/{org}`: built-in roles, then the organization's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoleList {
+    /// Roles.
+    pub roles: Vec<RoleInfo>,
+}
+
+/// `POST /api/v1/policy/check`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyCheck {
+    /// Principal id.
+    pub principal: String,
+    /// `resource.verb`.
+    pub action: String,
+    /// `/` or a scope path.
+    pub path: String,
+}
+
+/// A decision and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    /// Allowed.
+    pub allowed: bool,
+    /// Principal checked.
+    pub principal: String,
+    /// Action checked.
+    pub action: String,
+    /// Resource checked.
+    pub path: String,
+    /// The environment mode the decision used.
+    pub mode: Option<String>,
+    /// The deciding role, if a rule decided.
+    pub role: Option<String>,
+    /// The deciding binding's scope.
+    pub binding: Option<String>,
+    /// The deciding rule's number in the role file.
+    pub rule: Option<usize>,
+    /// One line for humans.
+    pub explanation: String,
+}

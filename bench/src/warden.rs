@@ -87,7 +87,7 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
             .await
             .context("initializing the vault")?;
         let token = app
-            .create_root_token()
+            .create_owner(warden_server::FIRST_OWNER)
             .await
             .map_err(|e| anyhow!("creating a root token: {e:?}"))?;
         Ok::<_, anyhow::Error>(Client::new(&url, &ca, Some(String::clone(&token)))?)

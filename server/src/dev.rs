@@ -97,14 +97,14 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
     let created = !status.initialized;
     let token = if created {
         let token = app
-            .run_public(&meta, "sys.init", async {
+            .run_public(&meta, "sys.init", None, async {
                 let out = app
                     .vault
                     .init(warden_vault::unseal::InitMethod::DevKeyFile, true)
                     .await?;
                 let key = out.dev_key.ok_or_else(ApiError::internal)?;
                 write_private(&key_file, key.as_bytes()).map_err(|_| ApiError::internal())?;
-                app.create_root_token().await
+                app.create_owner(crate::FIRST_OWNER).await
             })
             .await
             .map_err(DevError::Vault)?;
@@ -112,7 +112,7 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         token
     } else {
         let key = Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io(&key_file))?);
-        app.run_public(&meta, "sys.unseal", async {
+        app.run_public(&meta, "sys.unseal", None, async {
             let key = warden_vault::unseal::decode_key(&key)?;
             Ok(app.vault.unseal_with_key(&key).await?)
         })

@@ -15,6 +15,7 @@ pub mod config;
 pub mod dev;
 mod error;
 pub mod hardening;
+pub mod identity;
 mod metrics;
 pub mod openapi;
 pub mod pipeline;
@@ -33,7 +34,7 @@ use tokio::task::JoinHandle;
 pub use error::ApiError;
 pub use pipeline::RequestMeta;
 pub use serve::app_router;
-pub use state::App;
+pub use state::{App, FIRST_OWNER};
 
 /// What a server needs to start.
 pub struct ServerOptions {

@@ -44,6 +44,10 @@ pub fn document() -> Value {
                 op["security"] = json!([{"bearer": []}]);
                 op["x-warden-action"] = json!(a.as_str());
             }
+            Guard::Caller => {
+                op["security"] = json!([{"bearer": []}]);
+                op["x-warden-action"] = json!("self (member.manage for other principals)");
+            }
         }
         let entry = paths
             .entry(openapi_path)

@@ -21,16 +21,12 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use ring::digest;
 use warden_audit::{Actor, DecisionRecord, Event, SYSTEM_LOG};
-use warden_policies::{Action, Binding, Decision, Permit, Principal, Resource, Role, authorize};
+use warden_policies::{Action, Decision, Permit, Scope, authorize};
 
 use crate::ApiError;
+use crate::identity::{Authenticated, Refusal};
 use crate::state::App;
-
-/// The principal every bootstrap (root) token authenticates as. It holds
-/// the Owner role at the root until the identity issue brings users.
-pub const BOOTSTRAP_PRINCIPAL: &str = "user:bootstrap";
 
 /// What the pipeline needs from an HTTP request (any entry point can build
 /// one).
@@ -92,20 +88,11 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     }
 }
 
-/// Stored hash of an API token: SHA-256 of the whole token. Tokens carry
-/// 256 random bits, so a fast hash is enough (no offline guessing); the
-/// lookup is by hash, so no comparison of secret bytes happens in our code.
-pub fn token_hash(token: &str) -> Vec<u8> {
-    digest::digest(&digest::SHA256, token.as_bytes())
-        .as_ref()
-        .to_vec()
-}
-
-/// Where an event about `resource` is logged.
-fn log_for(resource: &Resource) -> String {
-    match resource {
-        Resource::Root => SYSTEM_LOG.to_owned(),
-        Resource::Scope(p) => p.org().to_owned(),
+/// Where an event about `scope` is logged.
+fn log_for(scope: &Scope) -> String {
+    match scope {
+        Scope::Root => SYSTEM_LOG.to_owned(),
+        Scope::Path(p) => p.org().to_owned(),
     }
 }
 
@@ -126,15 +113,22 @@ enum Effects {
     StorageOnly,
 }
 
-struct Authenticated {
-    principal: Principal,
-    token_id: String,
-}
-
 /// An authenticated caller (step 1 of the pipeline, as an extractor).
 pub struct Caller {
     meta: RequestMeta,
     who: Authenticated,
+}
+
+impl Caller {
+    /// Who is calling, with the bindings in force for this request.
+    pub fn who(&self) -> &Authenticated {
+        &self.who
+    }
+
+    /// The principal id.
+    pub fn id(&self) -> &str {
+        &self.who.principal.id
+    }
 }
 
 impl FromRequestParts<Arc<App>> for Caller {
@@ -154,45 +148,24 @@ impl App {
     fn actor(&self, meta: &RequestMeta, who: Option<&Authenticated>) -> Actor {
         Actor {
             principal: who.map_or_else(|| "anonymous".to_owned(), |a| a.principal.id.clone()),
-            method: if who.is_some() { "token" } else { "none" },
+            method: who.map_or("none", |a| a.method.as_str()),
             token_id: who.map(|a| a.token_id.clone()),
             source_ip: meta.source_ip.clone(),
             user_agent: meta.user_agent.clone(),
         }
     }
 
-    /// Step 1. Unknown, expired and revoked tokens all fail the same way,
-    /// and the failure is audited in the system log.
+    /// Step 1. Every failure is audited in the system log and answered
+    /// 401 with the reason (unknown, expired or revoked token, disabled
+    /// principal); the reason names nothing but the presented credential.
     async fn authenticate(&self, meta: &RequestMeta) -> Result<Authenticated, ApiError> {
-        let reason = match &meta.credential {
-            Credential::None => "missing bearer token",
-            Credential::Malformed => "malformed Authorization header",
-            Credential::Bearer(token) => {
-                match self.store.token_by_hash(&token_hash(token)).await? {
-                    Some(row)
-                        if row.revoked_at.is_none()
-                            && row.expires_at.is_none_or(|e| e > warden_store::now_ms()) =>
-                    {
-                        let bindings = if row.principal == BOOTSTRAP_PRINCIPAL {
-                            vec![Binding {
-                                role: Role::Owner,
-                                scope: Resource::Root,
-                            }]
-                        } else {
-                            Vec::new()
-                        };
-                        return Ok(Authenticated {
-                            principal: Principal {
-                                id: row.principal,
-                                bindings,
-                            },
-                            token_id: row.id,
-                        });
-                    }
-                    Some(_) => "expired or revoked token",
-                    None => "unknown token",
-                }
-            }
+        let Refusal(reason) = match &meta.credential {
+            Credential::None => Refusal("missing bearer token"),
+            Credential::Malformed => Refusal("malformed Authorization header"),
+            Credential::Bearer(token) => match self.identity.token(&self.store, token).await? {
+                Ok(who) => return Ok(who),
+                Err(refusal) => refusal,
+            },
         };
         let event = Event {
             op_id: self.audit.op_id(),
@@ -219,7 +192,7 @@ impl App {
         &self,
         caller: &Caller,
         action: Action,
-        resource: Resource,
+        scope: Scope,
         target: String,
         op: F,
     ) -> Result<T, ApiError>
@@ -227,7 +200,7 @@ impl App {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        self.run_with(caller, action, resource, target, op, Effects::Anywhere)
+        self.run_with(caller, action, scope, target, op, Effects::Anywhere)
             .await
     }
 
@@ -240,7 +213,7 @@ impl App {
         &self,
         caller: &Caller,
         action: Action,
-        resource: Resource,
+        scope: Scope,
         target: String,
         op: F,
     ) -> Result<T, ApiError>
@@ -248,7 +221,7 @@ impl App {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        self.run_with(caller, action, resource, target, op, Effects::StorageOnly)
+        self.run_with(caller, action, scope, target, op, Effects::StorageOnly)
             .await
     }
 
@@ -256,7 +229,7 @@ impl App {
         &self,
         caller: &Caller,
         action: Action,
-        resource: Resource,
+        scope: Scope,
         target: String,
         op: F,
         effects: Effects,
@@ -266,9 +239,10 @@ impl App {
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let who = &caller.who;
+        let resource = self.identity.resource(&self.store, scope).await?;
         let mut event = Event {
             op_id: self.audit.op_id(),
-            log: log_for(&resource),
+            log: log_for(&resource.scope),
             actor: self.actor(&caller.meta, Some(who)),
             action: action.as_str().to_owned(),
             target,
@@ -278,13 +252,31 @@ impl App {
             Decision::Deny(denial) => {
                 event.decision = Some(DecisionRecord {
                     effect: "deny",
-                    rule: denial.reason.clone(),
+                    rule: denial
+                        .explicit
+                        .as_ref()
+                        .map_or_else(|| denial.reason.clone(), ToString::to_string),
                 });
+                // Across tenants a denial is indistinguishable from absence:
+                // a caller with no binding in the organization learns nothing
+                // about what exists there.
+                let hidden = match &resource.scope {
+                    Scope::Path(p) if !who.principal.has_binding_in_org(p.org()) => Some(p),
+                    _ => None,
+                };
+                let status = if hidden.is_some() {
+                    "not_found"
+                } else {
+                    "forbidden"
+                };
                 self.audit
-                    .record(&event, "forbidden")
+                    .record(&event, status)
                     .await
                     .map_err(|_| ApiError::audit_unavailable())?;
-                Err(ApiError::forbidden(denial.reason))
+                Err(match hidden {
+                    Some(p) => ApiError::not_found(format!("{} {p} not found", p.kind().as_str())),
+                    None => ApiError::forbidden(denial.reason),
+                })
             }
             Decision::Allow(permit) => {
                 event.decision = Some(DecisionRecord {
@@ -320,11 +312,13 @@ impl App {
         }
     }
 
-    /// Runs an unauthenticated operation (init, unseal), still audited
-    /// before and after, in the system log.
-    pub async fn run_public<T, Fut>(
+    /// Runs an operation a caller performs on its own identity (whoami, its
+    /// own tokens, password, MFA and SSH keys): no role is needed, but the
+    /// intent is durable before it runs and the outcome is appended after,
+    /// in the system log.
+    pub async fn run_self<T, Fut>(
         &self,
-        meta: &RequestMeta,
+        caller: &Caller,
         action: &str,
         op: Fut,
     ) -> Result<T, ApiError>
@@ -334,7 +328,50 @@ impl App {
         let event = Event {
             op_id: self.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
-            actor: self.actor(meta, None),
+            actor: self.actor(&caller.meta, Some(&caller.who)),
+            action: action.to_owned(),
+            target: caller.id().to_owned(),
+            decision: Some(DecisionRecord {
+                effect: "allow",
+                rule: "self-service".to_owned(),
+            }),
+        };
+        self.audit
+            .intent(&event)
+            .await
+            .map_err(|_| ApiError::audit_unavailable())?;
+        let result = op.await;
+        self.audit.outcome(&event, status_of(&result));
+        result
+    }
+
+    /// Runs an unauthenticated operation (init, unseal), still audited
+    /// before and after, in the system log.
+    ///
+    /// `claimed` is the principal a login names (not yet authenticated); it
+    /// is recorded so failed logins against an account are visible.
+    pub async fn run_public<T, Fut>(
+        &self,
+        meta: &RequestMeta,
+        action: &str,
+        claimed: Option<&str>,
+        op: Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let event = Event {
+            op_id: self.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: Actor {
+                principal: claimed.unwrap_or("anonymous").to_owned(),
+                method: if claimed.is_some() {
+                    "password"
+                } else {
+                    "none"
+                },
+                ..self.actor(meta, None)
+            },
             action: action.to_owned(),
             target: "vault".to_owned(),
             decision: None,

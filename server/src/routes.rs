@@ -8,19 +8,21 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use warden_api::*;
-use warden_policies::{Action, Resource};
+use warden_policies::{Action, Decision, Resource, Scope, authorize};
 use warden_types::{EnvMode, ScopeKind, ScopePath, SecretName};
 use warden_vault::VersionChange;
 use warden_vault::unseal::InitMethod;
 
 use crate::ApiError;
 use crate::pipeline::{Caller, RequestMeta};
-use crate::state::App;
+use crate::state::{App, FIRST_OWNER};
+
+mod identity;
 
 type AppState = Arc<App>;
 
@@ -31,6 +33,10 @@ pub enum Guard {
     Public,
     /// Requires this action on the route's resource.
     Requires(Action),
+    /// Any authenticated caller acting on its own identity (whoami, its
+    /// tokens, password, MFA, SSH keys, policy checks); acting on another
+    /// principal requires `member.manage` where that principal lives.
+    Caller,
 }
 
 /// One route: method, path template, guard, summary and handler.
@@ -111,8 +117,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: "GET",
         path: "/api/v1/scopes",
-        guard: Guard::Requires(Action::EnvManage),
-        summary: "List organizations.",
+        guard: Guard::Caller,
+        summary: "List the organizations the caller can see.",
         handler: || get(list_orgs),
     },
     RouteSpec {
@@ -125,7 +131,7 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: "GET",
         path: "/api/v1/scopes/{*parent}",
-        guard: Guard::Requires(Action::EnvManage),
+        guard: Guard::Requires(Action::EnvRead),
         summary: "List the children of a scope.",
         handler: || get(list_children),
     },
@@ -205,6 +211,174 @@ pub static ROUTES: &[RouteSpec] = &[
         guard: Guard::Requires(Action::KeyRotate),
         summary: "Re-encrypt up to ?limit=N versions under the newest term.",
         handler: || post(rewrap),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/auth/whoami",
+        guard: Guard::Caller,
+        summary: "The caller's principal, authentication method and role bindings.",
+        handler: || get(identity::whoami),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/login",
+        guard: Guard::Public,
+        summary: "Password (and TOTP) login; returns a 12-hour session token once.",
+        handler: || post(identity::login),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/auth/password",
+        guard: Guard::Caller,
+        summary: "Set the caller's password.",
+        handler: || put(identity::set_password),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/mfa/enroll",
+        guard: Guard::Caller,
+        summary: "Start TOTP enrolment; returns the secret once.",
+        handler: || post(identity::mfa_enroll),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/mfa/confirm",
+        guard: Guard::Caller,
+        summary: "Confirm TOTP enrolment with a current code.",
+        handler: || post(identity::mfa_confirm),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/policy/check",
+        guard: Guard::Caller,
+        summary: "Explain the decision for a principal, action and path.",
+        handler: || post(identity::policy_check),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/users",
+        guard: Guard::Requires(Action::MemberManage),
+        summary: "List users and service accounts (?org=ORG).",
+        handler: || get(identity::list_users),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/users",
+        guard: Guard::Requires(Action::MemberManage),
+        summary: "Create a user or service account.",
+        handler: || post(identity::create_user),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/users/{id}",
+        guard: Guard::Caller,
+        summary: "Show a user or service account.",
+        handler: || get(identity::show_user),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/users/{id}/disable",
+        guard: Guard::Requires(Action::MemberManage),
+        summary: "Disable a principal and revoke all its tokens and sessions.",
+        handler: || post(identity::disable_user),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/tokens",
+        guard: Guard::Caller,
+        summary: "List tokens (own, or ?principal=sa:NAME).",
+        handler: || get(identity::list_tokens),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/tokens",
+        guard: Guard::Caller,
+        summary: "Create an API token (for yourself or a service account); shown once.",
+        handler: || post(identity::create_token),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/tokens/{id}/revoke",
+        guard: Guard::Caller,
+        summary: "Revoke a token.",
+        handler: || post(identity::revoke_token),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/workload-tokens/{*service}",
+        guard: Guard::Requires(Action::WorkloadIssue),
+        summary: "Issue a short-lived workload token (EdDSA JWT) for a service.",
+        handler: || post(identity::workload_token),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/ssh-keys",
+        guard: Guard::Caller,
+        summary: "List the caller's SSH public keys.",
+        handler: || get(identity::list_ssh_keys),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/ssh-keys",
+        guard: Guard::Caller,
+        summary: "Add an SSH public key (ed25519, ecdsa, rsa >= 3072).",
+        handler: || post(identity::add_ssh_key),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/ssh-keys/remove",
+        guard: Guard::Caller,
+        summary: "Remove one of the caller's SSH keys by fingerprint.",
+        handler: || post(identity::remove_ssh_key),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/roles/{org}",
+        guard: Guard::Requires(Action::EnvRead),
+        summary: "List built-in and custom roles.",
+        handler: || get(identity::list_roles),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/roles/{org}",
+        guard: Guard::Requires(Action::RoleManage),
+        summary: "Create or replace a custom role from its YAML.",
+        handler: || put(identity::apply_role),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/roles/{org}/{name}",
+        guard: Guard::Requires(Action::EnvRead),
+        summary: "Show a role and its YAML.",
+        handler: || get(identity::show_role),
+    },
+    RouteSpec {
+        method: "DELETE",
+        path: "/api/v1/roles/{org}/{name}",
+        guard: Guard::Requires(Action::RoleManage),
+        summary: "Delete an unbound custom role.",
+        handler: || delete(identity::delete_role),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/bindings",
+        guard: Guard::Requires(Action::MemberManage),
+        summary: "List role bindings (?org=ORG; none: at the root).",
+        handler: || get(identity::list_bindings),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/bindings",
+        guard: Guard::Requires(Action::MemberManage),
+        summary: "Grant a role at a scope (Owner needs ownership.transfer).",
+        handler: || post(identity::grant),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/bindings/revoke",
+        guard: Guard::Requires(Action::MemberManage),
+        summary: "Revoke a role binding (Owner needs ownership.transfer).",
+        handler: || post(identity::revoke),
     },
 ];
 
@@ -294,8 +468,8 @@ fn version_info(m: &warden_vault::VersionMeta) -> VersionInfo {
     }
 }
 
-fn scope_out(r: warden_store::ScopeRow) -> Scope {
-    Scope {
+fn scope_out(r: warden_store::ScopeRow) -> warden_api::Scope {
+    warden_api::Scope {
         path: r.path,
         kind: r.kind,
         mode: r.mode,
@@ -373,9 +547,9 @@ async fn sys_init(
             .field("method"));
         }
     };
-    app.run_public(&meta, "sys.init", async {
+    app.run_public(&meta, "sys.init", None, async {
         let out = app.vault.init(method, false).await?;
-        let token = app.create_root_token().await?;
+        let token = app.create_owner(FIRST_OWNER).await?;
         Ok((
             StatusCode::CREATED,
             Json(InitResponse {
@@ -402,7 +576,7 @@ async fn sys_unseal(
     meta: RequestMeta,
     Body(req): Body<UnsealRequest>,
 ) -> Result<Json<SysStatus>, ApiError> {
-    app.run_public(&meta, "sys.unseal", async {
+    app.run_public(&meta, "sys.unseal", None, async {
         let status = match (req.passphrase, req.share) {
             (Some(p), None) => app.vault.unseal_passphrase(p.0.expose()).await?,
             (None, Some(s)) => app.vault.unseal_share(s.0.expose()).await?,
@@ -421,7 +595,7 @@ async fn sys_seal(
     app.run(
         &caller,
         Action::SysSeal,
-        Resource::Root,
+        Scope::Root,
         "vault".into(),
         |permit| async move {
             app.vault.seal(&permit)?;
@@ -436,18 +610,29 @@ async fn list_orgs(
     caller: Caller,
 ) -> Result<Json<ScopeList>, ApiError> {
     let app: &App = &app;
-    app.run_stored(
-        &caller,
-        Action::EnvManage,
-        Resource::Root,
-        "/".into(),
-        |permit| async move {
-            let rows = app.vault.list_scopes(&permit, None).await?;
-            Ok(Json(ScopeList {
-                scopes: rows.into_iter().map(scope_out).collect(),
-            }))
-        },
-    )
+    // Everyone may ask; the answer holds only the organizations where the
+    // caller may read scope metadata (all of them for a root binding).
+    app.run_self(&caller, "env.read", async {
+        if app.vault.is_sealed() {
+            return Err(warden_vault::VaultError::Sealed.into());
+        }
+        let principal = &caller.who().principal;
+        let rows = app.store.child_scopes(None).await?;
+        Ok(Json(ScopeList {
+            scopes: rows
+                .into_iter()
+                .filter(|r| {
+                    ScopePath::parse(&r.path).is_ok_and(|p| {
+                        matches!(
+                            authorize(principal, Action::EnvRead, &Resource::at(p, None)),
+                            Decision::Allow(_)
+                        )
+                    })
+                })
+                .map(scope_out)
+                .collect(),
+        }))
+    })
     .await
 }
 
@@ -458,16 +643,29 @@ async fn list_children(
 ) -> Result<Json<ScopeList>, ApiError> {
     let parent = scope_arg(path)?;
     let app: &App = &app;
+    let principal = &caller.who().principal;
     app.run_stored(
         &caller,
-        Action::EnvManage,
-        Resource::Scope(parent.clone()),
+        Action::EnvRead,
+        Scope::Path(parent.clone()),
         parent.to_string(),
         |permit| async move {
-            let rows = app.vault.list_scopes(&permit, Some(&parent)).await?;
-            Ok(Json(ScopeList {
-                scopes: rows.into_iter().map(scope_out).collect(),
-            }))
+            let rows = app.vault.list_scopes(&permit, &parent).await?;
+            let mut scopes = Vec::with_capacity(rows.len());
+            for row in rows {
+                let Ok(path) = ScopePath::parse(&row.path) else {
+                    continue;
+                };
+                // A deny rule below the parent hides the child.
+                let resource = app.identity.resource(&app.store, Scope::Path(path)).await?;
+                if matches!(
+                    authorize(principal, Action::EnvRead, &resource),
+                    Decision::Allow(_)
+                ) {
+                    scopes.push(scope_out(row));
+                }
+            }
+            Ok(Json(ScopeList { scopes }))
         },
     )
     .await
@@ -477,7 +675,7 @@ async fn create_scope(
     State(app): State<AppState>,
     caller: Caller,
     Body(req): Body<CreateScope>,
-) -> Result<(StatusCode, Json<Scope>), ApiError> {
+) -> Result<(StatusCode, Json<warden_api::Scope>), ApiError> {
     let kind = match req.kind.as_str() {
         "organization" => ScopeKind::Organization,
         "project" => ScopeKind::Project,
@@ -498,7 +696,7 @@ async fn create_scope(
         .map(str::parse::<EnvMode>)
         .transpose()
         .map_err(|e| ApiError::from(e).field("mode"))?;
-    let resource = path.parent().map(Resource::Scope).unwrap_or(Resource::Root);
+    let resource = path.parent().map_or(Scope::Root, Scope::Path);
     let app: &App = &app;
     app.run_stored(
         &caller,
@@ -530,7 +728,7 @@ async fn list_secrets(
     app.run_stored(
         &caller,
         Action::SecretList,
-        Resource::Scope(scope.clone()),
+        Scope::Path(scope.clone()),
         scope.to_string(),
         |permit| async move {
             let rows = app.vault.list(&permit, &scope).await?;
@@ -575,7 +773,7 @@ async fn put_secrets(
     app.run_stored(
         &caller,
         Action::SecretWrite,
-        Resource::Scope(scope.clone()),
+        Scope::Path(scope.clone()),
         target,
         |permit| async move {
             let written = app.vault.put(&permit, &scope, values, req.cas).await?;
@@ -621,7 +819,7 @@ async fn get_secret(
     app.run_stored(
         &caller,
         Action::SecretRead,
-        Resource::Scope(scope.clone()),
+        Scope::Path(scope.clone()),
         target,
         |permit| async move {
             let (value, meta) = app.vault.get(&permit, &scope, &name, q.version).await?;
@@ -648,7 +846,7 @@ async fn history(
     app.run_stored(
         &caller,
         Action::SecretList,
-        Resource::Scope(scope.clone()),
+        Scope::Path(scope.clone()),
         target(&scope, &name),
         |permit| async move {
             let versions = app.vault.history(&permit, &scope, &name).await?;
@@ -687,7 +885,7 @@ async fn change_versions<const CHANGE: u8>(
     app.run_stored(
         &caller,
         action,
-        Resource::Scope(scope.clone()),
+        Scope::Path(scope.clone()),
         target(&scope, &name),
         |permit| async move {
             let changed = app
@@ -710,7 +908,7 @@ async fn resolve(
     app.run_stored(
         &caller,
         Action::SecretRead,
-        Resource::Scope(service.clone()),
+        Scope::Path(service.clone()),
         format!("{service}#*"),
         |permit| async move {
             let values = app.vault.resolve(&permit, &service).await?;
@@ -740,7 +938,7 @@ async fn key_status(
     app.run_stored(
         &caller,
         Action::KeyRotate,
-        Resource::Scope(org.clone()),
+        Scope::Path(org.clone()),
         org.to_string(),
         |permit| async move {
             let terms = app.vault.key_status(&permit, &org).await?;
@@ -773,7 +971,7 @@ async fn rotate(
     app.run_stored(
         &caller,
         Action::KeyRotate,
-        Resource::Scope(org.clone()),
+        Scope::Path(org.clone()),
         org.to_string(),
         |permit| async move {
             Ok(Json(Rotated {
@@ -806,7 +1004,7 @@ async fn rewrap(
     app.run_stored(
         &caller,
         Action::KeyRotate,
-        Resource::Scope(org.clone()),
+        Scope::Path(org.clone()),
         org.to_string(),
         |permit| async move {
             let p = app.vault.rewrap(&permit, &org, limit).await?;

@@ -1,16 +1,17 @@
 //! The server's shared state.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use warden_audit::Auditor;
-use warden_store::{Store, TokenRow};
+use warden_store::{PrincipalRow, Store};
 use warden_vault::Vault;
-use warden_vault::crypto::random_bytes;
 use zeroize::Zeroizing;
 
 use crate::ApiError;
+use crate::identity::Identity;
 use crate::metrics::Metrics;
-use crate::pipeline::{BOOTSTRAP_PRINCIPAL, token_hash};
+
+/// The user `warden dev` and `operator init` create, holding Owner at the
+/// root.
+pub const FIRST_OWNER: &str = "root";
 
 /// Everything a request handler can reach.
 pub struct App {
@@ -22,6 +23,8 @@ pub struct App {
     pub audit: Auditor,
     /// Request metrics.
     pub metrics: Metrics,
+    /// Credential checks and identity caches.
+    pub identity: Identity,
 }
 
 impl App {
@@ -32,30 +35,36 @@ impl App {
             audit: Auditor::new(store.clone(), node),
             store,
             metrics: Metrics::default(),
+            identity: Identity::default(),
         }
     }
 
-    /// Creates a new bootstrap-owner API token and returns it (shown once;
-    /// only its hash is stored).
-    pub async fn create_root_token(&self) -> Result<Zeroizing<String>, ApiError> {
-        let secret = Zeroizing::new(random_bytes::<32>().map_err(|_| ApiError::internal())?);
-        let id: [u8; 6] = random_bytes().map_err(|_| ApiError::internal())?;
-        let mut token = Zeroizing::new(String::with_capacity(4 + 43));
-        token.push_str("wdn_");
-        URL_SAFE_NO_PAD.encode_string(secret.as_ref(), &mut token);
-        let row = TokenRow {
-            id: format!("tok_{}", hex_lower(&id)),
-            principal: BOOTSTRAP_PRINCIPAL.to_owned(),
-            name: "bootstrap owner".to_owned(),
+    /// Creates the first user, `user:NAME`, with the Owner role at the
+    /// root, and its first API token, atomically; returns the token (shown
+    /// once; only its hash is stored).
+    pub async fn create_owner(&self, name: &str) -> Result<Zeroizing<String>, ApiError> {
+        let id = crate::identity::user_id(name);
+        crate::identity::parse_principal(&id)?;
+        let token = warden_identity::token::generate_api_token();
+        let row = crate::identity::new_token_row(&id, "bootstrap owner", "api", false, None)?;
+        let user = PrincipalRow {
+            id,
+            kind: "user".to_owned(),
+            org: None,
+            password: None,
+            totp_sealed: None,
+            totp_enabled: 0,
+            totp_last_step: None,
+            disabled_at: None,
             created_at: warden_store::now_ms(),
-            expires_at: None,
-            revoked_at: None,
         };
-        self.store.insert_token(row, token_hash(&token)).await?;
+        self.store
+            .create_owner(
+                user,
+                row,
+                warden_identity::token::token_hash(&token).to_vec(),
+            )
+            .await?;
         Ok(token)
     }
-}
-
-fn hex_lower(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -1,5 +1,5 @@
 //! A read cache for the embedded (SQLite) backend: API tokens by hash,
-//! scopes by path, and the latest version row of each secret (ciphertext,
+//! role bindings by principal, scopes by path, and the latest version row of each secret (ciphertext,
 //! as stored).
 //!
 //! It is only correct because one process owns the SQLite file (the store
@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{ScopeRow, TokenRow, VersionRow};
+use crate::{GrantRow, ScopeRow, TokenAuthRow, VersionRow};
 
 /// Entries kept per map before it is cleared (bounds memory under a scan).
 const MAX_ENTRIES: usize = 100_000;
@@ -25,7 +25,8 @@ const MAX_ENTRIES: usize = 100_000;
 #[derive(Default)]
 pub(crate) struct ReadCache {
     epoch: AtomicU64,
-    tokens: RwLock<HashMap<Vec<u8>, TokenRow>>,
+    tokens: RwLock<HashMap<Vec<u8>, TokenAuthRow>>,
+    grants: RwLock<HashMap<String, Vec<GrantRow>>>,
     latest: RwLock<HashMap<String, VersionRow>>,
     scopes: RwLock<HashMap<String, ScopeRow>>,
 }
@@ -57,12 +58,20 @@ impl ReadCache {
         self.epoch.load(Ordering::Acquire)
     }
 
-    pub(crate) fn token(&self, hash: &[u8]) -> Option<TokenRow> {
+    pub(crate) fn token(&self, hash: &[u8]) -> Option<TokenAuthRow> {
         self.tokens.read().ok()?.get(hash).cloned()
     }
 
-    pub(crate) fn put_token(&self, seen: u64, hash: &[u8], row: TokenRow) {
+    pub(crate) fn put_token(&self, seen: u64, hash: &[u8], row: TokenAuthRow) {
         insert(&self.epoch, seen, &self.tokens, hash.to_vec(), row);
+    }
+
+    pub(crate) fn grants(&self, principal: &str) -> Option<Vec<GrantRow>> {
+        self.grants.read().ok()?.get(principal).cloned()
+    }
+
+    pub(crate) fn put_grants(&self, seen: u64, principal: &str, rows: Vec<GrantRow>) {
+        insert(&self.epoch, seen, &self.grants, principal.to_owned(), rows);
     }
 
     pub(crate) fn latest(&self, scope: &str, name: &str) -> Option<VersionRow> {
@@ -95,13 +104,17 @@ impl ReadCache {
         }
     }
 
-    /// After a committed change that may touch any secret or token.
+    /// After a committed change that may touch any secret, token, scope,
+    /// principal, role or binding.
     pub(crate) fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut m) = self.latest.write() {
             m.clear();
         }
         if let Ok(mut m) = self.tokens.write() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.grants.write() {
             m.clear();
         }
         if let Ok(mut m) = self.scopes.write() {

@@ -263,6 +263,7 @@ impl PendingAudit {
     }
 }
 
+mod identity;
 mod queries;
 
 #[cfg(test)]

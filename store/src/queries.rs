@@ -384,47 +384,6 @@ impl Store {
         .await?)
     }
 
-    /// Stores a token's hash and metadata.
-    pub async fn insert_token(&self, row: TokenRow, hash: Vec<u8>) -> Result<(), StoreError> {
-        self.write(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO api_tokens (id, hash, principal, name, created_at, expires_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(row.id)
-                .bind(hash)
-                .bind(row.principal)
-                .bind(row.name)
-                .bind(row.created_at)
-                .bind(row.expires_at)
-                .bind(row.revoked_at)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Finds a token by the hash of its secret part.
-    pub async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenRow>, StoreError> {
-        if let Some(row) = self.cache.as_ref().and_then(|c| c.token(hash)) {
-            return Ok(Some(row));
-        }
-        let seen = self.cache.as_ref().map(|c| c.epoch());
-        let row: Option<TokenRow> = sqlx::query_as(
-            "SELECT id, principal, name, created_at, expires_at, revoked_at FROM api_tokens WHERE hash = $1",
-        )
-        .bind(hash.to_vec())
-        .fetch_optional(self.pool())
-        .await?;
-        if let (Some(c), Some(seen), Some(r)) = (&self.cache, seen, &row) {
-            c.put_token(seen, hash, r.clone());
-        }
-        Ok(row)
-    }
-
     /// Audit entries of one log after `after_id`, oldest first.
     pub async fn audit_entries(
         &self,

@@ -119,7 +119,7 @@ pub struct NewVersion {
 /// Seals the value of `put` for `version`; runs inside the write transaction.
 pub type Sealer = Box<dyn FnMut(&NewVersion, i64) -> Result<Vec<u8>, crate::StoreError> + Send>;
 
-/// An API token's metadata (the token itself is never stored).
+/// An API or session token's metadata (the token itself is never stored).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TokenRow {
     /// Public token id.
@@ -128,12 +128,122 @@ pub struct TokenRow {
     pub principal: String,
     /// Human name.
     pub name: String,
+    /// `api` (created with `token create`) or `session` (from a login).
+    pub kind: String,
+    /// 1 when the session was opened with a verified second factor.
+    pub mfa: i64,
     /// Creation time.
     pub created_at: i64,
     /// Expiry, if any.
     pub expires_at: Option<i64>,
     /// Revocation time, if revoked.
     pub revoked_at: Option<i64>,
+    /// Last authentication with it (updated at most once a minute).
+    pub last_used_at: Option<i64>,
+}
+
+/// A token found by hash, with what authentication needs to know about its
+/// principal.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenAuthRow {
+    /// The token.
+    #[sqlx(flatten)]
+    pub token: TokenRow,
+    /// The stored SHA-256 of the token (re-compared in constant time).
+    pub hash: Vec<u8>,
+    /// When the principal was disabled, if it was (NULL also when the
+    /// principal row is missing, which authentication treats as unknown).
+    pub principal_disabled_at: Option<i64>,
+    /// Whether the principal row exists.
+    pub principal_exists: i64,
+}
+
+/// A user or service account.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PrincipalRow {
+    /// `user:NAME` or `sa:NAME`.
+    pub id: String,
+    /// `user` or `service`.
+    pub kind: String,
+    /// Home organization (`None`: installation-wide).
+    pub org: Option<String>,
+    /// Argon2id PHC string, if a password is set.
+    pub password: Option<String>,
+    /// TOTP secret sealed under the root key, if enrolled (or enrolling).
+    pub totp_sealed: Option<Vec<u8>>,
+    /// 1 once the enrolment was confirmed with a valid code.
+    pub totp_enabled: i64,
+    /// Last accepted TOTP time step.
+    pub totp_last_step: Option<i64>,
+    /// Disabling time, if disabled.
+    pub disabled_at: Option<i64>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A role binding, with the custom role's source when the role is not
+/// built in.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GrantRow {
+    /// The principal holding it.
+    pub principal: String,
+    /// Role name.
+    pub role: String,
+    /// Scope path, `/` for the root.
+    pub scope: String,
+    /// The scope's organization (`None` at the root).
+    pub org: Option<String>,
+    /// The custom role's YAML (`None` for built-in roles or a dangling name).
+    pub source: Option<String>,
+    /// The custom role's revision.
+    pub revision: Option<i64>,
+    /// Creation time of the binding.
+    pub created_at: i64,
+}
+
+/// A custom role of an organization.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RoleRow {
+    /// The organization.
+    pub org: String,
+    /// Role name.
+    pub name: String,
+    /// The YAML it was applied from.
+    pub source: String,
+    /// Random per apply.
+    pub revision: i64,
+    /// Last apply, ms since the epoch.
+    pub updated_at: i64,
+}
+
+/// An SSH public key of a principal.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SshKeyRow {
+    /// `SHA256:...`.
+    pub fingerprint: String,
+    /// Owner.
+    pub principal: String,
+    /// Key algorithm, e.g. `ssh-ed25519`.
+    pub algorithm: String,
+    /// `ALG BASE64`.
+    pub public_key: String,
+    /// Comment given when added.
+    pub comment: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A workload-token signing key.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    /// Key id (`kid` header).
+    pub kid: String,
+    /// PKCS#8 private key sealed under the root key.
+    pub sealed: Vec<u8>,
+    /// Raw Ed25519 public key.
+    pub public_key: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
 }
 
 /// A stored audit entry.

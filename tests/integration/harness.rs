@@ -70,7 +70,12 @@ impl TestServer {
             .init(InitMethod::DevKeyFile, true)
             .await
             .unwrap();
-        let token = running.app.create_root_token().await.unwrap().to_string();
+        let token = running
+            .app
+            .create_owner(warden_server::FIRST_OWNER)
+            .await
+            .unwrap()
+            .to_string();
         let ca_pem = std::fs::read(dir.path().join("ca.pem")).unwrap();
         let url = format!("https://{}", running.addr);
         let client = Client::new(&url, &ca_pem, Some(token.clone())).unwrap();
@@ -83,6 +88,11 @@ impl TestServer {
             url,
             database_url,
         }
+    }
+
+    /// The CA certificate the server's certificate chains to.
+    pub fn ca_path(&self) -> PathBuf {
+        self._dir.path().join("ca.pem")
     }
 
     /// A client with another token (or none).

@@ -14,6 +14,7 @@ mod canary;
 mod crash;
 mod harness;
 mod lifecycle;
+mod rbac;
 mod replicas;
 mod routes;
 mod scenarios;

@@ -13,6 +13,8 @@ fn concrete(path: &str) -> String {
         .replace("{*parent}", "acme")
         .replace("{*service}", "acme/shop/prod/api")
         .replace("{org}", "acme")
+        .replace("{name}", "viewer")
+        .replace("{id}", "user:root")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +57,7 @@ async fn every_declared_route_requires_authentication() {
         let mut conn = anon.connect().await.unwrap();
         let (status, bytes) = conn.send(method, &concrete(r.path), body).await.unwrap();
         match r.guard {
-            Guard::Requires(_) => assert_eq!(
+            Guard::Requires(_) | Guard::Caller => assert_eq!(
                 status.as_u16(),
                 401,
                 "{} {}: {}",

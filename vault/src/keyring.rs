@@ -24,6 +24,7 @@ pub const ROTATE_AT: i64 = 1 << 31;
 
 const ORG_KEY_CONTEXT: &[u8] = b"warden/org-key/v1";
 const SECRET_KEY_INFO: &[u8] = b"warden/secret/v1";
+const CREDENTIAL_CONTEXT: &[u8] = b"warden/credential/v1";
 
 struct Counter {
     used: i64,
@@ -54,6 +55,37 @@ impl Keyring {
             root: AeadKey::from_bytes(root)?,
             orgs: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Seals a credential (TOTP secret, signing key) under the root key,
+    /// bound to its purpose and subject.
+    pub(crate) fn seal_credential(
+        &self,
+        purpose: &str,
+        subject: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        Ok(self.root.seal(
+            0,
+            &[CREDENTIAL_CONTEXT, purpose.as_bytes(), subject.as_bytes()],
+            plaintext,
+        )?)
+    }
+
+    /// Opens what [`Keyring::seal_credential`] sealed for the same purpose
+    /// and subject.
+    pub(crate) fn open_credential(
+        &self,
+        purpose: &str,
+        subject: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        self.root
+            .open(
+                sealed,
+                &[CREDENTIAL_CONTEXT, purpose.as_bytes(), subject.as_bytes()],
+            )
+            .map_err(|_| VaultError::Integrity(format!("{purpose} credential of {subject}")))
     }
 
     /// Creates the wrapped key row of a new term for `org`.

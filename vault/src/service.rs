@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use warden_policies::{Action, Permit, Resource};
+use warden_policies::{Action, Permit, Scope};
 use warden_store::{
     NewVersion, Rewrapped, ScopeRow, SecretSummary, Store, StoreError, VersionChange, VersionRow,
 };
@@ -100,8 +100,8 @@ pub struct Vault {
     kdf_turn: tokio::sync::Semaphore,
 }
 
-fn check(permit: &Permit, action: Action, resource: Resource) -> Result<(), VaultError> {
-    if permit.covers(action, &resource) {
+fn check(permit: &Permit, action: Action, scope: Scope) -> Result<(), VaultError> {
+    if permit.covers(action, &scope) {
         Ok(())
     } else {
         Err(VaultError::PermitMismatch)
@@ -109,7 +109,7 @@ fn check(permit: &Permit, action: Action, resource: Resource) -> Result<(), Vaul
 }
 
 fn scope_of(permit: &Permit, action: Action, scope: &ScopePath) -> Result<(), VaultError> {
-    check(permit, action, Resource::Scope(scope.clone()))
+    check(permit, action, Scope::Path(scope.clone()))
 }
 
 impl Vault {
@@ -127,6 +127,30 @@ impl Vault {
             State::Unsealed(k) => Ok(k.clone()),
             State::Sealed { .. } => Err(VaultError::Sealed),
         }
+    }
+
+    /// Seals a principal's credential (a TOTP secret, a workload signing
+    /// key) under the root key, bound to `purpose` and `subject`. These are
+    /// Warden's own credentials, not customer secrets: the pipeline
+    /// authorizes the identity operation that needs them, so no permit here.
+    pub fn seal_credential(
+        &self,
+        purpose: &str,
+        subject: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        self.keyring()?.seal_credential(purpose, subject, plaintext)
+    }
+
+    /// Opens a credential sealed by [`Vault::seal_credential`]; the
+    /// plaintext is wiped when dropped.
+    pub fn open_credential(
+        &self,
+        purpose: &str,
+        subject: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        self.keyring()?.open_credential(purpose, subject, sealed)
     }
 
     /// Whether key material is in memory.
@@ -270,7 +294,7 @@ impl Vault {
 
     /// Drops all key material from memory.
     pub fn seal(&self, permit: &Permit) -> Result<(), VaultError> {
-        check(permit, Action::SysSeal, Resource::Root)?;
+        check(permit, Action::SysSeal, Scope::Root)?;
         *self.state.write().map_err(|_| VaultError::Sealed)? = State::Sealed { shares: Vec::new() };
         tracing::warn!("vault sealed");
         Ok(())
@@ -296,10 +320,7 @@ impl Vault {
         check(
             permit,
             Action::EnvManage,
-            parent
-                .clone()
-                .map(Resource::Scope)
-                .unwrap_or(Resource::Root),
+            parent.clone().map_or(Scope::Root, Scope::Path),
         )?;
         let keyring = self.keyring()?;
         let kind = path.kind();
@@ -331,25 +352,16 @@ impl Vault {
         Ok(self.store.create_scope(row, first_key).await?)
     }
 
-    /// Lists organizations (`parent = None`) or the children of a scope.
+    /// Lists the children of a scope.
     pub async fn list_scopes(
         &self,
         permit: &Permit,
-        parent: Option<&ScopePath>,
+        parent: &ScopePath,
     ) -> Result<Vec<ScopeRow>, VaultError> {
-        check(
-            permit,
-            Action::EnvManage,
-            parent
-                .cloned()
-                .map(Resource::Scope)
-                .unwrap_or(Resource::Root),
-        )?;
+        check(permit, Action::EnvRead, Scope::Path(parent.clone()))?;
         self.keyring()?;
-        if let Some(p) = parent {
-            self.scope_row(p).await?;
-        }
-        Ok(self.store.child_scopes(parent.map(|p| p.as_str())).await?)
+        self.scope_row(parent).await?;
+        Ok(self.store.child_scopes(Some(parent.as_str())).await?)
     }
 
     async fn secret_scope(&self, scope: &ScopePath) -> Result<ScopeRow, VaultError> {
