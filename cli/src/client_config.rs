@@ -42,11 +42,17 @@ pub fn load() -> anyhow::Result<ClientConfig> {
     }
 }
 
-/// Writes the configuration with mode 0600.
+/// Writes the configuration with mode 0600 (also when the file existed with
+/// looser permissions: it holds a token).
 pub fn save(config: &ClientConfig) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let p = path().context("cannot locate the client configuration: set WARDEN_CONFIG or HOME")?;
+    save_to(&p, config)?;
+    Ok(p)
+}
+
+fn save_to(p: &Path, config: &ClientConfig) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = p.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -56,13 +62,42 @@ pub fn save(config: &ClientConfig) -> anyhow::Result<PathBuf> {
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&p)
+        .open(p)
         .with_context(|| format!("writing {}", p.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(p)
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {} to mode 0600", p.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", p.display()))
 }
 
 /// Reads a CA file.
 pub fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading CA certificate {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn saving_tightens_an_existing_file_to_0600() {
+        let dir = std::env::temp_dir().join(format!("warden-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("config.toml");
+        std::fs::write(&p, "").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = ClientConfig {
+            server: Some("https://127.0.0.1:8443".into()),
+            ca_cert: None,
+            token: Some("session".into()),
+        };
+        save_to(&p, &config).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let back: ClientConfig = toml::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        assert_eq!(back.token.as_deref(), Some("session"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -14,7 +14,7 @@ use warden_types::{ScopeKind, ScopePath, SecretName};
 use zeroize::Zeroizing;
 
 use crate::client_config::{self, ClientConfig};
-use crate::output;
+use crate::{identity, output};
 
 /// Warden: secrets vault and remote-access gateway.
 #[derive(Debug, Parser)]
@@ -98,6 +98,9 @@ enum ClientCmd {
     /// Organization key terms: rotate, rewrap, status.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Identity: login, users, tokens, SSH keys, roles, bindings, policy.
+    #[command(flatten)]
+    Identity(identity::IdentityCmd),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -262,10 +265,40 @@ enum KeysCmd {
     },
 }
 
+/// Bad command-line input caught before any request (exit code 2).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `warden policy check` answered "deny" (exit code 4, like a refused
+/// request); the message is the server's explanation.
+#[derive(Debug)]
+pub(crate) struct PolicyDenied(pub(crate) String);
+
+impl std::fmt::Display for PolicyDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PolicyDenied {}
+
 /// Maps an error to the documented exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<warden_types::NameError>().is_some() {
+    if e.downcast_ref::<warden_types::NameError>().is_some()
+        || e.downcast_ref::<UsageError>().is_some()
+    {
         return 2;
+    }
+    if e.downcast_ref::<PolicyDenied>().is_some() {
+        return 4;
     }
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Api { status, code, .. }) => match (*status, code.as_str()) {
@@ -280,13 +313,22 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-struct Ctx {
+/// What a client command runs with: the API client and how to print.
+pub(crate) struct Ctx {
     client: Client,
     output: Output,
+    /// The server address in use.
+    pub(crate) server: String,
+    /// The CA certificate file in use.
+    pub(crate) ca_cert: PathBuf,
+    /// A token was given by `--token` or `WARDEN_TOKEN` (it outranks the
+    /// saved one).
+    pub(crate) token_given: bool,
 }
 
 impl Ctx {
-    async fn call<T: DeserializeOwned>(
+    /// One request; returns the typed answer and the raw JSON.
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: hyper::Method,
         path: &str,
@@ -298,8 +340,40 @@ impl Ctx {
         Ok((typed, raw))
     }
 
+    /// One request whose success answer has no body (204).
+    pub(crate) async fn call_empty(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<()> {
+        let body = body.map(|b| serde_json::to_vec(&b)).transpose()?;
+        let (status, bytes) = self
+            .client
+            .connect()
+            .await?
+            .send(method, path, body)
+            .await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => (e.error.code, e.error.message),
+            Err(_) => (
+                "http_error".to_owned(),
+                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            ),
+        };
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            code,
+            message,
+        }
+        .into())
+    }
+
     /// Prints `raw` as JSON in JSON mode, else runs `text`.
-    fn print(&self, raw: &Value, text: impl FnOnce()) -> anyhow::Result<()> {
+    pub(crate) fn print(&self, raw: &Value, text: impl FnOnce()) -> anyhow::Result<()> {
         match self.output {
             Output::Json => println!("{}", serde_json::to_string_pretty(raw)?),
             Output::Text => text(),
@@ -308,7 +382,9 @@ impl Ctx {
     }
 }
 
-fn connect(global: &Global) -> anyhow::Result<Ctx> {
+/// Builds the client from flags, environment and the saved configuration;
+/// without `with_token` it sends no token (for `warden login`).
+fn connect(global: &Global, with_token: bool) -> anyhow::Result<Ctx> {
     let saved = client_config::load()?;
     let server = global.server.clone().or(saved.server).ok_or_else(|| {
         anyhow!("no server address: pass --server or set WARDEN_ADDR (or run `warden dev`)")
@@ -318,11 +394,18 @@ fn connect(global: &Global) -> anyhow::Result<Ctx> {
         .clone()
         .or(saved.ca_cert)
         .ok_or_else(|| anyhow!("no CA certificate: pass --ca-cert or set WARDEN_CA_CERT"))?;
-    let token = global.token.clone().or(saved.token);
+    let token = if with_token {
+        global.token.clone().or(saved.token)
+    } else {
+        None
+    };
     let client = Client::new(&server, &client_config::read_ca(&ca)?, token)?;
     Ok(Ctx {
         client,
         output: global.output,
+        server,
+        ca_cert: ca,
+        token_given: global.token.is_some(),
     })
 }
 
@@ -337,7 +420,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server { config } => server(config).await,
         Command::Client(command) => {
             init_logging("warn", false);
-            let ctx = connect(&cli.global)?;
+            let anonymous = matches!(&command, ClientCmd::Identity(c) if c.anonymous());
+            let ctx = connect(&cli.global, !anonymous)?;
             client_command(&ctx, command).await
         }
     }
@@ -442,7 +526,8 @@ async fn server(config: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_hidden(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+/// Reads a secret: a hidden prompt on a terminal, else one line of stdin.
+pub(crate) fn read_hidden(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     if std::io::stdin().is_terminal() {
         Ok(Zeroizing::new(
             rpassword::prompt_password(prompt).context("reading from the terminal")?,
@@ -457,7 +542,8 @@ fn read_hidden(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     }
 }
 
-fn scope_path(s: &str, kind: Option<ScopeKind>) -> anyhow::Result<ScopePath> {
+/// Validates a scope path (of `kind`, if given).
+pub(crate) fn scope_path(s: &str, kind: Option<ScopeKind>) -> anyhow::Result<ScopePath> {
     Ok(match kind {
         Some(k) => ScopePath::parse_kind(s, k)?,
         None => ScopePath::parse(s)?,
@@ -503,6 +589,7 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         }
         ClientCmd::Secret(c) => secret(ctx, c).await,
         ClientCmd::Keys(c) => keys(ctx, c).await,
+        ClientCmd::Identity(c) => identity::run(ctx, c).await,
     }
 }
 
@@ -854,5 +941,10 @@ mod tests {
         assert_eq!(exit_code(&anyhow!("other")), 1);
         let bad_name = ScopePath::parse("../x").unwrap_err();
         assert_eq!(exit_code(&anyhow::Error::new(bad_name)), 2);
+        assert_eq!(exit_code(&anyhow::Error::new(UsageError("x".into()))), 2);
+        let denied = anyhow::Error::new(PolicyDenied("no binding at acme".into()));
+        assert_eq!(denied.to_string(), "no binding at acme");
+        assert_eq!(exit_code(&denied), 4);
+        assert_eq!(exit_code(&denied.context("policy check")), 4);
     }
 }

@@ -2,11 +2,12 @@
 //! client for everything else; client commands talk only to the HTTPS API.
 //!
 //! Exit codes: 0 ok, 1 error, 2 usage (including invalid names), 3 not found, 4 unauthenticated or
-//! denied, 5 sealed or unavailable, 6 conflict (exists already, check-and-set
-//! mismatch).
+//! denied (including a `policy check` that answers deny), 5 sealed or unavailable, 6 conflict
+//! (exists already, check-and-set mismatch).
 
 mod client_config;
 mod commands;
+mod identity;
 mod output;
 
 use std::process::ExitCode;

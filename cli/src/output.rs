@@ -1,6 +1,9 @@
 //! Human-readable output (the `--output text` side of each command).
 
-use warden_api::{History, KeyStatus, ScopeList, SecretList, SysStatus};
+use warden_api::{
+    BindingInfo, History, KeyStatus, PolicyDecision, RoleList, ScopeList, SecretList, SshKeyList,
+    SysStatus, TokenList, UserInfo, UserList, WhoAmI,
+};
 
 fn time(ms: i64) -> String {
     let secs = ms / 1000;
@@ -12,6 +15,22 @@ fn time(ms: i64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+/// A time in ms, or `none` when there is none.
+pub fn time_or(ms: Option<i64>, none: &str) -> String {
+    ms.map_or_else(|| none.to_owned(), time)
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
@@ -109,6 +128,165 @@ pub fn key_status(k: &KeyStatus) {
     }
 }
 
+pub fn whoami(w: &WhoAmI) {
+    println!("principal: {}", w.principal);
+    println!("method:    {}", w.method);
+    println!("token:     {}", w.token_id);
+    println!("MFA:       {}", yes_no(w.mfa));
+    if w.bindings.is_empty() {
+        println!("bindings:  (none)");
+        return;
+    }
+    println!();
+    println!("{:<24} SCOPE", "ROLE");
+    for b in &w.bindings {
+        println!("{:<24} {}", b.role, b.scope);
+    }
+}
+
+pub fn bindings(list: &[BindingInfo]) {
+    if list.is_empty() {
+        println!("(no bindings)");
+        return;
+    }
+    println!("{:<40} {:<24} SCOPE", "PRINCIPAL", "ROLE");
+    for b in list {
+        println!("{:<40} {:<24} {}", b.principal, b.role, b.scope);
+    }
+}
+
+fn user_state(u: &UserInfo) -> &'static str {
+    if u.disabled_at.is_some() {
+        "disabled"
+    } else {
+        "active"
+    }
+}
+
+pub fn users(list: &UserList) {
+    if list.users.is_empty() {
+        println!("(no users)");
+        return;
+    }
+    println!(
+        "{:<32} {:<8} {:<20} {:<8} {:<3}  {:<21} STATE",
+        "ID", "KIND", "ORG", "PASSWORD", "MFA", "CREATED"
+    );
+    for u in &list.users {
+        println!(
+            "{:<32} {:<8} {:<20} {:<8} {:<3}  {:<21} {}",
+            u.id,
+            u.kind,
+            u.org.as_deref().unwrap_or("/"),
+            yes_no(u.password_set),
+            yes_no(u.mfa_enabled),
+            time(u.created_at),
+            user_state(u)
+        );
+    }
+}
+
+pub fn user(u: &UserInfo) {
+    println!("id:       {}", u.id);
+    println!("kind:     {}", u.kind);
+    println!(
+        "org:      {}",
+        u.org.as_deref().unwrap_or("/ (installation-wide)")
+    );
+    println!(
+        "password: {}",
+        if u.password_set { "set" } else { "not set" }
+    );
+    println!("MFA:      {}", yes_no(u.mfa_enabled));
+    println!("created:  {}", time(u.created_at));
+    match u.disabled_at {
+        Some(t) => println!("state:    disabled since {}", time(t)),
+        None => println!("state:    active"),
+    }
+}
+
+pub fn tokens(list: &TokenList, now: i64) {
+    if list.tokens.is_empty() {
+        println!("(no tokens)");
+        return;
+    }
+    println!(
+        "{:<20} {:<20} {:<7} {:<21} {:<21} {:<21} STATE",
+        "ID", "NAME", "KIND", "CREATED", "EXPIRES", "LAST-USED"
+    );
+    for t in &list.tokens {
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        println!(
+            "{:<20} {:<20} {:<7} {:<21} {:<21} {:<21} {state}",
+            t.id,
+            t.name,
+            t.kind,
+            time(t.created_at),
+            time_or(t.expires_at, "never"),
+            time_or(t.last_used_at, "-"),
+        );
+    }
+}
+
+pub fn ssh_keys(list: &SshKeyList) {
+    if list.keys.is_empty() {
+        println!("(no SSH keys)");
+        return;
+    }
+    println!(
+        "{:<51} {:<20} {:<21} COMMENT",
+        "FINGERPRINT", "ALGORITHM", "ADDED"
+    );
+    for k in &list.keys {
+        println!(
+            "{:<51} {:<20} {:<21} {}",
+            k.fingerprint,
+            k.algorithm,
+            time(k.created_at),
+            k.comment
+        );
+    }
+}
+
+pub fn roles(list: &RoleList) {
+    if list.roles.is_empty() {
+        println!("(no roles)");
+        return;
+    }
+    println!("{:<24} {:<8} DESCRIPTION", "NAME", "ORIGIN");
+    for r in &list.roles {
+        println!(
+            "{:<24} {:<8} {}",
+            r.name,
+            if r.builtin { "built-in" } else { "custom" },
+            r.description
+        );
+    }
+}
+
+pub fn policy_decision(d: &PolicyDecision) {
+    println!("{}", if d.allowed { "ALLOW" } else { "DENY" });
+    println!("{}", d.explanation);
+    if let Some(m) = &d.mode {
+        println!("mode:    {m}");
+    }
+    if let Some(r) = &d.role {
+        println!("role:    {r}");
+    }
+    if let Some(b) = &d.binding {
+        println!("binding: {b}");
+    }
+    if let Some(n) = d.rule {
+        println!("rule:    {n}");
+    }
+}
+
 pub fn progress(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     if let Ok(style) =
@@ -156,5 +334,7 @@ mod tests {
     fn times_render_in_utc() {
         assert_eq!(time(0), "1970-01-01 00:00:00Z");
         assert_eq!(time(1_763_795_000_000), "2025-11-22 07:03:20Z");
+        assert_eq!(time_or(None, "never"), "never");
+        assert_eq!(time_or(Some(0), "never"), "1970-01-01 00:00:00Z");
     }
 }
