@@ -1,7 +1,7 @@
 //! The request pipeline. Every operation, whatever its entry point, runs
 //! these four steps, in this order, here:
 //!
-//! 1. **Authenticate**: the bearer token becomes a [`Principal`], or 401.
+//! 1. **Authenticate**: the bearer token becomes a [`Principal`](warden_policies::Principal), or 401.
 //!    This runs as the [`Caller`] extractor, before any body, path or query
 //!    is parsed, so an anonymous caller learns nothing about validation.
 //! 2. **Authorize**: [`warden_policies::authorize`] returns a [`Permit`] or a
