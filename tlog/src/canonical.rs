@@ -357,7 +357,11 @@ struct Loose<'a> {
 
 fn parse_prev(hex_str: &[u8]) -> Result<Hash, EntryFault> {
     let bad = EntryFault::BadField("prev", "is not 64 lowercase hex digits");
-    if hex_str.len() != 64 || !hex_str.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+    if hex_str.len() != 64
+        || !hex_str
+            .iter()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(bad);
     }
     let mut out = [0u8; 32];
@@ -412,7 +416,10 @@ pub fn parse_entry(line: &[u8]) -> Result<EntryHead<'_>, EntryFault> {
         .ok_or(EntryFault::MissingField("prev"))?
         .ok_or(EntryFault::BadField("prev", "is not a string"))?;
     if prev_esc {
-        return Err(EntryFault::BadField("prev", "is not 64 lowercase hex digits"));
+        return Err(EntryFault::BadField(
+            "prev",
+            "is not 64 lowercase hex digits",
+        ));
     }
     Ok(EntryHead {
         seq,
@@ -441,6 +448,49 @@ fn parse_loose<'a>(s: &'a str, reason: &'static str) -> Result<EntryHead<'a>, En
             }
         }
     }
+}
+
+/// Appends the canonical form of `v` (keys sorted by their bytes at every
+/// level, compact) to `out`, whatever map order `serde_json` was built with.
+pub fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut fields: Vec<_> = m.iter().collect();
+            fields.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, val)) in fields.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Serializing a string into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, k);
+                out.push(b':');
+                write_canonical(val, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (i, val) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(val, out);
+            }
+            out.push(b']');
+        }
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
+    }
+}
+
+/// The canonical JSON text of `v` (see [`write_canonical`]).
+pub fn to_canonical_json(v: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    write_canonical(v, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -580,6 +630,13 @@ pub(crate) mod tests {
         }
 
         #[test]
+        fn write_canonical_output_is_canonical(v in arb_json()) {
+            let s = to_canonical_json(&v);
+            prop_assert_eq!(&s, &canonical_string(&v));
+            prop_assert!(is_canonical_json(s.as_bytes()));
+        }
+
+        #[test]
         fn swapped_keys_are_refused(a in "[a-z]{1,5}", b in "[a-z]{1,5}") {
             prop_assume!(a != b);
             let (lo, hi) = if a < b { (a, b) } else { (b, a) };
@@ -676,7 +733,10 @@ pub(crate) mod tests {
             format!(r#"{{"log":"acme","prev":"{PREV}","seq":"1"}}"#),
             format!(r#"{{"log":1,"prev":"{PREV}","seq":1}}"#),
             r#"{"log":"acme","prev":"00","seq":1}"#.to_owned(),
-            format!(r#"{{"log":"acme","prev":"{}","seq":1}}"#, PREV.to_uppercase()),
+            format!(
+                r#"{{"log":"acme","prev":"{}","seq":1}}"#,
+                PREV.to_uppercase()
+            ),
             r#"{"log":"acme","seq":1}"#.to_owned(),
         ] {
             assert!(parse_entry(bad.as_bytes()).is_err(), "{bad}");

@@ -441,12 +441,12 @@ pub fn open(note: &str, verifiers: &[NoteVerifier]) -> Result<(String, Vec<Strin
     }
     let mut verified: Vec<String> = Vec::new();
     for line in sigs.split('\n') {
-        let rest = line
-            .strip_prefix("\u{2014} ")
-            .ok_or(NoteError::Malformed("a signature line must start with an em dash"))?;
-        let (name, b64) = rest
-            .split_once(' ')
-            .ok_or(NoteError::Malformed("a signature line needs a name and a signature"))?;
+        let rest = line.strip_prefix("\u{2014} ").ok_or(NoteError::Malformed(
+            "a signature line must start with an em dash",
+        ))?;
+        let (name, b64) = rest.split_once(' ').ok_or(NoteError::Malformed(
+            "a signature line needs a name and a signature",
+        ))?;
         if !valid_key_name(name) {
             return Err(NoteError::Malformed("invalid key name in a signature line"));
         }
@@ -552,7 +552,10 @@ mod tests {
 
         // Tampered text.
         let t = note.replacen("cryptography", "cryptographY", 1);
-        assert!(matches!(open(&t, &[peter()]), Err(NoteError::BadSignature(_))));
+        assert!(matches!(
+            open(&t, &[peter()]),
+            Err(NoteError::BadSignature(_))
+        ));
         // Tampered signature (four base64 characters inserted).
         let bad_sig = format!("{}ABCD{}", &PETER_SIG[..60], &PETER_SIG[60..]);
         let t = format!("{TEXT}\n{bad_sig}");
@@ -564,9 +567,15 @@ mod tests {
         let mut blob = STANDARD.decode(PETER_SIG[17..].trim_end()).unwrap();
         blob[10] ^= 1;
         let t = format!("{TEXT}\n\u{2014} PeterNeumann {}\n", STANDARD.encode(&blob));
-        assert!(matches!(open(&t, &[peter()]), Err(NoteError::BadSignature(_))));
+        assert!(matches!(
+            open(&t, &[peter()]),
+            Err(NoteError::BadSignature(_))
+        ));
         // Name changed: now an unknown key, ignored, so nothing trusted.
-        let t = format!("{TEXT}\n{}", PETER_SIG.replace("PeterNeumann", "CarmenSandiego"));
+        let t = format!(
+            "{TEXT}\n{}",
+            PETER_SIG.replace("PeterNeumann", "CarmenSandiego")
+        );
         assert_eq!(open(&t, &[peter()]), Err(NoteError::NoTrustedSignature));
         // Key id changed: unknown key.
         let t = format!("{TEXT}\n{}", PETER_SIG.replace("x08g", "xxxx"));
@@ -580,7 +589,9 @@ mod tests {
             format!("{TEXT}\n"),
             format!("{TEXT}\n{}", &PETER_SIG[..PETER_SIG.len() - 1]),
             format!("\x01{TEXT}\n{PETER_SIG}"),
-            format!("{TEXT}\n\u{2014} Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"),
+            format!(
+                "{TEXT}\n\u{2014} Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+            ),
             format!("{TEXT}\n{PETER_SIG}Unexpected line.\n"),
             format!("{TEXT}\n- PeterNeumann AAAAAAA=\n"),
             format!("{TEXT}\n\u{2014} PeterNeumann AAAA\n"),
@@ -626,14 +637,18 @@ mod tests {
             m[i] -= 1;
         }
         // Wrong key length and unknown algorithm, each with a matching id.
-        assert!(NoteVerifier::from_vkey(
-            "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY=="
-        )
-        .is_err());
-        assert!(NoteVerifier::from_vkey(
-            "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-        )
-        .is_err());
+        assert!(
+            NoteVerifier::from_vkey(
+                "PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY=="
+            )
+            .is_err()
+        );
+        assert!(
+            NoteVerifier::from_vkey(
+                "PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -652,13 +667,16 @@ mod tests {
             root: crate::merkle::leaf_hash(b"x"),
         };
         let note = a.sign(&cp.body()).unwrap();
-        let (body, names) = open(&note, &[va.clone()]).unwrap();
+        let (body, names) = open(&note, std::slice::from_ref(&va)).unwrap();
         assert_eq!(Checkpoint::parse_body(&body).unwrap(), cp);
         assert_eq!(names, vec![a.name().to_owned()]);
 
         // Wrong key, same name: a different key id, so an unknown key.
         let (b, _) = NoteSigner::generate("warden.example/audit/acme").unwrap();
-        assert_eq!(open(&note, &[b.verifier()]), Err(NoteError::NoTrustedSignature));
+        assert_eq!(
+            open(&note, &[b.verifier()]),
+            Err(NoteError::NoTrustedSignature)
+        );
 
         // A signature moved from another note by the same key.
         let other = a
@@ -673,7 +691,7 @@ mod tests {
         let sig_line = other.rsplit_once("\n\n").unwrap().1;
         let swapped = format!("{}\n{sig_line}", cp.body());
         assert!(matches!(
-            open(&swapped, &[va.clone()]),
+            open(&swapped, std::slice::from_ref(&va)),
             Err(NoteError::BadSignature(_))
         ));
 
@@ -682,9 +700,19 @@ mod tests {
         let c_line = c.sign(&cp.body()).unwrap();
         let c_line = c_line.rsplit_once("\n\n").unwrap().1;
         let both = format!("{note}{c_line}");
-        assert_eq!(open(&both, &[va.clone()]).unwrap().1, vec![a.name()]);
-        let both = format!("{}\n{c_line}{}", cp.body(), note.rsplit_once("\n\n").unwrap().1);
-        assert_eq!(open(&both, &[va.clone()]).unwrap().1, vec![a.name()]);
+        assert_eq!(
+            open(&both, std::slice::from_ref(&va)).unwrap().1,
+            vec![a.name()]
+        );
+        let both = format!(
+            "{}\n{c_line}{}",
+            cp.body(),
+            note.rsplit_once("\n\n").unwrap().1
+        );
+        assert_eq!(
+            open(&both, std::slice::from_ref(&va)).unwrap().1,
+            vec![a.name()]
+        );
         let names = open(&both, &[va, c.verifier()]).unwrap().1;
         assert_eq!(names, vec!["witness.example", "warden.example/audit/acme"]);
     }
