@@ -592,3 +592,48 @@ pub struct PolicyDecision {
     /// One line for humans.
     pub explanation: String,
 }
+
+/// `GET /api/v1/audit/{log}/entries`: one page of a log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntries {
+    /// `system` or an organization.
+    pub log: String,
+    /// Matching entries, in sequence order.
+    pub entries: Vec<serde_json::Value>,
+    /// Where the next page starts (`from=`); equal to the log's size at
+    /// the end.
+    pub next_seq: i64,
+}
+
+/// `GET /api/v1/audit/{log}/checkpoint`: the newest signed checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditCheckpoint {
+    /// The log.
+    pub log: String,
+    /// Tree size.
+    pub size: i64,
+    /// Root hash, hex.
+    pub root: String,
+    /// The C2SP signed note.
+    pub note: String,
+    /// The verifier key (`name+keyid+base64`).
+    pub key: String,
+}
+
+/// `GET /api/v1/audit/{log}/proof?seq=N`: inclusion of one entry in the
+/// tree of the newest checkpoint (RFC 9162 §2.1.3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditProof {
+    /// The log.
+    pub log: String,
+    /// The entry's sequence number (leaf index).
+    pub seq: i64,
+    /// The entry (exact leaf bytes).
+    pub entry: String,
+    /// Its leaf hash, hex.
+    pub leaf_hash: String,
+    /// Audit path, hex, leaf to root.
+    pub proof: Vec<String>,
+    /// The checkpoint proven against.
+    pub checkpoint: AuditCheckpoint,
+}

@@ -7,8 +7,11 @@
 //! the store's group-commit writer, so an intent costs a share of one commit,
 //! not a commit of its own.
 //!
-//! The Merkle tree, signed checkpoints, proofs and exports are the audit
-//! issue's; they will be built over these same entries.
+//! Each log is also an RFC 6962 Merkle tree (`warden-tlog`): the
+//! [`TreeSequencer`] this crate installs in the store gives every entry its
+//! sequence number (its leaf index) and the leaf hash of its predecessor
+//! (`prev`), inside the appending transaction. [`checkpoint`] signs the
+//! tree heads; exports and verification build on the same entries.
 //!
 //! Architecture invariant: this crate never receives plaintext. An [`Event`]
 //! has no field that can hold a secret value, and `SecretValue` cannot be
@@ -19,10 +22,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 pub use warden_store::PendingAudit;
-use warden_store::{Store, StoreError};
+use warden_store::{LogHead, SequencedEntry, Sequencer, Store, StoreError};
+use warden_tlog::merkle::{Frontier, leaf_hash};
+
+pub mod checkpoint;
 
 /// Entry schema version.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 /// The log for events that belong to no organization.
 pub const SYSTEM_LOG: &str = "system";
 
@@ -74,19 +80,85 @@ pub struct Event {
     pub decision: Option<DecisionRecord>,
 }
 
-/// One log line. Fields in alphabetical order (canonical JSON).
+/// One log line. Fields in alphabetical order (canonical JSON). `prev` and
+/// `seq` are written as `null` placeholders and filled in by the
+/// [`TreeSequencer`] when the entry's place in its log is known.
 #[derive(Serialize)]
 struct Entry<'a> {
     action: &'a str,
     actor: &'a Actor,
     decision: &'a Option<DecisionRecord>,
+    log: &'a str,
     node: &'a str,
     op_id: &'a str,
     phase: &'static str,
+    prev: Option<&'a str>,
     schema: u32,
+    seq: Option<u64>,
     status: Option<&'a str>,
     target: &'a str,
     time_ns: u128,
+}
+
+const PREV_PLACEHOLDER: &str = "\"prev\":null,";
+const SEQ_PLACEHOLDER: &str = "\"seq\":null,";
+
+/// Places entries in their log's Merkle tree. The head state is the tree's
+/// compact range with the last leaf hash (`Frontier::to_bytes`).
+///
+/// The placeholders can be replaced textually: inside a JSON string every
+/// `"` is escaped, so `"seq":null,` can only be the field itself, and the
+/// fields before it cannot contain it either.
+pub struct TreeSequencer;
+
+impl Sequencer for TreeSequencer {
+    fn empty_state(&self) -> Vec<u8> {
+        Frontier::new().to_bytes()
+    }
+
+    fn sequence(
+        &self,
+        log: &str,
+        head: LogHead,
+        entries: Vec<String>,
+    ) -> Result<(Vec<SequencedEntry>, LogHead), String> {
+        let mut tree = Frontier::from_bytes(&head.state).map_err(|e| format!("{log}: {e}"))?;
+        if i64::try_from(tree.size()).ok() != Some(head.size) {
+            return Err(format!("{log}: head size and tree state disagree"));
+        }
+        let mut placed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let prev = tree
+                .last_leaf()
+                .ok_or_else(|| format!("{log}: tree state lacks the last leaf"))?;
+            let seq = tree.size();
+            let filled = entry
+                .replacen(
+                    PREV_PLACEHOLDER,
+                    &format!("\"prev\":\"{}\",", hex::encode(prev)),
+                    1,
+                )
+                .replacen(SEQ_PLACEHOLDER, &format!("\"seq\":{seq},"), 1);
+            if filled.len() == entry.len() {
+                return Err(format!("{log}: entry without sequence placeholders"));
+            }
+            let hash = leaf_hash(filled.as_bytes());
+            tree.try_push(hash).map_err(|e| e.to_string())?;
+            placed.push(SequencedEntry {
+                seq: i64::try_from(seq).map_err(|e| e.to_string())?,
+                entry: filled,
+                leaf_hash: hash.to_vec(),
+            });
+        }
+        let size = i64::try_from(tree.size()).map_err(|e| e.to_string())?;
+        Ok((
+            placed,
+            LogHead {
+                size,
+                state: tree.to_bytes(),
+            },
+        ))
+    }
 }
 
 /// Appends audit entries for one node.
@@ -98,8 +170,10 @@ pub struct Auditor {
 }
 
 impl Auditor {
-    /// An auditor writing through `store`, naming itself `node`.
+    /// An auditor writing through `store`, naming itself `node`; installs
+    /// the [`TreeSequencer`] in the store.
     pub fn new(store: Store, node: impl Into<String>) -> Self {
+        store.install_sequencer(std::sync::Arc::new(TreeSequencer));
         let node = node.into();
         let op_prefix = format!(
             "{:x}",
@@ -131,10 +205,13 @@ impl Auditor {
             action: &event.action,
             actor: &event.actor,
             decision: &event.decision,
+            log: &event.log,
             node: &self.node,
             op_id: &event.op_id,
             phase,
+            prev: None,
             schema: SCHEMA,
+            seq: None,
             status,
             target: &event.target,
             time_ns: SystemTime::now()
@@ -206,10 +283,13 @@ mod tests {
             action: &event.action,
             actor: &event.actor,
             decision: &event.decision,
+            log: &event.log,
             node: "n",
             op_id: &event.op_id,
             phase: "intent",
+            prev: None,
             schema: SCHEMA,
+            seq: None,
             status: None,
             target: &event.target,
             time_ns: 1,

@@ -38,6 +38,11 @@ impl ApiError {
         self
     }
 
+    /// The message shown to the caller.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// 400 `invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)

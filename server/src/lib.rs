@@ -11,6 +11,7 @@
 //! request into a [`warden_policies::Permit`]; errors become HTTP answers in
 //! `error.rs` only; nothing here logs a request body.
 
+pub mod audit_log;
 pub mod config;
 pub mod dev;
 mod error;
@@ -100,6 +101,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         addr: opts.listen,
         reason: e.to_string(),
     })?;
+    tokio::spawn(audit_log::checkpointer(Arc::downgrade(&app)));
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve::serve(

@@ -22,6 +22,7 @@ use crate::ApiError;
 use crate::pipeline::{Caller, RequestMeta};
 use crate::state::{App, FIRST_OWNER};
 
+mod audit;
 mod identity;
 
 type AppState = Arc<App>;
@@ -380,6 +381,48 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Revoke a role binding (Owner needs ownership.transfer).",
         handler: || post(identity::revoke),
     },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit-key",
+        guard: Guard::Public,
+        summary: "The audit checkpoint verifier key and its fingerprint (public).",
+        handler: || get(audit::key),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/entries",
+        guard: Guard::Requires(Action::AuditRead),
+        summary: "Entries of `system` or an organization's log (?from=SEQ&limit&actor&action&target&since_ms&until_ms).",
+        handler: || get(audit::entries),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/checkpoint",
+        guard: Guard::Requires(Action::AuditRead),
+        summary: "The newest signed checkpoint (C2SP signed note).",
+        handler: || get(audit::checkpoint),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/proof",
+        guard: Guard::Requires(Action::AuditRead),
+        summary: "Inclusion proof of entry ?seq=N against the newest checkpoint.",
+        handler: || get(audit::proof),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/export",
+        guard: Guard::Requires(Action::AuditExport),
+        summary: "Export bundle (tar) for offline verification (?since_ms&until_ms&format=jsonl|csv|ocsf).",
+        handler: || get(audit::export),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/audit/{log}/verify",
+        guard: Guard::Requires(Action::AuditRead),
+        summary: "Verify the stored log against its signed checkpoints.",
+        handler: || post(audit::verify),
+    },
 ];
 
 /// Builds the router from [`ROUTES`].
@@ -599,6 +642,7 @@ async fn sys_seal(
         "vault".into(),
         |permit| async move {
             app.vault.seal(&permit)?;
+            app.audit_keys.forget();
             Ok(Json(sys_status_out(app.vault.status().await?)))
         },
     )
@@ -690,6 +734,12 @@ async fn create_scope(
     };
     let path =
         ScopePath::parse_kind(&req.path, kind).map_err(|e| ApiError::from(e).field("path"))?;
+    if path.org() == warden_audit::SYSTEM_LOG {
+        return Err(ApiError::invalid(
+            "`system` is reserved (it names the installation's own audit log)",
+        )
+        .field("path"));
+    }
     let mode = req
         .mode
         .as_deref()

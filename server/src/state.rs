@@ -25,6 +25,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Credential checks and identity caches.
     pub identity: Identity,
+    /// The audit checkpoint signer (in memory only while unsealed).
+    pub audit_keys: crate::audit_log::AuditKeys,
 }
 
 impl App {
@@ -36,6 +38,7 @@ impl App {
             store,
             metrics: Metrics::default(),
             identity: Identity::default(),
+            audit_keys: Default::default(),
         }
     }
 

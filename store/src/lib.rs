@@ -60,6 +60,7 @@ pub struct Store {
     backend: Backend,
     writer: writer::Writer,
     cache: Option<Arc<cache::ReadCache>>,
+    sequencer: writer::SequencerSlot,
     /// Held for the store's lifetime: the exclusive `flock` on `<db>.lock`.
     _owner: Option<Arc<std::fs::File>>,
 }
@@ -183,7 +184,8 @@ impl Store {
         let cache = owner
             .as_ref()
             .map(|_| Arc::new(cache::ReadCache::default()));
-        let writer = writer::Writer::start(pool.clone(), backend, cache.clone());
+        let sequencer = writer::SequencerSlot::default();
+        let writer = writer::Writer::start(pool.clone(), backend, cache.clone(), sequencer.clone());
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoint_loop(pool.clone()));
         }
@@ -192,6 +194,7 @@ impl Store {
             backend,
             writer,
             cache,
+            sequencer,
             _owner: owner,
         })
     }
@@ -218,6 +221,13 @@ impl Store {
         F: for<'c> FnOnce(&'c mut AnyConnection) -> TxFuture<'c, T> + Send + 'static,
     {
         self.writer.run(job, writer::Stale::Nothing).await
+    }
+
+    /// Installs the audit sequencer (once; later calls are ignored). Until
+    /// one is installed, every audit append fails, and so does every
+    /// operation that depends on one.
+    pub fn install_sequencer(&self, sequencer: Arc<dyn Sequencer>) {
+        let _ = self.sequencer.set(sequencer);
     }
 
     /// Appends one audit entry; returns once it is durable.

@@ -384,21 +384,141 @@ impl Store {
         .await?)
     }
 
-    /// Audit entries of one log after `after_id`, oldest first.
+    /// Entries of one log from `from_seq`, in order.
     pub async fn audit_entries(
         &self,
         log: &str,
-        after_id: i64,
+        from_seq: i64,
         limit: i64,
     ) -> Result<Vec<AuditRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, log, entry FROM audit_log WHERE log = $1 AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT seq, entry, leaf_hash FROM audit_entries WHERE log = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT $3",
         )
         .bind(log)
-        .bind(after_id)
+        .bind(from_seq)
         .bind(limit)
         .fetch_all(self.pool())
         .await?)
+    }
+
+    /// Leaf hashes of one log in `[from, to)`, in order.
+    pub async fn audit_leaf_hashes(
+        &self,
+        log: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT leaf_hash FROM audit_entries WHERE log = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+        )
+        .bind(log)
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Every log's head.
+    pub async fn audit_heads(&self) -> Result<Vec<(String, LogHead)>, StoreError> {
+        let rows: Vec<(String, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT log, size, state FROM audit_heads ORDER BY log")
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(log, size, state)| (log, LogHead { size, state }))
+            .collect())
+    }
+
+    /// Stores a signed checkpoint; false if one of that size existed (signed
+    /// by another replica over the same tree).
+    pub async fn add_checkpoint(&self, row: CheckpointRow) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let n = sqlx::query(
+                    "INSERT INTO audit_checkpoints (log, size, root, note, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (log, size) DO NOTHING",
+                )
+                .bind(row.log)
+                .bind(row.size)
+                .bind(row.root)
+                .bind(row.note)
+                .bind(row.created_at)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            })
+        })
+        .await
+    }
+
+    /// Checkpoints of one log with size in `[min_size, max_size]`, oldest
+    /// first.
+    pub async fn checkpoints(
+        &self,
+        log: &str,
+        min_size: i64,
+        max_size: i64,
+    ) -> Result<Vec<CheckpointRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT log, size, root, note, created_at FROM audit_checkpoints \
+             WHERE log = $1 AND size >= $2 AND size <= $3 ORDER BY size",
+        )
+        .bind(log)
+        .bind(min_size)
+        .bind(max_size)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The newest checkpoint of one log.
+    pub async fn latest_checkpoint(&self, log: &str) -> Result<Option<CheckpointRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT log, size, root, note, created_at FROM audit_checkpoints \
+             WHERE log = $1 ORDER BY size DESC LIMIT 1",
+        )
+        .bind(log)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    /// The checkpoint signing key (verifier key and sealed private key),
+    /// creating it with `make` if there is none. Replicas racing here all
+    /// end up with the first one stored.
+    pub async fn audit_signing_key(
+        &self,
+        make: impl FnOnce() -> Result<(String, Vec<u8>), StoreError>,
+    ) -> Result<(String, Vec<u8>), StoreError> {
+        let get = || {
+            sqlx::query_as::<_, (String, Vec<u8>)>(
+                "SELECT vkey, sealed FROM audit_signing_key WHERE id = 1",
+            )
+            .fetch_optional(self.pool())
+        };
+        if let Some(row) = get().await? {
+            return Ok(row);
+        }
+        let (vkey, sealed) = make()?;
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO audit_signing_key (id, vkey, sealed, created_at) \
+                     VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(vkey)
+                .bind(sealed)
+                .bind(now_ms())
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        get()
+            .await?
+            .ok_or_else(|| StoreError::Database("audit signing key missing".into()))
     }
 }
 

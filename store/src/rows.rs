@@ -249,12 +249,65 @@ pub struct SigningKeyRow {
 /// A stored audit entry.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AuditRow {
-    /// Global append order.
-    pub id: i64,
-    /// Which log (`system` or an organization).
-    pub log: String,
-    /// The canonical JSON entry.
+    /// Position in its log (the Merkle leaf index), from 0.
+    pub seq: i64,
+    /// The canonical JSON entry (the exact leaf bytes).
     pub entry: String,
+    /// Its RFC 6962 leaf hash, as computed when appended.
+    pub leaf_hash: Vec<u8>,
+}
+
+/// The head of one audit log: its size and the sequencer's state (the
+/// tree's compact range), as committed.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LogHead {
+    /// Entries in the log.
+    pub size: i64,
+    /// Opaque to storage; owned by the [`Sequencer`].
+    pub state: Vec<u8>,
+}
+
+/// An entry placed in its log by the [`Sequencer`].
+#[derive(Debug, Clone)]
+pub struct SequencedEntry {
+    /// Its position.
+    pub seq: i64,
+    /// The final entry text.
+    pub entry: String,
+    /// Its leaf hash.
+    pub leaf_hash: Vec<u8>,
+}
+
+/// A signed checkpoint of one log.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CheckpointRow {
+    /// The log.
+    pub log: String,
+    /// Tree size it commits to.
+    pub size: i64,
+    /// Root hash at that size.
+    pub root: Vec<u8>,
+    /// The C2SP signed note.
+    pub note: String,
+    /// Signing time, ms.
+    pub created_at: i64,
+}
+
+/// Places audit entries in their log: assigns each its sequence number and
+/// chain link and computes its leaf hash, extending the log's tree state.
+/// Storage calls it inside the appending transaction, under the log's head
+/// row lock, so replicas extend one tree; it does no hashing itself (the
+/// audit crate supplies the implementation).
+pub trait Sequencer: Send + Sync + 'static {
+    /// The state of an empty log.
+    fn empty_state(&self) -> Vec<u8>;
+    /// Appends `entries` (in order) to the log `log` whose head is `head`.
+    fn sequence(
+        &self,
+        log: &str,
+        head: LogHead,
+        entries: Vec<String>,
+    ) -> Result<(Vec<SequencedEntry>, LogHead), String>;
 }
 
 /// Re-encryption of one version under a newer key term.

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bulk::{self, PutItem};
 use crate::cache::ReadCache;
-use crate::{Backend, NewVersion, Sealer, StoreError};
+use crate::{Backend, LogHead, NewVersion, Sealer, Sequencer, StoreError};
 
 /// The future a write job returns; it borrows the batch's connection.
 pub type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
@@ -99,12 +99,25 @@ pub async fn after_intent<F: Future>(ticket: Ticket, op: F) -> F::Output {
 
 /// Most messages in one transaction; bounds the time a batch holds the lock.
 const MAX_BATCH: usize = 2048;
-/// One statement inserts a whole batch of audit entries, passed as one JSON
-/// array parameter (`[[log, entry], ...]`), in array order.
-const INSERT_AUDIT_SQLITE: &str = "INSERT INTO audit_log (log, entry) \
-     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1) ORDER BY key";
-const INSERT_AUDIT_POSTGRES: &str = "INSERT INTO audit_log (log, entry) \
-     SELECT e.v->>0, e.v->>1 FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(v, i) ORDER BY e.i";
+/// One statement inserts a log's share of a batch, passed as one JSON array
+/// parameter (`[[seq, entry, leaf_hash_hex], ...]`).
+const INSERT_AUDIT_SQLITE: &str = "INSERT INTO audit_entries (log, seq, entry, leaf_hash) \
+     SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+     unhex(json_extract(value, '$[2]')) FROM json_each($2)";
+const INSERT_AUDIT_POSTGRES: &str = "INSERT INTO audit_entries (log, seq, entry, leaf_hash) \
+     SELECT $1, (e.v->>0)::bigint, e.v->>1, decode(e.v->>2, 'hex') \
+     FROM jsonb_array_elements($2::text::jsonb) AS e(v)";
+/// Creates a log's head on its first entry.
+const CREATE_HEAD: &str =
+    "INSERT INTO audit_heads (log, size, state) VALUES ($1, 0, $2) ON CONFLICT (log) DO NOTHING";
+/// Reads a log's head; on PostgreSQL the row lock serializes replicas
+/// appending to the same log until the transaction ends.
+const LOCK_HEAD_SQLITE: &str = "SELECT size, state FROM audit_heads WHERE log = $1";
+const LOCK_HEAD_POSTGRES: &str = "SELECT size, state FROM audit_heads WHERE log = $1 FOR UPDATE";
+const UPDATE_HEAD: &str = "UPDATE audit_heads SET size = $2, state = $3 WHERE log = $1";
+
+/// Where the audit crate installs its [`Sequencer`].
+pub(crate) type SequencerSlot = Arc<std::sync::OnceLock<Arc<dyn Sequencer>>>;
 
 #[derive(Clone)]
 pub(crate) struct Writer {
@@ -112,9 +125,14 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(pool: AnyPool, backend: Backend, cache: Option<Arc<ReadCache>>) -> Self {
+    pub(crate) fn start(
+        pool: AnyPool,
+        backend: Backend,
+        cache: Option<Arc<ReadCache>>,
+        sequencer: SequencerSlot,
+    ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, backend, cache, rx));
+        tokio::spawn(run(pool, backend, cache, sequencer, rx));
         Self { queue }
     }
 
@@ -199,6 +217,7 @@ async fn run(
     pool: AnyPool,
     backend: Backend,
     cache: Option<Arc<ReadCache>>,
+    sequencer: SequencerSlot,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
     let mut batch = Vec::new();
@@ -224,6 +243,7 @@ async fn run(
             conn.as_mut(),
             backend,
             cache.as_deref(),
+            sequencer.get().map(|s| &**s),
             std::mem::take(&mut batch),
         )
         .await;
@@ -244,6 +264,7 @@ async fn commit_batch(
     conn: Option<&mut PoolConnection<Any>>,
     backend: Backend,
     cache: Option<&ReadCache>,
+    sequencer: Option<&dyn Sequencer>,
     batch: Vec<Msg>,
 ) -> bool {
     let mut audits = Vec::new();
@@ -286,7 +307,8 @@ async fn commit_batch(
             transaction(
                 conn,
                 backend,
-                &audits,
+                sequencer,
+                audits,
                 &mut puts,
                 &mut put_outcomes,
                 jobs,
@@ -331,10 +353,12 @@ async fn commit_batch(
     outcome.is_ok()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn transaction(
     conn: &mut PoolConnection<Any>,
     backend: Backend,
-    audits: &[(String, String)],
+    sequencer: Option<&dyn Sequencer>,
+    audits: Vec<(String, String)>,
     puts: &mut [PutItem],
     put_outcomes: &mut Vec<Option<bulk::PutOutcome>>,
     jobs: Vec<ErasedJob>,
@@ -347,7 +371,7 @@ async fn transaction(
     };
     conn.execute(begin).await?;
     let body = async {
-        insert_audit(conn, backend, audits).await?;
+        append_audit(conn, backend, sequencer, audits).await?;
         if !puts.is_empty() {
             *put_outcomes = bulk::put_all(conn, backend, puts).await?;
         }
@@ -384,19 +408,57 @@ async fn transaction(
     body
 }
 
-async fn insert_audit(
+/// Appends a batch's audit entries: per log (in name order, so replicas
+/// lock heads in the same order), lock the head, let the sequencer place
+/// the entries, insert them with one statement and store the new head.
+async fn append_audit(
     conn: &mut AnyConnection,
     backend: Backend,
-    rows: &[(String, String)],
+    sequencer: Option<&dyn Sequencer>,
+    rows: Vec<(String, String)>,
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
-    let json = serde_json::to_string(rows).map_err(|e| StoreError::Database(e.to_string()))?;
-    let sql = match backend {
-        Backend::Sqlite => INSERT_AUDIT_SQLITE,
-        Backend::Postgres => INSERT_AUDIT_POSTGRES,
+    let sequencer =
+        sequencer.ok_or_else(|| StoreError::Database("no audit sequencer installed".into()))?;
+    let mut by_log: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (log, entry) in rows {
+        by_log.entry(log).or_default().push(entry);
+    }
+    let (insert, lock) = match backend {
+        Backend::Sqlite => (INSERT_AUDIT_SQLITE, LOCK_HEAD_SQLITE),
+        Backend::Postgres => (INSERT_AUDIT_POSTGRES, LOCK_HEAD_POSTGRES),
     };
-    sqlx::query(sql).bind(json).execute(&mut *conn).await?;
+    for (log, entries) in by_log {
+        sqlx::query(CREATE_HEAD)
+            .bind(log.as_str())
+            .bind(sequencer.empty_state())
+            .execute(&mut *conn)
+            .await?;
+        let head: LogHead = sqlx::query_as(lock)
+            .bind(log.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+        let (placed, head) = sequencer
+            .sequence(&log, head, entries)
+            .map_err(StoreError::Database)?;
+        let json: Vec<(i64, &str, String)> = placed
+            .iter()
+            .map(|e| (e.seq, e.entry.as_str(), hex::encode(&e.leaf_hash)))
+            .collect();
+        let json = serde_json::to_string(&json).map_err(|e| StoreError::Database(e.to_string()))?;
+        sqlx::query(insert)
+            .bind(log.as_str())
+            .bind(json)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(UPDATE_HEAD)
+            .bind(log.as_str())
+            .bind(head.size)
+            .bind(head.state)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }

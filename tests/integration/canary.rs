@@ -53,7 +53,20 @@ async fn secret_values_never_reach_disk_or_logs() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let child = crate::harness::spawn_dev(&data, dir.path(), port, Some("debug"));
+    let mut child = crate::harness::spawn_dev(&data, dir.path(), port, Some("debug"));
+    // Drain the output while the test runs: a full pipe would block the
+    // server's logging (and with it the server).
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
     let client = wait_for_dev(&data, port).await;
     let canary = format!("canary-{}-do-not-leak", hex::encode(rand_bytes()));
     crate::harness::create_project(&client, "acme/shop").await;
@@ -90,6 +103,22 @@ async fn secret_values_never_reach_disk_or_logs() {
         )
         .await;
 
+    // Nor into an audit export (entries and both derived views).
+    for format in ["csv", "ocsf"] {
+        let mut conn = client.connect().await.unwrap();
+        let (status, bundle) = conn
+            .send(
+                Method::GET,
+                &format!("/api/v1/audit/acme/export?format={format}"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), 200);
+        assert!(bundle.len() > 1024);
+        assert_absent("an audit export", &bundle, &canary);
+    }
+
     // Stop gracefully (SIGTERM), so logs and the WAL are complete.
     let pid = child.id().to_string();
     assert!(
@@ -99,13 +128,9 @@ async fn secret_values_never_reach_disk_or_logs() {
             .unwrap()
             .success()
     );
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "warden dev exited with {:?}",
-        out.status
-    );
-    let logs = [out.stdout, out.stderr].concat();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "warden dev exited with {status:?}");
+    let logs = [stdout.join().unwrap(), stderr.join().unwrap()].concat();
     assert!(
         String::from_utf8_lossy(&logs).contains("DEBUG"),
         "debug logging was not on"

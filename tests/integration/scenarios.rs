@@ -493,12 +493,19 @@ async fn every_operation_is_audited_without_values(s: TestServer) {
             "no audited failed login for {reason}"
         );
     }
-    // The log table is append-only in the database itself.
+    // The log tables are append-only in the database itself.
+    s.ok(Method::GET, "/api/v1/audit/acme/checkpoint", None)
+        .await;
     let pool_url = s.database_url.clone();
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&pool_url)
         .await
         .unwrap();
-    for sql in ["UPDATE audit_log SET entry = 'x'", "DELETE FROM audit_log"] {
+    for sql in [
+        "UPDATE audit_entries SET entry = 'x'",
+        "DELETE FROM audit_entries",
+        "UPDATE audit_checkpoints SET note = 'x'",
+        "DELETE FROM audit_checkpoints",
+    ] {
         let r = sqlx::query(sql).execute(&mut conn).await;
         assert!(r.is_err(), "{sql} must be refused");
     }
@@ -593,14 +600,14 @@ async fn audit_failure_blocks_the_operation(s: TestServer) {
         .unwrap();
     let (create, drop) = if s.database_url.starts_with("sqlite") {
         (
-            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            "CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END",
             "DROP TRIGGER audit_down",
         )
     } else {
         (
             "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER audit_down BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_down()",
-            "DROP TRIGGER audit_down ON audit_log",
+             CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION audit_down()",
+            "DROP TRIGGER audit_down ON audit_entries",
         )
     };
     sqlx::raw_sql(sqlx::AssertSqlSafe(create))

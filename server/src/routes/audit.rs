@@ -1,0 +1,299 @@
+//! Audit routes: tail and query, checkpoints, inclusion proofs, export
+//! bundles and live verification. Reading a log needs `audit.read` on its
+//! organization (the root for `system`), exporting needs `audit.export`;
+//! both are themselves audited by the pipeline.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use warden_api::{AuditCheckpoint, AuditEntries, AuditProof};
+use warden_audit::SYSTEM_LOG;
+use warden_policies::{Action, Scope};
+use warden_tlog::merkle::{Hash, inclusion_proof};
+use warden_types::{ScopeKind, ScopePath};
+
+use super::{AppState, path_arg, query_arg};
+use crate::ApiError;
+use crate::audit_log::{self, Range};
+use crate::pipeline::Caller;
+use crate::state::App;
+
+/// Entries returned per page at most.
+const MAX_PAGE: i64 = 1000;
+/// Entries scanned per request at most (filters may match few).
+const MAX_SCAN: i64 = 10_000;
+
+/// A log name: `system` or an organization; and the scope that guards it.
+fn log_arg(p: Result<Path<String>, PathRejection>) -> Result<(String, Scope), ApiError> {
+    let log = path_arg(p)?;
+    if log == SYSTEM_LOG {
+        return Ok((log, Scope::Root));
+    }
+    let org = ScopePath::parse_kind(&log, ScopeKind::Organization)
+        .map_err(|e| ApiError::from(e).field("log"))?;
+    Ok((log, Scope::Path(org)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EntriesQuery {
+    #[serde(default)]
+    from: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    actor: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    since_ms: Option<i64>,
+    #[serde(default)]
+    until_ms: Option<i64>,
+}
+
+impl EntriesQuery {
+    fn matches(&self, e: &serde_json::Value) -> bool {
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let time_ms = e["time_ns"].as_u64().map_or(0, |t| (t / 1_000_000) as i64);
+        self.actor
+            .as_ref()
+            .is_none_or(|a| s(&e["actor"]["principal"]) == *a)
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|a| s(&e["action"]).starts_with(a.as_str()))
+            && self
+                .target
+                .as_ref()
+                .is_none_or(|t| s(&e["target"]).starts_with(t.as_str()))
+            && self.since_ms.is_none_or(|x| time_ms >= x)
+            && self.until_ms.is_none_or(|x| time_ms <= x)
+    }
+}
+
+pub(super) async fn entries(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Result<Json<AuditEntries>, ApiError> {
+    let (log, scope) = log_arg(path)?;
+    let q = query_arg(q)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!("limit is between 1 and {MAX_PAGE}")).field("limit"));
+    }
+    let from = q.from.unwrap_or(0);
+    if from < 0 {
+        return Err(ApiError::invalid("from is a sequence number (0 or more)").field("from"));
+    }
+    let app: &App = &app;
+    app.run_stored(
+        &caller,
+        Action::AuditRead,
+        scope,
+        log.clone(),
+        |_permit| async move {
+            let rows = app.store.audit_entries(&log, from, MAX_SCAN).await?;
+            let mut next_seq = from;
+            let mut entries = Vec::new();
+            for r in rows {
+                next_seq = r.seq + 1;
+                let e: serde_json::Value =
+                    serde_json::from_str(&r.entry).map_err(|_| ApiError::internal())?;
+                if q.matches(&e) {
+                    entries.push(e);
+                    if entries.len() as i64 == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(Json(AuditEntries {
+                log,
+                entries,
+                next_seq,
+            }))
+        },
+    )
+    .await
+}
+
+async fn newest_checkpoint(app: &App, log: &str) -> Result<AuditCheckpoint, ApiError> {
+    let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
+    warden_audit::checkpoint::checkpoint_all(&app.store, &signer).await?;
+    let c = app
+        .store
+        .latest_checkpoint(log)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("audit log {log} has no entries")))?;
+    Ok(AuditCheckpoint {
+        log: c.log,
+        size: c.size,
+        root: hex::encode(&c.root),
+        note: c.note,
+        key: signer.verifier_key(),
+    })
+}
+
+pub(super) async fn checkpoint(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AuditCheckpoint>, ApiError> {
+    let (log, scope) = log_arg(path)?;
+    let app: &App = &app;
+    app.run_stored(
+        &caller,
+        Action::AuditRead,
+        scope,
+        log.clone(),
+        |_permit| async move { Ok(Json(newest_checkpoint(app, &log).await?)) },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SeqQuery {
+    seq: i64,
+}
+
+pub(super) async fn proof(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<SeqQuery>, QueryRejection>,
+) -> Result<Json<AuditProof>, ApiError> {
+    let (log, scope) = log_arg(path)?;
+    let seq = query_arg(q)?.seq;
+    let app: &App = &app;
+    app.run_stored(
+        &caller,
+        Action::AuditRead,
+        scope,
+        format!("{log}@{seq}"),
+        |_permit| async move {
+            let checkpoint = newest_checkpoint(app, &log).await?;
+            if !(0..checkpoint.size).contains(&seq) {
+                return Err(ApiError::not_found(format!(
+                    "entry {seq} of audit log {log} (its checkpointed size is {})",
+                    checkpoint.size
+                )));
+            }
+            let leaves = app
+                .store
+                .audit_leaf_hashes(&log, 0, checkpoint.size)
+                .await?
+                .iter()
+                .map(|h| Hash::try_from(h.as_slice()).map_err(|_| ApiError::internal()))
+                .collect::<Result<Vec<Hash>, _>>()?;
+            let to_u64 = |v: i64| u64::try_from(v).map_err(|_| ApiError::internal());
+            let path = inclusion_proof(&leaves, to_u64(seq)?, to_u64(checkpoint.size)?)
+                .map_err(|_| ApiError::internal())?;
+            let row = app
+                .store
+                .audit_entries(&log, seq, 1)
+                .await?
+                .pop()
+                .ok_or_else(ApiError::internal)?;
+            Ok(Json(AuditProof {
+                log: log.clone(),
+                seq,
+                entry: row.entry,
+                leaf_hash: hex::encode(&row.leaf_hash),
+                proof: path.iter().map(hex::encode).collect(),
+                checkpoint,
+            }))
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExportQuery {
+    #[serde(default)]
+    since_ms: Option<u64>,
+    #[serde(default)]
+    until_ms: Option<u64>,
+    /// `jsonl` (entries only), `csv` or `ocsf` (plus that derived view).
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub(super) async fn export(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (log, scope) = log_arg(path)?;
+    let q = query_arg(q)?;
+    let (csv, ocsf) = match q.format.as_deref().unwrap_or("jsonl") {
+        "jsonl" => (false, false),
+        "csv" => (true, false),
+        "ocsf" => (false, true),
+        _ => return Err(ApiError::invalid("format is jsonl, csv or ocsf").field("format")),
+    };
+    let ns = |ms: Option<u64>| ms.map(|m| u128::from(m) * 1_000_000);
+    let range = Range {
+        since_ns: ns(q.since_ms),
+        until_ns: ns(q.until_ms),
+        csv,
+        ocsf,
+    };
+    let app: &App = &app;
+    app.run_stored(
+        &caller,
+        Action::AuditExport,
+        scope,
+        log.clone(),
+        |_permit| async move {
+            let bundle = audit_log::bundle(app, &log, &range).await?;
+            let bytes = bundle.to_bytes().map_err(|_| ApiError::internal())?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "application/x-tar"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"audit.tar\"",
+                    ),
+                ],
+                bytes,
+            )
+                .into_response())
+        },
+    )
+    .await
+}
+
+pub(super) async fn verify(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<warden_tlog::verify::Transcript>, ApiError> {
+    let (log, scope) = log_arg(path)?;
+    let app: &App = &app;
+    app.run_stored(
+        &caller,
+        Action::AuditRead,
+        scope,
+        log.clone(),
+        |_permit| async move { Ok(Json(audit_log::verify_live(app, &log).await?)) },
+    )
+    .await
+}
+
+pub(super) async fn key(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
+    let verifier = signer.verifier();
+    Ok(Json(serde_json::json!({
+        "key": verifier.vkey(),
+        "fingerprint": verifier.fingerprint(),
+    })))
+}
