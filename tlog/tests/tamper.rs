@@ -404,3 +404,54 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+/// The pieces the server reuses for `verify --live`.
+#[test]
+fn live_verification_api() {
+    use warden_tlog::note::{Checkpoint, open};
+    use warden_tlog::verify::{EntryChecker, verify_entries_against};
+
+    let f = fixture();
+    let checkpoints: Vec<Checkpoint> = f
+        .bundle
+        .checkpoints
+        .iter()
+        .map(|(_, n)| {
+            let (body, _) = open(n, &[f.signer.verifier()]).unwrap();
+            Checkpoint::parse_body(&body).unwrap()
+        })
+        .collect();
+    let r = verify_entries_against(
+        "acme",
+        f.bundle.frontier.clone(),
+        &f.bundle.entries,
+        &checkpoints,
+    );
+    assert_eq!(r.fault, None);
+    assert_eq!(r.entries_checked, N - FIRST);
+    assert_eq!(r.roots_matched, vec![10, 20, 30, 40, 50]);
+    assert_eq!(r.frontier.root(), checkpoints.last().unwrap().root);
+
+    // Only part of the entries: later checkpoints are left unchecked.
+    let half: Vec<u8> = lines_of(&f.bundle)[..15]
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    let r = verify_entries_against("acme", f.bundle.frontier.clone(), &half, &checkpoints);
+    assert_eq!(r.fault, None);
+    assert_eq!(r.roots_matched, vec![10, 20]);
+    assert_eq!(r.frontier.size(), 25);
+
+    // Line by line, from the empty log.
+    let (lines, leaves) = make_log("acme", 5);
+    let mut c = EntryChecker::new("acme", Frontier::new()).unwrap();
+    for (l, h) in lines.iter().zip(&leaves) {
+        assert_eq!(c.push_line(l.as_bytes()).unwrap(), *h);
+    }
+    assert_eq!(c.next_seq(), 5);
+    let err = c.push_line(lines[0].as_bytes()).unwrap_err();
+    assert_eq!(err.seq, Some(5));
+    // A frontier without its last leaf cannot start a chain check.
+    let even = Frontier::from_parts(4, vec![leaves[0]]).unwrap();
+    assert!(EntryChecker::new("acme", even).is_err());
+}
