@@ -94,6 +94,23 @@ fn crate_boundaries_hold() {
                 "warden-server",
             ],
         ),
+        // Audit log formats and offline verification: pure, and usable by
+        // `warden audit verify` with nothing else (no Warden crate at all).
+        (
+            "warden-tlog",
+            &[
+                "tokio",
+                "sqlx",
+                "hyper",
+                "axum",
+                "warden-types",
+                "warden-store",
+                "warden-vault",
+                "warden-audit",
+                "warden-api",
+                "warden-server",
+            ],
+        ),
         // Storage never holds keys or does crypto.
         ("warden-store", &["ring", "warden-vault", "argon2"]),
         // The audit log never receives plaintext, so it has no business with the vault.

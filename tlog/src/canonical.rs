@@ -58,6 +58,20 @@ pub enum EntryFault {
 
 type Scan<T> = Result<T, &'static str>;
 
+/// Bytes that end the plain run of a string: `"`, `\\` and the control
+/// characters.
+static STRING_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Whether `json` is one canonical JSON value (see the module docs).
 pub fn is_canonical_json(json: &[u8]) -> bool {
     let Ok(s) = std::str::from_utf8(json) else {
@@ -204,7 +218,7 @@ impl<'a> Parser<'a> {
             let rest = self.b.get(self.i..).unwrap_or_default();
             let skip = rest
                 .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .position(|&c| STRING_STOP[usize::from(c)])
                 .ok_or("unterminated string")?;
             self.i += skip;
             match self.peek() {
