@@ -47,7 +47,8 @@ pub struct Actor {
     pub principal: String,
     /// Peer address.
     pub source_ip: Option<String>,
-    /// The public id of the token used, if any.
+    /// HMAC-SHA256 (hex) of the public id of the token used, under the
+    /// log's audit key: correlatable within the log, not the id itself.
     pub token_id: Option<String>,
     /// User-Agent header, truncated.
     pub user_agent: Option<String>,

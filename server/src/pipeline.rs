@@ -145,11 +145,14 @@ impl FromRequestParts<Arc<App>> for Caller {
 }
 
 impl App {
-    fn actor(&self, meta: &RequestMeta, who: Option<&Authenticated>) -> Actor {
+    /// The actor of an entry in `log`. The token id is recorded as its
+    /// HMAC under the log's audit key: correlatable within the log, useless
+    /// outside it (absent while sealed, when the key is not in memory).
+    fn actor(&self, meta: &RequestMeta, who: Option<&Authenticated>, log: &str) -> Actor {
         Actor {
             principal: who.map_or_else(|| "anonymous".to_owned(), |a| a.principal.id.clone()),
             method: who.map_or("none", |a| a.method.as_str()),
-            token_id: who.map(|a| a.token_id.clone()),
+            token_id: who.and_then(|a| self.vault.audit_mac(log, &a.token_id)),
             source_ip: meta.source_ip.clone(),
             user_agent: meta.user_agent.clone(),
         }
@@ -170,7 +173,7 @@ impl App {
         let event = Event {
             op_id: self.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
-            actor: self.actor(meta, None),
+            actor: self.actor(meta, None, SYSTEM_LOG),
             action: "auth.login".to_owned(),
             target: "token".to_owned(),
             decision: None,
@@ -240,10 +243,11 @@ impl App {
     {
         let who = &caller.who;
         let resource = self.identity.resource(&self.store, scope).await?;
+        let log = log_for(&resource.scope);
         let mut event = Event {
             op_id: self.audit.op_id(),
-            log: log_for(&resource.scope),
-            actor: self.actor(&caller.meta, Some(who)),
+            actor: self.actor(&caller.meta, Some(who), &log),
+            log,
             action: action.as_str().to_owned(),
             target,
             decision: None,
@@ -328,7 +332,7 @@ impl App {
         let event = Event {
             op_id: self.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
-            actor: self.actor(&caller.meta, Some(&caller.who)),
+            actor: self.actor(&caller.meta, Some(&caller.who), SYSTEM_LOG),
             action: action.to_owned(),
             target: caller.id().to_owned(),
             decision: Some(DecisionRecord {
@@ -370,7 +374,7 @@ impl App {
                 } else {
                     "none"
                 },
-                ..self.actor(meta, None)
+                ..self.actor(meta, None, SYSTEM_LOG)
             },
             action: action.to_owned(),
             target: "vault".to_owned(),

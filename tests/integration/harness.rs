@@ -49,6 +49,8 @@ pub struct TestServer {
     pub running: Running,
     pub client: Client,
     pub token: String,
+    /// The dev unseal key (for a second server on the same database).
+    pub unseal_key: String,
     pub ca_pem: Vec<u8>,
     /// Keeps the data directory alive as long as the server.
     _dir: tempfile::TempDir,
@@ -64,12 +66,15 @@ impl TestServer {
             Db::Postgres => fresh_postgres_db().await,
         };
         let running = start_on(dir.path(), &database_url).await;
-        running
+        let unseal_key = running
             .app
             .vault
             .init(InitMethod::DevKeyFile, true)
             .await
-            .unwrap();
+            .unwrap()
+            .dev_key
+            .unwrap()
+            .to_string();
         let token = running
             .app
             .create_owner(warden_server::FIRST_OWNER)
@@ -83,6 +88,7 @@ impl TestServer {
             running,
             client,
             token,
+            unseal_key,
             ca_pem,
             _dir: dir,
             url,

@@ -475,6 +475,16 @@ async fn every_operation_is_audited_without_values(s: TestServer) {
             r.entry
         );
     }
+    // Token ids are recorded as HMACs under the log's audit key.
+    for e in &all {
+        let t = &e["actor"]["token_id"];
+        assert!(
+            t.is_null()
+                || t.as_str()
+                    .is_some_and(|t| t.len() == 64 && !t.starts_with("tok_")),
+            "{e}"
+        );
+    }
     let read: Vec<&Value> = all
         .iter()
         .filter(|e| e["action"] == "secret.read")

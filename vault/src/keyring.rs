@@ -46,15 +46,41 @@ struct OrgRing {
 /// The unsealed key hierarchy.
 pub(crate) struct Keyring {
     root: AeadKey,
+    /// HKDF pseudo-random key for per-log audit MAC keys.
+    audit_mac: ring::hkdf::Prk,
     orgs: RwLock<HashMap<String, Arc<OrgRing>>>,
+}
+
+const AUDIT_MAC_SALT: &[u8] = b"warden/audit-mac/v1";
+
+/// Output length marker for deriving HMAC-SHA256 keys with HKDF.
+struct HmacKeyLen;
+
+impl ring::hkdf::KeyType for HmacKeyLen {
+    fn len(&self) -> usize {
+        32
+    }
 }
 
 impl Keyring {
     pub(crate) fn new(root: &Key32) -> Result<Self, VaultError> {
         Ok(Self {
             root: AeadKey::from_bytes(root)?,
+            audit_mac: ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, AUDIT_MAC_SALT)
+                .extract(root.as_ref()),
             orgs: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// HMAC-SHA256 of `data` under `log`'s audit key (HKDF of the root key,
+    /// bound to the log's name), hex.
+    pub(crate) fn audit_mac(&self, log: &str, data: &[u8]) -> Option<String> {
+        let info = [log.as_bytes()];
+        let okm = self.audit_mac.expand(&info, HmacKeyLen).ok()?;
+        let mut raw = Zeroizing::new([0u8; 32]);
+        okm.fill(raw.as_mut()).ok()?;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, raw.as_ref());
+        Some(hex::encode(ring::hmac::sign(&key, data).as_ref()))
     }
 
     /// Seals a credential (TOTP secret, signing key) under the root key,

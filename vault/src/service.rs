@@ -153,6 +153,13 @@ impl Vault {
         self.keyring()?.open_credential(purpose, subject, sealed)
     }
 
+    /// HMAC-SHA256 of `data` under the audit key of `log` (derived from the
+    /// root key, so it exists only while unsealed): lets audit entries carry
+    /// correlatable values (token ids) without revealing them.
+    pub fn audit_mac(&self, log: &str, data: &str) -> Option<String> {
+        self.keyring().ok()?.audit_mac(log, data.as_bytes())
+    }
+
     /// Whether key material is in memory.
     pub fn is_sealed(&self) -> bool {
         self.keyring().is_err()
