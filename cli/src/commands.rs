@@ -14,7 +14,7 @@ use warden_types::{ScopeKind, ScopePath, SecretName};
 use zeroize::Zeroizing;
 
 use crate::client_config::{self, ClientConfig};
-use crate::{identity, output};
+use crate::{audit, identity, output};
 
 /// Warden: secrets vault and remote-access gateway.
 #[derive(Debug, Parser)]
@@ -43,7 +43,7 @@ struct Global {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Text,
     Json,
 }
@@ -69,6 +69,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The tamper-evident audit log: tail, query, checkpoints, inclusion
+    /// proofs, export bundles and their verification (`audit verify BUNDLE`
+    /// works offline, without a server).
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
     /// Every command that talks to a running server.
     #[command(flatten)]
     Client(ClientCmd),
@@ -290,6 +295,19 @@ impl std::fmt::Display for PolicyDenied {
 
 impl std::error::Error for PolicyDenied {}
 
+/// Something the command would create exists already (exit code 6, like a
+/// conflict answered by the server).
+#[derive(Debug)]
+pub(crate) struct Conflict(pub(crate) String);
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Conflict {}
+
 /// Maps an error to the documented exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<warden_types::NameError>().is_some()
@@ -299,6 +317,9 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
     if e.downcast_ref::<PolicyDenied>().is_some() {
         return 4;
+    }
+    if e.downcast_ref::<Conflict>().is_some() {
+        return 6;
     }
     match e.downcast_ref::<ClientError>() {
         Some(ClientError::Api { status, code, .. }) => match (*status, code.as_str()) {
@@ -347,6 +368,18 @@ impl Ctx {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<()> {
+        self.call_bytes(method, path, body).await.map(drop)
+    }
+
+    /// One request whose success answer is returned as raw bytes (the
+    /// client reads the whole body); error answers become
+    /// [`ClientError::Api`].
+    pub(crate) async fn call_bytes(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<hyper::body::Bytes> {
         let body = body.map(|b| serde_json::to_vec(&b)).transpose()?;
         let (status, bytes) = self
             .client
@@ -355,7 +388,7 @@ impl Ctx {
             .send(method, path, body)
             .await?;
         if status.is_success() {
-            return Ok(());
+            return Ok(bytes);
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(e) => (e.error.code, e.error.message),
@@ -370,6 +403,11 @@ impl Ctx {
             message,
         }
         .into())
+    }
+
+    /// The output format asked for.
+    pub(crate) fn output(&self) -> Output {
+        self.output
     }
 
     /// Prints `raw` as JSON in JSON mode, else runs `text`.
@@ -418,6 +456,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             log_format,
         } => dev(data_dir, listen, log_format).await,
         Command::Server { config } => server(config).await,
+        Command::Audit(command) => {
+            init_logging("warn", false);
+            // `audit verify BUNDLE` is offline: it reads no configuration
+            // and never connects.
+            match command.into_offline() {
+                Ok(offline) => audit::verify_offline(cli.global.output, offline),
+                Err(command) => {
+                    let ctx = connect(&cli.global, !command.anonymous())?;
+                    audit::run(&ctx, *command).await
+                }
+            }
+        }
         Command::Client(command) => {
             init_logging("warn", false);
             let anonymous = matches!(&command, ClientCmd::Identity(c) if c.anonymous());

@@ -3,8 +3,10 @@
 //!
 //! Exit codes: 0 ok, 1 error, 2 usage (including invalid names), 3 not found, 4 unauthenticated or
 //! denied (including a `policy check` that answers deny), 5 sealed or unavailable, 6 conflict
-//! (exists already, check-and-set mismatch).
+//! (exists already, check-and-set mismatch). `warden audit verify` and `warden audit proof` exit 1
+//! when what they check does not verify.
 
+mod audit;
 mod client_config;
 mod commands;
 mod identity;

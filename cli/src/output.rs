@@ -297,6 +297,61 @@ pub fn progress(total: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// A spinner on standard error (for downloads whose size is unknown).
+pub fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// `s` with control characters escaped, so that text from the server (an
+/// audit entry's target, a user agent) cannot drive the terminal.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// One audit entry on one line: seq, time (UTC), principal, action,
+/// target, phase, and the status (outcomes) or decision (intents).
+pub fn audit_entry(e: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| printable(v.as_str().unwrap_or("-"));
+    let seq = e["seq"]
+        .as_u64()
+        .map_or_else(|| "?".to_owned(), |s| s.to_string());
+    let when = e["time_ns"].as_u64().map_or_else(
+        || "-".to_owned(),
+        |ns| time(i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX)),
+    );
+    let effect = e["decision"]["effect"].as_str();
+    let result = match (e["status"].as_str(), effect) {
+        (Some(status), Some("deny")) => format!("{} (deny)", printable(status)),
+        (Some(status), _) => printable(status),
+        (None, Some(effect)) => printable(effect),
+        (None, None) => "-".to_owned(),
+    };
+    format!(
+        "{seq:>6}  {when}  {:<24} {:<18} {} {} {result}",
+        text(&e["actor"]["principal"]),
+        text(&e["action"]),
+        text(&e["target"]),
+        text(&e["phase"]),
+    )
+}
+
 /// POSIX shell single-quoting.
 pub fn shell_quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', r"'\''"))
@@ -328,6 +383,39 @@ mod tests {
     fn quoting_survives_hostile_values() {
         assert_eq!(shell_quote("a'b $(rm -rf /)"), r"'a'\''b $(rm -rf /)'");
         assert_eq!(dotenv_quote("a\"b\\c\n$HOME"), r#""a\"b\\c\n\$HOME""#);
+    }
+
+    #[test]
+    fn audit_entries_fit_on_one_safe_line() {
+        let e = serde_json::json!({
+            "seq": 7,
+            "time_ns": 1_763_795_000_123_456_789_u64,
+            "actor": {"principal": "user:root"},
+            "action": "secret.read",
+            "target": "acme/web/prod#K\u{1b}[31m",
+            "phase": "outcome",
+            "status": "ok",
+            "decision": {"effect": "allow", "rule": "owner"},
+        });
+        let line = audit_entry(&e);
+        assert!(!line.contains('\u{1b}'), "{line}");
+        assert!(!line.contains('\n'));
+        for part in [
+            "     7",
+            "2025-11-22 07:03:20Z",
+            "user:root",
+            "secret.read",
+            "acme/web/prod#K\\u{1b}[31m",
+            "outcome",
+            "ok",
+        ] {
+            assert!(line.contains(part), "{part} not in {line}");
+        }
+        let intent =
+            serde_json::json!({"seq": 1, "phase": "intent", "decision": {"effect": "allow"}});
+        assert!(audit_entry(&intent).ends_with(" intent allow"));
+        let denied = serde_json::json!({"phase": "outcome", "status": "forbidden", "decision": {"effect": "deny"}});
+        assert!(audit_entry(&denied).ends_with("forbidden (deny)"));
     }
 
     #[test]

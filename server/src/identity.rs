@@ -83,6 +83,8 @@ pub struct Identity {
     modes: RwLock<HashMap<String, EnvMode>>,
     /// Workload signing public keys by kid, with their creation time.
     jwt_keys: RwLock<HashMap<String, ([u8; 32], i64)>>,
+    /// Organizations known to exist (they are never deleted).
+    orgs: RwLock<std::collections::HashSet<String>>,
 }
 
 /// Principal id of a user.
@@ -239,6 +241,18 @@ impl Identity {
             _ => None,
         };
         Ok(Resource { scope, mode })
+    }
+
+    /// Whether organization `org` exists (cached once seen).
+    pub async fn org_exists(&self, store: &Store, org: &str) -> Result<bool, ApiError> {
+        if self.orgs.read().is_ok_and(|o| o.contains(org)) {
+            return Ok(true);
+        }
+        let exists = store.scope(org).await?.is_some();
+        if exists && let Ok(mut o) = self.orgs.write() {
+            o.insert(org.to_owned());
+        }
+        Ok(exists)
     }
 
     async fn mode(&self, store: &Store, env: &str) -> Result<Option<EnvMode>, ApiError> {

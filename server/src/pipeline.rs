@@ -243,7 +243,14 @@ impl App {
     {
         let who = &caller.who;
         let resource = self.identity.resource(&self.store, scope).await?;
-        let log = log_for(&resource.scope);
+        // An organization's log exists with the organization; anything
+        // aimed at one that does not exist is recorded in the system log.
+        let log = match &resource.scope {
+            Scope::Path(p) if !self.identity.org_exists(&self.store, p.org()).await? => {
+                SYSTEM_LOG.to_owned()
+            }
+            scope => log_for(scope),
+        };
         let mut event = Event {
             op_id: self.audit.op_id(),
             actor: self.actor(&caller.meta, Some(who), &log),

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod architecture;
+mod audit_cli;
 mod audit_log;
 mod bad_input;
 mod canary;
