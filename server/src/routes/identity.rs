@@ -50,6 +50,18 @@ fn org_param(s: &str) -> Result<ScopePath, ApiError> {
     ScopePath::parse_kind(s, ScopeKind::Organization).map_err(|e| ApiError::from(e).field("org"))
 }
 
+/// `ORG` and role `NAME` from a `/roles/{org}/{name}` path.
+fn role_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(ScopePath, String), ApiError> {
+    let (org, name) = path
+        .map(|Path(p)| p)
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
+    let org = org_param(&org)?;
+    name_arg(&name, "name")?;
+    Ok((org, name))
+}
+
 /// `/` or a path of an organization, project or environment.
 fn binding_scope(s: &str) -> Result<Scope, ApiError> {
     if s == "/" {
@@ -764,11 +776,7 @@ pub(super) async fn show_role(
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<RoleInfo>, ApiError> {
-    let (org, name) = path
-        .map(|Path(p)| p)
-        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-    let org = org_param(&org)?;
-    name_arg(&name, "name")?;
+    let (org, name) = role_path(path)?;
     let app: &App = &app;
     app.run_stored(
         &caller,
@@ -849,11 +857,7 @@ pub(super) async fn delete_role(
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let (org, name) = path
-        .map(|Path(p)| p)
-        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))?;
-    let org = org_param(&org)?;
-    name_arg(&name, "name")?;
+    let (org, name) = role_path(path)?;
     if builtin_role(&name).is_some() {
         return Err(ApiError::invalid("built-in roles cannot be deleted"));
     }
