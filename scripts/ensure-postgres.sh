@@ -45,6 +45,8 @@ as_superuser -c "DO \$\$ BEGIN
     CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD '$ROLE';
   END IF;
 END \$\$;" >&2
+# The fail-closed audit test creates a least-privilege role for its server.
+as_superuser -c "ALTER ROLE $ROLE CREATEROLE" >&2
 if ! as_superuser -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
     as_superuser -c "CREATE DATABASE $DB OWNER $ROLE" >&2
 fi

@@ -359,13 +359,15 @@ impl App {
     /// Runs an unauthenticated operation (init, unseal), still audited
     /// before and after, in the system log.
     ///
-    /// `claimed` is the principal a login names (not yet authenticated); it
-    /// is recorded so failed logins against an account are visible.
+    /// `claimed` is the principal a login names (not yet authenticated) and
+    /// the method it tries (`password`, `password+totp`); it is recorded so
+    /// logins against an account, failed or not, are visible with their
+    /// second factor.
     pub async fn run_public<T, Fut>(
         &self,
         meta: &RequestMeta,
         action: &str,
-        claimed: Option<&str>,
+        claimed: Option<(&str, &'static str)>,
         op: Fut,
     ) -> Result<T, ApiError>
     where
@@ -375,16 +377,12 @@ impl App {
             op_id: self.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
             actor: Actor {
-                principal: claimed.unwrap_or("anonymous").to_owned(),
-                method: if claimed.is_some() {
-                    "password"
-                } else {
-                    "none"
-                },
+                principal: claimed.map_or("anonymous", |c| c.0).to_owned(),
+                method: claimed.map_or("none", |c| c.1),
                 ..self.actor(meta, None, SYSTEM_LOG)
             },
             action: action.to_owned(),
-            target: "vault".to_owned(),
+            target: claimed.map_or("vault", |c| c.0).to_owned(),
             decision: None,
         };
         self.audit

@@ -252,3 +252,118 @@ async fn two_servers_on_one_database_extend_one_tree() {
     b.shutdown().await;
     a.stop().await;
 }
+
+/// Fail-closed against the database itself: a server running as a
+/// least-privilege PostgreSQL role loses INSERT on the log table. Secret
+/// reads and writes then answer 503, return no value and change nothing;
+/// with the privilege back, everything works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_refuses_inserts_fails_reads_closed() {
+    let owner_url = crate::harness::fresh_postgres_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Migrate, initialize and seed as the database owner.
+    let running = crate::harness::start_on(dir.path(), &owner_url).await;
+    let init = running
+        .app
+        .vault
+        .init(warden_vault::unseal::InitMethod::DevKeyFile, true)
+        .await
+        .unwrap();
+    let token = running
+        .app
+        .create_owner(warden_server::FIRST_OWNER)
+        .await
+        .unwrap()
+        .to_string();
+    running.shutdown().await;
+    let role = format!("warden_limited_{}", std::process::id());
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&owner_url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'limited'; \
+         GRANT USAGE, CREATE ON SCHEMA public TO {role}; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (scheme_host, db) = owner_url.rsplit_once('/').unwrap();
+    let host = scheme_host.rsplit_once('@').unwrap().1;
+    let limited_url = format!("postgres://{role}:limited@{host}/{db}");
+    let running = crate::harness::start_on(dir.path(), &limited_url).await;
+    let key = warden_vault::unseal::decode_key(&init.dev_key.unwrap()).unwrap();
+    running.app.vault.unseal_with_key(&key).await.unwrap();
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let client =
+        warden_api::Client::new(&format!("https://{}", running.addr), &ca, Some(token)).unwrap();
+    for (kind, path) in [("organization", "acme"), ("project", "acme/shop")] {
+        client
+            .call::<Value>(
+                Method::POST,
+                "/api/v1/scopes",
+                Some(&json!({"kind": kind, "path": path})),
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .call::<Value>(
+            Method::PUT,
+            "/api/v1/secrets/acme/shop",
+            Some(&json!({"values": {"K": "the-value"}})),
+        )
+        .await
+        .unwrap();
+    let read = || {
+        let client = client.clone();
+        async move {
+            let mut conn = client.connect().await.unwrap();
+            conn.send(Method::GET, "/api/v1/secret/acme/shop?key=K", None)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(read().await.0.as_u16(), 200);
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE INSERT ON audit_entries FROM {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (status, body) = read().await;
+    assert_eq!(status.as_u16(), 503, "{}", String::from_utf8_lossy(&body));
+    assert!(!String::from_utf8_lossy(&body).contains("the-value"));
+    assert!(String::from_utf8_lossy(&body).contains("audit_unavailable"));
+    let e = client
+        .call::<Value>(
+            Method::PUT,
+            "/api/v1/secrets/acme/shop",
+            Some(&json!({"values": {"K": "changed"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("503"), "{e}");
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT INSERT ON audit_entries TO {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let (status, body) = read().await;
+    assert_eq!(status.as_u16(), 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["value"], "the-value", "the refused write changed nothing");
+    running.shutdown().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; \
+         REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; \
+         REVOKE ALL ON SCHEMA public FROM {role}; DROP ROLE {role}"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+}

@@ -215,7 +215,12 @@ pub(super) async fn login(
     name_arg(&req.user, "user")?;
     let id = user_id(&req.user);
     let app: &App = &app;
-    app.run_public(&meta, "auth.login", Some(&id), async {
+    let method = if req.totp.is_some() {
+        "password+totp"
+    } else {
+        "password"
+    };
+    app.run_public(&meta, "auth.login", Some((&id, method)), async {
         let refused = || ApiError::unauthenticated("invalid user name or password");
         let row = app.store.principal(&id).await?;
         let phc = row
