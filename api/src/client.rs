@@ -164,6 +164,19 @@ impl Connection {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.send_with_progress(method, path, body, |_, _| {}).await
+    }
+
+    /// [`Connection::send`], calling `progress(received, total)` as the
+    /// answer's body arrives (`total` from its Content-Length), for
+    /// progress bars on long downloads.
+    pub async fn send_with_progress(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -188,13 +201,21 @@ impl Connection {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?
-            .to_bytes();
-        Ok((status, bytes))
+        let total = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut body = resp.into_body();
+        let mut bytes = Vec::with_capacity(total.map_or(0, |t| t.min(1 << 26) as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Decode(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                bytes.extend_from_slice(&data);
+                progress(bytes.len() as u64, total);
+            }
+        }
+        Ok((status, Bytes::from(bytes)))
     }
 
     /// Sends a JSON request and decodes a JSON answer; maps error bodies to

@@ -871,13 +871,22 @@ async fn export(
         "/api/v1/audit/{log}/export?format={}{times}",
         format.as_str()
     );
-    // The client reads whole bodies, so there is no byte count to show
-    // while downloading: a spinner it is.
-    let spinner = (ctx.output() == Output::Text && std::io::stderr().is_terminal())
-        .then(|| output::spinner(&format!("downloading the audit bundle of {log}")));
-    let body = ctx.call_bytes(M::GET, &url, None).await;
-    if let Some(s) = spinner {
-        s.finish_and_clear();
+    // A spinner while the server assembles the bundle, then a byte bar as
+    // it arrives.
+    let bar = (ctx.output() == Output::Text && std::io::stderr().is_terminal())
+        .then(|| output::spinner(&format!("preparing the audit bundle of {log}")));
+    let body = ctx
+        .call_bytes_with_progress(M::GET, &url, None, |received, total| {
+            if let Some(b) = &bar {
+                if let (Some(total), None) = (total, b.length()) {
+                    output::download_bar(b, total);
+                }
+                b.set_position(received);
+            }
+        })
+        .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     let body = body?;
     write_file(out, &body, force)?;

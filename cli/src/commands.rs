@@ -380,12 +380,25 @@ impl Ctx {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<hyper::body::Bytes> {
+        self.call_bytes_with_progress(method, path, body, |_, _| {})
+            .await
+    }
+
+    /// [`Ctx::call_bytes`], reporting `(received, total)` as the body
+    /// arrives.
+    pub(crate) async fn call_bytes_with_progress(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Value>,
+        progress: impl FnMut(u64, Option<u64>),
+    ) -> anyhow::Result<hyper::body::Bytes> {
         let body = body.map(|b| serde_json::to_vec(&b)).transpose()?;
         let (status, bytes) = self
             .client
             .connect()
             .await?
-            .send(method, path, body)
+            .send_with_progress(method, path, body, progress)
             .await?;
         if status.is_success() {
             return Ok(bytes);

@@ -308,6 +308,16 @@ pub fn spinner(message: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Turns a spinner into a byte progress bar once the size is known.
+pub fn download_bar(bar: &indicatif::ProgressBar, total: u64) {
+    bar.set_length(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "downloading {bar:40} {bytes}/{total_bytes} ({eta} left)",
+    ) {
+        bar.set_style(style);
+    }
+}
+
 /// `s` with control characters escaped, so that text from the server (an
 /// audit entry's target, a user agent) cannot drive the terminal.
 pub fn printable(s: &str) -> String {
