@@ -119,7 +119,7 @@ impl From<VaultError> for ApiError {
             VaultError::Invalid(_) => (S::BAD_REQUEST, "invalid_request"),
             VaultError::NotFound(_) => (S::NOT_FOUND, "not_found"),
             VaultError::Gone(_) => (S::GONE, "gone"),
-            VaultError::Conflict(_) => (S::CONFLICT, "conflict"),
+            VaultError::Conflict(_) | VaultError::Refused(_) => (S::CONFLICT, "conflict"),
             VaultError::CasMismatch { .. } => (S::CONFLICT, "cas_mismatch"),
             VaultError::Reference(_) => (S::UNPROCESSABLE_ENTITY, "bad_reference"),
             VaultError::PermitMismatch

@@ -28,6 +28,10 @@ use crate::ApiError;
 use crate::identity::{Authenticated, Refusal};
 use crate::state::App;
 
+/// Longest bearer credential accepted (a workload JWT is about 450 bytes;
+/// the identity crate refuses JWTs over 8 KiB).
+const MAX_CREDENTIAL_BYTES: usize = 8 * 1024;
+
 /// What the pipeline needs from an HTTP request (any entry point can build
 /// one).
 #[derive(Debug, Clone)]
@@ -74,7 +78,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
             Some(h) => h
                 .strip_prefix("Bearer ")
                 .map(str::trim)
-                .filter(|t| !t.is_empty() && t.len() <= 256)
+                .filter(|t| !t.is_empty() && t.len() <= MAX_CREDENTIAL_BYTES)
                 .map_or(Credential::Malformed, |t| Credential::Bearer(t.to_owned())),
         };
         Ok(Self {
@@ -156,6 +160,17 @@ impl App {
             source_ip: meta.source_ip.clone(),
             user_agent: meta.user_agent.clone(),
         }
+    }
+
+    /// While sealed, authenticated operations are refused (503): nothing
+    /// changes identity or authorization data while no checkpoint can be
+    /// signed and token ids cannot be keyed. Only `run_public` (init,
+    /// unseal) works.
+    fn refuse_while_sealed(&self) -> Result<(), ApiError> {
+        if self.vault.is_sealed() {
+            return Err(warden_vault::VaultError::Sealed.into());
+        }
+        Ok(())
     }
 
     /// Step 1. Every failure is audited in the system log and answered
@@ -241,6 +256,7 @@ impl App {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
+        self.refuse_while_sealed()?;
         let who = &caller.who;
         let resource = self.identity.resource(&self.store, scope).await?;
         // An organization's log exists with the organization; anything
@@ -336,6 +352,7 @@ impl App {
     where
         Fut: Future<Output = Result<T, ApiError>>,
     {
+        self.refuse_while_sealed()?;
         let event = Event {
             op_id: self.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),

@@ -419,7 +419,7 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: "POST",
         path: "/api/v1/audit/{log}/verify",
-        guard: Guard::Requires(Action::AuditRead),
+        guard: Guard::Requires(Action::AuditExport),
         summary: "Verify the stored log against its signed checkpoints.",
         handler: || post(audit::verify),
     },

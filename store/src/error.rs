@@ -18,6 +18,10 @@ pub enum StoreError {
     /// The row to create exists already.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The change would break an invariant (e.g. remove the last owner, or
+    /// a role still in use); the message says which.
+    #[error("{0}")]
+    Refused(String),
     /// A referenced row does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -56,7 +60,9 @@ impl StoreError {
     /// Whose fault the error is.
     pub fn fault(&self) -> Fault {
         match self {
-            Self::Conflict(_) | Self::NotFound(_) | Self::CasMismatch { .. } => Fault::Client,
+            Self::Conflict(_) | Self::Refused(_) | Self::NotFound(_) | Self::CasMismatch { .. } => {
+                Fault::Client
+            }
             Self::Sealing(_) | Self::BadUrl | Self::Migrate(_) | Self::Closed => Fault::Internal,
             Self::IntentNotRecorded => Fault::Upstream,
             Self::Database(_) => Fault::Upstream,

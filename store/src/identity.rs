@@ -86,6 +86,15 @@ impl Store {
         let id = id.to_owned();
         self.write_identity(move |c| {
             Box::pin(async move {
+                let root_owner: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM bindings WHERE principal = $1 AND role = 'owner' AND scope = '/'",
+                )
+                .bind(id.as_str())
+                .fetch_one(&mut *c)
+                .await?;
+                if root_owner > 0 {
+                    keep_a_root_owner(c, &id).await?;
+                }
                 let now = now_ms();
                 let found = sqlx::query(
                     "UPDATE principals SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1",
@@ -336,7 +345,8 @@ impl Store {
         .await
     }
 
-    /// Removes a binding; false if there was none.
+    /// Removes a binding; false if there was none. Refuses to remove the
+    /// last enabled Owner binding at the root.
     pub async fn remove_binding(
         &self,
         principal: &str,
@@ -346,6 +356,9 @@ impl Store {
         let (p, r, s) = (principal.to_owned(), role.to_owned(), scope.to_owned());
         self.write_identity(move |c| {
             Box::pin(async move {
+                if r == "owner" && s == "/" {
+                    keep_a_root_owner(c, &p).await?;
+                }
                 let n = sqlx::query(
                     "DELETE FROM bindings WHERE principal = $1 AND role = $2 AND scope = $3",
                 )
@@ -419,8 +432,8 @@ impl Store {
                 .fetch_one(&mut *c)
                 .await?;
                 if bound > 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "{bound} binding(s) of role {name} (revoke them first); the role"
+                    return Err(StoreError::Refused(format!(
+                        "role {name} is bound {bound} time(s); revoke those bindings first"
                     )));
                 }
                 let n = sqlx::query("DELETE FROM roles WHERE org = $1 AND name = $2")
@@ -528,6 +541,27 @@ impl Store {
         .fetch_all(self.pool())
         .await?)
     }
+}
+
+/// Refuses a change that would leave no enabled principal holding Owner at
+/// the root (`leaving` is the principal about to lose it). Runs inside the
+/// changing transaction, so two owners removing each other cannot both
+/// succeed.
+async fn keep_a_root_owner(c: &mut AnyConnection, leaving: &str) -> Result<(), StoreError> {
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM bindings b JOIN principals p ON p.id = b.principal \
+         WHERE b.role = 'owner' AND b.scope = '/' AND p.disabled_at IS NULL AND b.principal <> $1",
+    )
+    .bind(leaving)
+    .fetch_one(&mut *c)
+    .await?;
+    if others == 0 {
+        return Err(StoreError::Refused(
+            "this would leave no enabled Owner at the root; grant Owner at / to another user first"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 async fn insert_principal(c: &mut AnyConnection, row: &PrincipalRow) -> Result<(), StoreError> {

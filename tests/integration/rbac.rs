@@ -601,3 +601,203 @@ async fn each_role_through_the_cli(s: TestServer) {
     s.stop().await;
 }
 both_backends!(each_role_through_the_cli);
+
+async fn status_of(r: Result<Value, ClientError>) -> u16 {
+    match r {
+        Ok(_) => 200,
+        Err(ClientError::Api { status, .. }) => status,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Escalation and isolation holes found in review, each closed: an admin
+/// cannot become an owner by editing a role it holds, by an `mfa: false`
+/// rule, or by acting for a principal more powerful than itself; a deny it
+/// is under cannot be escaped through another principal; principals and
+/// scopes of other tenants stay invisible; workloads authenticate; nothing
+/// changes while sealed.
+async fn grants_cannot_escalate(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    s.scopes("globex/web/prod/api", "production").await;
+    s.put("acme/shop/prod/api", json!({"K": "v"})).await;
+    let (_, adm) = s.account("adm").await;
+    s.grant("sa:adm", "admin", "acme").await;
+    let call = |c: &Client, m: Method, path: &str, body: Value| {
+        let (c, path) = (c.clone(), path.to_owned());
+        async move { c.call::<Value>(m, &path, Some(&body)).await }
+    };
+    let role = |src: &str| json!({"source": src});
+    let bind = |p: &str, r: &str, sc: &str| json!({"principal": p, "role": r, "scope": sc});
+
+    // 1. Re-applying a bound role with more permissions.
+    call(
+        &adm,
+        Method::PUT,
+        "/api/v1/roles/acme",
+        role("name: helper\nrules:\n  - allow: [secret.list]\n"),
+    )
+    .await
+    .unwrap();
+    call(
+        &adm,
+        Method::POST,
+        "/api/v1/bindings",
+        bind("sa:adm", "helper", "acme"),
+    )
+    .await
+    .unwrap();
+    let r = call(
+        &adm,
+        Method::PUT,
+        "/api/v1/roles/acme",
+        role("name: helper\nrules:\n  - allow: ['*']\n"),
+    )
+    .await;
+    assert_eq!(status_of(r).await, 403);
+    // 2. A rule that holds only without MFA.
+    call(
+        &adm,
+        Method::PUT,
+        "/api/v1/roles/acme",
+        role("name: sneaky\nrules:\n  - allow: [ownership.transfer]\n    when: {mfa: false}\n"),
+    )
+    .await
+    .map(|_| ())
+    .unwrap_or(());
+    let r = call(
+        &adm,
+        Method::POST,
+        "/api/v1/bindings",
+        bind("sa:adm", "sneaky", "acme"),
+    )
+    .await;
+    assert_ne!(status_of(r).await, 200);
+    let r = call(
+        &adm,
+        Method::POST,
+        "/api/v1/bindings",
+        bind("sa:adm", "owner", "acme"),
+    )
+    .await;
+    assert_eq!(status_of(r).await, 403);
+    // 3. Tokens for an account with powers elsewhere.
+    s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "deployer", "kind": "service", "org": "acme"})),
+    )
+    .await;
+    s.grant("sa:deployer", "admin", "globex").await;
+    let r = call(
+        &adm,
+        Method::POST,
+        "/api/v1/tokens",
+        json!({"name": "x", "principal": "sa:deployer"}),
+    )
+    .await;
+    assert_eq!(status_of(r).await, 403);
+    // 4. Disabling an owner; removing the last root owner.
+    let (_, root_admin) = s.account("root-admin").await;
+    s.grant("sa:root-admin", "admin", "/").await;
+    let r = root_admin
+        .call::<Value>(
+            Method::POST,
+            "/api/v1/users/user:root/disable",
+            None::<&Value>,
+        )
+        .await;
+    assert_eq!(status_of(r).await, 403);
+    let r = call(
+        &s.client,
+        Method::POST,
+        "/api/v1/bindings/revoke",
+        bind("user:root", "owner", "/"),
+    )
+    .await;
+    assert_eq!(status_of(r).await, 409);
+    // 5. Escaping a deny through another principal.
+    let (_, restricted) = s.account("restricted").await;
+    s.grant("sa:restricted", "admin", "acme").await;
+    s.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(role("name: noprod\nrules:\n  - deny: [secret.read]\n")),
+    )
+    .await;
+    s.grant("sa:restricted", "noprod", "acme/shop/prod").await;
+    call(
+        &restricted,
+        Method::POST,
+        "/api/v1/users",
+        json!({"name": "proxy", "kind": "service", "org": "acme"}),
+    )
+    .await
+    .unwrap();
+    let r = call(
+        &restricted,
+        Method::POST,
+        "/api/v1/bindings",
+        bind("sa:proxy", "admin", "acme"),
+    )
+    .await;
+    assert_eq!(status_of(r).await, 403);
+    // 7, 8. Other tenants' scopes and principals stay invisible.
+    let (_, gx) = s.account("gx").await;
+    s.grant("sa:gx", "admin", "globex").await;
+    let r = call(
+        &gx,
+        Method::POST,
+        "/api/v1/policy/check",
+        json!({"principal": "sa:gx", "action": "secret.read", "path": "acme/shop/prod"}),
+    )
+    .await;
+    assert_eq!(status_of(r).await, 404);
+    for id in ["sa:adm", "sa:ghost"] {
+        let r = gx
+            .call::<Value>(Method::GET, &format!("/api/v1/users/{id}"), None::<&Value>)
+            .await;
+        let (status, _, message) = api_err(r);
+        assert_eq!(
+            (status, message),
+            (404, format!("principal {id} not found"))
+        );
+    }
+    // 9. A workload token authenticates, for its own service only.
+    let w = s
+        .ok(
+            Method::POST,
+            "/api/v1/workload-tokens/acme/shop/prod/api",
+            Some(json!({"ttl_seconds": 300})),
+        )
+        .await;
+    let wc = s.client_with(w["token"].as_str());
+    let resolved: Value = wc
+        .call(
+            Method::GET,
+            "/api/v1/resolve/acme/shop/prod/api",
+            None::<&Value>,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved["values"]["K"], "v");
+    let r = wc
+        .call::<Value>(
+            Method::GET,
+            "/api/v1/resolve/globex/web/prod/api",
+            None::<&Value>,
+        )
+        .await;
+    assert_eq!(status_of(r).await, 404);
+    // 10. Nothing changes while sealed.
+    s.ok(Method::POST, "/api/v1/sys/seal", None).await;
+    let r = call(
+        &s.client,
+        Method::POST,
+        "/api/v1/tokens",
+        json!({"name": "sealed"}),
+    )
+    .await;
+    assert_eq!(status_of(r).await, 503);
+    s.stop().await;
+}
+both_backends!(grants_cannot_escalate);

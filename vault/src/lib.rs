@@ -73,6 +73,9 @@ pub enum VaultError {
     /// The scope exists already.
     #[error("{0} already exists")]
     Conflict(String),
+    /// Refused because it would break an invariant (says which).
+    #[error("{0}")]
+    Refused(String),
     /// Compare-and-set failed.
     #[error("check-and-set failed for {name}: expected version {expected}, current is {current}")]
     CasMismatch {
@@ -104,6 +107,7 @@ impl From<StoreError> for VaultError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Refused(why) => Self::Refused(why),
             StoreError::Conflict(what) => Self::Conflict(what),
             StoreError::CasMismatch {
                 name,
@@ -127,6 +131,7 @@ impl VaultError {
             | Self::NotFound(_)
             | Self::Gone(_)
             | Self::Conflict(_)
+            | Self::Refused(_)
             | Self::CasMismatch { .. }
             | Self::Reference(_)
             | Self::BadUnsealKey

@@ -1,7 +1,8 @@
 //! Audit routes: tail and query, checkpoints, inclusion proofs, export
 //! bundles and live verification. Reading a log needs `audit.read` on its
-//! organization (the root for `system`), exporting needs `audit.export`;
-//! both are themselves audited by the pipeline.
+//! organization (the root for `system`); exporting and live verification
+//! (which reads the whole log) need `audit.export`. All are audited by the
+//! pipeline.
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -281,7 +282,7 @@ pub(super) async fn verify(
     let app: &App = &app;
     app.run_stored(
         &caller,
-        Action::AuditRead,
+        Action::AuditExport,
         scope,
         log.clone(),
         |_permit| async move { Ok(Json(audit_log::verify_live(app, &log).await?)) },

@@ -342,13 +342,42 @@ pub(super) async fn set_password(
 }
 
 /// Where a principal is managed: its home organization, or the root.
-async fn home_scope(app: &App, id: &str) -> Result<(Scope, Option<PrincipalRow>), ApiError> {
-    let row = app.store.principal(id).await?;
-    let scope = match row.as_ref().and_then(|r| r.org.as_deref()) {
-        Some(org) => Scope::Path(org_param(org)?),
-        None => Scope::Root,
+/// A principal another caller wants to manage, and where it is managed
+/// (its home organization, or the root). A principal that does not exist,
+/// or lives where the caller holds no binding at all, is one uniform 404:
+/// nobody learns of accounts in another tenant.
+async fn managed(app: &App, caller: &Caller, id: &str) -> Result<(Scope, PrincipalRow), ApiError> {
+    let hidden = || ApiError::not_found(format!("principal {id} not found"));
+    let row = app.store.principal(id).await?.ok_or_else(hidden)?;
+    let who = &caller.who().principal;
+    let scope = match row.org.as_deref() {
+        Some(org) if who.has_binding_in_org(org) => Scope::Path(org_param(org)?),
+        None if who.bindings.iter().any(|b| b.scope == Scope::Root) => Scope::Root,
+        _ => return Err(hidden()),
     };
     Ok((scope, row))
+}
+
+/// Acting on another principal's credentials or account is acting with its
+/// powers: the caller must be able to grant every binding it holds.
+async fn check_may_act_for(app: &App, caller: &Caller, subject: &str) -> Result<(), ApiError> {
+    let who = &caller.who().principal;
+    for b in app.identity.bindings(&app.store, subject).await? {
+        let resource = Resource {
+            scope: b.scope.clone(),
+            mode: None,
+        };
+        if let Decision::Deny(d) = authorize(who, grant_action(b.role.name()), &resource) {
+            return Err(ApiError::forbidden(format!(
+                "{subject} holds role `{}` at {}, which you may not grant: {}",
+                b.role.name(),
+                b.scope,
+                d.reason
+            )));
+        }
+        check_no_escalation(who, &b.role, &b.scope)?;
+    }
+    Ok(())
 }
 
 pub(super) async fn create_user(
@@ -447,15 +476,14 @@ pub(super) async fn show_user(
     let id = path_arg(path)?;
     parse_principal(&id)?;
     let app: &App = &app;
-    let (scope, row) = home_scope(app, &id).await?;
-    let found = || {
-        row.as_ref()
-            .map(|r| Json(user_info(r)))
-            .ok_or_else(|| ApiError::not_found(format!("principal {id} not found")))
-    };
     if id == caller.id() {
-        return app.run_self(&caller, "user.show", async { found() }).await;
+        let row = own_row(app, &caller).await?;
+        return app
+            .run_self(&caller, "user.show", async { Ok(Json(user_info(&row))) })
+            .await;
     }
+    let (scope, row) = managed(app, &caller, &id).await?;
+    let found = || Ok(Json(user_info(&row)));
     app.run_stored(
         &caller,
         Action::MemberManage,
@@ -477,16 +505,16 @@ pub(super) async fn disable_user(
         return Err(ApiError::invalid("you cannot disable yourself"));
     }
     let app: &App = &app;
-    let (scope, row) = home_scope(app, &id).await?;
+    let caller = &caller;
+    let (scope, _) = managed(app, caller, &id).await?;
     app.run_stored(
-        &caller,
+        caller,
         Action::MemberManage,
         scope,
         id.clone(),
         |_permit| async move {
-            if row.is_none() {
-                return Err(ApiError::not_found(format!("principal {id} not found")));
-            }
+            // Disabling an owner is an ownership change, and so on.
+            check_may_act_for(app, caller, &id).await?;
             let tokens_revoked = app.store.disable_principal(&id).await?;
             Ok(Json(Disabled {
                 principal: id,
@@ -498,7 +526,8 @@ pub(super) async fn disable_user(
 }
 
 /// Runs `op` for the caller itself, or, when `subject` is another
-/// principal, with `member.manage` where that principal lives.
+/// principal, with `member.manage` where that principal lives and the
+/// power to grant everything it holds.
 async fn for_principal<T, Fut>(
     app: &App,
     caller: &Caller,
@@ -512,18 +541,14 @@ where
     if subject == caller.id() {
         return app.run_self(caller, action, op).await;
     }
-    let (scope, row) = home_scope(app, subject).await?;
+    let (scope, _) = managed(app, caller, subject).await?;
     app.run_stored(
         caller,
         Action::MemberManage,
         scope,
         subject.to_owned(),
         |_permit| async move {
-            if row.is_none() {
-                return Err(ApiError::not_found(format!(
-                    "principal {subject} not found"
-                )));
-            }
+            check_may_act_for(app, caller, subject).await?;
             op.await
         },
     )
@@ -830,6 +855,8 @@ pub(super) async fn apply_role(
     }
     let app: &App = &app;
     let target = format!("{org}#role:{}", role.name());
+    let role = std::sync::Arc::new(role);
+    let editor = &caller.who().principal;
     app.run_stored(
         &caller,
         Action::RoleManage,
@@ -838,6 +865,17 @@ pub(super) async fn apply_role(
         |_permit| async move {
             if app.store.scope(org.as_str()).await?.is_none() {
                 return Err(ApiError::not_found(format!("organization {org} not found")));
+            }
+            // Editing a role changes what its holders may do: only someone
+            // holding everything it allows, before and after, may edit it.
+            let at = Scope::Path(org.clone());
+            check_no_escalation(editor, &role, &at)?;
+            if let Some(old) = app.store.role(org.as_str(), role.name()).await?
+                && let Some(old) =
+                    app.identity
+                        .custom_role(&old.org, &old.name, &old.source, old.revision)
+            {
+                check_no_escalation(editor, &old, &at)?;
             }
             let revision = i64::from_le_bytes(
                 warden_vault::crypto::random_bytes::<8>().map_err(|_| ApiError::internal())?,
@@ -897,35 +935,50 @@ const MODES: [Option<EnvMode>; 4] = [
     Some(EnvMode::Development),
 ];
 
-/// No escalation through grants: every permission the role can allow (in
-/// any environment mode) must be one the granter holds at that scope.
+/// No escalation: every permission `role` can allow at `scope` (in any
+/// environment mode, with or without MFA) must be one the granter holds
+/// there, and at every scope inside it where the granter holds a binding,
+/// so that a deny the granter is under below cannot be escaped by granting
+/// the role to another principal.
 fn check_no_escalation(
     granter: &Principal,
     role: &std::sync::Arc<Role>,
     scope: &Scope,
 ) -> Result<(), ApiError> {
-    let holder = Principal {
-        id: "check".to_owned(),
-        bindings: vec![Binding {
-            role: role.clone(),
-            scope: Scope::Root,
-        }],
-        mfa: true,
-    };
-    for action in Action::ALL {
-        for mode in MODES {
-            let resource = Resource {
-                scope: scope.clone(),
-                mode,
-            };
-            if matches!(authorize(&holder, action, &resource), Decision::Allow(_))
-                && matches!(authorize(granter, action, &resource), Decision::Deny(_))
-            {
-                return Err(ApiError::forbidden(format!(
-                    "role `{}` allows {action}, which you do not hold at {scope}; \
-                     you can only grant what you hold",
-                    role.name()
-                )));
+    let mut scopes = vec![scope.clone()];
+    scopes.extend(
+        granter
+            .bindings
+            .iter()
+            .filter(|b| b.scope != *scope && scope.contains(&b.scope))
+            .map(|b| b.scope.clone()),
+    );
+    for mfa in [true, false] {
+        let holder = Principal {
+            id: "check".to_owned(),
+            bindings: vec![Binding {
+                role: role.clone(),
+                scope: Scope::Root,
+            }],
+            mfa,
+        };
+        for at in &scopes {
+            for action in Action::ALL {
+                for mode in MODES {
+                    let resource = Resource {
+                        scope: at.clone(),
+                        mode,
+                    };
+                    if authorize(&holder, action, &resource).is_allow()
+                        && !authorize(granter, action, &resource).is_allow()
+                    {
+                        return Err(ApiError::forbidden(format!(
+                            "role `{}` allows {action}, which you do not hold at {at}; \
+                             you can only grant what you hold",
+                            role.name()
+                        )));
+                    }
+                }
             }
         }
     }
@@ -1022,22 +1075,6 @@ pub(super) async fn revoke(
         scope.clone(),
         target,
         |_permit| async move {
-            if req.role == "owner" && scope == Scope::Root {
-                let owners = app
-                    .store
-                    .bindings_in(None)
-                    .await?
-                    .into_iter()
-                    .filter(|b| b.role == "owner")
-                    .count();
-                if owners <= 1 {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "conflict",
-                        "this is the last Owner binding at the root; grant another first",
-                    ));
-                }
-            }
             if app
                 .store
                 .remove_binding(&req.principal, &req.role, &req.scope)
@@ -1124,6 +1161,13 @@ pub(super) async fn policy_check(
         Ok(Json(explain(&subject, action, &resource)))
     };
     if req.principal == caller.id() {
+        // Asking about oneself needs no role, but must not reveal what
+        // exists (or its mode) in an organization one has no part in.
+        if let Some(org) = scope.org()
+            && !caller.who().principal.has_binding_in_org(org)
+        {
+            return Err(ApiError::not_found(format!("organization {org} not found")));
+        }
         return app.run_self(&caller, "policy.check", decide).await;
     }
     app.run_stored(
