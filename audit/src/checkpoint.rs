@@ -1,15 +1,28 @@
 //! Signed checkpoints: the C2SP `tlog-checkpoint` of each log's tree,
 //! signed as a C2SP signed note with the installation's Ed25519 key.
 //!
-//! A checkpoint is made from a log's committed head (size and compact
-//! range), and heads only ever grow by appending, so no two checkpoints of
-//! one log can be inconsistent. Replicas may sign the same size; the first
-//! stored wins and the others are identical anyway (Ed25519 signatures are
-//! deterministic).
+//! The checkpointer signs only what it can vouch for. From the newest
+//! checkpoint (its signature and stored compact range checked), it reads
+//! the entries appended since, and checks each one: sequence number, log,
+//! chain link, canonical form, stored leaf hash, and the entry's MAC under
+//! its log's key (which the database never sees; the MAC is made when the
+//! entry is encoded, over everything but its place in the log). Only if all
+//! of that holds and the result equals the log's head does it sign the new
+//! size. An entry written into the database by anyone else stops the log
+//! from being signed past it, and is reported. Entries recorded while
+//! sealed carry no MAC; they are accepted only as outcomes, or as the
+//! public operations of the system log (init, unseal, seal, login).
+//!
+//! Heads only grow, so no two checkpoints of one log are inconsistent.
+//! Replicas may sign the same size; the first stored wins, and the others
+//! are identical anyway (Ed25519 signatures are deterministic).
 
 use warden_store::{CheckpointRow, Store, StoreError};
 use warden_tlog::merkle::Frontier;
-use warden_tlog::note::{Checkpoint, NoteSigner};
+use warden_tlog::note::{Checkpoint, NoteSigner, open};
+use warden_tlog::verify::{EntryChecker, Fault};
+
+use crate::{EntryMac, MacCheck, SYSTEM_LOG, check_mac};
 
 /// The checkpoint origin of `log`.
 pub fn origin(log: &str) -> String {
@@ -19,27 +32,156 @@ pub fn origin(log: &str) -> String {
 /// The signing key's name in notes.
 pub const KEY_NAME: &str = "warden-audit";
 
-/// Signs a checkpoint for every log that grew since its newest one.
-/// Returns how many were stored.
-pub async fn checkpoint_all(store: &Store, signer: &NoteSigner) -> Result<usize, StoreError> {
-    let mut signed = 0;
-    for (log, head) in store.audit_heads().await? {
-        let newest = store.latest_checkpoint(&log).await?.map_or(0, |c| c.size);
-        if head.size <= newest {
-            continue;
-        }
-        let row = sign(signer, &log, &head.state)?;
-        if store.add_checkpoint(row).await? {
-            signed += 1;
-        }
-    }
-    Ok(signed)
+/// Entries read per query while checking.
+const PAGE: i64 = 5000;
+
+/// Actions that may be recorded while sealed, when no MAC key exists: only
+/// in the system log, and only these.
+const SEALED_ACTIONS: [&str; 4] = ["sys.init", "sys.unseal", "sys.seal", "auth.login"];
+
+/// What one round of checkpointing did.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// Checkpoints stored.
+    pub signed: usize,
+    /// Logs that could not be signed, and why (possible tampering), with
+    /// the first entry at fault when known.
+    pub refused: Vec<(String, Fault)>,
 }
 
-/// Signs the checkpoint of one log at the head state `state`.
-pub fn sign(signer: &NoteSigner, log: &str, state: &[u8]) -> Result<CheckpointRow, StoreError> {
+/// Signs a checkpoint for every log that grew since its newest one and
+/// whose new entries check out.
+pub async fn checkpoint_all(
+    store: &Store,
+    signer: &NoteSigner,
+    mac: &EntryMac,
+) -> Result<Round, StoreError> {
+    let mut round = Round::default();
+    for (log, head) in store.audit_heads().await? {
+        let newest = store.latest_checkpoint(&log).await?;
+        if head.size <= newest.as_ref().map_or(0, |c| c.size) {
+            continue;
+        }
+        match vouch(store, signer, mac, &log, newest.as_ref(), head.size).await? {
+            Ok(tree) if tree.to_bytes() == head.state => {
+                if store.add_checkpoint(sign(signer, &log, &tree)?).await? {
+                    round.signed += 1;
+                }
+            }
+            Ok(_) => round.refused.push((
+                log,
+                Fault {
+                    seq: None,
+                    reason: "the head recorded in the database does not match its entries"
+                        .to_owned(),
+                },
+            )),
+            Err(why) => round.refused.push((log, why)),
+        }
+    }
+    Ok(round)
+}
+
+fn fault(seq: Option<i64>, reason: String) -> Fault {
+    Fault {
+        seq: seq.and_then(|s| u64::try_from(s).ok()),
+        reason,
+    }
+}
+
+/// The tree of `log` up to `size`, rebuilt from the newest checkpoint and
+/// the entries after it, each checked; or why it cannot be vouched for.
+async fn vouch(
+    store: &Store,
+    signer: &NoteSigner,
+    mac: &EntryMac,
+    log: &str,
+    newest: Option<&CheckpointRow>,
+    size: i64,
+) -> Result<Result<Frontier, Fault>, StoreError> {
+    let start = match newest {
+        None => Frontier::new(),
+        Some(c) => match trusted_state(signer, log, c) {
+            Ok(f) => f,
+            Err(why) => return Ok(Err(fault(None, why))),
+        },
+    };
+    let mut checker = match EntryChecker::new(log, start) {
+        Ok(c) => c,
+        Err(f) => return Ok(Err(f)),
+    };
+    let mut from = i64::try_from(checker.next_seq()).unwrap_or(i64::MAX);
+    while from < size {
+        let rows = store
+            .audit_entries(log, from, PAGE.min(size - from))
+            .await?;
+        if rows.is_empty() {
+            return Ok(Err(fault(Some(from), format!("entry {from} is missing"))));
+        }
+        for row in rows {
+            let hash = match checker.push_line(row.entry.as_bytes()) {
+                Ok(h) => h,
+                Err(f) => return Ok(Err(f)),
+            };
+            if hash.as_slice() != row.leaf_hash.as_slice() {
+                return Ok(Err(fault(
+                    Some(row.seq),
+                    format!("entry {}: stored leaf hash is wrong", row.seq),
+                )));
+            }
+            match check_mac(&row.entry, log, mac) {
+                MacCheck::Valid => {}
+                // Written while sealed: public operations in the system log,
+                // and outcomes (an operation's outcome may be recorded just
+                // after a seal). Intents, which record that an authorized
+                // operation ran, always carry a MAC.
+                MacCheck::Missing
+                    if row.entry.contains("\"phase\":\"outcome\"")
+                        || (log == SYSTEM_LOG
+                            && SEALED_ACTIONS.iter().any(|a| {
+                                row.entry.starts_with(&format!("{{\"action\":\"{a}\","))
+                            })) => {}
+                _ => {
+                    return Ok(Err(fault(
+                        Some(row.seq),
+                        format!(
+                            "entry {} was not written by Warden (its MAC does not verify)",
+                            row.seq
+                        ),
+                    )));
+                }
+            }
+            from = row.seq + 1;
+        }
+    }
+    Ok(Ok(checker.frontier().clone()))
+}
+
+/// The compact range stored with a checkpoint, if its note verifies under
+/// our key and its root is the signed one.
+fn trusted_state(signer: &NoteSigner, log: &str, c: &CheckpointRow) -> Result<Frontier, String> {
+    let stale = |why: &str| format!("checkpoint {} of {log}: {why}", c.size);
+    let (body, _) =
+        open(&c.note, &[signer.verifier()]).map_err(|_| stale("signature does not verify"))?;
+    let signed = Checkpoint::parse_body(&body).map_err(|_| stale("malformed note"))?;
+    let state = c
+        .state
+        .as_deref()
+        .ok_or_else(|| stale("no stored tree state"))?;
+    let tree = Frontier::from_bytes(state).map_err(|_| stale("malformed tree state"))?;
+    if signed.origin != origin(log)
+        || i64::try_from(signed.size).ok() != Some(c.size)
+        || tree.size() != signed.size
+        || tree.root() != signed.root
+    {
+        return Err(stale("stored tree state does not match the signed root"));
+    }
+    Ok(tree)
+}
+
+/// Signs the checkpoint of one log's `tree`.
+pub fn sign(signer: &NoteSigner, log: &str, tree: &Frontier) -> Result<CheckpointRow, StoreError> {
     let bad = |e: String| StoreError::Database(format!("audit log {log}: {e}"));
-    let tree = Frontier::from_bytes(state).map_err(|e| bad(e.to_string()))?;
     let checkpoint = Checkpoint {
         origin: origin(log),
         size: tree.size(),
@@ -54,5 +196,6 @@ pub fn sign(signer: &NoteSigner, log: &str, state: &[u8]) -> Result<CheckpointRo
         root: checkpoint.root.to_vec(),
         note,
         created_at: warden_store::now_ms(),
+        state: Some(tree.to_bytes()),
     })
 }

@@ -17,6 +17,7 @@
 //! has no field that can hold a secret value, and `SecretValue` cannot be
 //! serialized.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -90,6 +91,7 @@ struct Entry<'a> {
     actor: &'a Actor,
     decision: &'a Option<DecisionRecord>,
     log: &'a str,
+    mac: Option<&'a str>,
     node: &'a str,
     op_id: &'a str,
     phase: &'static str,
@@ -102,7 +104,66 @@ struct Entry<'a> {
 }
 
 const PREV_PLACEHOLDER: &str = "\"prev\":null,";
+const MAC_PLACEHOLDER: &str = "\"mac\":null,";
 const SEQ_PLACEHOLDER: &str = "\"seq\":null,";
+const MAC_FIELD: &str = "\"mac\":\"";
+
+/// Computes an entry's MAC under its log's key: `(log, text) -> hex`, or
+/// `None` when no key is available (sealed). Supplied by the server from
+/// the vault; the database never sees the key.
+pub type EntryMac = Arc<dyn Fn(&str, &[u8]) -> Option<String> + Send + Sync>;
+
+/// What [`check_mac`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacCheck {
+    /// The entry carries a MAC and it verifies.
+    Valid,
+    /// The entry was written without a key (`"mac":null`).
+    Missing,
+    /// The MAC is malformed or wrong, or no key is available to check it.
+    Invalid,
+}
+
+/// Checks an entry's MAC: the entry as it was encoded (MAC, `prev` and
+/// `seq` back to `null`) must MAC to the recorded value under `log`'s key.
+pub fn check_mac(entry: &str, log: &str, mac: &EntryMac) -> MacCheck {
+    if entry.contains(MAC_PLACEHOLDER) {
+        return MacCheck::Missing;
+    }
+    let Some((blank, recorded)) = as_encoded(entry) else {
+        return MacCheck::Invalid;
+    };
+    match mac(log, blank.as_bytes()) {
+        Some(expected)
+            if bool::from(subtle::ConstantTimeEq::ct_eq(
+                expected.as_bytes(),
+                recorded.as_bytes(),
+            )) =>
+        {
+            MacCheck::Valid
+        }
+        _ => MacCheck::Invalid,
+    }
+}
+
+/// The entry with its `mac`, `prev` and `seq` values put back to `null`,
+/// and the recorded MAC; `None` if the entry does not have that shape.
+fn as_encoded(entry: &str) -> Option<(String, &str)> {
+    // The value of `"name":` up to the next `,`, and what surrounds it.
+    fn split<'a>(s: &'a str, name: &str) -> Option<(&'a str, &'a str, &'a str)> {
+        let field = format!("\"{name}\":");
+        let at = s.find(&field)? + field.len();
+        let len = s.get(at..)?.find(',')?;
+        Some((s.get(..at)?, s.get(at..at + len)?, s.get(at + len..)?))
+    }
+    let (before, tag, after) = split(entry, "mac")?;
+    let tag = tag.strip_prefix('"')?.strip_suffix('"')?;
+    let text = format!("{before}null{after}");
+    let (before, _, after) = split(&text, "prev")?;
+    let text = format!("{before}null{after}");
+    let (before, _, after) = split(&text, "seq")?;
+    Some((format!("{before}null{after}"), tag))
+}
 
 /// Places entries in their log's Merkle tree. The head state is the tree's
 /// compact range with the last leaf hash (`Frontier::to_bytes`).
@@ -165,16 +226,18 @@ impl Sequencer for TreeSequencer {
 /// Appends audit entries for one node.
 pub struct Auditor {
     store: Store,
+    mac: Option<EntryMac>,
     node: String,
     next_op: AtomicU64,
     op_prefix: String,
 }
 
 impl Auditor {
-    /// An auditor writing through `store`, naming itself `node`; installs
-    /// the [`TreeSequencer`] in the store.
-    pub fn new(store: Store, node: impl Into<String>) -> Self {
-        store.install_sequencer(std::sync::Arc::new(TreeSequencer));
+    /// An auditor writing through `store`, naming itself `node`, MACing
+    /// every entry with `mac` when it yields a key; installs the
+    /// [`TreeSequencer`] in the store.
+    pub fn new(store: Store, node: impl Into<String>, mac: Option<EntryMac>) -> Self {
+        store.install_sequencer(Arc::new(TreeSequencer));
         let node = node.into();
         let op_prefix = format!(
             "{:x}",
@@ -185,6 +248,7 @@ impl Auditor {
         );
         Self {
             store,
+            mac,
             node,
             next_op: AtomicU64::new(1),
             op_prefix,
@@ -207,6 +271,7 @@ impl Auditor {
             actor: &event.actor,
             decision: &event.decision,
             log: &event.log,
+            mac: None,
             node: &self.node,
             op_id: &event.op_id,
             phase,
@@ -220,8 +285,19 @@ impl Auditor {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0),
         };
-        serde_json::to_string(&entry)
-            .unwrap_or_else(|e| format!("{{\"encode_error\":{:?}}}", e.to_string()))
+        let text = serde_json::to_string(&entry)
+            .unwrap_or_else(|e| format!("{{\"encode_error\":{:?}}}", e.to_string()));
+        // The MAC covers the entry as encoded here (its place in the log,
+        // `seq` and `prev`, still null): it is made while the operation
+        // runs, under the key of that moment.
+        match self
+            .mac
+            .as_ref()
+            .and_then(|m| m(&event.log, text.as_bytes()))
+        {
+            Some(tag) => text.replacen(MAC_PLACEHOLDER, &format!("{MAC_FIELD}{tag}\","), 1),
+            None => text,
+        }
     }
 
     /// Appends the intent and returns once it is durable.
@@ -285,6 +361,7 @@ mod tests {
             actor: &event.actor,
             decision: &event.decision,
             log: &event.log,
+            mac: None,
             node: "n",
             op_id: &event.op_id,
             phase: "intent",
@@ -304,5 +381,68 @@ mod tests {
             direct.starts_with(r#"{"action":"secret.read","actor":{"method":"token""#),
             "{direct}"
         );
+    }
+
+    /// An entry MACed when encoded still verifies once placed in its log
+    /// (seq and prev filled in); any change to it does not; one written
+    /// without a key is reported as such.
+    #[test]
+    fn entry_macs_survive_placement_and_catch_changes() {
+        let key = [9u8; 32];
+        let mac: EntryMac = Arc::new(move |log: &str, text: &[u8]| {
+            let k = ring_free_mac(&key, log);
+            Some(format!(
+                "{:x}",
+                k.wrapping_add(text.iter().map(|b| u64::from(*b)).sum::<u64>())
+            ))
+        });
+        let entry = Entry {
+            action: "secret.read",
+            actor: &Actor {
+                method: "token",
+                principal: "user:root".into(),
+                source_ip: None,
+                token_id: None,
+                user_agent: None,
+            },
+            decision: &None,
+            log: "acme",
+            mac: None,
+            node: "n",
+            op_id: "o",
+            phase: "intent",
+            prev: None,
+            schema: SCHEMA,
+            seq: None,
+            status: None,
+            target: "acme/shop#K",
+            time_ns: 1,
+        };
+        let text = serde_json::to_string(&entry).unwrap();
+        let tag = mac("acme", text.as_bytes()).unwrap();
+        let signed = text.replacen(MAC_PLACEHOLDER, &format!("{MAC_FIELD}{tag}\","), 1);
+        let head = LogHead {
+            size: 0,
+            state: TreeSequencer.empty_state(),
+        };
+        let (placed, _) = TreeSequencer
+            .sequence("acme", head, vec![signed, text])
+            .unwrap();
+        assert_eq!(check_mac(&placed[0].entry, "acme", &mac), MacCheck::Valid);
+        assert_eq!(check_mac(&placed[1].entry, "acme", &mac), MacCheck::Missing);
+        let edited = placed[0].entry.replace("user:root", "user:evil");
+        assert_eq!(check_mac(&edited, "acme", &mac), MacCheck::Invalid);
+        assert_eq!(
+            check_mac(&placed[0].entry, "globex", &mac),
+            MacCheck::Invalid
+        );
+        assert_eq!(check_mac("{\"mac\":\"x", "acme", &mac), MacCheck::Invalid);
+    }
+
+    /// A stand-in keyed function (the real one is HMAC-SHA256 in the vault).
+    fn ring_free_mac(key: &[u8; 32], log: &str) -> u64 {
+        key.iter()
+            .chain(log.as_bytes())
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)))
     }
 }

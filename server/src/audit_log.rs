@@ -82,13 +82,27 @@ pub async fn checkpointer(app: Weak<App>) {
         }
         let result = async {
             let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
-            Ok::<_, ApiError>(checkpoint::checkpoint_all(&app.store, &signer).await?)
+            checkpoint(&app, &signer).await.map(|_| ())
         }
         .await;
         if let Err(e) = result {
             tracing::warn!(error = %e.message(), "audit checkpoint failed");
         }
     }
+}
+
+/// One round of checkpointing; logs it cannot vouch for are reported as
+/// errors (their entries beyond the newest checkpoint were not written by
+/// Warden, or the head was altered) and stay unsigned.
+pub async fn checkpoint(
+    app: &App,
+    signer: &NoteSigner,
+) -> Result<Vec<(String, warden_tlog::verify::Fault)>, ApiError> {
+    let round = checkpoint::checkpoint_all(&app.store, signer, &app.entry_mac).await?;
+    for (log, why) in &round.refused {
+        tracing::error!(%log, reason = %why.reason, "audit log not checkpointed: possible tampering");
+    }
+    Ok(round.refused)
 }
 
 fn hash_of(bytes: &[u8]) -> Result<Hash, ApiError> {
@@ -120,7 +134,7 @@ fn entry_time(line: &str) -> Option<u128> {
 /// (a checkpoint is signed first, so the newest entries are covered).
 pub async fn bundle(app: &App, log: &str, range: &Range) -> Result<Bundle, ApiError> {
     let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
-    checkpoint::checkpoint_all(&app.store, &signer).await?;
+    checkpoint(app, &signer).await?;
     let Some(newest) = app.store.latest_checkpoint(log).await? else {
         return Err(ApiError::not_found(format!(
             "audit log {log} has no entries"
@@ -226,12 +240,17 @@ pub async fn bundle(app: &App, log: &str, range: &Range) -> Result<Bundle, ApiEr
 }
 
 /// Checks the stored log against its checkpoints with the offline
-/// verifier: the whole log, as an export from the first entry would.
+/// verifier: the whole log, as an export from the first entry would; and
+/// fails if entries after the newest checkpoint cannot be vouched for.
 pub async fn verify_live(
     app: &App,
     log: &str,
 ) -> Result<warden_tlog::verify::Transcript, ApiError> {
     let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
+    let refused = checkpoint(app, &signer)
+        .await?
+        .into_iter()
+        .find(|(l, _)| l == log);
     let bundle = bundle(
         app,
         log,
@@ -246,5 +265,17 @@ pub async fn verify_live(
     let trust = warden_tlog::verify::Trust::Key(
         NoteVerifier::from_vkey(&signer.verifier_key()).map_err(|_| ApiError::internal())?,
     );
-    Ok(warden_tlog::verify::verify_bundle(&bundle, &trust))
+    let mut transcript = warden_tlog::verify::verify_bundle(&bundle, &trust);
+    if let Some((_, fault)) = refused
+        && transcript.verdict == warden_tlog::verify::Verdict::Ok
+    {
+        transcript.verdict = warden_tlog::verify::Verdict::Failed;
+        transcript.first_bad_seq = fault.seq;
+        transcript.checks.push(format!(
+            "FAILED: after the newest checkpoint: {}",
+            fault.reason
+        ));
+        transcript.reason = Some(fault.reason);
+    }
+    Ok(transcript)
 }

@@ -156,7 +156,7 @@ impl App {
         Actor {
             principal: who.map_or_else(|| "anonymous".to_owned(), |a| a.principal.id.clone()),
             method: who.map_or("none", |a| a.method.as_str()),
-            token_id: who.and_then(|a| self.vault.audit_mac(log, &a.token_id)),
+            token_id: who.and_then(|a| self.vault.audit_mac(log, a.token_id.as_bytes())),
             source_ip: meta.source_ip.clone(),
             user_agent: meta.user_agent.clone(),
         }

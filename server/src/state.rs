@@ -1,6 +1,8 @@
 //! The server's shared state.
 
-use warden_audit::Auditor;
+use std::sync::Arc;
+
+use warden_audit::{Auditor, EntryMac};
 use warden_store::{PrincipalRow, Store};
 use warden_vault::Vault;
 use zeroize::Zeroizing;
@@ -16,11 +18,13 @@ pub const FIRST_OWNER: &str = "root";
 /// Everything a request handler can reach.
 pub struct App {
     /// The vault (seal state, keys, secrets).
-    pub vault: Vault,
+    pub vault: Arc<Vault>,
     /// Storage.
     pub store: Store,
     /// The audit trail.
     pub audit: Auditor,
+    /// MACs audit entries under their log's key (see [`entry_mac`]).
+    pub entry_mac: EntryMac,
     /// Request metrics.
     pub metrics: Metrics,
     /// Credential checks and identity caches.
@@ -32,9 +36,12 @@ pub struct App {
 impl App {
     /// Builds the state over a connected store.
     pub fn new(store: Store, node: &str) -> Self {
+        let vault = Arc::new(Vault::new(store.clone()));
+        let mac = entry_mac(&vault);
         Self {
-            vault: Vault::new(store.clone()),
-            audit: Auditor::new(store.clone(), node),
+            vault: vault.clone(),
+            audit: Auditor::new(store.clone(), node, Some(mac.clone())),
+            entry_mac: mac,
             store,
             metrics: Metrics::default(),
             identity: Identity::default(),
@@ -70,4 +77,12 @@ impl App {
             .await?;
         Ok(token)
     }
+}
+
+/// Audit entries are MACed under their log's key, derived from the root key
+/// (none while sealed), so the checkpointer can tell Warden's entries from
+/// rows written into the database by anyone else.
+pub fn entry_mac(vault: &Arc<Vault>) -> EntryMac {
+    let vault = vault.clone();
+    Arc::new(move |log: &str, text: &[u8]| vault.audit_mac(log, text))
 }

@@ -437,14 +437,15 @@ impl Store {
         self.write(move |c| {
             Box::pin(async move {
                 let n = sqlx::query(
-                    "INSERT INTO audit_checkpoints (log, size, root, note, created_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (log, size) DO NOTHING",
+                    "INSERT INTO audit_checkpoints (log, size, root, note, created_at, state) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log, size) DO NOTHING",
                 )
                 .bind(row.log)
                 .bind(row.size)
                 .bind(row.root)
                 .bind(row.note)
                 .bind(row.created_at)
+                .bind(row.state)
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
@@ -463,7 +464,7 @@ impl Store {
         max_size: i64,
     ) -> Result<Vec<CheckpointRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT log, size, root, note, created_at FROM audit_checkpoints \
+            "SELECT log, size, root, note, created_at, state FROM audit_checkpoints \
              WHERE log = $1 AND size >= $2 AND size <= $3 ORDER BY size",
         )
         .bind(log)
@@ -476,7 +477,7 @@ impl Store {
     /// The newest checkpoint of one log.
     pub async fn latest_checkpoint(&self, log: &str) -> Result<Option<CheckpointRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT log, size, root, note, created_at FROM audit_checkpoints \
+            "SELECT log, size, root, note, created_at, state FROM audit_checkpoints \
              WHERE log = $1 ORDER BY size DESC LIMIT 1",
         )
         .bind(log)

@@ -291,6 +291,9 @@ pub struct CheckpointRow {
     pub note: String,
     /// Signing time, ms.
     pub created_at: i64,
+    /// The tree's compact range at `size` (absent on rows from before it
+    /// was kept).
+    pub state: Option<Vec<u8>>,
 }
 
 /// Places audit entries in their log: assigns each its sequence number and

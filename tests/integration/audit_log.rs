@@ -367,3 +367,70 @@ async fn a_log_that_refuses_inserts_fails_reads_closed() {
     .await
     .unwrap();
 }
+
+/// Someone who can write to the database appends a well-formed entry (right
+/// seq, chain link, leaf hash and head) to frame a user. The checkpointer
+/// cannot verify the entry's MAC, so it never signs past it.
+async fn entries_written_past_warden_are_never_signed(s: TestServer) {
+    use warden_tlog::merkle::{Frontier, leaf_hash};
+    s.scopes("acme/shop/prod", "production").await;
+    s.put("acme/shop/prod", json!({"K": "v"})).await;
+    s.ok(Method::GET, "/api/v1/audit/acme/checkpoint", None)
+        .await;
+    s.running.app.store.flush().await.unwrap();
+    let mut conn = connect(&s).await;
+    let (size, state): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT size, state FROM audit_heads WHERE log = 'acme'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let mut tree = Frontier::from_bytes(&state).unwrap();
+    let last: String =
+        sqlx::query_scalar("SELECT entry FROM audit_entries WHERE log = 'acme' AND seq = $1")
+            .bind(size - 1)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let mut forged: Value = serde_json::from_str(&last).unwrap();
+    forged["seq"] = json!(size);
+    forged["prev"] = json!(hex::encode(leaf_hash(last.as_bytes())));
+    forged["actor"]["principal"] = json!("user:framed");
+    forged["action"] = json!("secret.read");
+    forged["target"] = json!("acme/shop/prod#K");
+    let text = forged.to_string();
+    let hash = leaf_hash(text.as_bytes());
+    tree.push(hash);
+    sqlx::query(
+        "INSERT INTO audit_entries (log, seq, entry, leaf_hash) VALUES ('acme', $1, $2, $3)",
+    )
+    .bind(size)
+    .bind(text)
+    .bind(hash.to_vec())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE audit_heads SET size = $1, state = $2 WHERE log = 'acme'")
+        .bind(size + 1)
+        .bind(tree.to_bytes())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // More activity on top, then time for the checkpointer.
+    s.put("acme/shop/prod", json!({"K": "w"})).await;
+    let cp = s
+        .ok(Method::GET, "/api/v1/audit/acme/checkpoint", None)
+        .await;
+    assert!(cp["size"].as_i64().unwrap() <= size, "{cp}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let newest: i64 =
+        sqlx::query_scalar("SELECT MAX(size) FROM audit_checkpoints WHERE log = 'acme'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        newest <= size,
+        "signed {newest} > {size}: the forged entry was vouched for"
+    );
+    s.stop().await;
+}
+both_backends!(entries_written_past_warden_are_never_signed);

@@ -155,9 +155,10 @@ impl Vault {
 
     /// HMAC-SHA256 of `data` under the audit key of `log` (derived from the
     /// root key, so it exists only while unsealed): lets audit entries carry
-    /// correlatable values (token ids) without revealing them.
-    pub fn audit_mac(&self, log: &str, data: &str) -> Option<String> {
-        self.keyring().ok()?.audit_mac(log, data.as_bytes())
+    /// correlatable values (token ids) without revealing them, and entries
+    /// be authenticated as Warden's own.
+    pub fn audit_mac(&self, log: &str, data: &[u8]) -> Option<String> {
+        self.keyring().ok()?.audit_mac(log, data)
     }
 
     /// Whether key material is in memory.

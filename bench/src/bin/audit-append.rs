@@ -254,7 +254,12 @@ fn row(name: &str, run: &mut Run, baseline: Option<f64>) {
 
 async fn warden_rows(name: &str, url: &str, args: &Args, baseline: f64) -> Result<(f64, f64)> {
     let store = Store::connect(url).await?;
-    let a = Arc::new(Warden(Auditor::new(store, "bench")));
+    // Entries are MACed as in the server (HMAC-SHA256 under a per-log key).
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7u8; 32]);
+    let mac: warden_audit::EntryMac = Arc::new(move |_log: &str, text: &[u8]| {
+        Some(hex::encode(ring::hmac::sign(&key, text).as_ref()))
+    });
+    let a = Arc::new(Warden(Auditor::new(store, "bench", Some(mac))));
     let mut full = closed_loop(a.clone(), args.concurrency, args.seconds).await?;
     row(&format!("{name}: closed loop"), &mut full, Some(baseline));
     let half_rate = full.rate() / 2.0;

@@ -126,7 +126,7 @@ pub(super) async fn entries(
 
 async fn newest_checkpoint(app: &App, log: &str) -> Result<AuditCheckpoint, ApiError> {
     let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
-    warden_audit::checkpoint::checkpoint_all(&app.store, &signer).await?;
+    audit_log::checkpoint(app, &signer).await?;
     let c = app
         .store
         .latest_checkpoint(log)

@@ -1,0 +1,4 @@
+-- Each checkpoint keeps the tree's compact range at its size, so the
+-- checkpointer can check new entries from there before it signs more
+-- (SQLite; keep in lockstep with migrations/postgres).
+ALTER TABLE audit_checkpoints ADD COLUMN state BLOB;
