@@ -23,7 +23,7 @@ pub struct App {
     pub store: Store,
     /// The audit trail.
     pub audit: Auditor,
-    /// MACs audit entries under their log's key (see [`entry_mac`]).
+    /// MACs audit entries under their log's key (see `state::entry_mac`).
     pub entry_mac: EntryMac,
     /// Request metrics.
     pub metrics: Metrics,
