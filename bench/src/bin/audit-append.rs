@@ -2,8 +2,8 @@
 //!
 //! `cargo run --release -p warden-bench --bin audit-append -- [--backend sqlite|postgres|all]`
 //!
-//! Each scenario appends realistic intent entries (about 450 bytes of
-//! canonical JSON) through `warden_audit::Auditor::intent`, the call every
+//! Each scenario appends realistic intent entries (about 520 bytes of
+//! canonical JSON, MACed) through `warden_audit::Auditor::intent`, the call every
 //! operation makes before it runs: the event is placed in its log's Merkle
 //! tree (sequence number, chain link, leaf hash), committed with its batch
 //! (SQLite WAL with `synchronous=FULL`, or PostgreSQL), and acknowledged
@@ -273,7 +273,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     println!(
-        "audit-append: {} cores, {} appenders, {} s per phase, events ~450 B",
+        "audit-append: {} cores, {} appenders, {} s per phase, events ~520 B",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.concurrency,
         args.seconds
