@@ -115,6 +115,14 @@ pub fn parse_principal(id: &str) -> Result<(&str, &str), ApiError> {
     Ok((kind, name))
 }
 
+/// Signing keys created before this are no longer accepted: a key signs for
+/// a day and its tokens live at most an hour more.
+fn oldest_signing_key_ms() -> i64 {
+    warden_store::now_ms()
+        - SIGNING_KEY_ROTATE_MS
+        - i64::try_from(WORKLOAD_MAX_TTL_SECS * 1000).unwrap_or(0)
+}
+
 fn now_secs() -> u64 {
     u64::try_from(warden_store::now_ms() / 1000).unwrap_or(0)
 }
@@ -308,18 +316,14 @@ impl Identity {
     /// Public keys accepted for verification: created within the rotation
     /// period plus the longest token lifetime.
     fn public_key(&self, kid: &str) -> Option<[u8; 32]> {
-        let oldest = warden_store::now_ms()
-            - SIGNING_KEY_ROTATE_MS
-            - i64::try_from(WORKLOAD_MAX_TTL_SECS * 1000).unwrap_or(0);
+        let oldest = oldest_signing_key_ms();
         let keys = self.jwt_keys.read().ok()?;
         let (key, created) = keys.get(kid)?;
         (*created > oldest).then_some(*key)
     }
 
     async fn load_public_keys(&self, store: &Store) -> Result<Vec<SigningKeyRow>, ApiError> {
-        let oldest = warden_store::now_ms()
-            - SIGNING_KEY_ROTATE_MS
-            - i64::try_from(WORKLOAD_MAX_TTL_SECS * 1000).unwrap_or(0);
+        let oldest = oldest_signing_key_ms();
         let rows = store.signing_keys(oldest).await?;
         if let Ok(mut keys) = self.jwt_keys.write() {
             for r in &rows {

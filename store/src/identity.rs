@@ -11,6 +11,9 @@ use crate::*;
 
 const TOKEN_COLUMNS: &str = "t.id, t.principal, t.name, t.kind, t.mfa, t.created_at, \
      t.expires_at, t.revoked_at, t.last_used_at";
+/// Bindings with their custom role source, ready for a WHERE clause.
+const GRANTS_FROM: &str = "SELECT b.principal, b.role, b.scope, b.org, r.source, r.revision, \
+     b.created_at FROM bindings b LEFT JOIN roles r ON r.org = b.org AND r.name = b.role";
 const PRINCIPAL_COLUMNS: &str = "id, kind, org, password, totp_sealed, totp_enabled, \
      totp_last_step, disabled_at, created_at";
 
@@ -283,11 +286,9 @@ impl Store {
             return Ok(rows);
         }
         let seen = self.cache.as_ref().map(|c| c.epoch());
-        let rows: Vec<GrantRow> = sqlx::query_as(
-            "SELECT b.principal, b.role, b.scope, b.org, r.source, r.revision, b.created_at \
-             FROM bindings b LEFT JOIN roles r ON r.org = b.org AND r.name = b.role \
-             WHERE b.principal = $1 ORDER BY b.scope, b.role",
-        )
+        let rows: Vec<GrantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{GRANTS_FROM} WHERE b.principal = $1 ORDER BY b.scope, b.role"
+        )))
         .bind(principal)
         .fetch_all(self.pool())
         .await?;
@@ -300,9 +301,7 @@ impl Store {
     /// Bindings at or below scopes of `org` (`None`: at the root).
     pub async fn bindings_in(&self, org: Option<&str>) -> Result<Vec<GrantRow>, StoreError> {
         let sql = format!(
-            "SELECT b.principal, b.role, b.scope, b.org, r.source, r.revision, b.created_at \
-             FROM bindings b LEFT JOIN roles r ON r.org = b.org AND r.name = b.role \
-             WHERE {} ORDER BY b.scope, b.principal, b.role",
+            "{GRANTS_FROM} WHERE {} ORDER BY b.scope, b.principal, b.role",
             if org.is_some() {
                 "b.org = $1"
             } else {

@@ -505,23 +505,15 @@ pub(super) async fn disable_user(
         return Err(ApiError::invalid("you cannot disable yourself"));
     }
     let app: &App = &app;
-    let caller = &caller;
-    let (scope, _) = managed(app, caller, &id).await?;
-    app.run_stored(
-        caller,
-        Action::MemberManage,
-        scope,
-        id.clone(),
-        |_permit| async move {
-            // Disabling an owner is an ownership change, and so on.
-            check_may_act_for(app, caller, &id).await?;
-            let tokens_revoked = app.store.disable_principal(&id).await?;
-            Ok(Json(Disabled {
-                principal: id,
-                tokens_revoked,
-            }))
-        },
-    )
+    // Disabling an owner is an ownership change, and so on: the same rule
+    // as acting for the principal.
+    for_principal(app, &caller, &id, "user.disable", async {
+        let tokens_revoked = app.store.disable_principal(&id).await?;
+        Ok(Json(Disabled {
+            principal: id.clone(),
+            tokens_revoked,
+        }))
+    })
     .await
 }
 
