@@ -7,16 +7,19 @@
 //!   shipped in `policies/roles/` ([`builtin_roles`], [`workload_role`]),
 //! - role bindings at scopes ([`Binding`], [`Scope`]) and the [`Principal`]
 //!   that holds them,
-//! - the decision function [`authorize`] and its proof value [`Permit`].
+//! - the decision function [`authorize`] and what an allow carries
+//!   ([`Allowed`]: the deciding rule).
 //!
 //! [`authorize`] is a pure function over data: it takes a [`Principal`] with
 //! the bindings the caller resolved for it, an [`Action`] and a [`Resource`],
 //! and returns a [`Decision`]. Default deny; an explicit deny from any
 //! applicable binding beats every allow; a binding applies to its scope and
 //! everything below it. The decision names the rule that decided it
-//! ([`Explanation`]). An allow carries a [`Permit`], which vault, gateway and
-//! deploy operations require as an argument, so an unauthorized call does not
-//! type-check. A `Permit` can only be built by this crate.
+//! ([`Explanation`]). An [`Allowed`] is a decision, not a proof: the proof
+//! operations require (`warden_pipeline::Permit`) is minted only by the
+//! request pipeline, for the authenticated caller, once the intent is
+//! audited, so calling [`authorize`] by hand yields nothing a vault, gateway
+//! or deploy operation accepts.
 //!
 //! Architecture invariant: this crate does no I/O, no async and reads no
 //! clock; it keeps no mutable global state (the only global is the lazily
@@ -242,17 +245,18 @@ fn write_scope<W: fmt::Write>(w: &mut W, scope: &Scope) -> fmt::Result {
     }
 }
 
-/// Proof that a principal may perform an action on a scope. Only
-/// [`authorize`] constructs one.
+/// An allow decision: who, what, where, and the rule that allowed it. Only
+/// [`authorize`] constructs one. It is not a proof operations accept (see
+/// the crate documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permit {
+pub struct Allowed {
     principal: String,
     action: Action,
     scope: Scope,
     explanation: Explanation,
 }
 
-impl Permit {
+impl Allowed {
     /// The principal's id.
     pub fn principal(&self) -> &str {
         &self.principal
@@ -263,7 +267,7 @@ impl Permit {
         self.action
     }
 
-    /// The scope of the resource the permit was issued for.
+    /// The scope of the resource the decision is about.
     pub fn scope(&self) -> &Scope {
         &self.scope
     }
@@ -282,13 +286,6 @@ impl Permit {
             e.role, e.binding, e.rule, e.permission
         )
     }
-
-    /// Whether this permit covers `action` on `scope`: the same action, on
-    /// the permit's scope or below it (an operation's own check that it was
-    /// handed the right proof).
-    pub fn covers(&self, action: Action, scope: &Scope) -> bool {
-        self.action == action && self.scope.contains(scope)
-    }
 }
 
 /// Why a request was denied.
@@ -305,7 +302,7 @@ pub struct Denial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Allowed, with the proof.
-    Allow(Permit),
+    Allow(Allowed),
     /// Denied, with the reason.
     Deny(Denial),
 }
@@ -390,7 +387,7 @@ pub fn authorize(principal: &Principal, action: Action, resource: &Resource) -> 
         }
     }
     match allow {
-        Some((binding, i)) => Decision::Allow(Permit {
+        Some((binding, i)) => Decision::Allow(Allowed {
             principal: principal.id.clone(),
             action,
             scope: resource.scope.clone(),

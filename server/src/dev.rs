@@ -14,7 +14,9 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::tls::{DevPki, TlsError, ensure_dev_pki, server_config, write_private};
-use crate::{ApiError, RequestMeta, Running, ServerOptions, StartError, start};
+use warden_pipeline::{Credential, RequestMeta, Transport};
+
+use crate::{ApiError, Running, ServerOptions, StartError, start};
 
 /// Why `warden dev` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +90,7 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
     let key_file: PathBuf = data_dir.join("dev-unseal.key");
     let token_file: PathBuf = data_dir.join("dev-token");
     let app = running.app.clone();
-    let meta = RequestMeta::new(None, Some("local".to_owned()));
+    let meta = RequestMeta::new(Credential::None, Some("local".to_owned()), Transport::Http);
     let status = app
         .vault
         .status()
@@ -97,6 +99,7 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
     let created = !status.initialized;
     let token = if created {
         let token = app
+            .pipeline
             .run_public(&meta, "sys.init", None, async {
                 let out = app
                     .vault
@@ -112,12 +115,13 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         token
     } else {
         let key = Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io(&key_file))?);
-        app.run_public(&meta, "sys.unseal", None, async {
-            let key = warden_vault::unseal::decode_key(&key)?;
-            Ok(app.vault.unseal_with_key(&key).await?)
-        })
-        .await
-        .map_err(DevError::Vault)?;
+        app.pipeline
+            .run_public(&meta, "sys.unseal", None, async {
+                let key = warden_vault::unseal::decode_key(&key)?;
+                Ok(app.vault.unseal_with_key(&key).await?)
+            })
+            .await
+            .map_err(DevError::Vault)?;
         Zeroizing::new(
             std::fs::read_to_string(&token_file)
                 .map_err(io(&token_file))?

@@ -1,158 +1,155 @@
 //! The one place where errors become HTTP answers.
 //!
 //! Every failure leaves the server as `{"error":{"code","message"}}` with a
-//! status chosen here from the error's kind; messages never carry secret
-//! values (the errors they come from are built without them).
+//! status chosen here from the pipeline error's kind; messages never carry
+//! secret values (the errors they come from are built without them).
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use warden_api::{ErrorBody, ErrorDetail};
+use warden_pipeline::{Error, ErrorKind, OpError};
 use warden_store::StoreError;
-use warden_types::{Fault, NameError};
+use warden_types::NameError;
 use warden_vault::VaultError;
 
-/// An error answer.
+/// An error answer: a pipeline error, or one of the few that exist only in
+/// HTTP (wrong method, wrong media type).
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<&'static str>,
+    error: Error,
+    /// Set only for HTTP-only errors.
+    http_status: Option<StatusCode>,
+}
+
+/// The HTTP status of each pipeline error kind.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    use StatusCode as S;
+    match kind {
+        ErrorKind::Invalid => S::BAD_REQUEST,
+        ErrorKind::Unauthenticated => S::UNAUTHORIZED,
+        ErrorKind::Forbidden => S::FORBIDDEN,
+        ErrorKind::NotFound => S::NOT_FOUND,
+        ErrorKind::Conflict => S::CONFLICT,
+        ErrorKind::Gone => S::GONE,
+        ErrorKind::Unprocessable => S::UNPROCESSABLE_ENTITY,
+        ErrorKind::TooLarge => S::PAYLOAD_TOO_LARGE,
+        ErrorKind::RateLimited { .. } => S::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => S::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => S::INTERNAL_SERVER_ERROR,
+    }
 }
 
 impl ApiError {
-    /// An error with an explicit status and code.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An HTTP-only error with an explicit status and code.
+    pub fn http(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status,
-            code,
-            message: message.into(),
-            field: None,
+            error: Error::new(ErrorKind::Invalid, code, message),
+            http_status: Some(status),
         }
     }
 
     /// Names the request field at fault.
     pub fn field(mut self, field: &'static str) -> Self {
-        self.field = Some(field);
+        self.error = self.error.field(field);
         self
     }
 
     /// The message shown to the caller.
     pub fn message(&self) -> &str {
-        &self.message
+        self.error.message()
     }
 
     /// 400 `invalid_request`.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Error::invalid(message).into()
     }
 
     /// 401 `unauthenticated`.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+        Error::unauthenticated(message).into()
     }
 
     /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Error::forbidden(message).into()
     }
 
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    /// 503 `audit_unavailable`: the intent could not be recorded, so the
-    /// operation did not run.
-    pub fn audit_unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "audit_unavailable",
-            "the audit log cannot record this operation, so it was not performed",
-        )
+        Error::not_found(message).into()
     }
 
     /// 500 `internal` (details go to the server log, not the caller).
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        Error::internal().into()
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.http_status
+            .unwrap_or_else(|| status_of(self.error.kind()))
     }
 
-    /// The machine code (also the audit outcome status).
-    pub fn code(&self) -> &'static str {
-        self.code
+    /// The pipeline error.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+}
+
+impl OpError for ApiError {
+    fn code(&self) -> &'static str {
+        self.error.code()
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            http_status: None,
+        }
     }
 }
 
 impl From<NameError> for ApiError {
     fn from(e: NameError) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_name", e.to_string())
+        Error::from(e).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        VaultError::from(e).into()
+        Error::from(e).into()
     }
 }
 
 impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
-        use StatusCode as S;
-        let (status, code) = match &e {
-            VaultError::Store(StoreError::IntentNotRecorded) => {
-                return Self::audit_unavailable();
-            }
-            VaultError::Sealed => (S::SERVICE_UNAVAILABLE, "sealed"),
-            VaultError::NotInitialized => (S::SERVICE_UNAVAILABLE, "not_initialized"),
-            VaultError::AlreadyInitialized => (S::CONFLICT, "already_initialized"),
-            VaultError::BadUnsealKey => (S::BAD_REQUEST, "bad_unseal_key"),
-            VaultError::Invalid(_) => (S::BAD_REQUEST, "invalid_request"),
-            VaultError::NotFound(_) => (S::NOT_FOUND, "not_found"),
-            VaultError::Gone(_) => (S::GONE, "gone"),
-            VaultError::Conflict(_) | VaultError::Refused(_) => (S::CONFLICT, "conflict"),
-            VaultError::CasMismatch { .. } => (S::CONFLICT, "cas_mismatch"),
-            VaultError::Reference(_) => (S::UNPROCESSABLE_ENTITY, "bad_reference"),
-            VaultError::PermitMismatch
-            | VaultError::Integrity(_)
-            | VaultError::Crypto(_)
-            | VaultError::Store(_) => match e.fault() {
-                Fault::Upstream => (S::SERVICE_UNAVAILABLE, "storage_unavailable"),
-                _ => (S::INTERNAL_SERVER_ERROR, "internal"),
-            },
-        };
-        // Sealed and not-initialized are states, not faults; log only what
-        // an operator must look at.
-        if matches!(code, "internal" | "storage_unavailable") {
-            tracing::error!(error = %e, "request failed");
-        }
-        let message = if status == S::INTERNAL_SERVER_ERROR {
-            "internal error (details are in the server log)".to_owned()
-        } else {
-            e.to_string()
-        };
-        Self::new(status, code, message)
+        Error::from(e).into()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
+        let retry_after = match self.error.kind() {
+            ErrorKind::RateLimited { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-                field: self.field.map(str::to_owned),
+                code: self.error.code().to_owned(),
+                message: self.error.message().to_owned(),
+                field: self.error.field_name().map(str::to_owned),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }

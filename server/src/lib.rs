@@ -1,25 +1,25 @@
 //! The Warden server: composition of the vault, storage and audit behind one
 //! HTTPS API.
 //!
-//! Owns configuration, TLS setup, process hardening, the request pipeline
-//! ([`pipeline`]: authenticate → authorize → audit → execute, in one file),
-//! the route table ([`routes::ROUTES`]) from which both the router and the
-//! OpenAPI document are built, metrics, and `warden dev` bootstrapping.
+//! The HTTP front-end over the request pipeline (`warden_pipeline`): owns
+//! configuration, TLS setup, process hardening, the extractors that turn a
+//! request into a pipeline caller ([`caller`]), the route table
+//! ([`routes::ROUTES`]) from which the router and the OpenAPI document are
+//! built, metrics, and `warden dev` bootstrapping.
 //!
-//! Architecture invariants: handlers never call the vault except through
-//! [`App::run`] or [`App::run_stored`] (the pipeline), which alone turn a
-//! request into a [`warden_policies::Permit`]; errors become HTTP answers in
+//! Architecture invariants: handlers reach the vault only with a
+//! `warden_pipeline::Permit`, which only the pipeline mints; a handler can
+//! run only the actions its route declares; errors become HTTP answers in
 //! `error.rs` only; nothing here logs a request body.
 
 pub mod audit_log;
+pub mod caller;
 pub mod config;
 pub mod dev;
 mod error;
 pub mod hardening;
-pub mod identity;
 mod metrics;
 pub mod openapi;
-pub mod pipeline;
 pub mod routes;
 mod serve;
 mod state;
@@ -33,7 +33,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use error::ApiError;
-pub use pipeline::RequestMeta;
 pub use serve::app_router;
 pub use state::{App, FIRST_OWNER};
 

@@ -40,13 +40,30 @@ pub fn document() -> Value {
                 op["security"] = json!([]);
                 op["x-warden-action"] = json!("public");
             }
-            Guard::Requires(a) => {
+            Guard::Requires(actions) => {
                 op["security"] = json!([{"bearer": []}]);
-                op["x-warden-action"] = json!(a.as_str());
+                op["x-warden-action"] = json!(
+                    actions
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
             }
-            Guard::Caller => {
+            Guard::Caller(actions) => {
                 op["security"] = json!([{"bearer": []}]);
-                op["x-warden-action"] = json!("self (member.manage for other principals)");
+                op["x-warden-action"] = json!(if actions.is_empty() {
+                    "self".to_owned()
+                } else {
+                    format!(
+                        "self ({} for other principals)",
+                        actions
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                });
             }
         }
         let entry = paths

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use warden_audit::{Auditor, EntryMac};
+use warden_pipeline::Pipeline;
 use warden_store::{PrincipalRow, Store};
 use warden_vault::Vault;
 use zeroize::Zeroizing;
 
 use crate::ApiError;
-use crate::identity::Identity;
 use crate::metrics::Metrics;
 
 /// The user `warden dev` and `operator init` create, holding Owner at the
@@ -21,14 +21,12 @@ pub struct App {
     pub vault: Arc<Vault>,
     /// Storage.
     pub store: Store,
-    /// The audit trail.
-    pub audit: Auditor,
+    /// The request pipeline (authenticate, authorize, audit, execute).
+    pub pipeline: Pipeline,
     /// MACs audit entries under their log's key (see `state::entry_mac`).
     pub entry_mac: EntryMac,
     /// Request metrics.
     pub metrics: Metrics,
-    /// Credential checks and identity caches.
-    pub identity: Identity,
     /// The audit checkpoint signer (in memory only while unsealed).
     pub audit_keys: crate::audit_log::AuditKeys,
 }
@@ -38,13 +36,13 @@ impl App {
     pub fn new(store: Store, node: &str) -> Self {
         let vault = Arc::new(Vault::new(store.clone()));
         let mac = entry_mac(&vault);
+        let audit = Auditor::new(store.clone(), node, Some(mac.clone()));
         Self {
-            vault: vault.clone(),
-            audit: Auditor::new(store.clone(), node, Some(mac.clone())),
+            pipeline: Pipeline::new(store.clone(), audit, vault.clone()),
+            vault,
             entry_mac: mac,
             store,
             metrics: Metrics::default(),
-            identity: Identity::default(),
             audit_keys: Default::default(),
         }
     }
@@ -53,10 +51,11 @@ impl App {
     /// root, and its first API token, atomically; returns the token (shown
     /// once; only its hash is stored).
     pub async fn create_owner(&self, name: &str) -> Result<Zeroizing<String>, ApiError> {
-        let id = crate::identity::user_id(name);
-        crate::identity::parse_principal(&id)?;
+        let id = warden_pipeline::identity::user_id(name);
+        warden_pipeline::identity::parse_principal(&id)?;
         let token = warden_identity::token::generate_api_token();
-        let row = crate::identity::new_token_row(&id, "bootstrap owner", "api", false, None)?;
+        let row =
+            warden_pipeline::identity::new_token_row(&id, "bootstrap owner", "api", false, None)?;
         let user = PrincipalRow {
             id,
             kind: "user".to_owned(),

@@ -489,6 +489,17 @@ impl Store {
         .await?)
     }
 
+    /// The SSH key with this fingerprint, if registered.
+    pub async fn ssh_key(&self, fingerprint: &str) -> Result<Option<SshKeyRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT fingerprint, principal, algorithm, public_key, comment, created_at \
+             FROM ssh_keys WHERE fingerprint = $1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
     /// Removes one of a principal's SSH keys; false if it had no such key.
     pub async fn remove_ssh_key(
         &self,

@@ -67,7 +67,25 @@ fn graphs(meta: &Value) -> (Graph, Graph) {
 #[test]
 fn crate_boundaries_hold() {
     let (direct, transitive) = graphs(&metadata());
-    let forbidden: &[(&str, &[&str])] = &[
+    // What a crate must not link at all (anywhere in its dependency graph).
+    let never: &[(&str, &[&str])] = &[
+        // Audit log formats and offline verification: pure, and usable by
+        // `warden audit verify` with nothing else (no Warden crate at all).
+        (
+            "warden-tlog",
+            &[
+                "tokio",
+                "sqlx",
+                "hyper",
+                "axum",
+                "warden-types",
+                "warden-store",
+                "warden-vault",
+                "warden-audit",
+                "warden-api",
+                "warden-server",
+            ],
+        ),
         // The vocabulary crate does no I/O, async or crypto.
         ("warden-types", &["tokio", "sqlx", "ring", "hyper"]),
         // Authorization is a pure function over data.
@@ -94,57 +112,105 @@ fn crate_boundaries_hold() {
                 "warden-server",
             ],
         ),
-        // Audit log formats and offline verification: pure, and usable by
-        // `warden audit verify` with nothing else (no Warden crate at all).
+        // The pipeline is transport-neutral and reaches the vault only
+        // through its `Keys` trait.
         (
-            "warden-tlog",
+            "warden-pipeline",
             &[
-                "tokio",
-                "sqlx",
-                "hyper",
                 "axum",
-                "warden-types",
-                "warden-store",
+                "hyper",
+                "russh",
+                "kube",
                 "warden-vault",
-                "warden-audit",
-                "warden-api",
                 "warden-server",
+                "warden-api",
             ],
         ),
-        // Storage never holds keys or does crypto.
-        ("warden-store", &["ring", "warden-vault", "argon2"]),
         // The audit log never receives plaintext, so it has no business with the vault.
-        ("warden-audit", &["warden-vault"]),
+        ("warden-audit", &["warden-vault", "axum", "hyper"]),
         // The vault does no HTTP.
-        ("warden-vault", &["hyper", "axum"]),
+        ("warden-vault", &["hyper", "axum", "warden-server"]),
         // Wire types and the client know nothing of storage or keys.
         (
             "warden-api",
             &["sqlx", "warden-store", "warden-vault", "argon2"],
         ),
-        // The injector will not link the vault's crypto or storage.
+        // The injector does not link the vault's crypto or storage.
         (
             "warden-injector",
-            &["warden-vault", "warden-store", "argon2", "sqlx"],
+            &[
+                "warden-vault",
+                "warden-store",
+                "warden-server",
+                "argon2",
+                "sqlx",
+            ],
         ),
-        ("warden-shell-gateway", &["warden-vault", "argon2"]),
+        // The gateway stands on the pipeline and the runtime only.
+        ("warden-shell-gateway", &["warden-vault", "warden-server"]),
     ];
-    // Workspace crates are banned transitively; third-party crates as
-    // direct dependencies (sqlx's Postgres TLS legitimately links ring, but
-    // the store itself must not call it).
-    for (krate, banned) in forbidden {
+    // What a crate must not depend on directly (it may reach it through a
+    // crate it depends on, but cannot name it in its own code).
+    let not_directly: &[(&str, &[&str])] = &[
+        // Storage never holds keys or does crypto (sqlx's Postgres TLS
+        // legitimately links ring; the store itself must not call it).
+        ("warden-store", &["ring", "argon2", "warden-vault"]),
+        // The vault does no audit: the pipeline audits before calling in
+        // (the vault links the pipeline for its `Permit` type only).
+        ("warden-vault", &["warden-audit"]),
+        // Client commands use the API; the binary reaches the server only to
+        // run it (`warden server`, `warden dev`), see `cli_reaches_the_server_only_to_run_it`.
+        (
+            "warden-cli",
+            &["warden-vault", "warden-store", "warden-audit"],
+        ),
+    ];
+    for (krate, banned) in never {
         for b in *banned {
-            let graph = if b.starts_with("warden-") {
-                &transitive
-            } else {
-                &direct
-            };
             assert!(
-                !graph[*krate].contains(*b),
-                "{krate} must not depend on {b}"
+                !transitive[*krate].contains(*b),
+                "{krate} must not depend on {b}, even indirectly"
             );
         }
     }
+    for (krate, banned) in not_directly {
+        for b in *banned {
+            assert!(
+                !direct[*krate].contains(*b),
+                "{krate} must not depend on {b} directly"
+            );
+        }
+    }
+}
+
+/// The `warden` binary is the composition root: it links the server to run
+/// it, and nothing but the module that starts servers may name it, so every
+/// client command goes through the API.
+#[test]
+fn cli_reaches_the_server_only_to_run_it() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../cli/src");
+    let mut naming = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(root)];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && std::fs::read_to_string(&path)
+                    .unwrap()
+                    .contains("warden_server")
+            {
+                naming.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    naming.sort();
+    assert_eq!(
+        naming,
+        ["serve.rs"],
+        "only cli/src/serve.rs may use warden_server"
+    );
 }
 
 #[test]

@@ -103,7 +103,7 @@ async fn tokens_expire_and_revoke(s: TestServer) {
     drop(token);
 
     // An expired token fails the same way, saying so.
-    let row = warden_server::identity::create_token(
+    let row = warden_pipeline::identity::create_token(
         &s.running.app.store,
         "sa:ci",
         "short",

@@ -57,7 +57,7 @@ async fn every_declared_route_requires_authentication() {
         let mut conn = anon.connect().await.unwrap();
         let (status, bytes) = conn.send(method, &concrete(r.path), body).await.unwrap();
         match r.guard {
-            Guard::Requires(_) | Guard::Caller => assert_eq!(
+            Guard::Requires(_) | Guard::Caller(_) => assert_eq!(
                 status.as_u16(),
                 401,
                 "{} {}: {}",

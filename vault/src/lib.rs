@@ -8,7 +8,7 @@
 //! resolve). See SECURITY.md for the key hierarchy.
 //!
 //! Every operation that touches a secret or a key takes a
-//! [`warden_policies::Permit`] and checks that it covers the operation, so an
+//! [`warden_pipeline::Permit`] and checks that it covers the operation, so an
 //! unauthorized call does not type-check and a mismatched permit is refused.
 //!
 //! Architecture invariants: plaintext lives only in zeroize-on-drop types
@@ -120,6 +120,47 @@ impl From<StoreError> for VaultError {
             },
             other => Self::Store(other),
         }
+    }
+}
+
+/// The pipeline's view of a vault failure: its kind (what a front-end
+/// answers) and code. Failures an operator must look at are logged here and
+/// reach the caller as a generic message.
+impl From<VaultError> for warden_pipeline::Error {
+    fn from(e: VaultError) -> Self {
+        use warden_pipeline::{Error, ErrorKind as K};
+        let (kind, code) = match &e {
+            VaultError::Store(s) => return s.clone().into(),
+            VaultError::Sealed => return Error::sealed(),
+            VaultError::NotInitialized => (K::Unavailable, "not_initialized"),
+            VaultError::AlreadyInitialized => (K::Conflict, "already_initialized"),
+            VaultError::BadUnsealKey => (K::Invalid, "bad_unseal_key"),
+            VaultError::Invalid(_) => (K::Invalid, "invalid_request"),
+            VaultError::NotFound(_) => (K::NotFound, "not_found"),
+            VaultError::Gone(_) => (K::Gone, "gone"),
+            VaultError::Conflict(_) | VaultError::Refused(_) => (K::Conflict, "conflict"),
+            VaultError::CasMismatch { .. } => (K::Conflict, "cas_mismatch"),
+            VaultError::Reference(_) => (K::Unprocessable, "bad_reference"),
+            VaultError::PermitMismatch | VaultError::Integrity(_) | VaultError::Crypto(_) => {
+                (K::Internal, "internal")
+            }
+        };
+        Error::logged(kind, code, &e)
+    }
+}
+
+/// The narrow view the request pipeline has of the vault.
+impl warden_pipeline::Keys for Vault {
+    fn is_sealed(&self) -> bool {
+        Vault::is_sealed(self)
+    }
+
+    fn sealed_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        Vault::sealed_changes(self)
+    }
+
+    fn audit_mac(&self, log: &str, data: &[u8]) -> Option<String> {
+        Vault::audit_mac(self, log, data)
     }
 }
 

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use warden_policies::{Action, Permit, Scope};
+use warden_pipeline::Permit;
+use warden_policies::{Action, Scope};
 use warden_store::{
     NewVersion, Rewrapped, ScopeRow, SecretSummary, Store, StoreError, VersionChange, VersionRow,
 };
@@ -98,6 +99,8 @@ pub struct Vault {
     store: Store,
     state: RwLock<State>,
     kdf_turn: tokio::sync::Semaphore,
+    /// `true` while sealed; session grants end when it turns `true`.
+    sealed_tx: tokio::sync::watch::Sender<bool>,
 }
 
 fn check(permit: &Permit, action: Action, scope: Scope) -> Result<(), VaultError> {
@@ -119,6 +122,7 @@ impl Vault {
             store,
             state: RwLock::new(State::Sealed { shares: Vec::new() }),
             kdf_turn: tokio::sync::Semaphore::new(1),
+            sealed_tx: tokio::sync::watch::Sender::new(true),
         }
     }
 
@@ -164,6 +168,11 @@ impl Vault {
     /// Whether key material is in memory.
     pub fn is_sealed(&self) -> bool {
         self.keyring().is_err()
+    }
+
+    /// Sees `true` whenever the vault is sealed.
+    pub fn sealed_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.sealed_tx.subscribe()
     }
 
     async fn config(&self) -> Result<Option<(SealConfig, Vec<u8>)>, VaultError> {
@@ -231,6 +240,7 @@ impl Vault {
     fn install(&self, root: &Key32) -> Result<(), VaultError> {
         let ring = Arc::new(Keyring::new(root)?);
         *self.state.write().map_err(|_| VaultError::Sealed)? = State::Unsealed(ring);
+        self.sealed_tx.send_replace(false);
         tracing::info!("vault unsealed");
         Ok(())
     }
@@ -304,6 +314,7 @@ impl Vault {
     pub fn seal(&self, permit: &Permit) -> Result<(), VaultError> {
         check(permit, Action::SysSeal, Scope::Root)?;
         *self.state.write().map_err(|_| VaultError::Sealed)? = State::Sealed { shares: Vec::new() };
+        self.sealed_tx.send_replace(true);
         tracing::warn!("vault sealed");
         Ok(())
     }

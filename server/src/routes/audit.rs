@@ -19,7 +19,7 @@ use warden_types::{ScopeKind, ScopePath};
 use super::{AppState, path_arg, query_arg};
 use crate::ApiError;
 use crate::audit_log::{self, Range};
-use crate::pipeline::Caller;
+use crate::caller::Caller;
 use crate::state::App;
 
 /// Entries returned per page at most.
@@ -94,34 +94,35 @@ pub(super) async fn entries(
         return Err(ApiError::invalid("from is a sequence number (0 or more)").field("from"));
     }
     let app: &App = &app;
-    app.run_stored(
-        &caller,
-        Action::AuditRead,
-        scope,
-        log.clone(),
-        |_permit| async move {
-            let rows = app.store.audit_entries(&log, from, MAX_SCAN).await?;
-            let mut next_seq = from;
-            let mut entries = Vec::new();
-            for r in rows {
-                next_seq = r.seq + 1;
-                let e: serde_json::Value =
-                    serde_json::from_str(&r.entry).map_err(|_| ApiError::internal())?;
-                if q.matches(&e) {
-                    entries.push(e);
-                    if entries.len() as i64 == limit {
-                        break;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::AuditRead,
+            scope,
+            log.clone(),
+            |_permit| async move {
+                let rows = app.store.audit_entries(&log, from, MAX_SCAN).await?;
+                let mut next_seq = from;
+                let mut entries = Vec::new();
+                for r in rows {
+                    next_seq = r.seq + 1;
+                    let e: serde_json::Value =
+                        serde_json::from_str(&r.entry).map_err(|_| ApiError::internal())?;
+                    if q.matches(&e) {
+                        entries.push(e);
+                        if entries.len() as i64 == limit {
+                            break;
+                        }
                     }
                 }
-            }
-            Ok(Json(AuditEntries {
-                log,
-                entries,
-                next_seq,
-            }))
-        },
-    )
-    .await
+                Ok(Json(AuditEntries {
+                    log,
+                    entries,
+                    next_seq,
+                }))
+            },
+        )
+        .await
 }
 
 async fn newest_checkpoint(app: &App, log: &str) -> Result<AuditCheckpoint, ApiError> {
@@ -148,14 +149,15 @@ pub(super) async fn checkpoint(
 ) -> Result<Json<AuditCheckpoint>, ApiError> {
     let (log, scope) = log_arg(path)?;
     let app: &App = &app;
-    app.run_stored(
-        &caller,
-        Action::AuditRead,
-        scope,
-        log.clone(),
-        |_permit| async move { Ok(Json(newest_checkpoint(app, &log).await?)) },
-    )
-    .await
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::AuditRead,
+            scope,
+            log.clone(),
+            |_permit| async move { Ok(Json(newest_checkpoint(app, &log).await?)) },
+        )
+        .await
 }
 
 #[derive(Deserialize)]
@@ -173,46 +175,47 @@ pub(super) async fn proof(
     let (log, scope) = log_arg(path)?;
     let seq = query_arg(q)?.seq;
     let app: &App = &app;
-    app.run_stored(
-        &caller,
-        Action::AuditRead,
-        scope,
-        format!("{log}@{seq}"),
-        |_permit| async move {
-            let checkpoint = newest_checkpoint(app, &log).await?;
-            if !(0..checkpoint.size).contains(&seq) {
-                return Err(ApiError::not_found(format!(
-                    "entry {seq} of audit log {log} (its checkpointed size is {})",
-                    checkpoint.size
-                )));
-            }
-            let leaves = app
-                .store
-                .audit_leaf_hashes(&log, 0, checkpoint.size)
-                .await?
-                .iter()
-                .map(|h| Hash::try_from(h.as_slice()).map_err(|_| ApiError::internal()))
-                .collect::<Result<Vec<Hash>, _>>()?;
-            let to_u64 = |v: i64| u64::try_from(v).map_err(|_| ApiError::internal());
-            let path = inclusion_proof(&leaves, to_u64(seq)?, to_u64(checkpoint.size)?)
-                .map_err(|_| ApiError::internal())?;
-            let row = app
-                .store
-                .audit_entries(&log, seq, 1)
-                .await?
-                .pop()
-                .ok_or_else(ApiError::internal)?;
-            Ok(Json(AuditProof {
-                log: log.clone(),
-                seq,
-                entry: row.entry,
-                leaf_hash: hex::encode(&row.leaf_hash),
-                proof: path.iter().map(hex::encode).collect(),
-                checkpoint,
-            }))
-        },
-    )
-    .await
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::AuditRead,
+            scope,
+            format!("{log}@{seq}"),
+            |_permit| async move {
+                let checkpoint = newest_checkpoint(app, &log).await?;
+                if !(0..checkpoint.size).contains(&seq) {
+                    return Err(ApiError::not_found(format!(
+                        "entry {seq} of audit log {log} (its checkpointed size is {})",
+                        checkpoint.size
+                    )));
+                }
+                let leaves = app
+                    .store
+                    .audit_leaf_hashes(&log, 0, checkpoint.size)
+                    .await?
+                    .iter()
+                    .map(|h| Hash::try_from(h.as_slice()).map_err(|_| ApiError::internal()))
+                    .collect::<Result<Vec<Hash>, _>>()?;
+                let to_u64 = |v: i64| u64::try_from(v).map_err(|_| ApiError::internal());
+                let path = inclusion_proof(&leaves, to_u64(seq)?, to_u64(checkpoint.size)?)
+                    .map_err(|_| ApiError::internal())?;
+                let row = app
+                    .store
+                    .audit_entries(&log, seq, 1)
+                    .await?
+                    .pop()
+                    .ok_or_else(ApiError::internal)?;
+                Ok(Json(AuditProof {
+                    log: log.clone(),
+                    seq,
+                    entry: row.entry,
+                    leaf_hash: hex::encode(&row.leaf_hash),
+                    proof: path.iter().map(hex::encode).collect(),
+                    checkpoint,
+                }))
+            },
+        )
+        .await
 }
 
 #[derive(Deserialize)]
@@ -249,28 +252,29 @@ pub(super) async fn export(
         ocsf,
     };
     let app: &App = &app;
-    app.run_stored(
-        &caller,
-        Action::AuditExport,
-        scope,
-        log.clone(),
-        |_permit| async move {
-            let bundle = audit_log::bundle(app, &log, &range).await?;
-            let bytes = bundle.to_bytes().map_err(|_| ApiError::internal())?;
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "application/x-tar"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"audit.tar\"",
-                    ),
-                ],
-                bytes,
-            )
-                .into_response())
-        },
-    )
-    .await
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::AuditExport,
+            scope,
+            log.clone(),
+            |_permit| async move {
+                let bundle = audit_log::bundle(app, &log, &range).await?;
+                let bytes = bundle.to_bytes().map_err(|_| ApiError::internal())?;
+                Ok((
+                    [
+                        (header::CONTENT_TYPE, "application/x-tar"),
+                        (
+                            header::CONTENT_DISPOSITION,
+                            "attachment; filename=\"audit.tar\"",
+                        ),
+                    ],
+                    bytes,
+                )
+                    .into_response())
+            },
+        )
+        .await
 }
 
 pub(super) async fn verify(
@@ -280,14 +284,15 @@ pub(super) async fn verify(
 ) -> Result<Json<warden_tlog::verify::Transcript>, ApiError> {
     let (log, scope) = log_arg(path)?;
     let app: &App = &app;
-    app.run_stored(
-        &caller,
-        Action::AuditExport,
-        scope,
-        log.clone(),
-        |_permit| async move { Ok(Json(audit_log::verify_live(app, &log).await?)) },
-    )
-    .await
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::AuditExport,
+            scope,
+            log.clone(),
+            |_permit| async move { Ok(Json(audit_log::verify_live(app, &log).await?)) },
+        )
+        .await
 }
 
 pub(super) async fn key(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

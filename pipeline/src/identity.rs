@@ -1,7 +1,6 @@
-//! Identity inside the server: turning a credential into a
-//! [`Principal`] with its role bindings (step 1 of the pipeline), the
-//! environment mode of a resource (input to step 2), and issuing the
-//! credentials Warden hands out (API and session tokens, workload JWTs).
+//! Identity inside the pipeline: turning a credential into a
+//! [`Principal`] with its role bindings (step 1), the environment mode of a
+//! resource (input to step 2), and issuing API and session tokens.
 //!
 //! Nothing here decides anything: decisions are `warden_policies::authorize`
 //! over the data assembled here, made per request. What is cached is either
@@ -19,19 +18,18 @@ use warden_store::{GrantRow, SigningKeyRow, Store, TokenRow};
 use warden_types::{EnvMode, ScopeKind, ScopePath};
 use zeroize::Zeroizing;
 
-use crate::ApiError;
+use crate::Error;
 
 /// How long a login session lasts.
 pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 /// Longest workload-token lifetime Warden issues.
 pub const WORKLOAD_MAX_TTL_SECS: u64 = 3600;
-/// A workload signing key is replaced once it is this old.
-const SIGNING_KEY_ROTATE_MS: i64 = 24 * 3600 * 1000;
 /// `last_used_at` is written at most this often per token.
 const TOUCH_EVERY_MS: i64 = 60 * 1000;
-/// Purpose labels of credentials sealed under the root key.
+/// Purpose label of TOTP secrets sealed under the root key.
 pub const TOTP_PURPOSE: &str = "totp";
-const SIGNING_PURPOSE: &str = "workload-signing-key";
+/// A workload signing key is replaced once it is this old.
+pub const SIGNING_KEY_ROTATE_MS: i64 = 24 * 3600 * 1000;
 
 /// How a caller authenticated (recorded in every audit entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +42,8 @@ pub enum Method {
     SessionMfa,
     /// A workload JWT.
     Workload,
+    /// An SSH public key (the gateway verified possession).
+    SshKey,
 }
 
 impl Method {
@@ -54,6 +54,7 @@ impl Method {
             Self::Session => "session",
             Self::SessionMfa => "session+mfa",
             Self::Workload => "workload",
+            Self::SshKey => "ssh-key",
         }
     }
 }
@@ -94,9 +95,9 @@ pub fn user_id(name: &str) -> String {
 
 /// Checks the shape of a principal id: `user:NAME`, `sa:NAME` (names as
 /// scope segments) or `workload:ORG/PROJECT/ENV/SERVICE`.
-pub fn parse_principal(id: &str) -> Result<(&str, &str), ApiError> {
+pub fn parse_principal(id: &str) -> Result<(&str, &str), Error> {
     let bad = || {
-        ApiError::invalid(
+        Error::invalid(
             "a principal is user:NAME, sa:NAME or workload:ORG/PROJECT/ENV/SERVICE \
              (names are lowercase letters, digits and '-')",
         )
@@ -133,7 +134,7 @@ impl Identity {
         &self,
         store: &Store,
         token: &str,
-    ) -> Result<Result<Authenticated, Refusal>, ApiError> {
+    ) -> Result<Result<Authenticated, Refusal>, Error> {
         if warden_identity::token::looks_like_jwt(token) {
             return self.workload(store, token).await;
         }
@@ -185,8 +186,36 @@ impl Identity {
         }))
     }
 
+    /// Authenticates an SSH public key, named by its fingerprint, whose
+    /// possession the transport has verified.
+    pub async fn ssh_key(
+        &self,
+        store: &Store,
+        fingerprint: &str,
+    ) -> Result<Result<Authenticated, Refusal>, Error> {
+        let Some(key) = store.ssh_key(fingerprint).await? else {
+            return Ok(Err(Refusal("unknown SSH key")));
+        };
+        let Some(row) = store.principal(&key.principal).await? else {
+            return Ok(Err(Refusal("unknown SSH key")));
+        };
+        if row.disabled_at.is_some() {
+            return Ok(Err(Refusal("principal disabled")));
+        }
+        let bindings = self.bindings(store, &row.id).await?;
+        Ok(Ok(Authenticated {
+            principal: Principal {
+                id: row.id,
+                bindings,
+                mfa: false,
+            },
+            token_id: key.fingerprint,
+            method: Method::SshKey,
+        }))
+    }
+
     /// The role bindings a principal holds now.
-    pub async fn bindings(&self, store: &Store, principal: &str) -> Result<Vec<Binding>, ApiError> {
+    pub async fn bindings(&self, store: &Store, principal: &str) -> Result<Vec<Binding>, Error> {
         let grants = store.grants(principal).await?;
         let mut out = Vec::with_capacity(grants.len());
         for g in &grants {
@@ -240,7 +269,7 @@ impl Identity {
     }
 
     /// The resource for `scope`, with the mode of its environment.
-    pub async fn resource(&self, store: &Store, scope: Scope) -> Result<Resource, ApiError> {
+    pub async fn resource(&self, store: &Store, scope: Scope) -> Result<Resource, Error> {
         let mode = match &scope {
             Scope::Path(p) if matches!(p.kind(), ScopeKind::Environment | ScopeKind::Service) => {
                 let env: String = p.segments().take(3).collect::<Vec<_>>().join("/");
@@ -252,7 +281,7 @@ impl Identity {
     }
 
     /// Whether organization `org` exists (cached once seen).
-    pub async fn org_exists(&self, store: &Store, org: &str) -> Result<bool, ApiError> {
+    pub async fn org_exists(&self, store: &Store, org: &str) -> Result<bool, Error> {
         if self.orgs.read().is_ok_and(|o| o.contains(org)) {
             return Ok(true);
         }
@@ -263,7 +292,7 @@ impl Identity {
         Ok(exists)
     }
 
-    async fn mode(&self, store: &Store, env: &str) -> Result<Option<EnvMode>, ApiError> {
+    async fn mode(&self, store: &Store, env: &str) -> Result<Option<EnvMode>, Error> {
         if let Some(m) = self.modes.read().ok().and_then(|m| m.get(env).copied()) {
             return Ok(Some(m));
         }
@@ -282,7 +311,7 @@ impl Identity {
         &self,
         store: &Store,
         token: &str,
-    ) -> Result<Result<Authenticated, Refusal>, ApiError> {
+    ) -> Result<Result<Authenticated, Refusal>, Error> {
         use warden_identity::workload::{WorkloadError, verify};
         let now = now_secs();
         let mut verified = verify(token, now, |kid| self.public_key(kid));
@@ -322,7 +351,16 @@ impl Identity {
         (*created > oldest).then_some(*key)
     }
 
-    async fn load_public_keys(&self, store: &Store) -> Result<Vec<SigningKeyRow>, ApiError> {
+    /// Remembers a signing public key this replica just created.
+    pub fn remember_public_key(&self, kid: &str, key: [u8; 32], created_at: i64) {
+        if let Ok(mut keys) = self.jwt_keys.write() {
+            keys.insert(kid.to_owned(), (key, created_at));
+        }
+    }
+
+    /// Loads the signing public keys still accepted (and caches them);
+    /// newest first.
+    pub async fn load_public_keys(&self, store: &Store) -> Result<Vec<SigningKeyRow>, Error> {
         let oldest = oldest_signing_key_ms();
         let rows = store.signing_keys(oldest).await?;
         if let Ok(mut keys) = self.jwt_keys.write() {
@@ -333,43 +371,6 @@ impl Identity {
             }
         }
         Ok(rows)
-    }
-
-    /// Issues a workload token for `service`, rotating the signing key when
-    /// the current one is older than a day.
-    pub async fn issue_workload(
-        &self,
-        store: &Store,
-        vault: &warden_vault::Vault,
-        service: &ScopePath,
-        ttl_secs: u64,
-    ) -> Result<(Zeroizing<String>, warden_identity::workload::WorkloadClaims), ApiError> {
-        use warden_identity::workload::{SigningKey, issue};
-        let rows = self.load_public_keys(store).await?;
-        let now = warden_store::now_ms();
-        let key = match rows.first() {
-            Some(r) if now - r.created_at < SIGNING_KEY_ROTATE_MS => {
-                let pkcs8 = vault.open_credential(SIGNING_PURPOSE, &r.kid, &r.sealed)?;
-                SigningKey::from_pkcs8(&pkcs8).map_err(|_| ApiError::internal())?
-            }
-            _ => {
-                let key = SigningKey::generate().map_err(|_| ApiError::internal())?;
-                let row = SigningKeyRow {
-                    kid: key.kid().to_owned(),
-                    sealed: vault.seal_credential(SIGNING_PURPOSE, key.kid(), key.pkcs8())?,
-                    public_key: key.public_key().to_vec(),
-                    created_at: now,
-                };
-                store.add_signing_key(row).await?;
-                if let Ok(mut keys) = self.jwt_keys.write() {
-                    keys.insert(key.kid().to_owned(), (key.public_key(), now));
-                }
-                key
-            }
-        };
-        let (jwt, claims) = issue(&key, service, ttl_secs, now_secs())
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
-        Ok((Zeroizing::new(jwt), claims))
     }
 }
 
@@ -391,7 +392,7 @@ pub async fn create_token(
     kind: &str,
     mfa: bool,
     expires_at: Option<i64>,
-) -> Result<(Zeroizing<String>, TokenRow), ApiError> {
+) -> Result<(Zeroizing<String>, TokenRow), Error> {
     let token = warden_identity::token::generate_api_token();
     let row = new_token_row(principal, name, kind, mfa, expires_at)?;
     store
@@ -410,8 +411,8 @@ pub fn new_token_row(
     kind: &str,
     mfa: bool,
     expires_at: Option<i64>,
-) -> Result<TokenRow, ApiError> {
-    let id: [u8; 8] = warden_vault::crypto::random_bytes().map_err(|_| ApiError::internal())?;
+) -> Result<TokenRow, Error> {
+    let id: [u8; 8] = crate::random_bytes()?;
     Ok(TokenRow {
         id: format!("tok_{}", hex::encode(id)),
         principal: principal.to_owned(),

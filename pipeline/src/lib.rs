@@ -1,0 +1,468 @@
+//! The request pipeline. Every operation, whatever its entry point (the
+//! HTTPS API, SSH, WebSocket, `kubectl exec`, an agent, the injector), runs
+//! these four steps, in this order, here:
+//!
+//! 1. **Authenticate** ([`Pipeline::authenticate`]): the presented
+//!    [`Credential`] becomes a [`Caller`] (a principal with the role
+//!    bindings it holds now), or an `unauthenticated` error. Every failure
+//!    is audited.
+//! 2. **Authorize**: [`warden_policies::authorize`] decides, for the one
+//!    action the entry point declared and the one resource.
+//! 3. **Audit**: a denial is recorded durably before it is answered; an
+//!    allow's intent is appended before the operation runs (durably, or,
+//!    for operations whose effects are storage writes only, ahead of those
+//!    writes in the same ordered queue, see [`Pipeline::run_stored`]). If
+//!    the intent cannot be recorded the operation does not run.
+//! 4. **Execute** with the [`Permit`] minted for exactly that caller,
+//!    action and resource; then append the outcome.
+//!
+//! Public operations (init, unseal, login) skip steps 1 and 2 but not 3.
+//!
+//! This crate owns credentials, authentication, the [`Caller`], the
+//! [`Permit`] and the pipeline's [`Error`]. Front-ends (the `server` crate
+//! for HTTP, `shell-gateway` for SSH and WebSocket) turn their requests into
+//! a [`RequestMeta`] and map [`ErrorKind`] to their own answers, each in
+//! one place.
+//!
+//! Architecture invariant: this crate never depends on axum, hyper, russh,
+//! kube or the vault (checked by the architecture test); it reaches the
+//! vault only through the [`Keys`] trait.
+
+mod credential;
+mod error;
+pub mod identity;
+mod keys;
+mod permit;
+
+use std::future::Future;
+
+use warden_audit::{Actor, Auditor, DecisionRecord, Event, SYSTEM_LOG};
+use warden_policies::{Action, Decision, Resource, Scope, authorize};
+use warden_store::Store;
+
+pub use credential::{Credential, MAX_CREDENTIAL_BYTES, RequestMeta, Transport};
+pub use error::{Error, ErrorKind};
+pub use identity::{Authenticated, Identity, Method, Refusal};
+pub use keys::Keys;
+pub use permit::Permit;
+
+/// Random bytes from the operating system's generator.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
+    let mut out = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut out)
+        .map_err(|_| Error::internal())?;
+    Ok(out)
+}
+
+/// The error type of an operation run through the pipeline: a front-end's
+/// own error, which pipeline errors convert into, and which names its
+/// audit outcome status.
+pub trait OpError: From<Error> {
+    /// The status recorded in the outcome entry (`ok` is for success).
+    fn code(&self) -> &'static str;
+}
+
+impl OpError for Error {
+    fn code(&self) -> &'static str {
+        Error::code(self)
+    }
+}
+
+/// An authenticated caller (step 1), with the actions its entry point
+/// declared it may run.
+pub struct Caller {
+    meta: RequestMeta,
+    who: Authenticated,
+    declared: &'static [Action],
+}
+
+impl Caller {
+    /// Who is calling, with the bindings in force for this request.
+    pub fn who(&self) -> &Authenticated {
+        &self.who
+    }
+
+    /// The principal id.
+    pub fn id(&self) -> &str {
+        &self.who.principal.id
+    }
+
+    /// The request's metadata.
+    pub fn meta(&self) -> &RequestMeta {
+        &self.meta
+    }
+}
+
+/// Where an event about `scope` is logged.
+fn log_for(scope: &Scope) -> String {
+    match scope {
+        Scope::Root => SYSTEM_LOG.to_owned(),
+        Scope::Path(p) => p.org().to_owned(),
+    }
+}
+
+fn status_of<T, E: OpError>(result: &Result<T, E>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
+}
+
+/// Where an operation's effects can land; decides whether the intent must
+/// be durable before it starts.
+#[derive(Clone, Copy)]
+enum Effects {
+    /// Anywhere (memory, processes, other systems): intent first.
+    Anywhere,
+    /// Only storage writes (ordered after the intent) and the answer.
+    StorageOnly,
+}
+
+/// The pipeline: one per server process.
+pub struct Pipeline {
+    store: Store,
+    audit: Auditor,
+    identity: Identity,
+    keys: std::sync::Arc<dyn Keys>,
+}
+
+impl Pipeline {
+    /// A pipeline over `store`, auditing as `audit`, asking `keys` about
+    /// the vault.
+    pub fn new(store: Store, audit: Auditor, keys: std::sync::Arc<dyn Keys>) -> Self {
+        Self {
+            store,
+            audit,
+            identity: Identity::default(),
+            keys,
+        }
+    }
+
+    /// Storage (front-ends read and write identity data through it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The auditor.
+    pub fn audit(&self) -> &Auditor {
+        &self.audit
+    }
+
+    /// Credential checks and identity caches.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The actor of an entry in `log`. The token id is recorded as its
+    /// HMAC under the log's audit key: correlatable within the log, useless
+    /// outside it (absent while sealed, when the key is not in memory).
+    fn actor(&self, meta: &RequestMeta, who: Option<&Authenticated>, log: &str) -> Actor {
+        Actor {
+            principal: who.map_or_else(|| "anonymous".to_owned(), |a| a.principal.id.clone()),
+            method: who.map_or("none", |a| a.method.as_str()),
+            token_id: who.and_then(|a| self.keys.audit_mac(log, a.token_id.as_bytes())),
+            source_ip: meta.source_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+        }
+    }
+
+    /// While sealed, authenticated operations are refused: nothing changes
+    /// identity or authorization data while no checkpoint can be signed and
+    /// token ids cannot be keyed. Only [`Pipeline::run_public`] (init,
+    /// unseal) works.
+    fn refuse_while_sealed(&self) -> Result<(), Error> {
+        if self.keys.is_sealed() {
+            return Err(Error::sealed());
+        }
+        Ok(())
+    }
+
+    /// Step 1: turns the presented credential into a [`Caller`] allowed to
+    /// run the `declared` actions (the entry point's declaration; running
+    /// any other action fails). Every failure is audited in the system log
+    /// and answered `unauthenticated` with the reason (unknown, expired or
+    /// revoked credential, disabled principal); the reason names nothing
+    /// but the presented credential.
+    pub async fn authenticate(
+        &self,
+        meta: RequestMeta,
+        declared: &'static [Action],
+    ) -> Result<Caller, Error> {
+        let refusal = match &meta.credential {
+            Credential::None if meta.transport == Transport::Http => {
+                Refusal("missing bearer token")
+            }
+            Credential::None => Refusal("missing credential"),
+            Credential::Malformed(why) => Refusal(why),
+            Credential::Bearer(token) => match self.identity.token(&self.store, token).await? {
+                Ok(who) => {
+                    return Ok(Caller {
+                        meta,
+                        who,
+                        declared,
+                    });
+                }
+                Err(refusal) => refusal,
+            },
+            Credential::SshKey { fingerprint } => {
+                match self.identity.ssh_key(&self.store, fingerprint).await? {
+                    Ok(who) => {
+                        return Ok(Caller {
+                            meta,
+                            who,
+                            declared,
+                        });
+                    }
+                    Err(refusal) => refusal,
+                }
+            }
+        };
+        let Refusal(reason) = refusal;
+        let event = Event {
+            op_id: self.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: self.actor(&meta, None, SYSTEM_LOG),
+            action: "auth.login".to_owned(),
+            target: match meta.credential {
+                Credential::SshKey { .. } => "ssh-key",
+                _ => "token",
+            }
+            .to_owned(),
+            decision: None,
+        };
+        self.audit
+            .record(&event, reason)
+            .await
+            .map_err(|_| Error::audit_unavailable())?;
+        Err(Error::unauthenticated(reason))
+    }
+
+    /// Runs an authorized, audited operation for an authenticated caller:
+    /// the intent is durable before the operation starts. Use this for
+    /// anything with effects outside the database (sealing drops keys from
+    /// memory; a shell session starts a process).
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        scope: Scope,
+        target: String,
+        op: F,
+    ) -> Result<T, E>
+    where
+        E: OpError,
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_with(caller, action, scope, target, op, Effects::Anywhere)
+            .await
+    }
+
+    /// [`Pipeline::run`] for operations whose only effects are storage
+    /// writes and their answer: the intent is written while the operation
+    /// runs. Its writes queue behind the intent in the group-commit writer
+    /// and are refused if the intent is not recorded (or commit atomically
+    /// with it), and the answer is released only once the intent is
+    /// durable.
+    pub async fn run_stored<T, E, F, Fut>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        scope: Scope,
+        target: String,
+        op: F,
+    ) -> Result<T, E>
+    where
+        E: OpError,
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_with(caller, action, scope, target, op, Effects::StorageOnly)
+            .await
+    }
+
+    /// The resource for `scope` (with its environment's mode) and the log
+    /// its events go to. An organization's log exists with the
+    /// organization; anything aimed at one that does not exist is recorded
+    /// in the system log.
+    async fn resource_and_log(&self, scope: Scope) -> Result<(Resource, String), Error> {
+        let resource = self.identity.resource(&self.store, scope).await?;
+        let log = match &resource.scope {
+            Scope::Path(p) if !self.identity.org_exists(&self.store, p.org()).await? => {
+                SYSTEM_LOG.to_owned()
+            }
+            scope => log_for(scope),
+        };
+        Ok((resource, log))
+    }
+
+    async fn run_with<T, E, F, Fut>(
+        &self,
+        caller: &Caller,
+        action: Action,
+        scope: Scope,
+        target: String,
+        op: F,
+        effects: Effects,
+    ) -> Result<T, E>
+    where
+        E: OpError,
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.refuse_while_sealed()?;
+        if !caller.declared.contains(&action) {
+            // The entry point runs an action it did not declare: a bug, and
+            // one that must never run.
+            tracing::error!(
+                action = action.as_str(),
+                declared = ?caller.declared,
+                "operation refused: its entry point does not declare this action"
+            );
+            return Err(Error::internal().into());
+        }
+        let who = &caller.who;
+        let (resource, log) = self.resource_and_log(scope).await?;
+        let mut event = Event {
+            op_id: self.audit.op_id(),
+            actor: self.actor(&caller.meta, Some(who), &log),
+            log,
+            action: action.as_str().to_owned(),
+            target,
+            decision: None,
+        };
+        match authorize(&who.principal, action, &resource) {
+            Decision::Deny(denial) => {
+                event.decision = Some(DecisionRecord {
+                    effect: "deny",
+                    rule: denial
+                        .explicit
+                        .as_ref()
+                        .map_or_else(|| denial.reason.clone(), ToString::to_string),
+                });
+                // Across tenants a denial is indistinguishable from absence:
+                // a caller with no binding in the organization learns nothing
+                // about what exists there.
+                let hidden = match &resource.scope {
+                    Scope::Path(p) if !who.principal.has_binding_in_org(p.org()) => Some(p),
+                    _ => None,
+                };
+                let status = if hidden.is_some() {
+                    "not_found"
+                } else {
+                    "forbidden"
+                };
+                self.audit
+                    .record(&event, status)
+                    .await
+                    .map_err(|_| Error::audit_unavailable())?;
+                Err(match hidden {
+                    Some(p) => Error::not_found(format!("{} {p} not found", p.kind().as_str())),
+                    None => Error::forbidden(denial.reason),
+                }
+                .into())
+            }
+            Decision::Allow(allowed) => {
+                event.decision = Some(DecisionRecord {
+                    effect: "allow",
+                    rule: allowed.rule(),
+                });
+                let intent = self
+                    .audit
+                    .queue_intent(&event)
+                    .map_err(|_| Error::audit_unavailable())?;
+                let permit = Permit::mint(&allowed, event.op_id.clone());
+                let result = match effects {
+                    Effects::Anywhere => {
+                        intent
+                            .durable()
+                            .await
+                            .map_err(|_| Error::audit_unavailable())?;
+                        op(permit).await
+                    }
+                    Effects::StorageOnly => {
+                        let result = warden_store::after_intent(intent.ticket(), op(permit)).await;
+                        // Nothing leaves before the intent is durable: not the
+                        // answer (nor any value in it), and no write.
+                        intent
+                            .durable()
+                            .await
+                            .map_err(|_| Error::audit_unavailable())?;
+                        result
+                    }
+                };
+                self.audit.outcome(&event, status_of(&result));
+                result
+            }
+        }
+    }
+
+    /// Runs an operation a caller performs on its own identity (whoami, its
+    /// own tokens, password, MFA and SSH keys): no role is needed, but the
+    /// intent is durable before it runs and the outcome is appended after,
+    /// in the system log.
+    pub async fn run_self<T, E, Fut>(&self, caller: &Caller, action: &str, op: Fut) -> Result<T, E>
+    where
+        E: OpError,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.refuse_while_sealed()?;
+        let event = Event {
+            op_id: self.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: self.actor(&caller.meta, Some(&caller.who), SYSTEM_LOG),
+            action: action.to_owned(),
+            target: caller.id().to_owned(),
+            decision: Some(DecisionRecord {
+                effect: "allow",
+                rule: "self-service".to_owned(),
+            }),
+        };
+        self.audit
+            .intent(&event)
+            .await
+            .map_err(|_| Error::audit_unavailable())?;
+        let result = op.await;
+        self.audit.outcome(&event, status_of(&result));
+        result
+    }
+
+    /// Runs an unauthenticated operation (init, unseal, login), still
+    /// audited before and after, in the system log.
+    ///
+    /// `claimed` is the principal a login names (not yet authenticated) and
+    /// the method it tries (`password`, `password+totp`); it is recorded so
+    /// logins against an account, failed or not, are visible with their
+    /// second factor.
+    pub async fn run_public<T, E, Fut>(
+        &self,
+        meta: &RequestMeta,
+        action: &str,
+        claimed: Option<(&str, &'static str)>,
+        op: Fut,
+    ) -> Result<T, E>
+    where
+        E: OpError,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let event = Event {
+            op_id: self.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: Actor {
+                principal: claimed.map_or("anonymous", |c| c.0).to_owned(),
+                method: claimed.map_or("none", |c| c.1),
+                ..self.actor(meta, None, SYSTEM_LOG)
+            },
+            action: action.to_owned(),
+            target: claimed.map_or("vault", |c| c.0).to_owned(),
+            decision: None,
+        };
+        self.audit
+            .intent(&event)
+            .await
+            .map_err(|_| Error::audit_unavailable())?;
+        let result = op.await;
+        self.audit.outcome(&event, status_of(&result));
+        result
+    }
+}

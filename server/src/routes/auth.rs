@@ -1,0 +1,234 @@
+//! What a caller does to its own identity: whoami, login, password and
+//! MFA.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use warden_api::*;
+
+use super::*;
+use crate::ApiError;
+use crate::caller::{Caller, Meta};
+use crate::state::App;
+use warden_identity::totp::TotpSecret;
+use warden_pipeline::identity::{self, SESSION_TTL_MS, TOTP_PURPOSE, user_id};
+use warden_store::PrincipalRow;
+
+use super::bindings::binding_info;
+use super::users::{token_info, user_info};
+
+/// Password hashing is deliberately expensive: off the async workers, and
+/// at most two at a time.
+pub(super) static KDF_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+pub(super) async fn hash_password(password: String) -> Result<String, ApiError> {
+    warden_identity::password::check_password_policy(&password)
+        .map_err(|e| ApiError::invalid(e.to_string()).field("password"))?;
+    let _slot = KDF_SLOTS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal())?;
+    tokio::task::spawn_blocking(move || warden_identity::password::hash_password(&password))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|_| ApiError::internal())
+}
+
+pub(super) async fn verify_password(
+    phc: Option<String>,
+    password: String,
+) -> Result<bool, ApiError> {
+    let _slot = KDF_SLOTS
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal())?;
+    tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => warden_identity::password::verify_password(&phc, &password),
+        // As slow as a wrong password, so absent accounts do not show.
+        None => warden_identity::password::verify_password_dummy(&password),
+    })
+    .await
+    .map_err(|_| ApiError::internal())
+}
+
+/// Checks a TOTP code for `row` and consumes its time step (a code works
+/// once). With `enable`, confirms the enrolment.
+pub(super) async fn check_totp(
+    app: &App,
+    row: &PrincipalRow,
+    code: &str,
+    enable: bool,
+) -> Result<bool, ApiError> {
+    let sealed = row
+        .totp_sealed
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("no TOTP enrolment; run `warden mfa enroll` first"))?;
+    let raw = app.vault.open_credential(TOTP_PURPOSE, &row.id, sealed)?;
+    let secret = TotpSecret::from_bytes(&raw).map_err(|_| ApiError::internal())?;
+    let last = row.totp_last_step.and_then(|s| u64::try_from(s).ok());
+    let Some(step) = warden_identity::totp::verify(&secret, code, now_secs(), last) else {
+        return Ok(false);
+    };
+    let step = i64::try_from(step).map_err(|_| ApiError::internal())?;
+    Ok(app.store.use_totp_step(&row.id, step, enable).await?)
+}
+
+pub(super) async fn whoami(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<WhoAmI>, ApiError> {
+    let who = caller.who();
+    app.pipeline
+        .run_self(&caller, "auth.whoami", async {
+            Ok(Json(WhoAmI {
+                principal: who.principal.id.clone(),
+                method: who.method.as_str().to_owned(),
+                token_id: who.token_id.clone(),
+                mfa: who.principal.mfa,
+                bindings: who
+                    .principal
+                    .bindings
+                    .iter()
+                    .map(|b| binding_info(&who.principal.id, b))
+                    .collect(),
+            }))
+        })
+        .await
+}
+
+pub(super) async fn login(
+    State(app): State<AppState>,
+    meta: Meta,
+    Body(req): Body<LoginRequest>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    name_arg(&req.user, "user")?;
+    let id = user_id(&req.user);
+    let app: &App = &app;
+    let method = if req.totp.is_some() {
+        "password+totp"
+    } else {
+        "password"
+    };
+    app.pipeline
+        .run_public(&meta.0, "auth.login", Some((&id, method)), async {
+            let refused = || ApiError::unauthenticated("invalid user name or password");
+            let row = app.store.principal(&id).await?;
+            let phc = row
+                .as_ref()
+                .filter(|r| r.disabled_at.is_none())
+                .and_then(|r| r.password.clone());
+            let ok = verify_password(phc, req.password.0.expose().to_owned()).await?;
+            let Some(row) = row.filter(|_| ok) else {
+                return Err(refused());
+            };
+            let mfa = row.totp_enabled != 0;
+            if mfa {
+                let code = req.totp.as_deref().ok_or_else(|| {
+                    ApiError::unauthenticated("this account requires a TOTP code (`--totp`)")
+                })?;
+                if !check_totp(app, &row, code, false).await? {
+                    return Err(ApiError::unauthenticated(
+                        "invalid or already used TOTP code; wait for the next one",
+                    ));
+                }
+            }
+            let expires = warden_store::now_ms() + SESSION_TTL_MS;
+            let (token, row) = identity::create_token(
+                &app.store,
+                &id,
+                "login session",
+                "session",
+                mfa,
+                Some(expires),
+            )
+            .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(TokenCreated {
+                    token: wire(&token)?,
+                    info: token_info(row),
+                }),
+            ))
+        })
+        .await
+}
+
+/// The caller's own principal row; only users and service accounts have one.
+pub(super) async fn own_row(app: &App, caller: &Caller) -> Result<PrincipalRow, ApiError> {
+    app.store
+        .principal(caller.id())
+        .await?
+        .ok_or_else(|| ApiError::invalid("workload principals have no account"))
+}
+
+pub(super) fn require_user(caller: &Caller) -> Result<(), ApiError> {
+    if caller.id().starts_with("user:") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "only users (not service accounts or workloads) have passwords and MFA",
+        ))
+    }
+}
+
+pub(super) async fn mfa_enroll(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<MfaEnrollment>, ApiError> {
+    require_user(&caller)?;
+    let app: &App = &app;
+    app.pipeline.run_self(&caller, "auth.mfa.enroll", async {
+        let row = own_row(app, &caller).await?;
+        if row.totp_enabled != 0 && !caller.who().principal.mfa {
+            return Err(ApiError::forbidden(
+                "MFA is enrolled already; replacing it needs an MFA session (`warden login --totp`)",
+            ));
+        }
+        let secret = TotpSecret::try_generate().map_err(|_| ApiError::internal())?;
+        let sealed = app
+            .vault
+            .seal_credential(TOTP_PURPOSE, &row.id, secret.as_bytes())?;
+        app.store.set_totp(&row.id, sealed).await?;
+        let account = row.id.trim_start_matches("user:");
+        Ok(Json(MfaEnrollment {
+            secret: wire(&secret.base32())?,
+            otpauth_uri: wire(&secret.otpauth_uri("Warden", account))?,
+        }))
+    })
+    .await
+}
+
+pub(super) async fn mfa_confirm(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(req): Body<MfaCode>,
+) -> Result<Json<UserInfo>, ApiError> {
+    require_user(&caller)?;
+    let app: &App = &app;
+    app.pipeline
+        .run_self(&caller, "auth.mfa.confirm", async {
+            let row = own_row(app, &caller).await?;
+            if !check_totp(app, &row, &req.code, true).await? {
+                return Err(ApiError::invalid("invalid or already used TOTP code").field("code"));
+            }
+            let row = own_row(app, &caller).await?;
+            Ok(Json(user_info(&row)))
+        })
+        .await
+}
+
+pub(super) async fn set_password(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(req): Body<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    require_user(&caller)?;
+    let app: &App = &app;
+    app.pipeline
+        .run_self(&caller, "auth.password", async {
+            let phc = hash_password(req.password.0.expose().to_owned()).await?;
+            app.store.set_password(caller.id(), phc).await?;
+            Ok(StatusCode::NO_CONTENT)
+        })
+        .await
+}

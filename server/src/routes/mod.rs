@@ -1,0 +1,547 @@
+//! The API's routes. [`ROUTES`] is the single table from which both the
+//! router and the OpenAPI document are built, and each entry declares the
+//! action it is authorized as; a route cannot exist without a declaration.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, Path, Query, Request};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::{Extension, Router};
+use serde::de::DeserializeOwned;
+use warden_api::*;
+use warden_policies::Action;
+use warden_types::{ScopeKind, ScopePath, SecretName};
+use warden_vault::VersionChange;
+use warden_vault::unseal::InitMethod;
+
+use crate::ApiError;
+use crate::caller::Declared;
+use crate::state::App;
+
+mod audit;
+mod auth;
+mod bindings;
+mod keys;
+mod roles;
+mod scopes;
+mod secrets;
+mod ssh_keys;
+mod sys;
+mod users;
+
+type AppState = Arc<App>;
+
+/// How a route is authorized. The actions listed are the only ones its
+/// handler can run through the pipeline (it refuses any other), so the
+/// table cannot drift from what the handlers do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// No token needed (health, metrics, status, init, unseal, login).
+    Public,
+    /// Requires one of these actions on the route's resource (the first is
+    /// the usual one; e.g. granting Owner is `ownership.transfer`).
+    Requires(&'static [Action]),
+    /// Any authenticated caller acting on its own identity (whoami, its
+    /// tokens, password, MFA, SSH keys, policy checks); acting on another
+    /// principal requires these actions where that principal lives.
+    Caller(&'static [Action]),
+}
+
+impl Guard {
+    /// The actions the route's handler may run.
+    pub fn actions(self) -> &'static [Action] {
+        match self {
+            Guard::Public => &[],
+            Guard::Requires(a) | Guard::Caller(a) => a,
+        }
+    }
+}
+
+/// One route: method, path template, guard, summary and handler.
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// axum path template.
+    pub path: &'static str,
+    /// Authorization declaration.
+    pub guard: Guard,
+    /// One line for the OpenAPI document.
+    pub summary: &'static str,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+/// Largest request body accepted: enough for the maximum number of keys at
+/// the maximum value size, JSON-escaped.
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Every route of the API.
+pub static ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: "GET",
+        path: "/healthz",
+        guard: Guard::Public,
+        summary: "Liveness: the process answers.",
+        handler: || get(sys::healthz),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/readyz",
+        guard: Guard::Public,
+        summary: "Readiness: unsealed and database reachable (503 otherwise).",
+        handler: || get(sys::readyz),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/metrics",
+        guard: Guard::Public,
+        summary: "Prometheus metrics.",
+        handler: || get(sys::metrics),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/openapi.json",
+        guard: Guard::Public,
+        summary: "This document.",
+        handler: || get(sys::openapi),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/sys/status",
+        guard: Guard::Public,
+        summary: "Seal status.",
+        handler: || get(sys::sys_status),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/sys/init",
+        guard: Guard::Public,
+        summary: "Create the root key (passphrase or Shamir); returns the bootstrap token once.",
+        handler: || post(sys::sys_init),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/sys/unseal",
+        guard: Guard::Public,
+        summary: "Submit the passphrase or one Shamir share.",
+        handler: || post(sys::sys_unseal),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/sys/seal",
+        guard: Guard::Requires(&[Action::SysSeal]),
+        summary: "Drop all key material from memory.",
+        handler: || post(sys::sys_seal),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/scopes",
+        guard: Guard::Caller(&[]),
+        summary: "List the organizations the caller can see.",
+        handler: || get(scopes::list_orgs),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/scopes",
+        guard: Guard::Requires(&[Action::EnvManage]),
+        summary: "Create an organization, project, environment or service.",
+        handler: || post(scopes::create_scope),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/scopes/{*parent}",
+        guard: Guard::Requires(&[Action::EnvRead]),
+        summary: "List the children of a scope.",
+        handler: || get(scopes::list_children),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/secrets/{*scope}",
+        guard: Guard::Requires(&[Action::SecretList]),
+        summary: "List secret names and metadata (never values).",
+        handler: || get(secrets::list_secrets),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/secrets/{*scope}",
+        guard: Guard::Requires(&[Action::SecretWrite]),
+        summary: "Write new versions of one or more secrets (atomic; optional cas).",
+        handler: || put(secrets::put_secrets),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/secret/{*scope}",
+        guard: Guard::Requires(&[Action::SecretRead]),
+        summary: "Read a secret value (?key=NAME[&version=N]).",
+        handler: || get(secrets::get_secret),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/secret-history/{*scope}",
+        guard: Guard::Requires(&[Action::SecretList]),
+        summary: "List a secret's versions (?key=NAME).",
+        handler: || get(secrets::history),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/secret-delete/{*scope}",
+        guard: Guard::Requires(&[Action::SecretDelete]),
+        summary: "Soft-delete versions (latest by default).",
+        handler: || post(secrets::change_versions::<{ secrets::DELETE }>),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/secret-undelete/{*scope}",
+        guard: Guard::Requires(&[Action::SecretDelete]),
+        summary: "Undelete versions (latest by default).",
+        handler: || post(secrets::change_versions::<{ secrets::UNDELETE }>),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/secret-destroy/{*scope}",
+        guard: Guard::Requires(&[Action::SecretDestroy]),
+        summary: "Erase the ciphertext of versions for good.",
+        handler: || post(secrets::change_versions::<{ secrets::DESTROY }>),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/resolve/{*service}",
+        guard: Guard::Requires(&[Action::SecretRead]),
+        summary: "Effective secrets of a service after inheritance and ${REF} interpolation.",
+        handler: || get(secrets::resolve),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/keys/{org}",
+        guard: Guard::Requires(&[Action::KeyRotate]),
+        summary: "Key terms and their usage.",
+        handler: || get(keys::key_status),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/keys/{org}/rotate",
+        guard: Guard::Requires(&[Action::KeyRotate]),
+        summary: "Start a new key term.",
+        handler: || post(keys::rotate),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/keys/{org}/rewrap",
+        guard: Guard::Requires(&[Action::KeyRotate]),
+        summary: "Re-encrypt up to ?limit=N versions under the newest term.",
+        handler: || post(keys::rewrap),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/auth/whoami",
+        guard: Guard::Caller(&[]),
+        summary: "The caller's principal, authentication method and role bindings.",
+        handler: || get(auth::whoami),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/login",
+        guard: Guard::Public,
+        summary: "Password (and TOTP) login; returns a 12-hour session token once.",
+        handler: || post(auth::login),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/auth/password",
+        guard: Guard::Caller(&[]),
+        summary: "Set the caller's password.",
+        handler: || put(auth::set_password),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/mfa/enroll",
+        guard: Guard::Caller(&[]),
+        summary: "Start TOTP enrolment; returns the secret once.",
+        handler: || post(auth::mfa_enroll),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/auth/mfa/confirm",
+        guard: Guard::Caller(&[]),
+        summary: "Confirm TOTP enrolment with a current code.",
+        handler: || post(auth::mfa_confirm),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/policy/check",
+        guard: Guard::Caller(&[Action::MemberManage]),
+        summary: "Explain the decision for a principal, action and path.",
+        handler: || post(bindings::policy_check),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/users",
+        guard: Guard::Requires(&[Action::MemberManage]),
+        summary: "List users and service accounts (?org=ORG).",
+        handler: || get(users::list_users),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/users",
+        guard: Guard::Requires(&[Action::MemberManage]),
+        summary: "Create a user or service account.",
+        handler: || post(users::create_user),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/users/{id}",
+        guard: Guard::Caller(&[Action::MemberManage]),
+        summary: "Show a user or service account.",
+        handler: || get(users::show_user),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/users/{id}/disable",
+        guard: Guard::Requires(&[Action::MemberManage]),
+        summary: "Disable a principal and revoke all its tokens and sessions.",
+        handler: || post(users::disable_user),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/tokens",
+        guard: Guard::Caller(&[Action::MemberManage]),
+        summary: "List tokens (own, or ?principal=sa:NAME).",
+        handler: || get(users::list_tokens),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/tokens",
+        guard: Guard::Caller(&[Action::MemberManage]),
+        summary: "Create an API token (for yourself or a service account); shown once.",
+        handler: || post(users::create_token),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/tokens/{id}/revoke",
+        guard: Guard::Caller(&[Action::MemberManage]),
+        summary: "Revoke a token.",
+        handler: || post(users::revoke_token),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/workload-tokens/{*service}",
+        guard: Guard::Requires(&[Action::WorkloadIssue]),
+        summary: "Issue a short-lived workload token (EdDSA JWT) for a service.",
+        handler: || post(users::workload_token),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/ssh-keys",
+        guard: Guard::Caller(&[]),
+        summary: "List the caller's SSH public keys.",
+        handler: || get(ssh_keys::list_ssh_keys),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/ssh-keys",
+        guard: Guard::Caller(&[]),
+        summary: "Add an SSH public key (ed25519, ecdsa, rsa >= 3072).",
+        handler: || post(ssh_keys::add_ssh_key),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/ssh-keys/remove",
+        guard: Guard::Caller(&[]),
+        summary: "Remove one of the caller's SSH keys by fingerprint.",
+        handler: || post(ssh_keys::remove_ssh_key),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/roles/{org}",
+        guard: Guard::Requires(&[Action::EnvRead]),
+        summary: "List built-in and custom roles.",
+        handler: || get(roles::list_roles),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/roles/{org}",
+        guard: Guard::Requires(&[Action::RoleManage]),
+        summary: "Create or replace a custom role from its YAML.",
+        handler: || put(roles::apply_role),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/roles/{org}/{name}",
+        guard: Guard::Requires(&[Action::EnvRead]),
+        summary: "Show a role and its YAML.",
+        handler: || get(roles::show_role),
+    },
+    RouteSpec {
+        method: "DELETE",
+        path: "/api/v1/roles/{org}/{name}",
+        guard: Guard::Requires(&[Action::RoleManage]),
+        summary: "Delete an unbound custom role.",
+        handler: || delete(roles::delete_role),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/bindings",
+        guard: Guard::Requires(&[Action::MemberManage]),
+        summary: "List role bindings (?org=ORG; none: at the root).",
+        handler: || get(bindings::list_bindings),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/bindings",
+        guard: Guard::Requires(&[Action::MemberManage, Action::OwnershipTransfer]),
+        summary: "Grant a role at a scope (Owner needs ownership.transfer).",
+        handler: || post(bindings::grant),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/bindings/revoke",
+        guard: Guard::Requires(&[Action::MemberManage, Action::OwnershipTransfer]),
+        summary: "Revoke a role binding (Owner needs ownership.transfer).",
+        handler: || post(bindings::revoke),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit-key",
+        guard: Guard::Public,
+        summary: "The audit checkpoint verifier key and its fingerprint (public).",
+        handler: || get(audit::key),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/entries",
+        guard: Guard::Requires(&[Action::AuditRead]),
+        summary: "Entries of `system` or an organization's log (?from=SEQ&limit&actor&action&target&since_ms&until_ms).",
+        handler: || get(audit::entries),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/checkpoint",
+        guard: Guard::Requires(&[Action::AuditRead]),
+        summary: "The newest signed checkpoint (C2SP signed note).",
+        handler: || get(audit::checkpoint),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/proof",
+        guard: Guard::Requires(&[Action::AuditRead]),
+        summary: "Inclusion proof of entry ?seq=N against the newest checkpoint.",
+        handler: || get(audit::proof),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/audit/{log}/export",
+        guard: Guard::Requires(&[Action::AuditExport]),
+        summary: "Export bundle (tar) for offline verification (?since_ms&until_ms&format=jsonl|csv|ocsf).",
+        handler: || get(audit::export),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/audit/{log}/verify",
+        guard: Guard::Requires(&[Action::AuditExport]),
+        summary: "Verify the stored log against its signed checkpoints.",
+        handler: || post(audit::verify),
+    },
+];
+
+/// Builds the router from [`ROUTES`].
+pub fn router(app: AppState) -> Router {
+    ROUTES
+        .iter()
+        .fold(Router::new(), |r, spec| {
+            let declared = Declared(spec.guard.actions());
+            r.route(spec.path, (spec.handler)().layer(Extension(declared)))
+        })
+        .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::http(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .with_state(app)
+}
+
+/// A JSON request body: size-limited, `application/json`, every failure a
+/// JSON 4xx naming the problem.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return Err(ApiError::http(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as Content-Type: application/json",
+            ));
+        }
+        let too_large = || {
+            ApiError::http(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body exceeds {BODY_LIMIT} bytes"),
+            )
+        };
+        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+            .await
+            .map_err(|_| too_large())?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+    }
+}
+
+pub(super) fn path_arg(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(s)| s)
+        .map_err(|e| ApiError::invalid(format!("invalid path: {e}")))
+}
+
+pub(super) fn scope_arg(p: Result<Path<String>, PathRejection>) -> Result<ScopePath, ApiError> {
+    Ok(ScopePath::parse(&path_arg(p)?)?)
+}
+
+pub(super) fn query_arg<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::invalid(format!("invalid query: {e}")))
+}
+
+pub(super) fn wire(s: &str) -> Result<WireValue, ApiError> {
+    warden_types::SecretValue::from_utf8(s.as_bytes())
+        .map(WireValue)
+        .ok_or_else(ApiError::internal)
+}
+
+pub(super) fn org_arg(p: Result<Path<String>, PathRejection>) -> Result<ScopePath, ApiError> {
+    Ok(ScopePath::parse_kind(
+        &path_arg(p)?,
+        ScopeKind::Organization,
+    )?)
+}
+
+pub(super) fn name_arg(s: &str, field: &'static str) -> Result<(), ApiError> {
+    ScopePath::parse_kind(s, ScopeKind::Organization)
+        .map(|_| ())
+        .map_err(|_| {
+            ApiError::invalid(
+                "names are 1-63 lowercase letters, digits or '-', starting with a letter or digit",
+            )
+            .field(field)
+        })
+}
+
+pub(super) fn org_param(s: &str) -> Result<ScopePath, ApiError> {
+    ScopePath::parse_kind(s, ScopeKind::Organization).map_err(|e| ApiError::from(e).field("org"))
+}
+
+pub(super) fn now_secs() -> u64 {
+    u64::try_from(warden_store::now_ms() / 1000).unwrap_or(0)
+}

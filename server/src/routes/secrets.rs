@@ -1,0 +1,244 @@
+//! Secrets: list, write, read, history, delete/undelete/destroy and
+//! resolve.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use warden_api::*;
+use warden_policies::{Action, Scope};
+use warden_types::ScopePath;
+
+use super::*;
+use crate::ApiError;
+use crate::caller::Caller;
+use crate::state::App;
+
+pub(super) fn secret_name(key: &str) -> Result<SecretName, ApiError> {
+    SecretName::parse(key).map_err(|e| ApiError::from(e).field("key"))
+}
+
+pub(super) fn target(scope: &ScopePath, name: &SecretName) -> String {
+    format!("{scope}#{name}")
+}
+
+pub(super) fn version_info(m: &warden_vault::VersionMeta) -> VersionInfo {
+    VersionInfo {
+        version: m.version,
+        key_term: m.key_term,
+        created_at: m.created_at,
+        deleted_at: m.deleted_at,
+        destroyed_at: m.destroyed_at,
+    }
+}
+
+pub(super) async fn list_secrets(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<SecretList>, ApiError> {
+    let scope = scope_arg(path)?;
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::SecretList,
+            Scope::Path(scope.clone()),
+            scope.to_string(),
+            |permit| async move {
+                let rows = app.vault.list(&permit, &scope).await?;
+                Ok(Json(SecretList {
+                    scope: scope.to_string(),
+                    secrets: rows
+                        .into_iter()
+                        .map(|r| SecretInfo {
+                            name: r.name,
+                            latest: r.latest,
+                            updated_at: r.updated_at,
+                            latest_deleted: r.latest_gone != 0,
+                        })
+                        .collect(),
+                }))
+            },
+        )
+        .await
+}
+
+pub(super) async fn put_secrets(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    Body(req): Body<PutSecrets>,
+) -> Result<Json<PutResponse>, ApiError> {
+    let scope = scope_arg(path)?;
+    if req.values.len() > warden_types::MAX_KEYS_PER_REQUEST {
+        return Err(ApiError::invalid(format!(
+            "at most {} secrets per write",
+            warden_types::MAX_KEYS_PER_REQUEST
+        ))
+        .field("values"));
+    }
+    let mut values = Vec::with_capacity(req.values.len());
+    for (k, v) in req.values {
+        values.push((secret_name(&k).map_err(|e| e.field("values"))?, v.0));
+    }
+    let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+    let target = format!("{scope}#{}", names.join(","));
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::SecretWrite,
+            Scope::Path(scope.clone()),
+            target,
+            |permit| async move {
+                let written = app.vault.put(&permit, &scope, values, req.cas).await?;
+                Ok(Json(PutResponse {
+                    written: written
+                        .into_iter()
+                        .map(|(name, version)| Written {
+                            name: name.to_string(),
+                            version,
+                        })
+                        .collect(),
+                }))
+            },
+        )
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyQuery {
+    key: String,
+    #[serde(default)]
+    version: Option<i64>,
+}
+
+pub(super) async fn get_secret(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<KeyQuery>, QueryRejection>,
+) -> Result<Json<SecretResponse>, ApiError> {
+    let scope = scope_arg(path)?;
+    let q = query_arg(q)?;
+    let name = secret_name(&q.key)?;
+    if q.version.is_some_and(|v| v < 1) {
+        return Err(ApiError::invalid("version starts at 1").field("version"));
+    }
+    let target = match q.version {
+        Some(v) => format!("{}@v{v}", target(&scope, &name)),
+        None => target(&scope, &name),
+    };
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::SecretRead,
+            Scope::Path(scope.clone()),
+            target,
+            |permit| async move {
+                let (value, meta) = app.vault.get(&permit, &scope, &name, q.version).await?;
+                Ok(Json(SecretResponse {
+                    scope: scope.to_string(),
+                    name: name.to_string(),
+                    value: WireValue(value),
+                    meta: version_info(&meta),
+                }))
+            },
+        )
+        .await
+}
+
+pub(super) async fn history(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<KeyQuery>, QueryRejection>,
+) -> Result<Json<History>, ApiError> {
+    let scope = scope_arg(path)?;
+    let name = secret_name(&query_arg(q)?.key)?;
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::SecretList,
+            Scope::Path(scope.clone()),
+            target(&scope, &name),
+            |permit| async move {
+                let versions = app.vault.history(&permit, &scope, &name).await?;
+                Ok(Json(History {
+                    name: name.to_string(),
+                    versions: versions.iter().map(version_info).collect(),
+                }))
+            },
+        )
+        .await
+}
+
+/// Which version-state change a request asks for (a const parameter, so one
+/// handler serves the three routes).
+pub(super) const DELETE: u8 = 0;
+
+pub(super) const UNDELETE: u8 = 1;
+
+pub(super) const DESTROY: u8 = 2;
+
+pub(super) async fn change_versions<const CHANGE: u8>(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    Body(req): Body<VersionsRequest>,
+) -> Result<Json<VersionsChanged>, ApiError> {
+    let scope = scope_arg(path)?;
+    let name = secret_name(&req.key)?;
+    if req.versions.len() > 100 || req.versions.iter().any(|v| *v < 1) {
+        return Err(ApiError::invalid("versions: at most 100, each at least 1").field("versions"));
+    }
+    let (action, change) = match CHANGE {
+        DELETE => (Action::SecretDelete, VersionChange::Delete),
+        UNDELETE => (Action::SecretDelete, VersionChange::Undelete),
+        _ => (Action::SecretDestroy, VersionChange::Destroy),
+    };
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            action,
+            Scope::Path(scope.clone()),
+            target(&scope, &name),
+            |permit| async move {
+                let changed = app
+                    .vault
+                    .change_versions(&permit, &scope, &name, req.versions, change)
+                    .await?;
+                Ok(Json(VersionsChanged { changed }))
+            },
+        )
+        .await
+}
+
+pub(super) async fn resolve(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Resolved>, ApiError> {
+    let service = scope_arg(path)?;
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::SecretRead,
+            Scope::Path(service.clone()),
+            format!("{service}#*"),
+            |permit| async move {
+                let values = app.vault.resolve(&permit, &service).await?;
+                Ok(Json(Resolved {
+                    service: service.to_string(),
+                    values: values.into_iter().map(|(k, v)| (k, WireValue(v))).collect(),
+                }))
+            },
+        )
+        .await
+}

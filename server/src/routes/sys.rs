@@ -1,0 +1,139 @@
+//! Health, readiness, metrics, the OpenAPI document, and the seal:
+//! status, init, unseal and seal.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use warden_api::*;
+use warden_policies::{Action, Scope};
+
+use super::*;
+use crate::ApiError;
+use crate::caller::{Caller, Meta};
+use crate::state::App;
+use crate::state::FIRST_OWNER;
+
+pub(super) fn sys_status_out(s: warden_vault::SealStatus) -> SysStatus {
+    SysStatus {
+        initialized: s.initialized,
+        sealed: s.sealed,
+        method: s.method.map(str::to_owned),
+        threshold: s.threshold,
+        progress: s.progress,
+    }
+}
+
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub(super) async fn readyz(State(app): State<AppState>) -> Response {
+    let database = app.store.ping().await.is_ok();
+    let sealed = app.vault.is_sealed();
+    let status = if database && !sealed {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": status == StatusCode::OK,
+        "sealed": sealed,
+        "database": if database { "ok" } else { "unreachable" },
+    });
+    (status, Json(body)).into_response()
+}
+
+pub(super) async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(app.vault.is_sealed()),
+    )
+        .into_response()
+}
+
+pub(super) async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+pub(super) async fn sys_status(State(app): State<AppState>) -> Result<Json<SysStatus>, ApiError> {
+    Ok(Json(sys_status_out(app.vault.status().await?)))
+}
+
+pub(super) async fn sys_init(
+    State(app): State<AppState>,
+    meta: Meta,
+    Body(req): Body<InitRequest>,
+) -> Result<(StatusCode, Json<InitResponse>), ApiError> {
+    let method = match (
+        req.method.as_str(),
+        req.passphrase,
+        req.shares,
+        req.threshold,
+    ) {
+        ("passphrase", Some(p), None, None) => InitMethod::Passphrase {
+            passphrase: zeroize::Zeroizing::new(p.0.expose().to_owned()),
+            argon2: warden_vault::crypto::Argon2Params::VAULT,
+        },
+        ("shamir", None, Some(shares), Some(threshold)) => InitMethod::Shamir { shares, threshold },
+        _ => {
+            return Err(ApiError::invalid(
+                "method is `passphrase` (with passphrase) or `shamir` (with shares and threshold)",
+            )
+            .field("method"));
+        }
+    };
+    app.pipeline
+        .run_public(&meta.0, "sys.init", None, async {
+            let out = app.vault.init(method, false).await?;
+            let token = app.create_owner(FIRST_OWNER).await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(InitResponse {
+                    root_token: wire(&token)?,
+                    shares: out
+                        .shares
+                        .iter()
+                        .map(|s| wire(s))
+                        .collect::<Result<_, _>>()?,
+                }),
+            ))
+        })
+        .await
+}
+
+pub(super) async fn sys_unseal(
+    State(app): State<AppState>,
+    meta: Meta,
+    Body(req): Body<UnsealRequest>,
+) -> Result<Json<SysStatus>, ApiError> {
+    app.pipeline
+        .run_public(&meta.0, "sys.unseal", None, async {
+            let status = match (req.passphrase, req.share) {
+                (Some(p), None) => app.vault.unseal_passphrase(p.0.expose()).await?,
+                (None, Some(s)) => app.vault.unseal_share(s.0.expose()).await?,
+                _ => return Err(ApiError::invalid("send exactly one of passphrase or share")),
+            };
+            Ok(Json(sys_status_out(status)))
+        })
+        .await
+}
+
+pub(super) async fn sys_seal(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<SysStatus>, ApiError> {
+    let app: &App = &app;
+    app.pipeline
+        .run(
+            &caller,
+            Action::SysSeal,
+            Scope::Root,
+            "vault".into(),
+            |permit| async move {
+                app.vault.seal(&permit)?;
+                app.audit_keys.forget();
+                Ok(Json(sys_status_out(app.vault.status().await?)))
+            },
+        )
+        .await
+}

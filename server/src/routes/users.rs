@@ -1,0 +1,460 @@
+//! Users and service accounts, API tokens (own or a service account's)
+//! and workload tokens.
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use warden_api::*;
+use warden_policies::{Action, Decision, Resource, Scope, authorize};
+use warden_types::{ScopeKind, ScopePath};
+
+use super::*;
+use crate::ApiError;
+use crate::caller::Caller;
+use crate::state::App;
+use warden_identity::workload::{SigningKey, WorkloadClaims};
+use warden_pipeline::identity::{self, Method, parse_principal};
+use warden_store::PrincipalRow;
+
+use super::auth::{hash_password, own_row};
+use super::bindings::{check_no_escalation, grant_action};
+
+/// Longest API token lifetime.
+pub(super) const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
+
+pub(super) fn user_info(r: &PrincipalRow) -> UserInfo {
+    UserInfo {
+        id: r.id.clone(),
+        kind: r.kind.clone(),
+        org: r.org.clone(),
+        password_set: r.password.is_some(),
+        mfa_enabled: r.totp_enabled != 0,
+        disabled_at: r.disabled_at,
+        created_at: r.created_at,
+    }
+}
+
+pub(super) fn token_info(t: warden_store::TokenRow) -> TokenInfo {
+    TokenInfo {
+        id: t.id,
+        principal: t.principal,
+        name: t.name,
+        kind: t.kind,
+        mfa: t.mfa != 0,
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+        last_used_at: t.last_used_at,
+    }
+}
+
+/// Where a principal is managed: its home organization, or the root.
+/// A principal another caller wants to manage, and where it is managed
+/// (its home organization, or the root). A principal that does not exist,
+/// or lives where the caller holds no binding at all, is one uniform 404:
+/// nobody learns of accounts in another tenant.
+pub(super) async fn managed(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Scope, PrincipalRow), ApiError> {
+    let hidden = || ApiError::not_found(format!("principal {id} not found"));
+    let row = app.store.principal(id).await?.ok_or_else(hidden)?;
+    let who = &caller.who().principal;
+    let scope = match row.org.as_deref() {
+        Some(org) if who.has_binding_in_org(org) => Scope::Path(org_param(org)?),
+        None if who.bindings.iter().any(|b| b.scope == Scope::Root) => Scope::Root,
+        _ => return Err(hidden()),
+    };
+    Ok((scope, row))
+}
+
+/// Acting on another principal's credentials or account is acting with its
+/// powers: the caller must be able to grant every binding it holds.
+pub(super) async fn check_may_act_for(
+    app: &App,
+    caller: &Caller,
+    subject: &str,
+) -> Result<(), ApiError> {
+    let who = &caller.who().principal;
+    for b in app
+        .pipeline
+        .identity()
+        .bindings(&app.store, subject)
+        .await?
+    {
+        let resource = Resource {
+            scope: b.scope.clone(),
+            mode: None,
+        };
+        if let Decision::Deny(d) = authorize(who, grant_action(b.role.name()), &resource) {
+            return Err(ApiError::forbidden(format!(
+                "{subject} holds role `{}` at {}, which you may not grant: {}",
+                b.role.name(),
+                b.scope,
+                d.reason
+            )));
+        }
+        check_no_escalation(who, &b.role, &b.scope)?;
+    }
+    Ok(())
+}
+
+pub(super) async fn create_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateUser>,
+) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
+    name_arg(&req.name, "name")?;
+    let prefix = match req.kind.as_str() {
+        "user" => "user",
+        "service" => "sa",
+        _ => return Err(ApiError::invalid("kind is `user` or `service`").field("kind")),
+    };
+    if prefix == "sa" && req.password.is_some() {
+        return Err(
+            ApiError::invalid("service accounts authenticate with tokens, not passwords")
+                .field("password"),
+        );
+    }
+    let org = req.org.as_deref().map(org_param).transpose()?;
+    let id = format!("{prefix}:{}", req.name);
+    let scope = org.clone().map_or(Scope::Root, Scope::Path);
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::MemberManage,
+            scope,
+            id.clone(),
+            |_permit| async move {
+                if let Some(o) = &org
+                    && app.store.scope(o.as_str()).await?.is_none()
+                {
+                    return Err(ApiError::not_found(format!("organization {o} not found")));
+                }
+                let password = match req.password {
+                    Some(p) => Some(hash_password(p.0.expose().to_owned()).await?),
+                    None => None,
+                };
+                let row = PrincipalRow {
+                    id,
+                    kind: req.kind,
+                    org: org.map(|o| o.to_string()),
+                    password,
+                    totp_sealed: None,
+                    totp_enabled: 0,
+                    totp_last_step: None,
+                    disabled_at: None,
+                    created_at: warden_store::now_ms(),
+                };
+                app.store.create_principal(row.clone()).await?;
+                Ok((StatusCode::CREATED, Json(user_info(&row))))
+            },
+        )
+        .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OrgQuery {
+    #[serde(default)]
+    pub(super) org: Option<String>,
+}
+
+pub(super) async fn list_users(
+    State(app): State<AppState>,
+    caller: Caller,
+    q: Result<Query<OrgQuery>, QueryRejection>,
+) -> Result<Json<UserList>, ApiError> {
+    let org = query_arg(q)?.org.as_deref().map(org_param).transpose()?;
+    let scope = org.clone().map_or(Scope::Root, Scope::Path);
+    let target = scope.to_string();
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::MemberManage,
+            scope,
+            target,
+            |_permit| async move {
+                let rows = app
+                    .store
+                    .principals(org.as_ref().map(ScopePath::as_str))
+                    .await?;
+                Ok(Json(UserList {
+                    users: rows.iter().map(user_info).collect(),
+                }))
+            },
+        )
+        .await
+}
+
+pub(super) async fn show_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<UserInfo>, ApiError> {
+    let id = path_arg(path)?;
+    parse_principal(&id)?;
+    let app: &App = &app;
+    if id == caller.id() {
+        let row = own_row(app, &caller).await?;
+        return app
+            .pipeline
+            .run_self(&caller, "user.show", async { Ok(Json(user_info(&row))) })
+            .await;
+    }
+    let (scope, row) = managed(app, &caller, &id).await?;
+    let found = || Ok(Json(user_info(&row)));
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::MemberManage,
+            scope,
+            id.clone(),
+            |_permit| async { found() },
+        )
+        .await
+}
+
+pub(super) async fn disable_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Disabled>, ApiError> {
+    let id = path_arg(path)?;
+    parse_principal(&id)?;
+    if id == caller.id() {
+        return Err(ApiError::invalid("you cannot disable yourself"));
+    }
+    let app: &App = &app;
+    // Disabling an owner is an ownership change, and so on: the same rule
+    // as acting for the principal.
+    for_principal(app, &caller, &id, "user.disable", async {
+        let tokens_revoked = app.store.disable_principal(&id).await?;
+        Ok(Json(Disabled {
+            principal: id.clone(),
+            tokens_revoked,
+        }))
+    })
+    .await
+}
+
+/// Runs `op` for the caller itself, or, when `subject` is another
+/// principal, with `member.manage` where that principal lives and the
+/// power to grant everything it holds.
+pub(super) async fn for_principal<T, Fut>(
+    app: &App,
+    caller: &Caller,
+    subject: &str,
+    action: &str,
+    op: Fut,
+) -> Result<T, ApiError>
+where
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    if subject == caller.id() {
+        return app.pipeline.run_self(caller, action, op).await;
+    }
+    let (scope, _) = managed(app, caller, subject).await?;
+    app.pipeline
+        .run_stored(
+            caller,
+            Action::MemberManage,
+            scope,
+            subject.to_owned(),
+            |_permit| async move {
+                check_may_act_for(app, caller, subject).await?;
+                op.await
+            },
+        )
+        .await
+}
+
+pub(super) async fn create_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(req): Body<CreateToken>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    if req.name.is_empty() || req.name.len() > 64 || req.name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name: 1-64 printable characters").field("name"));
+    }
+    if req
+        .ttl_seconds
+        .is_some_and(|t| !(60..=MAX_TOKEN_TTL_SECS).contains(&t))
+    {
+        return Err(
+            ApiError::invalid("ttl_seconds: between 60 and 31622400 (366 days)")
+                .field("ttl_seconds"),
+        );
+    }
+    if caller.who().method == Method::Workload {
+        return Err(ApiError::forbidden(
+            "workload tokens cannot create other tokens",
+        ));
+    }
+    let subject = req
+        .principal
+        .clone()
+        .unwrap_or_else(|| caller.id().to_owned());
+    parse_principal(&subject)?;
+    if subject != caller.id() && !subject.starts_with("sa:") {
+        return Err(ApiError::invalid(
+            "tokens are created for yourself or for a service account (sa:NAME)",
+        )
+        .field("principal"));
+    }
+    let app: &App = &app;
+    let expires = req
+        .ttl_seconds
+        .map(|t| warden_store::now_ms() + i64::try_from(t * 1000).unwrap_or(i64::MAX));
+    for_principal(app, &caller, &subject, "token.create", async {
+        let (token, row) =
+            identity::create_token(&app.store, &subject, &req.name, "api", false, expires).await?;
+        Ok((
+            StatusCode::CREATED,
+            Json(TokenCreated {
+                token: wire(&token)?,
+                info: token_info(row),
+            }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PrincipalQuery {
+    #[serde(default)]
+    principal: Option<String>,
+}
+
+pub(super) async fn list_tokens(
+    State(app): State<AppState>,
+    caller: Caller,
+    q: Result<Query<PrincipalQuery>, QueryRejection>,
+) -> Result<Json<TokenList>, ApiError> {
+    let subject = query_arg(q)?
+        .principal
+        .unwrap_or_else(|| caller.id().to_owned());
+    parse_principal(&subject)?;
+    let app: &App = &app;
+    for_principal(app, &caller, &subject, "token.list", async {
+        let rows = app.store.tokens_of(&subject).await?;
+        Ok(Json(TokenList {
+            tokens: rows.into_iter().map(token_info).collect(),
+        }))
+    })
+    .await
+}
+
+pub(super) async fn revoke_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<TokenInfo>, ApiError> {
+    let id = path_arg(path)?;
+    if !id.starts_with("tok_") || id.len() > 64 {
+        return Err(ApiError::invalid("token ids look like tok_0123abcd..."));
+    }
+    let app: &App = &app;
+    let row = app.store.token(&id).await?;
+    // An unknown id is answered as the caller's own (404 inside), so ids of
+    // other principals' tokens cannot be probed.
+    let subject = row
+        .as_ref()
+        .map_or_else(|| caller.id().to_owned(), |r| r.principal.clone());
+    for_principal(app, &caller, &subject, "token.revoke", async {
+        let row = row.ok_or_else(|| ApiError::not_found(format!("token {id} not found")))?;
+        app.store.revoke_token(&id).await?;
+        let row = app
+            .store
+            .token(&row.id)
+            .await?
+            .ok_or_else(ApiError::internal)?;
+        Ok(Json(token_info(row)))
+    })
+    .await
+}
+
+pub(super) async fn workload_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    Body(req): Body<WorkloadTokenRequest>,
+) -> Result<(StatusCode, Json<WorkloadToken>), ApiError> {
+    let service = ScopePath::parse_kind(&path_arg(path)?, ScopeKind::Service)?;
+    let ttl = req.ttl_seconds.unwrap_or(900);
+    if !(60..=WORKLOAD_MAX_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::invalid("ttl_seconds: between 60 and 3600").field("ttl_seconds"));
+    }
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            Action::WorkloadIssue,
+            Scope::Path(service.clone()),
+            service.to_string(),
+            |_permit| async move {
+                if app.store.scope(service.as_str()).await?.is_none() {
+                    return Err(ApiError::not_found(format!("service {service} not found")));
+                }
+                let (jwt, claims) = issue_workload(app, &service, ttl).await?;
+                Ok((
+                    StatusCode::CREATED,
+                    Json(WorkloadToken {
+                        token: wire(&jwt)?,
+                        principal: claims.sub,
+                        expires_at: claims.exp,
+                    }),
+                ))
+            },
+        )
+        .await
+}
+
+/// Purpose label of workload signing keys sealed under the root key.
+const SIGNING_PURPOSE: &str = "workload-signing-key";
+/// Longest workload-token lifetime Warden issues.
+pub(super) const WORKLOAD_MAX_TTL_SECS: u64 = warden_pipeline::identity::WORKLOAD_MAX_TTL_SECS;
+
+/// Issues a workload token for `service`, rotating the signing key when
+/// the current one is older than a day.
+async fn issue_workload(
+    app: &App,
+    service: &ScopePath,
+    ttl_secs: u64,
+) -> Result<(zeroize::Zeroizing<String>, WorkloadClaims), ApiError> {
+    let identity = app.pipeline.identity();
+    let rows = identity.load_public_keys(&app.store).await?;
+    let now = warden_store::now_ms();
+    let key = match rows.first() {
+        Some(r) if now - r.created_at < identity::SIGNING_KEY_ROTATE_MS => {
+            let pkcs8 = app
+                .vault
+                .open_credential(SIGNING_PURPOSE, &r.kid, &r.sealed)?;
+            SigningKey::from_pkcs8(&pkcs8).map_err(|_| ApiError::internal())?
+        }
+        _ => {
+            let key = SigningKey::generate().map_err(|_| ApiError::internal())?;
+            let row = warden_store::SigningKeyRow {
+                kid: key.kid().to_owned(),
+                sealed: app
+                    .vault
+                    .seal_credential(SIGNING_PURPOSE, key.kid(), key.pkcs8())?,
+                public_key: key.public_key().to_vec(),
+                created_at: now,
+            };
+            app.store.add_signing_key(row).await?;
+            identity.remember_public_key(key.kid(), key.public_key(), now);
+            key
+        }
+    };
+    let now_secs = u64::try_from(now / 1000).unwrap_or(0);
+    let (jwt, claims) = warden_identity::workload::issue(&key, service, ttl_secs, now_secs)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok((zeroize::Zeroizing::new(jwt), claims))
+}
