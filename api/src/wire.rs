@@ -55,8 +55,13 @@ pub struct SysStatus {
     pub method: Option<String>,
     /// Shares needed to unseal.
     pub threshold: u8,
-    /// Shares submitted so far.
+    /// Shares submitted so far (the most advanced attempt's).
     pub progress: u8,
+    /// In an unseal answer while a Shamir attempt is in progress: the
+    /// attempt's nonce, to send with its next share (`warden operator
+    /// unseal --nonce`). Shares without it start a new attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// `POST /api/v1/sys/init`.
@@ -95,6 +100,10 @@ pub struct UnsealRequest {
     /// One Shamir share.
     #[serde(default)]
     pub share: Option<WireValue>,
+    /// The Shamir attempt this share belongs to (from the answer to its
+    /// first share); absent to start one.
+    #[serde(default)]
+    pub nonce: Option<String>,
 }
 
 /// `POST /api/v1/scopes`.
@@ -418,6 +427,20 @@ pub struct MfaCode {
 pub struct PasswordChange {
     /// The new password (12 to 1024 bytes).
     pub password: WireValue,
+    /// The current password: required to change one that is set, unless
+    /// the caller's session was opened with MFA.
+    #[serde(default)]
+    pub current_password: Option<WireValue>,
+}
+
+/// `POST /api/v1/auth/mfa/enroll`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaEnrollRequest {
+    /// The current password: required when the account has one (a stolen
+    /// API token alone must not be able to bind a second factor).
+    #[serde(default)]
+    pub current_password: Option<WireValue>,
 }
 
 /// `POST /api/v1/users`.

@@ -33,6 +33,7 @@ mod error;
 pub mod identity;
 mod keys;
 mod permit;
+pub mod throttle;
 
 use std::future::Future;
 
@@ -124,6 +125,7 @@ pub struct Pipeline {
     audit: Auditor,
     identity: Identity,
     keys: std::sync::Arc<dyn Keys>,
+    throttles: throttle::Throttles,
 }
 
 impl Pipeline {
@@ -135,6 +137,7 @@ impl Pipeline {
             audit,
             identity: Identity::default(),
             keys,
+            throttles: throttle::Throttles::default(),
         }
     }
 
@@ -151,6 +154,11 @@ impl Pipeline {
     /// Credential checks and identity caches.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The failure throttles (logins, TOTP codes, unseal attempts).
+    pub fn throttles(&self) -> &throttle::Throttles {
+        &self.throttles
     }
 
     /// The actor of an entry in `log`. The token id is recorded as its

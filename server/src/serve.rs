@@ -11,7 +11,7 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -32,6 +32,68 @@ use crate::{ApiError, routes};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request's headers must arrive within this long of the connection
+/// being ready for them (HTTP/1: also the keep-alive idle limit).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 pings an idle peer this often and drops it if the ping is not
+/// answered in time.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most, in all and per source address; past these,
+/// new connections are closed at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// See [`MAX_CONNECTIONS`].
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 256;
+
+/// Counts open connections, in all and per source address.
+#[derive(Default)]
+struct Connections {
+    per_source: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+/// One open connection's place in [`Connections`]; released on drop.
+struct Slot {
+    conns: Arc<Connections>,
+    ip: std::net::IpAddr,
+}
+
+impl Connections {
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        let mut per = self.per_source.lock().ok()?;
+        let n = per.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_SOURCE || self.total.load(Ordering::Acquire) >= MAX_CONNECTIONS
+        {
+            if *n == 0 {
+                per.remove(&ip);
+            }
+            return None;
+        }
+        *n += 1;
+        self.total.fetch_add(1, Ordering::AcqRel);
+        Some(Slot {
+            conns: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.conns
+            .total
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Ok(mut per) = self.conns.per_source.lock()
+            && let Some(n) = per.get_mut(&self.ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&self.ip);
+            }
+        }
+    }
+}
 
 #[derive(Clone, Default)]
 struct Counter(Arc<std::sync::atomic::AtomicU64>);
@@ -93,7 +155,18 @@ pub(crate) async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(256);
+    let connections = Arc::new(Connections::default());
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -107,10 +180,15 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                let Some(slot) = connections.admit(peer.ip()) else {
+                    tracing::debug!(%peer, "connection refused: too many open connections");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let (acceptor, builder, router, watcher) =
                     (acceptor.clone(), builder.clone(), router.clone(), graceful.watcher());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {

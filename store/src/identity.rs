@@ -124,9 +124,40 @@ impl Store {
     }
 
     /// Sets (or replaces) a principal's password hash.
-    pub async fn set_password(&self, id: &str, phc: String) -> Result<(), StoreError> {
-        self.update_principal(id, "UPDATE principals SET password = $2 WHERE id = $1", phc)
-            .await
+    /// Sets a user's password and, in the same transaction, ends its login
+    /// sessions other than `keep` (the session making the change, if any);
+    /// returns how many sessions ended.
+    pub async fn set_password(
+        &self,
+        id: &str,
+        phc: String,
+        keep: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let (id, keep) = (id.to_owned(), keep.unwrap_or_default().to_owned());
+        self.write_identity(move |c| {
+            Box::pin(async move {
+                let found = sqlx::query("UPDATE principals SET password = $2 WHERE id = $1")
+                    .bind(id.as_str())
+                    .bind(phc)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                if found == 0 {
+                    return Err(StoreError::NotFound(id));
+                }
+                Ok(sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $3 \
+                     WHERE principal = $1 AND kind = 'session' AND id <> $2 AND revoked_at IS NULL",
+                )
+                .bind(id.as_str())
+                .bind(keep)
+                .bind(now_ms())
+                .execute(&mut *c)
+                .await?
+                .rows_affected())
+            })
+        })
+        .await
     }
 
     /// Stores a new, unconfirmed TOTP secret (sealed), replacing any other.

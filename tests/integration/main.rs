@@ -20,3 +20,4 @@ mod rbac;
 mod replicas;
 mod routes;
 mod scenarios;
+mod security;

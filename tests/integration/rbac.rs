@@ -13,7 +13,7 @@ use warden_api::{Client, ClientError};
 use crate::both_backends;
 use crate::harness::{TestServer, warden_bin};
 
-fn api_err(r: Result<Value, ClientError>) -> (u16, String, String) {
+pub(crate) fn api_err(r: Result<Value, ClientError>) -> (u16, String, String) {
     match r {
         Err(ClientError::Api {
             status,
@@ -266,7 +266,7 @@ async fn organizations_are_isolated(s: TestServer) {
 both_backends!(organizations_are_isolated);
 
 /// RFC 4648 base32 (no padding), for the enrolment secret.
-fn base32_decode(s: &str) -> Vec<u8> {
+pub(crate) fn base32_decode(s: &str) -> Vec<u8> {
     let mut bits = 0u64;
     let mut n = 0;
     let mut out = Vec::new();
@@ -286,7 +286,7 @@ fn base32_decode(s: &str) -> Vec<u8> {
     out
 }
 
-fn totp_now(secret: &[u8], offset_steps: i64) -> String {
+pub(crate) fn totp_now(secret: &[u8], offset_steps: i64) -> String {
     let now = warden_store::now_ms() / 1000 + offset_steps * 30;
     warden_identity::totp::code_at(
         secret,
@@ -340,7 +340,11 @@ async fn mfa_required_rules_need_an_mfa_session(s: TestServer) {
 
     // Enrol TOTP, confirm it; from then on login needs a code.
     let e: Value = plain
-        .call(Method::POST, "/api/v1/auth/mfa/enroll", None::<&Value>)
+        .call(
+            Method::POST,
+            "/api/v1/auth/mfa/enroll",
+            Some(&json!({"current_password": "a long enough password"})),
+        )
         .await
         .unwrap();
     let secret = base32_decode(e["secret"].as_str().unwrap());

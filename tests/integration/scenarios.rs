@@ -371,6 +371,9 @@ async fn passphrase_and_shamir_init_through_the_api(db: crate::harness::Db) {
                 .map(|s| s.as_str().unwrap().to_owned())
                 .collect();
             assert_eq!(shares.len(), 5);
+            // The first share starts an attempt and returns its nonce; the
+            // rest of the attempt carries it.
+            let mut nonce: Option<String> = None;
             for (i, share) in [&shares[4], &shares[1], &shares[1], &shares[2]]
                 .iter()
                 .enumerate()
@@ -379,12 +382,13 @@ async fn passphrase_and_shamir_init_through_the_api(db: crate::harness::Db) {
                     .call(
                         Method::POST,
                         "/api/v1/sys/unseal",
-                        Some(&json!({"share": share})),
+                        Some(&json!({"share": share, "nonce": nonce})),
                     )
                     .await
                     .unwrap();
                 let expect_sealed = i < 3;
                 assert_eq!(st["sealed"], expect_sealed, "after share {i}: {st}");
+                nonce = st["nonce"].as_str().map(str::to_owned);
             }
         } else {
             let bad = anon

@@ -61,6 +61,9 @@ pub enum VaultError {
     /// The passphrase, shares or key file do not open the root key.
     #[error("unseal failed: the passphrase, shares or key do not match this vault")]
     BadUnsealKey,
+    /// Too many unseal attempts are being worked on; retry shortly.
+    #[error("too many unseal attempts in progress; retry shortly")]
+    Busy,
     /// A request is well-formed but not acceptable.
     #[error("{0}")]
     Invalid(String),
@@ -135,6 +138,7 @@ impl From<VaultError> for warden_pipeline::Error {
             VaultError::NotInitialized => (K::Unavailable, "not_initialized"),
             VaultError::AlreadyInitialized => (K::Conflict, "already_initialized"),
             VaultError::BadUnsealKey => (K::Invalid, "bad_unseal_key"),
+            VaultError::Busy => return Error::rate_limited(1, e.to_string()),
             VaultError::Invalid(_) => (K::Invalid, "invalid_request"),
             VaultError::NotFound(_) => (K::NotFound, "not_found"),
             VaultError::Gone(_) => (K::Gone, "gone"),
@@ -176,6 +180,7 @@ impl VaultError {
             | Self::CasMismatch { .. }
             | Self::Reference(_)
             | Self::BadUnsealKey
+            | Self::Busy
             | Self::AlreadyInitialized
             | Self::NotInitialized => Fault::Client,
             Self::Sealed => Fault::Upstream,

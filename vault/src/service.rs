@@ -1,9 +1,10 @@
 //! The vault's operations.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use warden_pipeline::Permit;
+use warden_pipeline::throttle::WorkQueue;
 use warden_policies::{Action, Scope};
 use warden_store::{
     NewVersion, Rewrapped, ScopeRow, SecretSummary, Store, StoreError, VersionChange, VersionRow,
@@ -16,8 +17,73 @@ use crate::unseal::{self, InitMethod, SealConfig, Share};
 use crate::{VaultError, crypto::Key32, secret_context};
 
 enum State {
-    Sealed { shares: Vec<Share> },
+    Sealed { attempts: ShamirAttempts },
     Unsealed(Arc<Keyring>),
+}
+
+/// Shamir unseal attempts in progress, each under its own random nonce
+/// (as Vault does): the first share of an attempt returns the nonce, and
+/// later shares of the same attempt must carry it. A stranger's shares
+/// start attempts of their own and can neither reset nor pollute an
+/// operator's. Attempts expire, and at most [`MAX_ATTEMPTS`] are kept.
+#[derive(Default)]
+struct ShamirAttempts(HashMap<String, Attempt>);
+
+struct Attempt {
+    shares: Vec<Share>,
+    started: std::time::Instant,
+}
+
+/// Shamir attempts kept at once (the oldest is dropped for a new one).
+const MAX_ATTEMPTS: usize = 16;
+/// An attempt not completed within this long is forgotten.
+const ATTEMPT_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ShamirAttempts {
+    fn progress(&self) -> u8 {
+        self.0
+            .values()
+            .map(|a| u8::try_from(a.shares.len()).unwrap_or(u8::MAX))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The attempt `nonce` names, or a new one when `nonce` is `None`.
+    fn attempt(&mut self, nonce: Option<&str>) -> Result<(String, &mut Attempt), VaultError> {
+        self.0.retain(|_, a| a.started.elapsed() < ATTEMPT_TTL);
+        let nonce = match nonce {
+            Some(n) if self.0.contains_key(n) => n.to_owned(),
+            Some(_) => {
+                return Err(VaultError::Invalid(
+                    "no unseal attempt with that nonce is in progress (it expired after 10 \
+                     minutes or failed); start again without --nonce"
+                        .into(),
+                ));
+            }
+            None => {
+                if self.0.len() >= MAX_ATTEMPTS
+                    && let Some(oldest) = self
+                        .0
+                        .iter()
+                        .min_by_key(|(_, a)| a.started)
+                        .map(|(k, _)| k.clone())
+                {
+                    self.0.remove(&oldest);
+                }
+                let nonce = hex::encode(crate::crypto::random_bytes::<16>()?);
+                self.0.insert(
+                    nonce.clone(),
+                    Attempt {
+                        shares: Vec::new(),
+                        started: std::time::Instant::now(),
+                    },
+                );
+                nonce
+            }
+        };
+        let attempt = self.0.get_mut(&nonce).ok_or(VaultError::Sealed)?;
+        Ok((nonce, attempt))
+    }
 }
 
 /// Seal status, as `operator status` shows it.
@@ -98,7 +164,10 @@ pub struct RewrapProgress {
 pub struct Vault {
     store: Store,
     state: RwLock<State>,
-    kdf_turn: tokio::sync::Semaphore,
+    /// Passphrase derivations: one at a time, two more may wait, the rest
+    /// are refused (unseal is unauthenticated and each attempt costs
+    /// 64 MiB and a few hundred milliseconds of CPU).
+    kdf_turn: WorkQueue,
     /// `true` while sealed; session grants end when it turns `true`.
     sealed_tx: tokio::sync::watch::Sender<bool>,
 }
@@ -120,8 +189,10 @@ impl Vault {
     pub fn new(store: Store) -> Self {
         Self {
             store,
-            state: RwLock::new(State::Sealed { shares: Vec::new() }),
-            kdf_turn: tokio::sync::Semaphore::new(1),
+            state: RwLock::new(State::Sealed {
+                attempts: ShamirAttempts::default(),
+            }),
+            kdf_turn: WorkQueue::new(1, 2),
             sealed_tx: tokio::sync::watch::Sender::new(true),
         }
     }
@@ -188,7 +259,7 @@ impl Vault {
     pub async fn status(&self) -> Result<SealStatus, VaultError> {
         let config = self.config().await?;
         let progress = match &*self.state.read().map_err(|_| VaultError::Sealed)? {
-            State::Sealed { shares } => shares.len() as u8,
+            State::Sealed { attempts } => attempts.progress(),
             State::Unsealed(_) => 0,
         };
         Ok(SealStatus {
@@ -211,11 +282,7 @@ impl Vault {
         }
         // Argon2id (64 MiB) is CPU and memory heavy and init is
         // unauthenticated: one derivation at a time, off the async workers.
-        let _turn = self
-            .kdf_turn
-            .acquire()
-            .await
-            .map_err(|_| VaultError::Sealed)?;
+        let _turn = self.kdf_turn.enter().await.map_err(|_| VaultError::Busy)?;
         let seal = tokio::task::spawn_blocking(move || unseal::prepare(method))
             .await
             .map_err(|_| VaultError::Invalid("init was interrupted".into()))??;
@@ -254,15 +321,18 @@ impl Vault {
     }
 
     /// Unseals with a passphrase.
+    ///
+    /// While unsealed it derives nothing and only answers the status, so it
+    /// cannot be used to test guesses.
     pub async fn unseal_passphrase(&self, passphrase: &str) -> Result<SealStatus, VaultError> {
         let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
-        // One Argon2id derivation at a time: unseal is unauthenticated, and
-        // each attempt costs 64 MiB and a few hundred milliseconds of CPU.
-        let _turn = self
-            .kdf_turn
-            .acquire()
-            .await
-            .map_err(|_| VaultError::Sealed)?;
+        if !self.is_sealed() {
+            return self.status().await;
+        }
+        let _turn = self.kdf_turn.enter().await.map_err(|_| VaultError::Busy)?;
+        if !self.is_sealed() {
+            return self.status().await;
+        }
         let passphrase = Zeroizing::new(passphrase.to_owned());
         let key = tokio::task::spawn_blocking(move || unseal::passphrase_key(&config, &passphrase))
             .await
@@ -272,10 +342,16 @@ impl Vault {
         self.status().await
     }
 
-    /// Submits one Shamir share; unseals when enough distinct shares are in.
-    /// Wrong shares are discovered only at the threshold; then the progress
-    /// resets and the operators start over.
-    pub async fn unseal_share(&self, share: &str) -> Result<SealStatus, VaultError> {
+    /// Submits one Shamir share to the attempt `nonce` names (a new attempt
+    /// without one); unseals when that attempt has enough distinct shares.
+    /// Returns the status and the attempt's nonce (to pass with the next
+    /// share), or no nonce once unsealed. Wrong shares are discovered only
+    /// at the threshold; the attempt is then dropped.
+    pub async fn unseal_share(
+        &self,
+        share: &str,
+        nonce: Option<&str>,
+    ) -> Result<(SealStatus, Option<String>), VaultError> {
         let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
         let SealConfig::Shamir { threshold, .. } = config else {
             return Err(VaultError::Invalid(format!(
@@ -284,21 +360,22 @@ impl Vault {
             )));
         };
         let share = Share::parse(share)?;
-        let combined = {
+        let (nonce, combined) = {
             let mut state = self.state.write().map_err(|_| VaultError::Sealed)?;
             match &mut *state {
                 // Already unsealed: nothing to do.
-                State::Unsealed(_) => None,
-                State::Sealed { shares } => {
-                    if !shares.iter().any(|s| s.index() == share.index()) {
-                        shares.push(share);
+                State::Unsealed(_) => (None, None),
+                State::Sealed { attempts } => {
+                    let (nonce, attempt) = attempts.attempt(nonce)?;
+                    if !attempt.shares.iter().any(|s| s.index() == share.index()) {
+                        attempt.shares.push(share);
                     }
-                    if shares.len() < threshold as usize {
-                        None
+                    if attempt.shares.len() < threshold as usize {
+                        (Some(nonce), None)
                     } else {
-                        let key = unseal::combine(threshold, shares);
-                        shares.clear();
-                        Some(key)
+                        let key = unseal::combine(threshold, &attempt.shares);
+                        attempts.0.remove(&nonce);
+                        (None, Some(key))
                     }
                 }
             }
@@ -307,13 +384,15 @@ impl Vault {
             let root = unseal::open_root(&wrapped, &key?)?;
             self.install(&root)?;
         }
-        self.status().await
+        Ok((self.status().await?, nonce))
     }
 
     /// Drops all key material from memory.
     pub fn seal(&self, permit: &Permit) -> Result<(), VaultError> {
         check(permit, Action::SysSeal, Scope::Root)?;
-        *self.state.write().map_err(|_| VaultError::Sealed)? = State::Sealed { shares: Vec::new() };
+        *self.state.write().map_err(|_| VaultError::Sealed)? = State::Sealed {
+            attempts: ShamirAttempts::default(),
+        };
         self.sealed_tx.send_replace(true);
         tracing::warn!("vault sealed");
         Ok(())

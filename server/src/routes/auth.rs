@@ -11,23 +11,27 @@ use crate::ApiError;
 use crate::caller::{Caller, Meta};
 use crate::state::App;
 use warden_identity::totp::TotpSecret;
-use warden_pipeline::identity::{self, SESSION_TTL_MS, TOTP_PURPOSE, user_id};
+use warden_pipeline::identity::{self, Method, SESSION_TTL_MS, TOTP_PURPOSE, user_id};
+use warden_pipeline::throttle::{Throttle, WorkQueue, retry_secs};
 use warden_store::PrincipalRow;
 
 use super::bindings::binding_info;
 use super::users::{token_info, user_info};
 
-/// Password hashing is deliberately expensive: off the async workers, and
-/// at most two at a time.
-pub(super) static KDF_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Password hashing is deliberately expensive: off the async workers, at
+/// most two at a time, and at most eight more waiting; past that, callers
+/// are refused at once (a flood cannot queue work without bound).
+static KDF: WorkQueue = WorkQueue::new(2, 8);
+
+fn kdf_busy() -> ApiError {
+    warden_pipeline::Error::rate_limited(1, "too many password checks in progress; retry shortly")
+        .into()
+}
 
 pub(super) async fn hash_password(password: String) -> Result<String, ApiError> {
     warden_identity::password::check_password_policy(&password)
         .map_err(|e| ApiError::invalid(e.to_string()).field("password"))?;
-    let _slot = KDF_SLOTS
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let _slot = KDF.enter().await.map_err(|_| kdf_busy())?;
     tokio::task::spawn_blocking(move || warden_identity::password::hash_password(&password))
         .await
         .map_err(|_| ApiError::internal())?
@@ -38,10 +42,7 @@ pub(super) async fn verify_password(
     phc: Option<String>,
     password: String,
 ) -> Result<bool, ApiError> {
-    let _slot = KDF_SLOTS
-        .acquire()
-        .await
-        .map_err(|_| ApiError::internal())?;
+    let _slot = KDF.enter().await.map_err(|_| kdf_busy())?;
     tokio::task::spawn_blocking(move || match phc {
         Some(phc) => warden_identity::password::verify_password(&phc, &password),
         // As slow as a wrong password, so absent accounts do not show.
@@ -49,6 +50,47 @@ pub(super) async fn verify_password(
     })
     .await
     .map_err(|_| ApiError::internal())
+}
+
+/// Refuses while `key` is locked by `throttle` (429 with Retry-After).
+fn throttled(throttle: &Throttle, key: &str, what: &str) -> Result<(), ApiError> {
+    throttle.check(key).map_err(|wait| {
+        warden_pipeline::Error::rate_limited(
+            retry_secs(wait),
+            format!("too many failed {what}; retry in {} s", retry_secs(wait)),
+        )
+        .into()
+    })
+}
+
+/// Checks `password` against the account's (after the account's and the
+/// source's throttles), recording the result in both.
+async fn check_password(
+    app: &App,
+    account: &str,
+    source: Option<&str>,
+    phc: Option<String>,
+    password: &str,
+) -> Result<bool, ApiError> {
+    let t = app.pipeline.throttles();
+    throttled(
+        &t.login_account,
+        account,
+        "password attempts for this account",
+    )?;
+    if let Some(source) = source {
+        throttled(&t.login_source, source, "logins from this address")?;
+    }
+    let ok = verify_password(phc, password.to_owned()).await?;
+    if ok {
+        t.login_account.success(account);
+    } else {
+        t.login_account.failure(account);
+        if let Some(source) = source {
+            t.login_source.failure(source);
+        }
+    }
+    Ok(ok)
 }
 
 /// Checks a TOTP code for `row` and consumes its time step (a code works
@@ -59,6 +101,8 @@ pub(super) async fn check_totp(
     code: &str,
     enable: bool,
 ) -> Result<bool, ApiError> {
+    let throttle = &app.pipeline.throttles().totp_account;
+    throttled(throttle, &row.id, "TOTP codes for this account")?;
     let sealed = row
         .totp_sealed
         .as_deref()
@@ -66,11 +110,18 @@ pub(super) async fn check_totp(
     let raw = app.vault.open_credential(TOTP_PURPOSE, &row.id, sealed)?;
     let secret = TotpSecret::from_bytes(&raw).map_err(|_| ApiError::internal())?;
     let last = row.totp_last_step.and_then(|s| u64::try_from(s).ok());
-    let Some(step) = warden_identity::totp::verify(&secret, code, now_secs(), last) else {
-        return Ok(false);
+    let step = warden_identity::totp::verify(&secret, code, now_secs(), last)
+        .and_then(|s| i64::try_from(s).ok());
+    let used = match step {
+        Some(step) => app.store.use_totp_step(&row.id, step, enable).await?,
+        None => false,
     };
-    let step = i64::try_from(step).map_err(|_| ApiError::internal())?;
-    Ok(app.store.use_totp_step(&row.id, step, enable).await?)
+    if used {
+        throttle.success(&row.id);
+    } else {
+        throttle.failure(&row.id);
+    }
+    Ok(used)
 }
 
 pub(super) async fn whoami(
@@ -99,7 +150,7 @@ pub(super) async fn whoami(
 pub(super) async fn login(
     State(app): State<AppState>,
     meta: Meta,
-    Body(req): Body<LoginRequest>,
+    Body(req): Body<LoginRequest, PUBLIC_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     name_arg(&req.user, "user")?;
     let id = user_id(&req.user);
@@ -117,7 +168,8 @@ pub(super) async fn login(
                 .as_ref()
                 .filter(|r| r.disabled_at.is_none())
                 .and_then(|r| r.password.clone());
-            let ok = verify_password(phc, req.password.0.expose().to_owned()).await?;
+            let source = meta.0.source_ip.as_deref();
+            let ok = check_password(app, &id, source, phc, req.password.0.expose()).await?;
             let Some(row) = row.filter(|_| ok) else {
                 return Err(refused());
             };
@@ -171,9 +223,44 @@ pub(super) fn require_user(caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
+/// Changing a credential needs more than the token in hand: the current
+/// password when the account has one, unless the session was opened with
+/// MFA (a stolen API token alone cannot take the account over).
+async fn require_current_password(
+    app: &App,
+    caller: &Caller,
+    row: &PrincipalRow,
+    current: Option<&WireValue>,
+) -> Result<(), ApiError> {
+    if caller.who().principal.mfa || row.password.is_none() {
+        return Ok(());
+    }
+    let Some(current) = current else {
+        return Err(ApiError::forbidden(
+            "this needs your current password (`current_password`), or an MFA session",
+        )
+        .field("current_password"));
+    };
+    let source = caller.meta().source_ip.as_deref();
+    if check_password(
+        app,
+        &row.id,
+        source,
+        row.password.clone(),
+        current.0.expose(),
+    )
+    .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("the current password is wrong").field("current_password"))
+    }
+}
+
 pub(super) async fn mfa_enroll(
     State(app): State<AppState>,
     caller: Caller,
+    Body(req): Body<MfaEnrollRequest>,
 ) -> Result<Json<MfaEnrollment>, ApiError> {
     require_user(&caller)?;
     let app: &App = &app;
@@ -184,6 +271,7 @@ pub(super) async fn mfa_enroll(
                 "MFA is enrolled already; replacing it needs an MFA session (`warden login --totp`)",
             ));
         }
+        require_current_password(app, &caller, &row, req.current_password.as_ref()).await?;
         let secret = TotpSecret::try_generate().map_err(|_| ApiError::internal())?;
         let sealed = app
             .vault
@@ -226,8 +314,13 @@ pub(super) async fn set_password(
     let app: &App = &app;
     app.pipeline
         .run_self(&caller, "auth.password", async {
+            let row = own_row(app, &caller).await?;
+            require_current_password(app, &caller, &row, req.current_password.as_ref()).await?;
             let phc = hash_password(req.password.0.expose().to_owned()).await?;
-            app.store.set_password(caller.id(), phc).await?;
+            // Every other login session of the account ends with the change.
+            let keep =
+                (caller.who().method != Method::Token).then_some(caller.who().token_id.as_str());
+            app.store.set_password(caller.id(), phc, keep).await?;
             Ok(StatusCode::NO_CONTENT)
         })
         .await

@@ -464,11 +464,18 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// A JSON request body: size-limited, `application/json`, every failure a
-/// JSON 4xx naming the problem.
-pub struct Body<T>(pub T);
+/// A JSON request body: size-limited (`LIMIT` bytes; routes anyone may
+/// call without a token use [`PUBLIC_BODY_LIMIT`]), `application/json`,
+/// every failure a JSON 4xx naming the problem. An empty body reads as
+/// `{}`, so operations whose fields are all optional need none.
+pub struct Body<T, const LIMIT: usize = BODY_LIMIT>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+/// Largest body of an unauthenticated route (init, unseal, login): enough
+/// for a passphrase or a password, small enough that a flood of them
+/// cannot grow memory.
+pub const PUBLIC_BODY_LIMIT: usize = 8 * 1024;
+
+impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S> for Body<T, LIMIT> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
@@ -477,24 +484,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json"));
-        if !json {
+        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
+            .await
+            .map_err(|_| {
+                ApiError::http(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("request body exceeds {LIMIT} bytes"),
+                )
+            })?;
+        let bytes: &[u8] = if bytes.is_empty() {
+            b"{}"
+        } else if json {
+            &bytes
+        } else {
             return Err(ApiError::http(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send the body as Content-Type: application/json",
             ));
-        }
-        let too_large = || {
-            ApiError::http(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("request body exceeds {BODY_LIMIT} bytes"),
-            )
         };
-        let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
-            .await
-            .map_err(|_| too_large())?;
-        serde_json::from_slice(&bytes)
+        serde_json::from_slice(bytes)
             .map(Body)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
     }

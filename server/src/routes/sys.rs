@@ -12,6 +12,8 @@ use crate::ApiError;
 use crate::caller::{Caller, Meta};
 use crate::state::App;
 use crate::state::FIRST_OWNER;
+use warden_pipeline::throttle::retry_secs;
+use warden_vault::VaultError;
 
 pub(super) fn sys_status_out(s: warden_vault::SealStatus) -> SysStatus {
     SysStatus {
@@ -20,6 +22,7 @@ pub(super) fn sys_status_out(s: warden_vault::SealStatus) -> SysStatus {
         method: s.method.map(str::to_owned),
         threshold: s.threshold,
         progress: s.progress,
+        nonce: None,
     }
 }
 
@@ -62,7 +65,7 @@ pub(super) async fn sys_status(State(app): State<AppState>) -> Result<Json<SysSt
 pub(super) async fn sys_init(
     State(app): State<AppState>,
     meta: Meta,
-    Body(req): Body<InitRequest>,
+    Body(req): Body<InitRequest, PUBLIC_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<InitResponse>), ApiError> {
     let method = match (
         req.method.as_str(),
@@ -104,16 +107,52 @@ pub(super) async fn sys_init(
 pub(super) async fn sys_unseal(
     State(app): State<AppState>,
     meta: Meta,
-    Body(req): Body<UnsealRequest>,
+    Body(req): Body<UnsealRequest, PUBLIC_BODY_LIMIT>,
 ) -> Result<Json<SysStatus>, ApiError> {
+    let throttle = &app.pipeline.throttles().unseal_source;
+    let source = meta.0.source_ip.clone().unwrap_or_default();
     app.pipeline
         .run_public(&meta.0, "sys.unseal", None, async {
-            let status = match (req.passphrase, req.share) {
-                (Some(p), None) => app.vault.unseal_passphrase(p.0.expose()).await?,
-                (None, Some(s)) => app.vault.unseal_share(s.0.expose()).await?,
+            if let Err(wait) = throttle.check(&source) {
+                return Err(warden_pipeline::Error::rate_limited(
+                    retry_secs(wait),
+                    format!(
+                        "too many failed unseal attempts from this address; retry in {} s",
+                        retry_secs(wait)
+                    ),
+                )
+                .into());
+            }
+            let result = match (req.passphrase, req.share) {
+                (Some(p), None) => app
+                    .vault
+                    .unseal_passphrase(p.0.expose())
+                    .await
+                    .map(|s| (s, None)),
+                (None, Some(s)) => {
+                    app.vault
+                        .unseal_share(s.0.expose(), req.nonce.as_deref())
+                        .await
+                }
                 _ => return Err(ApiError::invalid("send exactly one of passphrase or share")),
             };
-            Ok(Json(sys_status_out(status)))
+            match result {
+                Ok((status, nonce)) => {
+                    if !status.sealed {
+                        throttle.success(&source);
+                    }
+                    Ok(Json(SysStatus {
+                        nonce,
+                        ..sys_status_out(status)
+                    }))
+                }
+                Err(e) => {
+                    if matches!(e, VaultError::BadUnsealKey | VaultError::Invalid(_)) {
+                        throttle.failure(&source);
+                    }
+                    Err(e.into())
+                }
+            }
         })
         .await
 }
