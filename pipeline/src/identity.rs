@@ -68,6 +68,9 @@ pub struct Authenticated {
     pub token_id: String,
     /// How.
     pub method: Method,
+    /// When the credential stops working (ms since the epoch), if it
+    /// expires.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// Why authentication failed; the message is shown to the caller.
@@ -183,6 +186,7 @@ impl Identity {
             },
             token_id: t.id.clone(),
             method,
+            expires_at_ms: t.expires_at,
         }))
     }
 
@@ -211,6 +215,7 @@ impl Identity {
             },
             token_id: key.fingerprint,
             method: Method::SshKey,
+            expires_at_ms: None,
         }))
     }
 
@@ -337,6 +342,9 @@ impl Identity {
                 }],
                 mfa: false,
             },
+            expires_at_ms: i64::try_from(claims.exp)
+                .ok()
+                .map(|s| s.saturating_mul(1000)),
             token_id: claims.jti,
             method: Method::Workload,
         }))

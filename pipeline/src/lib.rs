@@ -33,19 +33,22 @@ mod error;
 pub mod identity;
 mod keys;
 mod permit;
+mod session;
 pub mod throttle;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use warden_audit::{Actor, Auditor, DecisionRecord, Event, SYSTEM_LOG};
 use warden_policies::{Action, Decision, Resource, Scope, authorize};
-use warden_store::Store;
+use warden_store::{PendingAudit, Store};
 
 pub use credential::{Credential, MAX_CREDENTIAL_BYTES, RequestMeta, Transport};
 pub use error::{Error, ErrorKind};
 pub use identity::{Authenticated, Identity, Method, Refusal};
 pub use keys::Keys;
 pub use permit::Permit;
+pub use session::SessionGrant;
 
 /// Random bytes from the operating system's generator.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
@@ -119,56 +122,70 @@ enum Effects {
     StorageOnly,
 }
 
-/// The pipeline: one per server process.
-pub struct Pipeline {
+/// The pipeline: one per server process; cheap to clone (session grants
+/// keep a handle to it).
+#[derive(Clone)]
+pub struct Pipeline(Arc<Inner>);
+
+struct Inner {
     store: Store,
     audit: Auditor,
     identity: Identity,
-    keys: std::sync::Arc<dyn Keys>,
+    keys: Arc<dyn Keys>,
     throttles: throttle::Throttles,
 }
 
 impl Pipeline {
     /// A pipeline over `store`, auditing as `audit`, asking `keys` about
     /// the vault.
-    pub fn new(store: Store, audit: Auditor, keys: std::sync::Arc<dyn Keys>) -> Self {
-        Self {
+    pub fn new(store: Store, audit: Auditor, keys: Arc<dyn Keys>) -> Self {
+        Self(Arc::new(Inner {
             store,
             audit,
             identity: Identity::default(),
             keys,
             throttles: throttle::Throttles::default(),
-        }
+        }))
     }
 
     /// Storage (front-ends read and write identity data through it).
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.0.store
     }
 
     /// The auditor.
     pub fn audit(&self) -> &Auditor {
-        &self.audit
+        &self.0.audit
     }
 
     /// Credential checks and identity caches.
     pub fn identity(&self) -> &Identity {
-        &self.identity
+        &self.0.identity
+    }
+
+    /// The key holder's answers.
+    pub(crate) fn keys(&self) -> &dyn Keys {
+        &*self.0.keys
     }
 
     /// The failure throttles (logins, TOTP codes, unseal attempts).
     pub fn throttles(&self) -> &throttle::Throttles {
-        &self.throttles
+        &self.0.throttles
     }
 
     /// The actor of an entry in `log`. The token id is recorded as its
     /// HMAC under the log's audit key: correlatable within the log, useless
     /// outside it (absent while sealed, when the key is not in memory).
-    fn actor(&self, meta: &RequestMeta, who: Option<&Authenticated>, log: &str) -> Actor {
+    pub(crate) fn actor(
+        &self,
+        meta: &RequestMeta,
+        who: Option<&Authenticated>,
+        log: &str,
+    ) -> Actor {
         Actor {
             principal: who.map_or_else(|| "anonymous".to_owned(), |a| a.principal.id.clone()),
             method: who.map_or("none", |a| a.method.as_str()),
-            token_id: who.and_then(|a| self.keys.audit_mac(log, a.token_id.as_bytes())),
+            token_id: who.and_then(|a| self.0.keys.audit_mac(log, a.token_id.as_bytes())),
             source_ip: meta.source_ip.clone(),
             user_agent: meta.user_agent.clone(),
         }
@@ -179,7 +196,7 @@ impl Pipeline {
     /// token ids cannot be keyed. Only [`Pipeline::run_public`] (init,
     /// unseal) works.
     fn refuse_while_sealed(&self) -> Result<(), Error> {
-        if self.keys.is_sealed() {
+        if self.0.keys.is_sealed() {
             return Err(Error::sealed());
         }
         Ok(())
@@ -202,7 +219,7 @@ impl Pipeline {
             }
             Credential::None => Refusal("missing credential"),
             Credential::Malformed(why) => Refusal(why),
-            Credential::Bearer(token) => match self.identity.token(&self.store, token).await? {
+            Credential::Bearer(token) => match self.0.identity.token(&self.0.store, token).await? {
                 Ok(who) => {
                     return Ok(Caller {
                         meta,
@@ -213,7 +230,7 @@ impl Pipeline {
                 Err(refusal) => refusal,
             },
             Credential::SshKey { fingerprint } => {
-                match self.identity.ssh_key(&self.store, fingerprint).await? {
+                match self.0.identity.ssh_key(&self.0.store, fingerprint).await? {
                     Ok(who) => {
                         return Ok(Caller {
                             meta,
@@ -227,7 +244,7 @@ impl Pipeline {
         };
         let Refusal(reason) = refusal;
         let event = Event {
-            op_id: self.audit.op_id(),
+            op_id: self.0.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
             actor: self.actor(&meta, None, SYSTEM_LOG),
             action: "auth.login".to_owned(),
@@ -238,7 +255,8 @@ impl Pipeline {
             .to_owned(),
             decision: None,
         };
-        self.audit
+        self.0
+            .audit
             .record(&event, reason)
             .await
             .map_err(|_| Error::audit_unavailable())?;
@@ -294,9 +312,9 @@ impl Pipeline {
     /// organization; anything aimed at one that does not exist is recorded
     /// in the system log.
     async fn resource_and_log(&self, scope: Scope) -> Result<(Resource, String), Error> {
-        let resource = self.identity.resource(&self.store, scope).await?;
+        let resource = self.0.identity.resource(&self.0.store, scope).await?;
         let log = match &resource.scope {
-            Scope::Path(p) if !self.identity.org_exists(&self.store, p.org()).await? => {
+            Scope::Path(p) if !self.0.identity.org_exists(&self.0.store, p.org()).await? => {
                 SYSTEM_LOG.to_owned()
             }
             scope => log_for(scope),
@@ -318,6 +336,40 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let (event, permit, intent) = self.admit(caller, action, scope, target).await?;
+        let result = match effects {
+            Effects::Anywhere => {
+                intent
+                    .durable()
+                    .await
+                    .map_err(|_| Error::audit_unavailable())?;
+                op(permit).await
+            }
+            Effects::StorageOnly => {
+                let result = warden_store::after_intent(intent.ticket(), op(permit)).await;
+                // Nothing leaves before the intent is durable: not the
+                // answer (nor any value in it), and no write.
+                intent
+                    .durable()
+                    .await
+                    .map_err(|_| Error::audit_unavailable())?;
+                result
+            }
+        };
+        self.0.audit.outcome(&event, status_of(&result));
+        result
+    }
+
+    /// Steps 2 and 3: decides `action` on `scope` for the caller; a denial
+    /// is recorded durably and returned; an allow's intent is queued and
+    /// returned with the permit minted for it.
+    async fn admit(
+        &self,
+        caller: &Caller,
+        action: Action,
+        scope: Scope,
+        target: String,
+    ) -> Result<(Event, Permit, PendingAudit), Error> {
         self.refuse_while_sealed()?;
         if !caller.declared.contains(&action) {
             // The entry point runs an action it did not declare: a bug, and
@@ -327,12 +379,12 @@ impl Pipeline {
                 declared = ?caller.declared,
                 "operation refused: its entry point does not declare this action"
             );
-            return Err(Error::internal().into());
+            return Err(Error::internal());
         }
         let who = &caller.who;
         let (resource, log) = self.resource_and_log(scope).await?;
         let mut event = Event {
-            op_id: self.audit.op_id(),
+            op_id: self.0.audit.op_id(),
             actor: self.actor(&caller.meta, Some(who), &log),
             log,
             action: action.as_str().to_owned(),
@@ -360,15 +412,15 @@ impl Pipeline {
                 } else {
                     "forbidden"
                 };
-                self.audit
+                self.0
+                    .audit
                     .record(&event, status)
                     .await
                     .map_err(|_| Error::audit_unavailable())?;
                 Err(match hidden {
                     Some(p) => Error::not_found(format!("{} {p} not found", p.kind().as_str())),
                     None => Error::forbidden(denial.reason),
-                }
-                .into())
+                })
             }
             Decision::Allow(allowed) => {
                 event.decision = Some(DecisionRecord {
@@ -376,33 +428,37 @@ impl Pipeline {
                     rule: allowed.rule(),
                 });
                 let intent = self
+                    .0
                     .audit
                     .queue_intent(&event)
                     .map_err(|_| Error::audit_unavailable())?;
                 let permit = Permit::mint(&allowed, event.op_id.clone());
-                let result = match effects {
-                    Effects::Anywhere => {
-                        intent
-                            .durable()
-                            .await
-                            .map_err(|_| Error::audit_unavailable())?;
-                        op(permit).await
-                    }
-                    Effects::StorageOnly => {
-                        let result = warden_store::after_intent(intent.ticket(), op(permit)).await;
-                        // Nothing leaves before the intent is durable: not the
-                        // answer (nor any value in it), and no write.
-                        intent
-                            .durable()
-                            .await
-                            .map_err(|_| Error::audit_unavailable())?;
-                        result
-                    }
-                };
-                self.audit.outcome(&event, status_of(&result));
-                result
+                Ok((event, permit, intent))
             }
         }
+    }
+
+    /// Starts a session-long operation (a shell, a log follow, a rotation
+    /// watch): authorizes `action` on `scope` once, records the intent
+    /// durably, and returns a [`SessionGrant`] that stays live only while
+    /// the caller's authority lasts. It ends, on every replica, when a
+    /// binding is revoked or a role changed so the action is no longer
+    /// allowed, the principal is disabled, the credential is revoked or
+    /// expires, the vault is sealed, or the change feed that reports all of
+    /// this is lost (fail closed).
+    pub async fn run_session(
+        &self,
+        caller: &Caller,
+        action: Action,
+        scope: Scope,
+        target: String,
+    ) -> Result<SessionGrant, Error> {
+        let (event, permit, intent) = self.admit(caller, action, scope, target).await?;
+        intent
+            .durable()
+            .await
+            .map_err(|_| Error::audit_unavailable())?;
+        Ok(session::start(self.clone(), caller, event, permit))
     }
 
     /// Runs an operation a caller performs on its own identity (whoami, its
@@ -416,7 +472,7 @@ impl Pipeline {
     {
         self.refuse_while_sealed()?;
         let event = Event {
-            op_id: self.audit.op_id(),
+            op_id: self.0.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
             actor: self.actor(&caller.meta, Some(&caller.who), SYSTEM_LOG),
             action: action.to_owned(),
@@ -426,12 +482,13 @@ impl Pipeline {
                 rule: "self-service".to_owned(),
             }),
         };
-        self.audit
+        self.0
+            .audit
             .intent(&event)
             .await
             .map_err(|_| Error::audit_unavailable())?;
         let result = op.await;
-        self.audit.outcome(&event, status_of(&result));
+        self.0.audit.outcome(&event, status_of(&result));
         result
     }
 
@@ -454,7 +511,7 @@ impl Pipeline {
         Fut: Future<Output = Result<T, E>>,
     {
         let event = Event {
-            op_id: self.audit.op_id(),
+            op_id: self.0.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
             actor: Actor {
                 principal: claimed.map_or("anonymous", |c| c.0).to_owned(),
@@ -465,12 +522,13 @@ impl Pipeline {
             target: claimed.map_or("vault", |c| c.0).to_owned(),
             decision: None,
         };
-        self.audit
+        self.0
+            .audit
             .intent(&event)
             .await
             .map_err(|_| Error::audit_unavailable())?;
         let result = op.await;
-        self.audit.outcome(&event, status_of(&result));
+        self.0.audit.outcome(&event, status_of(&result));
         result
     }
 }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::feed::Change;
 use crate::{GrantRow, ScopeRow, TokenAuthRow, VersionRow};
 
 /// Entries kept per map before it is cleared (bounds memory under a scan).
@@ -89,6 +90,39 @@ impl ReadCache {
 
     pub(crate) fn put_scope(&self, seen: u64, row: ScopeRow) {
         insert(&self.epoch, seen, &self.scopes, row.path.clone(), row);
+    }
+
+    /// Drops what `change` makes stale.
+    pub(crate) fn invalidate(&self, change: &Change) {
+        match change {
+            Change::Secrets(keys) => {
+                self.invalidate_secrets(keys.iter().map(|(s, n)| (s.as_str(), n.as_str())));
+            }
+            Change::Principal(p) => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                if let Ok(mut m) = self.grants.write() {
+                    m.remove(p);
+                }
+                if let Ok(mut m) = self.tokens.write() {
+                    m.retain(|_, t| t.token.principal != *p);
+                }
+            }
+            Change::Token(id) => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                if let Ok(mut m) = self.tokens.write() {
+                    m.retain(|_, t| t.token.id != *id);
+                }
+            }
+            // Bindings carry their custom role's source: drop them all (a
+            // role change is rare).
+            Change::Role(_) => {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                if let Ok(mut m) = self.grants.write() {
+                    m.clear();
+                }
+            }
+            Change::All => self.invalidate_all(),
+        }
     }
 
     /// After a committed change to these secrets.

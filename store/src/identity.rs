@@ -1,11 +1,13 @@
 //! Identity queries: principals, tokens, SSH keys, custom roles, bindings
-//! and workload signing keys. Every write that can change who a token
-//! authenticates as, or what a principal may do, declares `Stale::All`, so
-//! the SQLite read cache drops it before the write is acknowledged and the
-//! very next request sees the change.
+//! and workload signing keys. Every write that can change who a credential
+//! authenticates as, or what a principal may do, declares the [`Change`]
+//! it makes (the principal, or the organization whose role changed), so
+//! caches drop it before the write is acknowledged, the very next request
+//! sees the change, and session grants re-check their authority.
 
 use sqlx::AnyConnection;
 
+use crate::feed::Change;
 use crate::writer::{Stale, TxFuture};
 use crate::*;
 
@@ -19,17 +21,18 @@ const PRINCIPAL_COLUMNS: &str = "id, kind, org, password, totp_sealed, totp_enab
 
 impl Store {
     /// Runs a write job that changes identity or authorization data.
-    async fn write_identity<T, F>(&self, job: F) -> Result<T, StoreError>
+    async fn write_identity<T, F>(&self, change: Option<Change>, job: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> TxFuture<'c, T> + Send + 'static,
     {
-        self.writer.run(job, Stale::All).await
+        let stale = change.map_or(Stale::Nothing, Stale::Change);
+        self.writer.run(job, stale).await
     }
 
     /// Creates a user or service account; `Conflict` if the id is taken.
     pub async fn create_principal(&self, row: PrincipalRow) -> Result<(), StoreError> {
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(row.id.clone())), move |c| {
             Box::pin(async move {
                 insert_principal(c, &row).await.map_err(|e| match e {
                     StoreError::Conflict(_) => StoreError::Conflict(row.id.clone()),
@@ -48,7 +51,7 @@ impl Store {
         token: TokenRow,
         hash: Vec<u8>,
     ) -> Result<(), StoreError> {
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(row.id.clone())), move |c| {
             Box::pin(async move {
                 insert_principal(c, &row).await?;
                 insert_binding(c, &row.id, "owner", "/", None).await?;
@@ -87,7 +90,7 @@ impl Store {
     /// sessions) in one transaction. Returns how many tokens were revoked.
     pub async fn disable_principal(&self, id: &str) -> Result<u64, StoreError> {
         let id = id.to_owned();
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(id.clone())), move |c| {
             Box::pin(async move {
                 let root_owner: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM bindings WHERE principal = $1 AND role = 'owner' AND scope = '/'",
@@ -134,7 +137,7 @@ impl Store {
         keep: Option<&str>,
     ) -> Result<u64, StoreError> {
         let (id, keep) = (id.to_owned(), keep.unwrap_or_default().to_owned());
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(id.clone())), move |c| {
             Box::pin(async move {
                 let found = sqlx::query("UPDATE principals SET password = $2 WHERE id = $1")
                     .bind(id.as_str())
@@ -181,7 +184,7 @@ impl Store {
         V: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + 'static,
     {
         let id = id.to_owned();
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(id.clone())), move |c| {
             Box::pin(async move {
                 let n = sqlx::query(sql)
                     .bind(id.as_str())
@@ -208,7 +211,7 @@ impl Store {
         enable: bool,
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.write_identity(move |c| {
+        self.write_identity(None, move |c| {
             Box::pin(async move {
                 let n = sqlx::query(
                     "UPDATE principals SET totp_last_step = $2, \
@@ -230,8 +233,10 @@ impl Store {
 
     /// Stores a token's hash and metadata.
     pub async fn insert_token(&self, row: TokenRow, hash: Vec<u8>) -> Result<(), StoreError> {
-        self.write_identity(move |c| Box::pin(async move { insert_token(c, &row, hash).await }))
-            .await
+        self.write_identity(None, move |c| {
+            Box::pin(async move { insert_token(c, &row, hash).await })
+        })
+        .await
     }
 
     /// Finds a token by the hash of its secret part, with its principal's
@@ -276,10 +281,10 @@ impl Store {
         .await?)
     }
 
-    /// Revokes a token; false if it was already revoked.
-    pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+    /// Revokes a token of `principal`; false if it was already revoked.
+    pub async fn revoke_token(&self, id: &str, principal: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(principal.to_owned())), move |c| {
             Box::pin(async move {
                 let n = sqlx::query(
                     "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
@@ -298,7 +303,7 @@ impl Store {
     /// Records that a token was just used (callers rate-limit this).
     pub async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Token(id.clone())), move |c| {
             Box::pin(async move {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
                     .bind(id.as_str())
@@ -360,7 +365,7 @@ impl Store {
             scope.to_owned(),
             org.map(str::to_owned),
         );
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(p.clone())), move |c| {
             Box::pin(async move {
                 insert_binding(c, &p, &r, &s, o.as_deref())
                     .await
@@ -384,7 +389,7 @@ impl Store {
         scope: &str,
     ) -> Result<bool, StoreError> {
         let (p, r, s) = (principal.to_owned(), role.to_owned(), scope.to_owned());
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(p.clone())), move |c| {
             Box::pin(async move {
                 if r == "owner" && s == "/" {
                     keep_a_root_owner(c, &p).await?;
@@ -406,7 +411,7 @@ impl Store {
 
     /// Creates or replaces a custom role.
     pub async fn put_role(&self, row: RoleRow) -> Result<(), StoreError> {
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Role(row.org.clone())), move |c| {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO roles (org, name, source, revision, updated_at) \
@@ -452,7 +457,7 @@ impl Store {
     /// those first), `NotFound` if there is no such role.
     pub async fn delete_role(&self, org: &str, name: &str) -> Result<(), StoreError> {
         let (org, name) = (org.to_owned(), name.to_owned());
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Role(org.clone())), move |c| {
             Box::pin(async move {
                 let bound: i64 = sqlx::query_scalar(
                     "SELECT COUNT(*) FROM bindings WHERE org = $1 AND role = $2",
@@ -483,7 +488,7 @@ impl Store {
 
     /// Adds an SSH public key; `Conflict` if the fingerprint is registered.
     pub async fn add_ssh_key(&self, row: SshKeyRow) -> Result<(), StoreError> {
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(row.principal.clone())), move |c| {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO ssh_keys (fingerprint, principal, algorithm, public_key, comment, created_at) \
@@ -538,7 +543,7 @@ impl Store {
         fingerprint: &str,
     ) -> Result<bool, StoreError> {
         let (p, f) = (principal.to_owned(), fingerprint.to_owned());
-        self.write_identity(move |c| {
+        self.write_identity(Some(Change::Principal(p.clone())), move |c| {
             Box::pin(async move {
                 let n =
                     sqlx::query("DELETE FROM ssh_keys WHERE principal = $1 AND fingerprint = $2")

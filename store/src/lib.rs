@@ -17,6 +17,7 @@
 mod bulk;
 mod cache;
 mod error;
+mod feed;
 mod rows;
 mod writer;
 
@@ -29,6 +30,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Executor};
 
 pub use error::StoreError;
+pub use feed::Change;
 pub use rows::*;
 pub use writer::{Ticket, TxFuture, after_intent};
 
@@ -60,6 +62,7 @@ pub struct Store {
     backend: Backend,
     writer: writer::Writer,
     cache: Option<Arc<cache::ReadCache>>,
+    feed: Arc<feed::Feed>,
     sequencer: writer::SequencerSlot,
     /// Held for the store's lifetime: the exclusive `flock` on `<db>.lock`.
     _owner: Option<Arc<std::fs::File>>,
@@ -185,7 +188,14 @@ impl Store {
             .as_ref()
             .map(|_| Arc::new(cache::ReadCache::default()));
         let sequencer = writer::SequencerSlot::default();
-        let writer = writer::Writer::start(pool.clone(), backend, cache.clone(), sequencer.clone());
+        let feed = Arc::new(feed::Feed::new());
+        let writer = writer::Writer::start(
+            pool.clone(),
+            backend,
+            cache.clone(),
+            feed.clone(),
+            sequencer.clone(),
+        );
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoint_loop(pool.clone()));
         }
@@ -194,9 +204,23 @@ impl Store {
             backend,
             writer,
             cache,
+            feed,
             sequencer,
             _owner: owner,
         })
+    }
+
+    /// Every change committed from now on (this process's writes, and on
+    /// PostgreSQL other replicas'). A receiver that lags must assume
+    /// [`Change::All`].
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.feed.subscribe()
+    }
+
+    /// `false` while changes made elsewhere may be going unseen; session
+    /// grants end then (fail closed).
+    pub fn feed_health(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.feed.health()
     }
 
     /// The read pool.

@@ -2,6 +2,7 @@
 
 use sqlx::AnyConnection;
 
+use crate::feed::Change;
 use crate::writer::Stale;
 use crate::*;
 
@@ -297,7 +298,7 @@ impl Store {
         versions: Vec<i64>,
         change: VersionChange,
     ) -> Result<Vec<i64>, StoreError> {
-        let stale = Stale::Secrets(vec![(scope.to_owned(), name.to_owned())]);
+        let stale = Stale::Change(Change::Secrets(vec![(scope.to_owned(), name.to_owned())]));
         let (scope, name) = (scope.to_owned(), name.to_owned());
         self.writer
             .run(
@@ -368,7 +369,7 @@ impl Store {
                 Ok(n)
             })
                 },
-                Stale::All,
+                Stale::Change(Change::All),
             )
             .await
     }

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bulk::{self, PutItem};
 use crate::cache::ReadCache;
+use crate::feed::{Change, Feed};
 use crate::{Backend, LogHead, NewVersion, Sealer, Sequencer, StoreError};
 
 /// The future a write job returns; it borrows the batch's connection.
@@ -40,12 +41,10 @@ type ErasedJob = Box<
 /// stale row once a write is acknowledged, even if the writing request was
 /// cancelled meanwhile.
 pub(crate) enum Stale {
-    /// Nothing cached changes.
+    /// Nothing cached changes, and nobody needs to hear of it.
     Nothing,
-    /// These secrets' latest rows.
-    Secrets(Vec<(String, String)>),
-    /// Anything (rewrap, token or scope changes).
-    All,
+    /// This change (also published on the change feed).
+    Change(Change),
 }
 
 enum Msg {
@@ -129,10 +128,11 @@ impl Writer {
         pool: AnyPool,
         backend: Backend,
         cache: Option<Arc<ReadCache>>,
+        feed: Arc<Feed>,
         sequencer: SequencerSlot,
     ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, backend, cache, sequencer, rx));
+        tokio::spawn(run(pool, backend, cache, feed, sequencer, rx));
         Self { queue }
     }
 
@@ -217,6 +217,7 @@ async fn run(
     pool: AnyPool,
     backend: Backend,
     cache: Option<Arc<ReadCache>>,
+    feed: Arc<Feed>,
     sequencer: SequencerSlot,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
@@ -243,6 +244,7 @@ async fn run(
             conn.as_mut(),
             backend,
             cache.as_deref(),
+            &feed,
             sequencer.get().map(|s| &**s),
             std::mem::take(&mut batch),
         )
@@ -264,6 +266,7 @@ async fn commit_batch(
     conn: Option<&mut PoolConnection<Any>>,
     backend: Backend,
     cache: Option<&ReadCache>,
+    feed: &Feed,
     sequencer: Option<&dyn Sequencer>,
     batch: Vec<Msg>,
 ) -> bool {
@@ -272,8 +275,7 @@ async fn commit_batch(
     let mut tickets = Vec::new();
     let mut jobs = Vec::new();
     let mut puts = Vec::new();
-    let mut stale_secrets: Vec<(String, String)> = Vec::new();
-    let mut stale_all = false;
+    let mut changes = Vec::new();
     for m in batch {
         match m {
             Msg::Audit {
@@ -287,15 +289,18 @@ async fn commit_batch(
                 tickets.extend(ticket);
             }
             Msg::Job(j, stale) => {
-                match stale {
-                    Stale::Nothing => {}
-                    Stale::Secrets(keys) => stale_secrets.extend(keys),
-                    Stale::All => stale_all = true,
+                if let Stale::Change(c) = stale {
+                    changes.push(c);
                 }
                 jobs.push(j);
             }
             Msg::Put(p) => {
-                stale_secrets.extend(p.puts.iter().map(|n| (n.scope.clone(), n.name.clone())));
+                changes.push(Change::Secrets(
+                    p.puts
+                        .iter()
+                        .map(|n| (n.scope.clone(), n.name.clone()))
+                        .collect(),
+                ));
                 puts.push(p);
             }
         }
@@ -322,13 +327,12 @@ async fn commit_batch(
         tracing::error!(error = %e, "write batch failed");
     }
     // Whatever the outcome, drop what may have changed before anyone hears
-    // of the commit.
-    if let Some(c) = cache {
-        if stale_all {
-            c.invalidate_all();
-        } else if !stale_secrets.is_empty() {
-            c.invalidate_secrets(stale_secrets.iter().map(|(s, n)| (s.as_str(), n.as_str())));
+    // of the commit, and tell this process's listeners.
+    for change in changes {
+        if let Some(c) = cache {
+            c.invalidate(&change);
         }
+        feed.publish(change);
     }
     // Settle tickets before answering anyone, so a dependent write queued
     // meanwhile sees the outcome.

@@ -21,3 +21,4 @@ mod replicas;
 mod routes;
 mod scenarios;
 mod security;
+mod sessions;

@@ -369,7 +369,7 @@ pub(super) async fn revoke_token(
         .map_or_else(|| caller.id().to_owned(), |r| r.principal.clone());
     for_principal(app, &caller, &subject, "token.revoke", async {
         let row = row.ok_or_else(|| ApiError::not_found(format!("token {id} not found")))?;
-        app.store.revoke_token(&id).await?;
+        app.store.revoke_token(&id, &row.principal).await?;
         let row = app
             .store
             .token(&row.id)

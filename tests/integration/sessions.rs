@@ -1,0 +1,122 @@
+//! Session-long authority: a grant held for a long operation ends within a
+//! second of the caller's authority ending, whatever ends it.
+
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::json;
+use warden_pipeline::{Credential, RequestMeta, SessionGrant, Transport};
+use warden_policies::{Action, Scope};
+use warden_types::ScopePath;
+
+use crate::both_backends;
+use crate::harness::TestServer;
+
+const SERVICE: &str = "acme/shop/dev/api";
+
+/// A shell-exec session on the dev service for a fresh service account
+/// holding `role` at `acme`; returns its token too.
+async fn session(s: &TestServer, name: &str, role: &str) -> (SessionGrant, String) {
+    let (token, _) = s.account(name).await;
+    s.grant(&format!("sa:{name}"), role, "acme").await;
+    let pipeline = &s.running.app.pipeline;
+    let meta = RequestMeta::new(Credential::bearer(&token), None, Transport::Ssh);
+    let caller = pipeline
+        .authenticate(meta, &[Action::ShellExec])
+        .await
+        .unwrap();
+    let scope = Scope::Path(ScopePath::parse(SERVICE).unwrap());
+    let grant = pipeline
+        .run_session(&caller, Action::ShellExec, scope, SERVICE.to_owned())
+        .await
+        .unwrap();
+    (grant, token)
+}
+
+/// Asserts the grant is still live, then that it ends within a second of
+/// `end` running, with a reason containing `why`.
+async fn ends_within_a_second<F: std::future::Future>(grant: &mut SessionGrant, end: F, why: &str) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), grant.ended())
+            .await
+            .is_err(),
+        "the grant ended before its authority did: {:?}",
+        grant.end_reason()
+    );
+    end.await;
+    let started = std::time::Instant::now();
+    let reason = tokio::time::timeout(Duration::from_secs(1), grant.ended())
+        .await
+        .unwrap_or_else(|_| panic!("the grant outlived its authority (expected: {why})"));
+    assert!(reason.contains(why), "{reason:?} does not say {why:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+async fn a_session_ends_with_its_authority(s: TestServer) {
+    s.scopes(SERVICE, "development").await;
+
+    let (mut g, _) = session(&s, "revoked-binding", "developer").await;
+    ends_within_a_second(
+        &mut g,
+        s.revoke("sa:revoked-binding", "developer", "acme"),
+        "no role binding grants shell.exec",
+    )
+    .await;
+
+    let (mut g, token) = session(&s, "revoked-token", "developer").await;
+    let info = s
+        .client_with(Some(&token))
+        .call::<serde_json::Value>(
+            Method::GET,
+            "/api/v1/auth/whoami",
+            None::<&serde_json::Value>,
+        )
+        .await
+        .unwrap();
+    let id = info["token_id"].as_str().unwrap().to_owned();
+    ends_within_a_second(
+        &mut g,
+        s.ok(Method::POST, &format!("/api/v1/tokens/{id}/revoke"), None),
+        "token revoked",
+    )
+    .await;
+
+    let (mut g, _) = session(&s, "disabled", "developer").await;
+    ends_within_a_second(
+        &mut g,
+        s.ok(Method::POST, "/api/v1/users/sa:disabled/disable", None),
+        "revoked",
+    )
+    .await;
+
+    // A custom role edited so it no longer allows the action.
+    s.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({"source": "name: shell\nrules:\n  - allow: [shell.exec, env.read]\n"})),
+    )
+    .await;
+    let (mut g, _) = session(&s, "role-edited", "shell").await;
+    ends_within_a_second(
+        &mut g,
+        s.ok(
+            Method::PUT,
+            "/api/v1/roles/acme",
+            Some(json!({"source": "name: shell\nrules:\n  - allow: [env.read]\n"})),
+        ),
+        "no role binding grants shell.exec",
+    )
+    .await;
+
+    // An unrelated change leaves a session alone; sealing ends it.
+    let (mut g, _) = session(&s, "sealed", "developer").await;
+    s.put("acme/shop/dev", json!({"UNRELATED": "x"})).await;
+    ends_within_a_second(
+        &mut g,
+        s.ok(Method::POST, "/api/v1/sys/seal", None),
+        "sealed",
+    )
+    .await;
+    s.stop().await;
+}
+both_backends!(a_session_ends_with_its_authority);
