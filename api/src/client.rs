@@ -53,6 +53,7 @@ pub struct Client {
     server_name: ServerName<'static>,
     tls: TlsConnector,
     token: Option<String>,
+    source: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Client {
@@ -107,7 +108,29 @@ impl Client {
             server_name,
             tls: TlsConnector::from(Arc::new(config)),
             token,
+            source: None,
         })
+    }
+
+    /// The same client, connecting from local address `ip` (on loopback,
+    /// any 127.x.y.z: tests and benchmarks use it to be several sources).
+    pub fn from_source(mut self, ip: std::net::IpAddr) -> Self {
+        self.source = Some(ip);
+        self
+    }
+
+    async fn connect_from(ip: std::net::IpAddr, addr: &str) -> std::io::Result<TcpStream> {
+        let peer = tokio::net::lookup_host(addr)
+            .await?
+            .find(|a| a.is_ipv4() == ip.is_ipv4())
+            .ok_or_else(|| std::io::Error::other("no address of the source's family"))?;
+        let socket = if ip.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        socket.connect(peer).await
     }
 
     /// Opens a keep-alive connection.
@@ -116,9 +139,11 @@ impl Client {
             addr: self.addr.clone(),
             reason,
         };
-        let tcp = TcpStream::connect(&self.addr)
-            .await
-            .map_err(|e| err(e.to_string()))?;
+        let tcp = match self.source {
+            None => TcpStream::connect(&self.addr).await,
+            Some(ip) => Self::connect_from(ip, &self.addr).await,
+        }
+        .map_err(|e| err(e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
         let tls = self
             .tls
