@@ -7,7 +7,13 @@
 //!   shipped in `policies/roles/` ([`builtin_roles`], [`workload_role`]),
 //! - role bindings at scopes ([`Binding`], [`Scope`]) and the [`Principal`]
 //!   that holds them,
-//! - the decision function [`authorize`] and its proof value [`Permit`].
+//! - the decision function [`authorize`] and its proof value [`Permit`],
+//! - the management rules (module [`manage`]): who may grant and revoke
+//!   bindings, write and delete custom roles, act for another principal,
+//!   and learn that a principal exists ([`may_grant`], [`may_revoke`],
+//!   [`may_apply_role`], [`may_delete_role`], [`may_act_for`],
+//!   [`visible_to`]), so that nobody escalates past what they hold or
+//!   restricts a principal they do not manage.
 //!
 //! [`authorize`] is a pure function over data: it takes a [`Principal`] with
 //! the bindings the caller resolved for it, an [`Action`] and a [`Resource`],
@@ -16,7 +22,9 @@
 //! everything below it. The decision names the rule that decided it
 //! ([`Explanation`]). An allow carries a [`Permit`], which vault, gateway and
 //! deploy operations require as an argument, so an unauthorized call does not
-//! type-check. A `Permit` can only be built by this crate.
+//! type-check. A `Permit` can only be built by this crate. The management
+//! rules are pure functions over the same data, answering [`Allowed`] or a
+//! [`ManageDenial`].
 //!
 //! Architecture invariant: this crate does no I/O, no async and reads no
 //! clock; it keeps no mutable global state (the only global is the lazily
@@ -26,11 +34,16 @@
 
 mod action;
 mod builtin;
+pub mod manage;
 mod role;
 
 pub use action::{Action, ParseActionError};
 pub use builtin::{
     WORKLOAD_ROLE, builtin_role, builtin_roles, is_reserved_role_name, workload_role,
+};
+pub use manage::{
+    Allowed, ManageDenial, Member, is_root_owner, keeps_a_root_owner, may_act_for, may_apply_role,
+    may_delete_role, may_grant, may_revoke, visible_to,
 };
 pub use role::{
     Condition, Effect, MAX_DESCRIPTION_BYTES, MAX_PERMISSIONS_PER_RULE, MAX_ROLE_SOURCE_BYTES,
