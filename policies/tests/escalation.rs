@@ -159,7 +159,7 @@ fn rule(deny_weight: f64) -> impl Strategy<Value = RuleSpec> {
     (
         prop::bool::weighted(deny_weight),
         prop::collection::vec(perm(), 1..4),
-        prop::option::weighted(0.3, prop::sample::subsequence(modes, 1..=2)),
+        prop::option::weighted(0.45, prop::sample::subsequence(modes, 1..=3)),
         prop::option::weighted(0.35, any::<bool>()),
     )
         .prop_map(|(deny, perms, modes, mfa)| RuleSpec {

@@ -841,3 +841,25 @@ fn powers_agree_with_authorize() {
         }
     }
 }
+
+#[test]
+fn powers_held_only_inside_environments_are_not_held_above_them() {
+    // Ann may transfer ownership in every environment of acme, but not on
+    // acme itself or its projects, which have no mode.
+    let env_owner = role(
+        "name: env-owner\nrules:\n  - allow: [member.manage]\n  - allow: [ownership.transfer]\n    when: {env_mode: [development, staging, production]}\n",
+    );
+    let ann = actor("user:ann", vec![bind(&env_owner, "acme")], false);
+    let bob = member("user:bob", Some("acme"), vec![]);
+    let transfer = role("name: transfer\nrules:\n  - allow: [ownership.transfer]\n");
+    let d = forbidden(may_grant(&ann, &bob, &bind(&transfer, "acme")));
+    assert_eq!(d.scope, Some("acme".parse().unwrap()), "{}", d.reason);
+    assert!(
+        d.reason
+            .starts_with("role `transfer` allows ownership.transfer at acme outside"),
+        "{}",
+        d.reason
+    );
+    // At an environment every resource has a mode, and she holds it there.
+    by_rules(may_grant(&ann, &bob, &bind(&transfer, "acme/shop/prod")));
+}
