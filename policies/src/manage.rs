@@ -164,9 +164,10 @@ pub enum Allowed {
 /// Why a management operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManageDenial {
-    /// What to tell the caller. It names only the caller's own bindings and
-    /// what the caller asked about (the principal, binding or role, and
-    /// scopes at `/` or in the caller's organizations).
+    /// What to tell the caller. It names only the caller's own bindings,
+    /// what the caller asked about (the principal, binding or role), and
+    /// principals' powers at `/` or in the caller's organizations (never a
+    /// binding, scope or principal seen only elsewhere).
     pub reason: String,
     /// Present the refusal as "not found" (HTTP 404) with `reason` as the
     /// message: the caller asked about a principal or scope outside its
@@ -174,8 +175,8 @@ pub struct ManageDenial {
     /// that does not exist. Otherwise it is a "forbidden" (403).
     pub not_found: bool,
     /// The scope where the refusing check looked, if any (for audit
-    /// records): a refusal caused by an organization-level binding always
-    /// names a scope inside that organization.
+    /// records). A refusal that only the caller's organization-level
+    /// bindings cause names a scope inside that organization, never `/`.
     pub scope: Option<Scope>,
     /// The caller's own rule that decided, when a deny rule of one of its
     /// bindings did.
