@@ -109,7 +109,7 @@ impl Action {
     }
 
     /// This action's bit in a compiled permission mask.
-    pub(crate) fn bit(self) -> u32 {
+    pub(crate) const fn bit(self) -> u32 {
         1 << (self as u32)
     }
 }

@@ -8,7 +8,13 @@
 //! - role bindings at scopes ([`Binding`], [`Scope`]) and the [`Principal`]
 //!   that holds them,
 //! - the decision function [`authorize`] and what an allow carries
-//!   ([`Allowed`]: the deciding rule).
+//!   ([`Allowed`]: the deciding rule),
+//! - the management rules (module [`manage`]): who may grant and revoke
+//!   bindings, write and delete custom roles, act for another principal,
+//!   and learn that a principal exists ([`may_grant`], [`may_revoke`],
+//!   [`may_apply_role`], [`may_delete_role`], [`may_act_for`],
+//!   [`visible_to`]), so that nobody escalates past what they hold or
+//!   restricts a principal they do not manage.
 //!
 //! [`authorize`] is a pure function over data: it takes a [`Principal`] with
 //! the bindings the caller resolved for it, an [`Action`] and a [`Resource`],
@@ -19,7 +25,8 @@
 //! operations require (`warden_pipeline::Permit`) is minted only by the
 //! request pipeline, for the authenticated caller, once the intent is
 //! audited, so calling [`authorize`] by hand yields nothing a vault, gateway
-//! or deploy operation accepts.
+//! or deploy operation accepts. The management rules are pure functions
+//! over the same data, answering a [`Sanction`] or a [`ManageDenial`].
 //!
 //! Architecture invariant: this crate does no I/O, no async and reads no
 //! clock; it keeps no mutable global state (the only global is the lazily
@@ -29,11 +36,16 @@
 
 mod action;
 mod builtin;
+pub mod manage;
 mod role;
 
 pub use action::{Action, ParseActionError};
 pub use builtin::{
     WORKLOAD_ROLE, builtin_role, builtin_roles, is_reserved_role_name, workload_role,
+};
+pub use manage::{
+    ManageDenial, Member, Sanction, is_root_owner, keeps_a_root_owner, may_act_for, may_apply_role,
+    may_delete_role, may_grant, may_revoke, visible_to,
 };
 pub use role::{
     Condition, Effect, MAX_DESCRIPTION_BYTES, MAX_PERMISSIONS_PER_RULE, MAX_ROLE_SOURCE_BYTES,

@@ -330,6 +330,28 @@ impl Role {
         &self.rules
     }
 
+    /// Whether any rule of the role is a deny rule. Binding such a role
+    /// restricts its holder, which the management rules treat as acting on
+    /// the holder (see [`crate::may_grant`]).
+    pub fn has_deny_rules(&self) -> bool {
+        self.deny_mask != 0
+    }
+
+    /// The actions this role's rules allow and deny (before deny beats
+    /// allow) for a resource of `mode` in a session with or without MFA, as
+    /// two masks. The role's bit-mask view of [`Condition::holds`], for the
+    /// management rules, which compare whole permission sets.
+    pub(crate) fn masks_for(&self, mode: Option<EnvMode>, mfa: bool) -> (u32, u32) {
+        let (mut allow, mut deny) = (0, 0);
+        for rule in self.rules.iter().filter(|r| r.when.holds(mode, mfa)) {
+            match rule.effect {
+                Effect::Allow => allow |= rule.mask,
+                Effect::Deny => deny |= rule.mask,
+            }
+        }
+        (allow, deny)
+    }
+
     /// One line per rule, numbered as in explanations, e.g.
     /// `2: allow secret.read, shell.exec when env_mode in [development, staging]`.
     pub fn permissions_summary(&self) -> Vec<String> {

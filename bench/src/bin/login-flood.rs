@@ -45,12 +45,10 @@ const USERS: usize = 4;
 async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir().context("creating the data directory")?;
-    let dev = warden_server::dev::start_dev(
-        &dir.path().join("data"),
-        (Ipv4Addr::LOCALHOST, 0).into(),
-    )
-    .await
-    .context("starting Warden")?;
+    let dev =
+        warden_server::dev::start_dev(&dir.path().join("data"), (Ipv4Addr::LOCALHOST, 0).into())
+            .await
+            .context("starting Warden")?;
     let ca = std::fs::read(&dev.pki.ca_cert)?;
     let owner = Client::new(&dev.url, &ca, Some(String::clone(&dev.token)))?;
     owner
@@ -71,7 +69,9 @@ async fn main() -> Result<()> {
             .await?;
     }
     let anon = Client::new(&dev.url, &ca, None)?;
-    let bystander = anon.clone().from_source(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    let bystander = anon
+        .clone()
+        .from_source(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
 
     // Warm up (first connections, first hashes).
     measure(&bystander, &names, 4).await?;
@@ -87,8 +87,12 @@ async fn main() -> Result<()> {
     for i in 0..args.attackers {
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, u8::try_from(i + 1)?));
         let client = anon.clone().from_source(source);
-        let (stop, unauthorized, limited, other) =
-            (stop.clone(), unauthorized.clone(), limited.clone(), other.clone());
+        let (stop, unauthorized, limited, other) = (
+            stop.clone(),
+            unauthorized.clone(),
+            limited.clone(),
+            other.clone(),
+        );
         attackers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let counter = match login(&client, "victim", "not the password!!").await {
