@@ -25,7 +25,8 @@ use warden_tlog::note::{Checkpoint, NoteVerifier, open};
 use warden_tlog::verify::{Trust, verify_bundle};
 use warden_types::{ScopeKind, ScopePath};
 
-use crate::commands::{Conflict, Ctx, Output, UsageError};
+use crate::commands::{Ctx, Output};
+use crate::error::{Conflict, usage};
 use crate::identity::parse_duration;
 use crate::output;
 
@@ -259,10 +260,6 @@ impl AuditCmd {
     pub(crate) fn anonymous(&self) -> bool {
         matches!(self, Self::Key)
     }
-}
-
-fn usage(message: impl Into<String>) -> anyhow::Error {
-    UsageError(message.into()).into()
 }
 
 /// A log name: `system` or an organization.
@@ -1041,7 +1038,8 @@ mod tests {
     use warden_tlog::note::NoteSigner;
 
     use super::*;
-    use crate::commands::{Cli, exit_code};
+    use crate::commands::Cli;
+    use crate::error::exit_code;
 
     const NOW: i64 = 1_800_000_000_000;
 

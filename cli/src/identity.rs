@@ -13,7 +13,8 @@ use warden_types::{NameError, ScopeKind, ScopePath};
 use zeroize::Zeroizing;
 
 use crate::client_config::{self, ClientConfig};
-use crate::commands::{Ctx, PolicyDenied, UsageError, read_hidden, scope_path};
+use crate::commands::{Ctx, read_hidden, scope_path};
+use crate::error::{PolicyDenied, usage};
 use crate::output;
 
 /// Largest SSH public key file `ssh-key add` reads.
@@ -389,10 +390,6 @@ fn totp_arg(s: &str) -> anyhow::Result<String> {
             "a TOTP code is the digits your authenticator app shows, e.g. 123456",
         ))
     }
-}
-
-fn usage(message: impl Into<String>) -> anyhow::Error {
-    UsageError(message.into()).into()
 }
 
 /// Reads a new password: asked twice on a terminal, else one line of stdin.
@@ -861,7 +858,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::commands::{Cli, exit_code};
+    use crate::commands::Cli;
+    use crate::error::exit_code;
 
     #[test]
     fn durations_take_a_number_and_a_unit() {

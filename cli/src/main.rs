@@ -9,6 +9,7 @@
 mod audit;
 mod client_config;
 mod commands;
+mod error;
 mod identity;
 mod output;
 
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(commands::exit_code(&e))
+            ExitCode::from(error::exit_code(&e))
         }
     }
 }
