@@ -25,9 +25,9 @@ use warden_tlog::note::{Checkpoint, NoteVerifier, open};
 use warden_tlog::verify::{Trust, verify_bundle};
 use warden_types::{ScopeKind, ScopePath};
 
-use crate::commands::{Ctx, Output};
+use crate::ctx::{Ctx, Output};
 use crate::error::{Conflict, usage};
-use crate::identity::parse_duration;
+use crate::input::parse_duration;
 use crate::output;
 
 /// The installation-wide log.

@@ -9,8 +9,10 @@
 mod audit;
 mod client_config;
 mod commands;
+mod ctx;
 mod error;
 mod identity;
+mod input;
 mod output;
 
 use std::process::ExitCode;
