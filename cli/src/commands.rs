@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -12,10 +10,9 @@ use warden_api::*;
 use warden_types::{ScopeKind, SecretName};
 use zeroize::Zeroizing;
 
-use crate::client_config::{self, ClientConfig};
 use crate::ctx::{Ctx, Global, Output, connect};
 use crate::input::{read_hidden, scope_path};
-use crate::{audit, identity, output};
+use crate::{audit, identity, output, serve};
 
 /// Warden: secrets vault and remote-access gateway.
 #[derive(Debug, Parser)]
@@ -31,23 +28,9 @@ pub struct Cli {
 enum Command {
     /// Run a development server on embedded defaults (SQLite, generated TLS,
     /// auto-unsealed). Not for production.
-    Dev {
-        /// Data directory (created if new, reused if not).
-        #[arg(long, env = "WARDEN_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Listen address.
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        /// Log format.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
-    },
+    Dev(serve::DevArgs),
     /// Run a production server from a TOML configuration file. Starts sealed.
-    Server {
-        /// Configuration file; every key can be overridden by `WARDEN_<KEY>`.
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    Server(serve::ServerArgs),
     /// The tamper-evident audit log: tail, query, checkpoints, inclusion
     /// proofs, export bundles and their verification (`audit verify BUNDLE`
     /// works offline, without a server).
@@ -85,12 +68,6 @@ enum ClientCmd {
     /// Identity: login, users, tokens, SSH keys, roles, bindings, policy.
     #[command(flatten)]
     Identity(identity::IdentityCmd),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,14 +229,10 @@ enum KeysCmd {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Dev {
-            data_dir,
-            listen,
-            log_format,
-        } => dev(data_dir, listen, log_format).await,
-        Command::Server { config } => server(config).await,
+        Command::Dev(args) => serve::dev(args).await,
+        Command::Server(args) => serve::server(args).await,
         Command::Audit(command) => {
-            init_logging("warn", false);
+            serve::init_logging("warn", false);
             // `audit verify BUNDLE` is offline: it reads no configuration
             // and never connects.
             match command.into_offline() {
@@ -271,111 +244,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Client(command) => {
-            init_logging("warn", false);
+            serve::init_logging("warn", false);
             let anonymous = matches!(&command, ClientCmd::Identity(c) if c.anonymous());
             let ctx = connect(&cli.global, !anonymous)?;
             client_command(&ctx, command).await
         }
     }
-}
-
-fn init_logging(default: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-}
-
-fn default_data_dir() -> anyhow::Result<PathBuf> {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .ok_or_else(|| anyhow!("pass --data-dir (no HOME to put it in)"))?;
-    Ok(base.join("warden").join("dev"))
-}
-
-async fn dev(data_dir: Option<PathBuf>, listen: SocketAddr, log: LogFormat) -> anyhow::Result<()> {
-    init_logging("info", matches!(log, LogFormat::Json));
-    warden_server::hardening::harden_process();
-    let data_dir = match data_dir {
-        Some(d) => d,
-        None => default_data_dir()?,
-    };
-    let dev = warden_server::dev::start_dev(&data_dir, listen)
-        .await
-        .with_context(|| format!("starting the dev server in {}", data_dir.display()))?;
-    let saved = client_config::save(&ClientConfig {
-        server: Some(dev.url.clone()),
-        ca_cert: Some(dev.pki.ca_cert.clone()),
-        token: Some(dev.token.to_string()),
-    })?;
-    eprintln!(
-        "\n  WARNING: development mode. The unseal key and the root token are stored in\n  \
-         {dir} next to the data: anyone who can read that directory can read\n  \
-         every secret. Never use `warden dev` for real secrets.\n",
-        dir = data_dir.display()
-    );
-    println!(
-        "Warden dev server {}",
-        if dev.created {
-            "created and running"
-        } else {
-            "running"
-        }
-    );
-    println!("  URL:      {}", dev.url);
-    println!("  CA:       {}", dev.pki.ca_cert.display());
-    println!("  Token:    {}", dev.token.as_str());
-    println!("  Data:     {}", data_dir.display());
-    println!(
-        "  CLI config written to {} (the next `warden` command needs no flags)",
-        saved.display()
-    );
-    shutdown_signal().await;
-    eprintln!("shutting down: finishing in-flight requests");
-    dev.running.shutdown().await;
-    Ok(())
-}
-
-async fn server(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = warden_server::config::Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
-    init_logging("info", config.log_json);
-    warden_server::hardening::harden_process();
-    let tls = warden_server::tls::server_config(&config.tls_cert, &config.tls_key)?;
-    let running = warden_server::start(warden_server::ServerOptions {
-        listen: config.listen,
-        database_url: config.database_url.clone(),
-        tls,
-        node_id: config.node_id.clone(),
-        request_timeout: config.request_timeout,
-    })
-    .await?;
-    tracing::info!(addr = %running.addr, "warden server started (sealed until `warden operator unseal`)");
-    shutdown_signal().await;
-    tracing::info!("shutting down: finishing in-flight requests");
-    running.shutdown().await;
-    Ok(())
 }
 
 fn key_name(s: &str) -> anyhow::Result<SecretName> {

@@ -14,6 +14,7 @@ mod error;
 mod identity;
 mod input;
 mod output;
+mod serve;
 
 use std::process::ExitCode;
 
