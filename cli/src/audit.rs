@@ -1038,7 +1038,7 @@ mod tests {
     use warden_tlog::note::NoteSigner;
 
     use super::*;
-    use crate::commands::Cli;
+    use crate::cli::Cli;
     use crate::error::exit_code;
 
     const NOW: i64 = 1_800_000_000_000;

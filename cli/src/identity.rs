@@ -760,7 +760,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::commands::Cli;
+    use crate::cli::Cli;
     use crate::error::exit_code;
 
     #[test]

@@ -7,20 +7,24 @@
 //! when what they check does not verify.
 
 mod audit;
+mod cli;
 mod client_config;
-mod commands;
 mod ctx;
 mod error;
 mod identity;
 mod input;
+mod keys;
+mod operator;
 mod output;
+mod scopes;
+mod secrets;
 mod serve;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::commands::Cli;
+use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

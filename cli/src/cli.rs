@@ -1,0 +1,115 @@
+//! The command-line grammar's top level ([`Cli`]) and [`run`], which
+//! dispatches each command to the module that owns it.
+
+use clap::{Parser, Subcommand};
+use warden_types::ScopeKind;
+
+use crate::ctx::{Ctx, Global, connect};
+use crate::{audit, identity, keys, operator, scopes, secrets, serve};
+
+/// Warden: secrets vault and remote-access gateway.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a development server on embedded defaults (SQLite, generated TLS,
+    /// auto-unsealed). Not for production.
+    Dev(serve::DevArgs),
+    /// Run a production server from a TOML configuration file. Starts sealed.
+    Server(serve::ServerArgs),
+    /// The tamper-evident audit log: tail, query, checkpoints, inclusion
+    /// proofs, export bundles and their verification (`audit verify BUNDLE`
+    /// works offline, without a server).
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
+    /// Every command that talks to a running server.
+    #[command(flatten)]
+    Client(ClientCmd),
+}
+
+/// The client commands: each is an HTTPS call (or a few) to the API.
+#[derive(Debug, Subcommand)]
+enum ClientCmd {
+    /// Initialize, unseal and seal the vault.
+    #[command(subcommand)]
+    Operator(operator::OperatorCmd),
+    /// Organizations.
+    #[command(subcommand)]
+    Org(scopes::ScopeCmd),
+    /// Projects (ORG/PROJECT).
+    #[command(subcommand)]
+    Project(scopes::ScopeCmd),
+    /// Environments (ORG/PROJECT/ENV).
+    #[command(subcommand)]
+    Env(scopes::EnvCmd),
+    /// Services (ORG/PROJECT/ENV/SERVICE).
+    #[command(subcommand)]
+    Service(scopes::ScopeCmd),
+    /// Secrets.
+    #[command(subcommand)]
+    Secret(secrets::SecretCmd),
+    /// Organization key terms: rotate, rewrap, status.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
+    /// Identity: login, users, tokens, SSH keys, roles, bindings, policy.
+    #[command(flatten)]
+    Identity(identity::IdentityCmd),
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(args) => serve::dev(args).await,
+        Command::Server(args) => serve::server(args).await,
+        Command::Audit(command) => {
+            serve::init_logging("warn", false);
+            // `audit verify BUNDLE` is offline: it reads no configuration
+            // and never connects.
+            match command.into_offline() {
+                Ok(offline) => audit::verify_offline(cli.global.output, offline),
+                Err(command) => {
+                    let ctx = connect(&cli.global, !command.anonymous())?;
+                    audit::run(&ctx, *command).await
+                }
+            }
+        }
+        Command::Client(command) => {
+            serve::init_logging("warn", false);
+            let anonymous = matches!(&command, ClientCmd::Identity(c) if c.anonymous());
+            let ctx = connect(&cli.global, !anonymous)?;
+            client_command(&ctx, command).await
+        }
+    }
+}
+
+async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
+    match command {
+        ClientCmd::Operator(op) => operator::run(ctx, op).await,
+        ClientCmd::Org(c) => scopes::run(ctx, ScopeKind::Organization, c).await,
+        ClientCmd::Project(c) => scopes::run(ctx, ScopeKind::Project, c).await,
+        ClientCmd::Service(c) => scopes::run(ctx, ScopeKind::Service, c).await,
+        ClientCmd::Env(c) => scopes::env(ctx, c).await,
+        ClientCmd::Secret(c) => secrets::run(ctx, c).await,
+        ClientCmd::Keys(c) => keys::run(ctx, c).await,
+        ClientCmd::Identity(c) => identity::run(ctx, c).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
