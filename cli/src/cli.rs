@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 use warden_types::ScopeKind;
 
 use crate::ctx::{Ctx, Global, connect};
-use crate::{audit, identity, keys, operator, scopes, secrets, serve};
+use crate::{
+    audit, auth, bindings, keys, operator, roles, scopes, secrets, serve, ssh_keys, tokens, users,
+};
 
 /// Warden: secrets vault and remote-access gateway.
 #[derive(Debug, Parser)]
@@ -58,9 +60,31 @@ enum ClientCmd {
     /// Organization key terms: rotate, rewrap, status.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
-    /// Identity: login, users, tokens, SSH keys, roles, bindings, policy.
+    /// whoami, login, passwd, mfa.
     #[command(flatten)]
-    Identity(identity::IdentityCmd),
+    Auth(auth::AuthCmd),
+    /// Users and service accounts.
+    #[command(subcommand)]
+    User(users::UserCmd),
+    /// API and workload tokens.
+    #[command(subcommand)]
+    Token(tokens::TokenCmd),
+    /// Your SSH public keys.
+    #[command(subcommand)]
+    SshKey(ssh_keys::SshKeyCmd),
+    /// Custom roles of an organization (and the built-in ones).
+    #[command(subcommand)]
+    Role(roles::RoleCmd),
+    /// grant, revoke, binding, policy.
+    #[command(flatten)]
+    Bindings(bindings::BindingsCmd),
+}
+
+impl ClientCmd {
+    /// Whether the command runs without a token (login).
+    fn anonymous(&self) -> bool {
+        matches!(self, Self::Auth(c) if c.anonymous())
+    }
 }
 
 /// Runs the parsed command line.
@@ -82,8 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Client(command) => {
             serve::init_logging("warn", false);
-            let anonymous = matches!(&command, ClientCmd::Identity(c) if c.anonymous());
-            let ctx = connect(&cli.global, !anonymous)?;
+            let ctx = connect(&cli.global, !command.anonymous())?;
             client_command(&ctx, command).await
         }
     }
@@ -98,18 +121,39 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,
         ClientCmd::Keys(c) => keys::run(ctx, c).await,
-        ClientCmd::Identity(c) => identity::run(ctx, c).await,
+        ClientCmd::Auth(c) => auth::run(ctx, c).await,
+        ClientCmd::User(c) => users::run(ctx, c).await,
+        ClientCmd::Token(c) => tokens::run(ctx, c).await,
+        ClientCmd::SshKey(c) => ssh_keys::run(ctx, c).await,
+        ClientCmd::Role(c) => roles::run(ctx, c).await,
+        ClientCmd::Bindings(c) => bindings::run(ctx, c).await,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     use super::*;
 
     #[test]
     fn the_command_line_grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_shorthand_and_durations_apply_on_the_command_line() {
+        let Ok(cli) = Cli::try_parse_from(["warden", "grant", "bob", "viewer", "acme"]) else {
+            panic!("grant did not parse");
+        };
+        assert!(format!("{cli:?}").contains("\"user:bob\""));
+        let Ok(cli) =
+            Cli::try_parse_from(["warden", "token", "create", "--name", "ci", "--ttl", "2h"])
+        else {
+            panic!("token create did not parse");
+        };
+        assert!(format!("{cli:?}").contains("ttl: Some(7200)"));
+        let bad = Cli::try_parse_from(["warden", "token", "create", "--name", "ci", "--ttl", "2x"]);
+        assert!(bad.is_err_and(|e| e.exit_code() == 2));
     }
 }

@@ -217,4 +217,10 @@ mod tests {
         assert_eq!(read_text(&ok, LIMIT, "role file").unwrap().len(), 64 * 1024);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn bad_names_are_usage_errors() {
+        let code = |r: anyhow::Result<()>| r.err().map(|e| exit_code(&e));
+        assert_eq!(code(name_arg("a/b").map_err(Into::into)), Some(2));
+    }
 }

@@ -7,18 +7,23 @@
 //! when what they check does not verify.
 
 mod audit;
+mod auth;
+mod bindings;
 mod cli;
 mod client_config;
 mod ctx;
 mod error;
-mod identity;
 mod input;
 mod keys;
 mod operator;
 mod output;
+mod roles;
 mod scopes;
 mod secrets;
 mod serve;
+mod ssh_keys;
+mod tokens;
+mod users;
 
 use std::process::ExitCode;
 
