@@ -156,4 +156,63 @@ mod tests {
         let bad = Cli::try_parse_from(["warden", "token", "create", "--name", "ci", "--ttl", "2x"]);
         assert!(bad.is_err_and(|e| e.exit_code() == 2));
     }
+
+    #[test]
+    fn bad_audit_times_and_logs_are_usage_errors() {
+        for args in [
+            &["warden", "audit", "query", "acme", "--since", "soon"][..],
+            &["warden", "audit", "tail", "Acme"],
+            &["warden", "audit", "tail", "../x"],
+            &[
+                "warden", "audit", "export", "acme", "--out", "x", "--format", "xml",
+            ],
+            &["warden", "audit", "verify"],
+            &["warden", "audit", "verify", "b.tar", "--live", "acme"],
+            &[
+                "warden",
+                "audit",
+                "verify",
+                "--live",
+                "acme",
+                "--fingerprint",
+                "ab",
+            ],
+            &[
+                "warden",
+                "audit",
+                "verify",
+                "b.tar",
+                "--key",
+                "k",
+                "--fingerprint",
+                "f",
+            ],
+            &["warden", "audit", "query", "acme", "--limit", "0"],
+        ] {
+            let r = Cli::try_parse_from(args);
+            assert!(
+                r.as_ref().is_err_and(|e| e.exit_code() == 2),
+                "{args:?}: {r:?}"
+            );
+        }
+        for args in [
+            &["warden", "audit", "tail"][..],
+            &["warden", "audit", "tail", "acme", "-f", "-n", "5"],
+            &[
+                "warden",
+                "audit",
+                "query",
+                "acme",
+                "--since",
+                "2h",
+                "--action",
+                "secret.read",
+            ],
+            &["warden", "audit", "verify", "b.tar", "--fingerprint", "ab"],
+            &["warden", "audit", "verify", "--live", "system"],
+            &["warden", "audit", "proof", "acme", "--seq", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
 }
