@@ -60,7 +60,8 @@ enum ClientCmd {
     /// Organization key terms: rotate, rewrap, status.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
-    /// whoami, login, passwd, mfa.
+    /// Your own identity: `whoami`, `login`, `passwd`, `mfa` (each a
+    /// top-level command).
     #[command(flatten)]
     Auth(auth::AuthCmd),
     /// Users and service accounts.
@@ -75,7 +76,8 @@ enum ClientCmd {
     /// Custom roles of an organization (and the built-in ones).
     #[command(subcommand)]
     Role(roles::RoleCmd),
-    /// grant, revoke, binding, policy.
+    /// Role bindings and policy checks: `grant`, `revoke`, `binding`,
+    /// `policy` (each a top-level command).
     #[command(flatten)]
     Bindings(bindings::BindingsCmd),
 }

@@ -12,7 +12,7 @@ use warden_api::{Client, ClientError, ErrorBody};
 
 use crate::client_config;
 
-/// The options every command takes (each also from the environment).
+/// The options every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
     /// Server address, https://HOST:PORT.

@@ -5,6 +5,15 @@
 //! denied (including a `policy check` that answers deny), 5 sealed or unavailable, 6 conflict
 //! (exists already, check-and-set mismatch). `warden audit verify` and `warden audit proof` exit 1
 //! when what they check does not verify.
+//!
+//! Layout: `cli` holds the top-level grammar and dispatch; `serve` starts
+//! servers and is the only module that names `warden_server`; every other
+//! command lives in the module of its resource (`operator`, `scopes`,
+//! `secrets`, `keys`, `auth`, `users`, `tokens`, `ssh_keys`, `roles`,
+//! `bindings`, `audit`). Command modules depend only on `ctx` (the API
+//! client and output mode), `input` (argument parsers, prompts), `error`
+//! (the one mapping to exit codes) and `output` (text rendering), never on
+//! each other or on `cli`.
 
 mod audit;
 mod auth;

@@ -56,6 +56,7 @@ pub(crate) fn init_logging(default: &str, json: bool) {
     };
 }
 
+/// Waits for Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -71,6 +72,7 @@ async fn shutdown_signal() {
     }
 }
 
+/// `$XDG_DATA_HOME/warden/dev`, else `~/.local/share/warden/dev`.
 fn default_data_dir() -> anyhow::Result<PathBuf> {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
