@@ -7,7 +7,7 @@
 //! when what they check does not verify.
 //!
 //! Layout: `cli` holds the top-level grammar and dispatch; `serve` starts
-//! servers and is the only module that names `warden_server`; every other
+//! servers and is the only module that uses the server crate; every other
 //! command lives in the module of its resource (`operator`, `scopes`,
 //! `secrets`, `keys`, `auth`, `users`, `tokens`, `ssh_keys`, `roles`,
 //! `bindings`, `audit`). Command modules depend only on `ctx` (the API
