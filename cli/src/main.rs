@@ -5,18 +5,40 @@
 //! denied (including a `policy check` that answers deny), 5 sealed or unavailable, 6 conflict
 //! (exists already, check-and-set mismatch). `warden audit verify` and `warden audit proof` exit 1
 //! when what they check does not verify.
+//!
+//! Layout: `cli` holds the top-level grammar and dispatch; `serve` starts
+//! servers and is the only module that uses the server crate; every other
+//! command lives in the module of its resource (`operator`, `scopes`,
+//! `secrets`, `keys`, `auth`, `users`, `tokens`, `ssh_keys`, `roles`,
+//! `bindings`, `audit`). Command modules depend only on `ctx` (the API
+//! client and output mode), `input` (argument parsers, prompts), `error`
+//! (the one mapping to exit codes) and `output` (text rendering), never on
+//! each other or on `cli`.
 
 mod audit;
+mod auth;
+mod bindings;
+mod cli;
 mod client_config;
-mod commands;
-mod identity;
+mod ctx;
+mod error;
+mod input;
+mod keys;
+mod operator;
 mod output;
+mod roles;
+mod scopes;
+mod secrets;
+mod serve;
+mod ssh_keys;
+mod tokens;
+mod users;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::commands::Cli;
+use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,11 +52,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(commands::exit_code(&e))
+            ExitCode::from(error::exit_code(&e))
         }
     }
 }

@@ -1,0 +1,153 @@
+//! Everything that starts a server: `warden dev` and `warden server`, their
+//! flags, logging, process hardening, the dev data directory and the
+//! shutdown signal. This is the only module that names `warden_server`
+//! (tests/integration/architecture.rs checks it): every other command is a
+//! client of the HTTPS API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, ValueEnum};
+
+use crate::client_config::{self, ClientConfig};
+
+/// The flags of `warden dev`.
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Data directory (created if new, reused if not).
+    #[arg(long, env = "WARDEN_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The flags of `warden server`.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Configuration file; every key can be overridden by `WARDEN_<KEY>`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// How a server logs.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr at `default` level unless `RUST_LOG` says otherwise.
+/// Client commands call it too, quietly (`warn`).
+pub(crate) fn init_logging(default: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+/// `$XDG_DATA_HOME/warden/dev`, else `~/.local/share/warden/dev`.
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or_else(|| anyhow!("pass --data-dir (no HOME to put it in)"))?;
+    Ok(base.join("warden").join("dev"))
+}
+
+/// `warden dev`: runs until Ctrl-C or SIGTERM.
+pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let DevArgs {
+        data_dir,
+        listen,
+        log_format: log,
+    } = args;
+    init_logging("info", matches!(log, LogFormat::Json));
+    warden_server::hardening::harden_process();
+    let data_dir = match data_dir {
+        Some(d) => d,
+        None => default_data_dir()?,
+    };
+    let dev = warden_server::dev::start_dev(&data_dir, listen)
+        .await
+        .with_context(|| format!("starting the dev server in {}", data_dir.display()))?;
+    let saved = client_config::save(&ClientConfig {
+        server: Some(dev.url.clone()),
+        ca_cert: Some(dev.pki.ca_cert.clone()),
+        token: Some(dev.token.to_string()),
+    })?;
+    eprintln!(
+        "\n  WARNING: development mode. The unseal key and the root token are stored in\n  \
+         {dir} next to the data: anyone who can read that directory can read\n  \
+         every secret. Never use `warden dev` for real secrets.\n",
+        dir = data_dir.display()
+    );
+    println!(
+        "Warden dev server {}",
+        if dev.created {
+            "created and running"
+        } else {
+            "running"
+        }
+    );
+    println!("  URL:      {}", dev.url);
+    println!("  CA:       {}", dev.pki.ca_cert.display());
+    println!("  Token:    {}", dev.token.as_str());
+    println!("  Data:     {}", data_dir.display());
+    println!(
+        "  CLI config written to {} (the next `warden` command needs no flags)",
+        saved.display()
+    );
+    shutdown_signal().await;
+    eprintln!("shutting down: finishing in-flight requests");
+    dev.running.shutdown().await;
+    Ok(())
+}
+
+/// `warden server`: runs until Ctrl-C or SIGTERM.
+pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let ServerArgs { config } = args;
+    let config = warden_server::config::Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+    init_logging("info", config.log_json);
+    warden_server::hardening::harden_process();
+    let tls = warden_server::tls::server_config(&config.tls_cert, &config.tls_key)?;
+    let running = warden_server::start(warden_server::ServerOptions {
+        listen: config.listen,
+        database_url: config.database_url.clone(),
+        tls,
+        node_id: config.node_id.clone(),
+        request_timeout: config.request_timeout,
+    })
+    .await?;
+    tracing::info!(addr = %running.addr, "warden server started (sealed until `warden operator unseal`)");
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}
