@@ -326,6 +326,21 @@ fn mkdir_private(p: &Path) -> Result<(), RuntimeError> {
         .context(|| format!("chmod {}", p.display()))
 }
 
+/// Checks that `p` is a real directory (not a symlink), owned by us, that
+/// nobody else can enter.
+fn check_private_dir(p: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(p).context(|| format!("checking {}", p.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
+        return Err(RuntimeError::Unsupported(format!(
+            "{} must be a directory owned by uid {me} with mode 0700 (it holds credentials)",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` atomically and durably.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     let tmp = path.with_extension("tmp");
@@ -376,6 +391,13 @@ impl LocalRuntime {
         }
 
         let (isolation, cgroups) = probe_isolation(&cfg).await;
+        for p in &cfg.masked_paths {
+            if !p.exists() {
+                // Masks are set up when a pod starts; a path created later
+                // would be visible (read-only) in pods already running.
+                tracing::warn!(path = %p.display(), "masked path does not exist (yet); pods started now will not mask it");
+            }
+        }
         if !matches!(isolation, Isolation::None { .. }) {
             // The mount point of every pod's credential tmpfs.
             fs::DirBuilder::new()
@@ -754,7 +776,10 @@ impl Inner {
         if let Some(d) = &cfg.credential_dir
             && let Some(parent) = d.parent()
         {
+            // A shared tmpfs (/dev/shm): the directory must be ours alone,
+            // not one (or a symlink) another user planted.
             mkdir_private(parent)?;
+            check_private_dir(parent)?;
         }
 
         let mut child = tokio::process::Command::new(&self.cfg.helper.program)
@@ -1072,6 +1097,7 @@ async fn reconcile_loop(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Opti
         None => return,
     };
     let mut tick = tokio::time::interval(period);
+    let mut running = tokio::task::JoinSet::new();
     loop {
         let which = tokio::select! {
             m = rx.recv() => match m { Some(m) => m, None => return },
@@ -1097,12 +1123,14 @@ async fn reconcile_loop(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Opti
                 continue;
             }
             let inner2 = inner.clone();
-            tokio::spawn(async move {
+            // Owned by this loop: aborted with it when the runtime is dropped.
+            running.spawn(async move {
                 if let Err(e) = inner2.reconcile_service(&s).await {
                     tracing::warn!(service = %s, error = %e, "reconciliation failed");
                 }
             });
         }
+        while running.try_join_next().is_some() {}
     }
 }
 
