@@ -299,8 +299,15 @@ pub(crate) fn take_fd3() -> io::Result<OwnedFd> {
 }
 
 /// Empties this process's capability bounding set, so nothing it executes
-/// can regain a capability (its own effective set is unchanged).
+/// can regain a capability (its own effective set is unchanged). Without
+/// CAP_SETPCAP (a runtime that is not root) there is nothing to drop that
+/// matters: the process has no capabilities and `no_new_privs` stops exec
+/// from granting any.
 pub(crate) fn drop_bounding_set() -> io::Result<()> {
+    let mine = rustix::thread::capabilities(None)?;
+    if !mine.effective.contains(CapabilitySet::SETPCAP) {
+        return Ok(());
+    }
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())

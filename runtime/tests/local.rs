@@ -28,21 +28,29 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Returns early, saying so on the real stderr (not captured by the test
+/// harness), when not root.
 macro_rules! require_root {
     () => {
         if !is_root() {
-            eprintln!(
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {}: needs root (namespaces, cgroups)",
-                module_path!()
+                std::thread::current().name().unwrap_or(module_path!())
             );
             return;
         }
     };
 }
 
+/// The helper binary; `WARDEN_RUNTIME_TEST_HELPER` overrides it (to run
+/// this suite as another user from a copy of the binaries).
 fn helper() -> HelperCommand {
     HelperCommand {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_warden-runtime-helper")),
+        program: std::env::var_os("WARDEN_RUNTIME_TEST_HELPER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_warden-runtime-helper"))),
         args: Vec::new(),
     }
 }

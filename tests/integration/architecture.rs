@@ -128,6 +128,22 @@ fn crate_boundaries_hold() {
             &["warden-vault", "warden-store", "argon2", "sqlx"],
         ),
         ("warden-shell-gateway", &["warden-vault", "argon2"]),
+        // The runtime runs pods; it never sees secrets or speaks the
+        // front-ends' protocols, and knows Kubernetes only through its trait.
+        (
+            "warden-runtime",
+            &[
+                "warden-vault",
+                "warden-server",
+                "warden-store",
+                "warden-audit",
+                "axum",
+                "hyper",
+                "russh",
+                "kube",
+                "sqlx",
+            ],
+        ),
     ];
     // Workspace crates are banned transitively; third-party crates as
     // direct dependencies (sqlx's Postgres TLS legitimately links ring, but

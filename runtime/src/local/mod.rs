@@ -777,8 +777,20 @@ impl Inner {
             && let Some(parent) = d.parent()
         {
             // A shared tmpfs (/dev/shm): the directory must be ours alone,
-            // not one (or a symlink) another user planted.
-            mkdir_private(parent)?;
+            // not one (or a symlink) another user planted. Check before
+            // touching it; create it (never through a symlink) if missing.
+            if fs::symlink_metadata(parent).is_err() {
+                match fs::DirBuilder::new().mode(0o700).create(parent) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(RuntimeError::io(
+                            format!("creating {}", parent.display()),
+                            e,
+                        ));
+                    }
+                }
+            }
             check_private_dir(parent)?;
         }
 
