@@ -192,6 +192,13 @@ impl Drop for Env {
         // directories. After a clean `finish` there is nothing to kill.
         if let Ok(entries) = std::fs::read_dir(self.cfg.state_dir.join("pods")) {
             for e in entries.flatten() {
+                if let Some(dir) = std::fs::read(e.path().join("pod.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v["credential_dir"].as_str().map(PathBuf::from))
+                {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 if let Some(pid) = std::fs::read_to_string(e.path().join("shim.pid"))
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())
@@ -1240,6 +1247,42 @@ async fn without_namespaces_pods_run_and_say_so() {
     assert_eq!(out.code, 7);
     env.finish().await;
     assert!(!Path::new(&cred_path).exists(), "credential left behind");
+
+    // As root, without namespaces, pods still run as nobody by default and
+    // can read their own credential. (Pods of the same uid can read each
+    // other's: without namespaces there is no isolation between them, which
+    // is what "none" says.)
+    if !is_root() {
+        return;
+    }
+    let env = Env::new(|c| c.namespaces = NamespaceMode::Off).await;
+    let s = svc("plain-nobody");
+    env.rt()
+        .apply(&s, &sh("exec sleep 1000").with_replicas(2).unwrap())
+        .await
+        .unwrap();
+    let pods = running(&env, &s, 2).await;
+    let (a, b) = (pod_ref(&pods[0]), pod_ref(&pods[1]));
+    let other = run_sh(env.rt(), &b, "echo $WARDEN_CREDENTIAL_FILE")
+        .await
+        .text();
+    let out = run_sh(
+        env.rt(),
+        &a,
+        "id -u; cat \"$WARDEN_CREDENTIAL_FILE\"; echo; ls -A /dev/shm/warden-0 || echo UNLISTABLE",
+    )
+    .await;
+    let text = out.text();
+    assert!(
+        text.starts_with(&format!("65534\ncred:{s}:{}\n", a.name)),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("UNLISTABLE\n"),
+        "the credential root is listable: {text}"
+    );
+    assert!(other.contains(b.name.as_str()), "{other}");
+    env.finish().await;
 }
 
 const CHILD_STATE: &str = "WARDEN_RT_TEST_CHILD_STATE";

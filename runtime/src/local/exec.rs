@@ -203,11 +203,14 @@ pub(crate) async fn exec(
                 exited_rx.clone(),
                 abandoned_tx.clone(),
             )));
+            let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
             if request.stdin {
-                let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
                 stdin_tx = Some(tx);
-                tokio::spawn(write_pty(m.clone(), rx));
+            } else {
+                // No stdin: the terminal's EOF at once, as with a pipe.
+                drop(tx);
             }
+            tokio::spawn(write_pty(m.clone(), rx));
         }
         None => {
             if let Some(out) = child.stdout.take() {

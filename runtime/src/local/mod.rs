@@ -326,19 +326,39 @@ fn mkdir_private(p: &Path) -> Result<(), RuntimeError> {
         .context(|| format!("chmod {}", p.display()))
 }
 
-/// Checks that `p` is a real directory (not a symlink), owned by us, that
-/// nobody else can enter.
-fn check_private_dir(p: &Path) -> Result<(), RuntimeError> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::symlink_metadata(p).context(|| format!("checking {}", p.display()))?;
-    let me = rustix::process::geteuid().as_raw();
-    if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
-        return Err(RuntimeError::Unsupported(format!(
-            "{} must be a directory owned by uid {me} with mode 0700 (it holds credentials)",
-            p.display()
-        )));
+/// Creates (if missing) the per-user parent of the no-namespace credential
+/// directories and makes it 0711: pods running as another uid may pass
+/// through to their own directory, nobody else may list or write it. It
+/// must be a real directory (not a symlink) owned by us; it is opened
+/// without following symlinks and changed through that descriptor.
+fn ensure_credential_parent(p: &Path) -> Result<(), RuntimeError> {
+    match fs::DirBuilder::new().mode(0o711).create(p) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(RuntimeError::io(format!("creating {}", p.display()), e)),
     }
-    Ok(())
+    let refuse = || {
+        RuntimeError::Unsupported(format!(
+            "{} must be a directory owned by uid {} (it holds credentials)",
+            p.display(),
+            rustix::process::geteuid().as_raw()
+        ))
+    };
+    let dir = rustix::fs::open(
+        p,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|_| refuse())?;
+    let st = rustix::fs::fstat(&dir).context(|| format!("checking {}", p.display()))?;
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(refuse());
+    }
+    rustix::fs::fchmod(&dir, rustix::fs::Mode::from_raw_mode(0o711))
+        .context(|| format!("chmod {}", p.display()))
 }
 
 /// Writes `bytes` to `path` atomically and durably.
@@ -777,21 +797,8 @@ impl Inner {
             && let Some(parent) = d.parent()
         {
             // A shared tmpfs (/dev/shm): the directory must be ours alone,
-            // not one (or a symlink) another user planted. Check before
-            // touching it; create it (never through a symlink) if missing.
-            if fs::symlink_metadata(parent).is_err() {
-                match fs::DirBuilder::new().mode(0o700).create(parent) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => {
-                        return Err(RuntimeError::io(
-                            format!("creating {}", parent.display()),
-                            e,
-                        ));
-                    }
-                }
-            }
-            check_private_dir(parent)?;
+            // not one (or a symlink) another user planted.
+            ensure_credential_parent(parent)?;
         }
 
         let mut child = tokio::process::Command::new(&self.cfg.helper.program)
@@ -845,6 +852,17 @@ impl Inner {
             if proto::write_frame_async(&mut s, &req, b"").await.is_ok() {
                 // Done, then end of stream when the shim exits.
                 while let Ok(Some(_)) = proto::read_frame_async::<ShimReply>(&mut s).await {}
+            }
+        }
+        // A shim that died (or never answered) leaves its pod behind.
+        let pod_dir = self.pods_dir().join(name.as_str());
+        match shim_state(&pod_dir) {
+            ShimState::Gone => {}
+            ShimState::Dead => clean_up_dead_pod(&pod_dir).await,
+            ShimState::Alive => {
+                kill_shim(&pod_dir);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                clean_up_dead_pod(&pod_dir).await;
             }
         }
         if let Some(e) = lock(&self.state).pods.remove(name)

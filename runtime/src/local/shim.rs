@@ -15,7 +15,7 @@
 use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -162,9 +162,23 @@ fn prepare(cfg: &ShimConfig) -> Result<Prepared, String> {
             .map_err(|e| format!("cgroup: {e}"))?;
     }
     if let Some(dir) = &cfg.credential_dir {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?;
+        // The pod's user must reach its credential; nobody else may.
+        if let Some(r) = cfg.run_as
+            && rustix::process::geteuid().is_root()
+        {
+            rustix::fs::chown(
+                dir,
+                Some(rustix::process::Uid::from_raw(r.uid)),
+                Some(rustix::process::Gid::from_raw(r.gid)),
+            )
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o500))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
         check_tmpfs(
             &rustix::fs::open(
                 dir,
