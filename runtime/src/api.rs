@@ -800,6 +800,19 @@ pub trait Runtime: Send + Sync {
 mod tests {
     use super::*;
 
+    /// The trait is object-safe and its handles can move between tasks.
+    #[test]
+    fn runtime_is_usable_as_a_shared_trait_object() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<std::sync::Arc<dyn Runtime>>();
+        send::<ExecSession>();
+        send::<LogStream>();
+        send_sync::<ExecControl>();
+        let _as_object =
+            |r: crate::LocalRuntime| -> std::sync::Arc<dyn Runtime> { std::sync::Arc::new(r) };
+    }
+
     #[test]
     fn exec_env_is_allowlisted() {
         let mut r = ExecRequest::new(["sh"]);

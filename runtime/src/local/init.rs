@@ -23,13 +23,9 @@ use rustix::mount::{
 use rustix::process::{Pid, WaitOptions};
 
 use crate::api::ExitStatus;
-use crate::local::proto::{InitCommand, InitConfig, InitEvent, read_frame, write_frame};
+use crate::local::credfile::{self, CREDENTIAL_DIR};
+use crate::local::proto::{InitConfig, InitEvent, read_frame, write_frame};
 use crate::sys;
-
-/// Where the pod's workload finds its credential.
-pub(crate) const CREDENTIAL_DIR: &str = "/run/warden";
-/// The credential file's name in [`CREDENTIAL_DIR`].
-pub(crate) const CREDENTIAL_FILE: &str = "credential";
 
 /// Read-only in every pod (Docker's list).
 const PROC_READONLY: &[&str] = &[
@@ -89,8 +85,8 @@ pub(crate) fn main() -> ! {
         Ok(s) => s,
         Err(e) => fail(&mut sock, format!("signalfd: {e}")),
     };
-    let cfg: InitConfig = match read_frame(&mut sock) {
-        Ok(Some((c, _))) => c,
+    let (cfg, credential): (InitConfig, _) = match read_frame(&mut sock) {
+        Ok(Some(c)) => c,
         _ => std::process::exit(125),
     };
     if cfg.isolate {
@@ -110,11 +106,15 @@ pub(crate) fn main() -> ! {
             format!("dropping the capability bounding set: {e}"),
         );
     }
-    send(&mut sock, &InitEvent::Ready);
-    match read_frame::<InitCommand>(&mut sock) {
-        Ok(Some((InitCommand::Go, _))) => {}
-        _ => std::process::exit(125),
+    // The credential goes in before the workload exists.
+    let dir = match &cfg.credential_dir {
+        Some(d) => credfile::open_dir(d),
+        None => credfile::open_dir(Path::new(CREDENTIAL_DIR)),
+    };
+    if let Err(e) = dir.and_then(|d| credfile::replace(&d, &credential, cfg.run_as)) {
+        fail(&mut sock, format!("writing the credential: {e}"));
     }
+    drop(credential);
 
     let Some((program, args)) = cfg.argv.split_first() else {
         fail(&mut sock, "empty command".into());

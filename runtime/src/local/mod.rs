@@ -19,6 +19,7 @@
 //! See `runtime/ARCHITECTURE-runtime.md` for the decisions and invariants.
 
 pub(crate) mod cgroup;
+mod credfile;
 mod exec;
 mod exec_helper;
 mod init;
@@ -135,8 +136,8 @@ pub(crate) fn now_ms() -> u64 {
 /// Where the workload finds its credential.
 pub(crate) fn credential_path(cfg: &ShimConfig) -> PathBuf {
     match &cfg.credential_dir {
-        Some(d) => d.join(init::CREDENTIAL_FILE),
-        None => Path::new(init::CREDENTIAL_DIR).join(init::CREDENTIAL_FILE),
+        Some(d) => d.join(credfile::CREDENTIAL_FILE),
+        None => Path::new(credfile::CREDENTIAL_DIR).join(credfile::CREDENTIAL_FILE),
     }
 }
 
@@ -247,7 +248,7 @@ impl LocalConfig {
 }
 
 /// The desired state of a service, as stored in `services/SERVICE.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Desired {
     service: ServiceRef,
     spec: WorkloadSpec,
@@ -361,9 +362,11 @@ fn ensure_credential_parent(p: &Path) -> Result<(), RuntimeError> {
         .context(|| format!("chmod {}", p.display()))
 }
 
-/// Writes `bytes` to `path` atomically and durably.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
-    let tmp = path.with_extension("tmp");
+/// Writes `bytes` to `path` atomically (write a temporary file, rename) and,
+/// with `durable`, so that it survives power loss (fsync the file before
+/// the rename and the directory after).
+fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), RuntimeError> {
+    let tmp = path.with_extension(format!("tmp{:x}", random_u64()));
     let mut f = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -371,13 +374,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
         .open(&tmp)
         .context(|| format!("writing {}", tmp.display()))?;
     f.write_all(bytes)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| if durable { f.sync_all() } else { Ok(()) })
         .context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).context(|| format!("renaming {}", path.display()))?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = fs::File::open(dir)
-    {
-        let _ = d.sync_all();
+    if durable && let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .context(|| format!("syncing {}", dir.display()))?;
     }
     Ok(())
 }
@@ -423,8 +426,8 @@ impl LocalRuntime {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
-                .create(init::CREDENTIAL_DIR)
-                .context(|| format!("creating {}", init::CREDENTIAL_DIR))?;
+                .create(credfile::CREDENTIAL_DIR)
+                .context(|| format!("creating {}", credfile::CREDENTIAL_DIR))?;
         }
         let (reconcile_tx, reconcile_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -792,7 +795,9 @@ impl Inner {
         };
         let record = serde_json::to_vec_pretty(&cfg)
             .map_err(|e| RuntimeError::Helper(format!("encoding pod record: {e}")))?;
-        write_atomic(&pod_dir.join("pod.json"), &record)?;
+        // Atomic but not fsynced: a pod does not survive the machine, so its
+        // record need not either (the next runtime removes what is left).
+        write_atomic(&pod_dir.join("pod.json"), &record, false)?;
         if let Some(d) = &cfg.credential_dir
             && let Some(parent) = d.parent()
         {
@@ -878,6 +883,12 @@ impl Inner {
     async fn reconcile_service(self: &Arc<Self>, service: &ServiceRef) -> Result<(), RuntimeError> {
         let svc_lock = self.service_lock(service);
         let _guard = svc_lock.lock().await;
+        self.reconcile_locked(service).await
+    }
+
+    /// [`reconcile_service`](Self::reconcile_service) with the service's
+    /// lock already held.
+    async fn reconcile_locked(self: &Arc<Self>, service: &ServiceRef) -> Result<(), RuntimeError> {
         let (desired, pods) = {
             let st = lock(&self.state);
             let desired = st.services.get(service).cloned();
@@ -974,12 +985,31 @@ impl Inner {
         }
     }
 
-    fn set_desired(&self, d: Desired) -> Result<(), RuntimeError> {
-        let bytes = serde_json::to_vec_pretty(&d)
-            .map_err(|e| RuntimeError::Helper(format!("encoding service record: {e}")))?;
-        write_atomic(&service_file(&self.cfg.state_dir, &d.service), &bytes)?;
-        lock(&self.state).services.insert(d.service.clone(), d);
-        Ok(())
+    /// Declares a service's desired state and reconciles to it. The record
+    /// is made durable (fsync) while the pods are being created, and the
+    /// call returns only once both are done; the service lock orders
+    /// concurrent declarations. An unchanged record is not rewritten.
+    async fn declare(self: &Arc<Self>, d: Desired) -> Result<(), RuntimeError> {
+        let svc_lock = self.service_lock(&d.service);
+        let _guard = svc_lock.lock().await;
+        let service = d.service.clone();
+        let previous = lock(&self.state)
+            .services
+            .insert(service.clone(), d.clone());
+        let persist = async {
+            if previous.as_ref() == Some(&d) {
+                return Ok(());
+            }
+            let bytes = serde_json::to_vec_pretty(&d)
+                .map_err(|e| RuntimeError::Helper(format!("encoding service record: {e}")))?;
+            let path = service_file(&self.cfg.state_dir, &service);
+            tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, true))
+                .await
+                .map_err(|e| RuntimeError::Helper(format!("writing service record: {e}")))?
+        };
+        let (persisted, reconciled) = tokio::join!(persist, self.reconcile_locked(&service));
+        persisted?;
+        reconciled
     }
 
     async fn request(
@@ -1176,12 +1206,13 @@ impl Runtime for LocalRuntime {
                 .services
                 .get(service)
                 .is_some_and(|d| d.stopped);
-            self.inner.set_desired(Desired {
-                service: service.clone(),
-                spec: spec.clone(),
-                stopped,
-            })?;
-            self.inner.reconcile_service(service).await
+            self.inner
+                .declare(Desired {
+                    service: service.clone(),
+                    spec: spec.clone(),
+                    stopped,
+                })
+                .await
         })
     }
 
@@ -1193,8 +1224,7 @@ impl Runtime for LocalRuntime {
                 .cloned()
                 .ok_or_else(|| RuntimeError::ServiceNotFound(service.to_string()))?;
             d.stopped = true;
-            self.inner.set_desired(d)?;
-            self.inner.reconcile_service(service).await
+            self.inner.declare(d).await
         })
     }
 
@@ -1206,8 +1236,7 @@ impl Runtime for LocalRuntime {
                 .cloned()
                 .ok_or_else(|| RuntimeError::ServiceNotFound(service.to_string()))?;
             d.stopped = false;
-            self.inner.set_desired(d)?;
-            self.inner.reconcile_service(service).await
+            self.inner.declare(d).await
         })
     }
 
@@ -1242,13 +1271,9 @@ impl Runtime for LocalRuntime {
     fn delete<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             let inner = &self.inner;
+            let svc_lock = inner.service_lock(service);
+            let _guard = svc_lock.lock().await;
             let known = lock(&inner.state).services.remove(service).is_some();
-            let file = service_file(&inner.cfg.state_dir, service);
-            match fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(RuntimeError::io(format!("removing {}", file.display()), e)),
-            }
             let has_pods = lock(&inner.state)
                 .pods
                 .values()
@@ -1256,7 +1281,27 @@ impl Runtime for LocalRuntime {
             if !known && !has_pods {
                 return Err(RuntimeError::ServiceNotFound(service.to_string()));
             }
-            inner.reconcile_service(service).await
+            let file = service_file(&inner.cfg.state_dir, service);
+            let removed = tokio::task::spawn_blocking(move || {
+                match fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => {
+                        return Err(RuntimeError::io(format!("removing {}", file.display()), e));
+                    }
+                }
+                // The deletion is durable before it is acknowledged.
+                match file.parent() {
+                    Some(dir) => fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .context(|| format!("syncing {}", dir.display())),
+                    None => Ok(()),
+                }
+            });
+            let (removed, reconciled) = tokio::join!(removed, inner.reconcile_locked(service));
+            removed
+                .map_err(|e| RuntimeError::Helper(format!("removing service record: {e}")))??;
+            reconciled
         })
     }
 

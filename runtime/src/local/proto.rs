@@ -201,7 +201,8 @@ pub(crate) struct ShimStatus {
     pub init: Option<InitInfo>,
 }
 
-/// The pod init's instructions, sent by the shim on fd 3.
+/// The pod init's instructions, sent by the shim on fd 3 (the credential
+/// follows as the payload).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct InitConfig {
     pub hostname: String,
@@ -212,20 +213,14 @@ pub(crate) struct InitConfig {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub run_as: Option<RunAs>,
-}
-
-/// From the shim to the init.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum InitCommand {
-    /// The credential is in place: start the workload.
-    Go,
+    /// Without a mount namespace: the host tmpfs directory for the
+    /// credential (else the pod's own `/run/warden`).
+    pub credential_dir: Option<PathBuf>,
 }
 
 /// From the init to the shim.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum InitEvent {
-    /// The sandbox is set up; waiting for `Go`.
-    Ready,
     /// The workload runs (PID inside the pod).
     Started { pid: i32 },
     /// Setup or exec failed.

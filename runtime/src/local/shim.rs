@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -32,18 +32,16 @@ use crate::api::{
     ExitReason, ExitStatus, LastExit, LogChunk, LogStreamKind, MAX_CREDENTIAL_BYTES, PodPhase,
     PodStatus,
 };
-use crate::local::init::{CREDENTIAL_DIR, CREDENTIAL_FILE};
+use crate::local::credfile::{self, CREDENTIAL_DIR};
 use crate::local::log_ring::LogRing;
 use crate::local::proto::{
-    InitCommand, InitConfig, InitEvent, InitInfo, ShimConfig, ShimReply, ShimRequest, ShimStatus,
-    read_frame, read_frame_async, write_frame, write_frame_async,
+    InitConfig, InitEvent, InitInfo, ShimConfig, ShimReply, ShimRequest, ShimStatus, read_frame,
+    read_frame_async, write_frame, write_frame_async,
 };
 use crate::local::{now_ms, workload_env};
 use crate::spec::RestartPolicy;
 use crate::sys;
 
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-const RAMFS_MAGIC: i64 = 0x8584_58f6_u32 as i64;
 /// How long a sandbox may take to set up and start its workload.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -179,7 +177,7 @@ fn prepare(cfg: &ShimConfig) -> Result<Prepared, String> {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o500))
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        check_tmpfs(
+        credfile::check_tmpfs(
             &rustix::fs::open(
                 dir,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -204,18 +202,6 @@ fn prepare(cfg: &ShimConfig) -> Result<Prepared, String> {
         err_w,
         devnull,
     })
-}
-
-fn check_tmpfs(dir: &OwnedFd) -> Result<(), String> {
-    let st = rustix::fs::fstatfs(dir).map_err(|e| format!("statfs: {e}"))?;
-    // f_type's width differs between architectures.
-    #[allow(clippy::unnecessary_cast)]
-    let t = st.f_type as i64;
-    if t == TMPFS_MAGIC || t == RAMFS_MAGIC {
-        Ok(())
-    } else {
-        Err("not a tmpfs: credentials are never written to disk".into())
-    }
 }
 
 fn initial_status(cfg: &ShimConfig) -> ShimStatus {
@@ -453,60 +439,17 @@ fn refresh_credential(shim: &Shim, payload: Zeroizing<Vec<u8>>) -> Result<(), St
     }
 }
 
-/// Replaces the credential file of the running sandbox: a new file created
-/// exclusively (never following a symlink the workload may have planted),
-/// owned by the pod's user, 0400, renamed over the old one. In a pod the
-/// directory is reached through the init's root (`/proc/PID/root`); the init
-/// is checked to be alive after the directory is opened, so a recycled PID
-/// cannot redirect the write.
+/// Replaces the credential file of the running sandbox. In a pod the
+/// directory is reached through the init's root (`/proc/PID/root`); the
+/// init is checked to be alive after the directory is opened, so a recycled
+/// PID cannot redirect the write.
 fn write_credential(shim: &Shim, pid: i32, pidfd: &OwnedFd) -> Result<(), String> {
-    let isolate = shim.cfg.credential_dir.is_none();
-    let dir_path: PathBuf = match &shim.cfg.credential_dir {
-        Some(d) => d.clone(),
-        None => PathBuf::from(format!("/proc/{pid}/root{CREDENTIAL_DIR}")),
+    let dir = match &shim.cfg.credential_dir {
+        Some(d) => credfile::open_dir(d)?,
+        None => credfile::open_dir(Path::new(&format!("/proc/{pid}/root{CREDENTIAL_DIR}")))?,
     };
-    let dir = rustix::fs::open(
-        &dir_path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("credential directory: {e}"))?;
-    check_tmpfs(&dir)?;
-    let tmp = format!(".{CREDENTIAL_FILE}.{:016x}", crate::local::random_u64());
-    let file = rustix::fs::openat(
-        &dir,
-        tmp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o400),
-    )
-    .map_err(|e| format!("credential file: {e}"))?;
-    let result = (|| {
-        if let Some(r) = shim.cfg.run_as
-            && rustix::process::geteuid().is_root()
-        {
-            rustix::fs::fchown(
-                &file,
-                Some(rustix::process::Uid::from_raw(r.uid)),
-                Some(rustix::process::Gid::from_raw(r.gid)),
-            )
-            .map_err(|e| format!("chown credential: {e}"))?;
-        }
-        let cred = shim.credential.borrow();
-        let mut off = 0;
-        while off < cred.len() {
-            off += rustix::io::write(&file, &cred[off..])
-                .map_err(|e| format!("write credential: {e}"))?;
-        }
-        drop(file);
-        rustix::fs::renameat(&dir, tmp.as_str(), &dir, CREDENTIAL_FILE)
-            .map_err(|e| format!("rename credential: {e}"))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), rustix::fs::AtFlags::empty());
-        return result;
-    }
-    if isolate && process_exited(pidfd) {
+    credfile::replace(&dir, &shim.credential.borrow(), shim.cfg.run_as)?;
+    if shim.cfg.credential_dir.is_none() && process_exited(pidfd) {
         return Err("the pod's init exited during the credential write".into());
     }
     Ok(())
@@ -636,19 +579,15 @@ async fn start(shim: &Shim) -> Result<Running, String> {
             argv: cfg.spec.argv().map(str::to_owned).collect(),
             env: workload_env(cfg),
             run_as: cfg.run_as,
+            credential_dir: cfg.credential_dir.clone(),
         };
-        write_frame_async(&mut sock, &init_cfg, b"")
+        // The credential travels as the frame's payload; the init writes it
+        // into its tmpfs before the workload exists.
+        let credential = shim.credential.borrow().clone();
+        write_frame_async(&mut sock, &init_cfg, &credential)
             .await
             .map_err(|e| format!("pod init: {e}"))?;
-        match read_frame_async::<InitEvent>(&mut sock).await {
-            Ok(Some((InitEvent::Ready, _))) => {}
-            Ok(Some((InitEvent::Failed { message }, _))) => return Err(message),
-            _ => return Err("the pod's init ended during setup".into()),
-        }
-        write_credential(shim, pid, &pidfd)?;
-        write_frame_async(&mut sock, &InitCommand::Go, b"")
-            .await
-            .map_err(|e| format!("pod init: {e}"))?;
+        drop(credential);
         match read_frame_async::<InitEvent>(&mut sock).await {
             Ok(Some((InitEvent::Started { pid: workload }, _))) => Ok(Running {
                 group: (!isolate).then_some(workload),
