@@ -148,6 +148,21 @@ fn crate_boundaries_hold() {
         ),
         // The gateway stands on the pipeline and the runtime only.
         ("warden-shell-gateway", &["warden-vault", "warden-server"]),
+        // The runtime runs pods; it never sees secrets and speaks none of
+        // the front-ends' protocols (its Kubernetes backend links kube).
+        (
+            "warden-runtime",
+            &[
+                "warden-vault",
+                "warden-server",
+                "warden-store",
+                "warden-audit",
+                "warden-pipeline",
+                "axum",
+                "russh",
+                "sqlx",
+            ],
+        ),
     ];
     // What a crate must not depend on directly (it may reach it through a
     // crate it depends on, but cannot name it in its own code).
