@@ -6,7 +6,8 @@
 //! that differs, both spellings side by side, plus the few connection
 //! settings that depend on the backend. No other file names a backend's
 //! own SQL or branches on the backend; the schema itself differs only in
-//! the two migration folders, kept in lockstep.
+//! the two migration folders, which `lockstep.rs` proves build the same
+//! schema.
 
 use sqlx::migrate::Migrator;
 
