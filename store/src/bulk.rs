@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use sqlx::AnyConnection;
 use tokio::sync::oneshot;
 
+use crate::dialect::Dialect;
 use crate::writer::Ticket;
-use crate::{Backend, NewVersion, Sealer, StoreError, now_ms};
+use crate::{NewVersion, Sealer, StoreError, now_ms};
 
 /// One request's puts, queued to the writer.
 pub(crate) struct PutItem {
@@ -29,38 +30,6 @@ pub(crate) struct PutItem {
 
 /// What each item gets: its versions, or why it failed.
 pub(crate) type PutOutcome = Result<Vec<i64>, StoreError>;
-
-struct Sql {
-    /// Creates or bumps every secret of the round in one atomic upsert.
-    upsert: &'static str,
-    /// Inserts every envelope of the round.
-    versions: &'static str,
-}
-
-const SQLITE: Sql = Sql {
-    // `WHERE true` keeps SQLite from reading ON CONFLICT as a join clause.
-    upsert: "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
-             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-                    1, json_extract(value, '$[3]'), $2 FROM json_each($1) WHERE true \
-             ON CONFLICT (scope, name) DO UPDATE SET latest = latest + 1, \
-                 updated_at = excluded.updated_at, keep = excluded.keep \
-             RETURNING id, scope, name, latest",
-    versions: "INSERT INTO secret_versions (secret_id, version, org, key_term, envelope, created_at) \
-               SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), \
-                      json_extract(value, '$[3]'), unhex(json_extract(value, '$[4]')), $2 \
-               FROM json_each($1) ORDER BY key",
-};
-
-const POSTGRES: Sql = Sql {
-    upsert: "INSERT INTO secrets (scope, org, name, latest, keep, updated_at) \
-             SELECT e->>0, e->>1, e->>2, 1, (e->>3)::bigint, $2 FROM jsonb_array_elements($1::text::jsonb) AS e \
-             ON CONFLICT (scope, name) DO UPDATE SET latest = secrets.latest + 1, \
-                 updated_at = EXCLUDED.updated_at, keep = EXCLUDED.keep \
-             RETURNING id, scope, name, latest",
-    versions: "INSERT INTO secret_versions (secret_id, version, org, key_term, envelope, created_at) \
-               SELECT (e->>0)::bigint, (e->>1)::bigint, e->>2, (e->>3)::bigint, decode(e->>4, 'hex'), $2 \
-               FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS t(e, i) ORDER BY t.i",
-};
 
 /// Check-and-set writes (single-secret requests only, so rare) go one by
 /// one, each a single statement that either applies or changes nothing.
@@ -91,13 +60,9 @@ fn hex(bytes: &[u8]) -> String {
 /// mismatch or a failed intent fails only its item.
 pub(crate) async fn put_all(
     conn: &mut AnyConnection,
-    backend: Backend,
+    dialect: Dialect,
     items: &mut [PutItem],
 ) -> Result<Vec<Option<PutOutcome>>, StoreError> {
-    let sql = match backend {
-        Backend::Sqlite => &SQLITE,
-        Backend::Postgres => &POSTGRES,
-    };
     let mut outcomes: Vec<Option<PutOutcome>> = items
         .iter()
         .map(|it| match &it.depends_on {
@@ -122,7 +87,7 @@ pub(crate) async fn put_all(
                 round.push(i);
             }
         }
-        run_round(conn, sql, items, &round, &mut outcomes).await?;
+        run_round(conn, dialect, items, &round, &mut outcomes).await?;
         pending = later;
     }
     Ok(outcomes)
@@ -130,7 +95,7 @@ pub(crate) async fn put_all(
 
 async fn run_round(
     conn: &mut AnyConnection,
-    sql: &Sql,
+    dialect: Dialect,
     items: &mut [PutItem],
     round: &[usize],
     outcomes: &mut [Option<PutOutcome>],
@@ -147,7 +112,7 @@ async fn run_round(
         .map(|p| json!([p.scope, p.org, p.name, p.max_versions]))
         .collect();
     if !upsert.is_empty() {
-        let bumped: Vec<(i64, String, String, i64)> = sqlx::query_as(sql.upsert)
+        let bumped: Vec<(i64, String, String, i64)> = sqlx::query_as(dialect.upsert_secrets())
             .bind(Value::Array(upsert).to_string())
             .bind(now)
             .fetch_all(&mut *conn)
@@ -227,7 +192,7 @@ async fn run_round(
         outcomes[i] = Some(Ok(item_versions));
     }
     if !inserts.is_empty() {
-        sqlx::query(sql.versions)
+        sqlx::query(dialect.insert_secret_versions())
             .bind(Value::Array(inserts).to_string())
             .bind(now)
             .execute(&mut *conn)

@@ -1,6 +1,7 @@
 //! Durable storage for Warden: one schema, two backends (embedded SQLite by
 //! default, PostgreSQL for several replicas), through sqlx's `Any` driver so
-//! both run the same SQL text (`$1` placeholders work on both).
+//! both run the same SQL text (`$1` placeholders work on both). The few
+//! statements and settings that must differ are all in `dialect.rs`.
 //!
 //! Every write goes through one group-commit writer (`writer.rs`) per process: jobs are
 //! batched into a single transaction (each job in its own savepoint, so one
@@ -16,6 +17,7 @@
 
 mod bulk;
 mod cache;
+mod dialect;
 mod error;
 mod feed;
 mod rows;
@@ -29,22 +31,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Executor};
 
+use dialect::Dialect;
 pub use error::StoreError;
 pub use feed::Change;
 pub use rows::*;
 pub use writer::{Ticket, TxFuture, after_intent};
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-
-/// Which database the store talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    /// Embedded SQLite file (WAL, synchronous=FULL).
-    Sqlite,
-    /// PostgreSQL server.
-    Postgres,
-}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -59,7 +50,7 @@ pub fn now_ms() -> i64 {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    backend: Backend,
+    dialect: Dialect,
     writer: writer::Writer,
     cache: Option<Arc<cache::ReadCache>>,
     feed: Arc<feed::Feed>,
@@ -71,20 +62,17 @@ pub struct Store {
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
-/// Copies the WAL back into the database file every few seconds, without
-/// blocking writers or readers (PASSIVE), so commits never pay for a
-/// checkpoint. Ends when the pool is closed.
-async fn checkpoint_loop(pool: AnyPool) {
+/// Runs `checkpoint` (the WAL copied back into the database file, without
+/// blocking writers or readers) every few seconds, so commits never pay
+/// for a checkpoint. Ends when the pool is closed.
+async fn checkpoint_loop(pool: AnyPool, checkpoint: &'static str) {
     let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
     loop {
         tick.tick().await;
         if pool.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
+        if let Err(e) = sqlx::raw_sql(checkpoint).execute(&pool).await {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
@@ -123,7 +111,7 @@ fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError>
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("backend", &self.backend)
+            .field("dialect", &self.dialect)
             .finish()
     }
 }
@@ -133,45 +121,25 @@ impl Store {
     /// migrations and starts the writer.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
+        let dialect = Dialect::of_url(url)?;
+        let owner = if dialect.is_embedded() {
+            lock_sqlite_file(url)?
         } else {
-            return Err(StoreError::BadUrl);
+            None
         };
-        let owner = match backend {
-            Backend::Sqlite => lock_sqlite_file(url)?,
-            Backend::Postgres => None,
-        };
-        let url = match backend {
-            // Create the file if missing; the pragmas below make it durable.
-            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
-            _ => url.to_owned(),
-        };
+        let url = dialect.connect_url(url);
         let opts = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
         let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 8,
-                Backend::Postgres => 16,
-            })
+            .max_connections(dialect.max_connections())
             .acquire_timeout(Duration::from_secs(10))
             // No ping per acquire: a broken connection fails its query and
             // is closed; a ping would add a round trip to every query.
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL for concurrent readers; FULL syncs the WAL on
-                        // every commit, so a commit is durable on return.
-                        // Checkpoints run in the background (below), not inside
-                        // a committing write.
-                        conn.execute(
-                            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                             PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000; \
-                             PRAGMA wal_autocheckpoint=0;",
-                        )
-                        .await?;
+                    // Durability and foreign keys (see `Dialect::session_setup`).
+                    if let Some(setup) = dialect.session_setup() {
+                        conn.execute(setup).await?;
                     }
                     Ok(())
                 })
@@ -179,11 +147,11 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::from_sqlx)?;
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await,
-        }
-        .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        dialect
+            .migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         let cache = owner
             .as_ref()
             .map(|_| Arc::new(cache::ReadCache::default()));
@@ -191,17 +159,17 @@ impl Store {
         let feed = Arc::new(feed::Feed::new());
         let writer = writer::Writer::start(
             pool.clone(),
-            backend,
+            dialect,
             cache.clone(),
             feed.clone(),
             sequencer.clone(),
         );
-        if backend == Backend::Sqlite {
-            tokio::spawn(checkpoint_loop(pool.clone()));
+        if let Some(checkpoint) = dialect.wal_checkpoint() {
+            tokio::spawn(checkpoint_loop(pool.clone(), checkpoint));
         }
         Ok(Self {
             pool,
-            backend,
+            dialect,
             writer,
             cache,
             feed,
@@ -298,6 +266,8 @@ impl PendingAudit {
 }
 
 mod identity;
+#[cfg(test)]
+mod lockstep;
 mod queries;
 
 #[cfg(test)]
@@ -366,16 +336,5 @@ mod tests {
             .unwrap();
         assert_eq!(latest.version, 2);
         assert_eq!(latest.envelope, Some(vec![2; 32]));
-    }
-
-    #[test]
-    fn migrations_are_in_lockstep_across_backends() {
-        let versions = |m: &sqlx::migrate::Migrator| {
-            m.iter()
-                .map(|x| (x.version, x.description.to_string()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(versions(&SQLITE_MIGRATIONS), versions(&POSTGRES_MIGRATIONS));
-        assert!(!versions(&SQLITE_MIGRATIONS).is_empty());
     }
 }

@@ -1,4 +1,5 @@
-//! All SQL lives here, written once for both backends.
+//! Most of the store's queries, each written once for both backends (what
+//! must differ per backend is in `dialect.rs`).
 
 use sqlx::AnyConnection;
 

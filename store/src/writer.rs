@@ -22,8 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bulk::{self, PutItem};
 use crate::cache::ReadCache;
+use crate::dialect::Dialect;
 use crate::feed::{Change, Feed};
-use crate::{Backend, LogHead, NewVersion, Sealer, Sequencer, StoreError};
+use crate::{LogHead, NewVersion, Sealer, Sequencer, StoreError};
 
 /// The future a write job returns; it borrows the batch's connection.
 pub type TxFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'c>>;
@@ -98,21 +99,9 @@ pub async fn after_intent<F: Future>(ticket: Ticket, op: F) -> F::Output {
 
 /// Most messages in one transaction; bounds the time a batch holds the lock.
 const MAX_BATCH: usize = 2048;
-/// One statement inserts a log's share of a batch, passed as one JSON array
-/// parameter (`[[seq, entry, leaf_hash_hex], ...]`).
-const INSERT_AUDIT_SQLITE: &str = "INSERT INTO audit_entries (log, seq, entry, leaf_hash) \
-     SELECT $1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-     unhex(json_extract(value, '$[2]')) FROM json_each($2)";
-const INSERT_AUDIT_POSTGRES: &str = "INSERT INTO audit_entries (log, seq, entry, leaf_hash) \
-     SELECT $1, (e.v->>0)::bigint, e.v->>1, decode(e.v->>2, 'hex') \
-     FROM jsonb_array_elements($2::text::jsonb) AS e(v)";
 /// Creates a log's head on its first entry.
 const CREATE_HEAD: &str =
     "INSERT INTO audit_heads (log, size, state) VALUES ($1, 0, $2) ON CONFLICT (log) DO NOTHING";
-/// Reads a log's head; on PostgreSQL the row lock serializes replicas
-/// appending to the same log until the transaction ends.
-const LOCK_HEAD_SQLITE: &str = "SELECT size, state FROM audit_heads WHERE log = $1";
-const LOCK_HEAD_POSTGRES: &str = "SELECT size, state FROM audit_heads WHERE log = $1 FOR UPDATE";
 const UPDATE_HEAD: &str = "UPDATE audit_heads SET size = $2, state = $3 WHERE log = $1";
 
 /// Where the audit crate installs its [`Sequencer`].
@@ -126,13 +115,13 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn start(
         pool: AnyPool,
-        backend: Backend,
+        dialect: Dialect,
         cache: Option<Arc<ReadCache>>,
         feed: Arc<Feed>,
         sequencer: SequencerSlot,
     ) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, backend, cache, feed, sequencer, rx));
+        tokio::spawn(run(pool, dialect, cache, feed, sequencer, rx));
         Self { queue }
     }
 
@@ -215,7 +204,7 @@ impl Writer {
 
 async fn run(
     pool: AnyPool,
-    backend: Backend,
+    dialect: Dialect,
     cache: Option<Arc<ReadCache>>,
     feed: Arc<Feed>,
     sequencer: SequencerSlot,
@@ -242,7 +231,7 @@ async fn run(
         let (size, started) = (batch.len(), std::time::Instant::now());
         let ok = commit_batch(
             conn.as_mut(),
-            backend,
+            dialect,
             cache.as_deref(),
             &feed,
             sequencer.get().map(|s| &**s),
@@ -264,7 +253,7 @@ async fn run(
 /// Commits one batch; returns whether the connection is still usable.
 async fn commit_batch(
     conn: Option<&mut PoolConnection<Any>>,
-    backend: Backend,
+    dialect: Dialect,
     cache: Option<&ReadCache>,
     feed: &Feed,
     sequencer: Option<&dyn Sequencer>,
@@ -311,7 +300,7 @@ async fn commit_batch(
         Some(conn) => {
             transaction(
                 conn,
-                backend,
+                dialect,
                 sequencer,
                 audits,
                 &mut puts,
@@ -360,7 +349,7 @@ async fn commit_batch(
 #[allow(clippy::too_many_arguments)]
 async fn transaction(
     conn: &mut PoolConnection<Any>,
-    backend: Backend,
+    dialect: Dialect,
     sequencer: Option<&dyn Sequencer>,
     audits: Vec<(String, String)>,
     puts: &mut [PutItem],
@@ -368,16 +357,11 @@ async fn transaction(
     jobs: Vec<ErasedJob>,
     completions: &mut Vec<Completion>,
 ) -> Result<(), StoreError> {
-    let begin = match backend {
-        // Take the write lock up front so the commit cannot fail with BUSY.
-        Backend::Sqlite => "BEGIN IMMEDIATE",
-        Backend::Postgres => "BEGIN",
-    };
-    conn.execute(begin).await?;
+    conn.execute(dialect.begin_batch()).await?;
     let body = async {
-        append_audit(conn, backend, sequencer, audits).await?;
+        append_audit(conn, dialect, sequencer, audits).await?;
         if !puts.is_empty() {
-            *put_outcomes = bulk::put_all(conn, backend, puts).await?;
+            *put_outcomes = bulk::put_all(conn, dialect, puts).await?;
         }
         // Each job runs in a savepoint. Releasing one and opening the next
         // is a single call, so a job costs one round trip more than its own
@@ -417,7 +401,7 @@ async fn transaction(
 /// the entries, insert them with one statement and store the new head.
 async fn append_audit(
     conn: &mut AnyConnection,
-    backend: Backend,
+    dialect: Dialect,
     sequencer: Option<&dyn Sequencer>,
     rows: Vec<(String, String)>,
 ) -> Result<(), StoreError> {
@@ -430,17 +414,13 @@ async fn append_audit(
     for (log, entry) in rows {
         by_log.entry(log).or_default().push(entry);
     }
-    let (insert, lock) = match backend {
-        Backend::Sqlite => (INSERT_AUDIT_SQLITE, LOCK_HEAD_SQLITE),
-        Backend::Postgres => (INSERT_AUDIT_POSTGRES, LOCK_HEAD_POSTGRES),
-    };
     for (log, entries) in by_log {
         sqlx::query(CREATE_HEAD)
             .bind(log.as_str())
             .bind(sequencer.empty_state())
             .execute(&mut *conn)
             .await?;
-        let head: LogHead = sqlx::query_as(lock)
+        let head: LogHead = sqlx::query_as(dialect.lock_audit_head())
             .bind(log.as_str())
             .fetch_one(&mut *conn)
             .await?;
@@ -452,7 +432,7 @@ async fn append_audit(
             .map(|e| (e.seq, e.entry.as_str(), hex::encode(&e.leaf_hash)))
             .collect();
         let json = serde_json::to_string(&json).map_err(|e| StoreError::Database(e.to_string()))?;
-        sqlx::query(insert)
+        sqlx::query(dialect.insert_audit_entries())
             .bind(log.as_str())
             .bind(json)
             .execute(&mut *conn)
