@@ -344,6 +344,68 @@ mod tests {
         assert_eq!(latest.envelope, Some(vec![2; 32]));
     }
 
+    fn puts(names: impl Iterator<Item = String>) -> (Vec<NewVersion>, Sealer) {
+        let p = names
+            .map(|name| NewVersion {
+                scope: "acme/shop".into(),
+                org: "acme".into(),
+                name,
+                cas: None,
+                max_versions: 10,
+                key_term: 1,
+            })
+            .collect();
+        (p, Box::new(|_, _| Ok(vec![0; 32])))
+    }
+
+    /// A scope holds at most `MAX_KEYS_PER_SCOPE` keys: the write that
+    /// would pass it is refused whole (nothing of it written), rewriting
+    /// existing keys still works, and of two requests queued together only
+    /// the one that no longer fits is refused.
+    #[tokio::test]
+    async fn a_scope_refuses_keys_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store
+            .create_scope(scope_row("acme", None), None)
+            .await
+            .unwrap();
+        store
+            .create_scope(scope_row("acme/shop", Some("acme")), None)
+            .await
+            .unwrap();
+        let limit = warden_types::MAX_KEYS_PER_SCOPE;
+        for start in (0..limit - 1).step_by(100) {
+            let end = (start + 100).min(limit - 1);
+            let (p, s) = puts((start..end).map(|i| format!("K{i}")));
+            store.put_secrets(p, s).await.unwrap();
+        }
+        // One slot left: a two-key write is refused whole...
+        let (p, s) = puts(["NEW_A".to_owned(), "NEW_B".to_owned()].into_iter());
+        let e = store.put_secrets(p, s).await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Refused(m) if m.contains("acme/shop holds 999 keys") && m.contains("at most 1000")),
+            "{e}"
+        );
+        assert!(
+            store
+                .secret_version("acme/shop", "NEW_A", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // ...rewriting existing keys is not limited...
+        let (p, s) = puts((0..100).map(|i| format!("K{i}")));
+        store.put_secrets(p, s).await.unwrap();
+        // ...and of two new keys queued together, the first fits.
+        let (p1, s1) = puts(["NEW_A".to_owned()].into_iter());
+        let (p2, s2) = puts(["NEW_B".to_owned()].into_iter());
+        let (a, b) = futures::join!(store.put_secrets(p1, s1), store.put_secrets(p2, s2));
+        assert!(a.is_ok(), "{a:?}");
+        assert!(matches!(b, Err(StoreError::Refused(_))), "{b:?}");
+    }
+
     #[test]
     fn migrations_are_in_lockstep_across_backends() {
         let versions = |m: &sqlx::migrate::Migrator| {

@@ -16,6 +16,7 @@ mod canary;
 mod crash;
 mod harness;
 mod lifecycle;
+mod limits;
 mod rbac;
 mod replicas;
 mod routes;
