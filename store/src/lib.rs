@@ -17,6 +17,7 @@
 mod bulk;
 mod cache;
 mod error;
+pub mod files;
 mod rows;
 mod writer;
 
@@ -89,32 +90,19 @@ async fn checkpoint_loop(pool: AnyPool) {
 
 /// Takes the exclusive lock that makes this process the SQLite file's only
 /// user (the read cache depends on it).
-fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
-        return Ok(None);
-    }
-    let lock_path = PathBuf::from(format!("{path}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::Database(format!("{}: {e}", lock_path.display())))?;
+fn lock_sqlite_file(path: &std::path::Path) -> Result<Arc<std::fs::File>, StoreError> {
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let file = files::open_lock_file(&lock_path)?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
         |_| {
             StoreError::Database(format!(
-                "{path} is in use by another Warden process (lock {} is held)",
+                "{} is in use by another Warden process (lock {} is held)",
+                path.display(),
                 lock_path.display()
             ))
         },
     )?;
-    Ok(Some(Arc::new(file)))
+    Ok(Arc::new(file))
 }
 
 impl std::fmt::Debug for Store {
@@ -137,9 +125,18 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl);
         };
-        let owner = match backend {
-            Backend::Sqlite => lock_sqlite_file(url)?,
+        // The SQLite files: a private directory, private files, and the
+        // lock that makes this process their only user.
+        let sqlite_file = match backend {
+            Backend::Sqlite => files::sqlite_path(url),
             Backend::Postgres => None,
+        };
+        let owner = match &sqlite_file {
+            Some(db) => {
+                files::prepare_sqlite(db)?;
+                Some(lock_sqlite_file(db)?)
+            }
+            None => None,
         };
         let url = match backend {
             // Create the file if missing; the pragmas below make it durable.
@@ -181,6 +178,9 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await,
         }
         .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        if let Some(db) = &sqlite_file {
+            files::restrict_sqlite_files(db)?;
+        }
         let cache = owner
             .as_ref()
             .map(|_| Arc::new(cache::ReadCache::default()));
@@ -311,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_write_does_not_leave_a_stale_cached_row() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
         let store = Store::connect(&url).await.unwrap();
         store
             .create_scope(scope_row("acme", None), None)
@@ -365,7 +365,7 @@ mod tests {
     #[tokio::test]
     async fn a_scope_refuses_keys_past_its_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
         let store = Store::connect(&url).await.unwrap();
         store
             .create_scope(scope_row("acme", None), None)

@@ -14,6 +14,7 @@ mod audit_log;
 mod bad_input;
 mod canary;
 mod crash;
+mod file_modes;
 mod harness;
 mod lifecycle;
 mod limits;

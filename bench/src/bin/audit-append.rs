@@ -292,7 +292,7 @@ async fn main() -> Result<()> {
     let baseline = base.rate();
     let mut results = Vec::new();
     if matches!(args.backend, Backend::Sqlite | Backend::All) {
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let url = format!("sqlite://{}", dir.path().join("data/audit.db").display());
         results.push((
             "sqlite",
             warden_rows("sqlite", &url, &args, baseline).await?,
