@@ -310,7 +310,7 @@ impl App {
                     effect: "allow",
                     rule: permit.rule().to_owned(),
                 });
-                let intent = self
+                let mut intent = self
                     .audit
                     .queue_intent(&event)
                     .map_err(|_| ApiError::audit_unavailable())?;
@@ -333,7 +333,7 @@ impl App {
                         result
                     }
                 };
-                self.audit.outcome(&event, status_of(&result));
+                self.audit.outcome(intent, &event, status_of(&result));
                 result
             }
         }
@@ -364,12 +364,13 @@ impl App {
                 rule: "self-service".to_owned(),
             }),
         };
-        self.audit
+        let intent = self
+            .audit
             .intent(&event)
             .await
             .map_err(|_| ApiError::audit_unavailable())?;
         let result = op.await;
-        self.audit.outcome(&event, status_of(&result));
+        self.audit.outcome(intent, &event, status_of(&result));
         result
     }
 
@@ -402,12 +403,13 @@ impl App {
             target: claimed.map_or("vault", |c| c.0).to_owned(),
             decision: None,
         };
-        self.audit
+        let intent = self
+            .audit
             .intent(&event)
             .await
             .map_err(|_| ApiError::audit_unavailable())?;
         let result = op.await;
-        self.audit.outcome(&event, status_of(&result));
+        self.audit.outcome(intent, &event, status_of(&result));
         result
     }
 }

@@ -11,6 +11,7 @@
 mod architecture;
 mod audit_cli;
 mod audit_log;
+mod audit_macs;
 mod bad_input;
 mod canary;
 mod crash;
