@@ -23,10 +23,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 pub use warden_store::PendingAudit;
-use warden_store::{LogHead, SequencedEntry, Sequencer, Store, StoreError, Ticket};
-use warden_tlog::merkle::{Frontier, leaf_hash};
+use warden_store::{LogHead, SequencedEntry, Sequencer, Store, StoreError, Ticket, TileRow};
+use warden_tlog::merkle::{Frontier, Hash, leaf_hash};
 
 pub mod checkpoint;
+pub mod tiles;
 
 /// Entry schema version. Version 3 entries carry a MAC unless they are
 /// [`may_lack_mac`] entries (public operations of the system log, recorded
@@ -253,6 +254,33 @@ impl Sequencer for TreeSequencer {
             },
         ))
     }
+
+    fn open_tiles(&self, size: u64, count: u64) -> Result<Vec<(u8, u64, u64)>, String> {
+        warden_tlog::tiles::open_tiles(size, count).map_err(|e| e.to_string())
+    }
+
+    fn tiles(
+        &self,
+        size: u64,
+        open: Vec<Vec<Vec<u8>>>,
+        leaves: &[Vec<u8>],
+    ) -> Result<Vec<TileRow>, String> {
+        let open = open
+            .iter()
+            .map(|level| hashes(level))
+            .collect::<Result<Vec<_>, _>>()?;
+        tiles::rows(warden_tlog::tiles::extend(size, open, &hashes(leaves)?))
+    }
+}
+
+/// Stored hashes as [`Hash`]es.
+fn hashes(stored: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
+    stored
+        .iter()
+        .map(|h| {
+            Hash::try_from(h.as_slice()).map_err(|_| "a stored hash is not 32 bytes".to_owned())
+        })
+        .collect()
 }
 
 /// Appends audit entries for one node.
@@ -267,9 +295,13 @@ pub struct Auditor {
 impl Auditor {
     /// An auditor writing through `store`, naming itself `node`, MACing
     /// every entry with `mac` when it yields a key; installs the
-    /// [`TreeSequencer`] in the store.
+    /// [`TreeSequencer`] in the store and, on a Tokio runtime, starts
+    /// building the tiles of logs that lack them ([`tiles::catch_up_all`]).
     pub fn new(store: Store, node: impl Into<String>, mac: Option<EntryMac>) -> Self {
         store.install_sequencer(Arc::new(TreeSequencer));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(tiles::catch_up_all(store.clone()));
+        }
         let node = node.into();
         let op_prefix = format!(
             "{:x}",

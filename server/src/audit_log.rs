@@ -105,6 +105,17 @@ pub async fn checkpoint(
     Ok(round.refused)
 }
 
+/// The answer for a proof or frontier that stored tiles could not give.
+pub fn tile_error(e: warden_audit::tiles::TileError) -> ApiError {
+    match e {
+        warden_audit::tiles::TileError::Store(e) => e.into(),
+        other => {
+            tracing::error!(error = %other, "audit proof failed: possible tampering");
+            ApiError::internal()
+        }
+    }
+}
+
 fn hash_of(bytes: &[u8]) -> Result<Hash, ApiError> {
     <Hash>::try_from(bytes).map_err(|_| ApiError::internal())
 }

@@ -275,6 +275,7 @@ impl PendingAudit {
 
 mod identity;
 mod queries;
+mod tiles;
 
 #[cfg(test)]
 mod tests {

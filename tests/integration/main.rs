@@ -12,6 +12,7 @@ mod architecture;
 mod audit_cli;
 mod audit_log;
 mod audit_macs;
+mod audit_tiles;
 mod bad_input;
 mod canary;
 mod crash;
