@@ -27,6 +27,7 @@ use warden_store::{LogHead, SequencedEntry, Sequencer, Store, StoreError, Ticket
 use warden_tlog::merkle::{Frontier, Hash, leaf_hash};
 
 pub mod checkpoint;
+pub mod export;
 pub mod tiles;
 
 /// Entry schema version. Version 3 entries carry a MAC unless they are

@@ -255,17 +255,19 @@ pub(super) async fn export(
         scope,
         log.clone(),
         |_permit| async move {
-            let bundle = audit_log::bundle(app, &log, &range).await?;
-            let bytes = bundle.to_bytes().map_err(|_| ApiError::internal())?;
+            // Streamed from storage: a page of entries in memory at a time.
+            let export = audit_log::export(app, &log, &range).await?;
+            let length = export.content_length().map_err(|_| ApiError::internal())?;
             Ok((
                 [
-                    (header::CONTENT_TYPE, "application/x-tar"),
+                    (header::CONTENT_TYPE, "application/x-tar".to_owned()),
                     (
                         header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"audit.tar\"",
+                        "attachment; filename=\"audit.tar\"".to_owned(),
                     ),
+                    (header::CONTENT_LENGTH, length.to_string()),
                 ],
-                bytes,
+                axum::body::Body::from_stream(export.stream()),
             )
                 .into_response())
         },
