@@ -71,6 +71,28 @@ fn event(i: u64) -> Event {
     }
 }
 
+/// Appends `n` MACed entries to acme's log through the server's auditor.
+async fn append(running: &Running, n: u64) {
+    let mut pending = Vec::new();
+    for i in 0..n {
+        pending.push(running.app.audit.queue_intent(&event(i)).unwrap());
+    }
+    for mut p in pending {
+        p.durable().await.unwrap();
+    }
+}
+
+/// acme's size and how many leaves its stored tiles cover.
+async fn size_and_tiled(running: &Running) -> (i64, i64) {
+    running
+        .app
+        .store
+        .audit_tiled("acme")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 async fn all_leaves(running: &Running, size: u64) -> Vec<Hash> {
     running
         .app
@@ -139,20 +161,8 @@ async fn proofs_from_tiles_equal_proofs_from_every_leaf(db: Db) {
         )
         .await
         .unwrap();
-    let mut pending = Vec::new();
-    for i in 0..ENTRIES {
-        pending.push(running.app.audit.queue_intent(&event(i)).unwrap());
-    }
-    for mut p in pending {
-        p.durable().await.unwrap();
-    }
-    let (size, tiled) = running
-        .app
-        .store
-        .audit_tiled("acme")
-        .await
-        .unwrap()
-        .unwrap();
+    append(&running, ENTRIES).await;
+    let (size, tiled) = size_and_tiled(&running).await;
     assert!(size >= ENTRIES as i64);
     assert_eq!(tiled, size, "tiles kept in step with the entries");
     compare_many(&running, ENTRIES).await;
@@ -185,13 +195,7 @@ async fn proofs_from_tiles_equal_proofs_from_every_leaf(db: Db) {
     let (running, client, _) = boot(dir.path(), &url, Some(&key)).await;
     compare_api(&running, &client, 65_535).await;
     compare_many(&running, ENTRIES).await;
-    let (size, tiled) = running
-        .app
-        .store
-        .audit_tiled("acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let (size, tiled) = size_and_tiled(&running).await;
     assert_eq!(tiled, size, "tiles rebuilt up to the head");
     running.shutdown().await;
 }
@@ -216,14 +220,7 @@ async fn exports_stream_exact_bundles(s: crate::harness::TestServer) {
     use warden_tlog::merkle::Frontier;
     use warden_tlog::verify::{Trust, Verdict, verify_bundle};
     s.scopes("acme/shop/prod", "production").await;
-    let app = &s.running.app;
-    let mut pending = Vec::new();
-    for i in 0..3_000 {
-        pending.push(app.audit.queue_intent(&event(i)).unwrap());
-    }
-    for mut p in pending {
-        p.durable().await.unwrap();
-    }
+    append(&s.running, 3_000).await;
     let page = s
         .ok(
             Method::GET,
