@@ -9,20 +9,26 @@
 //! entry is encoded, over everything but its place in the log). Only if all
 //! of that holds and the result equals the log's head does it sign the new
 //! size. An entry written into the database by anyone else stops the log
-//! from being signed past it, and is reported. Entries recorded while
-//! sealed carry no MAC; they are accepted only as outcomes, or as the
-//! public operations of the system log (init, unseal, seal, login).
+//! from being signed past it, and is reported.
+//!
+//! Entries without a MAC are accepted only where Warden genuinely writes
+//! them: while sealed, and sealed means closed, so only the public
+//! operations of the system log ([`crate::may_lack_mac`]: init, unseal,
+//! login). Entries of schema 2, written before every entry authorized
+//! while unsealed carried a MAC, are judged by that version's rule (also
+//! outcomes, and the system log's seal), but only until the log holds an
+//! entry of schema 3: after one, an old-schema entry is refused.
 //!
 //! Heads only grow, so no two checkpoints of one log are inconsistent.
 //! Replicas may sign the same size; the first stored wins, and the others
 //! are identical anyway (Ed25519 signatures are deterministic).
 
 use warden_store::{CheckpointRow, Store, StoreError};
-use warden_tlog::merkle::Frontier;
+use warden_tlog::merkle::{Frontier, leaf_hash};
 use warden_tlog::note::{Checkpoint, NoteSigner, open};
 use warden_tlog::verify::{EntryChecker, Fault};
 
-use crate::{EntryMac, MacCheck, SYSTEM_LOG, check_mac};
+use crate::{EntryMac, MacCheck, SYSTEM_LOG, check_mac, may_lack_mac};
 
 /// The checkpoint origin of `log`.
 pub fn origin(log: &str) -> String {
@@ -35,9 +41,37 @@ pub const KEY_NAME: &str = "warden-audit";
 /// Entries read per query while checking.
 const PAGE: i64 = 5000;
 
-/// Actions that may be recorded while sealed, when no MAC key exists: only
-/// in the system log, and only these.
-const SEALED_ACTIONS: [&str; 4] = ["sys.init", "sys.unseal", "sys.seal", "auth.login"];
+/// What schema-2 writers recorded without a MAC in the system log (besides
+/// any outcome, in any log).
+const LEGACY_SEALED_ACTIONS: [&str; 4] = ["sys.init", "sys.unseal", "sys.seal", "auth.login"];
+
+/// The fields of an entry the MAC rules look at.
+#[derive(serde::Deserialize)]
+struct Shape {
+    action: String,
+    #[serde(default)]
+    phase: Option<String>,
+    schema: u32,
+}
+
+fn shape(entry: &str) -> Option<Shape> {
+    serde_json::from_str(entry).ok()
+}
+
+/// Whether an entry without a MAC may be vouched for. `modern` says a
+/// schema-3 entry precedes it in the log; it becomes true at the first one.
+fn accepted_without_mac(log: &str, entry: &str, modern: &mut bool) -> bool {
+    let Some(s) = shape(entry) else {
+        return false;
+    };
+    if s.schema >= 3 {
+        *modern = true;
+        return may_lack_mac(log, &s.action);
+    }
+    !*modern
+        && (s.phase.as_deref() == Some("outcome")
+            || (log == SYSTEM_LOG && LEGACY_SEALED_ACTIONS.contains(&s.action.as_str())))
+}
 
 /// What one round of checkpointing did.
 #[derive(Debug, Default)]
@@ -111,6 +145,24 @@ async fn vouch(
         Err(f) => return Ok(Err(f)),
     };
     let mut from = i64::try_from(checker.next_seq()).unwrap_or(i64::MAX);
+    // Whether the log already holds a schema-3 entry: the entry just before
+    // (vouched for by the checkpoint: it must hash to its last leaf) says.
+    let mut modern = false;
+    if from > 0 {
+        let Some(before) = store.audit_entries(log, from - 1, 1).await?.pop() else {
+            return Ok(Err(fault(
+                Some(from - 1),
+                format!("entry {} is missing", from - 1),
+            )));
+        };
+        if checker.frontier().last_leaf() != Some(leaf_hash(before.entry.as_bytes())) {
+            return Ok(Err(fault(
+                Some(from - 1),
+                format!("entry {} does not match the newest checkpoint", from - 1),
+            )));
+        }
+        modern = shape(&before.entry).is_some_and(|s| s.schema >= 3);
+    }
     while from < size {
         let rows = store
             .audit_entries(log, from, PAGE.min(size - from))
@@ -129,27 +181,25 @@ async fn vouch(
                     format!("entry {}: stored leaf hash is wrong", row.seq),
                 )));
             }
-            match check_mac(&row.entry, log, mac) {
-                MacCheck::Valid => {}
-                // Written while sealed: public operations in the system log,
-                // and outcomes (an operation's outcome may be recorded just
-                // after a seal). Intents, which record that an authorized
-                // operation ran, always carry a MAC.
-                MacCheck::Missing
-                    if row.entry.contains("\"phase\":\"outcome\"")
-                        || (log == SYSTEM_LOG
-                            && SEALED_ACTIONS.iter().any(|a| {
-                                row.entry.starts_with(&format!("{{\"action\":\"{a}\","))
-                            })) => {}
-                _ => {
-                    return Ok(Err(fault(
-                        Some(row.seq),
-                        format!(
-                            "entry {} was not written by Warden (its MAC does not verify)",
-                            row.seq
-                        ),
-                    )));
+            let refused = match check_mac(&row.entry, log, mac) {
+                MacCheck::Valid => {
+                    if !modern {
+                        modern = shape(&row.entry).is_some_and(|s| s.schema >= 3);
+                    }
+                    None
                 }
+                MacCheck::Missing if accepted_without_mac(log, &row.entry, &mut modern) => None,
+                MacCheck::Missing => Some(
+                    "has no MAC, and only the system log's init, unseal and login entries \
+                     recorded while sealed may lack one",
+                ),
+                MacCheck::Invalid => Some("has a MAC that does not verify"),
+            };
+            if let Some(why) = refused {
+                return Ok(Err(fault(
+                    Some(row.seq),
+                    format!("entry {} was not written by Warden (it {why})", row.seq),
+                )));
             }
             from = row.seq + 1;
         }
@@ -198,4 +248,70 @@ pub fn sign(signer: &NoteSigner, log: &str, tree: &Frontier) -> Result<Checkpoin
         created_at: warden_store::now_ms(),
         state: Some(tree.to_bytes()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(action: &str, phase: &str, schema: u32) -> String {
+        format!(
+            r#"{{"action":"{action}","log":"x","mac":null,"phase":"{phase}","schema":{schema}}}"#
+        )
+    }
+
+    #[test]
+    fn bare_entries_are_accepted_only_where_warden_writes_them() {
+        let mut modern = false;
+        // Schema 2 (before every unsealed entry carried a MAC): outcomes
+        // anywhere, and the system log's seal, as that version wrote them.
+        assert!(accepted_without_mac(
+            "acme",
+            &entry("secret.read", "outcome", 2),
+            &mut modern
+        ));
+        assert!(accepted_without_mac(
+            SYSTEM_LOG,
+            &entry("sys.seal", "intent", 2),
+            &mut modern
+        ));
+        assert!(!accepted_without_mac(
+            "acme",
+            &entry("secret.read", "intent", 2),
+            &mut modern
+        ));
+        assert!(!modern);
+        // Schema 3: only the system log's init, unseal and login.
+        for action in ["sys.init", "sys.unseal", "auth.login"] {
+            assert!(accepted_without_mac(
+                SYSTEM_LOG,
+                &entry(action, "outcome", 3),
+                &mut modern
+            ));
+        }
+        assert!(modern);
+        let mut fresh = false;
+        assert!(!accepted_without_mac(
+            "acme",
+            &entry("auth.login", "outcome", 3),
+            &mut fresh
+        ));
+        assert!(!accepted_without_mac(
+            SYSTEM_LOG,
+            &entry("sys.seal", "outcome", 3),
+            &mut fresh
+        ));
+        assert!(!accepted_without_mac(
+            SYSTEM_LOG,
+            &entry("user.create", "outcome", 3),
+            &mut fresh
+        ));
+        // After a schema-3 entry, an old-schema one is not accepted bare.
+        assert!(!accepted_without_mac(
+            "acme",
+            &entry("secret.read", "outcome", 2),
+            &mut modern
+        ));
+        assert!(!accepted_without_mac("acme", "not json", &mut fresh));
+    }
 }

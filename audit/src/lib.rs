@@ -23,20 +23,50 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 pub use warden_store::PendingAudit;
-use warden_store::{LogHead, SequencedEntry, Sequencer, Store, StoreError};
-use warden_tlog::merkle::{Frontier, leaf_hash};
+use warden_store::{LogHead, SequencedEntry, Sequencer, Store, StoreError, Ticket, TileRow};
+use warden_tlog::merkle::{Frontier, Hash, leaf_hash};
 
 pub mod checkpoint;
+pub mod export;
+pub mod tiles;
 
-/// Entry schema version.
-pub const SCHEMA: u32 = 2;
+/// Entry schema version. Version 3 entries carry a MAC unless they are
+/// [`may_lack_mac`] entries (public operations of the system log, recorded
+/// while sealed); version 2 entries also left outcomes without one.
+pub const SCHEMA: u32 = 3;
 /// The log for events that belong to no organization.
 pub const SYSTEM_LOG: &str = "system";
 
-/// The intent could not be made durable; the operation must not run.
+/// The public operations of the system log, which run while sealed (no MAC
+/// key exists then): initializing, unsealing and logging in (a failed
+/// token login included).
+pub const SEALED_ACTIONS: [&str; 3] = ["sys.init", "sys.unseal", "auth.login"];
+
+/// Whether an entry of `action` in `log` may be written, and vouched for,
+/// without a MAC: only the system log's [`SEALED_ACTIONS`]. Everything else
+/// is written while unsealed (sealed means closed: other operations are
+/// refused before they are audited), so it carries a MAC.
+pub fn may_lack_mac(log: &str, action: &str) -> bool {
+    log == SYSTEM_LOG && SEALED_ACTIONS.contains(&action)
+}
+
+/// The entry could not be made durable (or not with a MAC); the operation
+/// must not run.
 #[derive(Debug, thiserror::Error)]
-#[error("audit log unavailable: {0}")]
-pub struct AuditError(#[from] StoreError);
+pub enum AuditError {
+    /// Storage refused or failed.
+    #[error("audit log unavailable: {0}")]
+    Store(#[from] StoreError),
+    /// The vault was sealed before the entry could be MACed, and it is not
+    /// one that may go without (the operation raced a seal).
+    #[error("the vault was sealed: {action} cannot be recorded in audit log {log} without a MAC")]
+    Sealed {
+        /// The log.
+        log: String,
+        /// The action.
+        action: String,
+    },
+}
 
 /// Who acted. Fields are declared in alphabetical order: entries are
 /// serialized directly in canonical (sorted-key) form.
@@ -108,10 +138,14 @@ const MAC_PLACEHOLDER: &str = "\"mac\":null,";
 const SEQ_PLACEHOLDER: &str = "\"seq\":null,";
 const MAC_FIELD: &str = "\"mac\":\"";
 
-/// Computes an entry's MAC under its log's key: `(log, text) -> hex`, or
-/// `None` when no key is available (sealed). Supplied by the server from
-/// the vault; the database never sees the key.
-pub type EntryMac = Arc<dyn Fn(&str, &[u8]) -> Option<String> + Send + Sync>;
+/// MACs entries of one log: `text -> hex`, under the log's key as it was
+/// when this was obtained (it keeps working after a seal, for as long as it
+/// is held).
+pub type LogMac = Arc<dyn Fn(&[u8]) -> String + Send + Sync>;
+
+/// Gives a log's [`LogMac`], or `None` when no key is available (sealed).
+/// Supplied by the server from the vault; the database never sees the key.
+pub type EntryMac = Arc<dyn Fn(&str) -> Option<LogMac> + Send + Sync>;
 
 /// What [`check_mac`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +167,7 @@ pub fn check_mac(entry: &str, log: &str, mac: &EntryMac) -> MacCheck {
     let Some((blank, recorded)) = as_encoded(entry) else {
         return MacCheck::Invalid;
     };
-    match mac(log, blank.as_bytes()) {
+    match mac(log).map(|m| m(blank.as_bytes())) {
         Some(expected)
             if bool::from(subtle::ConstantTimeEq::ct_eq(
                 expected.as_bytes(),
@@ -221,6 +255,33 @@ impl Sequencer for TreeSequencer {
             },
         ))
     }
+
+    fn open_tiles(&self, size: u64, count: u64) -> Result<Vec<(u8, u64, u64)>, String> {
+        warden_tlog::tiles::open_tiles(size, count).map_err(|e| e.to_string())
+    }
+
+    fn tiles(
+        &self,
+        size: u64,
+        open: Vec<Vec<Vec<u8>>>,
+        leaves: &[Vec<u8>],
+    ) -> Result<Vec<TileRow>, String> {
+        let open = open
+            .iter()
+            .map(|level| hashes(level))
+            .collect::<Result<Vec<_>, _>>()?;
+        tiles::rows(warden_tlog::tiles::extend(size, open, &hashes(leaves)?))
+    }
+}
+
+/// Stored hashes as [`Hash`]es.
+fn hashes(stored: &[Vec<u8>]) -> Result<Vec<Hash>, String> {
+    stored
+        .iter()
+        .map(|h| {
+            Hash::try_from(h.as_slice()).map_err(|_| "a stored hash is not 32 bytes".to_owned())
+        })
+        .collect()
 }
 
 /// Appends audit entries for one node.
@@ -235,9 +296,13 @@ pub struct Auditor {
 impl Auditor {
     /// An auditor writing through `store`, naming itself `node`, MACing
     /// every entry with `mac` when it yields a key; installs the
-    /// [`TreeSequencer`] in the store.
+    /// [`TreeSequencer`] in the store and, on a Tokio runtime, starts
+    /// building the tiles of logs that lack them ([`tiles::catch_up_all`]).
     pub fn new(store: Store, node: impl Into<String>, mac: Option<EntryMac>) -> Self {
         store.install_sequencer(Arc::new(TreeSequencer));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(tiles::catch_up_all(store.clone()));
+        }
         let node = node.into();
         let op_prefix = format!(
             "{:x}",
@@ -265,7 +330,13 @@ impl Auditor {
         )
     }
 
-    fn encode(&self, phase: &'static str, event: &Event, status: Option<&str>) -> String {
+    fn encode(
+        &self,
+        phase: &'static str,
+        event: &Event,
+        status: Option<&str>,
+        mac: Option<&LogMac>,
+    ) -> String {
         let entry = Entry {
             action: &event.action,
             actor: &event.actor,
@@ -290,43 +361,107 @@ impl Auditor {
         // The MAC covers the entry as encoded here (its place in the log,
         // `seq` and `prev`, still null): it is made while the operation
         // runs, under the key of that moment.
-        match self
-            .mac
-            .as_ref()
-            .and_then(|m| m(&event.log, text.as_bytes()))
-        {
-            Some(tag) => text.replacen(MAC_PLACEHOLDER, &format!("{MAC_FIELD}{tag}\","), 1),
+        match mac {
+            Some(m) => {
+                let tag = m(text.as_bytes());
+                text.replacen(MAC_PLACEHOLDER, &format!("{MAC_FIELD}{tag}\","), 1)
+            }
             None => text,
         }
     }
 
+    /// The MAC of `event`'s log now; refuses, when there is none (sealed),
+    /// an entry that must carry one.
+    fn mac_for(&self, event: &Event) -> Result<Option<LogMac>, AuditError> {
+        let Some(provider) = &self.mac else {
+            return Ok(None);
+        };
+        match provider(&event.log) {
+            Some(m) => Ok(Some(m)),
+            None if may_lack_mac(&event.log, &event.action) => Ok(None),
+            None => Err(AuditError::Sealed {
+                log: event.log.clone(),
+                action: event.action.clone(),
+            }),
+        }
+    }
+
     /// Appends the intent and returns once it is durable.
-    pub async fn intent(&self, event: &Event) -> Result<(), AuditError> {
-        Ok(self.queue_intent(event)?.durable().await?)
+    pub async fn intent(&self, event: &Event) -> Result<Intent, AuditError> {
+        let mut intent = self.queue_intent(event)?;
+        intent.durable().await?;
+        Ok(intent)
     }
 
     /// Queues the intent and returns at once. Writes made under
     /// [`warden_store::after_intent`] with its ticket are ordered after it
-    /// and refused if it fails; [`PendingAudit::durable`] says when it is on
-    /// disk.
-    pub fn queue_intent(&self, event: &Event) -> Result<PendingAudit, AuditError> {
-        let line = self.encode("intent", event, None);
-        Ok(self.store.queue_audit(event.log.clone(), line)?)
+    /// and refused if it fails; [`Intent::durable`] says when it is on
+    /// disk. The [`Intent`] keeps the log's MAC key for the outcome: pass it
+    /// to [`Auditor::outcome`].
+    pub fn queue_intent(&self, event: &Event) -> Result<Intent, AuditError> {
+        let mac = self.mac_for(event)?;
+        let line = self.encode("intent", event, None, mac.as_ref());
+        let pending = self.store.queue_audit(event.log.clone(), line)?;
+        Ok(Intent {
+            ticket: pending.ticket(),
+            pending: Some(pending),
+            durable: None,
+            mac,
+        })
     }
 
     /// Appends a record that is complete in itself (a denial, a failed
-    /// login) and returns once it is durable.
+    /// login) and returns once it is durable. It carries a MAC unless the
+    /// vault is sealed and it [`may_lack_mac`]; otherwise, while sealed, it
+    /// is refused.
     pub async fn record(&self, event: &Event, status: &str) -> Result<(), AuditError> {
-        let line = self.encode("outcome", event, Some(status));
+        let mac = self.mac_for(event)?;
+        let line = self.encode("outcome", event, Some(status), mac.as_ref());
         Ok(self.store.append_audit(event.log.clone(), line).await?)
     }
 
-    /// Appends the outcome without waiting: the response does not wait for
-    /// it, and a crash between the two leaves an intent without outcome,
-    /// which is itself evidence.
-    pub fn outcome(&self, event: &Event, status: &str) {
-        let line = self.encode("outcome", event, Some(status));
+    /// Appends the outcome of `intent` without waiting: the response does
+    /// not wait for it, and a crash between the two leaves an intent without
+    /// outcome, which is itself evidence. It is MACed with the key the
+    /// intent was MACed with, so an operation that ends after a seal still
+    /// records a MACed outcome; an intent recorded while sealed (a public
+    /// operation) gets its outcome MACed if the vault is unsealed by then.
+    pub fn outcome(&self, intent: Intent, event: &Event, status: &str) {
+        let mac = intent
+            .mac
+            .or_else(|| self.mac.as_ref().and_then(|m| m(&event.log)));
+        let line = self.encode("outcome", event, Some(status), mac.as_ref());
         self.store.append_audit_later(event.log.clone(), line);
+    }
+}
+
+/// An intent on its way to disk, holding what its outcome needs: the log's
+/// MAC key of the moment the intent was MACed (dropped with the `Intent`).
+pub struct Intent {
+    ticket: Ticket,
+    pending: Option<PendingAudit>,
+    durable: Option<Result<(), StoreError>>,
+    mac: Option<LogMac>,
+}
+
+impl Intent {
+    /// The ticket writes depending on this intent carry (see
+    /// [`warden_store::after_intent`]).
+    pub fn ticket(&self) -> Ticket {
+        self.ticket.clone()
+    }
+
+    /// Waits until the intent is committed (at once on later calls, with
+    /// the same answer).
+    pub async fn durable(&mut self) -> Result<(), AuditError> {
+        if let Some(pending) = self.pending.take() {
+            self.durable = Some(pending.durable().await);
+        }
+        match &self.durable {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(AuditError::Store(e.clone())),
+            None => Err(AuditError::Store(StoreError::Closed)),
+        }
     }
 }
 
@@ -388,14 +523,7 @@ mod tests {
     /// without a key is reported as such.
     #[test]
     fn entry_macs_survive_placement_and_catch_changes() {
-        let key = [9u8; 32];
-        let mac: EntryMac = Arc::new(move |log: &str, text: &[u8]| {
-            let k = ring_free_mac(&key, log);
-            Some(format!(
-                "{:x}",
-                k.wrapping_add(text.iter().map(|b| u64::from(*b)).sum::<u64>())
-            ))
-        });
+        let mac = stand_in_mac(|| true);
         let entry = Entry {
             action: "secret.read",
             actor: &Actor {
@@ -419,7 +547,7 @@ mod tests {
             time_ns: 1,
         };
         let text = serde_json::to_string(&entry).unwrap();
-        let tag = mac("acme", text.as_bytes()).unwrap();
+        let tag = mac("acme").unwrap()(text.as_bytes());
         let signed = text.replacen(MAC_PLACEHOLDER, &format!("{MAC_FIELD}{tag}\","), 1);
         let head = LogHead {
             size: 0,
@@ -444,5 +572,111 @@ mod tests {
         key.iter()
             .chain(log.as_bytes())
             .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(*b)))
+    }
+
+    /// A stand-in [`EntryMac`] that has a key only while `unsealed()`.
+    fn stand_in_mac(unsealed: impl Fn() -> bool + Send + Sync + 'static) -> EntryMac {
+        let key = [9u8; 32];
+        Arc::new(move |log: &str| {
+            if !unsealed() {
+                return None;
+            }
+            let k = ring_free_mac(&key, log);
+            let m: LogMac = Arc::new(move |text: &[u8]| {
+                format!(
+                    "{:x}",
+                    k.wrapping_add(text.iter().map(|b| u64::from(*b)).sum::<u64>())
+                )
+            });
+            Some(m)
+        })
+    }
+
+    fn event(log: &str, action: &str) -> Event {
+        Event {
+            op_id: format!("n-1-{action}"),
+            log: log.into(),
+            actor: Actor {
+                method: "token",
+                principal: "user:root".into(),
+                source_ip: None,
+                token_id: None,
+                user_agent: None,
+            },
+            action: action.into(),
+            target: "acme/shop#K".into(),
+            decision: None,
+        }
+    }
+
+    /// Regression: outcomes and standalone records written without a MAC
+    /// were vouched for in any log. Now, with a key provider installed: an
+    /// operation audited while unsealed gets its outcome MACed with the
+    /// intent's key even if the vault is sealed before it ends; while
+    /// sealed, nothing but the system log's public operations is written
+    /// without a MAC (the rest is refused, so the operation does not run).
+    #[tokio::test]
+    async fn entries_are_maced_whenever_they_were_authorized_unsealed() {
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/a.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let unsealed = Arc::new(AtomicBool::new(true));
+        let flag = unsealed.clone();
+        let mac = stand_in_mac(move || flag.load(Ordering::SeqCst));
+        let auditor = Auditor::new(store.clone(), "n", Some(mac.clone()));
+
+        let op = event("acme", "secret.read");
+        let intent = auditor.intent(&op).await.unwrap();
+        unsealed.store(false, Ordering::SeqCst);
+        auditor.outcome(intent, &op, "ok");
+        // Sealed: an authorized operation or a denial racing the seal is
+        // refused; a public operation of the system log is recorded bare.
+        assert!(matches!(
+            auditor.queue_intent(&event("acme", "secret.write")),
+            Err(AuditError::Sealed { .. })
+        ));
+        assert!(matches!(
+            auditor
+                .record(&event("acme", "secret.read"), "forbidden")
+                .await,
+            Err(AuditError::Sealed { .. })
+        ));
+        assert!(matches!(
+            auditor
+                .record(&event(SYSTEM_LOG, "user.create"), "forbidden")
+                .await,
+            Err(AuditError::Sealed { .. })
+        ));
+        let unseal = event(SYSTEM_LOG, "sys.unseal");
+        let intent = auditor.intent(&unseal).await.unwrap();
+        auditor
+            .record(&event(SYSTEM_LOG, "auth.login"), "unknown token")
+            .await
+            .unwrap();
+        // The unseal succeeds: its outcome is MACed under the new key.
+        unsealed.store(true, Ordering::SeqCst);
+        auditor.outcome(intent, &unseal, "ok");
+        store.flush().await.unwrap();
+
+        let acme = store.audit_entries("acme", 0, 10).await.unwrap();
+        assert_eq!(acme.len(), 2);
+        for e in &acme {
+            assert_eq!(
+                check_mac(&e.entry, "acme", &mac),
+                MacCheck::Valid,
+                "{}",
+                e.entry
+            );
+        }
+        let system = store.audit_entries(SYSTEM_LOG, 0, 10).await.unwrap();
+        let checks: Vec<MacCheck> = system
+            .iter()
+            .map(|e| check_mac(&e.entry, SYSTEM_LOG, &mac))
+            .collect();
+        assert_eq!(
+            checks,
+            [MacCheck::Missing, MacCheck::Missing, MacCheck::Valid]
+        );
     }
 }

@@ -203,7 +203,7 @@ async fn run_baseline(plan: Plan) -> Result<Measurement> {
 async fn run_warden(target: Target, plan: Plan, seed: u64) -> Result<[Measurement; 2]> {
     let backend = target.backend;
     let result = async {
-        warden::seed(&target.client, seed)
+        warden::seed(&target.client, seed, plan.connections)
             .await
             .context("seeding")?;
         progress("secret read", backend, plan);

@@ -21,6 +21,15 @@ pub const SCOPE: &str = "bench/app/prod";
 pub const READ_KEYS: u64 = 100;
 /// Distinct keys each connection cycles through in the write scenario.
 pub const WRITE_KEYS_PER_CONNECTION: u64 = 50;
+/// Connections that write into one environment: 18 × 50 = 900 keys, within
+/// the 1,000 keys a scope may hold.
+pub const WRITERS_PER_SCOPE: usize = 18;
+
+/// The environment connection `conn` writes to (`bench/app/w<k>`, a
+/// production environment like [`SCOPE`]).
+fn write_scope(conn: usize) -> String {
+    format!("bench/app/w{}", conn / WRITERS_PER_SCOPE)
+}
 /// Length of every secret value.
 pub const VALUE_LEN: usize = 64;
 
@@ -108,15 +117,20 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
     })
 }
 
-/// Creates the organization, project and production environment and writes
-/// the read keys; checks one of them reads back.
-pub async fn seed(client: &Client, rng_seed: u64) -> Result<()> {
+/// Creates the organization, project and production environments (the
+/// read scope, and one per [`WRITERS_PER_SCOPE`] of `connections` writers)
+/// and writes the read keys; checks one of them reads back.
+pub async fn seed(client: &Client, rng_seed: u64, connections: usize) -> Result<()> {
     let mut conn = client.connect().await.context("connecting to Warden")?;
-    let scopes = [
+    let mut scopes = vec![
         json!({"kind": "organization", "path": "bench"}),
         json!({"kind": "project", "path": "bench/app"}),
         json!({"kind": "environment", "path": SCOPE, "mode": "production"}),
     ];
+    for k in 0..connections.div_ceil(WRITERS_PER_SCOPE) {
+        let path = write_scope(k * WRITERS_PER_SCOPE);
+        scopes.push(json!({"kind": "environment", "path": path, "mode": "production"}));
+    }
     for scope in scopes {
         let (status, body) = conn
             .send(
@@ -173,12 +187,12 @@ pub fn reads(_conn: usize) -> Generator {
     })
 }
 
-/// `PUT` of one fresh 64-byte value to `W_<conn>_<i % 50>`: connections never
-/// write the same key.
+/// `PUT` of one fresh 64-byte value to `W_<conn>_<i % 50>` in the
+/// connection's environment: connections never write the same key.
 pub fn writes(seed: u64) -> impl Fn(usize) -> Generator {
     move |conn| {
         let mut rng = Rng::new(seed ^ (conn as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let path = format!("/api/v1/secrets/{SCOPE}");
+        let path = format!("/api/v1/secrets/{}", write_scope(conn));
         Box::new(move |i| {
             let key = format!("W_{conn}_{}", i % WRITE_KEYS_PER_CONNECTION);
             let body = format!(r#"{{"values":{{"{key}":"{}"}}}}"#, rng.value());

@@ -136,6 +136,7 @@ pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let config = warden_server::config::Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging("info", config.log_json);
     warden_server::hardening::harden_process();
+    warn_if_shared(&config.tls_key);
     let tls = warden_server::tls::server_config(&config.tls_cert, &config.tls_key)?;
     let running = warden_server::start(warden_server::ServerOptions {
         listen: config.listen,
@@ -150,4 +151,20 @@ pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing in-flight requests");
     running.shutdown().await;
     Ok(())
+}
+
+/// Warns when the TLS private key `warden server` was given is readable by
+/// group or others. It is the operator's file (often shared with a group on
+/// purpose), so this warns rather than refuses.
+fn warn_if_shared(key: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(key)
+        && m.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %key.display(),
+            mode = format!("{:04o}", m.permissions().mode() & 0o7777),
+            "the TLS private key is readable by other users; `chmod 600` it unless that is intended"
+        );
+    }
 }

@@ -39,9 +39,9 @@ pub mod throttle;
 use std::future::Future;
 use std::sync::Arc;
 
-use warden_audit::{Actor, Auditor, DecisionRecord, Event, SYSTEM_LOG};
+use warden_audit::{Actor, Auditor, DecisionRecord, Event, Intent, SYSTEM_LOG};
 use warden_policies::{Action, Decision, Resource, Scope, authorize};
-use warden_store::{PendingAudit, Store};
+use warden_store::Store;
 
 pub use credential::{Credential, MAX_CREDENTIAL_BYTES, RequestMeta, Transport};
 pub use error::{Error, ErrorKind};
@@ -336,7 +336,7 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let (event, permit, intent) = self.admit(caller, action, scope, target).await?;
+        let (event, permit, mut intent) = self.admit(caller, action, scope, target).await?;
         let result = match effects {
             Effects::Anywhere => {
                 intent
@@ -356,7 +356,7 @@ impl Pipeline {
                 result
             }
         };
-        self.0.audit.outcome(&event, status_of(&result));
+        self.0.audit.outcome(intent, &event, status_of(&result));
         result
     }
 
@@ -369,7 +369,7 @@ impl Pipeline {
         action: Action,
         scope: Scope,
         target: String,
-    ) -> Result<(Event, Permit, PendingAudit), Error> {
+    ) -> Result<(Event, Permit, Intent), Error> {
         self.refuse_while_sealed()?;
         if !caller.declared.contains(&action) {
             // The entry point runs an action it did not declare: a bug, and
@@ -453,12 +453,12 @@ impl Pipeline {
         scope: Scope,
         target: String,
     ) -> Result<SessionGrant, Error> {
-        let (event, permit, intent) = self.admit(caller, action, scope, target).await?;
+        let (event, permit, mut intent) = self.admit(caller, action, scope, target).await?;
         intent
             .durable()
             .await
             .map_err(|_| Error::audit_unavailable())?;
-        Ok(session::start(self.clone(), caller, event, permit))
+        Ok(session::start(self.clone(), caller, event, intent, permit))
     }
 
     /// Runs an operation a caller performs on its own identity (whoami, its
@@ -482,13 +482,14 @@ impl Pipeline {
                 rule: "self-service".to_owned(),
             }),
         };
-        self.0
+        let intent = self
+            .0
             .audit
             .intent(&event)
             .await
             .map_err(|_| Error::audit_unavailable())?;
         let result = op.await;
-        self.0.audit.outcome(&event, status_of(&result));
+        self.0.audit.outcome(intent, &event, status_of(&result));
         result
     }
 
@@ -522,13 +523,14 @@ impl Pipeline {
             target: claimed.map_or("vault", |c| c.0).to_owned(),
             decision: None,
         };
-        self.0
+        let intent = self
+            .0
             .audit
             .intent(&event)
             .await
             .map_err(|_| Error::audit_unavailable())?;
         let result = op.await;
-        self.0.audit.outcome(&event, status_of(&result));
+        self.0.audit.outcome(intent, &event, status_of(&result));
         result
     }
 }

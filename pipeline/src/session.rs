@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use warden_audit::Event;
+use warden_audit::{Event, Intent};
 use warden_policies::{Action, Decision, Scope, authorize};
 use warden_store::Change;
 
@@ -34,8 +34,9 @@ pub struct SessionGrant {
     watcher: JoinHandle<()>,
     pipeline: Pipeline,
     event: Event,
+    /// Taken when the outcome is recorded.
+    intent: Option<Intent>,
     started: Instant,
-    finished: bool,
 }
 
 impl SessionGrant {
@@ -65,22 +66,25 @@ impl SessionGrant {
 
     /// Ends the session and records its outcome with `status`.
     pub fn finish(mut self, status: &str) {
-        self.finished = true;
-        self.pipeline.audit().outcome(&self.event, status);
+        self.record(status);
+    }
+
+    fn record(&mut self, status: &str) {
+        if let Some(intent) = self.intent.take() {
+            self.pipeline.audit().outcome(intent, &self.event, status);
+        }
     }
 }
 
 impl Drop for SessionGrant {
     fn drop(&mut self) {
         self.watcher.abort();
-        if !self.finished {
-            let status = if self.ended.borrow().is_some() {
-                "authority_ended"
-            } else {
-                "ended"
-            };
-            self.pipeline.audit().outcome(&self.event, status);
-        }
+        let status = if self.ended.borrow().is_some() {
+            "authority_ended"
+        } else {
+            "ended"
+        };
+        self.record(status);
     }
 }
 
@@ -101,6 +105,7 @@ pub(crate) fn start(
     pipeline: Pipeline,
     caller: &Caller,
     event: Event,
+    intent: Intent,
     permit: Permit,
 ) -> SessionGrant {
     let (tx, ended) = watch::channel(None);
@@ -129,8 +134,8 @@ pub(crate) fn start(
         watcher,
         pipeline,
         event,
+        intent: Some(intent),
         started: Instant::now(),
-        finished: false,
     }
 }
 

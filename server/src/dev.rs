@@ -2,8 +2,9 @@
 //! embedded defaults.
 //!
 //! The data directory (0700) gets a SQLite database, a private CA and server
-//! certificate, the unseal key in `dev-unseal.key` (0600) and the bootstrap
-//! token in `dev-token` (0600). Keeping the unseal key next to the data
+//! certificate, the unseal key in `dev-unseal.key` and the bootstrap token
+//! in `dev-token`, every file 0600. A data directory other users can reach
+//! is refused. Keeping the unseal key next to the data
 //! defeats the purpose of sealing: this mode is for laptops only, and says so
 //! loudly. A second start on the same directory reuses everything.
 
@@ -61,16 +62,10 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DevError + '_ {
     }
 }
 
+/// Creates `dir` 0700, or refuses one other users can reach (the message
+/// says which `chmod` fixes it).
 fn create_private_dir(dir: &Path) -> Result<(), DevError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
-    }
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+    warden_store::files::ensure_private_dir(dir).map_err(|e| DevError::Start(e.into()))
 }
 
 /// Starts (and on first use creates) a dev server in `data_dir`.
@@ -78,6 +73,16 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
     create_private_dir(data_dir)?;
     let tls_dir = data_dir.join("tls");
     create_private_dir(&tls_dir)?;
+    let key_file: PathBuf = data_dir.join("dev-unseal.key");
+    let token_file: PathBuf = data_dir.join("dev-token");
+    warden_store::files::refuse_shared_files(&[
+        key_file.clone(),
+        token_file.clone(),
+        tls_dir.join("server-key.pem"),
+        tls_dir.join("server.pem"),
+        tls_dir.join("ca.pem"),
+    ])
+    .map_err(|e| DevError::Start(e.into()))?;
     let pki = ensure_dev_pki(&tls_dir)?;
     let running = start(ServerOptions {
         listen,
@@ -87,8 +92,6 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         request_timeout: Duration::from_secs(30),
     })
     .await?;
-    let key_file: PathBuf = data_dir.join("dev-unseal.key");
-    let token_file: PathBuf = data_dir.join("dev-token");
     let app = running.app.clone();
     let meta = RequestMeta::new(Credential::None, Some("local".to_owned()), Transport::Http);
     let status = app

@@ -13,6 +13,9 @@ use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior,
 
 /// Applies what the OS allows; logs what it refuses.
 pub fn harden_process() {
+    // Files the server creates are private to its user (the data
+    // directory's own checks refuse anything shared).
+    warden_store::files::restrict_umask();
     match setrlimit(
         Resource::Core,
         Rlimit {

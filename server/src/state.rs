@@ -83,5 +83,9 @@ impl App {
 /// rows written into the database by anyone else.
 pub fn entry_mac(vault: &Arc<Vault>) -> EntryMac {
     let vault = vault.clone();
-    Arc::new(move |log: &str, text: &[u8]| vault.audit_mac(log, text))
+    Arc::new(move |log: &str| {
+        let key = vault.audit_mac_key(log)?;
+        let mac: warden_audit::LogMac = Arc::new(move |text: &[u8]| key.mac(text));
+        Some(mac)
+    })
 }

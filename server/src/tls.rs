@@ -110,20 +110,15 @@ pub fn ensure_dev_pki(dir: &Path) -> Result<DevPki, TlsError> {
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(gen_err)?;
 
+    // Certificates are public, but they live in the data directory, whose
+    // files are all 0600.
     write_private(&pki.key, leaf_key.serialize_pem().as_bytes())?;
-    write_public(
+    write_private(
         &pki.cert,
         format!("{}{}", leaf_cert.pem(), ca_cert.pem()).as_bytes(),
     )?;
-    write_public(&pki.ca_cert, ca_cert.pem().as_bytes())?;
+    write_private(&pki.ca_cert, ca_cert.pem().as_bytes())?;
     Ok(pki)
-}
-
-fn write_public(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
-    std::fs::write(path, bytes).map_err(|e| TlsError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
 }
 
 /// Writes a file readable only by its owner (created 0600, never wider).

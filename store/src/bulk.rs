@@ -9,12 +9,23 @@
 //! a failing request never leaves half of its secrets bumped). Two requests
 //! writing the same secret in one batch are applied in successive rounds,
 //! in queue order, so each gets its own version.
+//!
+//! A scope holds at most [`MAX_KEYS_PER_SCOPE`] keys. Each round first
+//! asks which of its keys are new and how many keys their scopes hold, and
+//! refuses (alone, in queue order) any request that would take a scope past
+//! the limit, before anything is written. The writer's transaction makes
+//! that atomic on SQLite (one writing process, `BEGIN IMMEDIATE`); on
+//! PostgreSQL the batch first locks the scope rows it writes to, in path
+//! order, so replicas adding keys to the same scope take turns and each
+//! counts what the other committed.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 use tokio::sync::oneshot;
+
+use warden_types::MAX_KEYS_PER_SCOPE;
 
 use crate::dialect::Dialect;
 use crate::writer::Ticket;
@@ -73,6 +84,16 @@ pub(crate) async fn put_all(
     let mut pending: Vec<usize> = (0..items.len())
         .filter(|&i| outcomes[i].is_none())
         .collect();
+    if let (Some(lock), false) = (dialect.lock_scopes(), pending.is_empty()) {
+        let scopes: HashSet<&str> = pending
+            .iter()
+            .flat_map(|&i| items[i].puts.iter().map(|p| p.scope.as_str()))
+            .collect();
+        sqlx::query(lock)
+            .bind(json!(scopes.into_iter().collect::<Vec<_>>()).to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+    }
     while !pending.is_empty() {
         // A round takes, in queue order, the items whose secrets no earlier
         // item of the round writes.
@@ -93,6 +114,66 @@ pub(crate) async fn put_all(
     Ok(outcomes)
 }
 
+/// Refuses, in queue order, the items of `round` that would take a scope
+/// past [`MAX_KEYS_PER_SCOPE`]; returns the others.
+async fn refuse_over_limit(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    round: Vec<(usize, Vec<Key>)>,
+    outcomes: &mut [Option<PutOutcome>],
+) -> Result<Vec<usize>, StoreError> {
+    let pairs: Vec<Value> = round
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().map(|(scope, name)| json!([scope, name])))
+        .collect();
+    let all = || round.iter().map(|(i, _)| *i).collect();
+    if pairs.is_empty() {
+        return Ok(all());
+    }
+    let fresh: Vec<(String, String, i64)> = sqlx::query_as(dialect.fresh_keys())
+        .bind(Value::Array(pairs).to_string())
+        .fetch_all(&mut *conn)
+        .await?;
+    if fresh.is_empty() {
+        return Ok(all());
+    }
+    let mut held: HashMap<String, i64> = HashMap::new();
+    let mut new_keys: HashSet<Key> = HashSet::with_capacity(fresh.len());
+    for (scope, name, count) in fresh {
+        held.insert(scope.clone(), count);
+        new_keys.insert((scope, name));
+    }
+    let limit = MAX_KEYS_PER_SCOPE as i64;
+    let mut accepted = Vec::with_capacity(round.len());
+    for (i, keys) in &round {
+        let i = *i;
+        let mut adding: HashMap<&str, i64> = HashMap::new();
+        let mut seen: HashSet<&Key> = HashSet::new();
+        for k in keys {
+            if new_keys.contains(k) && seen.insert(k) {
+                *adding.entry(k.0.as_str()).or_default() += 1;
+            }
+        }
+        let over = adding
+            .iter()
+            .find(|(scope, n)| held.get(**scope).copied().unwrap_or(0) + **n > limit);
+        if let Some((scope, n)) = over {
+            let has = held.get(*scope).copied().unwrap_or(0);
+            outcomes[i] = Some(Err(StoreError::Refused(format!(
+                "{scope} holds {has} keys and this write would add {n}: a scope holds at most \
+                 {MAX_KEYS_PER_SCOPE} keys (deleted ones included); write existing keys, or put \
+                 new ones in another scope"
+            ))));
+            continue;
+        }
+        for (scope, n) in adding {
+            *held.entry(scope.to_owned()).or_default() += n;
+        }
+        accepted.push(i);
+    }
+    Ok(accepted)
+}
+
 async fn run_round(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -100,6 +181,11 @@ async fn run_round(
     round: &[usize],
     outcomes: &mut [Option<PutOutcome>],
 ) -> Result<(), StoreError> {
+    let keys: Vec<(usize, Vec<Key>)> = round
+        .iter()
+        .map(|&i| (i, items[i].puts.iter().map(key).collect()))
+        .collect();
+    let round = &refuse_over_limit(conn, dialect, keys, outcomes).await?;
     let now = now_ms();
     let rows: Vec<&NewVersion> = round.iter().flat_map(|&i| items[i].puts.iter()).collect();
     let mut versions: HashMap<Key, (i64, i64)> = HashMap::with_capacity(rows.len());

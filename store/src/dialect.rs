@@ -108,8 +108,10 @@ impl Dialect {
     /// ends; on SQLite the batch already holds the database's write lock.
     pub(crate) fn lock_audit_head(self) -> &'static str {
         match self {
-            Self::Sqlite => "SELECT size, state FROM audit_heads WHERE log = $1",
-            Self::Postgres => "SELECT size, state FROM audit_heads WHERE log = $1 FOR UPDATE",
+            Self::Sqlite => "SELECT size, state, tiled FROM audit_heads WHERE log = $1",
+            Self::Postgres => {
+                "SELECT size, state, tiled FROM audit_heads WHERE log = $1 FOR UPDATE"
+            }
         }
     }
 
@@ -127,6 +129,46 @@ impl Dialect {
                  SELECT $1, (e.v->>0)::bigint, e.v->>1, decode(e.v->>2, 'hex') \
                  FROM jsonb_array_elements($2::text::jsonb) AS e(v)"
             }
+        }
+    }
+
+    /// Of a round's `[scope, name]` pairs (`$1`, a JSON array), those that
+    /// do not exist yet, each with the number of keys its scope holds (the
+    /// per-scope key limit is checked against it).
+    pub(crate) fn fresh_keys(self) -> &'static str {
+        match self {
+            Self::Sqlite => {
+                "WITH req AS (SELECT DISTINCT json_extract(value, '$[0]') AS scope, \
+                     json_extract(value, '$[1]') AS name FROM json_each($1)), \
+                 fresh AS (SELECT scope, name FROM req WHERE NOT EXISTS \
+                     (SELECT 1 FROM secrets s WHERE s.scope = req.scope AND s.name = req.name)) \
+                 SELECT f.scope, f.name, c.held FROM fresh f JOIN \
+                     (SELECT d.scope, (SELECT COUNT(*) FROM secrets s WHERE s.scope = d.scope) AS held \
+                      FROM (SELECT DISTINCT scope FROM fresh) d) c ON c.scope = f.scope"
+            }
+            Self::Postgres => {
+                "WITH req AS (SELECT DISTINCT e->>0 AS scope, e->>1 AS name \
+                     FROM jsonb_array_elements($1::text::jsonb) AS e), \
+                 fresh AS (SELECT scope, name FROM req WHERE NOT EXISTS \
+                     (SELECT 1 FROM secrets s WHERE s.scope = req.scope AND s.name = req.name)) \
+                 SELECT f.scope, f.name, c.held FROM fresh f JOIN \
+                     (SELECT d.scope, (SELECT COUNT(*) FROM secrets s WHERE s.scope = d.scope) AS held \
+                      FROM (SELECT DISTINCT scope FROM fresh) d) c ON c.scope = f.scope"
+            }
+        }
+    }
+
+    /// Locks the scope rows a batch writes (`$1`: JSON array of paths), so
+    /// replicas counting a scope's keys serialize; SQLite's single writer
+    /// needs no lock. NO KEY UPDATE serializes writers of a scope without
+    /// blocking the foreign-key checks (KEY SHARE) of rows referencing it.
+    pub(crate) fn lock_scopes(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some(
+                "SELECT path FROM scopes WHERE path IN \
+                 (SELECT jsonb_array_elements_text($1::text::jsonb)) ORDER BY path FOR NO KEY UPDATE",
+            ),
         }
     }
 

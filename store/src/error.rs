@@ -12,6 +12,10 @@ pub enum StoreError {
     /// message, which never contains bound parameter values.
     #[error("database error: {0}")]
     Database(String),
+    /// The data directory or a database file is open to other local users
+    /// (or cannot be checked); the message says which `chmod` fixes it.
+    #[error("{0}")]
+    Insecure(String),
     /// Applying migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(String),
@@ -63,7 +67,11 @@ impl StoreError {
             Self::Conflict(_) | Self::Refused(_) | Self::NotFound(_) | Self::CasMismatch { .. } => {
                 Fault::Client
             }
-            Self::Sealing(_) | Self::BadUrl | Self::Migrate(_) | Self::Closed => Fault::Internal,
+            Self::Sealing(_)
+            | Self::BadUrl
+            | Self::Insecure(_)
+            | Self::Migrate(_)
+            | Self::Closed => Fault::Internal,
             Self::IntentNotRecorded => Fault::Upstream,
             Self::Database(_) => Fault::Upstream,
         }

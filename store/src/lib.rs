@@ -20,6 +20,7 @@ mod cache;
 mod dialect;
 mod error;
 mod feed;
+pub mod files;
 mod rows;
 mod writer;
 
@@ -80,32 +81,19 @@ async fn checkpoint_loop(pool: AnyPool, checkpoint: &'static str) {
 
 /// Takes the exclusive lock that makes this process the SQLite file's only
 /// user (the read cache depends on it).
-fn lock_sqlite_file(url: &str) -> Result<Option<Arc<std::fs::File>>, StoreError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    if path.is_empty() || path.contains(":memory:") {
-        return Ok(None);
-    }
-    let lock_path = PathBuf::from(format!("{path}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::Database(format!("{}: {e}", lock_path.display())))?;
+fn lock_sqlite_file(path: &std::path::Path) -> Result<Arc<std::fs::File>, StoreError> {
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let file = files::open_lock_file(&lock_path)?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
         |_| {
             StoreError::Database(format!(
-                "{path} is in use by another Warden process (lock {} is held)",
+                "{} is in use by another Warden process (lock {} is held)",
+                path.display(),
                 lock_path.display()
             ))
         },
     )?;
-    Ok(Some(Arc::new(file)))
+    Ok(Arc::new(file))
 }
 
 impl std::fmt::Debug for Store {
@@ -122,10 +110,19 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url)?;
-        let owner = if dialect.is_embedded() {
-            lock_sqlite_file(url)?
+        // The SQLite files: a private directory, private files, and the
+        // lock that makes this process their only user.
+        let sqlite_file = if dialect.is_embedded() {
+            files::sqlite_path(url)
         } else {
             None
+        };
+        let owner = match &sqlite_file {
+            Some(db) => {
+                files::prepare_sqlite(db)?;
+                Some(lock_sqlite_file(db)?)
+            }
+            None => None,
         };
         let url = dialect.connect_url(url);
         let opts = AnyConnectOptions::from_str(&url).map_err(StoreError::from_sqlx)?;
@@ -152,6 +149,9 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        if let Some(db) = &sqlite_file {
+            files::restrict_sqlite_files(db)?;
+        }
         let cache = owner
             .as_ref()
             .map(|_| Arc::new(cache::ReadCache::default()));
@@ -269,6 +269,7 @@ mod identity;
 #[cfg(test)]
 mod lockstep;
 mod queries;
+mod tiles;
 
 #[cfg(test)]
 mod tests {
@@ -305,7 +306,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_write_does_not_leave_a_stale_cached_row() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
         let store = Store::connect(&url).await.unwrap();
         store
             .create_scope(scope_row("acme", None), None)
@@ -336,5 +337,67 @@ mod tests {
             .unwrap();
         assert_eq!(latest.version, 2);
         assert_eq!(latest.envelope, Some(vec![2; 32]));
+    }
+
+    fn puts(names: impl Iterator<Item = String>) -> (Vec<NewVersion>, Sealer) {
+        let p = names
+            .map(|name| NewVersion {
+                scope: "acme/shop".into(),
+                org: "acme".into(),
+                name,
+                cas: None,
+                max_versions: 10,
+                key_term: 1,
+            })
+            .collect();
+        (p, Box::new(|_, _| Ok(vec![0; 32])))
+    }
+
+    /// A scope holds at most `MAX_KEYS_PER_SCOPE` keys: the write that
+    /// would pass it is refused whole (nothing of it written), rewriting
+    /// existing keys still works, and of two requests queued together only
+    /// the one that no longer fits is refused.
+    #[tokio::test]
+    async fn a_scope_refuses_keys_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store
+            .create_scope(scope_row("acme", None), None)
+            .await
+            .unwrap();
+        store
+            .create_scope(scope_row("acme/shop", Some("acme")), None)
+            .await
+            .unwrap();
+        let limit = warden_types::MAX_KEYS_PER_SCOPE;
+        for start in (0..limit - 1).step_by(100) {
+            let end = (start + 100).min(limit - 1);
+            let (p, s) = puts((start..end).map(|i| format!("K{i}")));
+            store.put_secrets(p, s).await.unwrap();
+        }
+        // One slot left: a two-key write is refused whole...
+        let (p, s) = puts(["NEW_A".to_owned(), "NEW_B".to_owned()].into_iter());
+        let e = store.put_secrets(p, s).await.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Refused(m) if m.contains("acme/shop holds 999 keys") && m.contains("at most 1000")),
+            "{e}"
+        );
+        assert!(
+            store
+                .secret_version("acme/shop", "NEW_A", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // ...rewriting existing keys is not limited...
+        let (p, s) = puts((0..100).map(|i| format!("K{i}")));
+        store.put_secrets(p, s).await.unwrap();
+        // ...and of two new keys queued together, the first fits.
+        let (p1, s1) = puts(["NEW_A".to_owned()].into_iter());
+        let (p2, s2) = puts(["NEW_B".to_owned()].into_iter());
+        let (a, b) = futures::join!(store.put_secrets(p1, s1), store.put_secrets(p2, s2));
+        assert!(a.is_ok(), "{a:?}");
+        assert!(matches!(b, Err(StoreError::Refused(_))), "{b:?}");
     }
 }

@@ -311,6 +311,33 @@ pub trait Sequencer: Send + Sync + 'static {
         head: LogHead,
         entries: Vec<String>,
     ) -> Result<(Vec<SequencedEntry>, LogHead), String>;
+    /// For appending `count` leaves to a log of `size`: the stored hashes
+    /// [`Sequencer::tiles`] needs, per level at which a tile completes, as
+    /// `(level, from, to)`: level 0 means leaf hashes `[from, to)`, a
+    /// higher level the roots of tiles `[from, to)` of the level below.
+    fn open_tiles(&self, size: u64, count: u64) -> Result<Vec<(u8, u64, u64)>, String>;
+    /// The full tiles completed by appending `leaves` (leaf hashes) to a log
+    /// of `size`, given the hashes [`Sequencer::open_tiles`] named.
+    fn tiles(
+        &self,
+        size: u64,
+        open: Vec<Vec<Vec<u8>>>,
+        leaves: &[Vec<u8>],
+    ) -> Result<Vec<TileRow>, String>;
+}
+
+/// A full tile of an audit log's Merkle tree (C2SP tlog-tiles geometry):
+/// 256 subtree hashes of `256^level` leaves each, and their root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileRow {
+    /// 0 for leaf hashes.
+    pub level: i64,
+    /// The tile's index within its level.
+    pub idx: i64,
+    /// 256 hashes of 32 bytes.
+    pub hashes: Vec<u8>,
+    /// Their root (hash `idx` of level `level + 1`).
+    pub root: Vec<u8>,
 }
 
 /// Re-encryption of one version under a newer key term.

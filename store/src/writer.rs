@@ -102,7 +102,7 @@ const MAX_BATCH: usize = 2048;
 /// Creates a log's head on its first entry.
 const CREATE_HEAD: &str =
     "INSERT INTO audit_heads (log, size, state) VALUES ($1, 0, $2) ON CONFLICT (log) DO NOTHING";
-const UPDATE_HEAD: &str = "UPDATE audit_heads SET size = $2, state = $3 WHERE log = $1";
+const UPDATE_HEAD: &str = "UPDATE audit_heads SET size = $2, state = $3, tiled = $4 WHERE log = $1";
 
 /// Where the audit crate installs its [`Sequencer`].
 pub(crate) type SequencerSlot = Arc<std::sync::OnceLock<Arc<dyn Sequencer>>>;
@@ -398,7 +398,8 @@ async fn transaction(
 
 /// Appends a batch's audit entries: per log (in name order, so replicas
 /// lock heads in the same order), lock the head, let the sequencer place
-/// the entries, insert them with one statement and store the new head.
+/// the entries, insert them with one statement, store the tiles they
+/// complete (about once per 256 entries; see `tiles.rs`) and the new head.
 async fn append_audit(
     conn: &mut AnyConnection,
     dialect: Dialect,
@@ -420,12 +421,12 @@ async fn append_audit(
             .bind(sequencer.empty_state())
             .execute(&mut *conn)
             .await?;
-        let head: LogHead = sqlx::query_as(dialect.lock_audit_head())
+        let (size, state, tiled): (i64, Vec<u8>, i64) = sqlx::query_as(dialect.lock_audit_head())
             .bind(log.as_str())
             .fetch_one(&mut *conn)
             .await?;
         let (placed, head) = sequencer
-            .sequence(&log, head, entries)
+            .sequence(&log, LogHead { size, state }, entries)
             .map_err(StoreError::Database)?;
         let json: Vec<(i64, &str, String)> = placed
             .iter()
@@ -437,10 +438,23 @@ async fn append_audit(
             .bind(json)
             .execute(&mut *conn)
             .await?;
+        // Tiles are kept in step while they cover the whole log; a log
+        // whose tiles lag (from before tiles existed) is caught up apart.
+        let leaves: Vec<Vec<u8>> = placed.into_iter().map(|e| e.leaf_hash).collect();
+        let covered = tiled == size
+            && crate::tiles::extend(
+                conn,
+                sequencer,
+                &log,
+                u64::try_from(size).map_err(|e| StoreError::Database(e.to_string()))?,
+                &leaves,
+            )
+            .await?;
         sqlx::query(UPDATE_HEAD)
             .bind(log.as_str())
             .bind(head.size)
             .bind(head.state)
+            .bind(if covered { head.size } else { tiled })
             .execute(&mut *conn)
             .await?;
     }

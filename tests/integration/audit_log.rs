@@ -155,7 +155,7 @@ async fn entries_are_sequenced_and_checkpointed(s: TestServer) {
     for (i, e) in entries.iter().enumerate() {
         assert_eq!(e["seq"], i as i64);
         assert_eq!(e["log"], "acme");
-        assert_eq!(e["schema"], 2);
+        assert_eq!(e["schema"], warden_audit::SCHEMA);
         assert_eq!(e["prev"].as_str().unwrap().len(), 64);
     }
     assert_eq!(entries[0]["prev"], "0".repeat(64));

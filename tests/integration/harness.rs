@@ -60,7 +60,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(db: Db) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        // The data directory must be private (tempfile makes it 0755 here).
+        let dir = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .unwrap();
         let database_url = match db {
             Db::Sqlite => format!("sqlite://{}", dir.path().join("warden.db").display()),
             Db::Postgres => fresh_postgres_db().await,

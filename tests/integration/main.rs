@@ -11,11 +11,15 @@
 mod architecture;
 mod audit_cli;
 mod audit_log;
+mod audit_macs;
+mod audit_tiles;
 mod bad_input;
 mod canary;
 mod crash;
+mod file_modes;
 mod harness;
 mod lifecycle;
+mod limits;
 mod rbac;
 mod replicas;
 mod routes;

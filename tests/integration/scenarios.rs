@@ -333,7 +333,9 @@ async fn passphrase_and_shamir_init_through_the_api(db: crate::harness::Db) {
     for shamir in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let url = match db {
-            crate::harness::Db::Sqlite => format!("sqlite://{}", dir.path().join("w.db").display()),
+            crate::harness::Db::Sqlite => {
+                format!("sqlite://{}", dir.path().join("data/w.db").display())
+            }
             crate::harness::Db::Postgres => crate::harness::fresh_postgres_db().await,
         };
         let running = crate::harness::start_on(dir.path(), &url).await;

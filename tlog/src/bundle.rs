@@ -186,23 +186,22 @@ impl Bundle {
 
     /// Writes the bundle as a tar archive and returns the manifest written
     /// (with `files` filled in). Deterministic: the same bundle gives the
-    /// same bytes.
-    pub fn write_to(&self, w: impl Write) -> Result<Manifest, BundleError> {
+    /// same bytes. (A bundle too large to hold is written member by member
+    /// with [`member_header`], [`member_padding`] and [`ARCHIVE_END`], which
+    /// give the same bytes.)
+    pub fn write_to(&self, mut w: impl Write) -> Result<Manifest, BundleError> {
         let members = self.members()?;
         let mut manifest = self.manifest.clone();
         manifest.files = members
             .iter()
             .map(|(name, data)| (name.clone(), sha256_hex(data)))
             .collect();
-        let mut manifest_bytes = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| BundleError::Invalid(e.to_string()))?;
-        manifest_bytes.push(b'\n');
-        let mut builder = tar::Builder::new(w);
-        append(&mut builder, MANIFEST, &manifest_bytes)?;
+        let manifest_bytes = manifest_bytes(&manifest)?;
+        write_member(&mut w, MANIFEST, &manifest_bytes)?;
         for (name, data) in &members {
-            append(&mut builder, name, data)?;
+            write_member(&mut w, name, data)?;
         }
-        let mut w = builder.into_inner()?;
+        w.write_all(&ARCHIVE_END)?;
         w.flush()?;
         Ok(manifest)
     }
@@ -340,17 +339,80 @@ impl Bundle {
     }
 }
 
-fn append<W: Write>(b: &mut tar::Builder<W>, name: &str, data: &[u8]) -> Result<(), BundleError> {
+/// Tar's block size.
+const BLOCK: u64 = 512;
+/// Two zero blocks: what ends a tar archive.
+pub const ARCHIVE_END: [u8; 1024] = [0; 1024];
+
+/// The tar header of a bundle member of `size` bytes: ustar, mode 0644,
+/// uid/gid 0, mtime 0, no user or group names (deterministic).
+pub fn member_header(name: &str, size: u64) -> Result<[u8; 512], BundleError> {
     let mut h = tar::Header::new_ustar();
     h.set_path(name)?;
-    h.set_size(data.len() as u64);
+    h.set_size(size);
     h.set_mode(0o644);
     h.set_uid(0);
     h.set_gid(0);
     h.set_mtime(0);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_cksum();
-    b.append(&h, data)?;
+    Ok(*h.as_bytes())
+}
+
+/// The zeros that follow a member of `size` bytes, up to a whole block.
+pub fn member_padding(size: u64) -> &'static [u8] {
+    static ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
+    let rest = (BLOCK - size % BLOCK) % BLOCK;
+    &ZEROS[..rest as usize]
+}
+
+/// Bytes a member of `size` bytes takes in the archive (header, data,
+/// padding).
+pub fn member_len(size: u64) -> u64 {
+    BLOCK + size.div_ceil(BLOCK) * BLOCK
+}
+
+/// The bytes of `manifest.json` for `manifest` (pretty JSON and a newline).
+pub fn manifest_bytes(manifest: &Manifest) -> Result<Vec<u8>, BundleError> {
+    let mut bytes =
+        serde_json::to_vec_pretty(manifest).map_err(|e| BundleError::Invalid(e.to_string()))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The SHA-256 of a member as the manifest lists it, computed as the
+/// member is produced.
+pub struct MemberHash {
+    ctx: digest::Context,
+    len: u64,
+}
+
+impl Default for MemberHash {
+    fn default() -> Self {
+        Self {
+            ctx: digest::Context::new(&digest::SHA256),
+            len: 0,
+        }
+    }
+}
+
+impl MemberHash {
+    /// Adds the next bytes of the member.
+    pub fn update(&mut self, data: &[u8]) {
+        self.ctx.update(data);
+        self.len += data.len() as u64;
+    }
+
+    /// The member's length and lowercase hex SHA-256.
+    pub fn finish(self) -> (u64, String) {
+        (self.len, hex::encode(self.ctx.finish()))
+    }
+}
+
+fn write_member(w: &mut impl Write, name: &str, data: &[u8]) -> Result<(), BundleError> {
+    w.write_all(&member_header(name, data.len() as u64)?)?;
+    w.write_all(data)?;
+    w.write_all(member_padding(data.len() as u64))?;
     Ok(())
 }
 

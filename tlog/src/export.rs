@@ -146,19 +146,109 @@ struct DecisionRow<'a> {
     rule: Option<Cow<'a, str>>,
 }
 
-fn rows(entries: &[u8]) -> impl Iterator<Item = Result<(usize, &[u8], Row<'_>), ExportError>> {
+/// The non-empty lines of `entries` with their 1-based line numbers.
+fn lines(entries: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     entries
         .split(|&b| b == b'\n')
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
-        .map(|(i, l)| {
-            serde_json::from_slice::<Row<'_>>(l)
-                .map(|r| (i + 1, l, r))
-                .map_err(|e| ExportError::Entry {
-                    line: i + 1,
-                    reason: e.to_string(),
-                })
-        })
+        .map(|(i, l)| (i + 1, l))
+}
+
+fn parse_row(line: usize, l: &[u8]) -> Result<Row<'_>, ExportError> {
+    serde_json::from_slice::<Row<'_>>(l).map_err(|e| ExportError::Entry {
+        line,
+        reason: e.to_string(),
+    })
+}
+
+/// A derived view made an entry at a time, for entries too many to hold:
+/// [`ViewWriter::start`], then [`ViewWriter::line`] for each entry line in
+/// order, then [`ViewWriter::end`]; the pieces concatenated are exactly
+/// [`to_csv`] or [`to_ocsf`] of the lines.
+#[derive(Debug, Clone)]
+pub enum ViewWriter {
+    /// The CSV view.
+    Csv,
+    /// The OCSF view (whether no event was written yet).
+    Ocsf {
+        /// No event written yet.
+        first: bool,
+    },
+}
+
+impl ViewWriter {
+    /// The CSV view.
+    pub fn csv() -> Self {
+        Self::Csv
+    }
+
+    /// The OCSF view.
+    pub fn ocsf() -> Self {
+        Self::Ocsf { first: true }
+    }
+
+    /// What comes before the first entry.
+    pub fn start(&self) -> Result<Vec<u8>, ExportError> {
+        match self {
+            Self::Csv => csv_record(CSV_COLUMNS),
+            Self::Ocsf { .. } => Ok(b"[".to_vec()),
+        }
+    }
+
+    /// The view of one entry line (without its newline); `line_no` is its
+    /// 1-based line number, for errors.
+    pub fn line(&mut self, line_no: usize, line: &[u8]) -> Result<Vec<u8>, ExportError> {
+        let r = parse_row(line_no, line)?;
+        match self {
+            Self::Csv => csv_row(line_no, &r),
+            Self::Ocsf { first } => {
+                let original: Value =
+                    serde_json::from_slice(line).map_err(|e| ExportError::Entry {
+                        line: line_no,
+                        reason: e.to_string(),
+                    })?;
+                let mut out = Vec::with_capacity(line.len() * 2);
+                out.extend_from_slice(if *first { b"\n" } else { b",\n" });
+                *first = false;
+                write_canonical(&ocsf_event(&r, original), &mut out);
+                Ok(out)
+            }
+        }
+    }
+
+    /// What comes after the last entry.
+    pub fn end(&self) -> Vec<u8> {
+        match self {
+            Self::Csv => Vec::new(),
+            Self::Ocsf { first: true } => b"]\n".to_vec(),
+            Self::Ocsf { first: false } => b"\n]\n".to_vec(),
+        }
+    }
+
+    /// The whole view of JSON-lines `entries`.
+    fn all(mut self, entries: &[u8]) -> Result<Vec<u8>, ExportError> {
+        let mut out = self.start()?;
+        for (n, l) in lines(entries) {
+            out.extend_from_slice(&self.line(n, l)?);
+        }
+        out.extend_from_slice(&self.end());
+        Ok(out)
+    }
+}
+
+/// One CSV record (RFC 4180, CRLF), as the `csv` writer quotes it.
+fn csv_record<I, F>(fields: I) -> Result<Vec<u8>, ExportError>
+where
+    I: IntoIterator<Item = F>,
+    F: AsRef<[u8]>,
+{
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    w.write_record(fields)
+        .map_err(|e| ExportError::Csv(e.to_string()))?;
+    w.into_inner().map_err(|e| ExportError::Csv(e.to_string()))
 }
 
 fn opt<'a>(v: &'a Option<Cow<'a, str>>) -> &'a str {
@@ -167,46 +257,40 @@ fn opt<'a>(v: &'a Option<Cow<'a, str>>) -> &'a str {
 
 /// The CSV view of JSON-lines entries (columns in [`CSV_COLUMNS`]).
 pub fn to_csv(entries: &[u8]) -> Result<Vec<u8>, ExportError> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
-    let csv_err = |e: csv::Error| ExportError::Csv(e.to_string());
-    w.write_record(CSV_COLUMNS).map_err(csv_err)?;
-    for row in rows(entries) {
-        let (line, _, r) = row?;
-        let time = rfc3339_nanos(r.time_ns).ok_or_else(|| ExportError::Entry {
-            line,
-            reason: format!("time_ns {} is past the year 9999", r.time_ns),
-        })?;
-        let seq = r.seq.to_string();
-        let none = None;
-        let (principal, method, ip) = match &r.actor {
-            Some(a) => (&a.principal, &a.method, &a.source_ip),
-            None => (&none, &none, &none),
-        };
-        let (effect, rule) = match &r.decision {
-            Some(d) => (&d.effect, &d.rule),
-            None => (&none, &none),
-        };
-        w.write_record([
-            seq.as_str(),
-            time.as_str(),
-            r.log.as_ref(),
-            opt(&r.node),
-            opt(&r.op_id),
-            opt(&r.phase),
-            opt(principal),
-            opt(method),
-            opt(ip),
-            r.action.as_ref(),
-            opt(&r.target),
-            opt(effect),
-            opt(rule),
-            opt(&r.status),
-        ])
-        .map_err(csv_err)?;
-    }
-    w.into_inner().map_err(|e| ExportError::Csv(e.to_string()))
+    ViewWriter::csv().all(entries)
+}
+
+fn csv_row(line: usize, r: &Row<'_>) -> Result<Vec<u8>, ExportError> {
+    let time = rfc3339_nanos(r.time_ns).ok_or_else(|| ExportError::Entry {
+        line,
+        reason: format!("time_ns {} is past the year 9999", r.time_ns),
+    })?;
+    let seq = r.seq.to_string();
+    let none = None;
+    let (principal, method, ip) = match &r.actor {
+        Some(a) => (&a.principal, &a.method, &a.source_ip),
+        None => (&none, &none, &none),
+    };
+    let (effect, rule) = match &r.decision {
+        Some(d) => (&d.effect, &d.rule),
+        None => (&none, &none),
+    };
+    csv_record([
+        seq.as_str(),
+        time.as_str(),
+        r.log.as_ref(),
+        opt(&r.node),
+        opt(&r.op_id),
+        opt(&r.phase),
+        opt(principal),
+        opt(method),
+        opt(ip),
+        r.action.as_ref(),
+        opt(&r.target),
+        opt(effect),
+        opt(rule),
+        opt(&r.status),
+    ])
 }
 
 /// The OCSF class of an action: (class_uid, category_uid, activity_id).
@@ -334,21 +418,7 @@ fn ocsf_event(r: &Row<'_>, original: Value) -> Value {
 /// The OCSF view of JSON-lines entries: a JSON array of OCSF 1.3.0 events
 /// (see the module docs for the mapping).
 pub fn to_ocsf(entries: &[u8]) -> Result<Vec<u8>, ExportError> {
-    let mut out = Vec::with_capacity(entries.len() * 2);
-    out.push(b'[');
-    let mut first = true;
-    for row in rows(entries) {
-        let (line, raw, r) = row?;
-        let original: Value = serde_json::from_slice(raw).map_err(|e| ExportError::Entry {
-            line,
-            reason: e.to_string(),
-        })?;
-        out.extend_from_slice(if first { b"\n" } else { b",\n" });
-        first = false;
-        write_canonical(&ocsf_event(&r, original), &mut out);
-    }
-    out.extend_from_slice(if first { b"]\n" } else { b"\n]\n" });
-    Ok(out)
+    ViewWriter::ocsf().all(entries)
 }
 
 const DAYS_IN_MONTH: [u64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];

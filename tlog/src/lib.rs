@@ -15,6 +15,9 @@
 //!   producing a [`verify::Transcript`], and the per-entry checks the
 //!   server reuses for live verification.
 //! - [`export`]: derived views of the entries (CSV, OCSF 1.3.0 JSON).
+//! - [`tiles`]: the tree's full tiles of 256 subtree hashes (C2SP
+//!   tlog-tiles geometry), and inclusion proofs and frontiers made from
+//!   them in O(log n) subtree hashes.
 //!
 //! # Entries
 //!
@@ -46,6 +49,7 @@ pub mod canonical;
 pub mod export;
 pub mod merkle;
 pub mod note;
+pub mod tiles;
 pub mod verify;
 
 pub use bundle::{Bundle, BundleError, Manifest};

@@ -32,7 +32,7 @@
 
 use serde::Serialize;
 
-use crate::bundle::{Bundle, CSV_VIEW, FORMAT, OCSF_VIEW};
+use crate::bundle::{Bundle, CSV_VIEW, FORMAT, Manifest, OCSF_VIEW};
 use crate::canonical::parse_entry;
 use crate::merkle::{Frontier, Hash, leaf_hash};
 use crate::note::{Checkpoint, NoteVerifier, open};
@@ -250,45 +250,85 @@ pub fn verify_entries_against(
     entries: &[u8],
     checkpoints: &[Checkpoint],
 ) -> EntriesReport {
-    let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
-    cps.sort_by_key(|c| c.size);
-    let start = frontier.size();
-    let report =
-        |checked: u64, matched: &[u64], f: &Frontier, fault: Option<Fault>| EntriesReport {
-            entries_checked: checked,
-            roots_matched: matched.to_vec(),
-            frontier: f.clone(),
-            fault,
-        };
-    let mut matched: Vec<u64> = Vec::new();
-    if let Some(c) = cps.first()
-        && c.size < start
-    {
-        let f = Fault::general(format!(
-            "checkpoint {} is older than the first entry checked ({start})",
-            c.size
-        ));
-        return report(0, &matched, &frontier, Some(f));
+    let mut v = EntriesVerifier::new(log, frontier, checkpoints);
+    for line in lines(entries) {
+        if !v.push(line) {
+            break;
+        }
     }
-    let mut checker = match EntryChecker::new(log, frontier.clone()) {
-        Ok(c) => c,
-        Err(f) => return report(0, &matched, &frontier, Some(f)),
-    };
-    let mut next_cp = 0usize;
-    let check_roots = |checker: &EntryChecker, next_cp: &mut usize, matched: &mut Vec<u64>| {
-        while let Some(c) = cps.get(*next_cp) {
+    v.report()
+}
+
+/// [`verify_entries_against`], a line at a time: for entries read from
+/// storage page by page, never all in memory.
+#[derive(Debug, Clone)]
+pub struct EntriesVerifier {
+    cps: Vec<Checkpoint>,
+    next_cp: usize,
+    matched: Vec<u64>,
+    start: u64,
+    /// The checker, or the frontier given when it could not be made.
+    checker: Result<EntryChecker, Frontier>,
+    checked: u64,
+    fault: Option<Fault>,
+}
+
+impl EntriesVerifier {
+    /// Starts after `frontier`, for log `log`, checking roots at
+    /// `checkpoints`' sizes (authenticated already).
+    pub fn new(log: &str, frontier: Frontier, checkpoints: &[Checkpoint]) -> Self {
+        let mut cps = checkpoints.to_vec();
+        cps.sort_by_key(|c| c.size);
+        let start = frontier.size();
+        let mut v = Self {
+            cps,
+            next_cp: 0,
+            matched: Vec::new(),
+            start,
+            checker: Err(frontier.clone()),
+            checked: 0,
+            fault: None,
+        };
+        if let Some(c) = v.cps.first()
+            && c.size < start
+        {
+            v.fault = Some(Fault::general(format!(
+                "checkpoint {} is older than the first entry checked ({start})",
+                c.size
+            )));
+            return v;
+        }
+        match EntryChecker::new(log, frontier) {
+            Ok(c) => v.checker = Ok(c),
+            Err(f) => {
+                v.fault = Some(f);
+                return v;
+            }
+        }
+        if let Err(f) = v.check_roots() {
+            v.fault = Some(f);
+        }
+        v
+    }
+
+    /// Checks the roots of the checkpoints whose size has been reached.
+    fn check_roots(&mut self) -> Result<(), Fault> {
+        let Ok(checker) = &self.checker else {
+            return Ok(());
+        };
+        while let Some(c) = self.cps.get(self.next_cp) {
             if c.size != checker.next_seq() {
                 break;
             }
             if checker.frontier().root() != c.root {
-                if c.size == start {
+                if c.size == self.start {
                     return Err(Fault::general(format!(
                         "frontier.bin does not hash to checkpoint {}'s signed root: the entries before the bundle were altered, or frontier.bin was",
                         c.size
                     )));
                 }
                 let last = c.size.checked_sub(1);
-                let from = matched.last().copied().unwrap_or(start);
+                let from = self.matched.last().copied().unwrap_or(self.start);
                 return Err(Fault {
                     seq: last,
                     reason: format!(
@@ -299,36 +339,57 @@ pub fn verify_entries_against(
                     ),
                 });
             }
-            matched.push(c.size);
-            *next_cp += 1;
+            self.matched.push(c.size);
+            self.next_cp += 1;
         }
         Ok(())
-    };
-    if let Err(f) = check_roots(&checker, &mut next_cp, &mut matched) {
-        return report(0, &matched, checker.frontier(), Some(f));
     }
-    let mut checked = 0u64;
-    for line in lines(entries) {
+
+    /// Checks the next line (without its newline); `Err(line)` is a last
+    /// line that had no newline. Returns false once a check has failed
+    /// (later lines are ignored).
+    pub fn push(&mut self, line: Result<&[u8], &[u8]>) -> bool {
+        if self.fault.is_some() {
+            return false;
+        }
+        let Ok(checker) = &mut self.checker else {
+            return false;
+        };
         let seq = checker.next_seq();
         let line = match line {
             Ok(l) => l,
             Err(_) => {
-                let f = Fault::at(
+                self.fault = Some(Fault::at(
                     seq,
                     format!("entry {seq} does not end with a newline: the file was cut short"),
-                );
-                return report(checked, &matched, checker.frontier(), Some(f));
+                ));
+                return false;
             }
         };
         if let Err(f) = checker.push_line(line) {
-            return report(checked, &matched, checker.frontier(), Some(f));
+            self.fault = Some(f);
+            return false;
         }
-        checked += 1;
-        if let Err(f) = check_roots(&checker, &mut next_cp, &mut matched) {
-            return report(checked, &matched, checker.frontier(), Some(f));
+        self.checked += 1;
+        if let Err(f) = self.check_roots() {
+            self.fault = Some(f);
+            return false;
+        }
+        true
+    }
+
+    /// What was established.
+    pub fn report(self) -> EntriesReport {
+        EntriesReport {
+            entries_checked: self.checked,
+            roots_matched: self.matched,
+            frontier: match self.checker {
+                Ok(c) => c.frontier().clone(),
+                Err(f) => f,
+            },
+            fault: self.fault,
         }
     }
-    report(checked, &matched, checker.frontier(), None)
 }
 
 struct Run {
@@ -339,6 +400,9 @@ impl Run {
     fn check(&mut self, s: String) {
         self.t.checks.push(s);
     }
+    fn failed(self, seq: Option<u64>, reason: String) -> Box<Transcript> {
+        Box::new(self.fail(seq, reason))
+    }
     fn fail(mut self, seq: Option<u64>, reason: String) -> Transcript {
         self.t.checks.push(format!("FAILED: {reason}"));
         self.t.verdict = Verdict::Failed;
@@ -348,10 +412,10 @@ impl Run {
     }
 }
 
-fn resolve_trust(bundle: &Bundle, trusted: &Trust) -> Result<(NoteVerifier, String), String> {
+fn resolve_trust(keys: &[String], trusted: &Trust) -> Result<(NoteVerifier, String), String> {
     match trusted {
         Trust::Key(v) => {
-            let listed = bundle.keys.iter().any(|k| *k == v.vkey());
+            let listed = keys.iter().any(|k| *k == v.vkey());
             Ok((
                 v.clone(),
                 format!(
@@ -372,7 +436,7 @@ fn resolve_trust(bundle: &Bundle, trusted: &Trust) -> Result<(NoteVerifier, Stri
                 ));
             }
             let mut found: Vec<NoteVerifier> = Vec::new();
-            for (i, k) in bundle.keys.iter().enumerate() {
+            for (i, k) in keys.iter().enumerate() {
                 let v = NoteVerifier::from_vkey(k)
                     .map_err(|e| format!("keys.txt line {}: {e}", i + 1))?;
                 let hit = if want.len() == 64 {
@@ -407,190 +471,25 @@ fn resolve_trust(bundle: &Bundle, trusted: &Trust) -> Result<(NoteVerifier, Stri
 /// Verifies a bundle against a trusted key; never panics. See the module
 /// docs for the checks.
 pub fn verify_bundle(bundle: &Bundle, trusted: &Trust) -> Transcript {
-    let m = &bundle.manifest;
-    let mut run = Run {
-        t: Transcript {
-            verdict: Verdict::Ok,
-            log: m.log.clone(),
-            origin: m.origin.clone(),
-            first_seq: m.first_seq,
-            end_seq: m.end_seq,
-            entries_checked: 0,
-            checkpoints_verified: Vec::new(),
-            key_fingerprint: None,
-            first_bad_seq: None,
-            reason: None,
-            checks: Vec::new(),
-        },
+    let mut v = match StreamVerification::start(
+        &bundle.manifest,
+        &bundle.keys,
+        &bundle.checkpoints,
+        &bundle.frontier,
+        trusted,
+    ) {
+        Ok(v) => v,
+        Err(t) => return *t,
     };
-
-    // 1. Manifest.
-    if m.format != FORMAT {
-        return run.fail(
-            None,
-            format!("manifest format is {:?}, expected {FORMAT:?}", m.format),
-        );
-    }
-    if m.first_seq > m.end_seq {
-        return run.fail(
-            None,
-            format!(
-                "manifest range is empty backwards: first_seq {} > end_seq {}",
-                m.first_seq, m.end_seq
-            ),
-        );
-    }
-    run.check(format!(
-        "manifest: format {FORMAT}, log {:?}, origin {:?}, entries {}..{}",
-        m.log, m.origin, m.first_seq, m.end_seq
-    ));
-
-    // 2. Trust.
-    let verifier = match resolve_trust(bundle, trusted) {
-        Ok((v, how)) => {
-            run.check(how);
-            v
+    for line in lines(&bundle.entries) {
+        if !v.entries.push(line) {
+            break;
         }
-        Err(reason) => return run.fail(None, reason),
+    }
+    let mut run = match v.conclude() {
+        Ok(run) => run,
+        Err(t) => return *t,
     };
-    run.t.key_fingerprint = Some(verifier.fingerprint());
-
-    // 3. Checkpoints.
-    if bundle.checkpoints.is_empty() {
-        return run.fail(
-            None,
-            "the bundle has no checkpoint: nothing in it is signed".into(),
-        );
-    }
-    let mut checkpoints: Vec<Checkpoint> = Vec::with_capacity(bundle.checkpoints.len());
-    let verifiers = [verifier];
-    for (size, note) in &bundle.checkpoints {
-        let body = match open(note, &verifiers) {
-            Ok((body, _)) => body,
-            Err(e) => return run.fail(None, format!("checkpoint {size}: {e}")),
-        };
-        let cp = match Checkpoint::parse_body(&body) {
-            Ok(c) => c,
-            Err(e) => return run.fail(None, format!("checkpoint {size}: {e}")),
-        };
-        if cp.origin != m.origin {
-            return run.fail(
-                None,
-                format!(
-                    "checkpoint {size} is for origin {:?}, not the manifest's {:?}",
-                    cp.origin, m.origin
-                ),
-            );
-        }
-        if cp.size != *size {
-            return run.fail(
-                None,
-                format!(
-                    "checkpoints/{size}.note holds a checkpoint of size {}",
-                    cp.size
-                ),
-            );
-        }
-        if cp.size < m.first_seq || cp.size > m.end_seq {
-            return run.fail(
-                None,
-                format!(
-                    "checkpoint {size} lies outside the bundle's range {}..={}",
-                    m.first_seq, m.end_seq
-                ),
-            );
-        }
-        if checkpoints.last().is_some_and(|p| p.size >= cp.size) {
-            return run.fail(
-                None,
-                format!("checkpoint {size} is duplicated or out of order"),
-            );
-        }
-        checkpoints.push(cp);
-    }
-    let newest = checkpoints.last().map(|c| c.size).unwrap_or(0);
-    if newest != m.end_seq {
-        return run.fail(
-            None,
-            format!(
-                "manifest end_seq is {} but the newest checkpoint has size {newest}",
-                m.end_seq
-            ),
-        );
-    }
-    run.check(format!(
-        "{} checkpoint signature(s) verified, origin {:?}, sizes {}..={}",
-        checkpoints.len(),
-        m.origin,
-        checkpoints.first().map(|c| c.size).unwrap_or(0),
-        newest
-    ));
-
-    // 4. Frontier.
-    if bundle.frontier.size() != m.first_seq {
-        return run.fail(
-            None,
-            format!(
-                "frontier.bin summarizes {} entries, but the bundle starts at seq {}",
-                bundle.frontier.size(),
-                m.first_seq
-            ),
-        );
-    }
-    if bundle.frontier.last_leaf().is_none() {
-        return run.fail(
-            None,
-            "frontier.bin lacks the last leaf hash needed to check the first entry's prev".into(),
-        );
-    }
-    run.check(format!(
-        "frontier: {} earlier entries in {} subtree hash(es)",
-        m.first_seq,
-        bundle.frontier.hashes().len()
-    ));
-
-    // 5–6. Entries and roots.
-    let report = verify_entries_against(
-        &m.log,
-        bundle.frontier.clone(),
-        &bundle.entries,
-        &checkpoints,
-    );
-    run.t.entries_checked = report.entries_checked;
-    run.t.checkpoints_verified = report.roots_matched.clone();
-    if let Some(f) = report.fault {
-        return run.fail(f.seq, f.reason);
-    }
-    let end = report.frontier.size();
-    // 7. The tail.
-    if end < m.end_seq {
-        return run.fail(
-            Some(end),
-            format!(
-                "the entries stop at seq {end} but checkpoint {} covers up to seq {}: entry {end} and after are missing (truncated)",
-                m.end_seq,
-                m.end_seq.saturating_sub(1)
-            ),
-        );
-    }
-    if end > m.end_seq {
-        return run.fail(
-            Some(m.end_seq),
-            format!(
-                "entries from seq {} on are past the newest checkpoint ({}), so no signature covers them",
-                m.end_seq, m.end_seq
-            ),
-        );
-    }
-    run.check(format!(
-        "{} entries: seq contiguous, log {:?}, hash chain intact, canonical JSON",
-        report.entries_checked, m.log
-    ));
-    run.check(format!(
-        "roots recomputed from frontier.bin and the entries match {} checkpoint(s), which are therefore consistent with each other",
-        report.roots_matched.len()
-    ));
-
     // 8. Derived views.
     for (name, data) in &bundle.views {
         let fresh = match name.as_str() {
@@ -611,4 +510,236 @@ pub fn verify_bundle(bundle: &Bundle, trusted: &Trust) -> Transcript {
     }
     run.check("verdict: OK".into());
     run.t
+}
+
+/// [`verify_bundle`] with the entries given a line at a time, for a log too
+/// large to hold (the server's live verification reads them page by page):
+/// the same checks in the same order, and the same transcript, as for a
+/// bundle of those members without derived views.
+pub struct StreamVerification {
+    run: Run,
+    entries: EntriesVerifier,
+    end_seq: u64,
+    log: String,
+}
+
+impl StreamVerification {
+    /// Checks the manifest, the trusted key, the checkpoints and the
+    /// frontier (steps 1–4); `Err` is the failed transcript.
+    pub fn start(
+        m: &Manifest,
+        keys: &[String],
+        checkpoints_in: &[(u64, String)],
+        frontier: &Frontier,
+        trusted: &Trust,
+    ) -> Result<StreamVerification, Box<Transcript>> {
+        let mut run = Run {
+            t: Transcript {
+                verdict: Verdict::Ok,
+                log: m.log.clone(),
+                origin: m.origin.clone(),
+                first_seq: m.first_seq,
+                end_seq: m.end_seq,
+                entries_checked: 0,
+                checkpoints_verified: Vec::new(),
+                key_fingerprint: None,
+                first_bad_seq: None,
+                reason: None,
+                checks: Vec::new(),
+            },
+        };
+
+        // 1. Manifest.
+        if m.format != FORMAT {
+            return Err(run.failed(
+                None,
+                format!("manifest format is {:?}, expected {FORMAT:?}", m.format),
+            ));
+        }
+        if m.first_seq > m.end_seq {
+            return Err(run.failed(
+                None,
+                format!(
+                    "manifest range is empty backwards: first_seq {} > end_seq {}",
+                    m.first_seq, m.end_seq
+                ),
+            ));
+        }
+        run.check(format!(
+            "manifest: format {FORMAT}, log {:?}, origin {:?}, entries {}..{}",
+            m.log, m.origin, m.first_seq, m.end_seq
+        ));
+
+        // 2. Trust.
+        let verifier = match resolve_trust(keys, trusted) {
+            Ok((v, how)) => {
+                run.check(how);
+                v
+            }
+            Err(reason) => return Err(run.failed(None, reason)),
+        };
+        run.t.key_fingerprint = Some(verifier.fingerprint());
+
+        // 3. Checkpoints.
+        if checkpoints_in.is_empty() {
+            return Err(run.failed(
+                None,
+                "the bundle has no checkpoint: nothing in it is signed".into(),
+            ));
+        }
+        let mut checkpoints: Vec<Checkpoint> = Vec::with_capacity(checkpoints_in.len());
+        let verifiers = [verifier];
+        for (size, note) in checkpoints_in {
+            let body = match open(note, &verifiers) {
+                Ok((body, _)) => body,
+                Err(e) => return Err(run.failed(None, format!("checkpoint {size}: {e}"))),
+            };
+            let cp = match Checkpoint::parse_body(&body) {
+                Ok(c) => c,
+                Err(e) => return Err(run.failed(None, format!("checkpoint {size}: {e}"))),
+            };
+            if cp.origin != m.origin {
+                return Err(run.failed(
+                    None,
+                    format!(
+                        "checkpoint {size} is for origin {:?}, not the manifest's {:?}",
+                        cp.origin, m.origin
+                    ),
+                ));
+            }
+            if cp.size != *size {
+                return Err(run.failed(
+                    None,
+                    format!(
+                        "checkpoints/{size}.note holds a checkpoint of size {}",
+                        cp.size
+                    ),
+                ));
+            }
+            if cp.size < m.first_seq || cp.size > m.end_seq {
+                return Err(run.failed(
+                    None,
+                    format!(
+                        "checkpoint {size} lies outside the bundle's range {}..={}",
+                        m.first_seq, m.end_seq
+                    ),
+                ));
+            }
+            if checkpoints.last().is_some_and(|p| p.size >= cp.size) {
+                return Err(run.failed(
+                    None,
+                    format!("checkpoint {size} is duplicated or out of order"),
+                ));
+            }
+            checkpoints.push(cp);
+        }
+        let newest = checkpoints.last().map(|c| c.size).unwrap_or(0);
+        if newest != m.end_seq {
+            return Err(run.failed(
+                None,
+                format!(
+                    "manifest end_seq is {} but the newest checkpoint has size {newest}",
+                    m.end_seq
+                ),
+            ));
+        }
+        run.check(format!(
+            "{} checkpoint signature(s) verified, origin {:?}, sizes {}..={}",
+            checkpoints.len(),
+            m.origin,
+            checkpoints.first().map(|c| c.size).unwrap_or(0),
+            newest
+        ));
+
+        // 4. Frontier.
+        if frontier.size() != m.first_seq {
+            return Err(run.failed(
+                None,
+                format!(
+                    "frontier.bin summarizes {} entries, but the bundle starts at seq {}",
+                    frontier.size(),
+                    m.first_seq
+                ),
+            ));
+        }
+        if frontier.last_leaf().is_none() {
+            return Err(run.failed(
+                None,
+                "frontier.bin lacks the last leaf hash needed to check the first entry's prev"
+                    .into(),
+            ));
+        }
+        run.check(format!(
+            "frontier: {} earlier entries in {} subtree hash(es)",
+            m.first_seq,
+            frontier.hashes().len()
+        ));
+
+        Ok(StreamVerification {
+            run,
+            entries: EntriesVerifier::new(&m.log, frontier.clone(), &checkpoints),
+            end_seq: m.end_seq,
+            log: m.log.clone(),
+        })
+    }
+
+    /// Checks the next entry line (without its newline); false once a check
+    /// has failed (later lines are ignored).
+    pub fn push_line(&mut self, line: &[u8]) -> bool {
+        self.entries.push(Ok(line))
+    }
+
+    /// Steps 5–7 once every line is in: the entries' faults, the tail.
+    fn conclude(self) -> Result<Run, Box<Transcript>> {
+        let (mut run, end_seq, log) = (self.run, self.end_seq, self.log);
+        // 5–6. Entries and roots.
+        let report = self.entries.report();
+        run.t.entries_checked = report.entries_checked;
+        run.t.checkpoints_verified = report.roots_matched.clone();
+        if let Some(f) = report.fault {
+            return Err(run.failed(f.seq, f.reason));
+        }
+        let end = report.frontier.size();
+        // 7. The tail.
+        if end < end_seq {
+            return Err(run.failed(
+            Some(end),
+            format!(
+                "the entries stop at seq {end} but checkpoint {} covers up to seq {}: entry {end} and after are missing (truncated)",
+                end_seq,
+                end_seq.saturating_sub(1)
+            ),
+        ));
+        }
+        if end > end_seq {
+            return Err(run.failed(
+            Some(end_seq),
+            format!(
+                "entries from seq {} on are past the newest checkpoint ({}), so no signature covers them",
+                end_seq, end_seq
+            ),
+        ));
+        }
+        run.check(format!(
+            "{} entries: seq contiguous, log {:?}, hash chain intact, canonical JSON",
+            report.entries_checked, log
+        ));
+        run.check(format!(
+        "roots recomputed from frontier.bin and the entries match {} checkpoint(s), which are therefore consistent with each other",
+        report.roots_matched.len()
+    ));
+
+        Ok(run)
+    }
+
+    /// The transcript.
+    pub fn finish(self) -> Transcript {
+        match self.conclude() {
+            Ok(mut run) => {
+                run.check("verdict: OK".into());
+                run.t
+            }
+            Err(t) => *t,
+        }
+    }
 }

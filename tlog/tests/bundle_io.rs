@@ -175,3 +175,40 @@ fn bad_archives_are_refused_naming_the_member() {
     assert!(read(&[0u8; 1024]).is_err());
     assert!(read(b"hello world").is_err());
 }
+
+/// The bundle writer (member by member, so the server can stream it) gives
+/// exactly the bytes the tar crate's builder gives for the same members,
+/// views included.
+#[test]
+fn writing_member_by_member_equals_the_tar_builder() {
+    let mut b = good();
+    b.views.insert(
+        warden_tlog::bundle::CSV_VIEW.to_owned(),
+        warden_tlog::export::to_csv(&b.entries).unwrap(),
+    );
+    b.views.insert(
+        warden_tlog::bundle::OCSF_VIEW.to_owned(),
+        warden_tlog::export::to_ocsf(&b.entries).unwrap(),
+    );
+    let written = b.to_bytes().unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, data) in members(&b) {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(&name).unwrap();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        builder.append(&h, data.as_slice()).unwrap();
+    }
+    assert_eq!(written, builder.into_inner().unwrap());
+    let total: u64 = members(&b)
+        .iter()
+        .map(|(_, d)| warden_tlog::bundle::member_len(d.len() as u64))
+        .sum::<u64>()
+        + warden_tlog::bundle::ARCHIVE_END.len() as u64;
+    assert_eq!(written.len() as u64, total);
+}

@@ -46,6 +46,33 @@ fn check(f: &Fixture, b: &Bundle) -> Transcript {
     verify_bundle(&read, &trust(f))
 }
 
+/// [`check`] with the entries fed a line at a time to a
+/// `StreamVerification` (as live verification does); `None` for bundles it
+/// does not apply to (derived views, or a last line without a newline).
+fn stream_check(f: &Fixture, b: &Bundle) -> Option<Transcript> {
+    let bytes = b.to_bytes().unwrap();
+    let read = Bundle::read_from(bytes.as_slice(), 1 << 30).unwrap();
+    if !read.views.is_empty() || !(read.entries.is_empty() || read.entries.ends_with(b"\n")) {
+        return None;
+    }
+    let mut v = match warden_tlog::verify::StreamVerification::start(
+        &read.manifest,
+        &read.keys,
+        &read.checkpoints,
+        &read.frontier,
+        &trust(f),
+    ) {
+        Ok(v) => v,
+        Err(t) => return Some(*t),
+    };
+    for line in read.entries.split_inclusive(|b| *b == b'\n') {
+        if !v.push_line(line.strip_suffix(b"\n").unwrap()) {
+            break;
+        }
+    }
+    Some(v.finish())
+}
+
 fn lines_of(b: &Bundle) -> Vec<String> {
     String::from_utf8(b.entries.clone())
         .unwrap()
@@ -325,8 +352,13 @@ fn tamper_table() {
     });
 
     let mut failures = Vec::new();
+    let mut streamed = 0;
     for c in &cases {
         let t = check(&f, &c.bundle);
+        if let Some(s) = stream_check(&f, &c.bundle) {
+            assert_eq!(s, t, "{}: streaming verification differs", c.name);
+            streamed += 1;
+        }
         let ok = t.verdict == Verdict::Failed
             && t.first_bad_seq == c.first_bad
             && t.reason.as_deref().unwrap_or("").contains(c.reason_has);
@@ -341,6 +373,8 @@ fn tamper_table() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+    assert!(streamed > 10, "only {streamed} cases streamed");
+    assert_eq!(stream_check(&f, &f.bundle), Some(check(&f, &f.bundle)));
 }
 
 #[test]

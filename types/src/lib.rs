@@ -18,6 +18,20 @@ pub use secret::{SecretValue, ValueError};
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Most keys one write request may carry.
 pub const MAX_KEYS_PER_REQUEST: usize = 100;
+/// Most distinct keys one scope (project, environment or service) may hold,
+/// deleted and destroyed ones included (their rows and history stay). So a
+/// service's effective set has at most three times this many keys.
+pub const MAX_KEYS_PER_SCOPE: usize = 1_000;
+/// Longest chain of `${NAME}` references one value may follow (`A` refers to
+/// `B`, which refers to `C`, ...: depth 2).
+pub const MAX_REFERENCE_DEPTH: usize = 64;
+/// Most `${NAME}` references one resolution may expand, over all values.
+pub const MAX_REFERENCE_EXPANSIONS: usize = 100_000;
+/// Most bytes one resolution may copy in through references, over all
+/// values (the request body limit): a few small values referencing a large
+/// one cannot make a resolve allocate hundreds of megabytes. Literal text
+/// does not count; it is bounded by what was stored.
+pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 /// Versions kept per secret unless the environment says otherwise.
 pub const DEFAULT_MAX_VERSIONS: u32 = 10;
 

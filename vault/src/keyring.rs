@@ -31,6 +31,26 @@ struct Counter {
     reserved: i64,
 }
 
+/// One audit log's MAC key. It lives as long as its holder, even past a
+/// seal: an operation that was authorized and audited while unsealed holds
+/// its log's key until its outcome is recorded, as it holds the keyring
+/// while it runs.
+#[derive(Clone)]
+pub struct AuditMacKey(ring::hmac::Key);
+
+impl AuditMacKey {
+    /// HMAC-SHA256 of `data`, hex.
+    pub fn mac(&self, data: &[u8]) -> String {
+        hex::encode(ring::hmac::sign(&self.0, data).as_ref())
+    }
+}
+
+impl std::fmt::Debug for AuditMacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditMacKey([redacted])")
+    }
+}
+
 /// One key term's encryption key.
 pub(crate) struct TermKey {
     pub(crate) term: i64,
@@ -75,12 +95,19 @@ impl Keyring {
     /// HMAC-SHA256 of `data` under `log`'s audit key (HKDF of the root key,
     /// bound to the log's name), hex.
     pub(crate) fn audit_mac(&self, log: &str, data: &[u8]) -> Option<String> {
+        Some(self.audit_mac_key(log)?.mac(data))
+    }
+
+    /// `log`'s audit MAC key (HKDF of the root key, bound to the log's name).
+    pub(crate) fn audit_mac_key(&self, log: &str) -> Option<AuditMacKey> {
         let info = [log.as_bytes()];
         let okm = self.audit_mac.expand(&info, HmacKeyLen).ok()?;
         let mut raw = Zeroizing::new([0u8; 32]);
         okm.fill(raw.as_mut()).ok()?;
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, raw.as_ref());
-        Some(hex::encode(ring::hmac::sign(&key, data).as_ref()))
+        Some(AuditMacKey(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            raw.as_ref(),
+        )))
     }
 
     /// Seals a credential (TOTP secret, signing key) under the root key,

@@ -236,6 +236,13 @@ impl Vault {
         self.keyring().ok()?.audit_mac(log, data)
     }
 
+    /// `log`'s audit MAC key, to MAC later entries of one operation with
+    /// (`None` while sealed). The key outlives a seal for as long as the
+    /// caller keeps it.
+    pub fn audit_mac_key(&self, log: &str) -> Option<crate::AuditMacKey> {
+        self.keyring().ok()?.audit_mac_key(log)
+    }
+
     /// Whether key material is in memory.
     pub fn is_sealed(&self) -> bool {
         self.keyring().is_err()

@@ -112,7 +112,8 @@ struct Warden(Auditor);
 
 impl Appender for Warden {
     async fn append(&self, i: u64) -> Result<()> {
-        Ok(self.0.intent(&event(i)).await?)
+        self.0.intent(&event(i)).await?;
+        Ok(())
     }
 }
 
@@ -256,8 +257,11 @@ async fn warden_rows(name: &str, url: &str, args: &Args, baseline: f64) -> Resul
     let store = Store::connect(url).await?;
     // Entries are MACed as in the server (HMAC-SHA256 under a per-log key).
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7u8; 32]);
-    let mac: warden_audit::EntryMac = Arc::new(move |_log: &str, text: &[u8]| {
-        Some(hex::encode(ring::hmac::sign(&key, text).as_ref()))
+    let mac: warden_audit::EntryMac = Arc::new(move |_log: &str| {
+        let key = key.clone();
+        let m: warden_audit::LogMac =
+            Arc::new(move |text: &[u8]| hex::encode(ring::hmac::sign(&key, text).as_ref()));
+        Some(m)
     });
     let a = Arc::new(Warden(Auditor::new(store, "bench", Some(mac))));
     let mut full = closed_loop(a.clone(), args.concurrency, args.seconds).await?;
@@ -292,7 +296,7 @@ async fn main() -> Result<()> {
     let baseline = base.rate();
     let mut results = Vec::new();
     if matches!(args.backend, Backend::Sqlite | Backend::All) {
-        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let url = format!("sqlite://{}", dir.path().join("data/audit.db").display());
         results.push((
             "sqlite",
             warden_rows("sqlite", &url, &args, baseline).await?,

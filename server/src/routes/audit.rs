@@ -13,7 +13,7 @@ use serde::Deserialize;
 use warden_api::{AuditCheckpoint, AuditEntries, AuditProof};
 use warden_audit::SYSTEM_LOG;
 use warden_policies::{Action, Scope};
-use warden_tlog::merkle::{Hash, inclusion_proof};
+use warden_tlog::merkle::Hash;
 use warden_types::{ScopeKind, ScopePath};
 
 use super::{AppState, path_arg, query_arg};
@@ -189,22 +189,22 @@ pub(super) async fn proof(
                         checkpoint.size
                     )));
                 }
-                let leaves = app
-                    .store
-                    .audit_leaf_hashes(&log, 0, checkpoint.size)
-                    .await?
-                    .iter()
-                    .map(|h| Hash::try_from(h.as_slice()).map_err(|_| ApiError::internal()))
-                    .collect::<Result<Vec<Hash>, _>>()?;
+                // From stored tiles: O(log n) reads, checked against the
+                // signed root before it leaves.
                 let to_u64 = |v: i64| u64::try_from(v).map_err(|_| ApiError::internal());
-                let path = inclusion_proof(&leaves, to_u64(seq)?, to_u64(checkpoint.size)?)
-                    .map_err(|_| ApiError::internal())?;
-                let row = app
-                    .store
-                    .audit_entries(&log, seq, 1)
-                    .await?
-                    .pop()
+                let root = hex::decode(&checkpoint.root)
+                    .ok()
+                    .and_then(|r| Hash::try_from(r.as_slice()).ok())
                     .ok_or_else(ApiError::internal)?;
+                let (row, path) = warden_audit::tiles::inclusion(
+                    &app.store,
+                    &log,
+                    to_u64(seq)?,
+                    to_u64(checkpoint.size)?,
+                    &root,
+                )
+                .await
+                .map_err(audit_log::tile_error)?;
                 Ok(Json(AuditProof {
                     log: log.clone(),
                     seq,
@@ -259,17 +259,19 @@ pub(super) async fn export(
             scope,
             log.clone(),
             |_permit| async move {
-                let bundle = audit_log::bundle(app, &log, &range).await?;
-                let bytes = bundle.to_bytes().map_err(|_| ApiError::internal())?;
+                // Streamed from storage: a page of entries in memory at a time.
+                let export = audit_log::export(app, &log, &range).await?;
+                let length = export.content_length().map_err(|_| ApiError::internal())?;
                 Ok((
                     [
-                        (header::CONTENT_TYPE, "application/x-tar"),
+                        (header::CONTENT_TYPE, "application/x-tar".to_owned()),
                         (
                             header::CONTENT_DISPOSITION,
-                            "attachment; filename=\"audit.tar\"",
+                            "attachment; filename=\"audit.tar\"".to_owned(),
                         ),
+                        (header::CONTENT_LENGTH, length.to_string()),
                     ],
-                    bytes,
+                    axum::body::Body::from_stream(export.stream()),
                 )
                     .into_response())
             },
