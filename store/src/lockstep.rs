@@ -755,9 +755,12 @@ struct Migrated {
 impl Migrated {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = Store::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
+        let sqlite = Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("data/t.db").display()
+        ))
+        .await
+        .unwrap();
         let (url, admin, db) = fresh_postgres_db().await;
         let postgres = Store::connect(&url).await.unwrap();
         Self {

@@ -20,7 +20,7 @@ async fn sealed_server(
 ) -> (warden_server::Running, Client, Value, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = match db {
-        Db::Sqlite => format!("sqlite://{}", dir.path().join("w.db").display()),
+        Db::Sqlite => format!("sqlite://{}", dir.path().join("data/w.db").display()),
         Db::Postgres => fresh_postgres_db().await,
     };
     let running = start_on(dir.path(), &url).await;
