@@ -51,8 +51,14 @@ if ! as_superuser -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep 
     as_superuser -c "CREATE DATABASE $DB OWNER $ROLE" >&2
 fi
 
-# Drop the per-test databases earlier runs left behind.
+# Drop the per-test databases earlier runs left behind: their names are
+# warden_t_<pid>_..., so only those of processes that are gone (a running
+# suite's databases stay).
 for stale in $(as_superuser -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'warden\_t\_%'"); do
+    pid=$(echo "$stale" | sed -n 's/^warden_t_\([0-9]*\)_.*/\1/p')
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        continue
+    fi
     as_superuser -c "DROP DATABASE IF EXISTS $stale WITH (FORCE)" >&2
 done
 

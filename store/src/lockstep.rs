@@ -718,7 +718,7 @@ async fn fresh_postgres_db() -> (String, String, String) {
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for this test: {e}"));
     let name = format!(
-        "warden_t_store_{}_{}",
+        "warden_t_{}_store_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
