@@ -328,8 +328,25 @@ pub struct BindingInfo {
     pub scope: String,
 }
 
-/// `POST /api/v1/bindings` and `POST /api/v1/bindings/revoke`.
+/// `POST /api/v1/bindings`.
 pub type GrantRequest = BindingInfo;
+
+/// `POST /api/v1/bindings/revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Who holds it.
+    pub principal: String,
+    /// Role name.
+    pub role: String,
+    /// Where it is bound.
+    pub scope: String,
+    /// Break-glass: a root Owner revokes a binding the rules would not let
+    /// it revoke (one that restricts the Owner itself, say). Audited as a
+    /// break-glass operation.
+    #[serde(default)]
+    pub break_glass: bool,
+}
 
 /// `GET /api/v1/bindings/{scope}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

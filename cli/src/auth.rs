@@ -9,7 +9,7 @@ use warden_api::{MfaEnrollment, TokenCreated, UserInfo, WhoAmI};
 use crate::client_config::{self, ClientConfig};
 use crate::ctx::Ctx;
 use crate::error::usage;
-use crate::input::{name_arg, new_password, read_hidden};
+use crate::input::{new_password, principal_arg, read_hidden};
 use crate::output;
 
 /// Your own identity (flattened into the top-level grammar).
@@ -20,14 +20,16 @@ pub(crate) enum AuthCmd {
     /// Log in with a password; saves a 12-hour session token to the client
     /// configuration.
     Login {
-        /// User name (without `user:`).
+        /// User name (without `user:`): NAME, or NAME@ORG for a member of
+        /// an organization.
         user: String,
         /// Current TOTP code (required once MFA is enrolled).
         #[arg(long, value_name = "CODE")]
         totp: Option<String>,
     },
-    /// Change your password (asked twice on a terminal, else one line of
-    /// stdin).
+    /// Change your password: asks for the current one (empty if you have
+    /// none), then the new one twice on a terminal (else one line of stdin
+    /// each). Your other login sessions end.
     Passwd,
     /// Two-factor authentication (TOTP).
     #[command(subcommand)]
@@ -44,7 +46,8 @@ impl AuthCmd {
 /// `warden mfa`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum MfaCmd {
-    /// Start TOTP enrollment: prints the secret for your authenticator app.
+    /// Start TOTP enrollment: asks for your current password (empty if you
+    /// have none), then prints the secret for your authenticator app.
     Enroll,
     /// Finish enrollment with the app's current code.
     Confirm {
@@ -74,13 +77,14 @@ pub(crate) async fn run(ctx: &Ctx, command: AuthCmd) -> anyhow::Result<()> {
         }
         AuthCmd::Login { user, totp } => login(ctx, &user, totp.as_deref()).await,
         AuthCmd::Passwd => {
+            let current = read_hidden("Current password (empty if you have none): ")?;
             let p = new_password("New password (12+ characters): ")?;
-            ctx.call_empty(
-                M::PUT,
-                "/api/v1/auth/password",
-                Some(json!({"password": p.as_str()})),
-            )
-            .await?;
+            let mut body = json!({"password": p.as_str()});
+            if !current.is_empty() {
+                body["current_password"] = json!(current.as_str());
+            }
+            ctx.call_empty(M::PUT, "/api/v1/auth/password", Some(body))
+                .await?;
             ctx.print(&json!({"password_changed": true}), || {
                 println!("password changed")
             })
@@ -91,7 +95,7 @@ pub(crate) async fn run(ctx: &Ctx, command: AuthCmd) -> anyhow::Result<()> {
 
 async fn login(ctx: &Ctx, user: &str, totp: Option<&str>) -> anyhow::Result<()> {
     let user = user.strip_prefix("user:").unwrap_or(user);
-    name_arg(user)?;
+    principal_arg(&format!("user:{user}")).map_err(usage)?;
     let totp = totp.map(totp_arg).transpose()?;
     let password = read_hidden(&format!("Password for {user}: "))?;
     let body = json!({"user": user, "password": password.as_str(), "totp": totp});
@@ -139,8 +143,15 @@ async fn login(ctx: &Ctx, user: &str, totp: Option<&str>) -> anyhow::Result<()> 
 async fn mfa(ctx: &Ctx, c: MfaCmd) -> anyhow::Result<()> {
     match c {
         MfaCmd::Enroll => {
-            let (e, raw): (MfaEnrollment, _) =
-                ctx.call(M::POST, "/api/v1/auth/mfa/enroll", None).await?;
+            let current = read_hidden("Current password (empty if you have none): ")?;
+            let body = if current.is_empty() {
+                json!({})
+            } else {
+                json!({"current_password": current.as_str()})
+            };
+            let (e, raw): (MfaEnrollment, _) = ctx
+                .call(M::POST, "/api/v1/auth/mfa/enroll", Some(body))
+                .await?;
             ctx.print(&raw, || {
                 println!("TOTP secret (base32): {}", e.secret.0.expose());
                 println!("otpauth URI:          {}", e.otpauth_uri.0.expose());

@@ -18,7 +18,14 @@ pub(crate) enum BindingsCmd {
     /// Bind a role to a principal at a scope.
     Grant(BindingArgs),
     /// Remove a role binding.
-    Revoke(BindingArgs),
+    Revoke {
+        #[command(flatten)]
+        binding: BindingArgs,
+        /// Break-glass (root Owners only): revoke even where the rules
+        /// refuse, e.g. a deny binding placed on yourself. Audited as such.
+        #[arg(long)]
+        break_glass: bool,
+    },
     /// Role bindings.
     #[command(subcommand)]
     Binding(BindingCmd),
@@ -30,7 +37,8 @@ pub(crate) enum BindingsCmd {
 /// PRINCIPAL ROLE SCOPE.
 #[derive(Debug, Args)]
 pub(crate) struct BindingArgs {
-    /// `user:NAME`, `sa:NAME`, or a bare user name.
+    /// `user:NAME`, `sa:NAME` (`NAME@ORG` for members of an organization),
+    /// or a bare user name.
     #[arg(value_parser = principal_arg)]
     principal: String,
     /// Role name (built in: owner, admin, developer, viewer).
@@ -134,8 +142,14 @@ pub(crate) async fn run(ctx: &Ctx, command: BindingsCmd) -> anyhow::Result<()> {
                 println!("granted {} to {} at {}", g.role, g.principal, g.scope)
             })
         }
-        BindingsCmd::Revoke(b) => {
-            let body = binding_body(&b)?;
+        BindingsCmd::Revoke {
+            binding: b,
+            break_glass,
+        } => {
+            let mut body = binding_body(&b)?;
+            if break_glass {
+                body["break_glass"] = json!(true);
+            }
             ctx.call_empty(M::POST, "/api/v1/bindings/revoke", Some(body.clone()))
                 .await?;
             ctx.print(&json!({"revoked": body}), || {

@@ -70,13 +70,18 @@ pub(crate) fn principal_arg(s: &str) -> Result<String, String> {
     let shown: String = s.chars().take(64).collect();
     let bad = || {
         format!(
-            "invalid principal {shown:?}: give user:NAME, sa:NAME, workload:ORG/PROJECT/ENV/SERVICE \
-             or a bare user NAME (names are lowercase letters, digits and '-')"
+            "invalid principal {shown:?}: give user:NAME, sa:NAME (NAME@ORG for members of an \
+             organization), workload:ORG/PROJECT/ENV/SERVICE or a bare user NAME[@ORG] (names are \
+             lowercase letters, digits and '-')"
         )
     };
     let (kind, name) = s.split_once(':').unwrap_or(("user", s));
+    let segment = |s: &str| ScopePath::parse_kind(s, ScopeKind::Organization).is_ok();
     let valid = match kind {
-        "user" | "sa" => ScopePath::parse_kind(name, ScopeKind::Organization).is_ok(),
+        "user" | "sa" => match name.split_once('@') {
+            Some((n, org)) => segment(n) && segment(org),
+            None => segment(name),
+        },
         "workload" => ScopePath::parse_kind(name, ScopeKind::Service).is_ok(),
         _ => false,
     };
@@ -180,6 +185,10 @@ mod tests {
         assert_eq!(principal_arg("alice"), Ok("user:alice".to_owned()));
         assert_eq!(principal_arg("user:alice"), Ok("user:alice".to_owned()));
         assert_eq!(principal_arg("sa:ci-bot"), Ok("sa:ci-bot".to_owned()));
+        assert_eq!(principal_arg("bob@acme"), Ok("user:bob@acme".to_owned()));
+        assert_eq!(principal_arg("sa:ci@acme"), Ok("sa:ci@acme".to_owned()));
+        assert!(principal_arg("bob@").is_err());
+        assert!(principal_arg("bob@acme@x").is_err());
         assert_eq!(
             principal_arg("workload:acme/web/prod/api"),
             Ok("workload:acme/web/prod/api".to_owned())

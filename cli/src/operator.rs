@@ -26,7 +26,15 @@ pub(crate) enum OperatorCmd {
         threshold: Option<u8>,
     },
     /// Submit the passphrase, or one Shamir share (run once per operator).
-    Unseal,
+    /// The first share starts an attempt and prints its nonce; the other
+    /// operators pass it with `--nonce`, so nobody else's shares can join
+    /// or reset the attempt.
+    Unseal {
+        /// The Shamir attempt to add this share to (printed for the first
+        /// share).
+        #[arg(long, value_name = "NONCE")]
+        nonce: Option<String>,
+    },
     /// Drop all key material from the server's memory.
     Seal,
     /// Show seal status.
@@ -66,7 +74,7 @@ pub(crate) async fn run(ctx: &Ctx, op: OperatorCmd) -> anyhow::Result<()> {
                 }
             })
         }
-        OperatorCmd::Unseal => {
+        OperatorCmd::Unseal { nonce } => {
             let (status, _): (SysStatus, _) = ctx.call(M::GET, "/api/v1/sys/status", None).await?;
             if !status.sealed {
                 println!("already unsealed");
@@ -74,7 +82,20 @@ pub(crate) async fn run(ctx: &Ctx, op: OperatorCmd) -> anyhow::Result<()> {
             }
             let body = match status.method.as_deref() {
                 Some("shamir") => {
-                    json!({"share": read_hidden(&format!("Unseal share ({}/{} given): ", status.progress, status.threshold))?.as_str()})
+                    let share = read_hidden(&format!(
+                        "Unseal share ({} of the {} needed for the attempt{}): ",
+                        if nonce.is_some() {
+                            "adding one"
+                        } else {
+                            "the first"
+                        },
+                        status.threshold,
+                        nonce
+                            .as_deref()
+                            .map(|n| format!(" {n}"))
+                            .unwrap_or_default(),
+                    ))?;
+                    json!({"share": share.as_str(), "nonce": nonce})
                 }
                 Some("passphrase") => {
                     json!({"passphrase": read_hidden("Unseal passphrase: ")?.as_str()})
@@ -86,7 +107,14 @@ pub(crate) async fn run(ctx: &Ctx, op: OperatorCmd) -> anyhow::Result<()> {
             };
             let (s, raw): (SysStatus, _) =
                 ctx.call(M::POST, "/api/v1/sys/unseal", Some(body)).await?;
-            ctx.print(&raw, || output::seal_status(&s))
+            ctx.print(&raw, || {
+                output::seal_status(&s);
+                if let Some(n) = &s.nonce {
+                    println!(
+                        "attempt nonce: {n}\nthe next operator runs `warden operator unseal --nonce {n}`"
+                    );
+                }
+            })
         }
         OperatorCmd::Seal => {
             let (s, raw): (SysStatus, _) = ctx.call(M::POST, "/api/v1/sys/seal", None).await?;

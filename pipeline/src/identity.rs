@@ -91,32 +91,70 @@ pub struct Identity {
     orgs: RwLock<std::collections::HashSet<String>>,
 }
 
-/// Principal id of a user.
+/// Principal id of a user: `user:NAME`, where NAME is `NAME` for an
+/// installation-wide user or `NAME@ORG` for a member of ORG.
 pub fn user_id(name: &str) -> String {
     format!("user:{name}")
 }
 
-/// Checks the shape of a principal id: `user:NAME`, `sa:NAME` (names as
-/// scope segments) or `workload:ORG/PROJECT/ENV/SERVICE`.
-pub fn parse_principal(id: &str) -> Result<(&str, &str), Error> {
+/// The id of a user (`kind` `user`) or service account (`sa`) named `name`,
+/// homed in `org` or installation-wide. Names are unique within their home,
+/// not across the installation: `user:bob@acme` and `user:bob@globex` are
+/// two principals, so no tenant learns which names another one uses.
+pub fn principal_id(kind: &str, name: &str, org: Option<&str>) -> String {
+    match org {
+        Some(org) => format!("{kind}:{name}@{org}"),
+        None => format!("{kind}:{name}"),
+    }
+}
+
+/// A checked principal id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrincipalId<'a> {
+    /// `user`, `sa` or `workload`.
+    pub kind: &'a str,
+    /// The name (without its home), or the service path of a workload.
+    pub name: &'a str,
+    /// The organization a user or service account belongs to (`None`:
+    /// installation-wide); a workload's organization.
+    pub home: Option<&'a str>,
+}
+
+/// Checks the shape of a principal id: `user:NAME[@ORG]`, `sa:NAME[@ORG]`
+/// (names and organizations as scope segments) or
+/// `workload:ORG/PROJECT/ENV/SERVICE`.
+pub fn parse_principal(id: &str) -> Result<PrincipalId<'_>, Error> {
     let bad = || {
         Error::invalid(
-            "a principal is user:NAME, sa:NAME or workload:ORG/PROJECT/ENV/SERVICE \
-             (names are lowercase letters, digits and '-')",
+            "a principal is user:NAME, sa:NAME (NAME@ORG for members of an organization) \
+             or workload:ORG/PROJECT/ENV/SERVICE (names are lowercase letters, digits and '-')",
         )
         .field("principal")
     };
-    let (kind, name) = id.split_once(':').ok_or_else(bad)?;
+    let segment = |s: &str| ScopePath::parse_kind(s, ScopeKind::Organization).is_ok();
+    let (kind, rest) = id.split_once(':').ok_or_else(bad)?;
     match kind {
         "user" | "sa" => {
-            ScopePath::parse_kind(name, ScopeKind::Organization).map_err(|_| bad())?;
+            let (name, home) = match rest.split_once('@') {
+                Some((name, org)) => (name, Some(org)),
+                None => (rest, None),
+            };
+            if !segment(name) || home.is_some_and(|o| !segment(o)) {
+                return Err(bad());
+            }
+            Ok(PrincipalId { kind, name, home })
         }
         "workload" => {
-            ScopePath::parse_kind(name, ScopeKind::Service).map_err(|_| bad())?;
+            let path = ScopePath::parse_kind(rest, ScopeKind::Service).map_err(|_| bad())?;
+            let org_len = path.org().len();
+            Ok(PrincipalId {
+                kind,
+                name: rest,
+                home: rest.get(..org_len),
+            })
         }
-        _ => return Err(bad()),
+        _ => Err(bad()),
     }
-    Ok((kind, name))
 }
 
 /// Signing keys created before this are no longer accepted: a key signs for
@@ -432,4 +470,33 @@ pub fn new_token_row(
         revoked_at: None,
         last_used_at: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_ids_name_their_home() {
+        let p = parse_principal("user:bob@acme").unwrap();
+        assert_eq!((p.kind, p.name, p.home), ("user", "bob", Some("acme")));
+        let p = parse_principal("sa:ci").unwrap();
+        assert_eq!((p.kind, p.name, p.home), ("sa", "ci", None));
+        let p = parse_principal("workload:acme/shop/prod/api").unwrap();
+        assert_eq!((p.kind, p.home), ("workload", Some("acme")));
+        assert_eq!(principal_id("user", "bob", Some("acme")), "user:bob@acme");
+        for bad in [
+            "bob",
+            "user:",
+            "user:bob@",
+            "user:@acme",
+            "user:bob@acme@x",
+            "user:Bob",
+            "sa:ci@a/b",
+            "workload:acme/shop",
+            "group:x",
+        ] {
+            assert!(parse_principal(bad).is_err(), "{bad}");
+        }
+    }
 }

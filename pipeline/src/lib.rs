@@ -438,6 +438,107 @@ impl Pipeline {
         }
     }
 
+    /// Break-glass: runs `action` on `scope` for a caller holding the
+    /// built-in Owner role at `/`, even where deny rules would refuse it
+    /// (a root Owner must always keep a way to manage bindings). Anyone
+    /// else gets `forbidden`. The intent is recorded durably first, as
+    /// operation `OPERATION.break-glass`, so the override is visible in
+    /// the audit log.
+    pub async fn run_break_glass<T, E, F, Fut>(
+        &self,
+        caller: &Caller,
+        operation: &str,
+        action: Action,
+        scope: Scope,
+        target: String,
+        op: F,
+    ) -> Result<T, E>
+    where
+        E: OpError,
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.refuse_while_sealed()?;
+        if !caller.declared.contains(&action) {
+            tracing::error!(
+                action = action.as_str(),
+                "break-glass for an undeclared action"
+            );
+            return Err(Error::internal().into());
+        }
+        let who = &caller.who;
+        let (_, log) = self.resource_and_log(scope.clone()).await?;
+        let mut event = Event {
+            op_id: self.0.audit.op_id(),
+            actor: self.actor(&caller.meta, Some(who), &log),
+            log,
+            action: format!("{operation}.break-glass"),
+            target,
+            decision: None,
+        };
+        if !warden_policies::is_root_owner(&who.principal.bindings) {
+            event.decision = Some(DecisionRecord {
+                effect: "deny",
+                rule: "break-glass is for root Owners".to_owned(),
+            });
+            self.0
+                .audit
+                .record(&event, "forbidden")
+                .await
+                .map_err(|_| Error::audit_unavailable())?;
+            return Err(Error::forbidden(
+                "break-glass is only for principals holding the built-in owner role at /",
+            )
+            .into());
+        }
+        event.decision = Some(DecisionRecord {
+            effect: "allow",
+            rule: "break-glass: owner@/".to_owned(),
+        });
+        let mut intent = self
+            .0
+            .audit
+            .queue_intent(&event)
+            .map_err(|_| Error::audit_unavailable())?;
+        intent
+            .durable()
+            .await
+            .map_err(|_| Error::audit_unavailable())?;
+        let permit = Permit::break_glass(&who.principal.id, action, scope, event.op_id.clone());
+        let result = op(permit).await;
+        self.0.audit.outcome(intent, &event, status_of(&result));
+        result
+    }
+
+    /// Records a refusal the front-end decided before or around the
+    /// pipeline's own decision (a principal hidden in another tenant, a
+    /// credential that may not do this) as a denial in the system log, and
+    /// returns `error` (or `audit_unavailable` if it cannot be recorded).
+    /// Every refusal is audited, including the ones answered "not found".
+    pub async fn refuse(
+        &self,
+        caller: &Caller,
+        operation: &str,
+        target: String,
+        error: Error,
+    ) -> Error {
+        let event = Event {
+            op_id: self.0.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: self.actor(&caller.meta, Some(&caller.who), SYSTEM_LOG),
+            action: operation.to_owned(),
+            target,
+            decision: Some(DecisionRecord {
+                effect: "deny",
+                rule: error.message().to_owned(),
+            }),
+        };
+        match self.0.audit.record(&event, error.code()).await {
+            Ok(()) => error,
+            Err(_) => Error::audit_unavailable(),
+        }
+    }
+
     /// Starts a session-long operation (a shell, a log follow, a rotation
     /// watch): authorizes `action` on `scope` once, records the intent
     /// durably, and returns a [`SessionGrant`] that stays live only while

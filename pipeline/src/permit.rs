@@ -32,6 +32,22 @@ impl Permit {
         }
     }
 
+    /// A break-glass permit (see `Pipeline::run_break_glass`).
+    pub(crate) fn break_glass(
+        principal: &str,
+        action: Action,
+        scope: Scope,
+        op_id: String,
+    ) -> Self {
+        Self {
+            principal: principal.to_owned(),
+            action,
+            scope,
+            op_id,
+            rule: "break-glass: owner@/".to_owned(),
+        }
+    }
+
     /// The authenticated principal's id.
     pub fn principal(&self) -> &str {
         &self.principal

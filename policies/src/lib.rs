@@ -44,8 +44,8 @@ pub use builtin::{
     WORKLOAD_ROLE, builtin_role, builtin_roles, is_reserved_role_name, workload_role,
 };
 pub use manage::{
-    ManageDenial, Member, Sanction, is_root_owner, keeps_a_root_owner, may_act_for, may_apply_role,
-    may_delete_role, may_grant, may_revoke, visible_to,
+    ManageDenial, Member, Sanction, is_root_owner, keeps_a_root_owner, may_act_as, may_act_for,
+    may_apply_role, may_delete_role, may_grant, may_revoke, visible_to,
 };
 pub use role::{
     Condition, Effect, MAX_DESCRIPTION_BYTES, MAX_PERMISSIONS_PER_RULE, MAX_ROLE_SOURCE_BYTES,

@@ -467,8 +467,9 @@ pub fn may_delete_role(
     Ok(Sanction::ByRules)
 }
 
-/// Whether `actor` may act for `subject`: create, list or revoke its tokens,
-/// disable it. Acting for a principal is acting with all its powers.
+/// Whether `actor` may act for `subject` in ways that restrict or inspect
+/// it: disable it, list or revoke its tokens. (Taking on its powers, by
+/// minting it a token, is [`may_act_as`].)
 ///
 /// Always allowed for oneself. Otherwise `subject` must live where the
 /// actor holds a binding (its home organization, or `/` for a principal
@@ -500,6 +501,28 @@ pub fn may_act_for(actor: &Principal, subject: &Member) -> Result<Sanction, Mana
         could_grant(actor, subject, b).map_err(|e| {
             e.within(|| format!("acting for {} is acting with all its powers", subject.id))
         })?;
+    }
+    Ok(Sanction::ByRules)
+}
+
+/// Whether `actor` may take on `subject`'s powers (mint it a token): what
+/// [`may_act_for`] asks, and moreover `subject` holds no binding the actor
+/// cannot see. A power another tenant granted the subject would otherwise
+/// pass to the actor; the refusal says so without naming the binding, the
+/// tenant or the scope.
+pub fn may_act_as(actor: &Principal, subject: &Member) -> Result<Sanction, ManageDenial> {
+    let _ = may_act_for(actor, subject)?;
+    if actor.id != subject.id && !subject.bindings.iter().all(|b| sees(actor, b)) {
+        return Err(ManageDenial {
+            reason: format!(
+                "{} holds powers granted outside your organizations; only those who can \
+                 grant all of them may act as it",
+                subject.id
+            ),
+            not_found: false,
+            scope: None,
+            rule: None,
+        });
     }
     Ok(Sanction::ByRules)
 }

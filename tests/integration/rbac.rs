@@ -162,7 +162,7 @@ async fn disabling_a_user_ends_every_session(s: TestServer) {
         Some(json!({"name": "erin", "org": "acme", "password": "correct horse battery"})),
     )
     .await;
-    s.grant("user:erin", "developer", "acme").await;
+    s.grant("user:erin@acme", "developer", "acme").await;
     let anon = s.client_with(None);
     let login = |password: &'static str| {
         let anon = anon.clone();
@@ -170,7 +170,7 @@ async fn disabling_a_user_ends_every_session(s: TestServer) {
             anon.call::<Value>(
                 Method::POST,
                 "/api/v1/auth/login",
-                Some(&json!({"user": "erin", "password": password})),
+                Some(&json!({"user": "erin@acme", "password": password})),
             )
             .await
         }
@@ -191,7 +191,7 @@ async fn disabling_a_user_ends_every_session(s: TestServer) {
     );
 
     let d = s
-        .ok(Method::POST, "/api/v1/users/user:erin/disable", None)
+        .ok(Method::POST, "/api/v1/users/user:erin@acme/disable", None)
         .await;
     assert_eq!(d["tokens_revoked"], 1);
     let (status, ..) = api_err(
@@ -319,7 +319,7 @@ async fn mfa_required_rules_need_an_mfa_session(s: TestServer) {
         Some(json!({"name": "mia", "org": "acme", "password": "a long enough password"})),
     )
     .await;
-    s.grant("user:mia", "prod-reader", "acme").await;
+    s.grant("user:mia@acme", "prod-reader", "acme").await;
     let anon = s.client_with(None);
     let login = |totp: Option<String>| {
         let anon = anon.clone();
@@ -327,7 +327,7 @@ async fn mfa_required_rules_need_an_mfa_session(s: TestServer) {
             anon.call::<Value>(
                 Method::POST,
                 "/api/v1/auth/login",
-                Some(&json!({"user": "mia", "password": "a long enough password", "totp": totp})),
+                Some(&json!({"user": "mia@acme", "password": "a long enough password", "totp": totp})),
             )
             .await
         }
@@ -691,12 +691,12 @@ async fn grants_cannot_escalate(s: TestServer) {
         Some(json!({"name": "deployer", "kind": "service", "org": "acme"})),
     )
     .await;
-    s.grant("sa:deployer", "admin", "globex").await;
+    s.grant("sa:deployer@acme", "admin", "globex").await;
     let r = call(
         &adm,
         Method::POST,
         "/api/v1/tokens",
-        json!({"name": "x", "principal": "sa:deployer"}),
+        json!({"name": "x", "principal": "sa:deployer@acme"}),
     )
     .await;
     assert_eq!(status_of(r).await, 403);
@@ -741,7 +741,7 @@ async fn grants_cannot_escalate(s: TestServer) {
         &restricted,
         Method::POST,
         "/api/v1/bindings",
-        bind("sa:proxy", "admin", "acme"),
+        bind("sa:proxy@acme", "admin", "acme"),
     )
     .await;
     assert_eq!(status_of(r).await, 403);

@@ -196,13 +196,14 @@ async fn login_guessing_locks_the_account(s: TestServer) {
     let anon = s.client_with(None);
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        statuses.push(status_and_code(login(&anon, "victim", "wrong password!!", None).await).0);
+        statuses
+            .push(status_and_code(login(&anon, "victim@acme", "wrong password!!", None).await).0);
     }
     assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
     assert_eq!(&statuses[5..], &[429; 3], "{statuses:?}");
     // Locked means locked, even for the right password...
     assert_eq!(
-        status_and_code(login(&anon, "victim", "correct horse battery", None).await).0,
+        status_and_code(login(&anon, "victim@acme", "correct horse battery", None).await).0,
         429
     );
     // ...and the answer says when to come back.
@@ -211,13 +212,13 @@ async fn login_guessing_locks_the_account(s: TestServer) {
         .send(
             Method::POST,
             "/api/v1/auth/login",
-            Some(br#"{"user":"victim","password":"correct horse battery"}"#.to_vec()),
+            Some(br#"{"user":"victim@acme","password":"correct horse battery"}"#.to_vec()),
         )
         .await
         .unwrap();
     assert_eq!(status.as_u16(), 429, "{}", String::from_utf8_lossy(&body));
     // Another account logs in as before.
-    login(&anon, "bystander", "correct horse battery", None)
+    login(&anon, "bystander@acme", "correct horse battery", None)
         .await
         .unwrap();
     s.stop().await;
@@ -236,7 +237,7 @@ async fn totp_guessing_locks_the_second_factor(s: TestServer) {
     )
     .await;
     let anon = s.client_with(None);
-    let session = login(&anon, "tess", "correct horse battery", None)
+    let session = login(&anon, "tess@acme", "correct horse battery", None)
         .await
         .unwrap();
     let c = s.client_with(session["token"].as_str());
@@ -260,7 +261,7 @@ async fn totp_guessing_locks_the_second_factor(s: TestServer) {
     for guess in 0..6 {
         let code = format!("{:06}", 100_000 + guess);
         statuses.push(
-            status_and_code(login(&anon, "tess", "correct horse battery", Some(code)).await).0,
+            status_and_code(login(&anon, "tess@acme", "correct horse battery", Some(code)).await).0,
         );
     }
     assert!(statuses.contains(&429), "{statuses:?}");
@@ -269,7 +270,7 @@ async fn totp_guessing_locks_the_second_factor(s: TestServer) {
         status_and_code(
             login(
                 &anon,
-                "tess",
+                "tess@acme",
                 "correct horse battery",
                 Some(totp_now(&secret, 1))
             )
@@ -293,10 +294,10 @@ async fn password_change_needs_the_old_one_and_ends_other_sessions(s: TestServer
     )
     .await;
     let anon = s.client_with(None);
-    let one = login(&anon, "pat", "correct horse battery", None)
+    let one = login(&anon, "pat@acme", "correct horse battery", None)
         .await
         .unwrap();
-    let two = login(&anon, "pat", "correct horse battery", None)
+    let two = login(&anon, "pat@acme", "correct horse battery", None)
         .await
         .unwrap();
     let c1 = s.client_with(one["token"].as_str());
@@ -329,7 +330,7 @@ async fn password_change_needs_the_old_one_and_ends_other_sessions(s: TestServer
     );
     assert_eq!(status, 401);
     assert!(message.contains("revoked"), "{message}");
-    login(&anon, "pat", "a brand new passphrase", None)
+    login(&anon, "pat@acme", "a brand new passphrase", None)
         .await
         .unwrap();
     s.stop().await;

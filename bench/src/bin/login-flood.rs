@@ -95,7 +95,7 @@ async fn main() -> Result<()> {
         );
         attackers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let counter = match login(&client, "victim", "not the password!!").await {
+                let counter = match login(&client, "victim@bench", "not the password!!").await {
                     Err(ClientError::Api { status: 401, .. }) => &unauthorized,
                     Err(ClientError::Api { status: 429, .. }) => &limited,
                     _ => &other,
@@ -151,7 +151,7 @@ async fn measure(client: &Client, names: &[String], n: u32) -> Result<Vec<f64>> 
     for i in 0..n {
         let name = &names[i as usize % names.len()];
         let started = Instant::now();
-        let r = login(client, name, PASSWORD).await;
+        let r = login(client, &format!("{name}@bench"), PASSWORD).await;
         ensure!(r.is_ok(), "a legitimate login failed: {:?}", r.err());
         out.push(started.elapsed().as_secs_f64() * 1000.0);
     }

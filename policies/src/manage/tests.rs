@@ -491,6 +491,31 @@ fn other_tenants_binding_does_not_stop_home_admins() {
     assert!(d.reason.contains("acme/shop"), "{}", d.reason);
 }
 
+/// Disabling a member stays possible, but taking on its powers (a token)
+/// is not when another tenant granted it some: they would pass to the
+/// home admin. The refusal names nothing of the other tenant.
+#[test]
+fn home_admin_cannot_take_on_powers_another_tenant_granted() {
+    let admin = actor("user:ann", vec![bind(&builtin("admin"), "acme")], false);
+    let bot = member(
+        "sa:bot@acme",
+        Some("acme"),
+        vec![
+            bind(&builtin("viewer"), "acme"),
+            bind(&builtin("admin"), "beta"),
+        ],
+    );
+    by_rules(may_act_for(&admin, &bot));
+    let d = forbidden(may_act_as(&admin, &bot));
+    assert!(!d.reason.contains("beta") && !d.not_found, "{}", d.reason);
+    let home_only = member(
+        "sa:bot@acme",
+        Some("acme"),
+        vec![bind(&builtin("viewer"), "acme")],
+    );
+    by_rules(may_act_as(&admin, &home_only));
+}
+
 #[test]
 fn cross_tenant_refusals_read_as_not_found() {
     let beta_admin = actor("user:bea", vec![bind(&builtin("admin"), "beta")], false);

@@ -107,7 +107,17 @@ pub(super) async fn check_totp(
         .totp_sealed
         .as_deref()
         .ok_or_else(|| ApiError::invalid("no TOTP enrolment; run `warden mfa enroll` first"))?;
-    let raw = app.vault.open_credential(TOTP_PURPOSE, &row.id, sealed)?;
+    // Secrets enrolled before members' ids carried their organization
+    // (migration 0006) are sealed under the id as it was then.
+    let raw = match app.vault.open_credential(TOTP_PURPOSE, &row.id, sealed) {
+        Err(e) if row.org.is_some() => {
+            let legacy = row.id.split('@').next().unwrap_or(&row.id);
+            app.vault
+                .open_credential(TOTP_PURPOSE, legacy, sealed)
+                .map_err(|_| e)?
+        }
+        opened => opened?,
+    };
     let secret = TotpSecret::from_bytes(&raw).map_err(|_| ApiError::internal())?;
     let last = row.totp_last_step.and_then(|s| u64::try_from(s).ok());
     let step = warden_identity::totp::verify(&secret, code, now_secs(), last)
@@ -152,8 +162,13 @@ pub(super) async fn login(
     meta: Meta,
     Body(req): Body<LoginRequest, PUBLIC_BODY_LIMIT>,
 ) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
-    name_arg(&req.user, "user")?;
     let id = user_id(&req.user);
+    if warden_pipeline::identity::parse_principal(&id).is_err() {
+        return Err(
+            ApiError::invalid("user is NAME, or NAME@ORG for a member of an organization")
+                .field("user"),
+        );
+    }
     let app: &App = &app;
     let method = if req.totp.is_some() {
         "password+totp"

@@ -6,15 +6,18 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use warden_api::*;
 use warden_policies::{Action, Decision, Resource, Scope, authorize};
-use warden_types::{EnvMode, ScopeKind, ScopePath};
+use warden_types::{ScopeKind, ScopePath};
 
 use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
 use crate::state::App;
 use warden_pipeline::identity::{parse_principal, scope_of};
-use warden_policies::{Binding, Principal, Role};
+use warden_policies::{
+    Binding, ManageDenial, Member, Principal, may_grant, may_revoke, visible_to,
+};
 
+use super::manage;
 use super::roles::resolve_role;
 use super::users::OrgQuery;
 
@@ -51,73 +54,38 @@ pub(super) fn grant_action(role: &str) -> Action {
     }
 }
 
-pub(super) const MODES: [Option<EnvMode>; 4] = [
-    None,
-    Some(EnvMode::Production),
-    Some(EnvMode::Staging),
-    Some(EnvMode::Development),
-];
-
-/// No escalation: every permission `role` can allow at `scope` (in any
-/// environment mode, with or without MFA) must be one the granter holds
-/// there, and at every scope inside it where the granter holds a binding,
-/// so that a deny the granter is under below cannot be escaped by granting
-/// the role to another principal.
-pub(super) fn check_no_escalation(
-    granter: &Principal,
-    role: &std::sync::Arc<Role>,
-    scope: &Scope,
-) -> Result<(), ApiError> {
-    let mut scopes = vec![scope.clone()];
-    scopes.extend(
-        granter
-            .bindings
-            .iter()
-            .filter(|b| b.scope != *scope && scope.contains(&b.scope))
-            .map(|b| b.scope.clone()),
-    );
-    for mfa in [true, false] {
-        let holder = Principal {
-            id: "check".to_owned(),
-            bindings: vec![Binding {
-                role: role.clone(),
-                scope: Scope::Root,
-            }],
-            mfa,
-        };
-        for at in &scopes {
-            for action in Action::ALL {
-                for mode in MODES {
-                    let resource = Resource {
-                        scope: at.clone(),
-                        mode,
-                    };
-                    if authorize(&holder, action, &resource).is_allow()
-                        && !authorize(granter, action, &resource).is_allow()
-                    {
-                        return Err(ApiError::forbidden(format!(
-                            "role `{}` allows {action}, which you do not hold at {at}; \
-                             you can only grant what you hold",
-                            role.name()
-                        )));
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn grant_args(req: &GrantRequest) -> Result<Scope, ApiError> {
-    let (kind, _) = parse_principal(&req.principal)?;
-    if kind == "workload" {
+/// The checked parts of a grant or revoke: the principal (never a
+/// workload), the role name and the binding scope.
+pub(super) fn binding_args(principal: &str, role: &str, scope: &str) -> Result<Scope, ApiError> {
+    if parse_principal(principal)?.kind == "workload" {
         return Err(ApiError::invalid(
             "workloads hold a fixed role for their own service; they cannot be granted roles",
         )
         .field("principal"));
     }
-    name_arg(&req.role, "role")?;
-    binding_scope(&req.scope)
+    name_arg(role, "role")?;
+    binding_scope(scope)
+}
+
+/// The subject of a grant or revoke, if the caller may know it exists;
+/// otherwise the recorded "principal X not found".
+async fn subject(
+    app: &App,
+    caller: &Caller,
+    operation: &str,
+    id: &str,
+) -> Result<Member, ApiError> {
+    match manage::member(app, id).await? {
+        Some(m) if visible_to(&caller.who().principal, &m) => Ok(m),
+        _ => Err(manage::refuse(
+            app,
+            caller,
+            operation,
+            id,
+            manage::refused(ManageDenial::principal_not_found(id)),
+        )
+        .await),
+    }
 }
 
 pub(super) async fn grant(
@@ -125,9 +93,10 @@ pub(super) async fn grant(
     caller: Caller,
     Body(req): Body<GrantRequest>,
 ) -> Result<(StatusCode, Json<BindingInfo>), ApiError> {
-    let scope = grant_args(&req)?;
+    let scope = binding_args(&req.principal, &req.role, &req.scope)?;
     let app: &App = &app;
     let target = format!("{}#{}@{}", req.scope, req.role, req.principal);
+    let subject = subject(app, &caller, "binding.grant", &req.principal).await?;
     let granter = &caller.who().principal;
     app.pipeline
         .run_stored(
@@ -137,13 +106,6 @@ pub(super) async fn grant(
             target,
             |_permit| async move {
                 let role = resolve_role(app, &req.role, &scope).await?;
-                check_no_escalation(granter, &role, &scope)?;
-                if app.store.principal(&req.principal).await?.is_none() {
-                    return Err(ApiError::not_found(format!(
-                        "principal {} not found",
-                        req.principal
-                    )));
-                }
                 if let Scope::Path(p) = &scope
                     && app.store.scope(p.as_str()).await?.is_none()
                 {
@@ -152,6 +114,11 @@ pub(super) async fn grant(
                         p.kind().as_str()
                     )));
                 }
+                let binding = Binding {
+                    role,
+                    scope: scope.clone(),
+                };
+                let _ = may_grant(granter, &subject, &binding).map_err(manage::refused)?;
                 app.store
                     .add_binding(&req.principal, &req.role, &req.scope, scope.org())
                     .await?;
@@ -164,32 +131,55 @@ pub(super) async fn grant(
 pub(super) async fn revoke(
     State(app): State<AppState>,
     caller: Caller,
-    Body(req): Body<GrantRequest>,
+    Body(req): Body<RevokeRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let scope = grant_args(&req)?;
+    let scope = binding_args(&req.principal, &req.role, &req.scope)?;
     let app: &App = &app;
     let target = format!("{}#{}@{}", req.scope, req.role, req.principal);
+    let subject = subject(app, &caller, "binding.revoke", &req.principal).await?;
+    let revoker = &caller.who().principal;
+    let (action, at, break_glass) = (grant_action(&req.role), scope.clone(), req.break_glass);
+    let op = |_permit| async move {
+        let role = resolve_role(app, &req.role, &scope).await?;
+        let binding = Binding {
+            role,
+            scope: scope.clone(),
+        };
+        if !subject
+            .bindings
+            .iter()
+            .any(|b| b.scope == binding.scope && b.role.name() == binding.role.name())
+        {
+            return Err(ApiError::not_found(format!(
+                "binding of {} to {} at {}",
+                req.role, req.principal, req.scope
+            )));
+        }
+        let _ =
+            may_revoke(revoker, &subject, &binding, req.break_glass).map_err(manage::refused)?;
+        if app
+            .store
+            .remove_binding(&req.principal, &req.role, &req.scope)
+            .await?
+        {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::not_found(format!(
+                "binding of {} to {} at {}",
+                req.role, req.principal, req.scope
+            )))
+        }
+    };
+    if break_glass {
+        // A root Owner may need to remove a binding that denies it the
+        // very authority to remove it: outside the usual decision, audited.
+        return app
+            .pipeline
+            .run_break_glass(&caller, "binding.revoke", action, at, target, op)
+            .await;
+    }
     app.pipeline
-        .run_stored(
-            &caller,
-            grant_action(&req.role),
-            scope.clone(),
-            target,
-            |_permit| async move {
-                if app
-                    .store
-                    .remove_binding(&req.principal, &req.role, &req.scope)
-                    .await?
-                {
-                    Ok(StatusCode::NO_CONTENT)
-                } else {
-                    Err(ApiError::not_found(format!(
-                        "binding of {} to {} at {}",
-                        req.role, req.principal, req.scope
-                    )))
-                }
-            },
-        )
+        .run_stored(&caller, action, at, target, op)
         .await
 }
 
@@ -232,7 +222,7 @@ pub(super) async fn policy_check(
     caller: Caller,
     Body(req): Body<PolicyCheck>,
 ) -> Result<Json<PolicyDecision>, ApiError> {
-    let (kind, _) = parse_principal(&req.principal)?;
+    let kind = parse_principal(&req.principal)?.kind;
     let action: Action = req
         .action
         .parse()
@@ -276,10 +266,13 @@ pub(super) async fn policy_check(
         if let Some(org) = scope.org()
             && !caller.who().principal.has_binding_in_org(org)
         {
-            return Err(ApiError::not_found(format!("organization {org} not found")));
+            let e = ApiError::not_found(format!("organization {org} not found"));
+            return Err(manage::refuse(app, &caller, "policy.check", &req.path, e).await);
         }
         return app.pipeline.run_self(&caller, "policy.check", decide).await;
     }
+    // Explaining another principal's powers reveals that it exists.
+    subject(app, &caller, "policy.check", &req.principal).await?;
     app.pipeline
         .run_stored(
             &caller,

@@ -25,6 +25,7 @@ mod audit;
 mod auth;
 mod bindings;
 mod keys;
+mod manage;
 mod roles;
 mod scopes;
 mod secrets;

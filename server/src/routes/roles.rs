@@ -12,10 +12,10 @@ use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
 use crate::state::App;
-use warden_policies::{Role, builtin_role, builtin_roles};
+use warden_policies::{Role, builtin_role, builtin_roles, may_apply_role, may_delete_role};
 use warden_store::RoleRow;
 
-use super::bindings::check_no_escalation;
+use super::manage;
 
 /// Largest role file accepted.
 pub(super) const MAX_ROLE_BYTES: usize = 64 * 1024;
@@ -141,20 +141,21 @@ pub(super) async fn apply_role(
                 if app.store.scope(org.as_str()).await?.is_none() {
                     return Err(ApiError::not_found(format!("organization {org} not found")));
                 }
-                // Editing a role changes what its holders may do: only someone
-                // holding everything it allows, before and after, may edit it.
-                let at = Scope::Path(org.clone());
-                check_no_escalation(editor, &role, &at)?;
-                if let Some(old) = app.store.role(org.as_str(), role.name()).await?
-                    && let Some(old) = app.pipeline.identity().custom_role(
-                        &old.org,
-                        &old.name,
-                        &old.source,
-                        old.revision,
-                    )
-                {
-                    check_no_escalation(editor, &old, &at)?;
-                }
+                // Editing a role changes what its holders may do: the editor
+                // must hold everything it allows, before and after, and manage
+                // every holder it would restrict or whose deny it would lift.
+                let old = match app.store.role(org.as_str(), role.name()).await? {
+                    Some(old) => Some(
+                        app.pipeline
+                            .identity()
+                            .custom_role(&old.org, &old.name, &old.source, old.revision)
+                            .ok_or_else(ApiError::internal)?,
+                    ),
+                    None => None,
+                };
+                let holders = manage::holders(app, &org, role.name()).await?;
+                let _ = may_apply_role(editor, &org, old.as_deref(), &role, &holders)
+                    .map_err(manage::refused)?;
                 let revision = i64::from_le_bytes(
                     warden_vault::crypto::random_bytes::<8>().map_err(|_| ApiError::internal())?,
                 );
@@ -183,6 +184,7 @@ pub(super) async fn delete_role(
         return Err(ApiError::invalid("built-in roles cannot be deleted"));
     }
     let app: &App = &app;
+    let deleter = &caller.who().principal;
     app.pipeline
         .run_stored(
             &caller,
@@ -190,6 +192,16 @@ pub(super) async fn delete_role(
             Scope::Path(org.clone()),
             format!("{org}#role:{name}"),
             |_permit| async move {
+                let row = app.store.role(org.as_str(), &name).await?.ok_or_else(|| {
+                    ApiError::not_found(format!("role {name} in {org} not found"))
+                })?;
+                let role = app
+                    .pipeline
+                    .identity()
+                    .custom_role(&row.org, &row.name, &row.source, row.revision)
+                    .ok_or_else(ApiError::internal)?;
+                let holders = manage::holders(app, &org, &name).await?;
+                let _ = may_delete_role(deleter, &org, &role, &holders).map_err(manage::refused)?;
                 app.store.delete_role(org.as_str(), &name).await?;
                 Ok(StatusCode::NO_CONTENT)
             },

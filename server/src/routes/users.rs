@@ -7,7 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use warden_api::*;
-use warden_policies::{Action, Decision, Resource, Scope, authorize};
+use warden_policies::{
+    Action, ManageDenial, Member, Principal, Sanction, Scope, may_act_as, may_act_for, visible_to,
+};
 use warden_types::{ScopeKind, ScopePath};
 
 use super::*;
@@ -19,7 +21,7 @@ use warden_pipeline::identity::{self, Method, parse_principal};
 use warden_store::PrincipalRow;
 
 use super::auth::{hash_password, own_row};
-use super::bindings::{check_no_escalation, grant_action};
+use super::manage;
 
 /// Longest API token lifetime.
 pub(super) const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
@@ -50,58 +52,6 @@ pub(super) fn token_info(t: warden_store::TokenRow) -> TokenInfo {
     }
 }
 
-/// Where a principal is managed: its home organization, or the root.
-/// A principal another caller wants to manage, and where it is managed
-/// (its home organization, or the root). A principal that does not exist,
-/// or lives where the caller holds no binding at all, is one uniform 404:
-/// nobody learns of accounts in another tenant.
-pub(super) async fn managed(
-    app: &App,
-    caller: &Caller,
-    id: &str,
-) -> Result<(Scope, PrincipalRow), ApiError> {
-    let hidden = || ApiError::not_found(format!("principal {id} not found"));
-    let row = app.store.principal(id).await?.ok_or_else(hidden)?;
-    let who = &caller.who().principal;
-    let scope = match row.org.as_deref() {
-        Some(org) if who.has_binding_in_org(org) => Scope::Path(org_param(org)?),
-        None if who.bindings.iter().any(|b| b.scope == Scope::Root) => Scope::Root,
-        _ => return Err(hidden()),
-    };
-    Ok((scope, row))
-}
-
-/// Acting on another principal's credentials or account is acting with its
-/// powers: the caller must be able to grant every binding it holds.
-pub(super) async fn check_may_act_for(
-    app: &App,
-    caller: &Caller,
-    subject: &str,
-) -> Result<(), ApiError> {
-    let who = &caller.who().principal;
-    for b in app
-        .pipeline
-        .identity()
-        .bindings(&app.store, subject)
-        .await?
-    {
-        let resource = Resource {
-            scope: b.scope.clone(),
-            mode: None,
-        };
-        if let Decision::Deny(d) = authorize(who, grant_action(b.role.name()), &resource) {
-            return Err(ApiError::forbidden(format!(
-                "{subject} holds role `{}` at {}, which you may not grant: {}",
-                b.role.name(),
-                b.scope,
-                d.reason
-            )));
-        }
-        check_no_escalation(who, &b.role, &b.scope)?;
-    }
-    Ok(())
-}
-
 pub(super) async fn create_user(
     State(app): State<AppState>,
     caller: Caller,
@@ -120,7 +70,7 @@ pub(super) async fn create_user(
         );
     }
     let org = req.org.as_deref().map(org_param).transpose()?;
-    let id = format!("{prefix}:{}", req.name);
+    let id = identity::principal_id(prefix, &req.name, org.as_ref().map(ScopePath::as_str));
     let scope = org.clone().map_or(Scope::Root, Scope::Path);
     let app: &App = &app;
     app.pipeline
@@ -207,17 +157,44 @@ pub(super) async fn show_user(
             .run_self(&caller, "user.show", async { Ok(Json(user_info(&row))) })
             .await;
     }
-    let (scope, row) = managed(app, &caller, &id).await?;
-    let found = || Ok(Json(user_info(&row)));
+    let subject = visible_member(app, &caller, "user.show", &id).await?;
     app.pipeline
         .run_stored(
             &caller,
             Action::MemberManage,
-            scope,
+            manage::home_scope(&subject)?,
             id.clone(),
-            |_permit| async { found() },
+            |_permit| async move {
+                let row = app
+                    .store
+                    .principal(&id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("principal {id} not found")))?;
+                Ok(Json(user_info(&row)))
+            },
         )
         .await
+}
+
+/// Another principal the caller may learn exists; anything else (absent,
+/// or living where the caller has no part) is the same recorded 404.
+async fn visible_member(
+    app: &App,
+    caller: &Caller,
+    operation: &str,
+    id: &str,
+) -> Result<Member, ApiError> {
+    match manage::member(app, id).await? {
+        Some(m) if visible_to(&caller.who().principal, &m) => Ok(m),
+        _ => Err(manage::refuse(
+            app,
+            caller,
+            operation,
+            id,
+            manage::refused(ManageDenial::principal_not_found(id)),
+        )
+        .await),
+    }
 }
 
 pub(super) async fn disable_user(
@@ -233,7 +210,7 @@ pub(super) async fn disable_user(
     let app: &App = &app;
     // Disabling an owner is an ownership change, and so on: the same rule
     // as acting for the principal.
-    for_principal(app, &caller, &id, "user.disable", async {
+    for_principal(app, &caller, &id, "user.disable", may_act_for, async {
         let tokens_revoked = app.store.disable_principal(&id).await?;
         Ok(Json(Disabled {
             principal: id.clone(),
@@ -243,31 +220,37 @@ pub(super) async fn disable_user(
     .await
 }
 
+/// The management rule an operation on another principal needs.
+pub(super) type ActRule = fn(&Principal, &Member) -> Result<Sanction, ManageDenial>;
+
 /// Runs `op` for the caller itself, or, when `subject` is another
 /// principal, with `member.manage` where that principal lives and the
-/// power to grant everything it holds.
+/// management rule's consent: `may_act_for` to restrict or inspect it
+/// (disable, list or revoke tokens), `may_act_as` to take on its powers
+/// (mint it a token).
 pub(super) async fn for_principal<T, Fut>(
     app: &App,
     caller: &Caller,
     subject: &str,
-    action: &str,
+    operation: &str,
+    rule: ActRule,
     op: Fut,
 ) -> Result<T, ApiError>
 where
     Fut: Future<Output = Result<T, ApiError>>,
 {
     if subject == caller.id() {
-        return app.pipeline.run_self(caller, action, op).await;
+        return app.pipeline.run_self(caller, operation, op).await;
     }
-    let (scope, _) = managed(app, caller, subject).await?;
+    let member = visible_member(app, caller, operation, subject).await?;
     app.pipeline
         .run_stored(
             caller,
             Action::MemberManage,
-            scope,
+            manage::home_scope(&member)?,
             subject.to_owned(),
             |_permit| async move {
-                check_may_act_for(app, caller, subject).await?;
+                let _ = rule(&caller.who().principal, &member).map_err(manage::refused)?;
                 op.await
             },
         )
@@ -292,9 +275,8 @@ pub(super) async fn create_token(
         );
     }
     if caller.who().method == Method::Workload {
-        return Err(ApiError::forbidden(
-            "workload tokens cannot create other tokens",
-        ));
+        let e = ApiError::forbidden("workload tokens cannot create other tokens");
+        return Err(manage::refuse(&app, &caller, "token.create", caller.id(), e).await);
     }
     let subject = req
         .principal
@@ -311,7 +293,7 @@ pub(super) async fn create_token(
     let expires = req
         .ttl_seconds
         .map(|t| warden_store::now_ms() + i64::try_from(t * 1000).unwrap_or(i64::MAX));
-    for_principal(app, &caller, &subject, "token.create", async {
+    for_principal(app, &caller, &subject, "token.create", may_act_as, async {
         let (token, row) =
             identity::create_token(&app.store, &subject, &req.name, "api", false, expires).await?;
         Ok((
@@ -342,7 +324,7 @@ pub(super) async fn list_tokens(
         .unwrap_or_else(|| caller.id().to_owned());
     parse_principal(&subject)?;
     let app: &App = &app;
-    for_principal(app, &caller, &subject, "token.list", async {
+    for_principal(app, &caller, &subject, "token.list", may_act_for, async {
         let rows = app.store.tokens_of(&subject).await?;
         Ok(Json(TokenList {
             tokens: rows.into_iter().map(token_info).collect(),
@@ -367,7 +349,7 @@ pub(super) async fn revoke_token(
     let subject = row
         .as_ref()
         .map_or_else(|| caller.id().to_owned(), |r| r.principal.clone());
-    for_principal(app, &caller, &subject, "token.revoke", async {
+    for_principal(app, &caller, &subject, "token.revoke", may_act_for, async {
         let row = row.ok_or_else(|| ApiError::not_found(format!("token {id} not found")))?;
         app.store.revoke_token(&id, &row.principal).await?;
         let row = app
