@@ -378,3 +378,332 @@ async fn partial_headers_do_not_hold_a_connection() {
     assert!(started.elapsed() >= Duration::from_secs(5));
     s.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Escalation and tenant isolation (findings 1-5), decided by the management
+// rules in `policies` (property tests there; these go through the server).
+
+fn bind(p: &str, r: &str, sc: &str) -> Value {
+    json!({"principal": p, "role": r, "scope": sc})
+}
+
+async fn post(c: &Client, path: &str, body: Value) -> Result<Value, ClientError> {
+    c.call(Method::POST, path, Some(&body)).await
+}
+
+async fn put(c: &Client, path: &str, body: Value) -> Result<Value, ClientError> {
+    c.call(Method::PUT, path, Some(&body)).await
+}
+
+/// The status of a call that answers 204 (an empty body) on success.
+fn status(r: Result<Value, ClientError>) -> u16 {
+    match r {
+        Ok(_) | Err(ClientError::Decode(_)) => 200,
+        Err(ClientError::Api { status, .. }) => status,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Finding 1: an org Admin applied a deny-everything role and granted it to
+/// the org's Owner and to root, locking both out while it kept reading. Now
+/// it cannot restrict principals it does not manage; a root Owner under a
+/// deny (placed by another root Owner) breaks glass, audited.
+async fn deny_only_role_cannot_lock_out_owners_or_root(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    let (_, adm) = s.account("adm").await;
+    s.grant("sa:adm", "admin", "acme").await;
+    s.account("acme-owner").await;
+    s.grant("sa:acme-owner", "owner", "acme").await;
+    put(
+        &adm,
+        "/api/v1/roles/acme",
+        json!({"source": "name: jail\nrules:\n  - deny: ['*']\n"}),
+    )
+    .await
+    .unwrap();
+    for victim in ["sa:acme-owner", "user:root"] {
+        let r = post(&adm, "/api/v1/bindings", bind(victim, "jail", "acme")).await;
+        assert!(matches!(status(r), 403 | 404), "{victim}");
+    }
+    // Root still grants at the root.
+    let (_, other) = s.account("other-owner").await;
+    s.grant("sa:other-owner", "owner", "/").await;
+    // Another root Owner may restrict root inside an organization...
+    post(
+        &other,
+        "/api/v1/bindings",
+        bind("user:root", "jail", "acme"),
+    )
+    .await
+    .unwrap();
+    let r = s
+        .call(Method::GET, "/api/v1/secrets/acme/shop/prod", None)
+        .await;
+    assert_eq!(status(r), 403);
+    // ...and root, under that deny, cannot revoke it by the rules, but can
+    // break glass.
+    let revoke = |glass: bool| {
+        let mut b = bind("user:root", "jail", "acme");
+        b["break_glass"] = json!(glass);
+        s.call(Method::POST, "/api/v1/bindings/revoke", Some(b))
+    };
+    assert_eq!(status(revoke(false).await), 403);
+    assert_eq!(status(revoke(true).await), 200);
+    s.call(Method::GET, "/api/v1/secrets/acme/shop/prod", None)
+        .await
+        .unwrap();
+    // Break-glass is for root Owners only, and is audited as such.
+    let mut b = bind("sa:adm", "admin", "acme");
+    b["break_glass"] = json!(true);
+    assert_eq!(status(post(&adm, "/api/v1/bindings/revoke", b).await), 403);
+    let page = s
+        .ok(
+            Method::GET,
+            "/api/v1/audit/acme/entries?limit=1000&action=binding.revoke.break-glass",
+            None,
+        )
+        .await;
+    let decisions: Vec<String> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["decision"]["effect"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(decisions.contains(&"allow".to_owned()), "{page}");
+    assert!(decisions.contains(&"deny".to_owned()), "{page}");
+    s.stop().await;
+}
+both_backends!(deny_only_role_cannot_lock_out_owners_or_root);
+
+/// Finding 2: a principal revoked its own deny binding, or re-applied the
+/// role without the deny. Removing or weakening a deny is never done by
+/// those it restricts.
+async fn deny_rules_bind_those_they_restrict(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    let (_, adm) = s.account("adm").await;
+    s.grant("sa:adm", "admin", "acme").await;
+    s.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({"source": "name: noprod\nrules:\n  - deny: [secret.read]\n"})),
+    )
+    .await;
+    s.grant("sa:adm", "noprod", "acme/shop/prod").await;
+    let r = post(
+        &adm,
+        "/api/v1/bindings/revoke",
+        bind("sa:adm", "noprod", "acme/shop/prod"),
+    )
+    .await;
+    assert_eq!(status(r), 403);
+    let r = put(
+        &adm,
+        "/api/v1/roles/acme",
+        json!({"source": "name: noprod\nrules:\n  - allow: [env.read]\n"}),
+    )
+    .await;
+    assert_eq!(status(r), 403);
+    let r = adm
+        .call::<Value>(Method::DELETE, "/api/v1/roles/acme/noprod", None::<&Value>)
+        .await;
+    assert!(matches!(status(r), 403 | 409));
+    // The deny still holds.
+    s.put("acme/shop/prod", json!({"K": "v"})).await;
+    let r = adm
+        .call::<Value>(
+            Method::GET,
+            "/api/v1/secret/acme/shop/prod?key=K",
+            None::<&Value>,
+        )
+        .await;
+    assert_eq!(status(r), 403);
+    s.stop().await;
+}
+both_backends!(deny_rules_bind_those_they_restrict);
+
+/// Finding 3: a user whose admin rights need MFA granted `admin` (no MFA
+/// condition) to a service account and read production with its token.
+async fn mfa_gated_admin_cannot_launder_through_a_service_account(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    s.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(
+            json!({"source": "name: mfa-admin\nrules:\n  - allow: ['*']\n    when: {mfa: true}\n"}),
+        ),
+    )
+    .await;
+    s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "mo", "org": "acme", "password": "correct horse battery"})),
+    )
+    .await;
+    s.grant("user:mo@acme", "mfa-admin", "acme").await;
+    s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "bot", "org": "acme", "kind": "service"})),
+    )
+    .await;
+    // Mo enrols MFA and opens an MFA session.
+    let anon = s.client_with(None);
+    let plain = login(&anon, "mo@acme", "correct horse battery", None)
+        .await
+        .unwrap();
+    let plain = s.client_with(plain["token"].as_str());
+    let e = post(
+        &plain,
+        "/api/v1/auth/mfa/enroll",
+        json!({"current_password": "correct horse battery"}),
+    )
+    .await
+    .unwrap();
+    let secret = base32_decode(e["secret"].as_str().unwrap());
+    post(
+        &plain,
+        "/api/v1/auth/mfa/confirm",
+        json!({"code": totp_now(&secret, -1)}),
+    )
+    .await
+    .unwrap();
+    let strong = login(
+        &anon,
+        "mo@acme",
+        "correct horse battery",
+        Some(totp_now(&secret, 0)),
+    )
+    .await
+    .unwrap();
+    let strong = s.client_with(strong["token"].as_str());
+    // With MFA mo administers acme, but cannot hand out MFA-free admin.
+    strong
+        .call::<Value>(Method::GET, "/api/v1/users?org=acme", None::<&Value>)
+        .await
+        .unwrap();
+    let r = post(
+        &strong,
+        "/api/v1/bindings",
+        bind("sa:bot@acme", "admin", "acme"),
+    )
+    .await;
+    assert_eq!(status(r), 403);
+    s.stop().await;
+}
+both_backends!(mfa_gated_admin_cannot_launder_through_a_service_account);
+
+/// Finding 4: another tenant's binding on a member stopped its home admins
+/// (and the 403 named it); names were enumerable across tenants. Now home
+/// admins can always disable their members, refusals read like absence,
+/// and the same name lives in two organizations.
+async fn tenants_neither_interfere_nor_learn_names(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    s.scopes("globex/web/prod/api", "production").await;
+    let (_, acme_admin) = s.account("acme-admin").await;
+    s.grant("sa:acme-admin", "admin", "acme").await;
+    let (_, gx_admin) = s.account("gx-admin").await;
+    s.grant("sa:gx-admin", "admin", "globex").await;
+    // The same name in two organizations: two principals, no conflict.
+    for (c, org) in [(&acme_admin, "acme"), (&gx_admin, "globex")] {
+        post(
+            c,
+            "/api/v1/users",
+            json!({"name": "bob", "org": org, "kind": "service"}),
+        )
+        .await
+        .unwrap();
+    }
+    // Globex learns nothing of acme's bob: the same words as a ghost.
+    for id in ["sa:bob@acme", "sa:ghost@acme"] {
+        let (status, _, message) =
+            api_err(post(&gx_admin, "/api/v1/bindings", bind(id, "viewer", "globex")).await);
+        assert_eq!(
+            (status, message),
+            (404, format!("principal {id} not found"))
+        );
+    }
+    // An acme member that globex made an admin there is still acme's to
+    // disable, and to mint no token for.
+    s.grant("sa:bob@acme", "viewer", "acme").await;
+    s.grant("sa:bob@acme", "admin", "globex").await;
+    let (status, _, message) = api_err(
+        post(
+            &acme_admin,
+            "/api/v1/tokens",
+            json!({"name": "t", "principal": "sa:bob@acme"}),
+        )
+        .await,
+    );
+    assert_eq!(status, 403);
+    assert!(!message.contains("globex"), "{message}");
+    acme_admin
+        .call::<Value>(
+            Method::POST,
+            "/api/v1/users/sa:bob@acme/disable",
+            None::<&Value>,
+        )
+        .await
+        .unwrap();
+    s.stop().await;
+}
+both_backends!(tenants_neither_interfere_nor_learn_names);
+
+/// Finding 5: refusals outside the pipeline's own decision (another
+/// tenant's principal, a workload creating tokens, a self policy check of
+/// a foreign organization) left no audit entry. Each is recorded now.
+async fn every_refusal_is_audited(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    s.scopes("globex/web/prod/api", "production").await;
+    let (_, gx) = s.account("gx").await;
+    s.grant("sa:gx", "admin", "globex").await;
+    let r = gx
+        .call::<Value>(Method::GET, "/api/v1/users/sa:nobody@acme", None::<&Value>)
+        .await;
+    assert_eq!(status(r), 404);
+    let r = post(
+        &gx,
+        "/api/v1/policy/check",
+        json!({"principal": "sa:gx", "action": "secret.read", "path": "acme/shop/prod"}),
+    )
+    .await;
+    assert_eq!(status(r), 404);
+    let w = s
+        .ok(
+            Method::POST,
+            "/api/v1/workload-tokens/acme/shop/prod/api",
+            Some(json!({"ttl_seconds": 300})),
+        )
+        .await;
+    let wc = s.client_with(w["token"].as_str());
+    assert_eq!(
+        status(post(&wc, "/api/v1/tokens", json!({"name": "x"})).await),
+        403
+    );
+    let page = s
+        .ok(Method::GET, "/api/v1/audit/system/entries?limit=1000", None)
+        .await;
+    let denied: Vec<(String, String)> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["decision"]["effect"] == "deny")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["status"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("user.show", "not_found"),
+        ("policy.check", "not_found"),
+        ("token.create", "forbidden"),
+    ] {
+        assert!(
+            denied.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} not in {denied:?}"
+        );
+    }
+    s.stop().await;
+}
+both_backends!(every_refusal_is_audited);
