@@ -30,10 +30,13 @@ pub mod checkpoint;
 pub mod export;
 pub mod tiles;
 
-/// Entry schema version. Version 3 entries carry a MAC unless they are
-/// [`may_lack_mac`] entries (public operations of the system log, recorded
-/// while sealed); version 2 entries also left outcomes without one.
-pub const SCHEMA: u32 = 3;
+/// Entry schema version. Version 4 entries name the operation (`action`)
+/// apart from the permission that allowed it (`permission`), carry a typed
+/// `target` object, and may carry `session` and `count`. Version 3 and
+/// later entries carry a MAC unless they are [`may_lack_mac`] entries
+/// (public operations of the system log, recorded while sealed); version 2
+/// entries also left outcomes without one.
+pub const SCHEMA: u32 = 4;
 /// The log for events that belong to no organization.
 pub const SYSTEM_LOG: &str = "system";
 
@@ -95,6 +98,173 @@ pub struct DecisionRecord {
     pub rule: String,
 }
 
+/// What an operation acts on: a kind and the fields that name it (fields
+/// in alphabetical order, absent ones left out; its text form is
+/// `warden_tlog::export::target_text`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// `vault`, `scope`, `secret`, `secrets`, `principal`, `role`,
+    /// `binding`, `log`, `session`, `credential`, `cluster`, `service`, `pod`.
+    pub kind: &'static str,
+    /// A secret's, role's, cluster's or credential's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Several secrets' names (a write of many).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+    /// A pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// A principal id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// A role name (of a binding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// A scope path, or `/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// A session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// A secret's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+impl Target {
+    fn of(kind: &'static str) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+
+    /// The vault itself (seal, unseal, init).
+    pub fn vault() -> Self {
+        Self::of("vault")
+    }
+
+    /// A scope (`/` for the root).
+    pub fn scope(scope: impl ToString) -> Self {
+        Self {
+            scope: Some(scope.to_string()),
+            ..Self::of("scope")
+        }
+    }
+
+    /// One secret, at a version if named.
+    pub fn secret(scope: impl ToString, name: impl ToString, version: Option<i64>) -> Self {
+        Self {
+            scope: Some(scope.to_string()),
+            name: Some(name.to_string()),
+            version,
+            ..Self::of("secret")
+        }
+    }
+
+    /// Several secrets of a scope (`*`: all of its effective secrets).
+    pub fn secrets(scope: impl ToString, names: Vec<String>) -> Self {
+        Self {
+            scope: Some(scope.to_string()),
+            names: Some(names),
+            ..Self::of("secrets")
+        }
+    }
+
+    /// A principal.
+    pub fn principal(id: impl ToString) -> Self {
+        Self {
+            principal: Some(id.to_string()),
+            ..Self::of("principal")
+        }
+    }
+
+    /// A custom (or built-in) role of an organization.
+    pub fn role(org: impl ToString, name: impl ToString) -> Self {
+        Self {
+            scope: Some(org.to_string()),
+            name: Some(name.to_string()),
+            ..Self::of("role")
+        }
+    }
+
+    /// A role binding.
+    pub fn binding(principal: impl ToString, role: impl ToString, scope: impl ToString) -> Self {
+        Self {
+            principal: Some(principal.to_string()),
+            role: Some(role.to_string()),
+            scope: Some(scope.to_string()),
+            ..Self::of("binding")
+        }
+    }
+
+    /// An audit log (by name).
+    pub fn log(name: impl ToString, seq: Option<i64>) -> Self {
+        Self {
+            name: Some(name.to_string()),
+            version: seq,
+            ..Self::of("log")
+        }
+    }
+
+    /// A presented credential of a kind (`token`, `ssh-key`), unnamed.
+    pub fn credential(kind: &str) -> Self {
+        Self {
+            name: Some(kind.to_owned()),
+            ..Self::of("credential")
+        }
+    }
+
+    /// A shell or exec session in a pod of a service.
+    pub fn session(id: impl ToString, service: impl ToString, pod: Option<String>) -> Self {
+        Self {
+            session: Some(id.to_string()),
+            scope: Some(service.to_string()),
+            pod,
+            ..Self::of("session")
+        }
+    }
+
+    /// Another kind of object named within a scope (a cluster, a service's
+    /// workload, a pod).
+    pub fn named(kind: &'static str, scope: impl ToString, name: Option<String>) -> Self {
+        Self {
+            scope: Some(scope.to_string()),
+            name,
+            ..Self::of(kind)
+        }
+    }
+}
+
+/// What a session did, recorded with its outcome (fields in alphabetical
+/// order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SessionRecord {
+    /// Bytes from the client into the session.
+    pub bytes_in: u64,
+    /// Bytes from the session to the client.
+    pub bytes_out: u64,
+    /// The container, where the runtime has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// How long it lasted.
+    pub duration_ms: u64,
+    /// The remote command's exit status, if it exited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    /// The session id.
+    pub id: String,
+    /// The pod it ran in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// SHA-256 (hex) over the recording's chunk digests, in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_digest: Option<String>,
+    /// `ssh`, `websocket`, `kubernetes-exec`, `http`.
+    pub transport: &'static str,
+}
+
 /// What is being done.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -104,12 +274,19 @@ pub struct Event {
     pub log: String,
     /// Who.
     pub actor: Actor,
-    /// The `resource.verb` action.
+    /// The operation, e.g. `user.disable`, `secret.read`.
     pub action: String,
-    /// The target: scope path, plus `#NAME` (and `@vN`) for a secret.
-    pub target: String,
+    /// The permission (`resource.verb`) that allowed it, when one did.
+    pub permission: Option<&'static str>,
+    /// What it acts on.
+    pub target: Target,
     /// The decision, when one was made.
     pub decision: Option<DecisionRecord>,
+    /// What a session did (on its outcome).
+    pub session: Option<SessionRecord>,
+    /// How many identical events this entry stands for (repeated failures
+    /// from one source, aggregated); absent means one.
+    pub count: Option<u64>,
 }
 
 /// One log line. Fields in alphabetical order (canonical JSON). `prev` and
@@ -119,17 +296,23 @@ pub struct Event {
 struct Entry<'a> {
     action: &'a str,
     actor: &'a Actor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
     decision: &'a Option<DecisionRecord>,
     log: &'a str,
     mac: Option<&'a str>,
     node: &'a str,
     op_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permission: Option<&'a str>,
     phase: &'static str,
     prev: Option<&'a str>,
     schema: u32,
     seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<&'a SessionRecord>,
     status: Option<&'a str>,
-    target: &'a str,
+    target: &'a Target,
     time_ns: u128,
 }
 
@@ -340,15 +523,18 @@ impl Auditor {
         let entry = Entry {
             action: &event.action,
             actor: &event.actor,
+            count: event.count,
             decision: &event.decision,
             log: &event.log,
             mac: None,
             node: &self.node,
             op_id: &event.op_id,
+            permission: event.permission,
             phase,
             prev: None,
             schema: SCHEMA,
             seq: None,
+            session: event.session.as_ref(),
             status,
             target: &event.target,
             time_ns: SystemTime::now()
@@ -485,24 +671,36 @@ mod tests {
                 user_agent: None,
             },
             action: "secret.read".into(),
-            target: "acme/shop#K".into(),
+            permission: Some("secret.read"),
+            target: Target::secret("acme/shop", "K", Some(2)),
             decision: Some(DecisionRecord {
                 effect: "allow",
                 rule: "owner@/".into(),
             }),
+            session: Some(SessionRecord {
+                id: "s1".into(),
+                transport: "ssh",
+                pod: Some("api-1".into()),
+                exit_status: Some(0),
+                ..SessionRecord::default()
+            }),
+            count: Some(3),
         };
         let line = Entry {
             action: &event.action,
             actor: &event.actor,
+            count: event.count,
             decision: &event.decision,
             log: &event.log,
             mac: None,
             node: "n",
             op_id: &event.op_id,
+            permission: event.permission,
             phase: "intent",
             prev: None,
             schema: SCHEMA,
             seq: None,
+            session: event.session.as_ref(),
             status: None,
             target: &event.target,
             time_ns: 1,
@@ -533,17 +731,20 @@ mod tests {
                 token_id: None,
                 user_agent: None,
             },
+            count: None,
             decision: &None,
             log: "acme",
             mac: None,
             node: "n",
             op_id: "o",
+            permission: None,
             phase: "intent",
             prev: None,
             schema: SCHEMA,
             seq: None,
+            session: None,
             status: None,
-            target: "acme/shop#K",
+            target: &Target::secret("acme/shop", "K", None),
             time_ns: 1,
         };
         let text = serde_json::to_string(&entry).unwrap();
@@ -604,8 +805,11 @@ mod tests {
                 user_agent: None,
             },
             action: action.into(),
-            target: "acme/shop#K".into(),
+            permission: None,
+            target: Target::secret("acme/shop", "K", None),
             decision: None,
+            session: None,
+            count: None,
         }
     }
 

@@ -357,7 +357,7 @@ pub fn audit_entry(e: &serde_json::Value) -> String {
         "{seq:>6}  {when}  {:<24} {:<18} {} {} {result}",
         text(&e["actor"]["principal"]),
         text(&e["action"]),
-        text(&e["target"]),
+        printable(&warden_tlog::export::target_text(Some(&e["target"]))),
         text(&e["phase"]),
     )
 }
@@ -402,7 +402,7 @@ mod tests {
             "time_ns": 1_763_795_000_123_456_789_u64,
             "actor": {"principal": "user:root"},
             "action": "secret.read",
-            "target": "acme/web/prod#K\u{1b}[31m",
+            "target": {"kind": "secret", "scope": "acme/web/prod", "name": "K\u{1b}[31m"},
             "phase": "outcome",
             "status": "ok",
             "decision": {"effect": "allow", "rule": "owner"},

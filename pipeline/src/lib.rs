@@ -40,6 +40,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use warden_audit::{Actor, Auditor, DecisionRecord, Event, Intent, SYSTEM_LOG};
+pub use warden_audit::{SessionRecord, Target};
 use warden_policies::{Action, Decision, Resource, Scope, authorize};
 use warden_store::Store;
 
@@ -69,6 +70,29 @@ pub trait OpError: From<Error> {
 impl OpError for Error {
     fn code(&self) -> &'static str {
         Error::code(self)
+    }
+}
+
+/// What an entry point asks the pipeline to run: the operation's name (as
+/// audited, e.g. `user.disable`), the permission it needs on which scope,
+/// and what it acts on.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    name: &'static str,
+    action: Action,
+    scope: Scope,
+    target: Target,
+}
+
+impl Operation {
+    /// Operation `name` needs `action` on `scope` and acts on `target`.
+    pub fn new(name: &'static str, action: Action, scope: Scope, target: Target) -> Self {
+        Self {
+            name,
+            action,
+            scope,
+            target,
+        }
     }
 }
 
@@ -248,12 +272,14 @@ impl Pipeline {
             log: SYSTEM_LOG.to_owned(),
             actor: self.actor(&meta, None, SYSTEM_LOG),
             action: "auth.login".to_owned(),
-            target: match meta.credential {
+            permission: None,
+            target: Target::credential(match meta.credential {
                 Credential::SshKey { .. } => "ssh-key",
                 _ => "token",
-            }
-            .to_owned(),
+            }),
             decision: None,
+            session: None,
+            count: None,
         };
         self.0
             .audit
@@ -270,9 +296,7 @@ impl Pipeline {
     pub async fn run<T, E, F, Fut>(
         &self,
         caller: &Caller,
-        action: Action,
-        scope: Scope,
-        target: String,
+        operation: Operation,
         op: F,
     ) -> Result<T, E>
     where
@@ -280,7 +304,7 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run_with(caller, action, scope, target, op, Effects::Anywhere)
+        self.run_with(caller, operation, op, Effects::Anywhere)
             .await
     }
 
@@ -293,9 +317,7 @@ impl Pipeline {
     pub async fn run_stored<T, E, F, Fut>(
         &self,
         caller: &Caller,
-        action: Action,
-        scope: Scope,
-        target: String,
+        operation: Operation,
         op: F,
     ) -> Result<T, E>
     where
@@ -303,7 +325,7 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.run_with(caller, action, scope, target, op, Effects::StorageOnly)
+        self.run_with(caller, operation, op, Effects::StorageOnly)
             .await
     }
 
@@ -325,9 +347,7 @@ impl Pipeline {
     async fn run_with<T, E, F, Fut>(
         &self,
         caller: &Caller,
-        action: Action,
-        scope: Scope,
-        target: String,
+        operation: Operation,
         op: F,
         effects: Effects,
     ) -> Result<T, E>
@@ -336,7 +356,7 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let (event, permit, mut intent) = self.admit(caller, action, scope, target).await?;
+        let (event, permit, mut intent) = self.admit(caller, operation).await?;
         let result = match effects {
             Effects::Anywhere => {
                 intent
@@ -366,10 +386,14 @@ impl Pipeline {
     async fn admit(
         &self,
         caller: &Caller,
-        action: Action,
-        scope: Scope,
-        target: String,
+        operation: Operation,
     ) -> Result<(Event, Permit, Intent), Error> {
+        let Operation {
+            name,
+            action,
+            scope,
+            target,
+        } = operation;
         self.refuse_while_sealed()?;
         if !caller.declared.contains(&action) {
             // The entry point runs an action it did not declare: a bug, and
@@ -387,9 +411,12 @@ impl Pipeline {
             op_id: self.0.audit.op_id(),
             actor: self.actor(&caller.meta, Some(who), &log),
             log,
-            action: action.as_str().to_owned(),
+            action: name.to_owned(),
+            permission: Some(action.as_str()),
             target,
             decision: None,
+            session: None,
+            count: None,
         };
         match authorize(&who.principal, action, &resource) {
             Decision::Deny(denial) => {
@@ -447,10 +474,7 @@ impl Pipeline {
     pub async fn run_break_glass<T, E, F, Fut>(
         &self,
         caller: &Caller,
-        operation: &str,
-        action: Action,
-        scope: Scope,
-        target: String,
+        operation: Operation,
         op: F,
     ) -> Result<T, E>
     where
@@ -458,6 +482,12 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let Operation {
+            name,
+            action,
+            scope,
+            target,
+        } = operation;
         self.refuse_while_sealed()?;
         if !caller.declared.contains(&action) {
             tracing::error!(
@@ -472,9 +502,12 @@ impl Pipeline {
             op_id: self.0.audit.op_id(),
             actor: self.actor(&caller.meta, Some(who), &log),
             log,
-            action: format!("{operation}.break-glass"),
+            action: format!("{name}.break-glass"),
+            permission: Some(action.as_str()),
             target,
             decision: None,
+            session: None,
+            count: None,
         };
         if !warden_policies::is_root_owner(&who.principal.bindings) {
             event.decision = Some(DecisionRecord {
@@ -519,7 +552,7 @@ impl Pipeline {
         &self,
         caller: &Caller,
         operation: &str,
-        target: String,
+        target: Target,
         error: Error,
     ) -> Error {
         let event = Event {
@@ -527,11 +560,14 @@ impl Pipeline {
             log: SYSTEM_LOG.to_owned(),
             actor: self.actor(&caller.meta, Some(&caller.who), SYSTEM_LOG),
             action: operation.to_owned(),
+            permission: None,
             target,
             decision: Some(DecisionRecord {
                 effect: "deny",
                 rule: error.message().to_owned(),
             }),
+            session: None,
+            count: None,
         };
         match self.0.audit.record(&event, error.code()).await {
             Ok(()) => error,
@@ -550,11 +586,9 @@ impl Pipeline {
     pub async fn run_session(
         &self,
         caller: &Caller,
-        action: Action,
-        scope: Scope,
-        target: String,
+        operation: Operation,
     ) -> Result<SessionGrant, Error> {
-        let (event, permit, mut intent) = self.admit(caller, action, scope, target).await?;
+        let (event, permit, mut intent) = self.admit(caller, operation).await?;
         intent
             .durable()
             .await
@@ -577,7 +611,10 @@ impl Pipeline {
             log: SYSTEM_LOG.to_owned(),
             actor: self.actor(&caller.meta, Some(&caller.who), SYSTEM_LOG),
             action: action.to_owned(),
-            target: caller.id().to_owned(),
+            permission: None,
+            target: Target::principal(caller.id()),
+            session: None,
+            count: None,
             decision: Some(DecisionRecord {
                 effect: "allow",
                 rule: "self-service".to_owned(),
@@ -621,8 +658,11 @@ impl Pipeline {
                 ..self.actor(meta, None, SYSTEM_LOG)
             },
             action: action.to_owned(),
-            target: claimed.map_or("vault", |c| c.0).to_owned(),
+            permission: None,
+            target: claimed.map_or_else(Target::vault, |c| Target::principal(c.0)),
             decision: None,
+            session: None,
+            count: None,
         };
         let intent = self
             .0

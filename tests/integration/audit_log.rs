@@ -405,7 +405,7 @@ async fn entries_written_past_warden_are_never_signed(s: TestServer) {
     forged["prev"] = json!(hex::encode(leaf_hash(last.as_bytes())));
     forged["actor"]["principal"] = json!("user:framed");
     forged["action"] = json!("secret.read");
-    forged["target"] = json!("acme/shop/prod#K");
+    forged["target"] = json!({"kind": "secret", "name": "K", "scope": "acme/shop/prod"});
     let text = forged.to_string();
     let hash = leaf_hash(text.as_bytes());
     tree.push(hash);

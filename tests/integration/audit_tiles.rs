@@ -63,7 +63,10 @@ fn event(i: u64) -> Event {
             user_agent: None,
         },
         action: "secret.read".into(),
-        target: format!("acme/shop#K{}", i % 97),
+        permission: Some("secret.read"),
+        target: warden_audit::Target::secret("acme/shop", format!("K{}", i % 97), None),
+        session: None,
+        count: None,
         decision: Some(DecisionRecord {
             effect: "allow",
             rule: "owner@/".into(),

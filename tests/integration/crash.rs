@@ -97,7 +97,7 @@ async fn acknowledged_writes_survive_kill_9() {
                 for e in page["entries"].as_array().unwrap() {
                     if e["phase"] == "intent" {
                         *intents
-                            .entry(e["target"].as_str().unwrap().to_owned())
+                            .entry(warden_tlog::export::target_text(Some(&e["target"])))
                             .or_default() += 1;
                     }
                 }

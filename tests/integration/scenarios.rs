@@ -500,7 +500,11 @@ async fn every_operation_is_audited_without_values(s: TestServer) {
     assert_eq!(read[1]["phase"], "outcome");
     assert_eq!(read[0]["op_id"], read[1]["op_id"]);
     assert_eq!(read[1]["status"], "ok");
-    assert_eq!(read[0]["target"], "acme/shop/prod#AUDITED");
+    assert_eq!(
+        read[0]["target"],
+        json!({"kind": "secret", "name": "AUDITED", "scope": "acme/shop/prod"})
+    );
+    assert_eq!(read[0]["permission"], "secret.read");
     assert_eq!(read[0]["decision"]["effect"], "allow");
     for reason in ["unknown token", "malformed Authorization header"] {
         assert!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hyper::Method;
 use serde_json::json;
-use warden_pipeline::{Credential, RequestMeta, SessionGrant, Transport};
+use warden_pipeline::{Credential, Operation, RequestMeta, SessionGrant, Target, Transport};
 use warden_policies::{Action, Scope};
 use warden_types::ScopePath;
 
@@ -27,7 +27,15 @@ async fn session(s: &TestServer, name: &str, role: &str) -> (SessionGrant, Strin
         .unwrap();
     let scope = Scope::Path(ScopePath::parse(SERVICE).unwrap());
     let grant = pipeline
-        .run_session(&caller, Action::ShellExec, scope, SERVICE.to_owned())
+        .run_session(
+            &caller,
+            Operation::new(
+                "session.start",
+                Action::ShellExec,
+                scope,
+                Target::session("test", SERVICE, None),
+            ),
+        )
         .await
         .unwrap();
     (grant, token)

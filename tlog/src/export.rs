@@ -120,8 +120,8 @@ struct Row<'a> {
     actor: Option<ActorRow<'a>>,
     #[serde(borrow)]
     action: Cow<'a, str>,
-    #[serde(borrow, default)]
-    target: Option<Cow<'a, str>>,
+    #[serde(default)]
+    target: Option<Value>,
     #[serde(borrow, default)]
     decision: Option<DecisionRow<'a>>,
     #[serde(borrow, default)]
@@ -286,11 +286,68 @@ fn csv_row(line: usize, r: &Row<'_>) -> Result<Vec<u8>, ExportError> {
         opt(method),
         opt(ip),
         r.action.as_ref(),
-        opt(&r.target),
+        target_text(r.target.as_ref()).as_str(),
         opt(effect),
         opt(rule),
         opt(&r.status),
     ])
+}
+
+/// An entry's target as one line of text: a schema-4 target object
+/// (`{"kind": "secret", "scope": "acme/shop", "name": "K", "version": 2}`)
+/// reads `acme/shop#K@v2`; older entries' targets are text already.
+///
+/// | kind | text |
+/// |---|---|
+/// | `secret`, `secrets` | `SCOPE#NAME[@vN]`, `SCOPE#N1,N2` |
+/// | `binding` | `SCOPE#ROLE@PRINCIPAL` |
+/// | `role` | `ORG#role:NAME` |
+/// | `principal` | the principal id |
+/// | `session` | `SERVICE#session:ID[/POD]` |
+/// | `log` | `LOG[@SEQ]` |
+/// | `credential` | `credential:KIND` |
+/// | others | `SCOPE[#KIND:NAME]`, or the kind alone |
+pub fn target_text(target: Option<&Value>) -> String {
+    let Some(t) = target else {
+        return String::new();
+    };
+    if let Some(s) = t.as_str() {
+        return s.to_owned();
+    }
+    let f = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("");
+    let kind = f("kind");
+    let version = t.get("version").and_then(Value::as_i64);
+    match kind {
+        "secret" => match version {
+            Some(v) => format!("{}#{}@v{v}", f("scope"), f("name")),
+            None => format!("{}#{}", f("scope"), f("name")),
+        },
+        "secrets" => {
+            let names: Vec<&str> = t
+                .get("names")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!("{}#{}", f("scope"), names.join(","))
+        }
+        "binding" => format!("{}#{}@{}", f("scope"), f("role"), f("principal")),
+        "role" => format!("{}#role:{}", f("scope"), f("name")),
+        "principal" => f("principal").to_owned(),
+        "session" => match t.get("pod").and_then(Value::as_str) {
+            Some(pod) => format!("{}#session:{}/{pod}", f("scope"), f("session")),
+            None => format!("{}#session:{}", f("scope"), f("session")),
+        },
+        "log" => match version {
+            Some(seq) => format!("{}@{seq}", f("name")),
+            None => f("name").to_owned(),
+        },
+        "credential" => format!("credential:{}", f("name")),
+        _ => match (f("scope"), f("name")) {
+            ("", "") => kind.to_owned(),
+            (scope, "") => scope.to_owned(),
+            (scope, name) => format!("{scope}#{kind}:{name}"),
+        },
+    }
 }
 
 /// The OCSF class of an action: (class_uid, category_uid, activity_id).
@@ -363,7 +420,8 @@ fn ocsf_event(r: &Row<'_>, original: Value) -> Value {
         .as_ref()
         .and_then(|a| a.principal.as_deref())
         .unwrap_or("unknown");
-    let target = r.target.as_deref().unwrap_or("");
+    let target = target_text(r.target.as_ref());
+    let target = target.as_str();
     let mut actor = json!({ "user": { "uid": principal, "name": principal } });
     if let Some(d) = &r.decision {
         actor["authorizations"] = json!([{
@@ -469,6 +527,45 @@ pub fn rfc3339_nanos(time_ns: u128) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_targets_read_as_one_line() {
+        let text = |v: Value| target_text(Some(&v));
+        assert_eq!(
+            text(json!({"kind": "secret", "scope": "acme/shop", "name": "K", "version": 2})),
+            "acme/shop#K@v2"
+        );
+        assert_eq!(
+            text(json!({"kind": "secrets", "scope": "acme/shop", "names": ["A", "B"]})),
+            "acme/shop#A,B"
+        );
+        assert_eq!(
+            text(
+                json!({"kind": "binding", "scope": "acme", "role": "viewer", "principal": "sa:ci@acme"})
+            ),
+            "acme#viewer@sa:ci@acme"
+        );
+        assert_eq!(
+            text(json!({"kind": "principal", "principal": "user:root"})),
+            "user:root"
+        );
+        assert_eq!(
+            text(json!({"kind": "role", "scope": "acme", "name": "ops"})),
+            "acme#role:ops"
+        );
+        assert_eq!(
+            text(json!({"kind": "log", "name": "acme", "version": 7})),
+            "acme@7"
+        );
+        assert_eq!(text(json!({"kind": "vault"})), "vault");
+        assert_eq!(
+            text(json!({"kind": "pod", "scope": "acme/shop/dev/api", "name": "api-1"})),
+            "acme/shop/dev/api#pod:api-1"
+        );
+        // Entries of older schemas carry text already.
+        assert_eq!(text(json!("acme/shop#K")), "acme/shop#K");
+        assert_eq!(target_text(None), "");
+    }
     use proptest::prelude::*;
 
     const PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use tokio::sync::{mpsc, oneshot};
-use warden_audit::{Actor, Auditor, DecisionRecord, Event};
+use warden_audit::{Actor, Auditor, DecisionRecord, Event, Target};
 use warden_store::Store;
 
 /// Durable audit appends per second, against a bare group-commit file.
@@ -100,7 +100,14 @@ fn event(i: u64) -> Event {
             user_agent: Some("warden-cli/0.1.0".to_owned()),
         },
         action: "secret.read".to_owned(),
-        target: format!("acme/shop/prod/api#DATABASE_URL_{}", i % 100),
+        permission: Some("secret.read"),
+        target: Target::secret(
+            "acme/shop/prod/api",
+            format!("DATABASE_URL_{}", i % 100),
+            None,
+        ),
+        session: None,
+        count: None,
         decision: Some(DecisionRecord {
             effect: "allow",
             rule: "developer@acme/shop rule 2 (secret.*)".to_owned(),

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use warden_audit::{Actor, Auditor, DecisionRecord, Event};
+use warden_audit::{Actor, Auditor, DecisionRecord, Event, Target};
 use warden_store::Store;
 use warden_tlog::merkle::{Hash, inclusion_proof};
 
@@ -68,7 +68,14 @@ fn event(log: &str, i: u64) -> Event {
             user_agent: Some("warden-cli/0.1.0".to_owned()),
         },
         action: "secret.read".to_owned(),
-        target: format!("acme/shop/prod/api#DATABASE_URL_{}", i % 100),
+        permission: Some("secret.read"),
+        target: Target::secret(
+            "acme/shop/prod/api",
+            format!("DATABASE_URL_{}", i % 100),
+            None,
+        ),
+        session: None,
+        count: None,
         decision: Some(DecisionRecord {
             effect: "allow",
             rule: "developer@acme/shop rule 2 (secret.*)".to_owned(),

@@ -102,7 +102,7 @@ pub(super) async fn tail(ctx: &Ctx, log: &str, lines: u64, follow: bool) -> anyh
     }
     // Polling the log is itself audited in it, twice a second. Entries
     // record the token only as a per-log MAC, so this command's own polls
-    // are recognised by principal, action and target: audit.read of this
+    // are recognised by principal, action and target: audit.entries of this
     // log by the caller is left out (and the user is told).
     let me = ctx
         .call::<WhoAmI>(M::GET, "/api/v1/auth/whoami", None)
@@ -111,7 +111,7 @@ pub(super) async fn tail(ctx: &Ctx, log: &str, lines: u64, follow: bool) -> anyh
         .map(|(w, _)| w.principal);
     match &me {
         Some(me) => eprintln!(
-            "(following {log} until Ctrl-C; audit.read entries of {log} by {}, such as this command's own polls, are not shown)",
+            "(following {log} until Ctrl-C; audit.entries entries of {log} by {}, such as this command's own polls, are not shown)",
             output::printable(me)
         ),
         None => eprintln!("(following {log} until Ctrl-C)"),
@@ -119,8 +119,8 @@ pub(super) async fn tail(ctx: &Ctx, log: &str, lines: u64, follow: bool) -> anyh
     let own = |e: &Value| {
         me.as_deref().is_some_and(|me| {
             e["actor"]["principal"].as_str() == Some(me)
-                && e["action"].as_str() == Some("audit.read")
-                && e["target"].as_str() == Some(log)
+                && e["action"].as_str() == Some("audit.entries")
+                && e["target"]["name"].as_str() == Some(log)
         })
     };
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())

@@ -31,7 +31,7 @@ pub(crate) struct VerifyArgs {
         conflicts_with = "live"
     )]
     bundle: Option<PathBuf>,
-    /// Instead, ask the server to verify LOG as stored (needs audit.read;
+    /// Instead, ask the server to verify LOG as stored (needs audit.export;
     /// trusts the server's own key).
     #[arg(long, value_name = "LOG", value_parser = log_arg, conflicts_with_all = ["key", "fingerprint"])]
     pub(super) live: Option<String>,

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use warden_api::{AuditCheckpoint, AuditEntries, AuditProof};
 use warden_audit::SYSTEM_LOG;
 use warden_policies::{Action, Scope};
+use warden_tlog::export::target_text;
 use warden_tlog::merkle::Hash;
 use warden_types::{ScopeKind, ScopePath};
 
@@ -21,6 +22,7 @@ use crate::ApiError;
 use crate::audit_log::{self, Range};
 use crate::caller::Caller;
 use crate::state::App;
+use warden_pipeline::{Operation, Target};
 
 /// Entries returned per page at most.
 const MAX_PAGE: i64 = 1000;
@@ -71,7 +73,7 @@ impl EntriesQuery {
             && self
                 .target
                 .as_ref()
-                .is_none_or(|t| s(&e["target"]).starts_with(t.as_str()))
+                .is_none_or(|t| target_text(Some(&e["target"])).starts_with(t.as_str()))
             && self.since_ms.is_none_or(|x| time_ms >= x)
             && self.until_ms.is_none_or(|x| time_ms <= x)
     }
@@ -97,9 +99,12 @@ pub(super) async fn entries(
     app.pipeline
         .run_stored(
             &caller,
-            Action::AuditRead,
-            scope,
-            log.clone(),
+            Operation::new(
+                "audit.entries",
+                Action::AuditRead,
+                scope,
+                Target::log(&log, None),
+            ),
             |_permit| async move {
                 let rows = app.store.audit_entries(&log, from, MAX_SCAN).await?;
                 let mut next_seq = from;
@@ -152,9 +157,12 @@ pub(super) async fn checkpoint(
     app.pipeline
         .run_stored(
             &caller,
-            Action::AuditRead,
-            scope,
-            log.clone(),
+            Operation::new(
+                "audit.checkpoint",
+                Action::AuditRead,
+                scope,
+                Target::log(&log, None),
+            ),
             |_permit| async move { Ok(Json(newest_checkpoint(app, &log).await?)) },
         )
         .await
@@ -178,9 +186,12 @@ pub(super) async fn proof(
     app.pipeline
         .run_stored(
             &caller,
-            Action::AuditRead,
-            scope,
-            format!("{log}@{seq}"),
+            Operation::new(
+                "audit.proof",
+                Action::AuditRead,
+                scope,
+                Target::log(&log, Some(seq)),
+            ),
             |_permit| async move {
                 let checkpoint = newest_checkpoint(app, &log).await?;
                 if !(0..checkpoint.size).contains(&seq) {
@@ -255,9 +266,12 @@ pub(super) async fn export(
     app.pipeline
         .run_stored(
             &caller,
-            Action::AuditExport,
-            scope,
-            log.clone(),
+            Operation::new(
+                "audit.export",
+                Action::AuditExport,
+                scope,
+                Target::log(&log, None),
+            ),
             |_permit| async move {
                 // Streamed from storage: a page of entries in memory at a time.
                 let export = audit_log::export(app, &log, &range).await?;
@@ -289,9 +303,12 @@ pub(super) async fn verify(
     app.pipeline
         .run_stored(
             &caller,
-            Action::AuditExport,
-            scope,
-            log.clone(),
+            Operation::new(
+                "audit.verify",
+                Action::AuditExport,
+                scope,
+                Target::log(&log, None),
+            ),
             |_permit| async move { Ok(Json(audit_log::verify_live(app, &log).await?)) },
         )
         .await

@@ -13,9 +13,8 @@ use crate::ApiError;
 use crate::caller::Caller;
 use crate::state::App;
 use warden_pipeline::identity::{parse_principal, scope_of};
-use warden_policies::{
-    Binding, ManageDenial, Member, Principal, may_grant, may_revoke, visible_to,
-};
+use warden_pipeline::{Operation, Target};
+use warden_policies::{Binding, Principal, may_grant, may_revoke};
 
 use super::manage;
 use super::roles::resolve_role;
@@ -67,27 +66,6 @@ pub(super) fn binding_args(principal: &str, role: &str, scope: &str) -> Result<S
     binding_scope(scope)
 }
 
-/// The subject of a grant or revoke, if the caller may know it exists;
-/// otherwise the recorded "principal X not found".
-async fn subject(
-    app: &App,
-    caller: &Caller,
-    operation: &str,
-    id: &str,
-) -> Result<Member, ApiError> {
-    match manage::member(app, id).await? {
-        Some(m) if visible_to(&caller.who().principal, &m) => Ok(m),
-        _ => Err(manage::refuse(
-            app,
-            caller,
-            operation,
-            id,
-            manage::refused(ManageDenial::principal_not_found(id)),
-        )
-        .await),
-    }
-}
-
 pub(super) async fn grant(
     State(app): State<AppState>,
     caller: Caller,
@@ -95,15 +73,18 @@ pub(super) async fn grant(
 ) -> Result<(StatusCode, Json<BindingInfo>), ApiError> {
     let scope = binding_args(&req.principal, &req.role, &req.scope)?;
     let app: &App = &app;
-    let target = format!("{}#{}@{}", req.scope, req.role, req.principal);
-    let subject = subject(app, &caller, "binding.grant", &req.principal).await?;
+    let target = Target::binding(&req.principal, &req.role, &req.scope);
+    let subject = manage::visible_member(app, &caller, "binding.grant", &req.principal).await?;
     let granter = &caller.who().principal;
     app.pipeline
         .run_stored(
             &caller,
-            grant_action(&req.role),
-            scope.clone(),
-            target,
+            Operation::new(
+                "binding.grant",
+                grant_action(&req.role),
+                scope.clone(),
+                target,
+            ),
             |_permit| async move {
                 let role = resolve_role(app, &req.role, &scope).await?;
                 if let Scope::Path(p) = &scope
@@ -135,8 +116,8 @@ pub(super) async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     let scope = binding_args(&req.principal, &req.role, &req.scope)?;
     let app: &App = &app;
-    let target = format!("{}#{}@{}", req.scope, req.role, req.principal);
-    let subject = subject(app, &caller, "binding.revoke", &req.principal).await?;
+    let target = Target::binding(&req.principal, &req.role, &req.scope);
+    let subject = manage::visible_member(app, &caller, "binding.revoke", &req.principal).await?;
     let revoker = &caller.who().principal;
     let (action, at, break_glass) = (grant_action(&req.role), scope.clone(), req.break_glass);
     let op = |_permit| async move {
@@ -175,11 +156,19 @@ pub(super) async fn revoke(
         // very authority to remove it: outside the usual decision, audited.
         return app
             .pipeline
-            .run_break_glass(&caller, "binding.revoke", action, at, target, op)
+            .run_break_glass(
+                &caller,
+                Operation::new("binding.revoke", action, at, target),
+                op,
+            )
             .await;
     }
     app.pipeline
-        .run_stored(&caller, action, at, target, op)
+        .run_stored(
+            &caller,
+            Operation::new("binding.revoke", action, at, target),
+            op,
+        )
         .await
 }
 
@@ -194,9 +183,12 @@ pub(super) async fn list_bindings(
     app.pipeline
         .run_stored(
             &caller,
-            Action::MemberManage,
-            scope.clone(),
-            scope.to_string(),
+            Operation::new(
+                "binding.list",
+                Action::MemberManage,
+                scope.clone(),
+                Target::scope(&scope),
+            ),
             |_permit| async move {
                 let rows = app
                     .store
@@ -267,18 +259,23 @@ pub(super) async fn policy_check(
             && !caller.who().principal.has_binding_in_org(org)
         {
             let e = ApiError::not_found(format!("organization {org} not found"));
-            return Err(manage::refuse(app, &caller, "policy.check", &req.path, e).await);
+            return Err(
+                manage::refuse(app, &caller, "policy.check", Target::scope(&req.path), e).await,
+            );
         }
         return app.pipeline.run_self(&caller, "policy.check", decide).await;
     }
     // Explaining another principal's powers reveals that it exists.
-    subject(app, &caller, "policy.check", &req.principal).await?;
+    manage::visible_member(app, &caller, "policy.check", &req.principal).await?;
     app.pipeline
         .run_stored(
             &caller,
-            Action::MemberManage,
-            scope.clone(),
-            req.principal.clone(),
+            Operation::new(
+                "policy.check",
+                Action::MemberManage,
+                scope.clone(),
+                Target::principal(&req.principal),
+            ),
             |_permit| decide,
         )
         .await

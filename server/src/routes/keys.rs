@@ -11,6 +11,7 @@ use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
 use crate::state::App;
+use warden_pipeline::{Operation, Target};
 
 pub(super) async fn key_status(
     State(app): State<AppState>,
@@ -22,9 +23,12 @@ pub(super) async fn key_status(
     app.pipeline
         .run_stored(
             &caller,
-            Action::KeyRotate,
-            Scope::Path(org.clone()),
-            org.to_string(),
+            Operation::new(
+                "keys.status",
+                Action::KeyRotate,
+                Scope::Path(org.clone()),
+                Target::scope(&org),
+            ),
             |permit| async move {
                 let terms = app.vault.key_status(&permit, &org).await?;
                 Ok(Json(KeyStatus {
@@ -56,9 +60,12 @@ pub(super) async fn rotate(
     app.pipeline
         .run_stored(
             &caller,
-            Action::KeyRotate,
-            Scope::Path(org.clone()),
-            org.to_string(),
+            Operation::new(
+                "keys.rotate",
+                Action::KeyRotate,
+                Scope::Path(org.clone()),
+                Target::scope(&org),
+            ),
             |permit| async move {
                 Ok(Json(Rotated {
                     term: app.vault.rotate(&permit, &org).await?,
@@ -90,9 +97,12 @@ pub(super) async fn rewrap(
     app.pipeline
         .run_stored(
             &caller,
-            Action::KeyRotate,
-            Scope::Path(org.clone()),
-            org.to_string(),
+            Operation::new(
+                "keys.rewrap",
+                Action::KeyRotate,
+                Scope::Path(org.clone()),
+                Target::scope(&org),
+            ),
             |permit| async move {
                 let p = app.vault.rewrap(&permit, &org, limit).await?;
                 Ok(Json(RewrapStep {

@@ -2,7 +2,8 @@
 //! loaded from storage, and their refusals as answers. The rules
 //! themselves are pure functions in `policies`; nothing here decides.
 
-use warden_policies::{ManageDenial, Member, Scope};
+use warden_pipeline::Target;
+use warden_policies::{ManageDenial, Member, Scope, visible_to};
 use warden_types::ScopePath;
 
 use crate::ApiError;
@@ -73,11 +74,33 @@ pub(super) async fn refuse(
     app: &App,
     caller: &Caller,
     operation: &str,
-    target: &str,
+    target: Target,
     e: ApiError,
 ) -> ApiError {
     app.pipeline
-        .refuse(caller, operation, target.to_owned(), e.error().clone())
+        .refuse(caller, operation, target, e.error().clone())
         .await
         .into()
+}
+
+/// Another principal the caller may learn exists; anything else (absent,
+/// or living where the caller has no part) is the same recorded
+/// "principal X not found".
+pub(super) async fn visible_member(
+    app: &App,
+    caller: &Caller,
+    operation: &str,
+    id: &str,
+) -> Result<Member, ApiError> {
+    match member(app, id).await? {
+        Some(m) if visible_to(&caller.who().principal, &m) => Ok(m),
+        _ => Err(refuse(
+            app,
+            caller,
+            operation,
+            Target::principal(id),
+            refused(ManageDenial::principal_not_found(id)),
+        )
+        .await),
+    }
 }

@@ -12,6 +12,7 @@ use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
 use crate::state::App;
+use warden_pipeline::{Operation, Target};
 use warden_policies::{Role, builtin_role, builtin_roles, may_apply_role, may_delete_role};
 use warden_store::RoleRow;
 
@@ -52,9 +53,12 @@ pub(super) async fn list_roles(
     app.pipeline
         .run_stored(
             &caller,
-            Action::EnvRead,
-            Scope::Path(org.clone()),
-            org.to_string(),
+            Operation::new(
+                "role.list",
+                Action::EnvRead,
+                Scope::Path(org.clone()),
+                Target::scope(&org),
+            ),
             |_permit| async move {
                 let mut roles: Vec<RoleInfo> =
                     builtin_roles().iter().map(|r| role_info(r, None)).collect();
@@ -84,9 +88,12 @@ pub(super) async fn show_role(
     app.pipeline
         .run_stored(
             &caller,
-            Action::EnvRead,
-            Scope::Path(org.clone()),
-            format!("{org}#role:{name}"),
+            Operation::new(
+                "role.show",
+                Action::EnvRead,
+                Scope::Path(org.clone()),
+                Target::role(&org, &name),
+            ),
             |_permit| async move {
                 if let Some(r) = builtin_role(&name) {
                     return Ok(Json(role_info(&r, None)));
@@ -128,15 +135,18 @@ pub(super) async fn apply_role(
         .field("source"));
     }
     let app: &App = &app;
-    let target = format!("{org}#role:{}", role.name());
+    let target = Target::role(&org, role.name());
     let role = std::sync::Arc::new(role);
     let editor = &caller.who().principal;
     app.pipeline
         .run_stored(
             &caller,
-            Action::RoleManage,
-            Scope::Path(org.clone()),
-            target,
+            Operation::new(
+                "role.apply",
+                Action::RoleManage,
+                Scope::Path(org.clone()),
+                target,
+            ),
             |_permit| async move {
                 if app.store.scope(org.as_str()).await?.is_none() {
                     return Err(ApiError::not_found(format!("organization {org} not found")));
@@ -188,9 +198,12 @@ pub(super) async fn delete_role(
     app.pipeline
         .run_stored(
             &caller,
-            Action::RoleManage,
-            Scope::Path(org.clone()),
-            format!("{org}#role:{name}"),
+            Operation::new(
+                "role.delete",
+                Action::RoleManage,
+                Scope::Path(org.clone()),
+                Target::role(&org, &name),
+            ),
             |_permit| async move {
                 let row = app.store.role(org.as_str(), &name).await?.ok_or_else(|| {
                     ApiError::not_found(format!("role {name} in {org} not found"))

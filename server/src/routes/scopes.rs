@@ -12,6 +12,7 @@ use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
 use crate::state::App;
+use warden_pipeline::{Operation, Target};
 
 pub(super) fn scope_out(r: warden_store::ScopeRow) -> warden_api::Scope {
     warden_api::Scope {
@@ -66,9 +67,12 @@ pub(super) async fn list_children(
     app.pipeline
         .run_stored(
             &caller,
-            Action::EnvRead,
-            Scope::Path(parent.clone()),
-            parent.to_string(),
+            Operation::new(
+                "scope.list",
+                Action::EnvRead,
+                Scope::Path(parent.clone()),
+                Target::scope(&parent),
+            ),
             |permit| async move {
                 let rows = app.vault.list_scopes(&permit, &parent).await?;
                 let mut scopes = Vec::with_capacity(rows.len());
@@ -131,9 +135,12 @@ pub(super) async fn create_scope(
     app.pipeline
         .run_stored(
             &caller,
-            Action::EnvManage,
-            resource,
-            path.to_string(),
+            Operation::new(
+                "scope.create",
+                Action::EnvManage,
+                resource,
+                Target::scope(&path),
+            ),
             |permit| async move {
                 app.vault
                     .create_scope(&permit, &path, mode, req.max_versions)

@@ -7,19 +7,15 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use warden_api::*;
 use warden_policies::{Action, Scope};
-use warden_types::ScopePath;
 
 use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
 use crate::state::App;
+use warden_pipeline::{Operation, Target};
 
 pub(super) fn secret_name(key: &str) -> Result<SecretName, ApiError> {
     SecretName::parse(key).map_err(|e| ApiError::from(e).field("key"))
-}
-
-pub(super) fn target(scope: &ScopePath, name: &SecretName) -> String {
-    format!("{scope}#{name}")
 }
 
 pub(super) fn version_info(m: &warden_vault::VersionMeta) -> VersionInfo {
@@ -42,9 +38,12 @@ pub(super) async fn list_secrets(
     app.pipeline
         .run_stored(
             &caller,
-            Action::SecretList,
-            Scope::Path(scope.clone()),
-            scope.to_string(),
+            Operation::new(
+                "secret.list",
+                Action::SecretList,
+                Scope::Path(scope.clone()),
+                Target::scope(&scope),
+            ),
             |permit| async move {
                 let rows = app.vault.list(&permit, &scope).await?;
                 Ok(Json(SecretList {
@@ -82,15 +81,20 @@ pub(super) async fn put_secrets(
     for (k, v) in req.values {
         values.push((secret_name(&k).map_err(|e| e.field("values"))?, v.0));
     }
-    let names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
-    let target = format!("{scope}#{}", names.join(","));
+    let target = Target::secrets(
+        &scope,
+        values.iter().map(|(n, _)| n.as_str().to_owned()).collect(),
+    );
     let app: &App = &app;
     app.pipeline
         .run_stored(
             &caller,
-            Action::SecretWrite,
-            Scope::Path(scope.clone()),
-            target,
+            Operation::new(
+                "secret.write",
+                Action::SecretWrite,
+                Scope::Path(scope.clone()),
+                target,
+            ),
             |permit| async move {
                 let written = app.vault.put(&permit, &scope, values, req.cas).await?;
                 Ok(Json(PutResponse {
@@ -127,17 +131,17 @@ pub(super) async fn get_secret(
     if q.version.is_some_and(|v| v < 1) {
         return Err(ApiError::invalid("version starts at 1").field("version"));
     }
-    let target = match q.version {
-        Some(v) => format!("{}@v{v}", target(&scope, &name)),
-        None => target(&scope, &name),
-    };
+    let target = Target::secret(&scope, &name, q.version);
     let app: &App = &app;
     app.pipeline
         .run_stored(
             &caller,
-            Action::SecretRead,
-            Scope::Path(scope.clone()),
-            target,
+            Operation::new(
+                "secret.read",
+                Action::SecretRead,
+                Scope::Path(scope.clone()),
+                target,
+            ),
             |permit| async move {
                 let (value, meta) = app.vault.get(&permit, &scope, &name, q.version).await?;
                 Ok(Json(SecretResponse {
@@ -163,9 +167,12 @@ pub(super) async fn history(
     app.pipeline
         .run_stored(
             &caller,
-            Action::SecretList,
-            Scope::Path(scope.clone()),
-            target(&scope, &name),
+            Operation::new(
+                "secret.history",
+                Action::SecretList,
+                Scope::Path(scope.clone()),
+                Target::secret(&scope, &name, None),
+            ),
             |permit| async move {
                 let versions = app.vault.history(&permit, &scope, &name).await?;
                 Ok(Json(History {
@@ -196,18 +203,29 @@ pub(super) async fn change_versions<const CHANGE: u8>(
     if req.versions.len() > 100 || req.versions.iter().any(|v| *v < 1) {
         return Err(ApiError::invalid("versions: at most 100, each at least 1").field("versions"));
     }
-    let (action, change) = match CHANGE {
-        DELETE => (Action::SecretDelete, VersionChange::Delete),
-        UNDELETE => (Action::SecretDelete, VersionChange::Undelete),
-        _ => (Action::SecretDestroy, VersionChange::Destroy),
+    let (operation, action, change) = match CHANGE {
+        DELETE => ("secret.delete", Action::SecretDelete, VersionChange::Delete),
+        UNDELETE => (
+            "secret.undelete",
+            Action::SecretDelete,
+            VersionChange::Undelete,
+        ),
+        _ => (
+            "secret.destroy",
+            Action::SecretDestroy,
+            VersionChange::Destroy,
+        ),
     };
     let app: &App = &app;
     app.pipeline
         .run_stored(
             &caller,
-            action,
-            Scope::Path(scope.clone()),
-            target(&scope, &name),
+            Operation::new(
+                operation,
+                action,
+                Scope::Path(scope.clone()),
+                Target::secret(&scope, &name, None),
+            ),
             |permit| async move {
                 let changed = app
                     .vault
@@ -229,9 +247,12 @@ pub(super) async fn resolve(
     app.pipeline
         .run_stored(
             &caller,
-            Action::SecretRead,
-            Scope::Path(service.clone()),
-            format!("{service}#*"),
+            Operation::new(
+                "secret.resolve",
+                Action::SecretRead,
+                Scope::Path(service.clone()),
+                Target::secrets(&service, vec!["*".to_owned()]),
+            ),
             |permit| async move {
                 let values = app.vault.resolve(&permit, &service).await?;
                 Ok(Json(Resolved {

@@ -13,6 +13,7 @@ use crate::caller::{Caller, Meta};
 use crate::state::App;
 use crate::state::FIRST_OWNER;
 use warden_pipeline::throttle::retry_secs;
+use warden_pipeline::{Operation, Target};
 use warden_vault::VaultError;
 
 pub(super) fn sys_status_out(s: warden_vault::SealStatus) -> SysStatus {
@@ -165,9 +166,7 @@ pub(super) async fn sys_seal(
     app.pipeline
         .run(
             &caller,
-            Action::SysSeal,
-            Scope::Root,
-            "vault".into(),
+            Operation::new("sys.seal", Action::SysSeal, Scope::Root, Target::vault()),
             |permit| async move {
                 app.vault.seal(&permit)?;
                 app.audit_keys.forget();

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use warden_api::*;
 use warden_policies::{
-    Action, ManageDenial, Member, Principal, Sanction, Scope, may_act_as, may_act_for, visible_to,
+    Action, ManageDenial, Member, Principal, Sanction, Scope, may_act_as, may_act_for,
 };
 use warden_types::{ScopeKind, ScopePath};
 
@@ -18,6 +18,7 @@ use crate::caller::Caller;
 use crate::state::App;
 use warden_identity::workload::{SigningKey, WorkloadClaims};
 use warden_pipeline::identity::{self, Method, parse_principal};
+use warden_pipeline::{Operation, Target};
 use warden_store::PrincipalRow;
 
 use super::auth::{hash_password, own_row};
@@ -76,9 +77,12 @@ pub(super) async fn create_user(
     app.pipeline
         .run_stored(
             &caller,
-            Action::MemberManage,
-            scope,
-            id.clone(),
+            Operation::new(
+                "user.create",
+                Action::MemberManage,
+                scope,
+                Target::principal(&id),
+            ),
             |_permit| async move {
                 if let Some(o) = &org
                     && app.store.scope(o.as_str()).await?.is_none()
@@ -121,14 +125,12 @@ pub(super) async fn list_users(
 ) -> Result<Json<UserList>, ApiError> {
     let org = query_arg(q)?.org.as_deref().map(org_param).transpose()?;
     let scope = org.clone().map_or(Scope::Root, Scope::Path);
-    let target = scope.to_string();
+    let target = Target::scope(&scope);
     let app: &App = &app;
     app.pipeline
         .run_stored(
             &caller,
-            Action::MemberManage,
-            scope,
-            target,
+            Operation::new("user.list", Action::MemberManage, scope, target),
             |_permit| async move {
                 let rows = app
                     .store
@@ -157,13 +159,16 @@ pub(super) async fn show_user(
             .run_self(&caller, "user.show", async { Ok(Json(user_info(&row))) })
             .await;
     }
-    let subject = visible_member(app, &caller, "user.show", &id).await?;
+    let subject = manage::visible_member(app, &caller, "user.show", &id).await?;
     app.pipeline
         .run_stored(
             &caller,
-            Action::MemberManage,
-            manage::home_scope(&subject)?,
-            id.clone(),
+            Operation::new(
+                "user.show",
+                Action::MemberManage,
+                manage::home_scope(&subject)?,
+                Target::principal(&id),
+            ),
             |_permit| async move {
                 let row = app
                     .store
@@ -174,27 +179,6 @@ pub(super) async fn show_user(
             },
         )
         .await
-}
-
-/// Another principal the caller may learn exists; anything else (absent,
-/// or living where the caller has no part) is the same recorded 404.
-async fn visible_member(
-    app: &App,
-    caller: &Caller,
-    operation: &str,
-    id: &str,
-) -> Result<Member, ApiError> {
-    match manage::member(app, id).await? {
-        Some(m) if visible_to(&caller.who().principal, &m) => Ok(m),
-        _ => Err(manage::refuse(
-            app,
-            caller,
-            operation,
-            id,
-            manage::refused(ManageDenial::principal_not_found(id)),
-        )
-        .await),
-    }
 }
 
 pub(super) async fn disable_user(
@@ -232,7 +216,7 @@ pub(super) async fn for_principal<T, Fut>(
     app: &App,
     caller: &Caller,
     subject: &str,
-    operation: &str,
+    operation: &'static str,
     rule: ActRule,
     op: Fut,
 ) -> Result<T, ApiError>
@@ -242,13 +226,16 @@ where
     if subject == caller.id() {
         return app.pipeline.run_self(caller, operation, op).await;
     }
-    let member = visible_member(app, caller, operation, subject).await?;
+    let member = manage::visible_member(app, caller, operation, subject).await?;
     app.pipeline
         .run_stored(
             caller,
-            Action::MemberManage,
-            manage::home_scope(&member)?,
-            subject.to_owned(),
+            Operation::new(
+                operation,
+                Action::MemberManage,
+                manage::home_scope(&member)?,
+                Target::principal(subject),
+            ),
             |_permit| async move {
                 let _ = rule(&caller.who().principal, &member).map_err(manage::refused)?;
                 op.await
@@ -276,7 +263,14 @@ pub(super) async fn create_token(
     }
     if caller.who().method == Method::Workload {
         let e = ApiError::forbidden("workload tokens cannot create other tokens");
-        return Err(manage::refuse(&app, &caller, "token.create", caller.id(), e).await);
+        return Err(manage::refuse(
+            &app,
+            &caller,
+            "token.create",
+            Target::principal(caller.id()),
+            e,
+        )
+        .await);
     }
     let subject = req
         .principal
@@ -377,9 +371,12 @@ pub(super) async fn workload_token(
     app.pipeline
         .run_stored(
             &caller,
-            Action::WorkloadIssue,
-            Scope::Path(service.clone()),
-            service.to_string(),
+            Operation::new(
+                "workload_token.create",
+                Action::WorkloadIssue,
+                Scope::Path(service.clone()),
+                Target::scope(&service),
+            ),
             |_permit| async move {
                 if app.store.scope(service.as_str()).await?.is_none() {
                     return Err(ApiError::not_found(format!("service {service} not found")));
