@@ -101,7 +101,7 @@ pub struct DecisionRecord {
 /// What an operation acts on: a kind and the fields that name it (fields
 /// in alphabetical order, absent ones left out; its text form is
 /// `warden_tlog::export::target_text`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct Target {
     /// `vault`, `scope`, `secret`, `secrets`, `principal`, `role`,
     /// `binding`, `log`, `session`, `credential`, `cluster`, `service`, `pod`.

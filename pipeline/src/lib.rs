@@ -30,6 +30,7 @@
 
 mod credential;
 mod error;
+mod failures;
 pub mod identity;
 mod keys;
 mod permit;
@@ -157,6 +158,7 @@ struct Inner {
     identity: Identity,
     keys: Arc<dyn Keys>,
     throttles: throttle::Throttles,
+    failures: failures::Failures,
 }
 
 impl Pipeline {
@@ -169,6 +171,7 @@ impl Pipeline {
             identity: Identity::default(),
             keys,
             throttles: throttle::Throttles::default(),
+            failures: failures::Failures::default(),
         }))
     }
 
@@ -185,6 +188,41 @@ impl Pipeline {
     /// Credential checks and identity caches.
     pub fn identity(&self) -> &Identity {
         &self.0.identity
+    }
+
+    fn failures(&self) -> &failures::Failures {
+        &self.0.failures
+    }
+
+    /// Records a refusal of something anyone can try without a credential
+    /// (a failed authentication, an attempt refused by a throttle) in the
+    /// system log, with `status`: individually while the source's failures
+    /// are few, counted into one entry per window past that (see
+    /// `failures`). Returns once it is durable.
+    pub async fn record_failure(
+        &self,
+        meta: &RequestMeta,
+        operation: &str,
+        claimed: Option<(&str, &'static str)>,
+        target: Target,
+        status: &'static str,
+    ) -> Result<(), Error> {
+        let event = Event {
+            op_id: self.0.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: Actor {
+                principal: claimed.map_or("anonymous", |c| c.0).to_owned(),
+                method: claimed.map_or("none", |c| c.1),
+                ..self.actor(meta, None, SYSTEM_LOG)
+            },
+            action: operation.to_owned(),
+            permission: None,
+            target,
+            decision: None,
+            session: None,
+            count: None,
+        };
+        failures::Failures::record(self, event, status).await
     }
 
     /// The key holder's answers.
@@ -267,25 +305,12 @@ impl Pipeline {
             }
         };
         let Refusal(reason) = refusal;
-        let event = Event {
-            op_id: self.0.audit.op_id(),
-            log: SYSTEM_LOG.to_owned(),
-            actor: self.actor(&meta, None, SYSTEM_LOG),
-            action: "auth.login".to_owned(),
-            permission: None,
-            target: Target::credential(match meta.credential {
-                Credential::SshKey { .. } => "ssh-key",
-                _ => "token",
-            }),
-            decision: None,
-            session: None,
-            count: None,
+        let kind = match meta.credential {
+            Credential::SshKey { .. } => "ssh-key",
+            _ => "token",
         };
-        self.0
-            .audit
-            .record(&event, reason)
-            .await
-            .map_err(|_| Error::audit_unavailable())?;
+        self.record_failure(&meta, "auth.login", None, Target::credential(kind), reason)
+            .await?;
         Err(Error::unauthenticated(reason))
     }
 

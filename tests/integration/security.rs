@@ -707,3 +707,64 @@ async fn every_refusal_is_audited(s: TestServer) {
     s.stop().await;
 }
 both_backends!(every_refusal_is_audited);
+
+/// Finding 9a: every failed authentication appended its own undeletable
+/// entry (1,000 garbage tokens, 1,000 entries). Past a few per source they
+/// are counted into entries with an exact count: every failure is accounted
+/// for, the log grows by a handful of entries.
+async fn failed_authentications_are_counted_not_logged_one_by_one(s: TestServer) {
+    const N: usize = 300;
+    let bad = s.client_with(Some("wdn_garbage"));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let bad = bad.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = bad.connect().await.unwrap();
+            let mut statuses = Vec::new();
+            for _ in 0..N / 16 + 1 {
+                let (st, _) = conn
+                    .send(Method::GET, "/api/v1/scopes", None)
+                    .await
+                    .unwrap();
+                statuses.push(st.as_u16());
+            }
+            statuses
+        }));
+    }
+    let mut sent = 0;
+    for t in tasks {
+        let statuses = t.await.unwrap();
+        assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+        sent += statuses.len();
+    }
+    // The system log is small here: one page holds every login entry.
+    let page = s
+        .ok(
+            Method::GET,
+            "/api/v1/audit/system/entries?limit=1000&action=auth.login",
+            None,
+        )
+        .await;
+    let entries = page["entries"].as_array().unwrap();
+    let failures: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["status"] == "unknown token")
+        .collect();
+    let counted: u64 = failures
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(counted, sent as u64, "every failure is accounted for");
+    assert!(
+        failures.len() < 60,
+        "{} entries for {sent} failures",
+        failures.len()
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|e| e["count"].as_u64().unwrap_or(1) > 1)
+    );
+    s.stop().await;
+}
+both_backends!(failed_authentications_are_counted_not_logged_one_by_one);

@@ -94,11 +94,29 @@ async fn main() -> Result<()> {
             other.clone(),
         );
         attackers.push(tokio::spawn(async move {
+            // Keep-alive connections, as a real flood would use (a new TLS
+            // handshake per attempt would measure handshakes, not logins).
+            let mut conn = None;
             while !stop.load(Ordering::Relaxed) {
-                let counter = match login(&client, "victim@bench", "not the password!!").await {
+                if conn.is_none() {
+                    conn = client.connect().await.ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    other.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let body = json!({"user": "victim@bench", "password": "not the password!!"});
+                let counter = match c
+                    .call::<Value>(Method::POST, "/api/v1/auth/login", Some(&body))
+                    .await
+                {
                     Err(ClientError::Api { status: 401, .. }) => &unauthorized,
                     Err(ClientError::Api { status: 429, .. }) => &limited,
-                    _ => &other,
+                    _ => {
+                        conn = None;
+                        &other
+                    }
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
             }

@@ -11,6 +11,7 @@ use crate::ApiError;
 use crate::caller::{Caller, Meta};
 use crate::state::App;
 use warden_identity::totp::TotpSecret;
+use warden_pipeline::Target;
 use warden_pipeline::identity::{self, Method, SESSION_TTL_MS, TOTP_PURPOSE, user_id};
 use warden_pipeline::throttle::{Throttle, WorkQueue, retry_secs};
 use warden_store::PrincipalRow;
@@ -175,6 +176,29 @@ pub(super) async fn login(
     } else {
         "password"
     };
+    // A locked account or source is refused before anything else, and a
+    // flood of such attempts is counted rather than logged one by one.
+    let t = app.pipeline.throttles();
+    let source = meta.0.source_ip.as_deref();
+    let locked =
+        throttled(&t.login_account, &id, "password attempts for this account").and_then(|()| {
+            match source {
+                Some(s) => throttled(&t.login_source, s, "logins from this address"),
+                None => Ok(()),
+            }
+        });
+    if let Err(e) = locked {
+        app.pipeline
+            .record_failure(
+                &meta.0,
+                "auth.login",
+                Some((&id, method)),
+                Target::principal(&id),
+                "rate_limited",
+            )
+            .await?;
+        return Err(e);
+    }
     app.pipeline
         .run_public(&meta.0, "auth.login", Some((&id, method)), async {
             let refused = || ApiError::unauthenticated("invalid user name or password");

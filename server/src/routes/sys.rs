@@ -112,18 +112,21 @@ pub(super) async fn sys_unseal(
 ) -> Result<Json<SysStatus>, ApiError> {
     let throttle = &app.pipeline.throttles().unseal_source;
     let source = meta.0.source_ip.clone().unwrap_or_default();
+    if let Err(wait) = throttle.check(&source) {
+        app.pipeline
+            .record_failure(&meta.0, "sys.unseal", None, Target::vault(), "rate_limited")
+            .await?;
+        return Err(warden_pipeline::Error::rate_limited(
+            retry_secs(wait),
+            format!(
+                "too many failed unseal attempts from this address; retry in {} s",
+                retry_secs(wait)
+            ),
+        )
+        .into());
+    }
     app.pipeline
         .run_public(&meta.0, "sys.unseal", None, async {
-            if let Err(wait) = throttle.check(&source) {
-                return Err(warden_pipeline::Error::rate_limited(
-                    retry_secs(wait),
-                    format!(
-                        "too many failed unseal attempts from this address; retry in {} s",
-                        retry_secs(wait)
-                    ),
-                )
-                .into());
-            }
             let result = match (req.passphrase, req.share) {
                 (Some(p), None) => app
                     .vault
