@@ -92,7 +92,7 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
     let url = format!("https://{}", running.addr);
     let prepared = async {
         app.vault
-            .init(InitMethod::DevKeyFile, true)
+            .init(InitMethod::DevKeyFile)
             .await
             .context("initializing the vault")?;
         let token = app

@@ -182,6 +182,7 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         let (kind, code) = match &e {
             StoreError::IntentNotRecorded => return Self::audit_unavailable(),
+            StoreError::Sealed => return Self::sealed(),
             StoreError::NotFound(_) => (ErrorKind::NotFound, "not_found"),
             StoreError::Conflict(_) | StoreError::Refused(_) => (ErrorKind::Conflict, "conflict"),
             StoreError::CasMismatch { .. } => (ErrorKind::Conflict, "cas_mismatch"),

@@ -152,6 +152,18 @@ enum Effects {
 #[derive(Clone)]
 pub struct Pipeline(Arc<Inner>);
 
+/// A handle that does not keep the pipeline alive (for background tasks
+/// that must end with it).
+#[derive(Clone)]
+pub struct WeakPipeline(std::sync::Weak<Inner>);
+
+impl WeakPipeline {
+    /// The pipeline, while it exists.
+    pub fn upgrade(&self) -> Option<Pipeline> {
+        self.0.upgrade().map(Pipeline)
+    }
+}
+
 struct Inner {
     store: Store,
     audit: Auditor,
@@ -190,6 +202,11 @@ impl Pipeline {
         &self.0.identity
     }
 
+    /// A handle that does not keep the pipeline alive.
+    pub fn downgrade(&self) -> WeakPipeline {
+        WeakPipeline(Arc::downgrade(&self.0))
+    }
+
     fn failures(&self) -> &failures::Failures {
         &self.0.failures
     }
@@ -223,6 +240,40 @@ impl Pipeline {
             count: None,
         };
         failures::Failures::record(self, event, status).await
+    }
+
+    /// Records what Warden itself noticed, not a request (a stored row
+    /// that failed its integrity check, rows adopted at an upgrade), in the
+    /// system log as actor `warden`. Returns once it is durable.
+    pub async fn record_system(
+        &self,
+        operation: &str,
+        target: Target,
+        status: &'static str,
+        count: Option<u64>,
+    ) -> Result<(), Error> {
+        let event = Event {
+            op_id: self.0.audit.op_id(),
+            log: SYSTEM_LOG.to_owned(),
+            actor: Actor {
+                principal: "warden".to_owned(),
+                method: "system",
+                token_id: None,
+                source_ip: None,
+                user_agent: None,
+            },
+            action: operation.to_owned(),
+            permission: None,
+            target,
+            decision: None,
+            session: None,
+            count,
+        };
+        self.0
+            .audit
+            .record(&event, status)
+            .await
+            .map_err(|_| Error::audit_unavailable())
     }
 
     /// The key holder's answers.

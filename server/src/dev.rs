@@ -106,7 +106,7 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
             .run_public(&meta, "sys.init", None, async {
                 let out = app
                     .vault
-                    .init(warden_vault::unseal::InitMethod::DevKeyFile, true)
+                    .init(warden_vault::unseal::InitMethod::DevKeyFile)
                     .await?;
                 let key = out.dev_key.ok_or_else(ApiError::internal)?;
                 write_private(&key_file, key.as_bytes()).map_err(|_| ApiError::internal())?;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use warden_audit::{Auditor, EntryMac};
-use warden_pipeline::Pipeline;
-use warden_store::{PrincipalRow, Store};
+use warden_pipeline::{Pipeline, Target};
+use warden_store::{Alarm, PrincipalRow, Store};
 use warden_vault::Vault;
 use zeroize::Zeroizing;
 
@@ -37,8 +37,10 @@ impl App {
         let vault = Arc::new(Vault::new(store.clone()));
         let mac = entry_mac(&vault);
         let audit = Auditor::new(store.clone(), node, Some(mac.clone()));
+        let pipeline = Pipeline::new(store.clone(), audit, vault.clone());
+        tokio::spawn(record_alarms(store.alarms(), pipeline.downgrade()));
         Self {
-            pipeline: Pipeline::new(store.clone(), audit, vault.clone()),
+            pipeline,
             vault,
             entry_mac: mac,
             store,
@@ -88,4 +90,38 @@ pub fn entry_mac(vault: &Arc<Vault>) -> EntryMac {
         let mac: warden_audit::LogMac = Arc::new(move |text: &[u8]| key.mac(text));
         Some(mac)
     })
+}
+
+/// Records every integrity alarm of the store in the system log (a refused
+/// row is also logged where it was read). Ends with the pipeline.
+async fn record_alarms(
+    mut alarms: tokio::sync::broadcast::Receiver<Alarm>,
+    pipeline: warden_pipeline::WeakPipeline,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let (target, status, count) = match alarms.recv().await {
+            Ok(Alarm::Tampered { table, row }) => (
+                Target::named("row", table, Some(row)),
+                "integrity_failure",
+                None,
+            ),
+            Ok(Alarm::Adopted(n)) => (Target::named("row", "*", None), "adopted", Some(n)),
+            Err(RecvError::Lagged(n)) => (
+                Target::named("row", "*", None),
+                "integrity_failure",
+                Some(n),
+            ),
+            Err(RecvError::Closed) => return,
+        };
+        let Some(pipeline) = pipeline.upgrade() else {
+            return;
+        };
+        if let Err(e) = pipeline
+            .record_system("integrity.rows", target, status, count)
+            .await
+        {
+            tracing::error!(error = %e, "could not record an integrity alarm in the audit log");
+        }
+    }
 }

@@ -46,6 +46,14 @@ pub enum StoreError {
     /// write was not performed.
     #[error("the audit intent of this operation was not recorded; nothing was written")]
     IntentNotRecorded,
+    /// Authorization rows cannot be read or written: the vault is sealed
+    /// (the row MAC key is absent).
+    #[error("the vault is sealed")]
+    Sealed,
+    /// A stored authorization row failed its integrity check (names the
+    /// table and row; see `integrity.rs`). Refused, fail closed.
+    #[error("stored {0} failed its integrity check")]
+    Tampered(String),
     /// The writer task has stopped (shutting down).
     #[error("storage writer stopped")]
     Closed,
@@ -71,8 +79,9 @@ impl StoreError {
             | Self::BadUrl
             | Self::Insecure(_)
             | Self::Migrate(_)
+            | Self::Tampered(_)
             | Self::Closed => Fault::Internal,
-            Self::IntentNotRecorded => Fault::Upstream,
+            Self::IntentNotRecorded | Self::Sealed => Fault::Upstream,
             Self::Database(_) => Fault::Upstream,
         }
     }

@@ -8,16 +8,18 @@
 use sqlx::AnyConnection;
 
 use crate::feed::Change;
+use crate::integrity::{BindingRow, Guard, Tagged, TaggedGrant, TokenWithHash};
 use crate::writer::{Stale, TxFuture};
 use crate::*;
 
 const TOKEN_COLUMNS: &str = "t.id, t.principal, t.name, t.kind, t.mfa, t.created_at, \
-     t.expires_at, t.revoked_at, t.last_used_at";
+     t.expires_at, t.revoked_at, t.last_used_at, t.hash, t.mac";
 /// Bindings with their custom role source, ready for a WHERE clause.
 const GRANTS_FROM: &str = "SELECT b.principal, b.role, b.scope, b.org, r.source, r.revision, \
-     b.created_at FROM bindings b LEFT JOIN roles r ON r.org = b.org AND r.name = b.role";
+     b.created_at, b.mac, r.updated_at AS role_updated_at, r.mac AS role_mac \
+     FROM bindings b LEFT JOIN roles r ON r.org = b.org AND r.name = b.role";
 const PRINCIPAL_COLUMNS: &str = "id, kind, org, password, totp_sealed, totp_enabled, \
-     totp_last_step, disabled_at, created_at";
+     totp_last_step, disabled_at, created_at, mac";
 
 impl Store {
     /// Runs a write job that changes identity or authorization data.
@@ -32,12 +34,15 @@ impl Store {
 
     /// Creates a user or service account; `Conflict` if the id is taken.
     pub async fn create_principal(&self, row: PrincipalRow) -> Result<(), StoreError> {
+        let guard = self.guard.clone();
         self.write_identity(Some(Change::Principal(row.id.clone())), move |c| {
             Box::pin(async move {
-                insert_principal(c, &row).await.map_err(|e| match e {
-                    StoreError::Conflict(_) => StoreError::Conflict(row.id.clone()),
-                    other => other,
-                })
+                insert_principal(c, &guard, &row)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::Conflict(_) => StoreError::Conflict(row.id.clone()),
+                        other => other,
+                    })
             })
         })
         .await
@@ -51,11 +56,12 @@ impl Store {
         token: TokenRow,
         hash: Vec<u8>,
     ) -> Result<(), StoreError> {
+        let guard = self.guard.clone();
         self.write_identity(Some(Change::Principal(row.id.clone())), move |c| {
             Box::pin(async move {
-                insert_principal(c, &row).await?;
-                insert_binding(c, &row.id, "owner", "/", None).await?;
-                insert_token(c, &token, hash).await
+                insert_principal(c, &guard, &row).await?;
+                insert_binding(c, &guard, &row.id, "owner", "/", None).await?;
+                insert_token(c, &guard, TokenWithHash { token, hash }).await
             })
         })
         .await
@@ -63,12 +69,13 @@ impl Store {
 
     /// One principal.
     pub async fn principal(&self, id: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found: Option<Tagged<PrincipalRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(self.pool())
-        .await?)
+        .await?;
+        Ok(self.guard.check_all(found.into_iter().collect())?.pop())
     }
 
     /// Principals whose home is `org` (all of them for `None`).
@@ -83,13 +90,14 @@ impl Store {
         if let Some(o) = org {
             q = q.bind(o);
         }
-        Ok(q.fetch_all(self.pool()).await?)
+        self.guard.check_all(q.fetch_all(self.pool()).await?)
     }
 
     /// Disables a principal and revokes all its tokens (which ends its
     /// sessions) in one transaction. Returns how many tokens were revoked.
     pub async fn disable_principal(&self, id: &str) -> Result<u64, StoreError> {
         let id = id.to_owned();
+        let guard = self.guard.clone();
         self.write_identity(Some(Change::Principal(id.clone())), move |c| {
             Box::pin(async move {
                 let root_owner: i64 = sqlx::query_scalar(
@@ -101,32 +109,18 @@ impl Store {
                 if root_owner > 0 {
                     keep_a_root_owner(c, &id).await?;
                 }
-                let now = now_ms();
-                let found = sqlx::query(
-                    "UPDATE principals SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1",
-                )
-                .bind(id.as_str())
-                .bind(now)
-                .execute(&mut *c)
-                .await?
-                .rows_affected();
-                if found == 0 {
+                let Some(mut row) = guard.load::<PrincipalRow>(c, &[&id], true).await? else {
                     return Err(StoreError::NotFound(id));
-                }
-                Ok(sqlx::query(
-                    "UPDATE api_tokens SET revoked_at = $2 WHERE principal = $1 AND revoked_at IS NULL",
-                )
-                .bind(id.as_str())
-                .bind(now)
-                .execute(&mut *c)
-                .await?
-                .rows_affected())
+                };
+                let now = now_ms();
+                row.disabled_at = row.disabled_at.or(Some(now));
+                save_principal(c, &guard, &row).await?;
+                revoke_tokens(c, &guard, &id, None, now).await
             })
         })
         .await
     }
 
-    /// Sets (or replaces) a principal's password hash.
     /// Sets a user's password and, in the same transaction, ends its login
     /// sessions other than `keep` (the session making the change, if any);
     /// returns how many sessions ended.
@@ -137,27 +131,15 @@ impl Store {
         keep: Option<&str>,
     ) -> Result<u64, StoreError> {
         let (id, keep) = (id.to_owned(), keep.unwrap_or_default().to_owned());
+        let guard = self.guard.clone();
         self.write_identity(Some(Change::Principal(id.clone())), move |c| {
             Box::pin(async move {
-                let found = sqlx::query("UPDATE principals SET password = $2 WHERE id = $1")
-                    .bind(id.as_str())
-                    .bind(phc)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected();
-                if found == 0 {
+                let Some(mut row) = guard.load::<PrincipalRow>(c, &[&id], false).await? else {
                     return Err(StoreError::NotFound(id));
-                }
-                Ok(sqlx::query(
-                    "UPDATE api_tokens SET revoked_at = $3 \
-                     WHERE principal = $1 AND kind = 'session' AND id <> $2 AND revoked_at IS NULL",
-                )
-                .bind(id.as_str())
-                .bind(keep)
-                .bind(now_ms())
-                .execute(&mut *c)
-                .await?
-                .rows_affected())
+                };
+                row.password = Some(phc);
+                save_principal(c, &guard, &row).await?;
+                revoke_tokens(c, &guard, &id, Some(&keep), now_ms()).await
             })
         })
         .await
@@ -165,37 +147,17 @@ impl Store {
 
     /// Stores a new, unconfirmed TOTP secret (sealed), replacing any other.
     pub async fn set_totp(&self, id: &str, sealed: Vec<u8>) -> Result<(), StoreError> {
-        self.update_principal(
-            id,
-            "UPDATE principals SET totp_sealed = $2, totp_enabled = 0, totp_last_step = NULL \
-             WHERE id = $1",
-            sealed,
-        )
-        .await
-    }
-
-    async fn update_principal<V>(
-        &self,
-        id: &str,
-        sql: &'static str,
-        value: V,
-    ) -> Result<(), StoreError>
-    where
-        V: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + 'static,
-    {
         let id = id.to_owned();
+        let guard = self.guard.clone();
         self.write_identity(Some(Change::Principal(id.clone())), move |c| {
             Box::pin(async move {
-                let n = sqlx::query(sql)
-                    .bind(id.as_str())
-                    .bind(value)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected();
-                if n == 0 {
+                let Some(mut row) = guard.load::<PrincipalRow>(c, &[&id], false).await? else {
                     return Err(StoreError::NotFound(id));
-                }
-                Ok(())
+                };
+                row.totp_sealed = Some(sealed);
+                row.totp_enabled = 0;
+                row.totp_last_step = None;
+                save_principal(c, &guard, &row).await
             })
         })
         .await
@@ -211,20 +173,29 @@ impl Store {
         enable: bool,
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.write_identity(None, move |c| {
+        let guard = self.guard.clone();
+        let change = enable.then(|| Change::Principal(id.clone()));
+        self.write_identity(change, move |c| {
             Box::pin(async move {
+                let Some(mut row) = guard.load::<PrincipalRow>(c, &[&id], false).await? else {
+                    return Ok(false);
+                };
+                // Conditional, so two replicas cannot both accept one code.
                 let n = sqlx::query(
-                    "UPDATE principals SET totp_last_step = $2, \
-                     totp_enabled = CASE WHEN $3 = 1 THEN 1 ELSE totp_enabled END \
+                    "UPDATE principals SET totp_last_step = $2 \
                      WHERE id = $1 AND totp_sealed IS NOT NULL \
                      AND (totp_last_step IS NULL OR totp_last_step < $2)",
                 )
                 .bind(id.as_str())
                 .bind(step)
-                .bind(i64::from(enable))
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
+                if n == 1 && enable && row.totp_enabled == 0 {
+                    row.totp_last_step = Some(step);
+                    row.totp_enabled = 1;
+                    save_principal(c, &guard, &row).await?;
+                }
                 Ok(n == 1)
             })
         })
@@ -233,8 +204,11 @@ impl Store {
 
     /// Stores a token's hash and metadata.
     pub async fn insert_token(&self, row: TokenRow, hash: Vec<u8>) -> Result<(), StoreError> {
+        let guard = self.guard.clone();
         self.write_identity(None, move |c| {
-            Box::pin(async move { insert_token(c, &row, hash).await })
+            Box::pin(
+                async move { insert_token(c, &guard, TokenWithHash { token: row, hash }).await },
+            )
         })
         .await
     }
@@ -246,55 +220,73 @@ impl Store {
             return Ok(Some(row));
         }
         let seen = self.cache.as_ref().map(|c| c.epoch());
-        let row: Option<TokenAuthRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {TOKEN_COLUMNS}, t.hash, p.disabled_at AS principal_disabled_at, \
-             CASE WHEN p.id IS NULL THEN 0 ELSE 1 END AS principal_exists \
+        let found: Option<TokenJoin> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS}, p.id AS p_id, p.kind AS p_kind, p.org AS p_org, \
+             p.password AS p_password, p.totp_sealed AS p_totp_sealed, \
+             p.totp_enabled AS p_totp_enabled, p.totp_last_step AS p_totp_last_step, \
+             p.disabled_at AS p_disabled_at, p.created_at AS p_created_at, p.mac AS p_mac \
              FROM api_tokens t LEFT JOIN principals p ON p.id = t.principal WHERE t.hash = $1"
         )))
         .bind(hash.to_vec())
         .fetch_optional(self.pool())
         .await?;
-        if let (Some(c), Some(seen), Some(r)) = (&self.cache, seen, &row) {
-            c.put_token(seen, hash, r.clone());
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let token = self.guard.check_all(vec![found.token])?.remove(0);
+        let principal = self
+            .guard
+            .check_all(found.principal.into_iter().collect())?;
+        let row = TokenAuthRow {
+            principal_disabled_at: principal.first().and_then(|p| p.disabled_at),
+            principal_exists: i64::from(!principal.is_empty()),
+            token: token.token,
+            hash: token.hash,
+        };
+        if let (Some(c), Some(seen)) = (&self.cache, seen) {
+            c.put_token(seen, hash, row.clone());
         }
-        Ok(row)
+        Ok(Some(row))
     }
 
     /// One token by id.
     pub async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found: Option<Tagged<TokenWithHash>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS} FROM api_tokens t WHERE t.id = $1"
         )))
         .bind(id)
         .fetch_optional(self.pool())
-        .await?)
+        .await?;
+        let rows = self.guard.check_all(found.into_iter().collect())?;
+        Ok(rows.into_iter().next().map(|t| t.token))
     }
 
     /// A principal's tokens, newest first.
     pub async fn tokens_of(&self, principal: &str) -> Result<Vec<TokenRow>, StoreError> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found: Vec<Tagged<TokenWithHash>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS} FROM api_tokens t WHERE t.principal = $1 \
              ORDER BY t.created_at DESC, t.id"
         )))
         .bind(principal)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        let rows = self.guard.check_all(found)?;
+        Ok(rows.into_iter().map(|t| t.token).collect())
     }
 
     /// Revokes a token of `principal`; false if it was already revoked.
     pub async fn revoke_token(&self, id: &str, principal: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
+        let guard = self.guard.clone();
         self.write_identity(Some(Change::Principal(principal.to_owned())), move |c| {
             Box::pin(async move {
-                let n = sqlx::query(
-                    "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                )
-                .bind(id.as_str())
-                .bind(now_ms())
-                .execute(&mut *c)
-                .await?
-                .rows_affected();
-                Ok(n == 1)
+                match guard.load::<TokenWithHash>(c, &[&id], true).await? {
+                    Some(t) if t.token.revoked_at.is_none() => {
+                        revoke(c, &guard, t, now_ms()).await?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
             })
         })
         .await
@@ -322,12 +314,16 @@ impl Store {
             return Ok(rows);
         }
         let seen = self.cache.as_ref().map(|c| c.epoch());
-        let rows: Vec<GrantRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let found: Vec<TaggedGrant> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{GRANTS_FROM} WHERE b.principal = $1 ORDER BY b.scope, b.role"
         )))
         .bind(principal)
         .fetch_all(self.pool())
         .await?;
+        let rows = found
+            .into_iter()
+            .map(|g| self.guard.check_grant(g))
+            .collect::<Result<Vec<_>, _>>()?;
         if let (Some(c), Some(seen)) = (&self.cache, seen) {
             c.put_grants(seen, principal, rows.clone());
         }
@@ -348,7 +344,11 @@ impl Store {
         if let Some(o) = org {
             q = q.bind(o);
         }
-        Ok(q.fetch_all(self.pool()).await?)
+        let found: Vec<TaggedGrant> = q.fetch_all(self.pool()).await?;
+        found
+            .into_iter()
+            .map(|g| self.guard.check_grant(g))
+            .collect()
     }
 
     /// Adds a binding; `Conflict` if it exists.
@@ -365,9 +365,10 @@ impl Store {
             scope.to_owned(),
             org.map(str::to_owned),
         );
+        let guard = self.guard.clone();
         self.write_identity(Some(Change::Principal(p.clone())), move |c| {
             Box::pin(async move {
-                insert_binding(c, &p, &r, &s, o.as_deref())
+                insert_binding(c, &guard, &p, &r, &s, o.as_deref())
                     .await
                     .map_err(|e| match e {
                         StoreError::Conflict(_) => {
@@ -411,19 +412,22 @@ impl Store {
 
     /// Creates or replaces a custom role.
     pub async fn put_role(&self, row: RoleRow) -> Result<(), StoreError> {
+        let tag = self.guard.tag(&row)?;
         self.write_identity(Some(Change::Role(row.org.clone())), move |c| {
             Box::pin(async move {
                 sqlx::query(
-                    "INSERT INTO roles (org, name, source, revision, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5) \
+                    "INSERT INTO roles (org, name, source, revision, updated_at, mac) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (org, name) DO UPDATE SET source = excluded.source, \
-                     revision = excluded.revision, updated_at = excluded.updated_at",
+                     revision = excluded.revision, updated_at = excluded.updated_at, \
+                     mac = excluded.mac",
                 )
                 .bind(row.org)
                 .bind(row.name)
                 .bind(row.source)
                 .bind(row.revision)
                 .bind(row.updated_at)
+                .bind(tag)
                 .execute(&mut *c)
                 .await?;
                 Ok(())
@@ -434,23 +438,27 @@ impl Store {
 
     /// One custom role.
     pub async fn role(&self, org: &str, name: &str) -> Result<Option<RoleRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT org, name, source, revision, updated_at FROM roles WHERE org = $1 AND name = $2",
+        let found: Option<Tagged<RoleRow>> = sqlx::query_as(
+            "SELECT org, name, source, revision, updated_at, mac FROM roles \
+             WHERE org = $1 AND name = $2",
         )
         .bind(org)
         .bind(name)
         .fetch_optional(self.pool())
-        .await?)
+        .await?;
+        Ok(self.guard.check_all(found.into_iter().collect())?.pop())
     }
 
     /// An organization's custom roles.
     pub async fn roles(&self, org: &str) -> Result<Vec<RoleRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT org, name, source, revision, updated_at FROM roles WHERE org = $1 ORDER BY name",
+        let found: Vec<Tagged<RoleRow>> = sqlx::query_as(
+            "SELECT org, name, source, revision, updated_at, mac FROM roles \
+             WHERE org = $1 ORDER BY name",
         )
         .bind(org)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        self.guard.check_all(found)
     }
 
     /// Deletes a custom role. `Conflict` while any binding uses it (revoke
@@ -488,11 +496,12 @@ impl Store {
 
     /// Adds an SSH public key; `Conflict` if the fingerprint is registered.
     pub async fn add_ssh_key(&self, row: SshKeyRow) -> Result<(), StoreError> {
+        let tag = self.guard.tag(&row)?;
         self.write_identity(Some(Change::Principal(row.principal.clone())), move |c| {
             Box::pin(async move {
                 sqlx::query(
-                    "INSERT INTO ssh_keys (fingerprint, principal, algorithm, public_key, comment, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO ssh_keys (fingerprint, principal, algorithm, public_key, comment, \
+                     created_at, mac) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(row.fingerprint.as_str())
                 .bind(row.principal)
@@ -500,6 +509,7 @@ impl Store {
                 .bind(row.public_key)
                 .bind(row.comment)
                 .bind(row.created_at)
+                .bind(tag)
                 .execute(&mut *c)
                 .await
                 .map_err(|e| match StoreError::from(e) {
@@ -516,24 +526,26 @@ impl Store {
 
     /// A principal's SSH keys.
     pub async fn ssh_keys(&self, principal: &str) -> Result<Vec<SshKeyRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT fingerprint, principal, algorithm, public_key, comment, created_at \
+        let found: Vec<Tagged<SshKeyRow>> = sqlx::query_as(
+            "SELECT fingerprint, principal, algorithm, public_key, comment, created_at, mac \
              FROM ssh_keys WHERE principal = $1 ORDER BY created_at, fingerprint",
         )
         .bind(principal)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        self.guard.check_all(found)
     }
 
     /// The SSH key with this fingerprint, if registered.
     pub async fn ssh_key(&self, fingerprint: &str) -> Result<Option<SshKeyRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT fingerprint, principal, algorithm, public_key, comment, created_at \
+        let found: Option<Tagged<SshKeyRow>> = sqlx::query_as(
+            "SELECT fingerprint, principal, algorithm, public_key, comment, created_at, mac \
              FROM ssh_keys WHERE fingerprint = $1",
         )
         .bind(fingerprint)
         .fetch_optional(self.pool())
-        .await?)
+        .await?;
+        Ok(self.guard.check_all(found.into_iter().collect())?.pop())
     }
 
     /// Removes one of a principal's SSH keys; false if it had no such key.
@@ -560,15 +572,18 @@ impl Store {
 
     /// Stores a new workload signing key.
     pub async fn add_signing_key(&self, row: SigningKeyRow) -> Result<(), StoreError> {
+        let tag = self.guard.tag(&row)?;
         self.write(move |c| {
             Box::pin(async move {
                 sqlx::query(
-                    "INSERT INTO signing_keys (kid, sealed, public_key, created_at) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO signing_keys (kid, sealed, public_key, created_at, mac) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(row.kid)
                 .bind(row.sealed)
                 .bind(row.public_key)
                 .bind(row.created_at)
+                .bind(tag)
                 .execute(&mut *c)
                 .await?;
                 Ok(())
@@ -579,13 +594,14 @@ impl Store {
 
     /// Workload signing keys created after `since_ms`, newest first.
     pub async fn signing_keys(&self, since_ms: i64) -> Result<Vec<SigningKeyRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT kid, sealed, public_key, created_at FROM signing_keys \
+        let found: Vec<Tagged<SigningKeyRow>> = sqlx::query_as(
+            "SELECT kid, sealed, public_key, created_at, mac FROM signing_keys \
              WHERE created_at > $1 ORDER BY created_at DESC, kid",
         )
         .bind(since_ms)
         .fetch_all(self.pool())
-        .await?)
+        .await?;
+        self.guard.check_all(found)
     }
 }
 
@@ -610,10 +626,15 @@ async fn keep_a_root_owner(c: &mut AnyConnection, leaving: &str) -> Result<(), S
     Ok(())
 }
 
-async fn insert_principal(c: &mut AnyConnection, row: &PrincipalRow) -> Result<(), StoreError> {
+async fn insert_principal(
+    c: &mut AnyConnection,
+    guard: &Guard,
+    row: &PrincipalRow,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO principals (id, kind, org, password, totp_sealed, totp_enabled, \
-         totp_last_step, disabled_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         totp_last_step, disabled_at, created_at, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(row.id.as_str())
     .bind(row.kind.as_str())
@@ -624,26 +645,112 @@ async fn insert_principal(c: &mut AnyConnection, row: &PrincipalRow) -> Result<(
     .bind(row.totp_last_step)
     .bind(row.disabled_at)
     .bind(row.created_at)
+    .bind(guard.tag(row)?)
     .execute(&mut *c)
     .await?;
     Ok(())
 }
 
+/// Writes a principal's changeable columns and their new MAC.
+async fn save_principal(
+    c: &mut AnyConnection,
+    guard: &Guard,
+    row: &PrincipalRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE principals SET password = $2, totp_sealed = $3, totp_enabled = $4, \
+         totp_last_step = $5, disabled_at = $6, mac = $7 WHERE id = $1",
+    )
+    .bind(row.id.as_str())
+    .bind(row.password.clone())
+    .bind(row.totp_sealed.clone())
+    .bind(row.totp_enabled)
+    .bind(row.totp_last_step)
+    .bind(row.disabled_at)
+    .bind(guard.tag(row)?)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Revokes one token (its MAC covers the revocation).
+async fn revoke(
+    c: &mut AnyConnection,
+    guard: &Guard,
+    mut t: TokenWithHash,
+    now: i64,
+) -> Result<(), StoreError> {
+    t.token.revoked_at = Some(now);
+    sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1")
+        .bind(t.token.id.as_str())
+        .bind(now)
+        .execute(&mut *c)
+        .await?;
+    guard.store_tag(c, &t).await
+}
+
+/// Revokes `principal`'s live tokens: all of them, or with `sessions_but`
+/// only its login sessions other than that one. Returns how many.
+async fn revoke_tokens(
+    c: &mut AnyConnection,
+    guard: &Guard,
+    principal: &str,
+    sessions_but: Option<&str>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> = match sessions_but {
+        None => {
+            sqlx::query_scalar(
+                "SELECT id FROM api_tokens WHERE principal = $1 AND revoked_at IS NULL",
+            )
+            .bind(principal)
+            .fetch_all(&mut *c)
+            .await?
+        }
+        Some(keep) => {
+            sqlx::query_scalar(
+                "SELECT id FROM api_tokens WHERE principal = $1 AND kind = 'session' \
+             AND id <> $2 AND revoked_at IS NULL",
+            )
+            .bind(principal)
+            .bind(keep)
+            .fetch_all(&mut *c)
+            .await?
+        }
+    };
+    for id in &ids {
+        if let Some(t) = guard.load::<TokenWithHash>(c, &[id], true).await? {
+            revoke(c, guard, t, now).await?;
+        }
+    }
+    Ok(ids.len() as u64)
+}
+
 async fn insert_binding(
     c: &mut AnyConnection,
+    guard: &Guard,
     principal: &str,
     role: &str,
     scope: &str,
     org: Option<&str>,
 ) -> Result<(), StoreError> {
+    let row = BindingRow {
+        principal: principal.to_owned(),
+        role: role.to_owned(),
+        scope: scope.to_owned(),
+        org: org.map(str::to_owned),
+        created_at: now_ms(),
+    };
     sqlx::query(
-        "INSERT INTO bindings (principal, role, scope, org, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO bindings (principal, role, scope, org, created_at, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(principal)
     .bind(role)
     .bind(scope)
     .bind(org)
-    .bind(now_ms())
+    .bind(row.created_at)
+    .bind(guard.tag(&row)?)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -651,24 +758,62 @@ async fn insert_binding(
 
 async fn insert_token(
     c: &mut AnyConnection,
-    row: &TokenRow,
-    hash: Vec<u8>,
+    guard: &Guard,
+    row: TokenWithHash,
 ) -> Result<(), StoreError> {
+    let tag = guard.tag(&row)?;
+    let t = &row.token;
     sqlx::query(
         "INSERT INTO api_tokens (id, hash, principal, name, kind, mfa, created_at, expires_at, \
-         revoked_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         revoked_at, last_used_at, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(row.id.as_str())
-    .bind(hash)
-    .bind(row.principal.as_str())
-    .bind(row.name.as_str())
-    .bind(row.kind.as_str())
-    .bind(row.mfa)
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .bind(row.revoked_at)
-    .bind(row.last_used_at)
+    .bind(t.id.as_str())
+    .bind(row.hash.clone())
+    .bind(t.principal.as_str())
+    .bind(t.name.as_str())
+    .bind(t.kind.as_str())
+    .bind(t.mfa)
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .bind(t.revoked_at)
+    .bind(t.last_used_at)
+    .bind(tag)
     .execute(&mut *c)
     .await?;
     Ok(())
+}
+
+/// A token found by hash joined with its principal's row (`p_` columns),
+/// each with its MAC.
+struct TokenJoin {
+    token: Tagged<TokenWithHash>,
+    principal: Option<Tagged<PrincipalRow>>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for TokenJoin {
+    fn from_row(r: &'r sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let id: Option<String> = r.try_get("p_id")?;
+        let principal = match id {
+            None => None,
+            Some(id) => Some(Tagged {
+                row: PrincipalRow {
+                    id,
+                    kind: r.try_get("p_kind")?,
+                    org: r.try_get("p_org")?,
+                    password: r.try_get("p_password")?,
+                    totp_sealed: r.try_get("p_totp_sealed")?,
+                    totp_enabled: r.try_get("p_totp_enabled")?,
+                    totp_last_step: r.try_get("p_totp_last_step")?,
+                    disabled_at: r.try_get("p_disabled_at")?,
+                    created_at: r.try_get("p_created_at")?,
+                },
+                mac: r.try_get("p_mac")?,
+            }),
+        };
+        Ok(Self {
+            token: Tagged::from_row(r)?,
+            principal,
+        })
+    }
 }

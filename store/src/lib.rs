@@ -21,6 +21,7 @@ mod dialect;
 mod error;
 mod feed;
 pub mod files;
+mod integrity;
 mod rows;
 mod writer;
 
@@ -35,6 +36,7 @@ use sqlx::{AnyConnection, AnyPool, Executor};
 use dialect::Dialect;
 pub use error::StoreError;
 pub use feed::Change;
+pub use integrity::{Alarm, RowKey};
 pub use rows::*;
 pub use writer::{Ticket, TxFuture, after_intent};
 
@@ -56,6 +58,7 @@ pub struct Store {
     cache: Option<Arc<cache::ReadCache>>,
     feed: Arc<feed::Feed>,
     sequencer: writer::SequencerSlot,
+    guard: integrity::Guard,
     /// Held for the store's lifetime: the exclusive `flock` on `<db>.lock`.
     _owner: Option<Arc<std::fs::File>>,
 }
@@ -174,6 +177,7 @@ impl Store {
             cache,
             feed,
             sequencer,
+            guard: integrity::Guard::default(),
             _owner: owner,
         })
     }
@@ -220,6 +224,32 @@ impl Store {
     /// operation that depends on one.
     pub fn install_sequencer(&self, sequencer: Arc<dyn Sequencer>) {
         let _ = self.sequencer.set(sequencer);
+    }
+
+    /// Installs the row MAC key (on unseal) or removes it (`None`, on
+    /// seal). Without it, authorization rows can be neither read nor
+    /// written.
+    pub fn set_row_key(&self, key: Option<Arc<dyn RowKey>>) {
+        self.guard.set_key(key);
+    }
+
+    /// Rows refused by their integrity check, and rows adopted from before
+    /// row MACs, as they happen.
+    pub fn alarms(&self) -> tokio::sync::broadcast::Receiver<Alarm> {
+        self.guard.subscribe()
+    }
+
+    /// Gives a database from before row MACs its MACs, once; returns how
+    /// many rows were adopted (0 for a database that has them). Needs the
+    /// row key.
+    pub async fn adopt_rows(&self) -> Result<u64, StoreError> {
+        let guard = self.guard.clone();
+        self.writer
+            .run(
+                move |c| Box::pin(async move { guard.adopt(c).await }),
+                writer::Stale::Change(Change::All),
+            )
+            .await
     }
 
     /// Appends one audit entry; returns once it is durable.
@@ -288,6 +318,24 @@ mod tests {
         }
     }
 
+    /// A real HMAC-SHA256 row key (the vault derives its own from the root
+    /// key; the store links no cryptography outside its tests).
+    struct TestRowKey(ring::hmac::Key);
+
+    impl RowKey for TestRowKey {
+        fn tag(&self, message: &[u8]) -> Vec<u8> {
+            ring::hmac::sign(&self.0, message).as_ref().to_vec()
+        }
+        fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+            ring::hmac::verify(&self.0, message, tag).is_ok()
+        }
+    }
+
+    pub(crate) fn with_row_key(store: &Store) {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]);
+        store.set_row_key(Some(Arc::new(TestRowKey(key))));
+    }
+
     fn put(value: u8) -> (Vec<NewVersion>, Sealer) {
         let p = NewVersion {
             scope: "acme/shop".into(),
@@ -300,6 +348,60 @@ mod tests {
         (vec![p], Box::new(move |_, _| Ok(vec![value; 32])))
     }
 
+    /// A row altered in the database, or copied to another key, is refused
+    /// on read (and raises an alarm); without the key nothing is read.
+    #[tokio::test]
+    async fn rows_altered_in_the_database_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        with_row_key(&store);
+        let mut alarms = store.alarms();
+        let mut prod = scope_row("acme", None);
+        prod.mode = Some("production".into());
+        store.create_scope(prod, None).await.unwrap();
+        assert!(store.scope("acme").await.unwrap().is_some());
+        // Copy the organization's row (and MAC) to another path.
+        store
+            .write(|c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO scopes (path, kind, parent, org, mode, max_versions, \
+                         created_at, mac) SELECT 'evil', kind, parent, org, mode, max_versions, \
+                         created_at, mac FROM scopes WHERE path = 'acme'",
+                    )
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query("UPDATE scopes SET mode = 'development' WHERE path = 'acme'")
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        let copied = store.scope("evil").await;
+        assert!(matches!(copied, Err(StoreError::Tampered(_))), "{copied:?}");
+        assert!(matches!(
+            alarms.try_recv(),
+            Ok(Alarm::Tampered {
+                table: "scopes",
+                ..
+            })
+        ));
+        // "acme" was cached before the change; a fresh store reads the
+        // database.
+        drop(store);
+        let fresh = Store::connect(&url).await.unwrap();
+        with_row_key(&fresh);
+        assert!(matches!(
+            fresh.scope("acme").await,
+            Err(StoreError::Tampered(_))
+        ));
+        fresh.set_row_key(None);
+        assert!(matches!(fresh.scope("evil").await, Err(StoreError::Sealed)));
+    }
+
     /// Regression: cache invalidation used to run in the writing request's
     /// task after the commit, so a request cancelled mid-write (timeout,
     /// client gone) left the old row cached for good.
@@ -308,6 +410,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
         let store = Store::connect(&url).await.unwrap();
+        with_row_key(&store);
         store
             .create_scope(scope_row("acme", None), None)
             .await
@@ -362,6 +465,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
         let store = Store::connect(&url).await.unwrap();
+        with_row_key(&store);
         store
             .create_scope(scope_row("acme", None), None)
             .await

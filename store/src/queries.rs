@@ -4,6 +4,7 @@
 use sqlx::AnyConnection;
 
 use crate::feed::Change;
+use crate::integrity::Tagged;
 use crate::writer::Stale;
 use crate::*;
 
@@ -61,12 +62,14 @@ impl Store {
             return Ok(Some(row));
         }
         let seen = self.cache.as_ref().map(|c| c.epoch());
-        let row: Option<ScopeRow> = sqlx::query_as(
-            "SELECT path, kind, parent, org, mode, max_versions, created_at FROM scopes WHERE path = $1",
+        let found: Option<Tagged<ScopeRow>> = sqlx::query_as(
+            "SELECT path, kind, parent, org, mode, max_versions, created_at, mac \
+             FROM scopes WHERE path = $1",
         )
         .bind(path)
         .fetch_optional(self.pool())
         .await?;
+        let row = self.guard.check_all(found.into_iter().collect())?.pop();
         if let (Some(c), Some(seen), Some(r)) = (&self.cache, seen, &row) {
             c.put_scope(seen, r.clone());
         }
@@ -77,16 +80,17 @@ impl Store {
     pub async fn child_scopes(&self, parent: Option<&str>) -> Result<Vec<ScopeRow>, StoreError> {
         let q = match parent {
             Some(p) => sqlx::query_as(
-                "SELECT path, kind, parent, org, mode, max_versions, created_at FROM scopes \
-                 WHERE parent = $1 ORDER BY path",
+                "SELECT path, kind, parent, org, mode, max_versions, created_at, mac \
+                 FROM scopes WHERE parent = $1 ORDER BY path",
             )
             .bind(p.to_owned()),
             None => sqlx::query_as(
-                "SELECT path, kind, parent, org, mode, max_versions, created_at FROM scopes \
-                 WHERE parent IS NULL ORDER BY path",
+                "SELECT path, kind, parent, org, mode, max_versions, created_at, mac \
+                 FROM scopes WHERE parent IS NULL ORDER BY path",
             ),
         };
-        Ok(q.fetch_all(self.pool()).await?)
+        let found: Vec<Tagged<ScopeRow>> = q.fetch_all(self.pool()).await?;
+        self.guard.check_all(found)
     }
 
     /// Creates a scope (and, for an organization, its first key term).
@@ -95,6 +99,7 @@ impl Store {
         row: ScopeRow,
         first_key: Option<OrgKeyRow>,
     ) -> Result<(), StoreError> {
+        let tag = self.guard.tag(&row)?;
         self.write(move |c| {
             Box::pin(async move {
                 if let Some(parent) = &row.parent {
@@ -108,8 +113,8 @@ impl Store {
                     }
                 }
                 sqlx::query(
-                    "INSERT INTO scopes (path, kind, parent, org, mode, max_versions, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO scopes (path, kind, parent, org, mode, max_versions, created_at, \
+                     mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(row.path.as_str())
                 .bind(row.kind.as_str())
@@ -118,6 +123,7 @@ impl Store {
                 .bind(row.mode.clone())
                 .bind(row.max_versions)
                 .bind(row.created_at)
+                .bind(tag)
                 .execute(&mut *c)
                 .await
                 .map_err(|e| match StoreError::from(e) {

@@ -275,7 +275,7 @@ async fn a_log_that_refuses_inserts_fails_reads_closed() {
     let init = running
         .app
         .vault
-        .init(warden_vault::unseal::InitMethod::DevKeyFile, true)
+        .init(warden_vault::unseal::InitMethod::DevKeyFile)
         .await
         .unwrap();
     let token = running

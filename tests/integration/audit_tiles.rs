@@ -30,7 +30,7 @@ async fn boot(dir: &Path, url: &str, key: Option<&str>) -> (Running, Client, Str
         None => running
             .app
             .vault
-            .init(warden_vault::unseal::InitMethod::DevKeyFile, true)
+            .init(warden_vault::unseal::InitMethod::DevKeyFile)
             .await
             .unwrap()
             .dev_key

@@ -73,7 +73,7 @@ impl TestServer {
         let unseal_key = running
             .app
             .vault
-            .init(InitMethod::DevKeyFile, true)
+            .init(InitMethod::DevKeyFile)
             .await
             .unwrap()
             .dev_key
@@ -326,4 +326,23 @@ pub async fn create_project(client: &Client, project: &str) {
             .await
             .unwrap();
     }
+}
+
+/// A real HMAC-SHA256 row key for tests that drive a [`warden_store::Store`]
+/// directly, without a vault (the vault derives its key from the root key).
+struct TestRowKey(ring::hmac::Key);
+
+impl warden_store::RowKey for TestRowKey {
+    fn tag(&self, message: &[u8]) -> Vec<u8> {
+        ring::hmac::sign(&self.0, message).as_ref().to_vec()
+    }
+    fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        ring::hmac::verify(&self.0, message, tag).is_ok()
+    }
+}
+
+/// Gives `store` a row key, as an unsealed vault would.
+pub fn with_row_key(store: &warden_store::Store) {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]);
+    store.set_row_key(Some(std::sync::Arc::new(TestRowKey(key))));
 }

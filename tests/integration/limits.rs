@@ -142,6 +142,8 @@ async fn the_key_limit_holds_across_replicas() {
     let url = crate::harness::fresh_postgres_db().await;
     let a = Store::connect(&url).await.unwrap();
     let b = Store::connect(&url).await.unwrap();
+    crate::harness::with_row_key(&a);
+    crate::harness::with_row_key(&b);
     for (path, parent) in [("acme", None), ("acme/shop", Some("acme"))] {
         let row = ScopeRow {
             path: path.into(),

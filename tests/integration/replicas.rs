@@ -24,6 +24,8 @@ async fn two_replicas_writing_the_same_secrets_never_collide() {
     let url = crate::harness::fresh_postgres_db().await;
     let a = Store::connect(&url).await.unwrap();
     let b = Store::connect(&url).await.unwrap();
+    crate::harness::with_row_key(&a);
+    crate::harness::with_row_key(&b);
     a.create_scope(scope("acme", None), None).await.unwrap();
     a.create_scope(scope("acme/shop", Some("acme")), None)
         .await

@@ -51,6 +51,20 @@ impl std::fmt::Debug for AuditMacKey {
     }
 }
 
+/// The MAC key of authorization rows (HKDF of the root key under its own
+/// salt), handed to the store while unsealed; see `warden_store::RowKey`.
+pub(crate) struct RowMacKey(ring::hmac::Key);
+
+impl warden_store::RowKey for RowMacKey {
+    fn tag(&self, message: &[u8]) -> Vec<u8> {
+        ring::hmac::sign(&self.0, message).as_ref().to_vec()
+    }
+
+    fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        ring::hmac::verify(&self.0, message, tag).is_ok()
+    }
+}
+
 /// One key term's encryption key.
 pub(crate) struct TermKey {
     pub(crate) term: i64,
@@ -72,6 +86,7 @@ pub(crate) struct Keyring {
 }
 
 const AUDIT_MAC_SALT: &[u8] = b"warden/audit-mac/v1";
+const ROW_MAC_SALT: &[u8] = b"warden/row-mac/v1";
 
 /// Output length marker for deriving HMAC-SHA256 keys with HKDF.
 struct HmacKeyLen;
@@ -90,6 +105,19 @@ impl Keyring {
                 .extract(root.as_ref()),
             orgs: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// The MAC key of authorization rows.
+    pub(crate) fn row_mac_key(root: &Key32) -> Option<RowMacKey> {
+        let prk =
+            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, ROW_MAC_SALT).extract(root.as_ref());
+        let okm = prk.expand(&[b"rows"], HmacKeyLen).ok()?;
+        let mut raw = Zeroizing::new([0u8; 32]);
+        okm.fill(raw.as_mut()).ok()?;
+        Some(RowMacKey(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            raw.as_ref(),
+        )))
     }
 
     /// HMAC-SHA256 of `data` under `log`'s audit key (HKDF of the root key,

@@ -110,6 +110,7 @@ impl From<StoreError> for VaultError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(what) => Self::NotFound(what),
+            StoreError::Sealed => Self::Sealed,
             StoreError::Refused(why) => Self::Refused(why),
             StoreError::Conflict(what) => Self::Conflict(what),
             StoreError::CasMismatch {

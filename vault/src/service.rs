@@ -278,41 +278,81 @@ impl Vault {
         })
     }
 
-    /// Creates the root key. The vault stays sealed unless `unseal_now`.
-    pub async fn init(
-        &self,
-        method: InitMethod,
-        unseal_now: bool,
-    ) -> Result<InitOutput, VaultError> {
-        if self.config().await?.is_some() {
-            return Err(VaultError::AlreadyInitialized);
-        }
-        // Argon2id (64 MiB) is CPU and memory heavy and init is
-        // unauthenticated: one derivation at a time, off the async workers.
-        let _turn = self.kdf_turn.enter().await.map_err(|_| VaultError::Busy)?;
-        let seal = tokio::task::spawn_blocking(move || unseal::prepare(method))
-            .await
-            .map_err(|_| VaultError::Invalid("init was interrupted".into()))??;
-        let config = serde_json::to_string(&seal.config)
-            .map_err(|_| VaultError::Invalid("seal configuration".into()))?;
-        self.store
-            .insert_seal(config, seal.wrapped_root)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict(_) => VaultError::AlreadyInitialized,
-                other => other.into(),
-            })?;
-        if unseal_now {
-            self.install(&seal.root)?;
-        }
+    /// Creates the root key and unseals.
+    pub async fn init(&self, method: InitMethod) -> Result<InitOutput, VaultError> {
+        let seal = self.create_root(method).await?;
+        self.install(&seal.root).await?;
         Ok(InitOutput {
             shares: seal.shares,
             dev_key: seal.dev_key,
         })
     }
 
-    fn install(&self, root: &Key32) -> Result<(), VaultError> {
+    /// Creates the root key and runs `first` (which writes the first
+    /// authorization rows: the first Owner and its token) with the row MAC
+    /// key installed; the vault stays sealed, and the row key is removed
+    /// again before this returns.
+    pub async fn init_sealed<T, E, Fut>(
+        &self,
+        method: InitMethod,
+        first: impl FnOnce() -> Fut,
+    ) -> Result<(InitOutput, T), E>
+    where
+        Fut: std::future::Future<Output = Result<T, E>>,
+        E: From<VaultError>,
+    {
+        let seal = self.create_root(method).await?;
+        self.install_row_key(&seal.root).await?;
+        let done = first().await;
+        self.store.set_row_key(None);
+        let out = InitOutput {
+            shares: seal.shares,
+            dev_key: seal.dev_key,
+        };
+        Ok((out, done?))
+    }
+
+    /// Creates and stores the (wrapped) root key.
+    async fn create_root(&self, method: InitMethod) -> Result<unseal::NewSeal, VaultError> {
+        if self.config().await?.is_some() {
+            return Err(VaultError::AlreadyInitialized);
+        }
+        // Argon2id (64 MiB) is CPU and memory heavy and init is
+        // unauthenticated: one derivation at a time, off the async workers.
+        let turn = self.kdf_turn.enter().await.map_err(|_| VaultError::Busy)?;
+        let seal = tokio::task::spawn_blocking(move || unseal::prepare(method))
+            .await
+            .map_err(|_| VaultError::Invalid("init was interrupted".into()))??;
+        drop(turn);
+        let config = serde_json::to_string(&seal.config)
+            .map_err(|_| VaultError::Invalid("seal configuration".into()))?;
+        self.store
+            .insert_seal(config, seal.wrapped_root.clone())
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => VaultError::AlreadyInitialized,
+                other => other.into(),
+            })?;
+        Ok(seal)
+    }
+
+    /// Hands the store the row MAC key derived from `root` (giving a
+    /// database from before row MACs its MACs, once).
+    async fn install_row_key(&self, root: &Key32) -> Result<(), VaultError> {
+        let rows = Keyring::row_mac_key(root).ok_or(VaultError::Sealed)?;
+        self.store.set_row_key(Some(Arc::new(rows)));
+        if let Err(e) = self.store.adopt_rows().await {
+            self.store.set_row_key(None);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Puts the key hierarchy in memory and hands the store its row MAC
+    /// key (giving a database from before row MACs its MACs, once).
+    async fn install(&self, root: &Key32) -> Result<(), VaultError> {
         let ring = Arc::new(Keyring::new(root)?);
+        self.install_row_key(root).await?;
         *self.state.write().map_err(|_| VaultError::Sealed)? = State::Unsealed(ring);
         self.sealed_tx.send_replace(false);
         tracing::info!("vault unsealed");
@@ -323,7 +363,7 @@ impl Vault {
     pub async fn unseal_with_key(&self, key: &Key32) -> Result<SealStatus, VaultError> {
         let (_, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
         let root = unseal::open_root(&wrapped, key)?;
-        self.install(&root)?;
+        self.install(&root).await?;
         self.status().await
     }
 
@@ -345,7 +385,7 @@ impl Vault {
             .await
             .map_err(|_| VaultError::Invalid("unseal was interrupted".into()))??;
         let root = unseal::open_root(&wrapped, &key)?;
-        self.install(&root)?;
+        self.install(&root).await?;
         self.status().await
     }
 
@@ -389,7 +429,7 @@ impl Vault {
         };
         if let Some(key) = combined {
             let root = unseal::open_root(&wrapped, &key?)?;
-            self.install(&root)?;
+            self.install(&root).await?;
         }
         Ok((self.status().await?, nonce))
     }
@@ -400,6 +440,7 @@ impl Vault {
         *self.state.write().map_err(|_| VaultError::Sealed)? = State::Sealed {
             attempts: ShamirAttempts::default(),
         };
+        self.store.set_row_key(None);
         self.sealed_tx.send_replace(true);
         tracing::warn!("vault sealed");
         Ok(())

@@ -15,6 +15,7 @@ use warden_pipeline::Target;
 use warden_pipeline::identity::{self, Method, SESSION_TTL_MS, TOTP_PURPOSE, user_id};
 use warden_pipeline::throttle::{Throttle, WorkQueue, retry_secs};
 use warden_store::PrincipalRow;
+use zeroize::Zeroizing;
 
 use super::bindings::binding_info;
 use super::users::{token_info, user_info};
@@ -29,18 +30,47 @@ fn kdf_busy() -> ApiError {
         .into()
 }
 
-pub(super) async fn hash_password(password: String) -> Result<String, ApiError> {
+/// What a stored password is sealed for (with the account as subject).
+const PASSWORD_PURPOSE: &str = "password";
+
+/// Hashes `password` for `account` (Argon2id) and seals the PHC string
+/// under the root key, bound to the account: a database reader cannot run
+/// offline guesses against it, nor move it to another account. Returns
+/// the stored form (hex).
+pub(super) async fn hash_password(
+    app: &App,
+    account: &str,
+    password: String,
+) -> Result<String, ApiError> {
     warden_identity::password::check_password_policy(&password)
         .map_err(|e| ApiError::invalid(e.to_string()).field("password"))?;
     let _slot = KDF.enter().await.map_err(|_| kdf_busy())?;
-    tokio::task::spawn_blocking(move || warden_identity::password::hash_password(&password))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|_| ApiError::internal())
+    let phc = Zeroizing::new(
+        tokio::task::spawn_blocking(move || warden_identity::password::hash_password(&password))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|_| ApiError::internal())?,
+    );
+    let sealed = app
+        .vault
+        .seal_credential(PASSWORD_PURPOSE, account, phc.as_bytes())?;
+    Ok(hex::encode(sealed))
 }
 
-pub(super) async fn verify_password(
-    phc: Option<String>,
+/// The PHC string of a stored password of `account`. A stored value that
+/// does not open (altered, or moved from another account) is an integrity
+/// failure, not a wrong password.
+fn open_password(app: &App, account: &str, stored: &str) -> Result<Zeroizing<String>, ApiError> {
+    let sealed = hex::decode(stored).map_err(|_| ApiError::internal())?;
+    let phc = app
+        .vault
+        .open_credential(PASSWORD_PURPOSE, account, &sealed)?;
+    let phc = std::str::from_utf8(&phc).map_err(|_| ApiError::internal())?;
+    Ok(Zeroizing::new(phc.to_owned()))
+}
+
+async fn verify_password(
+    phc: Option<Zeroizing<String>>,
     password: String,
 ) -> Result<bool, ApiError> {
     let _slot = KDF.enter().await.map_err(|_| kdf_busy())?;
@@ -64,13 +94,14 @@ fn throttled(throttle: &Throttle, key: &str, what: &str) -> Result<(), ApiError>
     })
 }
 
-/// Checks `password` against the account's (after the account's and the
-/// source's throttles), recording the result in both.
+/// Checks `password` against the account's stored one (`stored`; none
+/// costs the same time), after the account's and the source's throttles,
+/// recording the result in both.
 async fn check_password(
     app: &App,
     account: &str,
     source: Option<&str>,
-    phc: Option<String>,
+    stored: Option<&str>,
     password: &str,
 ) -> Result<bool, ApiError> {
     let t = app.pipeline.throttles();
@@ -82,6 +113,7 @@ async fn check_password(
     if let Some(source) = source {
         throttled(&t.login_source, source, "logins from this address")?;
     }
+    let phc = stored.map(|s| open_password(app, account, s)).transpose()?;
     let ok = verify_password(phc, password.to_owned()).await?;
     if ok {
         t.login_account.success(account);
@@ -203,12 +235,12 @@ pub(super) async fn login(
         .run_public(&meta.0, "auth.login", Some((&id, method)), async {
             let refused = || ApiError::unauthenticated("invalid user name or password");
             let row = app.store.principal(&id).await?;
-            let phc = row
+            let stored = row
                 .as_ref()
                 .filter(|r| r.disabled_at.is_none())
-                .and_then(|r| r.password.clone());
+                .and_then(|r| r.password.as_deref());
             let source = meta.0.source_ip.as_deref();
-            let ok = check_password(app, &id, source, phc, req.password.0.expose()).await?;
+            let ok = check_password(app, &id, source, stored, req.password.0.expose()).await?;
             let Some(row) = row.filter(|_| ok) else {
                 return Err(refused());
             };
@@ -285,7 +317,7 @@ async fn require_current_password(
         app,
         &row.id,
         source,
-        row.password.clone(),
+        row.password.as_deref(),
         current.0.expose(),
     )
     .await?
@@ -355,7 +387,7 @@ pub(super) async fn set_password(
         .run_self(&caller, "auth.password", async {
             let row = own_row(app, &caller).await?;
             require_current_password(app, &caller, &row, req.current_password.as_ref()).await?;
-            let phc = hash_password(req.password.0.expose().to_owned()).await?;
+            let phc = hash_password(app, caller.id(), req.password.0.expose().to_owned()).await?;
             // Every other login session of the account ends with the change.
             let keep =
                 (caller.who().method != Method::Token).then_some(caller.who().token_id.as_str());

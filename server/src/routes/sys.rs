@@ -88,8 +88,10 @@ pub(super) async fn sys_init(
     };
     app.pipeline
         .run_public(&meta.0, "sys.init", None, async {
-            let out = app.vault.init(method, false).await?;
-            let token = app.create_owner(FIRST_OWNER).await?;
+            let (out, token) = app
+                .vault
+                .init_sealed(method, || app.create_owner(FIRST_OWNER))
+                .await?;
             Ok((
                 StatusCode::CREATED,
                 Json(InitResponse {

@@ -90,7 +90,7 @@ pub(super) async fn create_user(
                     return Err(ApiError::not_found(format!("organization {o} not found")));
                 }
                 let password = match req.password {
-                    Some(p) => Some(hash_password(p.0.expose().to_owned()).await?),
+                    Some(p) => Some(hash_password(app, &id, p.0.expose().to_owned()).await?),
                     None => None,
                 };
                 let row = PrincipalRow {
