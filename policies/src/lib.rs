@@ -45,7 +45,7 @@ pub use builtin::{
 };
 pub use manage::{
     ManageDenial, Member, Sanction, is_root_owner, keeps_a_root_owner, may_act_as, may_act_for,
-    may_apply_role, may_delete_role, may_grant, may_revoke, visible_to,
+    may_apply_role, may_delete_role, may_grant, may_issue_workload, may_revoke, visible_to,
 };
 pub use role::{
     Condition, Effect, MAX_DESCRIPTION_BYTES, MAX_PERMISSIONS_PER_RULE, MAX_ROLE_SOURCE_BYTES,

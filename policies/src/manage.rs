@@ -527,6 +527,32 @@ pub fn may_act_as(actor: &Principal, subject: &Member) -> Result<Sanction, Manag
     Ok(Sanction::ByRules)
 }
 
+/// Whether `actor` may issue a workload token for the service at `at`,
+/// whose holder gets `workload` (the built-in workload role) there.
+///
+/// Issuing one hands the role's powers to a process, as granting it
+/// would: the actor must hold everything it confers at `at` under both
+/// MFA values, net of the actor's deny rules (else a principal denied a
+/// read, or allowed it only with MFA, would read through a token it
+/// minted). The issue action itself is the pipeline's check.
+pub fn may_issue_workload(
+    actor: &Principal,
+    workload: &Role,
+    at: &Scope,
+) -> Result<Sanction, ManageDenial> {
+    if let Some(gap) = gap(actor, workload, at) {
+        return Err(gap.denial(
+            actor,
+            format!(
+                "a workload token for {at} can use {}, which you do not hold there",
+                gap.what()
+            ),
+            "; you can only issue what you hold",
+        ));
+    }
+    Ok(Sanction::ByRules)
+}
+
 // ---------------------------------------------------------------------------
 // The checks.
 

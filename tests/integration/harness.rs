@@ -166,6 +166,19 @@ impl TestServer {
     pub async fn stop(self) {
         self.running.shutdown().await;
     }
+
+    /// Stops the server and starts a new one on the same data directory
+    /// and database, unsealed (it reads everything from the database
+    /// afresh; the address changes).
+    pub async fn restart(mut self) -> Self {
+        self.running.shutdown().await;
+        self.running = start_on(self._dir.path(), &self.database_url).await;
+        let key = warden_vault::unseal::decode_key(&self.unseal_key).unwrap();
+        self.running.app.vault.unseal_with_key(&key).await.unwrap();
+        self.url = format!("https://{}", self.running.addr);
+        self.client = Client::new(&self.url, &self.ca_pem, Some(self.token.clone())).unwrap();
+        self
+    }
 }
 
 /// Starts a sealed server over `database_url` with a dev PKI in `dir`.

@@ -768,3 +768,170 @@ async fn failed_authentications_are_counted_not_logged_one_by_one(s: TestServer)
     s.stop().await;
 }
 both_backends!(failed_authentications_are_counted_not_logged_one_by_one);
+
+/// Finding F1 of the second review: a principal denied production reads
+/// (or allowed them only with MFA) minted a workload token for a service
+/// and read production through it.
+async fn workload_tokens_cannot_launder_denied_reads(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    s.put("acme/shop/prod", json!({"K": "v"})).await;
+    let (_, adm) = s.account("adm").await;
+    s.grant("sa:adm", "admin", "acme").await;
+    s.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({"source": "name: noprod\nrules:\n  - deny: [secret.read]\n"})),
+    )
+    .await;
+    s.grant("sa:adm", "noprod", "acme/shop/prod").await;
+    let r = post(
+        &adm,
+        "/api/v1/workload-tokens/acme/shop/prod/api",
+        json!({}),
+    )
+    .await;
+    let (code, _, message) = api_err(r);
+    assert_eq!(code, 403, "{message}");
+    assert!(message.contains("secret.read"), "{message}");
+    // Without the deny, the same admin may issue one.
+    let _ = post(
+        &s.client,
+        "/api/v1/bindings/revoke",
+        bind("sa:adm", "noprod", "acme/shop/prod"),
+    )
+    .await;
+    post(
+        &adm,
+        "/api/v1/workload-tokens/acme/shop/prod/api",
+        json!({}),
+    )
+    .await
+    .unwrap();
+    s.stop().await;
+}
+both_backends!(workload_tokens_cannot_launder_denied_reads);
+
+/// Item 11: write access to the database equalled root. A token row forged
+/// for root, a binding copied to another principal, a disabled principal
+/// re-enabled (and its tokens un-revoked) and an environment switched to
+/// development are all refused, and the refusals are audited; password
+/// hashes are not in the database in the clear.
+async fn database_rows_written_outside_warden_are_refused(s: TestServer) {
+    use sqlx::Connection;
+    s.scopes("acme/shop/prod/api", "production").await;
+    s.put("acme/shop/prod", json!({"K": "v"})).await;
+    s.ok(
+        Method::POST,
+        "/api/v1/scopes",
+        Some(json!({"kind": "environment", "path": "acme/shop/stage", "mode": "production"})),
+    )
+    .await;
+    s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "pat", "org": "acme", "password": "a long enough password"})),
+    )
+    .await;
+    let (eve, _) = s.account("eve").await;
+    let (gone, _) = s.account("gone").await;
+    s.ok(Method::POST, "/api/v1/users/sa:gone/disable", None)
+        .await;
+
+    let mut db = sqlx::AnyConnection::connect(&s.database_url).await.unwrap();
+    let forged = warden_identity::token::generate_api_token();
+    let hash = warden_identity::token::token_hash(&forged).to_vec();
+    let now = warden_store::now_ms();
+    sqlx::query(
+        "INSERT INTO api_tokens (id, hash, principal, name, kind, mfa, created_at) \
+         VALUES ('tok_forged', $1, 'user:root', 'forged', 'api', 1, $2)",
+    )
+    .bind(hash)
+    .bind(now)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    for sql in [
+        "INSERT INTO bindings (principal, role, scope, org, created_at, mac) \
+         SELECT 'sa:eve', role, scope, org, created_at, mac FROM bindings \
+         WHERE principal = 'user:root'",
+        "UPDATE principals SET disabled_at = NULL WHERE id = 'sa:gone'",
+        "UPDATE api_tokens SET revoked_at = NULL WHERE principal = 'sa:gone'",
+        "UPDATE scopes SET mode = 'development' WHERE path = 'acme/shop/stage'",
+    ] {
+        sqlx::query(sql).execute(&mut db).await.unwrap();
+    }
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT password FROM principals WHERE id = 'user:pat@acme'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    let stored = stored.unwrap();
+    assert!(!stored.contains("argon2"), "a PHC string in the database");
+    db.close().await.unwrap();
+    // A new process reads everything from the database (the embedded
+    // backend's cache holds only rows it has checked).
+    let s = s.restart().await;
+
+    let forged = s.client_with(Some(&forged));
+    let (eve, gone) = (s.client_with(Some(&eve)), s.client_with(Some(&gone)));
+    let read = |c: Client| async move {
+        c.call::<Value>(
+            Method::GET,
+            "/api/v1/secret/acme/shop/prod?key=K",
+            None::<&Value>,
+        )
+        .await
+    };
+    for (who, client) in [("forged token", forged), ("eve", eve), ("gone", gone)] {
+        let r = read(client).await;
+        assert!(r.is_err(), "{who} read production: {r:?}");
+    }
+    let r = s
+        .client
+        .call::<Value>(
+            Method::GET,
+            "/api/v1/secrets/acme/shop/stage",
+            None::<&Value>,
+        )
+        .await;
+    assert!(r.is_err(), "a tampered environment was used: {r:?}");
+    let r = s
+        .client
+        .call::<Value>(Method::GET, "/api/v1/users/sa:gone", None::<&Value>)
+        .await;
+    assert!(r.is_err(), "a tampered principal was shown: {r:?}");
+    // The password still works (it is sealed, not lost).
+    login(
+        &s.client_with(None),
+        "pat@acme",
+        "a long enough password",
+        None,
+    )
+    .await
+    .unwrap();
+    // Each refusal is in the system log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = s
+            .ok(
+                Method::GET,
+                "/api/v1/audit/system/entries?limit=1000&action=integrity.rows",
+                None,
+            )
+            .await;
+        let text = log.to_string();
+        if ["api_tokens", "bindings", "principals", "scopes"]
+            .iter()
+            .all(|t| text.contains(t))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "integrity alarms not audited: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
+both_backends!(database_rows_written_outside_warden_are_refused);

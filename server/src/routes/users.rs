@@ -9,6 +9,7 @@ use serde::Deserialize;
 use warden_api::*;
 use warden_policies::{
     Action, ManageDenial, Member, Principal, Sanction, Scope, may_act_as, may_act_for,
+    may_issue_workload,
 };
 use warden_types::{ScopeKind, ScopePath};
 
@@ -368,6 +369,7 @@ pub(super) async fn workload_token(
         return Err(ApiError::invalid("ttl_seconds: between 60 and 3600").field("ttl_seconds"));
     }
     let app: &App = &app;
+    let issuer = &caller.who().principal;
     app.pipeline
         .run_stored(
             &caller,
@@ -381,6 +383,12 @@ pub(super) async fn workload_token(
                 if app.store.scope(service.as_str()).await?.is_none() {
                     return Err(ApiError::not_found(format!("service {service} not found")));
                 }
+                let _ = may_issue_workload(
+                    issuer,
+                    &warden_policies::workload_role(),
+                    &Scope::Path(service.clone()),
+                )
+                .map_err(manage::refused)?;
                 let (jwt, claims) = issue_workload(app, &service, ttl).await?;
                 Ok((
                     StatusCode::CREATED,
