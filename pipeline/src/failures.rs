@@ -1,9 +1,13 @@
-//! Failure accounting for what anyone can send: failed authentications and
-//! throttled attempts. Every failure is recorded; none is dropped. The first
-//! few from a source each get an entry of their own; past that rate, the
-//! source's failures are counted into one entry per (operation, target,
-//! claimed account, status) and window, with an exact `count`, so a flood
-//! cannot grow the undeletable log by an entry per request.
+//! Failure accounting for what anyone can send: failed authentications,
+//! throttled attempts, repeated init and unseal calls. Every failure is
+//! recorded; none is dropped. The first few from a source network (an
+//! IPv4 /24, an IPv6 /64: one attacker holds a whole /64) each get an
+//! entry of their own, within an installation-wide budget; past either, the
+//! failures are counted into one entry per (network, operation, status) and
+//! window, with an exact `count`. Nothing an attacker chooses (the claimed
+//! account, the target, the address within its network) splits that
+//! entry, so a flood cannot grow the undeletable log by an entry per
+//! request.
 //!
 //! A failure is answered only once the entry that counts it is durable
 //! (the window's flush), exactly like an individual one: nothing is
@@ -17,10 +21,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use warden_audit::{Actor, Auditor, Event, SYSTEM_LOG, Target};
 
+use crate::throttle::network;
 use crate::{Error, Pipeline};
 
-/// Individual entries per source and minute before aggregation starts.
+/// Individual entries per source network and minute before aggregation
+/// starts.
 pub const INDIVIDUAL_PER_MINUTE: u32 = 20;
+/// Individual entries per minute from all sources together.
+pub const INDIVIDUAL_PER_MINUTE_TOTAL: u32 = 600;
 /// How long aggregated failures are collected before their entry is
 /// written.
 pub const WINDOW: Duration = Duration::from_secs(1);
@@ -28,14 +36,11 @@ pub const WINDOW: Duration = Duration::from_secs(1);
 /// an untracked source's failures are recorded individually).
 const MAX_SOURCES: usize = 100_000;
 
-/// What identical failures share.
+/// What counted failures share.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
-    source: String,
+    network: String,
     action: String,
-    target: Target,
-    principal: String,
-    method: &'static str,
     status: &'static str,
 }
 
@@ -55,40 +60,49 @@ impl Window {
 }
 
 /// The accounting of one pipeline.
+#[derive(Default)]
+struct Recent {
+    per_network: HashMap<String, (Instant, u32)>,
+    total: Option<(Instant, u32)>,
+}
+
+/// Counts one more in a per-minute counter; whether it is within `limit`.
+fn within(counter: &mut (Instant, u32), now: Instant, limit: u32) -> bool {
+    if now.duration_since(counter.0) >= Duration::from_secs(60) {
+        *counter = (now, 0);
+    }
+    counter.1 = counter.1.saturating_add(1);
+    counter.1 <= limit
+}
+
+#[derive(Default)]
 pub(crate) struct Failures {
-    recent: Mutex<HashMap<String, (Instant, u32)>>,
+    recent: Mutex<Recent>,
     window: Mutex<Option<Window>>,
 }
 
-impl Default for Failures {
-    fn default() -> Self {
-        Self {
-            recent: Mutex::new(HashMap::new()),
-            window: Mutex::new(None),
-        }
-    }
-}
-
 impl Failures {
-    /// Whether `source`'s next failure still gets an entry of its own.
-    fn individual(&self, source: &str) -> bool {
+    /// Whether the next failure from `network` still gets an entry of its
+    /// own.
+    fn individual(&self, network: &str) -> bool {
         let Ok(mut recent) = self.recent.lock() else {
-            return true;
+            return false;
         };
         let now = Instant::now();
-        if recent.len() >= MAX_SOURCES && !recent.contains_key(source) {
-            recent.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-            if recent.len() >= MAX_SOURCES {
-                return true;
+        let total = recent.total.get_or_insert((now, 0));
+        if !within(total, now, INDIVIDUAL_PER_MINUTE_TOTAL) {
+            return false;
+        }
+        let map = &mut recent.per_network;
+        if map.len() >= MAX_SOURCES && !map.contains_key(network) {
+            map.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+            if map.len() >= MAX_SOURCES {
+                // Untracked networks are counted, not logged one by one.
+                return false;
             }
         }
-        let (start, n) = recent.entry(source.to_owned()).or_insert((now, 0));
-        if now.duration_since(*start) >= Duration::from_secs(60) {
-            *start = now;
-            *n = 0;
-        }
-        *n += 1;
-        *n <= INDIVIDUAL_PER_MINUTE
+        let counter = map.entry(network.to_owned()).or_insert((now, 0));
+        within(counter, now, INDIVIDUAL_PER_MINUTE)
     }
 
     /// Records one failure described by `event` (its actor's source and
@@ -100,8 +114,8 @@ impl Failures {
         status: &'static str,
     ) -> Result<(), Error> {
         let me = pipeline.failures();
-        let source = event.actor.source_ip.clone().unwrap_or_default();
-        if me.individual(&source) {
+        let network = network(event.actor.source_ip.as_deref().unwrap_or_default());
+        if me.individual(&network) {
             return pipeline
                 .audit()
                 .record(&event, status)
@@ -109,11 +123,8 @@ impl Failures {
                 .map_err(|_| Error::audit_unavailable());
         }
         let key = Key {
-            source,
+            network,
             action: event.action,
-            target: event.target,
-            principal: event.actor.principal,
-            method: event.actor.method,
             status,
         };
         let mut done = {
@@ -153,15 +164,17 @@ impl Failures {
                 op_id: audit.op_id(),
                 log: SYSTEM_LOG.to_owned(),
                 actor: Actor {
-                    method: key.method,
-                    principal: key.principal,
-                    source_ip: Some(key.source).filter(|s| !s.is_empty()),
+                    method: "none",
+                    principal: "anonymous".to_owned(),
+                    source_ip: Some(key.network.clone()).filter(|s| !s.is_empty()),
                     token_id: None,
                     user_agent: None,
                 },
                 action: key.action,
                 permission: None,
-                target: key.target,
+                // The attempts' own targets (claimed accounts) are the
+                // attacker's choice; the entry names their network.
+                target: Target::named("attempts", key.network, None),
                 decision: None,
                 session: None,
                 count: Some(count),
@@ -172,5 +185,29 @@ impl Failures {
             }
         }
         window.done.send_replace(Some(ok));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_individual_budget_is_per_network_and_installation_wide() {
+        let f = Failures::default();
+        for _ in 0..INDIVIDUAL_PER_MINUTE {
+            assert!(f.individual("203.0.113.0/24"));
+        }
+        assert!(!f.individual("203.0.113.0/24"));
+        // Many networks together exhaust the installation-wide budget.
+        let spent = INDIVIDUAL_PER_MINUTE + 1;
+        let mut allowed = 0;
+        for i in 0..INDIVIDUAL_PER_MINUTE_TOTAL {
+            if f.individual(&format!("10.0.{}.0/24", i % 250)) {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed + spent, INDIVIDUAL_PER_MINUTE_TOTAL);
+        assert!(!f.individual("192.0.2.0/24"));
     }
 }

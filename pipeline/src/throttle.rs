@@ -117,6 +117,24 @@ impl Throttle {
     }
 }
 
+/// The network a source address is throttled and accounted by: its /24
+/// (IPv4) or /64 (IPv6), since one attacker easily holds many addresses of
+/// one network; anything else is taken as it is.
+pub fn network(source: &str) -> String {
+    match source.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => {
+            let [a, b, c, _] = a.octets();
+            format!("{a}.{b}.{c}.0/24")
+        }
+        Ok(std::net::IpAddr::V6(a)) => {
+            let s = a.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+        Err(_) => source.to_owned(),
+    }
+}
+
 /// Seconds to put in `Retry-After` (at least 1).
 pub fn retry_secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)))
@@ -127,14 +145,19 @@ pub fn retry_secs(d: Duration) -> u32 {
 /// The throttles of a pipeline, one per thing an attacker can guess.
 #[derive(Debug)]
 pub struct Throttles {
-    /// Failed logins per account (password or TOTP).
+    /// Failed logins per account and source network (password or TOTP):
+    /// guessing from one network locks that network out of the account,
+    /// not the account's owner elsewhere.
     pub login_account: Throttle,
-    /// Failed logins per source address.
+    /// Failed logins per account from all networks: a higher allowance
+    /// and short locks, against guessing spread over many networks.
+    pub login_account_total: Throttle,
+    /// Failed logins per source network.
     pub login_source: Throttle,
     /// Wrong TOTP codes per account (login, enrolment, SSH second factor):
     /// a six-digit code must not fall to guessing.
     pub totp_account: Throttle,
-    /// Failed unseal attempts per source address.
+    /// Failed unseal attempts per source network.
     pub unseal_source: Throttle,
 }
 
@@ -146,6 +169,12 @@ impl Default for Throttles {
                 free: 5,
                 base: Duration::from_secs(1),
                 max: 15 * minute,
+                window: 15 * minute,
+            }),
+            login_account_total: Throttle::new(Policy {
+                free: 50,
+                base: Duration::from_secs(1),
+                max: minute,
                 window: 15 * minute,
             }),
             login_source: Throttle::new(Policy {
@@ -223,6 +252,15 @@ mod tests {
             t.failure_at(&format!("k{i}"), t0);
         }
         assert!(t.entries.lock().unwrap().len() <= MAX_KEYS);
+    }
+
+    #[test]
+    fn addresses_are_throttled_by_network() {
+        assert_eq!(network("203.0.113.7"), "203.0.113.0/24");
+        assert_eq!(network("203.0.113.200"), "203.0.113.0/24");
+        assert_eq!(network("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(network("2001:db8:1:2:ffff::9"), "2001:db8:1:2::/64");
+        assert_eq!(network(""), "");
     }
 
     #[test]

@@ -392,8 +392,10 @@ impl Vault {
     /// Submits one Shamir share to the attempt `nonce` names (a new attempt
     /// without one); unseals when that attempt has enough distinct shares.
     /// Returns the status and the attempt's nonce (to pass with the next
-    /// share), or no nonce once unsealed. Wrong shares are discovered only
-    /// at the threshold; the attempt is then dropped.
+    /// share), or no nonce once unsealed. A share that is not one of those
+    /// dealt is refused at once (by its digest); on a vault from before
+    /// share digests, wrong shares show only at the threshold, and the
+    /// attempt is then dropped.
     pub async fn unseal_share(
         &self,
         share: &str,
@@ -407,6 +409,11 @@ impl Vault {
             )));
         };
         let share = Share::parse(share)?;
+        if !share.is_dealt(&config) {
+            return Err(VaultError::Invalid(
+                "this is not one of this vault's unseal shares".into(),
+            ));
+        }
         let (nonce, combined) = {
             let mut state = self.state.write().map_err(|_| VaultError::Sealed)?;
             match &mut *state {

@@ -39,6 +39,12 @@ pub enum SealConfig {
         shares: u8,
         /// Shares needed.
         threshold: u8,
+        /// SHA-256 of each dealt share (hex, by index from 1), so a share
+        /// that is not one of them is refused at once and counted, and
+        /// cannot start or fill an unseal attempt. Empty for vaults
+        /// initialized before shares had digests.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        share_digests: Vec<String>,
     },
     /// A key file on the server's disk (`warden dev` only).
     DevKeyFile,
@@ -122,12 +128,22 @@ pub fn prepare(method: InitMethod) -> Result<NewSeal, VaultError> {
                 ));
             }
             let kek = random_key()?;
-            let dealt = blahaj::Sharks(threshold)
+            let mut dealt = Vec::new();
+            let mut share_digests = Vec::new();
+            for s in blahaj::Sharks(threshold)
                 .dealer(kek.as_ref())
                 .take(shares as usize)
-                .map(|s| Zeroizing::new(B64.encode(Zeroizing::new(Vec::from(&s)))))
-                .collect();
-            (SealConfig::Shamir { shares, threshold }, kek, dealt, None)
+            {
+                let raw = Zeroizing::new(Vec::from(&s));
+                share_digests.push(share_digest(&raw));
+                dealt.push(Zeroizing::new(B64.encode(&raw)));
+            }
+            let config = SealConfig::Shamir {
+                shares,
+                threshold,
+                share_digests,
+            };
+            (config, kek, dealt, None)
         }
         InitMethod::DevKeyFile => {
             let kek = random_key()?;
@@ -188,6 +204,16 @@ pub fn decode_key(encoded: &str) -> Result<Key32, VaultError> {
     Ok(key)
 }
 
+/// The digest a dealt share is recognised by (SHA-256 over a label and
+/// the share's bytes, hex). A share's bytes are uniformly random, so the
+/// digest tells nothing about them.
+fn share_digest(raw: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"warden/unseal-share/v1");
+    ctx.update(raw);
+    hex::encode(ctx.finish().as_ref())
+}
+
 /// A Shamir share as submitted by an operator.
 pub struct Share(blahaj::Share);
 
@@ -212,6 +238,18 @@ impl Share {
     /// The share's index (its x coordinate), for de-duplication.
     pub fn index(&self) -> u8 {
         self.0.x.0
+    }
+
+    /// Whether this is one of the shares dealt under `config` (always true
+    /// for a configuration from before share digests).
+    pub fn is_dealt(&self, config: &SealConfig) -> bool {
+        match config {
+            SealConfig::Shamir { share_digests, .. } if !share_digests.is_empty() => {
+                let digest = share_digest(&Zeroizing::new(Vec::from(&self.0)));
+                share_digests.get(usize::from(self.index()).wrapping_sub(1)) == Some(&digest)
+            }
+            _ => true,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::state::App;
 use warden_identity::totp::TotpSecret;
 use warden_pipeline::Target;
 use warden_pipeline::identity::{self, Method, SESSION_TTL_MS, TOTP_PURPOSE, user_id};
-use warden_pipeline::throttle::{Throttle, WorkQueue, retry_secs};
+use warden_pipeline::throttle::{self, Throttle, WorkQueue, retry_secs};
 use warden_store::PrincipalRow;
 use zeroize::Zeroizing;
 
@@ -69,11 +69,17 @@ fn open_password(app: &App, account: &str, stored: &str) -> Result<Zeroizing<Str
     Ok(Zeroizing::new(phc.to_owned()))
 }
 
+/// Verifies `password` in a KDF slot (`slot`, taken by the caller, or the
+/// next free one).
 async fn verify_password(
     phc: Option<Zeroizing<String>>,
     password: String,
+    slot: Option<tokio::sync::SemaphorePermit<'static>>,
 ) -> Result<bool, ApiError> {
-    let _slot = KDF.enter().await.map_err(|_| kdf_busy())?;
+    let _slot = match slot {
+        Some(s) => s,
+        None => KDF.enter().await.map_err(|_| kdf_busy())?,
+    };
     tokio::task::spawn_blocking(move || match phc {
         Some(phc) => warden_identity::password::verify_password(&phc, &password),
         // As slow as a wrong password, so absent accounts do not show.
@@ -94,33 +100,55 @@ fn throttled(throttle: &Throttle, key: &str, what: &str) -> Result<(), ApiError>
     })
 }
 
-/// Checks `password` against the account's stored one (`stored`; none
-/// costs the same time), after the account's and the source's throttles,
-/// recording the result in both.
-async fn check_password(
-    app: &App,
-    account: &str,
-    source: Option<&str>,
-    stored: Option<&str>,
-    password: &str,
-) -> Result<bool, ApiError> {
+/// The throttle key of `account` tried from `network`.
+fn account_key(account: &str, network: Option<&str>) -> String {
+    format!("{account} {}", network.unwrap_or_default())
+}
+
+/// Refuses while any login throttle holds `account` or `network` (429 with
+/// Retry-After).
+fn login_locked(app: &App, account: &str, network: Option<&str>) -> Result<(), ApiError> {
     let t = app.pipeline.throttles();
     throttled(
         &t.login_account,
+        &account_key(account, network),
+        "password attempts for this account from your network",
+    )?;
+    throttled(
+        &t.login_account_total,
         account,
         "password attempts for this account",
     )?;
-    if let Some(source) = source {
-        throttled(&t.login_source, source, "logins from this address")?;
+    if let Some(n) = network {
+        throttled(&t.login_source, n, "logins from your network")?;
     }
+    Ok(())
+}
+
+/// Checks `password` against the account's stored one (`stored`; none
+/// costs the same time) in a KDF slot (`slot`, or the next free one),
+/// after the login throttles, recording the result in them.
+async fn check_password(
+    app: &App,
+    account: &str,
+    network: Option<&str>,
+    stored: Option<&str>,
+    password: &str,
+    slot: Option<tokio::sync::SemaphorePermit<'static>>,
+) -> Result<bool, ApiError> {
+    login_locked(app, account, network)?;
     let phc = stored.map(|s| open_password(app, account, s)).transpose()?;
-    let ok = verify_password(phc, password.to_owned()).await?;
+    let ok = verify_password(phc, password.to_owned(), slot).await?;
+    let t = app.pipeline.throttles();
+    let key = account_key(account, network);
     if ok {
-        t.login_account.success(account);
+        t.login_account.success(&key);
+        t.login_account_total.success(account);
     } else {
-        t.login_account.failure(account);
-        if let Some(source) = source {
-            t.login_source.failure(source);
+        t.login_account.failure(&key);
+        t.login_account_total.failure(account);
+        if let Some(n) = network {
+            t.login_source.failure(n);
         }
     }
     Ok(ok)
@@ -208,25 +236,36 @@ pub(super) async fn login(
     } else {
         "password"
     };
-    // A locked account or source is refused before anything else, and a
-    // flood of such attempts is counted rather than logged one by one.
-    let t = app.pipeline.throttles();
-    let source = meta.0.source_ip.as_deref();
-    let locked =
-        throttled(&t.login_account, &id, "password attempts for this account").and_then(|()| {
-            match source {
-                Some(s) => throttled(&t.login_source, s, "logins from this address"),
-                None => Ok(()),
+    // A locked account or network is refused before anything else, and so
+    // is a login finding the password checks full (which counts against
+    // its network); a flood of either is counted rather than logged one by
+    // one.
+    let network = meta.0.source_ip.as_deref().map(throttle::network);
+    let network = network.as_deref();
+    let refusal = match login_locked(app, &id, network) {
+        Err(e) => Some((e, "rate_limited")),
+        Ok(()) => None,
+    };
+    let slot = match refusal {
+        Some(_) => None,
+        None => match KDF.enter().await {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                if let Some(n) = network {
+                    app.pipeline.throttles().login_source.failure(n);
+                }
+                None
             }
-        });
-    if let Err(e) = locked {
+        },
+    };
+    if let Some((e, status)) = refusal.or_else(|| slot.is_none().then(|| (kdf_busy(), "busy"))) {
         app.pipeline
             .record_failure(
                 &meta.0,
                 "auth.login",
                 Some((&id, method)),
                 Target::principal(&id),
-                "rate_limited",
+                status,
             )
             .await?;
         return Err(e);
@@ -239,8 +278,8 @@ pub(super) async fn login(
                 .as_ref()
                 .filter(|r| r.disabled_at.is_none())
                 .and_then(|r| r.password.as_deref());
-            let source = meta.0.source_ip.as_deref();
-            let ok = check_password(app, &id, source, stored, req.password.0.expose()).await?;
+            let password = req.password.0.expose();
+            let ok = check_password(app, &id, network, stored, password, slot).await?;
             let Some(row) = row.filter(|_| ok) else {
                 return Err(refused());
             };
@@ -312,13 +351,14 @@ async fn require_current_password(
         )
         .field("current_password"));
     };
-    let source = caller.meta().source_ip.as_deref();
+    let network = caller.meta().source_ip.as_deref().map(throttle::network);
     if check_password(
         app,
         &row.id,
-        source,
+        network.as_deref(),
         row.password.as_deref(),
         current.0.expose(),
+        None,
     )
     .await?
     {

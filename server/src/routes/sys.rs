@@ -12,7 +12,7 @@ use crate::ApiError;
 use crate::caller::{Caller, Meta};
 use crate::state::App;
 use crate::state::FIRST_OWNER;
-use warden_pipeline::throttle::retry_secs;
+use warden_pipeline::throttle::{network, retry_secs};
 use warden_pipeline::{Operation, Target};
 use warden_vault::VaultError;
 
@@ -86,6 +86,20 @@ pub(super) async fn sys_init(
             .field("method"));
         }
     };
+    // Anyone can call init; on an initialized vault it is refused before it
+    // is audited in full, and counted with other anonymous refusals.
+    if app.vault.status().await?.initialized {
+        app.pipeline
+            .record_failure(
+                &meta.0,
+                "sys.init",
+                None,
+                Target::vault(),
+                "already_initialized",
+            )
+            .await?;
+        return Err(VaultError::AlreadyInitialized.into());
+    }
     app.pipeline
         .run_public(&meta.0, "sys.init", None, async {
             let (out, token) = app
@@ -113,7 +127,7 @@ pub(super) async fn sys_unseal(
     Body(req): Body<UnsealRequest, PUBLIC_BODY_LIMIT>,
 ) -> Result<Json<SysStatus>, ApiError> {
     let throttle = &app.pipeline.throttles().unseal_source;
-    let source = meta.0.source_ip.clone().unwrap_or_default();
+    let source = network(meta.0.source_ip.as_deref().unwrap_or_default());
     if let Err(wait) = throttle.check(&source) {
         app.pipeline
             .record_failure(&meta.0, "sys.unseal", None, Target::vault(), "rate_limited")
@@ -121,11 +135,26 @@ pub(super) async fn sys_unseal(
         return Err(warden_pipeline::Error::rate_limited(
             retry_secs(wait),
             format!(
-                "too many failed unseal attempts from this address; retry in {} s",
+                "too many failed unseal attempts from your network; retry in {} s",
                 retry_secs(wait)
             ),
         )
         .into());
+    }
+    // Unsealed already: nothing is derived or changed; the answer is the
+    // status, counted with other anonymous no-ops rather than audited in
+    // full.
+    if !app.vault.is_sealed() {
+        app.pipeline
+            .record_failure(
+                &meta.0,
+                "sys.unseal",
+                None,
+                Target::vault(),
+                "unsealed_already",
+            )
+            .await?;
+        return Ok(Json(sys_status_out(app.vault.status().await?)));
     }
     app.pipeline
         .run_public(&meta.0, "sys.unseal", None, async {
@@ -153,7 +182,11 @@ pub(super) async fn sys_unseal(
                     }))
                 }
                 Err(e) => {
-                    if matches!(e, VaultError::BadUnsealKey | VaultError::Invalid(_)) {
+                    // A busy refusal counts too: it is how a flood looks.
+                    if matches!(
+                        e,
+                        VaultError::BadUnsealKey | VaultError::Invalid(_) | VaultError::Busy
+                    ) {
                         throttle.failure(&source);
                     }
                     Err(e.into())
