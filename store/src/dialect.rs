@@ -162,6 +162,18 @@ impl Dialect {
     /// replicas counting a scope's keys serialize; SQLite's single writer
     /// needs no lock. NO KEY UPDATE serializes writers of a scope without
     /// blocking the foreign-key checks (KEY SHARE) of rows referencing it.
+    /// Serializes changes that could remove a root Owner across replicas,
+    /// for the rest of the transaction: at READ COMMITTED two replicas
+    /// removing each other's root Owner at once would both see the other
+    /// remain. (SQLite has one writer, which serializes them already.)
+    pub(crate) fn lock_root_owners(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            // An arbitrary key reserved for this lock ("root" in ASCII).
+            Self::Postgres => Some("SELECT pg_advisory_xact_lock(1919905652)"),
+        }
+    }
+
     pub(crate) fn lock_scopes(self) -> Option<&'static str> {
         match self {
             Self::Sqlite => None,

@@ -97,7 +97,7 @@ impl Store {
     /// sessions) in one transaction. Returns how many tokens were revoked.
     pub async fn disable_principal(&self, id: &str) -> Result<u64, StoreError> {
         let id = id.to_owned();
-        let guard = self.guard.clone();
+        let (guard, dialect) = (self.guard.clone(), self.dialect);
         self.write_identity(Some(Change::Principal(id.clone())), move |c| {
             Box::pin(async move {
                 let root_owner: i64 = sqlx::query_scalar(
@@ -107,7 +107,7 @@ impl Store {
                 .fetch_one(&mut *c)
                 .await?;
                 if root_owner > 0 {
-                    keep_a_root_owner(c, &id).await?;
+                    keep_a_root_owner(c, dialect, &id).await?;
                 }
                 let Some(mut row) = guard.load::<PrincipalRow>(c, &[&id], true).await? else {
                     return Err(StoreError::NotFound(id));
@@ -390,10 +390,11 @@ impl Store {
         scope: &str,
     ) -> Result<bool, StoreError> {
         let (p, r, s) = (principal.to_owned(), role.to_owned(), scope.to_owned());
+        let dialect = self.dialect;
         self.write_identity(Some(Change::Principal(p.clone())), move |c| {
             Box::pin(async move {
                 if r == "owner" && s == "/" {
-                    keep_a_root_owner(c, &p).await?;
+                    keep_a_root_owner(c, dialect, &p).await?;
                 }
                 let n = sqlx::query(
                     "DELETE FROM bindings WHERE principal = $1 AND role = $2 AND scope = $3",
@@ -609,7 +610,14 @@ impl Store {
 /// the root (`leaving` is the principal about to lose it). Runs inside the
 /// changing transaction, so two owners removing each other cannot both
 /// succeed.
-async fn keep_a_root_owner(c: &mut AnyConnection, leaving: &str) -> Result<(), StoreError> {
+async fn keep_a_root_owner(
+    c: &mut AnyConnection,
+    dialect: Dialect,
+    leaving: &str,
+) -> Result<(), StoreError> {
+    if let Some(lock) = dialect.lock_root_owners() {
+        sqlx::query(lock).execute(&mut *c).await?;
+    }
     let others: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM bindings b JOIN principals p ON p.id = b.principal \
          WHERE b.role = 'owner' AND b.scope = '/' AND p.disabled_at IS NULL AND b.principal <> $1",

@@ -1096,3 +1096,97 @@ async fn one_network_cannot_lock_an_account_out_for_others(s: TestServer) {
     s.stop().await;
 }
 both_backends!(one_network_cannot_lock_an_account_out_for_others);
+
+/// Lower-severity item: on PostgreSQL the "last root Owner" check ran at
+/// READ COMMITTED, so two replicas removing each other's root Owner at once
+/// could both commit and leave none. Raced through two real servers on one
+/// database, a root Owner always remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_cannot_remove_each_others_root_owner() {
+    use sqlx::Connection;
+    let a = TestServer::start(Db::Postgres).await;
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    let b = start_on(dir.path(), &a.database_url).await;
+    let key = warden_vault::unseal::decode_key(&a.unseal_key).unwrap();
+    b.app.vault.unseal_with_key(&key).await.unwrap();
+    let b_url = format!("https://{}", b.addr);
+    let b_ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let (second, _) = a.account("second").await;
+    a.grant("sa:second", "owner", "/").await;
+    let root_on_a = a.client.clone();
+    let root_on_b = Client::new(&b_url, &b_ca, Some(a.token.clone())).unwrap();
+    let second_on_a = a.client_with(Some(&second));
+    let second_on_b = Client::new(&b_url, &b_ca, Some(second)).unwrap();
+    let mut db = sqlx::AnyConnection::connect(&a.database_url).await.unwrap();
+    for round in 0..8 {
+        // Root (through one replica) and second (through the other) each
+        // remove the other's Owner binding at the same moment.
+        let (root, second) = if round % 2 == 0 {
+            (&root_on_a, &second_on_b)
+        } else {
+            (&root_on_b, &second_on_a)
+        };
+        let (r1, r2) = tokio::join!(
+            post(
+                root,
+                "/api/v1/bindings/revoke",
+                bind("sa:second", "owner", "/")
+            ),
+            post(
+                second,
+                "/api/v1/bindings/revoke",
+                bind("user:root", "owner", "/")
+            ),
+        );
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT principal FROM bindings WHERE role = 'owner' AND scope = '/' ORDER BY principal",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(
+            owners.len(),
+            1,
+            "round {round}: owners left {owners:?} ({:?}, {:?})",
+            r1.map(|_| ()),
+            r2.map(|_| ())
+        );
+        // The one left makes the other an Owner again.
+        let (who, client, other) = if owners[0] == "user:root" {
+            ("root", root, "sa:second")
+        } else {
+            ("second", second, "user:root")
+        };
+        post(client, "/api/v1/bindings", bind(other, "owner", "/"))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {who} re-grants: {e}"));
+    }
+    // The same race straight at the two replicas' stores, where the
+    // window between the check and the commit is all there is.
+    let (sa, sb) = (a.running.app.store.clone(), b.app.store.clone());
+    for round in 0..40 {
+        let (r1, r2) = tokio::join!(
+            sa.remove_binding("sa:second", "owner", "/"),
+            sb.remove_binding("user:root", "owner", "/"),
+        );
+        let owners: Vec<String> = sqlx::query_scalar(
+            "SELECT principal FROM bindings WHERE role = 'owner' AND scope = '/'",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(owners.len(), 1, "store round {round}: {r1:?} {r2:?}");
+        let other = if owners[0] == "user:root" {
+            "sa:second"
+        } else {
+            "user:root"
+        };
+        sa.add_binding(other, "owner", "/", None).await.unwrap();
+    }
+    db.close().await.unwrap();
+    b.shutdown().await;
+    a.stop().await;
+}
