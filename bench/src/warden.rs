@@ -85,6 +85,7 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
         tls: server_config(&pki.cert, &pki.key)?,
         node_id: "bench".to_owned(),
         request_timeout: Duration::from_secs(30),
+        max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
     })
     .await
     .context("starting Warden (PostgreSQL)")?;

@@ -144,6 +144,7 @@ pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
         tls,
         node_id: config.node_id.clone(),
         request_timeout: config.request_timeout,
+        max_token_ttl: config.max_token_ttl,
     })
     .await?;
     tracing::info!(addr = %running.addr, "warden server started (sealed until `warden operator unseal`)");

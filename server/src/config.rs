@@ -47,6 +47,7 @@ struct FileConfig {
     node_id: Option<String>,
     log_format: Option<String>,
     request_timeout_secs: Option<u64>,
+    max_token_ttl_secs: Option<u64>,
 }
 
 /// The effective configuration.
@@ -68,6 +69,33 @@ pub struct Config {
     pub log_json: bool,
     /// Per-request time limit (default 30 s).
     pub request_timeout: Duration,
+    /// Longest API token lifetime (default 90 days, at most 366).
+    pub max_token_ttl: Duration,
+}
+
+/// A number of seconds from `WARDEN_<KEY>` or the file, `default` when
+/// neither gives one, within `range`.
+fn seconds(
+    env: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    from_file: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value = match env(&format!("WARDEN_{}", key.to_uppercase())) {
+        Some(s) => s.parse().map_err(|_| ConfigError::Key {
+            key,
+            reason: format!("{s:?} is not a number of seconds"),
+        })?,
+        None => from_file.unwrap_or(default),
+    };
+    if !range.contains(&value) {
+        return Err(ConfigError::Key {
+            key,
+            reason: format!("between {} and {}", range.start(), range.end()),
+        });
+    }
+    Ok(value)
 }
 
 impl Config {
@@ -124,19 +152,20 @@ impl Config {
                 });
             }
         };
-        let timeout = match env("WARDEN_REQUEST_TIMEOUT_SECS") {
-            Some(s) => s.parse().map_err(|_| ConfigError::Key {
-                key: "request_timeout_secs",
-                reason: format!("{s:?} is not a number of seconds"),
-            })?,
-            None => file.request_timeout_secs.unwrap_or(30),
-        };
-        if !(1..=3600).contains(&timeout) {
-            return Err(ConfigError::Key {
-                key: "request_timeout_secs",
-                reason: "between 1 and 3600".into(),
-            });
-        }
+        let timeout = seconds(
+            &env,
+            "request_timeout_secs",
+            file.request_timeout_secs,
+            30,
+            1..=3600,
+        )?;
+        let max_token_ttl = seconds(
+            &env,
+            "max_token_ttl_secs",
+            file.max_token_ttl_secs,
+            crate::DEFAULT_MAX_TOKEN_TTL.as_secs(),
+            60..=366 * 24 * 3600,
+        )?;
         Ok(Self {
             listen,
             data_dir,
@@ -146,6 +175,7 @@ impl Config {
             node_id: pick("WARDEN_NODE_ID", file.node_id).unwrap_or_else(|| "warden".to_owned()),
             log_json,
             request_timeout: Duration::from_secs(timeout),
+            max_token_ttl: Duration::from_secs(max_token_ttl),
         })
     }
 }
@@ -183,5 +213,24 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = Config::load(None, |_| None).unwrap_err().to_string();
         assert!(e.contains("tls_cert"), "{e}");
+    }
+
+    #[test]
+    fn the_token_lifetime_limit_has_a_default_and_bounds() {
+        let env = |ttl: Option<&'static str>| {
+            move |k: &str| match k {
+                "WARDEN_TLS_CERT" | "WARDEN_TLS_KEY" => Some("/x.pem".to_owned()),
+                "WARDEN_MAX_TOKEN_TTL_SECS" => ttl.map(str::to_owned),
+                _ => None,
+            }
+        };
+        let c = Config::load(None, env(None)).unwrap();
+        assert_eq!(c.max_token_ttl, crate::DEFAULT_MAX_TOKEN_TTL);
+        let c = Config::load(None, env(Some("3600"))).unwrap();
+        assert_eq!(c.max_token_ttl.as_secs(), 3600);
+        for bad in ["0", "40000000", "soon"] {
+            let e = Config::load(None, env(Some(bad))).unwrap_err().to_string();
+            assert!(e.contains("max_token_ttl_secs"), "{e}");
+        }
     }
 }

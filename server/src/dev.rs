@@ -90,6 +90,7 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         tls: server_config(&pki.cert, &pki.key)?,
         node_id: "dev".to_owned(),
         request_timeout: Duration::from_secs(30),
+        max_token_ttl: crate::DEFAULT_MAX_TOKEN_TTL,
     })
     .await?;
     let app = running.app.clone();

@@ -48,7 +48,14 @@ pub struct ServerOptions {
     pub node_id: String,
     /// Per-request time limit.
     pub request_timeout: Duration,
+    /// Longest lifetime of an API token (see [`DEFAULT_MAX_TOKEN_TTL`]).
+    pub max_token_ttl: Duration,
 }
+
+/// The default longest lifetime of an API token, and the lifetime of one
+/// created without `ttl_seconds`: 90 days. A token that never expires is
+/// not issued; `max_token_ttl_secs` changes the limit (up to 366 days).
+pub const DEFAULT_MAX_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +96,9 @@ impl Running {
 /// Opens storage, binds and starts serving. The vault starts sealed.
 pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     let store = warden_store::Store::connect(&opts.database_url).await?;
-    let app = Arc::new(App::new(store, &opts.node_id));
+    let mut app = App::new(store, &opts.node_id);
+    app.max_token_ttl = opts.max_token_ttl;
+    let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| StartError::Bind {

@@ -29,6 +29,9 @@ pub struct App {
     pub metrics: Metrics,
     /// The audit checkpoint signer (in memory only while unsealed).
     pub audit_keys: crate::audit_log::AuditKeys,
+    /// Longest lifetime of an API token (and the lifetime of one created
+    /// without a TTL).
+    pub max_token_ttl: std::time::Duration,
 }
 
 impl App {
@@ -46,6 +49,7 @@ impl App {
             store,
             metrics: Metrics::default(),
             audit_keys: Default::default(),
+            max_token_ttl: crate::DEFAULT_MAX_TOKEN_TTL,
         }
     }
 
@@ -57,7 +61,10 @@ impl App {
         warden_pipeline::identity::parse_principal(&id)?;
         let token = warden_identity::token::generate_api_token();
         let row =
-            warden_pipeline::identity::new_token_row(&id, "bootstrap owner", "api", false, None)?;
+            warden_pipeline::identity::new_token_row(&id, "bootstrap owner", "api", false, {
+                let ttl = i64::try_from(self.max_token_ttl.as_millis()).unwrap_or(i64::MAX);
+                Some(warden_store::now_ms().saturating_add(ttl))
+            })?;
         let user = PrincipalRow {
             id,
             kind: "user".to_owned(),

@@ -190,6 +190,7 @@ pub async fn start_on(dir: &Path, database_url: &str) -> Running {
         tls: warden_server::tls::server_config(&pki.cert, &pki.key).unwrap(),
         node_id: "test".into(),
         request_timeout: Duration::from_secs(30),
+        max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
     })
     .await
     .unwrap()

@@ -1190,3 +1190,31 @@ async fn two_replicas_cannot_remove_each_others_root_owner() {
     b.shutdown().await;
     a.stop().await;
 }
+
+/// Lower-severity item: API tokens lived forever unless asked otherwise.
+/// Every token now expires, by default after the server's longest lifetime
+/// (90 days unless `max_token_ttl_secs` says otherwise), and no longer
+/// lifetime is granted.
+async fn api_tokens_always_expire_within_the_limit(s: TestServer) {
+    let max_ms = i64::try_from(warden_server::DEFAULT_MAX_TOKEN_TTL.as_millis()).unwrap();
+    let t = s
+        .ok(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "plain"})),
+        )
+        .await;
+    let expires = t["info"]["expires_at"].as_i64().expect("an expiry");
+    let now = warden_store::now_ms();
+    assert!((expires - now - max_ms).abs() < 60_000, "{t}");
+    let too_long = warden_server::DEFAULT_MAX_TOKEN_TTL.as_secs() + 1;
+    let r = post(
+        &s.client,
+        "/api/v1/tokens",
+        json!({"name": "long", "ttl_seconds": too_long}),
+    )
+    .await;
+    assert_eq!(status(r), 400);
+    s.stop().await;
+}
+both_backends!(api_tokens_always_expire_within_the_limit);

@@ -126,6 +126,9 @@ pub(super) async fn sys_unseal(
     meta: Meta,
     Body(req): Body<UnsealRequest, PUBLIC_BODY_LIMIT>,
 ) -> Result<Json<SysStatus>, ApiError> {
+    if req.passphrase.is_some() == req.share.is_some() {
+        return Err(ApiError::invalid("send exactly one of passphrase or share"));
+    }
     let throttle = &app.pipeline.throttles().unseal_source;
     let source = network(meta.0.source_ip.as_deref().unwrap_or_default());
     if let Err(wait) = throttle.check(&source) {
@@ -144,7 +147,23 @@ pub(super) async fn sys_unseal(
     // Unsealed already: nothing is derived or changed; the answer is the
     // status, counted with other anonymous no-ops rather than audited in
     // full.
-    if !app.vault.is_sealed() {
+    let status = app.vault.status().await?;
+    if !status.sealed {
+        // The input is still checked, as it would be while sealed.
+        if let Some(share) = &req.share {
+            warden_vault::unseal::Share::parse(share.0.expose())?;
+        }
+        let asked = if req.share.is_some() {
+            "shamir"
+        } else {
+            "passphrase"
+        };
+        if status.method != Some(asked) {
+            return Err(ApiError::invalid(format!(
+                "this vault unseals with {}, not {asked}",
+                status.method.unwrap_or("nothing")
+            )));
+        }
         app.pipeline
             .record_failure(
                 &meta.0,
@@ -154,7 +173,7 @@ pub(super) async fn sys_unseal(
                 "unsealed_already",
             )
             .await?;
-        return Ok(Json(sys_status_out(app.vault.status().await?)));
+        return Ok(Json(sys_status_out(status)));
     }
     app.pipeline
         .run_public(&meta.0, "sys.unseal", None, async {

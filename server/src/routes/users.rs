@@ -25,9 +25,6 @@ use warden_store::PrincipalRow;
 use super::auth::{hash_password, own_row};
 use super::manage;
 
-/// Longest API token lifetime.
-pub(super) const MAX_TOKEN_TTL_SECS: u64 = 366 * 24 * 3600;
-
 pub(super) fn user_info(r: &PrincipalRow) -> UserInfo {
     UserInfo {
         id: r.id.clone(),
@@ -253,14 +250,15 @@ pub(super) async fn create_token(
     if req.name.is_empty() || req.name.len() > 64 || req.name.chars().any(char::is_control) {
         return Err(ApiError::invalid("name: 1-64 printable characters").field("name"));
     }
-    if req
-        .ttl_seconds
-        .is_some_and(|t| !(60..=MAX_TOKEN_TTL_SECS).contains(&t))
-    {
-        return Err(
-            ApiError::invalid("ttl_seconds: between 60 and 31622400 (366 days)")
-                .field("ttl_seconds"),
-        );
+    // Every API token expires: by default after the longest lifetime the
+    // server allows (`max_token_ttl_secs`).
+    let max = app.max_token_ttl.as_secs();
+    let ttl = req.ttl_seconds.unwrap_or(max);
+    if !(60..=max).contains(&ttl) {
+        return Err(ApiError::invalid(format!(
+            "ttl_seconds: between 60 and {max} (this server's max_token_ttl_secs)"
+        ))
+        .field("ttl_seconds"));
     }
     if caller.who().method == Method::Workload {
         let e = ApiError::forbidden("workload tokens cannot create other tokens");
@@ -285,9 +283,7 @@ pub(super) async fn create_token(
         .field("principal"));
     }
     let app: &App = &app;
-    let expires = req
-        .ttl_seconds
-        .map(|t| warden_store::now_ms() + i64::try_from(t * 1000).unwrap_or(i64::MAX));
+    let expires = Some(warden_store::now_ms() + i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
     for_principal(app, &caller, &subject, "token.create", may_act_as, async {
         let (token, row) =
             identity::create_token(&app.store, &subject, &req.name, "api", false, expires).await?;
