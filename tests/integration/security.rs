@@ -1218,3 +1218,39 @@ async fn api_tokens_always_expire_within_the_limit(s: TestServer) {
     s.stop().await;
 }
 both_backends!(api_tokens_always_expire_within_the_limit);
+
+/// Second review, minor: revoking another tenant's token id answered with a
+/// 404 naming the token's owner. It now reads as an unknown token.
+async fn another_tenants_token_id_reads_as_unknown(s: TestServer) {
+    s.scopes("acme/shop/prod/api", "production").await;
+    s.scopes("globex/web/prod/api", "production").await;
+    s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "bot", "org": "acme", "kind": "service"})),
+    )
+    .await;
+    let t = s
+        .ok(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "t", "principal": "sa:bot@acme"})),
+        )
+        .await;
+    let id = t["info"]["id"].as_str().unwrap().to_owned();
+    let (_, gadm) = s.account("gadm").await;
+    s.grant("sa:gadm", "admin", "globex").await;
+    let r = post(&gadm, &format!("/api/v1/tokens/{id}/revoke"), json!({})).await;
+    let (code, _, message) = api_err(r);
+    assert_eq!(code, 404);
+    assert_eq!(message, format!("token {id} not found"));
+    let unknown = post(
+        &gadm,
+        "/api/v1/tokens/tok_00000000deadbeef/revoke",
+        json!({}),
+    )
+    .await;
+    assert_eq!(api_err(unknown).0, 404);
+    s.stop().await;
+}
+both_backends!(another_tenants_token_id_reads_as_unknown);

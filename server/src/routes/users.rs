@@ -340,8 +340,9 @@ pub(super) async fn revoke_token(
     let subject = row
         .as_ref()
         .map_or_else(|| caller.id().to_owned(), |r| r.principal.clone());
+    let not_found = || ApiError::not_found(format!("token {id} not found"));
     for_principal(app, &caller, &subject, "token.revoke", may_act_for, async {
-        let row = row.ok_or_else(|| ApiError::not_found(format!("token {id} not found")))?;
+        let row = row.ok_or_else(not_found)?;
         app.store.revoke_token(&id, &row.principal).await?;
         let row = app
             .store
@@ -351,6 +352,15 @@ pub(super) async fn revoke_token(
         Ok(Json(token_info(row)))
     })
     .await
+    // A token of a principal the caller cannot see reads as an unknown
+    // token, without naming its owner (the refusal is audited as it was).
+    .map_err(|e| {
+        if e.status() == axum::http::StatusCode::NOT_FOUND {
+            not_found()
+        } else {
+            e
+        }
+    })
 }
 
 pub(super) async fn workload_token(
