@@ -174,6 +174,12 @@ impl Dialect {
         }
     }
 
+    /// Whether replicas share the database and hear of each other's
+    /// changes through `NOTIFY` (see `feed.rs`).
+    pub(crate) fn notifies(self) -> bool {
+        self == Self::Postgres
+    }
+
     pub(crate) fn lock_scopes(self) -> Option<&'static str> {
         match self {
             Self::Sqlite => None,

@@ -59,8 +59,20 @@ pub struct Store {
     feed: Arc<feed::Feed>,
     sequencer: writer::SequencerSlot,
     guard: integrity::Guard,
+    /// Ends the task that hears other replicas' changes (PostgreSQL) when
+    /// the last clone of the store is dropped.
+    _listener: Option<Arc<AbortOnDrop>>,
     /// Held for the store's lifetime: the exclusive `flock` on `<db>.lock`.
     _owner: Option<Arc<std::fs::File>>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How often the WAL is copied back into the database file.
@@ -160,6 +172,13 @@ impl Store {
             .map(|_| Arc::new(cache::ReadCache::default()));
         let sequencer = writer::SequencerSlot::default();
         let feed = Arc::new(feed::Feed::new());
+        let listener = if dialect.notifies() {
+            let heard = feed::Listener::start(&url).await?;
+            let task = tokio::spawn(heard.run(url.clone(), feed.clone(), cache.clone()));
+            Some(Arc::new(AbortOnDrop(task.abort_handle())))
+        } else {
+            None
+        };
         let writer = writer::Writer::start(
             pool.clone(),
             dialect,
@@ -178,6 +197,7 @@ impl Store {
             feed,
             sequencer,
             guard: integrity::Guard::default(),
+            _listener: listener,
             _owner: owner,
         })
     }

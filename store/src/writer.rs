@@ -296,6 +296,9 @@ async fn commit_batch(
     }
     let mut completions: Vec<Completion> = Vec::with_capacity(jobs.len());
     let mut put_outcomes = Vec::new();
+    // Other replicas hear of the batch's changes when it commits.
+    let notify = (dialect.notifies() && !changes.is_empty())
+        .then(|| crate::feed::encode(&feed.origin, &changes));
     let outcome = match conn {
         Some(conn) => {
             transaction(
@@ -307,6 +310,7 @@ async fn commit_batch(
                 &mut put_outcomes,
                 jobs,
                 &mut completions,
+                notify,
             )
             .await
         }
@@ -356,6 +360,7 @@ async fn transaction(
     put_outcomes: &mut Vec<Option<bulk::PutOutcome>>,
     jobs: Vec<ErasedJob>,
     completions: &mut Vec<Completion>,
+    notify: Option<String>,
 ) -> Result<(), StoreError> {
     conn.execute(dialect.begin_batch()).await?;
     let body = async {
@@ -380,6 +385,13 @@ async fn transaction(
             if !ok {
                 conn.execute("ROLLBACK TO SAVEPOINT job").await?;
             }
+        }
+        if let Some(payload) = notify {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::feed::CHANNEL)
+                .bind(payload)
+                .execute(&mut **conn)
+                .await?;
         }
         let commit = if open {
             "RELEASE SAVEPOINT job; COMMIT"

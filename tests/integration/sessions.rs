@@ -128,3 +128,71 @@ async fn a_session_ends_with_its_authority(s: TestServer) {
     s.stop().await;
 }
 both_backends!(a_session_ends_with_its_authority);
+
+/// Across replicas on one PostgreSQL: a session held on one server ends
+/// within a second of its authority ending on the other (the change feed
+/// runs over LISTEN/NOTIFY), and every session on a replica ends when that
+/// replica loses its notification link (it could miss a change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_on_one_replica_ends_with_a_change_on_another() {
+    use sqlx::Connection;
+    let a = TestServer::start(crate::harness::Db::Postgres).await;
+    a.scopes(SERVICE, "development").await;
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    let b = crate::harness::start_on(dir.path(), &a.database_url).await;
+    let key = warden_vault::unseal::decode_key(&a.unseal_key).unwrap();
+    b.app.vault.unseal_with_key(&key).await.unwrap();
+    // A session held on b.
+    let on_b = |token: String| {
+        let pipeline = b.app.pipeline.clone();
+        async move {
+            let meta = RequestMeta::new(Credential::bearer(&token), None, Transport::Ssh);
+            let caller = pipeline
+                .authenticate(meta, &[Action::ShellExec])
+                .await
+                .unwrap();
+            pipeline
+                .run_session(
+                    &caller,
+                    Operation::new(
+                        "session.start",
+                        Action::ShellExec,
+                        Scope::Path(ScopePath::parse(SERVICE).unwrap()),
+                        Target::session("test", SERVICE, None),
+                    ),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let (token, _) = a.account("remote").await;
+    a.grant("sa:remote", "developer", "acme").await;
+    let mut g = on_b(token.clone()).await;
+    ends_within_a_second(
+        &mut g,
+        a.revoke("sa:remote", "developer", "acme"),
+        "no role binding grants shell.exec",
+    )
+    .await;
+
+    // Cutting b's notification link ends b's sessions (fail closed).
+    a.grant("sa:remote", "developer", "acme").await;
+    let mut g = on_b(token).await;
+    let cut = async {
+        let mut db = sqlx::AnyConnection::connect(&a.database_url).await.unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+        db.close().await.unwrap();
+    };
+    ends_within_a_second(&mut g, cut, "change feed was lost").await;
+    b.shutdown().await;
+    a.stop().await;
+}
