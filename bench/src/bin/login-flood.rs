@@ -9,7 +9,8 @@
 //!
 //! 1. **Idle**: nothing else is happening (the baseline).
 //! 2. **Flood**: meanwhile `--attackers` clients, each from its own source
-//!    address (127.0.1.x), send wrong passwords for one victim account as
+//!    network (127.1.x.1: a /24 each, as throttles count by network), send
+//!    wrong passwords for one victim account as
 //!    fast as they are answered.
 //!
 //! It prints both latency distributions, the ratio of the medians (the
@@ -85,7 +86,7 @@ async fn main() -> Result<()> {
     );
     let mut attackers = Vec::new();
     for i in 0..args.attackers {
-        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, u8::try_from(i + 1)?));
+        let source = IpAddr::V4(Ipv4Addr::new(127, 1, u8::try_from(i + 1)?, 1));
         let client = anon.clone().from_source(source);
         let (stop, unauthorized, limited, other) = (
             stop.clone(),

@@ -16,7 +16,7 @@
 //! exec: agent ─ spawns ─► helper exec (joins cgroup + namespaces) ─ fork ─► command
 //! ```
 //!
-//! See `runtime/ARCHITECTURE-runtime.md` for the decisions and invariants.
+//! See ARCHITECTURE.md ("The runtime") and docs/decisions.md.
 
 pub(crate) mod cgroup;
 mod credfile;
