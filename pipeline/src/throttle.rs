@@ -159,6 +159,8 @@ pub struct Throttles {
     pub totp_account: Throttle,
     /// Failed unseal attempts per source network.
     pub unseal_source: Throttle,
+    /// Password checks in progress, per account and per source network.
+    pub password_checks: InFlight,
 }
 
 impl Default for Throttles {
@@ -195,6 +197,7 @@ impl Default for Throttles {
                 max: 5 * minute,
                 window: 15 * minute,
             }),
+            password_checks: InFlight::default(),
         }
     }
 }
@@ -271,6 +274,55 @@ mod tests {
     }
 }
 
+/// Work in progress per key, each key with its own cap: one password
+/// check at a time per account (concurrent guesses gain nothing) and a few
+/// per source network, so a flood cannot fill the queue everyone shares.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashMap<String, u32>>);
+
+/// A claim on [`InFlight`]; released when dropped.
+#[derive(Debug)]
+pub struct Turn<'a> {
+    map: &'a InFlight,
+    keys: Vec<String>,
+}
+
+impl InFlight {
+    /// Claims one unit of every `(key, cap)`, or nothing (`None`) when any
+    /// key is at its cap.
+    pub fn claim(&self, keys: &[(String, u32)]) -> Option<Turn<'_>> {
+        let mut map = self.0.lock().ok()?;
+        if keys
+            .iter()
+            .any(|(k, cap)| map.get(k).copied().unwrap_or(0) >= *cap)
+        {
+            return None;
+        }
+        for (k, _) in keys {
+            *map.entry(k.clone()).or_insert(0) += 1;
+        }
+        Some(Turn {
+            map: self,
+            keys: keys.iter().map(|(k, _)| k.clone()).collect(),
+        })
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.0.lock() {
+            for k in &self.keys {
+                if let Some(n) = map.get_mut(k) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        map.remove(k);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A bounded queue for expensive work (password hashing, key derivation):
 /// `slots` run at once, at most `waiting` more wait, and the rest are
 /// refused at once instead of queuing without limit.
@@ -314,6 +366,19 @@ impl WorkQueue {
 #[cfg(test)]
 mod queue_tests {
     use super::*;
+
+    #[test]
+    fn claims_respect_each_keys_cap_and_end_when_dropped() {
+        let f = InFlight::default();
+        let a = f.claim(&[("acct".into(), 1), ("net".into(), 2)]).unwrap();
+        assert!(f.claim(&[("acct".into(), 1), ("net".into(), 2)]).is_none());
+        let b = f.claim(&[("other".into(), 1), ("net".into(), 2)]).unwrap();
+        assert!(f.claim(&[("third".into(), 1), ("net".into(), 2)]).is_none());
+        drop(a);
+        assert!(f.claim(&[("acct".into(), 1), ("net".into(), 2)]).is_some());
+        drop(b);
+        assert!(f.0.lock().unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn a_full_queue_refuses_instead_of_waiting() {

@@ -246,18 +246,25 @@ pub(super) async fn login(
         Err(e) => Some((e, "rate_limited")),
         Ok(()) => None,
     };
-    let slot = match refusal {
+    // One password check at a time per account, two per network, then a
+    // place in the shared queue; past any of them the login is refused
+    // (and counts against its network).
+    let mut claims = vec![(format!("account {id}"), 1)];
+    claims.extend(network.map(|n| (format!("network {n}"), 2)));
+    let turn = match refusal {
         Some(_) => None,
-        None => match KDF.enter().await {
-            Ok(slot) => Some(slot),
-            Err(_) => {
-                if let Some(n) = network {
-                    app.pipeline.throttles().login_source.failure(n);
-                }
-                None
-            }
-        },
+        None => app.pipeline.throttles().password_checks.claim(&claims),
     };
+    let slot = match turn {
+        Some(_) => KDF.enter().await.ok(),
+        None => None,
+    };
+    if refusal.is_none()
+        && slot.is_none()
+        && let Some(n) = network
+    {
+        app.pipeline.throttles().login_source.failure(n);
+    }
     if let Some((e, status)) = refusal.or_else(|| slot.is_none().then(|| (kdf_busy(), "busy"))) {
         app.pipeline
             .record_failure(
