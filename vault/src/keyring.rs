@@ -82,6 +82,9 @@ pub(crate) struct Keyring {
     root: AeadKey,
     /// HKDF pseudo-random key for per-log audit MAC keys.
     audit_mac: ring::hkdf::Prk,
+    /// Per-log audit MAC keys derived so far (every entry and every
+    /// token id in an entry is MACed; deriving costs more than the MAC).
+    audit_mac_keys: RwLock<HashMap<String, AuditMacKey>>,
     orgs: RwLock<HashMap<String, Arc<OrgRing>>>,
 }
 
@@ -103,6 +106,7 @@ impl Keyring {
             root: AeadKey::from_bytes(root)?,
             audit_mac: ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, AUDIT_MAC_SALT)
                 .extract(root.as_ref()),
+            audit_mac_keys: RwLock::new(HashMap::new()),
             orgs: RwLock::new(HashMap::new()),
         })
     }
@@ -128,6 +132,21 @@ impl Keyring {
 
     /// `log`'s audit MAC key (HKDF of the root key, bound to the log's name).
     pub(crate) fn audit_mac_key(&self, log: &str) -> Option<AuditMacKey> {
+        if let Some(k) = self.audit_mac_keys.read().ok()?.get(log) {
+            return Some(k.clone());
+        }
+        let key = self.derive_audit_mac_key(log)?;
+        if let Ok(mut keys) = self.audit_mac_keys.write() {
+            // One per log; bounded in case of very many organizations.
+            if keys.len() >= 10_000 {
+                keys.clear();
+            }
+            keys.insert(log.to_owned(), key.clone());
+        }
+        Some(key)
+    }
+
+    fn derive_audit_mac_key(&self, log: &str) -> Option<AuditMacKey> {
         let info = [log.as_bytes()];
         let okm = self.audit_mac.expand(&info, HmacKeyLen).ok()?;
         let mut raw = Zeroizing::new([0u8; 32]);
