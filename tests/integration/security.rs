@@ -807,6 +807,42 @@ async fn workload_tokens_cannot_launder_denied_reads(s: TestServer) {
     )
     .await
     .unwrap();
+
+    // The MFA variant: reads allowed only in an MFA session, issuing
+    // allowed without; a password-only session cannot issue.
+    let oncall = "name: oncall\nrules:\n  - allow: [secret.read, secret.list, env.read]\n    \
+                  when: {mfa: true}\n  - allow: [env.read, workload.issue]\n";
+    s.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({"source": oncall})),
+    )
+    .await;
+    s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "carol", "org": "acme", "password": "correct horse battery"})),
+    )
+    .await;
+    s.grant("user:carol@acme", "oncall", "acme").await;
+    let session = login(
+        &s.client_with(None),
+        "carol@acme",
+        "correct horse battery",
+        None,
+    )
+    .await
+    .unwrap();
+    let carol = s.client_with(session["token"].as_str());
+    let r = post(
+        &carol,
+        "/api/v1/workload-tokens/acme/shop/prod/api",
+        json!({}),
+    )
+    .await;
+    let (code, _, message) = api_err(r);
+    assert_eq!(code, 403, "{message}");
+    assert!(message.contains("MFA"), "{message}");
     s.stop().await;
 }
 both_backends!(workload_tokens_cannot_launder_denied_reads);
