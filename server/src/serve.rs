@@ -115,7 +115,9 @@ async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    // On PostgreSQL the request may use the read cache only if this
+    // replica has heard of every change committed before it began.
+    let resp = app.store.fresh_view(next.run(req)).await;
     app.metrics
         .observe(&route, &method, resp.status().as_u16(), started.elapsed());
     resp

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::AnyPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{broadcast, watch};
 
@@ -48,8 +49,8 @@ const MAX_PAYLOAD: usize = 7_000;
 /// line for the origin, then one per change, fields separated by tabs
 /// (names, ids and paths never contain tabs or newlines; a field that does
 /// makes the batch [`Change::All`]).
-pub(crate) fn encode(origin: &str, changes: &[Change]) -> String {
-    let mut out = format!("O\t{origin}");
+pub(crate) fn encode(origin: &str, seq: i64, changes: &[Change]) -> String {
+    let mut out = format!("O\t{origin}\nQ\t{seq}");
     let clean = |s: &str| !s.contains(['\t', '\n']);
     for c in changes {
         let line = match c {
@@ -66,22 +67,31 @@ pub(crate) fn encode(origin: &str, changes: &[Change]) -> String {
         out.push('\n');
         out.push_str(&line);
         if out.len() > MAX_PAYLOAD {
-            return format!("O\t{origin}\nA");
+            return format!("O\t{origin}\nQ\t{seq}\nA");
         }
     }
     out
 }
 
-/// The origin and changes of a payload; anything unreadable is
-/// [`Change::All`].
-pub(crate) fn decode(payload: &str) -> (Option<&str>, Vec<Change>) {
+/// What a notification says: who sent it, the change counter its batch
+/// set, and the changes; anything unreadable is [`Change::All`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Notice<'a> {
+    pub(crate) origin: Option<&'a str>,
+    pub(crate) seq: Option<i64>,
+    pub(crate) changes: Vec<Change>,
+}
+
+pub(crate) fn decode(payload: &str) -> Notice<'_> {
     let mut origin = None;
+    let mut seq = None;
     let mut changes = Vec::new();
     let mut secrets = Vec::new();
     for line in payload.split('\n') {
         let mut f = line.split('\t');
         match (f.next(), f.next(), f.next(), f.next()) {
             (Some("O"), Some(o), None, None) => origin = Some(o),
+            (Some("Q"), Some(q), None, None) if q.parse::<i64>().is_ok() => seq = q.parse().ok(),
             (Some("P"), Some(id), None, None) => changes.push(Change::Principal(id.to_owned())),
             (Some("T"), Some(id), None, None) => changes.push(Change::Token(id.to_owned())),
             (Some("R"), Some(org), None, None) => changes.push(Change::Role(org.to_owned())),
@@ -92,7 +102,30 @@ pub(crate) fn decode(payload: &str) -> (Option<&str>, Vec<Change>) {
     if !secrets.is_empty() {
         changes.push(Change::Secrets(secrets));
     }
-    (origin, changes)
+    Notice {
+        origin,
+        seq,
+        changes,
+    }
+}
+
+/// Which values of the change counter this replica has applied: all up to
+/// `upto`, and some beyond (notifications can arrive out of order).
+#[derive(Debug, Default)]
+struct Applied {
+    upto: i64,
+    beyond: std::collections::BTreeSet<i64>,
+}
+
+impl Applied {
+    fn mark(&mut self, seq: i64) {
+        if seq > self.upto {
+            self.beyond.insert(seq);
+        }
+        while self.beyond.remove(&(self.upto + 1)) {
+            self.upto += 1;
+        }
+    }
 }
 
 /// Changes buffered per subscriber before it lags (a lagging subscriber
@@ -107,6 +140,8 @@ pub(crate) struct Feed {
     /// `false` while changes made elsewhere may be missed (another
     /// replica's notifications are not arriving).
     healthy: watch::Sender<bool>,
+    /// The change counter values applied here (PostgreSQL).
+    applied: std::sync::Mutex<Applied>,
 }
 
 impl Feed {
@@ -118,7 +153,33 @@ impl Feed {
             origin: format!("{}-{nanos:x}", std::process::id()),
             changes: broadcast::Sender::new(BUFFER),
             healthy: watch::Sender::new(true),
+            applied: std::sync::Mutex::new(Applied::default()),
         }
+    }
+
+    /// Records that every change of the batch that set the counter to `seq`
+    /// is applied here (its cache entries dropped).
+    pub(crate) fn applied(&self, seq: i64) {
+        if let Ok(mut a) = self.applied.lock() {
+            a.mark(seq);
+        }
+    }
+
+    /// Starts counting afresh from `seq` (after the cache was emptied).
+    pub(crate) fn restart_at(&self, seq: i64) {
+        if let Ok(mut a) = self.applied.lock() {
+            *a = Applied {
+                upto: seq,
+                beyond: std::collections::BTreeSet::new(),
+            };
+        }
+    }
+
+    /// Whether everything up to counter value `seq` is applied here and
+    /// nothing is being missed: then this replica's cache is as fresh as
+    /// the database was when `seq` was read.
+    pub(crate) fn caught_up(&self, seq: i64) -> bool {
+        *self.healthy.borrow() && self.applied.lock().is_ok_and(|a| a.upto >= seq)
     }
 
     pub(crate) fn publish(&self, change: Change) {
@@ -145,28 +206,40 @@ pub(crate) struct Listener(PgListener);
 impl Listener {
     /// Subscribes before the store is used, so no change committed after
     /// `connect` returns goes unheard.
-    pub(crate) async fn start(url: &str) -> Result<Self, StoreError> {
+    pub(crate) async fn start(url: &str, pool: &AnyPool) -> Result<(Self, i64), StoreError> {
         let mut l = PgListener::connect(url)
             .await
             .map_err(StoreError::from_sqlx)?;
         l.listen(CHANNEL).await.map_err(StoreError::from_sqlx)?;
-        Ok(Self(l))
+        // Listening now: every change committed after this read is heard.
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM change_seq WHERE id = 1")
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok((Self(l), seq))
     }
 
     /// Applies other replicas' changes to the cache and the feed, for as
     /// long as the store lives. When the connection drops, changes may be
     /// missed: the feed turns unhealthy (grants end), and once listening
     /// again everything cached is dropped before it turns healthy.
-    pub(crate) async fn run(self, url: String, feed: Arc<Feed>, cache: Option<Arc<ReadCache>>) {
+    pub(crate) async fn run(
+        self,
+        url: String,
+        pool: AnyPool,
+        feed: Arc<Feed>,
+        cache: Option<Arc<ReadCache>>,
+    ) {
         let mut listener = Some(self.0);
         loop {
             let mut l = match listener.take() {
                 Some(l) => l,
-                None => match Self::start(&url).await {
-                    Ok(l) => {
+                None => match Self::start(&url, &pool).await {
+                    Ok((l, seq)) => {
                         if let Some(c) = &cache {
                             c.invalidate(&Change::All);
                         }
+                        feed.restart_at(seq);
                         feed.publish(Change::All);
                         feed.set_healthy(true);
                         tracing::info!("listening for other replicas' changes again");
@@ -182,15 +255,19 @@ impl Listener {
             loop {
                 match l.try_recv().await {
                     Ok(Some(n)) => {
-                        let (origin, changes) = decode(n.payload());
-                        if origin == Some(feed.origin.as_str()) {
-                            continue;
-                        }
-                        for change in changes {
-                            if let Some(c) = &cache {
-                                c.invalidate(&change);
+                        let notice = decode(n.payload());
+                        if notice.origin != Some(feed.origin.as_str()) {
+                            for change in notice.changes {
+                                if let Some(c) = &cache {
+                                    c.invalidate(&change);
+                                }
+                                feed.publish(change);
                             }
-                            feed.publish(change);
+                        }
+                        // The writer marks this replica's own batches too;
+                        // marking twice is harmless.
+                        if let Some(seq) = notice.seq {
+                            feed.applied(seq);
                         }
                     }
                     Ok(None) | Err(_) => {
@@ -220,22 +297,40 @@ mod tests {
             ]),
             Change::All,
         ];
-        let payload = encode("r1", &changes);
+        let payload = encode("r1", 7, &changes);
+        let mut expected = changes.clone();
+        let s = expected.remove(3);
+        expected.push(s);
         assert_eq!(
             decode(&payload),
-            (Some("r1"), {
-                let mut c = changes.clone();
-                let s = c.remove(3);
-                c.push(s);
-                c
-            })
+            Notice {
+                origin: Some("r1"),
+                seq: Some(7),
+                changes: expected
+            }
         );
-        let weird = encode("r1", &[Change::Principal("a\tb".into())]);
-        assert_eq!(decode(&weird).1, vec![Change::All]);
+        let weird = encode("r1", 8, &[Change::Principal("a\tb".into())]);
+        assert_eq!(decode(&weird).changes, vec![Change::All]);
         let many: Vec<_> = (0..1000)
             .map(|i| Change::Token(format!("tok_{i}")))
             .collect();
-        assert_eq!(decode(&encode("r1", &many)).1, vec![Change::All]);
-        assert_eq!(decode("garbage").1, vec![Change::All]);
+        let big = encode("r1", 9, &many);
+        let big = decode(&big);
+        assert_eq!((big.seq, big.changes), (Some(9), vec![Change::All]));
+        assert_eq!(decode("garbage").changes, vec![Change::All]);
+    }
+
+    #[test]
+    fn applied_counts_only_without_gaps() {
+        let mut a = Applied::default();
+        a.mark(2);
+        assert_eq!(a.upto, 0);
+        a.mark(1);
+        assert_eq!(a.upto, 2);
+        a.mark(2);
+        a.mark(4);
+        assert_eq!(a.upto, 2);
+        a.mark(3);
+        assert_eq!(a.upto, 4);
     }
 }

@@ -216,10 +216,10 @@ impl Store {
     /// Finds a token by the hash of its secret part, with its principal's
     /// state.
     pub async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<TokenAuthRow>, StoreError> {
-        if let Some(row) = self.cache.as_ref().and_then(|c| c.token(hash)) {
+        if let Some(row) = self.read_cache().and_then(|c| c.token(hash)) {
             return Ok(Some(row));
         }
-        let seen = self.cache.as_ref().map(|c| c.epoch());
+        let seen = self.read_cache().map(|c| c.epoch());
         let found: Option<TokenJoin> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {TOKEN_COLUMNS}, p.id AS p_id, p.kind AS p_kind, p.org AS p_org, \
              p.password AS p_password, p.totp_sealed AS p_totp_sealed, \
@@ -243,7 +243,7 @@ impl Store {
             token: token.token,
             hash: token.hash,
         };
-        if let (Some(c), Some(seen)) = (&self.cache, seen) {
+        if let (Some(c), Some(seen)) = (self.read_cache(), seen) {
             c.put_token(seen, hash, row.clone());
         }
         Ok(Some(row))
@@ -310,10 +310,10 @@ impl Store {
 
     /// The bindings a principal holds, with custom role sources.
     pub async fn grants(&self, principal: &str) -> Result<Vec<GrantRow>, StoreError> {
-        if let Some(rows) = self.cache.as_ref().and_then(|c| c.grants(principal)) {
+        if let Some(rows) = self.read_cache().and_then(|c| c.grants(principal)) {
             return Ok(rows);
         }
-        let seen = self.cache.as_ref().map(|c| c.epoch());
+        let seen = self.read_cache().map(|c| c.epoch());
         let found: Vec<TaggedGrant> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{GRANTS_FROM} WHERE b.principal = $1 ORDER BY b.scope, b.role"
         )))
@@ -324,7 +324,7 @@ impl Store {
             .into_iter()
             .map(|g| self.guard.check_grant(g))
             .collect::<Result<Vec<_>, _>>()?;
-        if let (Some(c), Some(seen)) = (&self.cache, seen) {
+        if let (Some(c), Some(seen)) = (self.read_cache(), seen) {
             c.put_grants(seen, principal, rows.clone());
         }
         Ok(rows)

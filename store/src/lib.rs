@@ -66,6 +66,11 @@ pub struct Store {
     _owner: Option<Arc<std::fs::File>>,
 }
 
+tokio::task_local! {
+    /// Whether the current request may use the PostgreSQL read cache.
+    static FRESH: bool;
+}
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -167,14 +172,19 @@ impl Store {
         if let Some(db) = &sqlite_file {
             files::restrict_sqlite_files(db)?;
         }
-        let cache = owner
-            .as_ref()
-            .map(|_| Arc::new(cache::ReadCache::default()));
+        // SQLite: one process owns the file, so its writer sees every
+        // change. PostgreSQL: the change feed tells each replica of the
+        // others' changes, and a request uses the cache only once every
+        // change up to its start is applied (`Store::fresh_view`).
+        let cache =
+            (owner.is_some() || dialect.notifies()).then(|| Arc::new(cache::ReadCache::default()));
         let sequencer = writer::SequencerSlot::default();
         let feed = Arc::new(feed::Feed::new());
         let listener = if dialect.notifies() {
-            let heard = feed::Listener::start(&url).await?;
-            let task = tokio::spawn(heard.run(url.clone(), feed.clone(), cache.clone()));
+            let (heard, seq) = feed::Listener::start(&url, &pool).await?;
+            feed.restart_at(seq);
+            let task =
+                tokio::spawn(heard.run(url.clone(), pool.clone(), feed.clone(), cache.clone()));
             Some(Arc::new(AbortOnDrop(task.abort_handle())))
         } else {
             None
@@ -218,6 +228,37 @@ impl Store {
     /// The read pool.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The read cache, if this read may use it: always on SQLite; on
+    /// PostgreSQL only inside a [`Store::fresh_view`] that found this
+    /// replica caught up with every change committed before it began.
+    pub(crate) fn read_cache(&self) -> Option<&cache::ReadCache> {
+        let cache = self.cache.as_deref()?;
+        if !self.dialect.notifies() || FRESH.try_with(|f| *f).unwrap_or(false) {
+            Some(cache)
+        } else {
+            None
+        }
+    }
+
+    /// Runs `work` (one request) with the cache when it is safe: on
+    /// PostgreSQL, reads the change counter (one round trip) and lets `work`
+    /// use the cache only if this replica has applied every change up to
+    /// it, so nothing another replica acknowledged before the request began
+    /// is read stale. Elsewhere, runs `work` as it is.
+    pub async fn fresh_view<F: std::future::Future>(&self, work: F) -> F::Output {
+        if !self.dialect.notifies() || self.cache.is_none() {
+            return work.await;
+        }
+        let fresh = match sqlx::query_scalar::<_, i64>("SELECT seq FROM change_seq WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok(seq) => self.feed.caught_up(seq),
+            Err(_) => false,
+        };
+        FRESH.scope(fresh, work).await
     }
 
     /// Checks the database answers.
@@ -420,6 +461,55 @@ mod tests {
         ));
         fresh.set_row_key(None);
         assert!(matches!(fresh.scope("evil").await, Err(StoreError::Sealed)));
+    }
+
+    /// PostgreSQL: a replica uses its cache for a request only when it has
+    /// applied every change up to the counter read as the request begins;
+    /// a change whose notification has not arrived yet sends it to the
+    /// database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_behind_on_changes_reads_the_database() {
+        use sqlx::Connection;
+        let (url, admin, db) = crate::lockstep::fresh_postgres_db().await;
+        let a = Store::connect(&url).await.unwrap();
+        let b = Store::connect(&url).await.unwrap();
+        with_row_key(&a);
+        with_row_key(&b);
+        let cached = |s: &Store| {
+            let s = s.clone();
+            async move { s.fresh_view(async { s.read_cache().is_some() }).await }
+        };
+        let settles = |s: &Store, want: bool| {
+            let s = s.clone();
+            async move {
+                for _ in 0..200 {
+                    if cached(&s).await == want {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!("the view did not become {want}");
+            }
+        };
+        a.create_scope(scope_row("acme", None), None).await.unwrap();
+        settles(&b, true).await;
+        // A change committed whose notification is still on its way.
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let seq: i64 =
+            sqlx::query_scalar("UPDATE change_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+                .fetch_one(&mut raw)
+                .await
+                .unwrap();
+        assert!(!cached(&b).await, "used the cache while behind");
+        sqlx::query("SELECT pg_notify('warden_changes', $1)")
+            .bind(format!("O\tsomeone\nQ\t{seq}"))
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        settles(&b, true).await;
+        raw.close().await.unwrap();
+        drop((a, b));
+        crate::lockstep::drop_postgres_db(&admin, &db).await;
     }
 
     /// Regression: cache invalidation used to run in the writing request's

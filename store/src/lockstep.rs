@@ -710,7 +710,7 @@ fn compare(sqlite: &Schema, postgres: &Schema) -> Result<(), String> {
 /// A fresh PostgreSQL database on the test server
 /// (`WARDEN_TEST_DATABASE_URL`, as in the integration suite; never
 /// skipped). Returns its URL, the admin URL and its name.
-async fn fresh_postgres_db() -> (String, String, String) {
+pub(crate) async fn fresh_postgres_db() -> (String, String, String) {
     sqlx::any::install_default_drivers();
     let admin = std::env::var("WARDEN_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
@@ -733,7 +733,7 @@ async fn fresh_postgres_db() -> (String, String, String) {
     (format!("{base}/{name}"), admin, name)
 }
 
-async fn drop_postgres_db(admin: &str, name: &str) {
+pub(crate) async fn drop_postgres_db(admin: &str, name: &str) {
     let mut conn = sqlx::AnyConnection::connect(admin).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

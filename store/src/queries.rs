@@ -58,10 +58,10 @@ impl Store {
 
     /// One scope by path.
     pub async fn scope(&self, path: &str) -> Result<Option<ScopeRow>, StoreError> {
-        if let Some(row) = self.cache.as_ref().and_then(|c| c.scope(path)) {
+        if let Some(row) = self.read_cache().and_then(|c| c.scope(path)) {
             return Ok(Some(row));
         }
-        let seen = self.cache.as_ref().map(|c| c.epoch());
+        let seen = self.read_cache().map(|c| c.epoch());
         let found: Option<Tagged<ScopeRow>> = sqlx::query_as(
             "SELECT path, kind, parent, org, mode, max_versions, created_at, mac \
              FROM scopes WHERE path = $1",
@@ -70,7 +70,7 @@ impl Store {
         .fetch_optional(self.pool())
         .await?;
         let row = self.guard.check_all(found.into_iter().collect())?.pop();
-        if let (Some(c), Some(seen), Some(r)) = (&self.cache, seen, &row) {
+        if let (Some(c), Some(seen), Some(r)) = (self.read_cache(), seen, &row) {
             c.put_scope(seen, r.clone());
         }
         Ok(row)
@@ -234,17 +234,17 @@ impl Store {
             }
         };
         if version.is_none()
-            && let Some(row) = self.cache.as_ref().and_then(|c| c.latest(scope, name))
+            && let Some(row) = self.read_cache().and_then(|c| c.latest(scope, name))
         {
             return Ok(Some(row));
         }
-        let seen = self.cache.as_ref().map(|c| c.epoch());
+        let seen = self.read_cache().map(|c| c.epoch());
         let mut q = sqlx::query_as(sql).bind(scope).bind(name);
         if let Some(v) = version {
             q = q.bind(v);
         }
         let row: Option<VersionRow> = q.fetch_optional(self.pool()).await?;
-        if let (Some(c), Some(seen), Some(r), None) = (&self.cache, seen, &row, version) {
+        if let (Some(c), Some(seen), Some(r), None) = (self.read_cache(), seen, &row, version) {
             c.put_latest(seen, r.clone());
         }
         Ok(row)

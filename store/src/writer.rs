@@ -298,7 +298,7 @@ async fn commit_batch(
     let mut put_outcomes = Vec::new();
     // Other replicas hear of the batch's changes when it commits.
     let notify = (dialect.notifies() && !changes.is_empty())
-        .then(|| crate::feed::encode(&feed.origin, &changes));
+        .then_some((feed.origin.as_str(), changes.as_slice()));
     let outcome = match conn {
         Some(conn) => {
             transaction(
@@ -327,6 +327,11 @@ async fn commit_batch(
         }
         feed.publish(change);
     }
+    let outcome = outcome.map(|seq| {
+        if let Some(seq) = seq {
+            feed.applied(seq);
+        }
+    });
     // Settle tickets before answering anyone, so a dependent write queued
     // meanwhile sees the outcome.
     for t in tickets {
@@ -360,8 +365,8 @@ async fn transaction(
     put_outcomes: &mut Vec<Option<bulk::PutOutcome>>,
     jobs: Vec<ErasedJob>,
     completions: &mut Vec<Completion>,
-    notify: Option<String>,
-) -> Result<(), StoreError> {
+    notify: Option<(&str, &[Change])>,
+) -> Result<Option<i64>, StoreError> {
     conn.execute(dialect.begin_batch()).await?;
     let body = async {
         append_audit(conn, dialect, sequencer, audits).await?;
@@ -386,12 +391,19 @@ async fn transaction(
                 conn.execute("ROLLBACK TO SAVEPOINT job").await?;
             }
         }
-        if let Some(payload) = notify {
+        let mut seq = None;
+        if let Some((origin, changes)) = notify {
+            let n: i64 = sqlx::query_scalar(
+                "UPDATE change_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq",
+            )
+            .fetch_one(&mut **conn)
+            .await?;
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(crate::feed::CHANNEL)
-                .bind(payload)
+                .bind(crate::feed::encode(origin, n, changes))
                 .execute(&mut **conn)
                 .await?;
+            seq = Some(n);
         }
         let commit = if open {
             "RELEASE SAVEPOINT job; COMMIT"
@@ -399,7 +411,7 @@ async fn transaction(
             "COMMIT"
         };
         sqlx::raw_sql(commit).execute(&mut **conn).await?;
-        Ok::<_, StoreError>(())
+        Ok::<_, StoreError>(seq)
     }
     .await;
     if body.is_err() {

@@ -360,3 +360,27 @@ pub fn with_row_key(store: &warden_store::Store) {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32]);
     store.set_row_key(Some(std::sync::Arc::new(TestRowKey(key))));
 }
+
+/// A second server on `s`'s PostgreSQL database, unsealed with the same
+/// key, with its own data directory (kept alive by the returned guard) and
+/// a client for `token` on it.
+pub async fn second_replica(
+    s: &TestServer,
+    token: Option<&str>,
+) -> (Running, Client, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    let b = start_on(dir.path(), &s.database_url).await;
+    let key = warden_vault::unseal::decode_key(&s.unseal_key).unwrap();
+    b.app.vault.unseal_with_key(&key).await.unwrap();
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let client = Client::new(
+        &format!("https://{}", b.addr),
+        &ca,
+        token.map(str::to_owned),
+    )
+    .unwrap();
+    (b, client, dir)
+}

@@ -83,3 +83,62 @@ async fn two_replicas_writing_the_same_secrets_never_collide() {
         );
     }
 }
+
+/// PostgreSQL replicas cache tokens, bindings, scopes and ciphertext rows;
+/// a request uses the cache only once its replica has heard of every change
+/// committed before it began. Reads through one replica right after each
+/// change acknowledged by the other are never stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_through_another_replica_are_never_stale() {
+    use hyper::Method;
+    use serde_json::{Value, json};
+    let a = crate::harness::TestServer::start(crate::harness::Db::Postgres).await;
+    a.scopes("acme/shop/prod/api", "production").await;
+    let (token, _) = a.account("reader").await;
+    a.grant("sa:reader", "viewer", "acme").await;
+    a.grant("sa:reader", "admin", "acme/shop").await;
+    let (b, reader_on_b, _dir) = crate::harness::second_replica(&a, Some(&token)).await;
+    let read = |c: &warden_api::Client| {
+        let c = c.clone();
+        async move {
+            c.call::<Value>(
+                Method::GET,
+                "/api/v1/secret/acme/shop/prod?key=K",
+                None::<&Value>,
+            )
+            .await
+        }
+    };
+    for round in 0..20 {
+        // A new value written on a is what b answers next (and b's cache
+        // is warm: the previous round read through it).
+        let value = format!("v{round}");
+        a.put("acme/shop/prod", json!({"K": value})).await;
+        let got = read(&reader_on_b).await.unwrap();
+        assert_eq!(got["value"], value, "round {round}: a stale value");
+    }
+    // A binding revoked on a no longer grants on b.
+    a.revoke("sa:reader", "admin", "acme/shop").await;
+    let r = read(&reader_on_b).await;
+    assert!(
+        matches!(&r, Err(warden_api::ClientError::Api { status: 403, .. })),
+        "a revoked binding still granted: {r:?}"
+    );
+    // A token revoked on a no longer authenticates on b.
+    a.grant("sa:reader", "admin", "acme/shop").await;
+    read(&reader_on_b).await.unwrap();
+    let info = reader_on_b
+        .call::<Value>(Method::GET, "/api/v1/auth/whoami", None::<&Value>)
+        .await
+        .unwrap();
+    let id = info["token_id"].as_str().unwrap().to_owned();
+    a.ok(Method::POST, &format!("/api/v1/tokens/{id}/revoke"), None)
+        .await;
+    let r = read(&reader_on_b).await;
+    assert!(
+        matches!(&r, Err(warden_api::ClientError::Api { status: 401, .. })),
+        "a revoked token still authenticated: {r:?}"
+    );
+    b.shutdown().await;
+    a.stop().await;
+}

@@ -1141,21 +1141,13 @@ both_backends!(one_network_cannot_lock_an_account_out_for_others);
 async fn two_replicas_cannot_remove_each_others_root_owner() {
     use sqlx::Connection;
     let a = TestServer::start(Db::Postgres).await;
-    let dir = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .unwrap();
-    let b = start_on(dir.path(), &a.database_url).await;
-    let key = warden_vault::unseal::decode_key(&a.unseal_key).unwrap();
-    b.app.vault.unseal_with_key(&key).await.unwrap();
-    let b_url = format!("https://{}", b.addr);
-    let b_ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
     let (second, _) = a.account("second").await;
     a.grant("sa:second", "owner", "/").await;
+    let (b, root_on_b, dir) = crate::harness::second_replica(&a, Some(&a.token)).await;
     let root_on_a = a.client.clone();
-    let root_on_b = Client::new(&b_url, &b_ca, Some(a.token.clone())).unwrap();
     let second_on_a = a.client_with(Some(&second));
-    let second_on_b = Client::new(&b_url, &b_ca, Some(second)).unwrap();
+    let b_ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let second_on_b = Client::new(&format!("https://{}", b.addr), &b_ca, Some(second)).unwrap();
     let mut db = sqlx::AnyConnection::connect(&a.database_url).await.unwrap();
     for round in 0..8 {
         // Root (through one replica) and second (through the other) each

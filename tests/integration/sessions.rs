@@ -138,13 +138,7 @@ async fn a_session_on_one_replica_ends_with_a_change_on_another() {
     use sqlx::Connection;
     let a = TestServer::start(crate::harness::Db::Postgres).await;
     a.scopes(SERVICE, "development").await;
-    let dir = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir()
-        .unwrap();
-    let b = crate::harness::start_on(dir.path(), &a.database_url).await;
-    let key = warden_vault::unseal::decode_key(&a.unseal_key).unwrap();
-    b.app.vault.unseal_with_key(&key).await.unwrap();
+    let (b, _, _dir) = crate::harness::second_replica(&a, None).await;
     // A session held on b.
     let on_b = |token: String| {
         let pipeline = b.app.pipeline.clone();
