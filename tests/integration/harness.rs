@@ -269,6 +269,19 @@ macro_rules! both_backends {
             }
         }
     };
+    // For tests that start their servers themselves: they get the backend.
+    (db $name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::harness::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::harness::Db::Postgres).await
+            }
+        }
+    };
 }
 
 /// A raw TLS stream to a test server (for requests the client cannot make:

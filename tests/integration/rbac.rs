@@ -25,6 +25,26 @@ pub(crate) fn api_err(r: Result<Value, ClientError>) -> (u16, String, String) {
 }
 
 impl TestServer {
+    /// Creates user `name` in `org` with `password`.
+    pub async fn user(&self, name: &str, org: &str, password: &str) {
+        self.ok(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"name": name, "org": org, "password": password})),
+        )
+        .await;
+    }
+
+    /// Applies the custom role `source` to `org`.
+    pub async fn role(&self, org: &str, source: &str) {
+        self.ok(
+            Method::PUT,
+            &format!("/api/v1/roles/{org}"),
+            Some(json!({"source": source})),
+        )
+        .await;
+    }
+
     /// Creates service account `sa:NAME` (installation-wide) and returns a
     /// client holding a fresh token of it.
     pub async fn account(&self, name: &str) -> (String, Client) {
@@ -156,12 +176,7 @@ both_backends!(bindings_take_effect_on_the_next_request);
 
 async fn disabling_a_user_ends_every_session(s: TestServer) {
     s.scopes("acme/shop/dev/api", "development").await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "erin", "org": "acme", "password": "correct horse battery"})),
-    )
-    .await;
+    s.user("erin", "acme", "correct horse battery").await;
     s.grant("user:erin@acme", "developer", "acme").await;
     let anon = s.client_with(None);
     let login = |password: &'static str| {
@@ -313,12 +328,7 @@ async fn mfa_required_rules_need_an_mfa_session(s: TestServer) {
         Some(json!({"source": role})),
     )
     .await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "mia", "org": "acme", "password": "a long enough password"})),
-    )
-    .await;
+    s.user("mia", "acme", "a long enough password").await;
     s.grant("user:mia@acme", "prod-reader", "acme").await;
     let anon = s.client_with(None);
     let login = |totp: Option<String>| {

@@ -66,16 +66,7 @@ async fn unseal_is_no_oracle_once_unsealed(db: Db) {
     );
     running.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unseal_is_no_oracle_once_unsealed_sqlite() {
-    unseal_is_no_oracle_once_unsealed(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unseal_is_no_oracle_once_unsealed_postgres() {
-    unseal_is_no_oracle_once_unsealed(Db::Postgres).await
-}
+both_backends!(db unseal_is_no_oracle_once_unsealed);
 
 /// Wrong unseal attempts from one source are refused with 429 and
 /// Retry-After after a few, before any key derivation.
@@ -105,16 +96,7 @@ async fn unseal_guessing_is_rate_limited_per_source(db: Db) {
     );
     running.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unseal_guessing_is_rate_limited_per_source_sqlite() {
-    unseal_guessing_is_rate_limited_per_source(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unseal_guessing_is_rate_limited_per_source_postgres() {
-    unseal_guessing_is_rate_limited_per_source(Db::Postgres).await
-}
+both_backends!(db unseal_guessing_is_rate_limited_per_source);
 
 /// Shamir progress belongs to an attempt and its nonce: a stranger's share
 /// (any share, even a genuine one, sent without the nonce) starts its own
@@ -155,16 +137,7 @@ async fn strangers_share_cannot_pollute_an_unseal_attempt(db: Db) {
     assert!(done.get("nonce").is_none(), "{done}");
     running.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strangers_share_cannot_pollute_an_unseal_attempt_sqlite() {
-    strangers_share_cannot_pollute_an_unseal_attempt(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strangers_share_cannot_pollute_an_unseal_attempt_postgres() {
-    strangers_share_cannot_pollute_an_unseal_attempt(Db::Postgres).await
-}
+both_backends!(db strangers_share_cannot_pollute_an_unseal_attempt);
 
 async fn login(
     anon: &Client,
@@ -230,12 +203,7 @@ both_backends!(login_guessing_locks_the_account);
 /// brute force in about 45 minutes before).
 async fn totp_guessing_locks_the_second_factor(s: TestServer) {
     s.scopes("acme/shop/dev", "development").await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "tess", "org": "acme", "password": "correct horse battery"})),
-    )
-    .await;
+    s.user("tess", "acme", "correct horse battery").await;
     let anon = s.client_with(None);
     let session = login(&anon, "tess@acme", "correct horse battery", None)
         .await
@@ -287,12 +255,7 @@ both_backends!(totp_guessing_locks_the_second_factor);
 /// take the account over) and ends the account's other sessions.
 async fn password_change_needs_the_old_one_and_ends_other_sessions(s: TestServer) {
     s.scopes("acme/shop/dev", "development").await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "pat", "org": "acme", "password": "correct horse battery"})),
-    )
-    .await;
+    s.user("pat", "acme", "correct horse battery").await;
     let anon = s.client_with(None);
     let one = login(&anon, "pat@acme", "correct horse battery", None)
         .await
@@ -482,12 +445,8 @@ async fn deny_rules_bind_those_they_restrict(s: TestServer) {
     s.scopes("acme/shop/prod/api", "production").await;
     let (_, adm) = s.account("adm").await;
     s.grant("sa:adm", "admin", "acme").await;
-    s.ok(
-        Method::PUT,
-        "/api/v1/roles/acme",
-        Some(json!({"source": "name: noprod\nrules:\n  - deny: [secret.read]\n"})),
-    )
-    .await;
+    s.role("acme", "name: noprod\nrules:\n  - deny: [secret.read]\n")
+        .await;
     s.grant("sa:adm", "noprod", "acme/shop/prod").await;
     let r = post(
         &adm,
@@ -525,20 +484,12 @@ both_backends!(deny_rules_bind_those_they_restrict);
 /// condition) to a service account and read production with its token.
 async fn mfa_gated_admin_cannot_launder_through_a_service_account(s: TestServer) {
     s.scopes("acme/shop/prod/api", "production").await;
-    s.ok(
-        Method::PUT,
-        "/api/v1/roles/acme",
-        Some(
-            json!({"source": "name: mfa-admin\nrules:\n  - allow: ['*']\n    when: {mfa: true}\n"}),
-        ),
+    s.role(
+        "acme",
+        "name: mfa-admin\nrules:\n  - allow: ['*']\n    when: {mfa: true}\n",
     )
     .await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "mo", "org": "acme", "password": "correct horse battery"})),
-    )
-    .await;
+    s.user("mo", "acme", "correct horse battery").await;
     s.grant("user:mo@acme", "mfa-admin", "acme").await;
     s.ok(
         Method::POST,
@@ -777,12 +728,8 @@ async fn workload_tokens_cannot_launder_denied_reads(s: TestServer) {
     s.put("acme/shop/prod", json!({"K": "v"})).await;
     let (_, adm) = s.account("adm").await;
     s.grant("sa:adm", "admin", "acme").await;
-    s.ok(
-        Method::PUT,
-        "/api/v1/roles/acme",
-        Some(json!({"source": "name: noprod\nrules:\n  - deny: [secret.read]\n"})),
-    )
-    .await;
+    s.role("acme", "name: noprod\nrules:\n  - deny: [secret.read]\n")
+        .await;
     s.grant("sa:adm", "noprod", "acme/shop/prod").await;
     let r = post(
         &adm,
@@ -812,18 +759,8 @@ async fn workload_tokens_cannot_launder_denied_reads(s: TestServer) {
     // allowed without; a password-only session cannot issue.
     let oncall = "name: oncall\nrules:\n  - allow: [secret.read, secret.list, env.read]\n    \
                   when: {mfa: true}\n  - allow: [env.read, workload.issue]\n";
-    s.ok(
-        Method::PUT,
-        "/api/v1/roles/acme",
-        Some(json!({"source": oncall})),
-    )
-    .await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "carol", "org": "acme", "password": "correct horse battery"})),
-    )
-    .await;
+    s.role("acme", oncall).await;
+    s.user("carol", "acme", "correct horse battery").await;
     s.grant("user:carol@acme", "oncall", "acme").await;
     let session = login(
         &s.client_with(None),
@@ -862,12 +799,7 @@ async fn database_rows_written_outside_warden_are_refused(s: TestServer) {
         Some(json!({"kind": "environment", "path": "acme/shop/stage", "mode": "production"})),
     )
     .await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "pat", "org": "acme", "password": "a long enough password"})),
-    )
-    .await;
+    s.user("pat", "acme", "a long enough password").await;
     let (eve, _) = s.account("eve").await;
     let (gone, _) = s.account("gone").await;
     s.ok(Method::POST, "/api/v1/users/sa:gone/disable", None)
@@ -1010,16 +942,7 @@ async fn junk_shares_cannot_evict_an_unseal_attempt(db: Db) {
     assert_eq!(done["sealed"], false);
     running.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn junk_shares_cannot_evict_an_unseal_attempt_sqlite() {
-    junk_shares_cannot_evict_an_unseal_attempt(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn junk_shares_cannot_evict_an_unseal_attempt_postgres() {
-    junk_shares_cannot_evict_an_unseal_attempt(Db::Postgres).await
-}
+both_backends!(db junk_shares_cannot_evict_an_unseal_attempt);
 
 /// Finding F2 of the second review: init on an initialized vault and unseal
 /// on an unsealed one were neither throttled nor counted, and wrote two
@@ -1091,28 +1014,14 @@ async fn repeated_init_and_unseal_are_counted_not_logged(db: Db) {
     }
     running.shutdown().await;
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_init_and_unseal_are_counted_not_logged_sqlite() {
-    repeated_init_and_unseal_are_counted_not_logged(Db::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_init_and_unseal_are_counted_not_logged_postgres() {
-    repeated_init_and_unseal_are_counted_not_logged(Db::Postgres).await
-}
+both_backends!(db repeated_init_and_unseal_are_counted_not_logged);
 
 /// Finding F4 of the second review: five wrong passwords from anywhere
 /// locked the account for everyone. Guessing now locks the guesser's
 /// network out of the account; its owner elsewhere still logs in.
 async fn one_network_cannot_lock_an_account_out_for_others(s: TestServer) {
     s.scopes("acme/shop/prod/api", "production").await;
-    s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "pat", "org": "acme", "password": "a long enough password"})),
-    )
-    .await;
+    s.user("pat", "acme", "a long enough password").await;
     let anon = s.client_with(None);
     let attacker = from(&anon, "127.0.8.1");
     let mut codes = Vec::new();
