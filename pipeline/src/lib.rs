@@ -224,22 +224,33 @@ impl Pipeline {
         target: Target,
         status: &'static str,
     ) -> Result<(), Error> {
-        let event = Event {
+        let event = self.system_event(self.anonymous(meta, claimed), operation, target);
+        failures::Failures::record(self, event, status).await
+    }
+
+    /// The actor of a request made without a credential: anonymous, or the
+    /// account and method it claims.
+    fn anonymous(&self, meta: &RequestMeta, claimed: Option<(&str, &'static str)>) -> Actor {
+        Actor {
+            principal: claimed.map_or("anonymous", |c| c.0).to_owned(),
+            method: claimed.map_or("none", |c| c.1),
+            ..self.actor(meta, None, SYSTEM_LOG)
+        }
+    }
+
+    /// An event of the system log.
+    fn system_event(&self, actor: Actor, action: &str, target: Target) -> Event {
+        Event {
             op_id: self.0.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),
-            actor: Actor {
-                principal: claimed.map_or("anonymous", |c| c.0).to_owned(),
-                method: claimed.map_or("none", |c| c.1),
-                ..self.actor(meta, None, SYSTEM_LOG)
-            },
-            action: operation.to_owned(),
+            actor,
+            action: action.to_owned(),
             permission: None,
             target,
             decision: None,
             session: None,
             count: None,
-        };
-        failures::Failures::record(self, event, status).await
+        }
     }
 
     /// Records what Warden itself noticed, not a request (a stored row
@@ -252,22 +263,16 @@ impl Pipeline {
         status: &'static str,
         count: Option<u64>,
     ) -> Result<(), Error> {
+        let warden = Actor {
+            principal: "warden".to_owned(),
+            method: "system",
+            token_id: None,
+            source_ip: None,
+            user_agent: None,
+        };
         let event = Event {
-            op_id: self.0.audit.op_id(),
-            log: SYSTEM_LOG.to_owned(),
-            actor: Actor {
-                principal: "warden".to_owned(),
-                method: "system",
-                token_id: None,
-                source_ip: None,
-                user_agent: None,
-            },
-            action: operation.to_owned(),
-            permission: None,
-            target,
-            decision: None,
-            session: None,
             count,
+            ..self.system_event(warden, operation, target)
         };
         self.0
             .audit
@@ -725,21 +730,8 @@ impl Pipeline {
         E: OpError,
         Fut: Future<Output = Result<T, E>>,
     {
-        let event = Event {
-            op_id: self.0.audit.op_id(),
-            log: SYSTEM_LOG.to_owned(),
-            actor: Actor {
-                principal: claimed.map_or("anonymous", |c| c.0).to_owned(),
-                method: claimed.map_or("none", |c| c.1),
-                ..self.actor(meta, None, SYSTEM_LOG)
-            },
-            action: action.to_owned(),
-            permission: None,
-            target: claimed.map_or_else(Target::vault, |c| Target::principal(c.0)),
-            decision: None,
-            session: None,
-            count: None,
-        };
+        let target = claimed.map_or_else(Target::vault, |c| Target::principal(c.0));
+        let event = self.system_event(self.anonymous(meta, claimed), action, target);
         let intent = self
             .0
             .audit

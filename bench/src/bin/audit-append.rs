@@ -29,8 +29,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use tokio::sync::{mpsc, oneshot};
-use warden_audit::{Actor, Auditor, DecisionRecord, Event, Target};
+use warden_audit::Auditor;
 use warden_store::Store;
+
+#[path = "../sample_event.rs"]
+mod sample_event;
+use sample_event::event;
 
 /// Durable audit appends per second, against a bare group-commit file.
 #[derive(Debug, Parser)]
@@ -86,40 +90,11 @@ trait Appender: Send + Sync + 'static {
     fn append(&self, i: u64) -> impl std::future::Future<Output = Result<()>> + Send;
 }
 
-fn event(i: u64) -> Event {
-    Event {
-        op_id: format!("bench-18f2a9c3d4e5-{i}"),
-        log: "acme".to_owned(),
-        actor: Actor {
-            method: "token",
-            principal: "sa:deploy-bot".to_owned(),
-            source_ip: Some("10.12.4.31".to_owned()),
-            token_id: Some(
-                "6f1c0e5b9a7d4c2e8f3b1a0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e".to_owned(),
-            ),
-            user_agent: Some("warden-cli/0.1.0".to_owned()),
-        },
-        action: "secret.read".to_owned(),
-        permission: Some("secret.read"),
-        target: Target::secret(
-            "acme/shop/prod/api",
-            format!("DATABASE_URL_{}", i % 100),
-            None,
-        ),
-        session: None,
-        count: None,
-        decision: Some(DecisionRecord {
-            effect: "allow",
-            rule: "developer@acme/shop rule 2 (secret.*)".to_owned(),
-        }),
-    }
-}
-
 struct Warden(Auditor);
 
 impl Appender for Warden {
     async fn append(&self, i: u64) -> Result<()> {
-        self.0.intent(&event(i)).await?;
+        self.0.intent(&event("acme", i)).await?;
         Ok(())
     }
 }

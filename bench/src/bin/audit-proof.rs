@@ -24,8 +24,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use warden_audit::{Actor, Auditor, DecisionRecord, Event, Target};
+use warden_audit::Auditor;
 use warden_store::Store;
+
+#[path = "../sample_event.rs"]
+mod sample_event;
+use sample_event::event;
 use warden_tlog::merkle::{Hash, inclusion_proof};
 
 /// Proof memory and time, from tiles and from every leaf.
@@ -54,33 +58,6 @@ fn memory() -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn event(log: &str, i: u64) -> Event {
-    Event {
-        op_id: format!("bench-{i}"),
-        log: log.to_owned(),
-        actor: Actor {
-            method: "token",
-            principal: "user:alice".to_owned(),
-            source_ip: Some("10.1.2.3".to_owned()),
-            token_id: None,
-            user_agent: Some("warden-cli/0.1.0".to_owned()),
-        },
-        action: "secret.read".to_owned(),
-        permission: Some("secret.read"),
-        target: Target::secret(
-            "acme/shop/prod/api",
-            format!("DATABASE_URL_{}", i % 100),
-            None,
-        ),
-        session: None,
-        count: None,
-        decision: Some(DecisionRecord {
-            effect: "allow",
-            rule: "developer@acme/shop rule 2 (secret.*)".to_owned(),
-        }),
-    }
 }
 
 async fn fill(auditor: &Auditor, log: &str, n: u64) -> Result<()> {
