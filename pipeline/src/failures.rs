@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use warden_audit::{Actor, Auditor, Event, SYSTEM_LOG, Target};
+use warden_audit::{Actor, Event, Target};
 
 use crate::throttle::network;
 use crate::{Error, Pipeline};
@@ -138,7 +138,7 @@ impl Failures {
                     let p = pipeline.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(WINDOW).await;
-                        p.failures().flush(p.audit()).await;
+                        p.failures().flush(&p).await;
                     });
                     slot.insert(Window::new())
                 }
@@ -154,32 +154,27 @@ impl Failures {
 
     /// Writes one counted entry per key of the current window, durably,
     /// then tells its waiters.
-    async fn flush(&self, audit: &Auditor) {
+    async fn flush(&self, pipeline: &Pipeline) {
         let Some(window) = self.window.lock().ok().and_then(|mut w| w.take()) else {
             return;
         };
         let mut ok = true;
         for (key, count) in window.counts {
-            let event = Event {
-                op_id: audit.op_id(),
-                log: SYSTEM_LOG.to_owned(),
-                actor: Actor {
-                    method: "none",
-                    principal: "anonymous".to_owned(),
-                    source_ip: Some(key.network.clone()).filter(|s| !s.is_empty()),
-                    token_id: None,
-                    user_agent: None,
-                },
-                action: key.action,
-                permission: None,
-                // The attempts' own targets (claimed accounts) are the
-                // attacker's choice; the entry names their network.
-                target: Target::named("attempts", key.network, None),
-                decision: None,
-                session: None,
-                count: Some(count),
+            let actor = Actor {
+                method: "none",
+                principal: "anonymous".to_owned(),
+                source_ip: Some(key.network.clone()).filter(|s| !s.is_empty()),
+                token_id: None,
+                user_agent: None,
             };
-            if let Err(e) = audit.record(&event, key.status).await {
+            // The attempts' own targets (claimed accounts) are the
+            // attacker's choice; the entry names their network.
+            let target = Target::named("attempts", key.network, None);
+            let event = Event {
+                count: Some(count),
+                ..pipeline.system_event(actor, &key.action, target)
+            };
+            if let Err(e) = pipeline.audit().record(&event, key.status).await {
                 tracing::error!(error = %e, count, "could not record aggregated failures");
                 ok = false;
             }

@@ -239,7 +239,7 @@ impl Pipeline {
     }
 
     /// An event of the system log.
-    fn system_event(&self, actor: Actor, action: &str, target: Target) -> Event {
+    pub(crate) fn system_event(&self, actor: Actor, action: &str, target: Target) -> Event {
         Event {
             op_id: self.0.audit.op_id(),
             log: SYSTEM_LOG.to_owned(),

@@ -8,7 +8,7 @@
 use sqlx::AnyConnection;
 
 use crate::feed::Change;
-use crate::integrity::{BindingRow, Guard, Tagged, TaggedGrant, TokenWithHash};
+use crate::integrity::{BindingRow, Guard, Tagged, TaggedGrant, TokenWithHash, select};
 use crate::writer::{Stale, TxFuture};
 use crate::*;
 
@@ -18,8 +18,6 @@ const TOKEN_COLUMNS: &str = "t.id, t.principal, t.name, t.kind, t.mfa, t.created
 const GRANTS_FROM: &str = "SELECT b.principal, b.role, b.scope, b.org, r.source, r.revision, \
      b.created_at, b.mac, r.updated_at AS role_updated_at, r.mac AS role_mac \
      FROM bindings b LEFT JOIN roles r ON r.org = b.org AND r.name = b.role";
-const PRINCIPAL_COLUMNS: &str = "id, kind, org, password, totp_sealed, totp_enabled, \
-     totp_last_step, disabled_at, created_at, mac";
 
 impl Store {
     /// Runs a write job that changes identity or authorization data.
@@ -69,24 +67,21 @@ impl Store {
 
     /// One principal.
     pub async fn principal(&self, id: &str) -> Result<Option<PrincipalRow>, StoreError> {
-        let found: Option<Tagged<PrincipalRow>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(self.guard.check_all(found.into_iter().collect())?.pop())
+        let found: Option<Tagged<PrincipalRow>> =
+            sqlx::query_as(select::<PrincipalRow>("WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        self.guard.check_one(found)
     }
 
     /// Principals whose home is `org` (all of them for `None`).
     pub async fn principals(&self, org: Option<&str>) -> Result<Vec<PrincipalRow>, StoreError> {
         let q = match org {
-            Some(_) => {
-                format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE org = $1 ORDER BY id")
-            }
-            None => format!("SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY id"),
+            Some(_) => select::<PrincipalRow>("WHERE org = $1 ORDER BY id"),
+            None => select::<PrincipalRow>("ORDER BY id"),
         };
-        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(q));
+        let mut q = sqlx::query_as(q);
         if let Some(o) = org {
             q = q.bind(o);
         }
@@ -233,13 +228,13 @@ impl Store {
         let Some(found) = found else {
             return Ok(None);
         };
-        let token = self.guard.check_all(vec![found.token])?.remove(0);
-        let principal = self
-            .guard
-            .check_all(found.principal.into_iter().collect())?;
+        self.guard
+            .check(&found.token.row, found.token.mac.as_deref())?;
+        let token = found.token.row;
+        let principal = self.guard.check_one(found.principal)?;
         let row = TokenAuthRow {
-            principal_disabled_at: principal.first().and_then(|p| p.disabled_at),
-            principal_exists: i64::from(!principal.is_empty()),
+            principal_disabled_at: principal.as_ref().and_then(|p| p.disabled_at),
+            principal_exists: i64::from(principal.is_some()),
             token: token.token,
             hash: token.hash,
         };
@@ -257,8 +252,7 @@ impl Store {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        let rows = self.guard.check_all(found.into_iter().collect())?;
-        Ok(rows.into_iter().next().map(|t| t.token))
+        Ok(self.guard.check_one(found)?.map(|t| t.token))
     }
 
     /// A principal's tokens, newest first.
@@ -439,26 +433,22 @@ impl Store {
 
     /// One custom role.
     pub async fn role(&self, org: &str, name: &str) -> Result<Option<RoleRow>, StoreError> {
-        let found: Option<Tagged<RoleRow>> = sqlx::query_as(
-            "SELECT org, name, source, revision, updated_at, mac FROM roles \
-             WHERE org = $1 AND name = $2",
-        )
-        .bind(org)
-        .bind(name)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(self.guard.check_all(found.into_iter().collect())?.pop())
+        let found: Option<Tagged<RoleRow>> =
+            sqlx::query_as(select::<RoleRow>("WHERE org = $1 AND name = $2"))
+                .bind(org)
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        self.guard.check_one(found)
     }
 
     /// An organization's custom roles.
     pub async fn roles(&self, org: &str) -> Result<Vec<RoleRow>, StoreError> {
-        let found: Vec<Tagged<RoleRow>> = sqlx::query_as(
-            "SELECT org, name, source, revision, updated_at, mac FROM roles \
-             WHERE org = $1 ORDER BY name",
-        )
-        .bind(org)
-        .fetch_all(self.pool())
-        .await?;
+        let found: Vec<Tagged<RoleRow>> =
+            sqlx::query_as(select::<RoleRow>("WHERE org = $1 ORDER BY name"))
+                .bind(org)
+                .fetch_all(self.pool())
+                .await?;
         self.guard.check_all(found)
     }
 
@@ -527,10 +517,9 @@ impl Store {
 
     /// A principal's SSH keys.
     pub async fn ssh_keys(&self, principal: &str) -> Result<Vec<SshKeyRow>, StoreError> {
-        let found: Vec<Tagged<SshKeyRow>> = sqlx::query_as(
-            "SELECT fingerprint, principal, algorithm, public_key, comment, created_at, mac \
-             FROM ssh_keys WHERE principal = $1 ORDER BY created_at, fingerprint",
-        )
+        let found: Vec<Tagged<SshKeyRow>> = sqlx::query_as(select::<SshKeyRow>(
+            "WHERE principal = $1 ORDER BY created_at, fingerprint",
+        ))
         .bind(principal)
         .fetch_all(self.pool())
         .await?;
@@ -539,14 +528,12 @@ impl Store {
 
     /// The SSH key with this fingerprint, if registered.
     pub async fn ssh_key(&self, fingerprint: &str) -> Result<Option<SshKeyRow>, StoreError> {
-        let found: Option<Tagged<SshKeyRow>> = sqlx::query_as(
-            "SELECT fingerprint, principal, algorithm, public_key, comment, created_at, mac \
-             FROM ssh_keys WHERE fingerprint = $1",
-        )
-        .bind(fingerprint)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(self.guard.check_all(found.into_iter().collect())?.pop())
+        let found: Option<Tagged<SshKeyRow>> =
+            sqlx::query_as(select::<SshKeyRow>("WHERE fingerprint = $1"))
+                .bind(fingerprint)
+                .fetch_optional(self.pool())
+                .await?;
+        self.guard.check_one(found)
     }
 
     /// Removes one of a principal's SSH keys; false if it had no such key.
@@ -595,10 +582,9 @@ impl Store {
 
     /// Workload signing keys created after `since_ms`, newest first.
     pub async fn signing_keys(&self, since_ms: i64) -> Result<Vec<SigningKeyRow>, StoreError> {
-        let found: Vec<Tagged<SigningKeyRow>> = sqlx::query_as(
-            "SELECT kid, sealed, public_key, created_at, mac FROM signing_keys \
-             WHERE created_at > $1 ORDER BY created_at DESC, kid",
-        )
+        let found: Vec<Tagged<SigningKeyRow>> = sqlx::query_as(select::<SigningKeyRow>(
+            "WHERE created_at > $1 ORDER BY created_at DESC, kid",
+        ))
         .bind(since_ms)
         .fetch_all(self.pool())
         .await?;

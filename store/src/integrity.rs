@@ -280,6 +280,16 @@ impl Protected for ScopeRow {
     }
 }
 
+/// `SELECT` of `R`'s columns and MAC from its table, then `rest` (a WHERE
+/// and ORDER BY clause).
+pub(crate) fn select<R: Protected>(rest: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!(
+        "SELECT {}, mac FROM {} {rest}",
+        R::COLUMNS,
+        R::TABLE
+    ))
+}
+
 /// A row as read, with its stored MAC.
 #[derive(Debug, Clone)]
 pub(crate) struct Tagged<R> {
@@ -390,6 +400,15 @@ impl Guard {
             .collect()
     }
 
+    /// Checks a row that may be absent.
+    pub(crate) fn check_one<R: Protected>(
+        &self,
+        row: Option<Tagged<R>>,
+    ) -> Result<Option<R>, StoreError> {
+        row.map(|t| self.check(&t.row, t.mac.as_deref()).map(|()| t.row))
+            .transpose()
+    }
+
     /// Checks a binding and the custom role row it was joined with.
     pub(crate) fn check_grant(&self, g: TaggedGrant) -> Result<GrantRow, StoreError> {
         let binding = BindingRow {
@@ -451,13 +470,8 @@ impl Guard {
     where
         R: Protected + for<'r> FromRow<'r, AnyRow> + Send + Unpin,
     {
-        let sql = format!(
-            "SELECT {}, mac FROM {} WHERE {}",
-            R::COLUMNS,
-            R::TABLE,
-            key_clause(R::KEY, 1)
-        );
-        let mut q = sqlx::query_as::<_, Tagged<R>>(sqlx::AssertSqlSafe(sql));
+        let sql = select::<R>(&format!("WHERE {}", key_clause(R::KEY, 1)));
+        let mut q = sqlx::query_as::<_, Tagged<R>>(sql);
         for k in key {
             q = q.bind((*k).to_owned());
         }

@@ -4,7 +4,7 @@
 use sqlx::AnyConnection;
 
 use crate::feed::Change;
-use crate::integrity::Tagged;
+use crate::integrity::{Tagged, select};
 use crate::writer::Stale;
 use crate::*;
 
@@ -62,14 +62,11 @@ impl Store {
             return Ok(Some(row));
         }
         let seen = self.read_cache().map(|c| c.epoch());
-        let found: Option<Tagged<ScopeRow>> = sqlx::query_as(
-            "SELECT path, kind, parent, org, mode, max_versions, created_at, mac \
-             FROM scopes WHERE path = $1",
-        )
-        .bind(path)
-        .fetch_optional(self.pool())
-        .await?;
-        let row = self.guard.check_all(found.into_iter().collect())?.pop();
+        let found: Option<Tagged<ScopeRow>> = sqlx::query_as(select::<ScopeRow>("WHERE path = $1"))
+            .bind(path)
+            .fetch_optional(self.pool())
+            .await?;
+        let row = self.guard.check_one(found)?;
         if let (Some(c), Some(seen), Some(r)) = (self.read_cache(), seen, &row) {
             c.put_scope(seen, r.clone());
         }
@@ -79,15 +76,9 @@ impl Store {
     /// The direct children of `parent` (organizations when `None`).
     pub async fn child_scopes(&self, parent: Option<&str>) -> Result<Vec<ScopeRow>, StoreError> {
         let q = match parent {
-            Some(p) => sqlx::query_as(
-                "SELECT path, kind, parent, org, mode, max_versions, created_at, mac \
-                 FROM scopes WHERE parent = $1 ORDER BY path",
-            )
-            .bind(p.to_owned()),
-            None => sqlx::query_as(
-                "SELECT path, kind, parent, org, mode, max_versions, created_at, mac \
-                 FROM scopes WHERE parent IS NULL ORDER BY path",
-            ),
+            Some(p) => sqlx::query_as(select::<ScopeRow>("WHERE parent = $1 ORDER BY path"))
+                .bind(p.to_owned()),
+            None => sqlx::query_as(select::<ScopeRow>("WHERE parent IS NULL ORDER BY path")),
         };
         let found: Vec<Tagged<ScopeRow>> = q.fetch_all(self.pool()).await?;
         self.guard.check_all(found)
