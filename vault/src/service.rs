@@ -367,12 +367,42 @@ impl Vault {
         self.status().await
     }
 
+    /// Checks an unseal request before anything else happens, sealed or
+    /// not: the vault is initialized, unseals the way asked (a passphrase
+    /// with `share` `None`, Shamir shares otherwise), and a share is
+    /// well-formed and one of those dealt. Returns the seal configuration,
+    /// the wrapped root key and the parsed share.
+    pub async fn check_unseal(
+        &self,
+        share: Option<&str>,
+    ) -> Result<(SealConfig, Vec<u8>, Option<Share>), VaultError> {
+        let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
+        let wanted = if share.is_some() {
+            "shamir"
+        } else {
+            "passphrase"
+        };
+        if config.method() != wanted {
+            return Err(VaultError::Invalid(format!(
+                "this vault unseals with {}, not {wanted}",
+                config.method()
+            )));
+        }
+        let share = share.map(Share::parse).transpose()?;
+        if share.as_ref().is_some_and(|s| !s.is_dealt(&config)) {
+            return Err(VaultError::Invalid(
+                "this is not one of this vault's unseal shares".into(),
+            ));
+        }
+        Ok((config, wrapped, share))
+    }
+
     /// Unseals with a passphrase.
     ///
     /// While unsealed it derives nothing and only answers the status, so it
     /// cannot be used to test guesses.
     pub async fn unseal_passphrase(&self, passphrase: &str) -> Result<SealStatus, VaultError> {
-        let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
+        let (config, wrapped, _) = self.check_unseal(None).await?;
         if !self.is_sealed() {
             return self.status().await;
         }
@@ -401,19 +431,10 @@ impl Vault {
         share: &str,
         nonce: Option<&str>,
     ) -> Result<(SealStatus, Option<String>), VaultError> {
-        let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
-        let SealConfig::Shamir { threshold, .. } = config else {
-            return Err(VaultError::Invalid(format!(
-                "this vault unseals with {}, not Shamir shares",
-                config.method()
-            )));
+        let (config, wrapped, share) = self.check_unseal(Some(share)).await?;
+        let (SealConfig::Shamir { threshold, .. }, Some(share)) = (config, share) else {
+            return Err(VaultError::Invalid("not a Shamir share".into()));
         };
-        let share = Share::parse(share)?;
-        if !share.is_dealt(&config) {
-            return Err(VaultError::Invalid(
-                "this is not one of this vault's unseal shares".into(),
-            ));
-        }
         let (nonce, combined) = {
             let mut state = self.state.write().map_err(|_| VaultError::Sealed)?;
             match &mut *state {
