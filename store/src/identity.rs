@@ -675,12 +675,13 @@ async fn revoke(
     now: i64,
 ) -> Result<(), StoreError> {
     t.token.revoked_at = Some(now);
-    sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE id = $1")
+    sqlx::query("UPDATE api_tokens SET revoked_at = $2, mac = $3 WHERE id = $1")
         .bind(t.token.id.as_str())
         .bind(now)
+        .bind(guard.tag(&t)?)
         .execute(&mut *c)
         .await?;
-    guard.store_tag(c, &t).await
+    Ok(())
 }
 
 /// Revokes `principal`'s live tokens: all of them, or with `sessions_but`

@@ -438,7 +438,7 @@ impl Guard {
     }
 
     /// Rewrites the MAC of `row` (already changed in this transaction).
-    pub(crate) async fn store_tag<R: Protected>(
+    async fn store_tag<R: Protected>(
         &self,
         c: &mut AnyConnection,
         row: &R,
