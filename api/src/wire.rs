@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use warden_types::SecretValue;
 
@@ -19,21 +20,64 @@ impl<'de> Deserialize<'de> for WireValue {
     }
 }
 
+impl JsonSchema for WireValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SecretText".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // The limit is in bytes; a character is at most four.
+        json_schema!({
+            "type": "string",
+            "maxLength": warden_types::MAX_VALUE_BYTES / 4,
+            "description": "UTF-8 text of at most 64 KiB; shown only where the operation returns it",
+        })
+    }
+}
+
 impl Serialize for WireValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.0.expose())
     }
 }
 
+fn password(_: &mut SchemaGenerator) -> Schema {
+    // The limits are in bytes; a character is at most four.
+    json_schema!({
+        "type": "string",
+        "minLength": 12,
+        "maxLength": 256,
+        "pattern": "^[^\\u0000]*$",
+        "description": "12 to 1024 bytes of UTF-8, no NUL",
+    })
+}
+
+fn optional_password(g: &mut SchemaGenerator) -> Schema {
+    let mut s = password(g);
+    s.insert("type".into(), serde_json::json!(["string", "null"]));
+    s
+}
+
+fn secret_values(g: &mut SchemaGenerator) -> Schema {
+    let value = g.subschema_for::<WireValue>();
+    json_schema!({
+        "type": "object",
+        "propertyNames": {"pattern": warden_types::pattern::SECRET_NAME},
+        "additionalProperties": value,
+        "minProperties": 1,
+        "maxProperties": warden_types::MAX_KEYS_PER_REQUEST,
+    })
+}
+
 /// Every error response: `{"error":{"code":..,"message":..}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// An error's machine code and human message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `not_found`, `sealed`.
     pub code: String,
@@ -45,7 +89,7 @@ pub struct ErrorDetail {
 }
 
 /// `GET /api/v1/sys/status`, and the answer of init/unseal/seal.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct SysStatus {
     /// A root key exists.
     pub initialized: bool,
@@ -62,6 +106,26 @@ pub struct SysStatus {
     /// unseal --nonce`). Shares without it start a new attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+}
+
+/// `GET /readyz` (200 when ready, 503 otherwise).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Readiness {
+    /// Unsealed and the database answers.
+    pub ready: bool,
+    /// The vault is sealed.
+    pub sealed: bool,
+    /// `ok` or `unreachable`.
+    pub database: String,
+}
+
+/// `GET /api/v1/audit-key`: the checkpoint verifier key.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditKey {
+    /// The C2SP note verifier key, `name+keyid+base64`.
+    pub key: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
 }
 
 /// `POST /api/v1/sys/init`.
@@ -81,8 +145,42 @@ pub struct InitRequest {
     pub threshold: Option<u8>,
 }
 
+impl JsonSchema for InitRequest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "InitRequest".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let passphrase = password(g);
+        json_schema!({
+            "description": "A passphrase, or Shamir shares (2 <= threshold <= shares <= 255). \
+                            Refused with 409 once initialized.",
+            "oneOf": [
+                {
+                    "title": "InitPassphrase",
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["method", "passphrase"],
+                    "properties": {"method": {"const": "passphrase"}, "passphrase": passphrase},
+                },
+                {
+                    "title": "InitShamir",
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["method", "shares", "threshold"],
+                    "properties": {
+                        "method": {"const": "shamir"},
+                        "shares": {"type": "integer", "minimum": 2, "maximum": 255},
+                        "threshold": {"type": "integer", "minimum": 2, "maximum": 255},
+                    },
+                },
+            ],
+        })
+    }
+}
+
 /// The answer to init: shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct InitResponse {
     /// The bootstrap owner's API token.
     pub root_token: WireValue,
@@ -106,15 +204,54 @@ pub struct UnsealRequest {
     pub nonce: Option<String>,
 }
 
+/// A Shamir share as `warden operator init` prints it: 33 bytes of base64,
+/// the first (the share's index) not zero.
+const SHARE: &str =
+    "^([B-Za-z0-9+/][A-Za-z0-9+/]|A[E-Za-z0-9+/])[A-Za-z0-9+/]{40}[AEIMQUYcgkosw048]=$";
+
+impl JsonSchema for UnsealRequest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UnsealRequest".into()
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        let passphrase = g.subschema_for::<WireValue>();
+        json_schema!({
+            "description": "The passphrase, or one Shamir share (with the nonce of the attempt it \
+                            continues). A vault answers 409 to the method it does not use.",
+            "oneOf": [
+                {
+                    "title": "UnsealPassphrase",
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["passphrase"],
+                    "properties": {"passphrase": passphrase},
+                },
+                {
+                    "title": "UnsealShare",
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["share"],
+                    "properties": {
+                        "share": {"type": "string", "pattern": SHARE},
+                        "nonce": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$"},
+                    },
+                },
+            ],
+        })
+    }
+}
+
 /// `POST /api/v1/scopes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateScope {
     /// `organization`, `project`, `environment` or `service`.
     pub kind: String,
-    /// The path, e.g. `acme/shop/prod`.
+    /// The path, e.g. `acme/shop/prod`: as many names as `kind` is deep.
     pub path: String,
-    /// Environments only: `production`, `staging` or `development`.
+    /// Environments only (and required there): `production`, `staging` or
+    /// `development`.
     #[serde(default)]
     pub mode: Option<String>,
     /// Environments only: versions kept per secret (1-100, default 10).
@@ -122,8 +259,53 @@ pub struct CreateScope {
     pub max_versions: Option<u32>,
 }
 
+impl JsonSchema for CreateScope {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "CreateScope".into()
+    }
+
+    /// One shape per kind: the path as deep as the kind, `mode` required
+    /// for an environment and allowed nowhere else.
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        use warden_types::pattern::{ENV_PATH, NAME, PROJECT_PATH, SERVICE_PATH};
+        let plain = |title: &str, kind: &str, pattern: &str| {
+            serde_json::json!({
+                "title": title,
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["kind", "path"],
+                "properties": {
+                    "kind": {"const": kind},
+                    "path": {"type": "string", "pattern": pattern},
+                },
+            })
+        };
+        json_schema!({
+            "description": "A new organization, project, environment or service under an existing parent. \
+                            The organization name `system` is taken (it names the installation's own audit log).",
+            "oneOf": [
+                plain("CreateOrganization", "organization", NAME),
+                plain("CreateProject", "project", PROJECT_PATH),
+                {
+                    "title": "CreateEnvironment",
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["kind", "path", "mode"],
+                    "properties": {
+                        "kind": {"const": "environment"},
+                        "path": {"type": "string", "pattern": ENV_PATH},
+                        "mode": {"enum": ["production", "staging", "development"]},
+                        "max_versions": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
+                },
+                plain("CreateService", "service", SERVICE_PATH),
+            ],
+        })
+    }
+}
+
 /// A scope in a listing.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Scope {
     /// Full path.
     pub path: String,
@@ -138,25 +320,27 @@ pub struct Scope {
 }
 
 /// `GET /api/v1/scopes[/{parent}]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ScopeList {
     /// The scopes.
     pub scopes: Vec<Scope>,
 }
 
 /// `PUT /api/v1/secrets/{scope}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecrets {
-    /// Name to value.
+    /// Name to value (1 to 100 secrets).
+    #[schemars(schema_with = "secret_values")]
     pub values: BTreeMap<String, WireValue>,
     /// Check-and-set: the current version expected (0 = must not exist).
     #[serde(default)]
+    #[schemars(range(min = 0))]
     pub cas: Option<i64>,
 }
 
 /// A written version.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Written {
     /// Secret name.
     pub name: String,
@@ -165,14 +349,14 @@ pub struct Written {
 }
 
 /// Answer to a write.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PutResponse {
     /// One per secret written.
     pub written: Vec<Written>,
 }
 
 /// `GET /api/v1/secret/{scope}?key=K[&version=N]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SecretResponse {
     /// Scope path.
     pub scope: String,
@@ -185,7 +369,7 @@ pub struct SecretResponse {
 }
 
 /// A version's metadata.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct VersionInfo {
     /// Version number.
     pub version: i64,
@@ -200,7 +384,7 @@ pub struct VersionInfo {
 }
 
 /// A secret in a listing (never its value).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct SecretInfo {
     /// Name.
     pub name: String,
@@ -213,7 +397,7 @@ pub struct SecretInfo {
 }
 
 /// `GET /api/v1/secrets/{scope}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SecretList {
     /// Scope path.
     pub scope: String,
@@ -222,7 +406,7 @@ pub struct SecretList {
 }
 
 /// `GET /api/v1/secret-history/{scope}?key=K`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct History {
     /// Secret name.
     pub name: String,
@@ -231,25 +415,48 @@ pub struct History {
 }
 
 /// Body of delete, undelete and destroy.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionsRequest {
     /// The secret.
+    #[schemars(regex(pattern = warden_types::pattern::SECRET_NAME))]
     pub key: String,
     /// Versions (empty = latest; destroy requires them).
     #[serde(default)]
+    #[schemars(inner(range(min = 1)), length(max = 100))]
     pub versions: Vec<i64>,
 }
 
+/// Body of destroy: the versions must be named.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestroyRequest {
+    /// The secret.
+    #[schemars(regex(pattern = warden_types::pattern::SECRET_NAME))]
+    pub key: String,
+    /// The versions to erase.
+    #[schemars(inner(range(min = 1)), length(min = 1, max = 100))]
+    pub versions: Vec<i64>,
+}
+
+impl From<DestroyRequest> for VersionsRequest {
+    fn from(d: DestroyRequest) -> Self {
+        VersionsRequest {
+            key: d.key,
+            versions: d.versions,
+        }
+    }
+}
+
 /// Answer to delete, undelete and destroy.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct VersionsChanged {
     /// Versions whose state changed.
     pub changed: Vec<i64>,
 }
 
 /// `GET /api/v1/resolve/{service}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Resolved {
     /// Service path.
     pub service: String,
@@ -258,14 +465,14 @@ pub struct Resolved {
 }
 
 /// `POST /api/v1/keys/{org}/rotate`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Rotated {
     /// The new current term.
     pub term: i64,
 }
 
 /// `POST /api/v1/keys/{org}/rewrap?limit=N`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RewrapStep {
     /// The newest term.
     pub target_term: i64,
@@ -276,7 +483,7 @@ pub struct RewrapStep {
 }
 
 /// A key term.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct KeyTerm {
     /// Term number.
     pub term: i64,
@@ -289,7 +496,7 @@ pub struct KeyTerm {
 }
 
 /// `GET /api/v1/keys/{org}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct KeyStatus {
     /// Organization.
     pub org: String,
@@ -302,7 +509,7 @@ pub struct KeyStatus {
 }
 
 /// `GET /api/v1/auth/whoami`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WhoAmI {
     /// Principal id (`user:NAME`, `sa:NAME`, `workload:PATH`).
     pub principal: String,
@@ -318,13 +525,16 @@ pub struct WhoAmI {
 }
 
 /// A role bound to a principal at a scope.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct BindingInfo {
-    /// Who holds it.
+    /// Who holds it: a user or service account.
+    #[schemars(regex(pattern = warden_types::pattern::MEMBER))]
     pub principal: String,
     /// Role name.
+    #[schemars(regex(pattern = warden_types::pattern::NAME))]
     pub role: String,
     /// `/`, `ORG`, `ORG/PROJECT` or `ORG/PROJECT/ENV` (and everything below).
+    #[schemars(regex(pattern = warden_types::pattern::BINDING_SCOPE))]
     pub scope: String,
 }
 
@@ -332,14 +542,17 @@ pub struct BindingInfo {
 pub type GrantRequest = BindingInfo;
 
 /// `POST /api/v1/bindings/revoke`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
-    /// Who holds it.
+    /// Who holds it: a user or service account.
+    #[schemars(regex(pattern = warden_types::pattern::MEMBER))]
     pub principal: String,
     /// Role name.
+    #[schemars(regex(pattern = warden_types::pattern::NAME))]
     pub role: String,
     /// Where it is bound.
+    #[schemars(regex(pattern = warden_types::pattern::BINDING_SCOPE))]
     pub scope: String,
     /// Break-glass: a root Owner revokes a binding the rules would not let
     /// it revoke (one that restricts the Owner itself, say). Audited as a
@@ -349,27 +562,31 @@ pub struct RevokeRequest {
 }
 
 /// `GET /api/v1/bindings/{scope}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BindingList {
     /// Bindings at or below the scope's organization.
     pub bindings: Vec<BindingInfo>,
 }
 
 /// `POST /api/v1/auth/login`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// User name (without `user:`).
+    /// User name (without `user:`): `NAME`, or `NAME@ORG` for a member of
+    /// an organization.
+    #[schemars(regex(pattern = warden_types::pattern::LOGIN))]
     pub user: String,
     /// Password.
+    #[schemars(schema_with = "password")]
     pub password: WireValue,
     /// Current TOTP code, required once MFA is enrolled.
     #[serde(default)]
+    #[schemars(regex(pattern = "^[0-9]{6}$"))]
     pub totp: Option<String>,
 }
 
 /// A token's metadata (never the token).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TokenInfo {
     /// Public id, `tok_...`.
     pub id: String,
@@ -392,7 +609,7 @@ pub struct TokenInfo {
 }
 
 /// A newly created token: shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TokenCreated {
     /// The bearer token.
     pub token: WireValue,
@@ -401,28 +618,35 @@ pub struct TokenCreated {
 }
 
 /// `POST /api/v1/tokens`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// A name to recognise it by.
+    /// A name to recognise it by: 1-64 characters, no control characters.
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")
+    )]
     pub name: String,
-    /// Lifetime in seconds (none: until revoked).
+    /// Lifetime in seconds (default and most: the server's
+    /// `max_token_ttl_secs`).
     #[serde(default)]
+    #[schemars(range(min = 60))]
     pub ttl_seconds: Option<u64>,
     /// For a service account (`sa:NAME`); default: the caller.
     #[serde(default)]
+    #[schemars(regex(pattern = warden_types::pattern::MEMBER))]
     pub principal: Option<String>,
 }
 
 /// `GET /api/v1/tokens`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TokenList {
     /// Newest first.
     pub tokens: Vec<TokenInfo>,
 }
 
 /// `POST /api/v1/auth/mfa/enroll`: the TOTP secret, shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MfaEnrollment {
     /// Base32 secret for manual entry.
     pub secret: WireValue,
@@ -431,18 +655,20 @@ pub struct MfaEnrollment {
 }
 
 /// A TOTP code.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaCode {
     /// Six digits.
+    #[schemars(regex(pattern = "^[0-9]{6}$"))]
     pub code: String,
 }
 
 /// `PUT /api/v1/auth/password`, and the password of a new user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     /// The new password (12 to 1024 bytes).
+    #[schemars(schema_with = "password")]
     pub password: WireValue,
     /// The current password: required to change one that is set, unless
     /// the caller's session was opened with MFA.
@@ -451,7 +677,7 @@ pub struct PasswordChange {
 }
 
 /// `POST /api/v1/auth/mfa/enroll`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MfaEnrollRequest {
     /// The current password: required when the account has one (a stolen
@@ -461,19 +687,23 @@ pub struct MfaEnrollRequest {
 }
 
 /// `POST /api/v1/users`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// Name (lowercase letters, digits, `-`).
+    #[schemars(regex(pattern = warden_types::pattern::NAME))]
     pub name: String,
     /// `user` (a human) or `service` (a service account).
     #[serde(default = "default_user_kind")]
+    #[schemars(extend("enum" = ["user", "service"]))]
     pub kind: String,
     /// Home organization (none: installation-wide; needs a root binding).
     #[serde(default)]
+    #[schemars(regex(pattern = warden_types::pattern::NAME))]
     pub org: Option<String>,
     /// Optional password for login (users only).
     #[serde(default)]
+    #[schemars(schema_with = "optional_password")]
     pub password: Option<WireValue>,
 }
 
@@ -482,7 +712,7 @@ fn default_user_kind() -> String {
 }
 
 /// A user or service account.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UserInfo {
     /// `user:NAME` or `sa:NAME`.
     pub id: String,
@@ -501,14 +731,14 @@ pub struct UserInfo {
 }
 
 /// `GET /api/v1/users`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UserList {
     /// Sorted by id.
     pub users: Vec<UserInfo>,
 }
 
 /// `POST /api/v1/users/{id}/disable`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Disabled {
     /// The principal disabled.
     pub principal: String,
@@ -517,16 +747,17 @@ pub struct Disabled {
 }
 
 /// `POST /api/v1/workload-tokens/{service}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadTokenRequest {
     /// Lifetime in seconds (default 900, at most 3600).
     #[serde(default)]
+    #[schemars(range(min = 60, max = 3600))]
     pub ttl_seconds: Option<u64>,
 }
 
 /// A workload token: shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct WorkloadToken {
     /// The JWT.
     pub token: WireValue,
@@ -537,15 +768,16 @@ pub struct WorkloadToken {
 }
 
 /// `POST /api/v1/ssh-keys`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SshKeyAdd {
     /// One `authorized_keys` line: `ALG BASE64 [COMMENT]`.
+    #[schemars(length(max = 16384))]
     pub public_key: String,
 }
 
 /// An SSH public key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SshKeyInfo {
     /// `SHA256:...`.
     pub fingerprint: String,
@@ -562,14 +794,14 @@ pub struct SshKeyInfo {
 }
 
 /// `GET /api/v1/ssh-keys`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SshKeyList {
     /// The caller's keys.
     pub keys: Vec<SshKeyInfo>,
 }
 
 /// `PUT /api/v1/roles/{org}`: a role file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleApply {
     /// The role's YAML.
@@ -577,7 +809,7 @@ pub struct RoleApply {
 }
 
 /// A role.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RoleInfo {
     /// Name.
     pub name: String,
@@ -592,26 +824,28 @@ pub struct RoleInfo {
 }
 
 /// `GET /api/v1/roles/{org}`: built-in roles, then the organization's.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RoleList {
     /// Roles.
     pub roles: Vec<RoleInfo>,
 }
 
 /// `POST /api/v1/policy/check`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyCheck {
-    /// Principal id.
+    /// A user or service account (workloads are checked by their token).
+    #[schemars(regex(pattern = warden_types::pattern::MEMBER))]
     pub principal: String,
-    /// `resource.verb`.
+    /// `resource.verb` (the document lists every action).
     pub action: String,
     /// `/` or a scope path.
+    #[schemars(regex(pattern = warden_types::pattern::RESOURCE))]
     pub path: String,
 }
 
 /// A decision and why.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PolicyDecision {
     /// Allowed.
     pub allowed: bool,
@@ -634,11 +868,13 @@ pub struct PolicyDecision {
 }
 
 /// `GET /api/v1/audit/{log}/entries`: one page of a log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AuditEntries {
     /// `system` or an organization.
     pub log: String,
-    /// Matching entries, in sequence order.
+    /// Matching entries, in sequence order (each the canonical JSON
+    /// object of an entry, schema version in `v`).
+    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
     pub entries: Vec<serde_json::Value>,
     /// Where the next page starts (`from=`); equal to the log's size at
     /// the end.
@@ -646,7 +882,7 @@ pub struct AuditEntries {
 }
 
 /// `GET /api/v1/audit/{log}/checkpoint`: the newest signed checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AuditCheckpoint {
     /// The log.
     pub log: String,
@@ -662,7 +898,7 @@ pub struct AuditCheckpoint {
 
 /// `GET /api/v1/audit/{log}/proof?seq=N`: inclusion of one entry in the
 /// tree of the newest checkpoint (RFC 9162 §2.1.3).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AuditProof {
     /// The log.
     pub log: String,

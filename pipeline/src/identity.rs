@@ -476,6 +476,23 @@ pub fn new_token_row(
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// The OpenAPI document's principal patterns promise no more than
+        /// `parse_principal` accepts.
+        #[test]
+        fn documented_principals_parse(
+            p in proptest::string::string_regex(inner(warden_types::pattern::PRINCIPAL)).unwrap(),
+            m in proptest::string::string_regex(inner(warden_types::pattern::MEMBER)).unwrap(),
+        ) {
+            proptest::prop_assert!(parse_principal(&p).is_ok());
+            proptest::prop_assert!(parse_principal(&m).is_ok_and(|m| m.kind != "workload"));
+        }
+    }
+
+    fn inner(pattern: &str) -> &str {
+        &pattern[1..pattern.len() - 1]
+    }
+
     #[test]
     fn principal_ids_name_their_home() {
         let p = parse_principal("user:bob@acme").unwrap();

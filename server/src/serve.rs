@@ -2,7 +2,10 @@
 //! HTTP/2) serving the axum router, graceful shutdown.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -60,7 +63,6 @@ struct Slot {
 
 impl Connections {
     fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
-        use std::sync::atomic::Ordering;
         let mut per = self.per_source.lock().ok()?;
         let n = per.entry(ip).or_insert(0);
         if *n >= MAX_CONNECTIONS_PER_SOURCE || self.total.load(Ordering::Acquire) >= MAX_CONNECTIONS
@@ -81,9 +83,7 @@ impl Connections {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.conns
-            .total
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.conns.total.fetch_sub(1, Ordering::AcqRel);
         if let Ok(mut per) = self.conns.per_source.lock()
             && let Some(n) = per.get_mut(&self.ip)
         {
@@ -100,7 +100,7 @@ struct Counter(Arc<std::sync::atomic::AtomicU64>);
 
 impl MakeRequestId for Counter {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
         axum::http::HeaderValue::from_str(&format!("req-{n:x}"))
             .ok()
             .map(RequestId::new)
@@ -123,6 +123,62 @@ async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     resp
 }
 
+/// A request body that notes when it has been read to the end.
+struct Watched {
+    inner: axum::body::Body,
+    read: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Watched {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            self.read.store(true, Ordering::Release);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// HTTP/1 answers to requests whose body was not read (refused before
+/// the handler took it: unauthenticated, no such route or method) carry
+/// `Connection: close`. hyper closes such a connection rather than drain
+/// the unread body, and a client that was not told would reuse it and see
+/// its next request fail.
+async fn close_unread(req: Request, next: Next) -> Response {
+    use http_body::Body as _;
+    if req.version() >= axum::http::Version::HTTP_2 || req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let (parts, inner) = req.into_parts();
+    let body = axum::body::Body::new(Watched {
+        inner,
+        read: read.clone(),
+    });
+    let mut resp = next.run(Request::from_parts(parts, body)).await;
+    if !read.load(Ordering::Acquire) {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
     ApiError::internal().into_response()
@@ -142,6 +198,7 @@ pub fn app_router(app: Arc<App>, request_timeout: Duration) -> Router {
             header::AUTHORIZATION,
         ]))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(close_unread))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, Counter::default()))
 }

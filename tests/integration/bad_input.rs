@@ -356,6 +356,32 @@ async fn wrong_content_type_is_refused() {
     s.stop().await;
 }
 
+/// An HTTP/1.1 answer given without reading the request's body (a route
+/// that does not take this method) says `Connection: close`, since the
+/// server will not keep that connection; one that read the body keeps it.
+/// A client not told would reuse the connection and lose its next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_leave_a_body_unread_close_the_connection() {
+    let s = TestServer::start(crate::harness::Db::Sqlite).await;
+    s.scopes("acme/shop", "").await;
+    let body = "{\"values\":{\"A\":\"b\"}}";
+    let request = |method: &str| {
+        format!(
+            "{method} /api/v1/secrets/acme/shop HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let unread = raw_request(&s, &request("PATCH"))
+        .await
+        .to_ascii_lowercase();
+    assert!(unread.starts_with("http/1.1 405"), "{unread}");
+    assert!(unread.contains("\r\nconnection: close\r\n"), "{unread}");
+    let read = raw_request(&s, &request("PUT")).await.to_ascii_lowercase();
+    assert!(read.starts_with("http/1.1 200"), "{read}");
+    assert!(!read.contains("connection: close"), "{read}");
+    s.stop().await;
+}
+
 async fn raw_request(s: &TestServer, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tls = crate::harness::tls_connect(s).await;

@@ -52,6 +52,7 @@ pub enum Trust {
 
 /// The outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Every check passed.
@@ -63,6 +64,7 @@ pub enum Verdict {
 /// What [`verify_bundle`] did and found, for people (`checks`) and
 /// programs (the other fields). Serializes to JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Transcript {
     /// Ok or Failed.
     pub verdict: Verdict,

@@ -9,6 +9,7 @@
 //! crate may depend on this one; it depends on nothing of Warden's.
 
 mod names;
+pub mod pattern;
 mod secret;
 
 pub use names::{EnvMode, NameError, ScopeKind, ScopePath, SecretName};

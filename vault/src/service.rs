@@ -377,6 +377,8 @@ impl Vault {
         share: Option<&str>,
     ) -> Result<(SealConfig, Vec<u8>, Option<Share>), VaultError> {
         let (config, wrapped) = self.config().await?.ok_or(VaultError::NotInitialized)?;
+        // A malformed share is a malformed request, whatever the method.
+        let share = share.map(Share::parse).transpose()?;
         let wanted = if share.is_some() {
             "shamir"
         } else {
@@ -388,7 +390,6 @@ impl Vault {
                 config.method()
             )));
         }
-        let share = share.map(Share::parse).transpose()?;
         if share.as_ref().is_some_and(|s| !s.is_dealt(&config)) {
             return Err(VaultError::Invalid(
                 "this is not one of this vault's unseal shares".into(),

@@ -9,8 +9,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use warden_api::{AuditCheckpoint, AuditEntries, AuditProof};
+use warden_api::{AuditCheckpoint, AuditEntries, AuditKey, AuditProof};
 use warden_audit::SYSTEM_LOG;
 use warden_policies::{Action, Scope};
 use warden_tlog::export::target_text;
@@ -40,22 +41,33 @@ fn log_arg(p: Result<Path<String>, PathRejection>) -> Result<(String, Scope), Ap
     Ok((log, Scope::Path(org)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EntriesQuery {
+    /// The first sequence number to read (default 0).
     #[serde(default)]
+    #[schemars(range(min = 0, max = i64::MAX))]
     from: Option<i64>,
+    /// Entries per page (default 100).
     #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_PAGE))]
     limit: Option<i64>,
+    /// Only entries whose actor is this principal.
     #[serde(default)]
     actor: Option<String>,
+    /// Only entries of this operation (`secret.read`).
     #[serde(default)]
     action: Option<String>,
+    /// Only entries whose target reads as this text.
     #[serde(default)]
     target: Option<String>,
+    /// Only entries written at or after this time, ms since the epoch.
     #[serde(default)]
+    #[schemars(range(min = i64::MIN, max = i64::MAX))]
     since_ms: Option<i64>,
+    /// Only entries written at or before this time, ms since the epoch.
     #[serde(default)]
+    #[schemars(range(min = i64::MIN, max = i64::MAX))]
     until_ms: Option<i64>,
 }
 
@@ -168,9 +180,11 @@ pub(super) async fn checkpoint(
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SeqQuery {
+    /// The entry's sequence number.
+    #[schemars(range(min = 0, max = i64::MAX))]
     seq: i64,
 }
 
@@ -229,15 +243,20 @@ pub(super) async fn proof(
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ExportQuery {
+    /// Entries written at or after this time, ms since the epoch.
     #[serde(default)]
+    #[schemars(range(max = u64::MAX))]
     since_ms: Option<u64>,
+    /// Entries written before this time, ms since the epoch.
     #[serde(default)]
+    #[schemars(range(max = u64::MAX))]
     until_ms: Option<u64>,
     /// `jsonl` (entries only), `csv` or `ocsf` (plus that derived view).
     #[serde(default)]
+    #[schemars(extend("enum" = ["jsonl", "csv", "ocsf"]))]
     format: Option<String>,
 }
 
@@ -314,11 +333,11 @@ pub(super) async fn verify(
         .await
 }
 
-pub(super) async fn key(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(super) async fn key(State(app): State<AppState>) -> Result<Json<AuditKey>, ApiError> {
     let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
     let verifier = signer.verifier();
-    Ok(Json(serde_json::json!({
-        "key": verifier.vkey(),
-        "fingerprint": verifier.fingerprint(),
-    })))
+    Ok(Json(AuditKey {
+        key: verifier.vkey().to_string(),
+        fingerprint: verifier.fingerprint().to_string(),
+    }))
 }

@@ -75,10 +75,12 @@ pub(super) async fn rotate(
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LimitQuery {
+    /// Versions to re-encrypt in this call (default 100).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<i64>,
 }
 

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Extension, Router};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use warden_api::*;
 use warden_policies::Action;
@@ -71,7 +72,94 @@ pub struct RouteSpec {
     pub guard: Guard,
     /// One line for the OpenAPI document.
     pub summary: &'static str,
+    /// What the OpenAPI document says it takes and answers.
+    pub doc: Doc,
     handler: fn() -> MethodRouter<AppState>,
+}
+
+/// A schema from the generator: a request or response type's, named by
+/// [`of`] or spelled field by field by [`fields`].
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// A reference to `T`'s schema, registered under `components/schemas`.
+pub fn of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// `T`'s own schema, inline: for query strings, whose parameters are the
+/// fields of the struct the handler deserializes.
+pub fn fields<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
+/// What a route takes and answers, in the terms of the types its handler
+/// (de)serializes: the OpenAPI document is built from these, and the
+/// fuzzer in CI (`scripts/openapi-fuzz.sh`) checks the server against it.
+#[derive(Clone, Copy)]
+pub struct Doc {
+    /// Query parameters: the fields of this struct.
+    pub query: Option<SchemaFn>,
+    /// The JSON request body.
+    pub body: Option<SchemaFn>,
+    /// The success status.
+    pub status: u16,
+    /// The success body.
+    pub reply: Reply,
+}
+
+/// A success body.
+#[derive(Clone, Copy)]
+pub enum Reply {
+    /// JSON of this schema.
+    Json(SchemaFn),
+    /// Bytes of this media type.
+    Bytes(&'static str),
+    /// None (204).
+    Empty,
+}
+
+impl Doc {
+    const fn json(reply: SchemaFn) -> Self {
+        Doc {
+            query: None,
+            body: None,
+            status: 200,
+            reply: Reply::Json(reply),
+        }
+    }
+
+    const fn text(media_type: &'static str) -> Self {
+        Doc {
+            reply: Reply::Bytes(media_type),
+            ..Doc::json(of::<()>)
+        }
+    }
+
+    const fn empty() -> Self {
+        Doc {
+            status: 204,
+            reply: Reply::Empty,
+            ..Doc::json(of::<()>)
+        }
+    }
+
+    const fn query(self, query: SchemaFn) -> Self {
+        Doc {
+            query: Some(query),
+            ..self
+        }
+    }
+
+    const fn body(self, body: SchemaFn) -> Self {
+        Doc {
+            body: Some(body),
+            ..self
+        }
+    }
+
+    const fn status(self, status: u16) -> Self {
+        Doc { status, ..self }
+    }
 }
 
 /// Largest request body accepted: enough for the maximum number of keys at
@@ -85,6 +173,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/healthz",
         guard: Guard::Public,
         summary: "Liveness: the process answers.",
+        doc: Doc::text("text/plain"),
         handler: || get(sys::healthz),
     },
     RouteSpec {
@@ -92,6 +181,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/readyz",
         guard: Guard::Public,
         summary: "Readiness: unsealed and database reachable (503 otherwise).",
+        doc: Doc::json(of::<Readiness>),
         handler: || get(sys::readyz),
     },
     RouteSpec {
@@ -99,6 +189,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/metrics",
         guard: Guard::Public,
         summary: "Prometheus metrics.",
+        doc: Doc::text("text/plain"),
         handler: || get(sys::metrics),
     },
     RouteSpec {
@@ -106,6 +197,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/openapi.json",
         guard: Guard::Public,
         summary: "This document.",
+        doc: Doc::json(of::<serde_json::Map<String, serde_json::Value>>),
         handler: || get(sys::openapi),
     },
     RouteSpec {
@@ -113,6 +205,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/sys/status",
         guard: Guard::Public,
         summary: "Seal status.",
+        doc: Doc::json(of::<SysStatus>),
         handler: || get(sys::sys_status),
     },
     RouteSpec {
@@ -120,6 +213,9 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/sys/init",
         guard: Guard::Public,
         summary: "Create the root key (passphrase or Shamir); returns the bootstrap token once.",
+        doc: Doc::json(of::<InitResponse>)
+            .body(of::<InitRequest>)
+            .status(201),
         handler: || post(sys::sys_init),
     },
     RouteSpec {
@@ -127,6 +223,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/sys/unseal",
         guard: Guard::Public,
         summary: "Submit the passphrase or one Shamir share.",
+        doc: Doc::json(of::<SysStatus>).body(of::<UnsealRequest>),
         handler: || post(sys::sys_unseal),
     },
     RouteSpec {
@@ -134,6 +231,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/sys/seal",
         guard: Guard::Requires(&[Action::SysSeal]),
         summary: "Drop all key material from memory.",
+        doc: Doc::json(of::<SysStatus>),
         handler: || post(sys::sys_seal),
     },
     RouteSpec {
@@ -141,6 +239,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/scopes",
         guard: Guard::Caller(&[]),
         summary: "List the organizations the caller can see.",
+        doc: Doc::json(of::<ScopeList>),
         handler: || get(scopes::list_orgs),
     },
     RouteSpec {
@@ -148,6 +247,9 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/scopes",
         guard: Guard::Requires(&[Action::EnvManage]),
         summary: "Create an organization, project, environment or service.",
+        doc: Doc::json(of::<warden_api::Scope>)
+            .body(of::<CreateScope>)
+            .status(201),
         handler: || post(scopes::create_scope),
     },
     RouteSpec {
@@ -155,6 +257,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/scopes/{*parent}",
         guard: Guard::Requires(&[Action::EnvRead]),
         summary: "List the children of a scope.",
+        doc: Doc::json(of::<ScopeList>),
         handler: || get(scopes::list_children),
     },
     RouteSpec {
@@ -162,6 +265,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/secrets/{*scope}",
         guard: Guard::Requires(&[Action::SecretList]),
         summary: "List secret names and metadata (never values).",
+        doc: Doc::json(of::<SecretList>),
         handler: || get(secrets::list_secrets),
     },
     RouteSpec {
@@ -169,6 +273,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/secrets/{*scope}",
         guard: Guard::Requires(&[Action::SecretWrite]),
         summary: "Write new versions of one or more secrets (atomic; optional cas).",
+        doc: Doc::json(of::<PutResponse>).body(of::<PutSecrets>),
         handler: || put(secrets::put_secrets),
     },
     RouteSpec {
@@ -176,6 +281,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/secret/{*scope}",
         guard: Guard::Requires(&[Action::SecretRead]),
         summary: "Read a secret value (?key=NAME[&version=N]).",
+        doc: Doc::json(of::<SecretResponse>).query(fields::<secrets::KeyQuery>),
         handler: || get(secrets::get_secret),
     },
     RouteSpec {
@@ -183,6 +289,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/secret-history/{*scope}",
         guard: Guard::Requires(&[Action::SecretList]),
         summary: "List a secret's versions (?key=NAME).",
+        doc: Doc::json(of::<History>).query(fields::<secrets::HistoryQuery>),
         handler: || get(secrets::history),
     },
     RouteSpec {
@@ -190,27 +297,31 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/secret-delete/{*scope}",
         guard: Guard::Requires(&[Action::SecretDelete]),
         summary: "Soft-delete versions (latest by default).",
-        handler: || post(secrets::change_versions::<{ secrets::DELETE }>),
+        doc: Doc::json(of::<VersionsChanged>).body(of::<VersionsRequest>),
+        handler: || post(secrets::change_versions::<{ secrets::DELETE }, VersionsRequest>),
     },
     RouteSpec {
         method: "POST",
         path: "/api/v1/secret-undelete/{*scope}",
         guard: Guard::Requires(&[Action::SecretDelete]),
         summary: "Undelete versions (latest by default).",
-        handler: || post(secrets::change_versions::<{ secrets::UNDELETE }>),
+        doc: Doc::json(of::<VersionsChanged>).body(of::<VersionsRequest>),
+        handler: || post(secrets::change_versions::<{ secrets::UNDELETE }, VersionsRequest>),
     },
     RouteSpec {
         method: "POST",
         path: "/api/v1/secret-destroy/{*scope}",
         guard: Guard::Requires(&[Action::SecretDestroy]),
         summary: "Erase the ciphertext of versions for good.",
-        handler: || post(secrets::change_versions::<{ secrets::DESTROY }>),
+        doc: Doc::json(of::<VersionsChanged>).body(of::<DestroyRequest>),
+        handler: || post(secrets::change_versions::<{ secrets::DESTROY }, DestroyRequest>),
     },
     RouteSpec {
         method: "GET",
         path: "/api/v1/resolve/{*service}",
         guard: Guard::Requires(&[Action::SecretRead]),
         summary: "Effective secrets of a service after inheritance and ${REF} interpolation.",
+        doc: Doc::json(of::<Resolved>),
         handler: || get(secrets::resolve),
     },
     RouteSpec {
@@ -218,6 +329,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/keys/{org}",
         guard: Guard::Requires(&[Action::KeyRotate]),
         summary: "Key terms and their usage.",
+        doc: Doc::json(of::<KeyStatus>),
         handler: || get(keys::key_status),
     },
     RouteSpec {
@@ -225,6 +337,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/keys/{org}/rotate",
         guard: Guard::Requires(&[Action::KeyRotate]),
         summary: "Start a new key term.",
+        doc: Doc::json(of::<Rotated>),
         handler: || post(keys::rotate),
     },
     RouteSpec {
@@ -232,6 +345,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/keys/{org}/rewrap",
         guard: Guard::Requires(&[Action::KeyRotate]),
         summary: "Re-encrypt up to ?limit=N versions under the newest term.",
+        doc: Doc::json(of::<RewrapStep>).query(fields::<keys::LimitQuery>),
         handler: || post(keys::rewrap),
     },
     RouteSpec {
@@ -239,6 +353,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/auth/whoami",
         guard: Guard::Caller(&[]),
         summary: "The caller's principal, authentication method and role bindings.",
+        doc: Doc::json(of::<WhoAmI>),
         handler: || get(auth::whoami),
     },
     RouteSpec {
@@ -246,6 +361,9 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/auth/login",
         guard: Guard::Public,
         summary: "Password (and TOTP) login; returns a 12-hour session token once.",
+        doc: Doc::json(of::<TokenCreated>)
+            .body(of::<LoginRequest>)
+            .status(201),
         handler: || post(auth::login),
     },
     RouteSpec {
@@ -253,6 +371,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/auth/password",
         guard: Guard::Caller(&[]),
         summary: "Set the caller's password.",
+        doc: Doc::empty().body(of::<PasswordChange>),
         handler: || put(auth::set_password),
     },
     RouteSpec {
@@ -260,6 +379,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/auth/mfa/enroll",
         guard: Guard::Caller(&[]),
         summary: "Start TOTP enrolment; returns the secret once.",
+        doc: Doc::json(of::<MfaEnrollment>).body(of::<MfaEnrollRequest>),
         handler: || post(auth::mfa_enroll),
     },
     RouteSpec {
@@ -267,6 +387,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/auth/mfa/confirm",
         guard: Guard::Caller(&[]),
         summary: "Confirm TOTP enrolment with a current code.",
+        doc: Doc::json(of::<UserInfo>).body(of::<MfaCode>),
         handler: || post(auth::mfa_confirm),
     },
     RouteSpec {
@@ -274,6 +395,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/policy/check",
         guard: Guard::Caller(&[Action::MemberManage]),
         summary: "Explain the decision for a principal, action and path.",
+        doc: Doc::json(of::<PolicyDecision>).body(of::<PolicyCheck>),
         handler: || post(bindings::policy_check),
     },
     RouteSpec {
@@ -281,6 +403,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/users",
         guard: Guard::Requires(&[Action::MemberManage]),
         summary: "List users and service accounts (?org=ORG).",
+        doc: Doc::json(of::<UserList>).query(fields::<users::OrgQuery>),
         handler: || get(users::list_users),
     },
     RouteSpec {
@@ -288,6 +411,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/users",
         guard: Guard::Requires(&[Action::MemberManage]),
         summary: "Create a user or service account.",
+        doc: Doc::json(of::<UserInfo>).body(of::<CreateUser>).status(201),
         handler: || post(users::create_user),
     },
     RouteSpec {
@@ -295,6 +419,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/users/{id}",
         guard: Guard::Caller(&[Action::MemberManage]),
         summary: "Show a user or service account.",
+        doc: Doc::json(of::<UserInfo>),
         handler: || get(users::show_user),
     },
     RouteSpec {
@@ -302,6 +427,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/users/{id}/disable",
         guard: Guard::Requires(&[Action::MemberManage]),
         summary: "Disable a principal and revoke all its tokens and sessions.",
+        doc: Doc::json(of::<Disabled>),
         handler: || post(users::disable_user),
     },
     RouteSpec {
@@ -309,6 +435,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/tokens",
         guard: Guard::Caller(&[Action::MemberManage]),
         summary: "List tokens (own, or ?principal=sa:NAME).",
+        doc: Doc::json(of::<TokenList>).query(fields::<users::PrincipalQuery>),
         handler: || get(users::list_tokens),
     },
     RouteSpec {
@@ -316,6 +443,9 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/tokens",
         guard: Guard::Caller(&[Action::MemberManage]),
         summary: "Create an API token (for yourself or a service account); shown once.",
+        doc: Doc::json(of::<TokenCreated>)
+            .body(of::<CreateToken>)
+            .status(201),
         handler: || post(users::create_token),
     },
     RouteSpec {
@@ -323,6 +453,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/tokens/{id}/revoke",
         guard: Guard::Caller(&[Action::MemberManage]),
         summary: "Revoke a token.",
+        doc: Doc::json(of::<TokenInfo>),
         handler: || post(users::revoke_token),
     },
     RouteSpec {
@@ -330,6 +461,9 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/workload-tokens/{*service}",
         guard: Guard::Requires(&[Action::WorkloadIssue]),
         summary: "Issue a short-lived workload token (EdDSA JWT) for a service.",
+        doc: Doc::json(of::<WorkloadToken>)
+            .body(of::<WorkloadTokenRequest>)
+            .status(201),
         handler: || post(users::workload_token),
     },
     RouteSpec {
@@ -337,6 +471,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/ssh-keys",
         guard: Guard::Caller(&[]),
         summary: "List the caller's SSH public keys.",
+        doc: Doc::json(of::<SshKeyList>),
         handler: || get(ssh_keys::list_ssh_keys),
     },
     RouteSpec {
@@ -344,6 +479,9 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/ssh-keys",
         guard: Guard::Caller(&[]),
         summary: "Add an SSH public key (ed25519, ecdsa, rsa >= 3072).",
+        doc: Doc::json(of::<SshKeyInfo>)
+            .body(of::<SshKeyAdd>)
+            .status(201),
         handler: || post(ssh_keys::add_ssh_key),
     },
     RouteSpec {
@@ -351,6 +489,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/ssh-keys/remove",
         guard: Guard::Caller(&[]),
         summary: "Remove one of the caller's SSH keys by fingerprint.",
+        doc: Doc::empty().body(of::<ssh_keys::Fingerprint>),
         handler: || post(ssh_keys::remove_ssh_key),
     },
     RouteSpec {
@@ -358,6 +497,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/roles/{org}",
         guard: Guard::Requires(&[Action::EnvRead]),
         summary: "List built-in and custom roles.",
+        doc: Doc::json(of::<RoleList>),
         handler: || get(roles::list_roles),
     },
     RouteSpec {
@@ -365,6 +505,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/roles/{org}",
         guard: Guard::Requires(&[Action::RoleManage]),
         summary: "Create or replace a custom role from its YAML.",
+        doc: Doc::json(of::<RoleInfo>).body(of::<RoleApply>),
         handler: || put(roles::apply_role),
     },
     RouteSpec {
@@ -372,6 +513,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/roles/{org}/{name}",
         guard: Guard::Requires(&[Action::EnvRead]),
         summary: "Show a role and its YAML.",
+        doc: Doc::json(of::<RoleInfo>),
         handler: || get(roles::show_role),
     },
     RouteSpec {
@@ -379,6 +521,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/roles/{org}/{name}",
         guard: Guard::Requires(&[Action::RoleManage]),
         summary: "Delete an unbound custom role.",
+        doc: Doc::empty(),
         handler: || delete(roles::delete_role),
     },
     RouteSpec {
@@ -386,6 +529,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/bindings",
         guard: Guard::Requires(&[Action::MemberManage]),
         summary: "List role bindings (?org=ORG; none: at the root).",
+        doc: Doc::json(of::<BindingList>).query(fields::<users::OrgQuery>),
         handler: || get(bindings::list_bindings),
     },
     RouteSpec {
@@ -393,6 +537,9 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/bindings",
         guard: Guard::Requires(&[Action::MemberManage, Action::OwnershipTransfer]),
         summary: "Grant a role at a scope (Owner needs ownership.transfer).",
+        doc: Doc::json(of::<BindingInfo>)
+            .body(of::<GrantRequest>)
+            .status(201),
         handler: || post(bindings::grant),
     },
     RouteSpec {
@@ -400,6 +547,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/bindings/revoke",
         guard: Guard::Requires(&[Action::MemberManage, Action::OwnershipTransfer]),
         summary: "Revoke a role binding (Owner needs ownership.transfer).",
+        doc: Doc::empty().body(of::<RevokeRequest>),
         handler: || post(bindings::revoke),
     },
     RouteSpec {
@@ -407,6 +555,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/audit-key",
         guard: Guard::Public,
         summary: "The audit checkpoint verifier key and its fingerprint (public).",
+        doc: Doc::json(of::<AuditKey>),
         handler: || get(audit::key),
     },
     RouteSpec {
@@ -414,6 +563,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/audit/{log}/entries",
         guard: Guard::Requires(&[Action::AuditRead]),
         summary: "Entries of `system` or an organization's log (?from=SEQ&limit&actor&action&target&since_ms&until_ms).",
+        doc: Doc::json(of::<AuditEntries>).query(fields::<audit::EntriesQuery>),
         handler: || get(audit::entries),
     },
     RouteSpec {
@@ -421,6 +571,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/audit/{log}/checkpoint",
         guard: Guard::Requires(&[Action::AuditRead]),
         summary: "The newest signed checkpoint (C2SP signed note).",
+        doc: Doc::json(of::<AuditCheckpoint>),
         handler: || get(audit::checkpoint),
     },
     RouteSpec {
@@ -428,6 +579,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/audit/{log}/proof",
         guard: Guard::Requires(&[Action::AuditRead]),
         summary: "Inclusion proof of entry ?seq=N against the newest checkpoint.",
+        doc: Doc::json(of::<AuditProof>).query(fields::<audit::SeqQuery>),
         handler: || get(audit::proof),
     },
     RouteSpec {
@@ -435,6 +587,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/audit/{log}/export",
         guard: Guard::Requires(&[Action::AuditExport]),
         summary: "Export bundle (tar) for offline verification (?since_ms&until_ms&format=jsonl|csv|ocsf).",
+        doc: Doc::text("application/x-tar").query(fields::<audit::ExportQuery>),
         handler: || get(audit::export),
     },
     RouteSpec {
@@ -442,6 +595,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/audit/{log}/verify",
         guard: Guard::Requires(&[Action::AuditExport]),
         summary: "Verify the stored log against its signed checkpoints.",
+        doc: Doc::json(of::<warden_tlog::verify::Transcript>),
         handler: || post(audit::verify),
     },
 ];

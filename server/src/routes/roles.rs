@@ -191,7 +191,7 @@ pub(super) async fn delete_role(
 ) -> Result<StatusCode, ApiError> {
     let (org, name) = role_path(path)?;
     if builtin_role(&name).is_some() {
-        return Err(ApiError::invalid("built-in roles cannot be deleted"));
+        return Err(warden_pipeline::Error::conflict("built-in roles cannot be deleted").into());
     }
     let app: &App = &app;
     let deleter = &caller.who().principal;

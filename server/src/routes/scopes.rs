@@ -119,9 +119,9 @@ pub(super) async fn create_scope(
     let path =
         ScopePath::parse_kind(&req.path, kind).map_err(|e| ApiError::from(e).field("path"))?;
     if path.org() == warden_audit::SYSTEM_LOG {
-        return Err(ApiError::invalid(
-            "`system` is reserved (it names the installation's own audit log)",
-        )
+        return Err(ApiError::from(warden_pipeline::Error::conflict(
+            "`system` is taken: it names the installation's own audit log",
+        ))
         .field("path"));
     }
     let mode = req

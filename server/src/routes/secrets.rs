@@ -111,12 +111,24 @@ pub(super) async fn put_secrets(
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct KeyQuery {
+    /// The secret's name.
+    #[schemars(regex(pattern = warden_types::pattern::SECRET_NAME))]
     key: String,
+    /// A version (default: the latest).
     #[serde(default)]
+    #[schemars(range(min = 1))]
     version: Option<i64>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HistoryQuery {
+    /// The secret's name.
+    #[schemars(regex(pattern = warden_types::pattern::SECRET_NAME))]
+    key: String,
 }
 
 pub(super) async fn get_secret(
@@ -159,7 +171,7 @@ pub(super) async fn history(
     State(app): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    q: Result<Query<KeyQuery>, QueryRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Json<History>, ApiError> {
     let scope = scope_arg(path)?;
     let name = secret_name(&query_arg(q)?.key)?;
@@ -192,12 +204,18 @@ pub(super) const UNDELETE: u8 = 1;
 
 pub(super) const DESTROY: u8 = 2;
 
-pub(super) async fn change_versions<const CHANGE: u8>(
+/// The body type says what the route accepts (destroy names its
+/// versions: [`DestroyRequest`]).
+pub(super) async fn change_versions<const CHANGE: u8, B>(
     State(app): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    Body(req): Body<VersionsRequest>,
-) -> Result<Json<VersionsChanged>, ApiError> {
+    Body(req): Body<B>,
+) -> Result<Json<VersionsChanged>, ApiError>
+where
+    B: serde::de::DeserializeOwned + Into<VersionsRequest>,
+{
+    let req: VersionsRequest = req.into();
     let scope = scope_arg(path)?;
     let name = secret_name(&req.key)?;
     if req.versions.len() > 100 || req.versions.iter().any(|v| *v < 1) {

@@ -65,9 +65,12 @@ pub(super) async fn list_ssh_keys(
         .await
 }
 
-#[derive(Deserialize)]
+/// `POST /api/v1/ssh-keys/remove`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Fingerprint {
+    /// `SHA256:` and the unpadded base64 of the key's SHA-256.
+    #[schemars(regex(pattern = r"^SHA256:[A-Za-z0-9+/]{43}$"))]
     fingerprint: String,
 }
 

@@ -39,11 +39,11 @@ pub(super) async fn readyz(State(app): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({
-        "ready": status == StatusCode::OK,
-        "sealed": sealed,
-        "database": if database { "ok" } else { "unreachable" },
-    });
+    let body = Readiness {
+        ready: status == StatusCode::OK,
+        sealed,
+        database: if database { "ok" } else { "unreachable" }.to_owned(),
+    };
     (status, Json(body)).into_response()
 }
 
@@ -55,8 +55,8 @@ pub(super) async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-pub(super) async fn openapi() -> Json<serde_json::Value> {
-    Json(crate::openapi::document())
+pub(super) async fn openapi(State(app): State<AppState>) -> Json<serde_json::Value> {
+    Json(crate::openapi::document(app.max_token_ttl.as_secs()))
 }
 
 pub(super) async fn sys_status(State(app): State<AppState>) -> Result<Json<SysStatus>, ApiError> {

@@ -109,10 +109,12 @@ pub(super) async fn create_user(
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct OrgQuery {
+    /// An organization (none: installation-wide).
     #[serde(default)]
+    #[schemars(regex(pattern = warden_types::pattern::NAME))]
     pub(super) org: Option<String>,
 }
 
@@ -298,10 +300,12 @@ pub(super) async fn create_token(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PrincipalQuery {
+    /// Another principal's tokens (a service account; default: the caller).
     #[serde(default)]
+    #[schemars(regex(pattern = warden_types::pattern::MEMBER))]
     principal: Option<String>,
 }
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Property-based fuzzing of the API against its own OpenAPI document
+# (schemathesis, from PyPI): starts `warden dev` on a fresh data directory,
+# runs every operation with generated schema-valid requests under the
+# owner token, and fails on any 5xx, any schema-valid request refused as
+# malformed, any undocumented status and any response that violates the
+# document. Then a client generated from the document
+# (openapi-python-client) creates an organization and reads a secret.
+#
+#   ./scripts/openapi-fuzz.sh [MAX_EXAMPLES]     (default 40 per operation)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/warden-target}
+examples=${1:-40}
+venv=${WARDEN_PY_VENV:-$HOME/.cache/warden-py}
+if [ ! -x "$venv/bin/schemathesis" ] || [ ! -x "$venv/bin/openapi-python-client" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r scripts/python-requirements.txt
+fi
+
+cargo build --locked -q -p warden-cli
+warden="$CARGO_TARGET_DIR/debug/warden"
+work=$(mktemp -d)
+port=$((20000 + RANDOM % 20000))
+XDG_CONFIG_HOME="$work/config" "$warden" dev --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
+base="https://127.0.0.1:$port"
+ca="$work/data/tls/ca.pem"
+for _ in $(seq 100); do
+    [ -s "$work/data/dev-token" ] && curl -fsS --cacert "$ca" "$base/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+token=$(cat "$work/data/dev-token")
+curl -fsS --cacert "$ca" "$base/api/v1/openapi.json" >"$work/openapi.json"
+
+echo "=== schemathesis: $examples examples per operation ==="
+# The seal is left out: it would answer every later request with 503 (the
+# integration tests cover it). The stateful phase is off: it chains
+# operations through inferred links and ignores the operation filter.
+status=0
+"$venv/bin/schemathesis" --config-file scripts/schemathesis.toml \
+    run "$work/openapi.json" --url "$base" --tls-verify "$ca" \
+    -H "Authorization: Bearer $token" \
+    --max-examples "$examples" --seed 1 --phases examples,coverage,fuzzing \
+    --suppress-health-check filter_too_much \
+    --exclude-path /api/v1/sys/seal || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "--- server log (warnings and errors) ---"
+    grep -E "WARN|ERROR" "$work/server.log" | grep -v "response failed" | tail -40 || true
+    exit "$status"
+fi
+
+echo "=== generated client (openapi-python-client) ==="
+"$venv/bin/openapi-python-client" generate --path "$work/openapi.json" \
+    --output-path "$work/client" --meta none >/dev/null
+SSL_CERT_FILE="$ca" PYTHONPATH="$work" WARDEN_URL="$base" WARDEN_TOKEN="$token" \
+    "$venv/bin/python" scripts/generated_client_check.py
