@@ -11,11 +11,19 @@
 //! [`TreeSequencer`] this crate installs in the store gives every entry its
 //! sequence number (its leaf index) and the leaf hash of its predecessor
 //! (`prev`), inside the appending transaction. [`checkpoint`] signs the
-//! tree heads; exports and verification build on the same entries.
+//! tree heads; [`tiles`] serves proofs from stored tiles; [`export`]
+//! streams export bundles and live verification from the same entries.
+//!
+//! [`signing`] owns the checkpoint signing key's lifecycle (sealed under the
+//! root key through the narrow [`signing::KeySealer`] trait, in memory only
+//! while unsealed), the once-a-second checkpointer, and the newest signed
+//! checkpoint, export and live verification built on it; it returns this
+//! crate's errors, which front-ends turn into their own answers.
 //!
 //! Architecture invariant: this crate never receives plaintext. An [`Event`]
 //! has no field that can hold a secret value, and `SecretValue` cannot be
-//! serialized.
+//! serialized. The only key it holds is its own checkpoint signing key
+//! ([`signing`]); entry MACs are made by the caller's [`EntryMac`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +36,7 @@ use warden_tlog::merkle::{Frontier, Hash, leaf_hash};
 
 pub mod checkpoint;
 pub mod export;
+pub mod signing;
 pub mod tiles;
 
 /// Entry schema version. Version 4 entries name the operation (`action`)

@@ -8,6 +8,9 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use warden_api::{ErrorBody, ErrorDetail};
+use warden_audit::export::ExportError;
+use warden_audit::signing::SigningError;
+use warden_audit::tiles::TileError;
 use warden_pipeline::{Error, ErrorKind, OpError};
 use warden_store::StoreError;
 use warden_types::NameError;
@@ -127,6 +130,52 @@ impl From<StoreError> for ApiError {
 impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         Error::from(e).into()
+    }
+}
+
+/// The checkpoint signer's failures: sealed as the vault's, storage and
+/// vault failures as theirs, a log without entries as not found.
+impl From<SigningError<VaultError>> for ApiError {
+    fn from(e: SigningError<VaultError>) -> Self {
+        match e {
+            SigningError::Sealed => VaultError::Sealed.into(),
+            SigningError::Sealer(e) => e.into(),
+            SigningError::BadKey(_) => Self::internal(),
+            SigningError::Store(e) => e.into(),
+            SigningError::NoEntries(_) => Self::not_found(e.to_string()),
+            SigningError::Export(e) => e.into(),
+        }
+    }
+}
+
+/// An export or live verification that failed: a log that cannot be put in
+/// a bundle is logged, and an internal error.
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::Store(e) => e.into(),
+            ExportError::Tiles(e) => e.into(),
+            ExportError::NotFound(what) => Self::not_found(what),
+            other => {
+                tracing::error!(error = %other, "audit export failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+/// A proof or frontier that stored tiles could not give: tiles that do not
+/// match the signed root are logged as possible tampering, and an internal
+/// error.
+impl From<TileError> for ApiError {
+    fn from(e: TileError) -> Self {
+        match e {
+            TileError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "audit proof failed: possible tampering");
+                Self::internal()
+            }
+        }
     }
 }
 

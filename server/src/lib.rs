@@ -12,7 +12,6 @@
 //! run only the actions its route declares; errors become HTTP answers in
 //! `error.rs` only; nothing here logs a request body.
 
-pub mod audit_log;
 pub mod caller;
 pub mod config;
 pub mod dev;
@@ -34,7 +33,7 @@ use tokio::task::JoinHandle;
 
 pub use error::ApiError;
 pub use serve::app_router;
-pub use state::{App, FIRST_OWNER};
+pub use state::{App, FIRST_OWNER, VaultSealer};
 
 /// What a server needs to start.
 pub struct ServerOptions {
@@ -109,7 +108,9 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         addr: opts.listen,
         reason: e.to_string(),
     })?;
-    tokio::spawn(audit_log::checkpointer(Arc::downgrade(&app)));
+    tokio::spawn(warden_audit::signing::checkpointer(Arc::downgrade(
+        &app.audit_signer,
+    )));
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve::serve(

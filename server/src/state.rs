@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use warden_audit::signing::{AuditSigner, KeySealer};
 use warden_audit::{Auditor, EntryMac};
 use warden_pipeline::{Pipeline, Target};
 use warden_store::{Alarm, PrincipalRow, Store};
-use warden_vault::Vault;
+use warden_vault::{Vault, VaultError};
 use zeroize::Zeroizing;
 
 use crate::ApiError;
@@ -27,8 +28,9 @@ pub struct App {
     pub entry_mac: EntryMac,
     /// Request metrics.
     pub metrics: Metrics,
-    /// The audit checkpoint signer (in memory only while unsealed).
-    pub audit_keys: crate::audit_log::AuditKeys,
+    /// The audit checkpoint signer (its key in memory only while
+    /// unsealed); the checkpointer holds it weakly.
+    pub audit_signer: Arc<AuditSigner<VaultSealer>>,
     /// Longest lifetime of an API token (and the lifetime of one created
     /// without a TTL).
     pub max_token_ttl: std::time::Duration,
@@ -41,6 +43,11 @@ impl App {
         let mac = entry_mac(&vault);
         let audit = Auditor::new(store.clone(), node, Some(mac.clone()));
         let pipeline = Pipeline::new(store.clone(), audit, vault.clone());
+        let audit_signer = Arc::new(AuditSigner::new(
+            store.clone(),
+            VaultSealer(vault.clone()),
+            mac.clone(),
+        ));
         tokio::spawn(record_alarms(store.alarms(), pipeline.downgrade()));
         Self {
             pipeline,
@@ -48,7 +55,7 @@ impl App {
             entry_mac: mac,
             store,
             metrics: Metrics::default(),
-            audit_keys: Default::default(),
+            audit_signer,
             max_token_ttl: crate::DEFAULT_MAX_TOKEN_TTL,
         }
     }
@@ -97,6 +104,31 @@ pub fn entry_mac(vault: &Arc<Vault>) -> EntryMac {
         let mac: warden_audit::LogMac = Arc::new(move |text: &[u8]| key.mac(text));
         Some(mac)
     })
+}
+
+/// The vault as the audit signer's [`KeySealer`]: the checkpoint signing
+/// key is sealed as a credential under the root key.
+pub struct VaultSealer(pub Arc<Vault>);
+
+impl KeySealer for VaultSealer {
+    type Error = VaultError;
+
+    fn is_sealed(&self) -> bool {
+        self.0.is_sealed()
+    }
+
+    fn seal(&self, purpose: &str, subject: &str, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        self.0.seal_credential(purpose, subject, plaintext)
+    }
+
+    fn open(
+        &self,
+        purpose: &str,
+        subject: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        self.0.open_credential(purpose, subject, sealed)
+    }
 }
 
 /// Records every integrity alarm of the store in the system log (a refused

@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use warden_api::{AuditCheckpoint, AuditEntries, AuditKey, AuditProof};
 use warden_audit::SYSTEM_LOG;
+use warden_audit::export::Range;
 use warden_policies::{Action, Scope};
 use warden_tlog::export::target_text;
 use warden_tlog::merkle::Hash;
@@ -20,7 +21,6 @@ use warden_types::{ScopeKind, ScopePath};
 
 use super::{AppState, path_arg, query_arg};
 use crate::ApiError;
-use crate::audit_log::{self, Range};
 use crate::caller::Caller;
 use crate::state::App;
 use warden_pipeline::{Operation, Target};
@@ -143,19 +143,14 @@ pub(super) async fn entries(
 }
 
 async fn newest_checkpoint(app: &App, log: &str) -> Result<AuditCheckpoint, ApiError> {
-    let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
-    audit_log::checkpoint(app, &signer).await?;
-    let c = app
-        .store
-        .latest_checkpoint(log)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("audit log {log} has no entries")))?;
+    let newest = app.audit_signer.newest(log).await?;
+    let c = newest.checkpoint;
     Ok(AuditCheckpoint {
         log: c.log,
         size: c.size,
         root: hex::encode(&c.root),
         note: c.note,
-        key: signer.verifier_key(),
+        key: newest.signer.verifier_key(),
     })
 }
 
@@ -228,8 +223,7 @@ pub(super) async fn proof(
                     to_u64(checkpoint.size)?,
                     &root,
                 )
-                .await
-                .map_err(audit_log::tile_error)?;
+                .await?;
                 Ok(Json(AuditProof {
                     log: log.clone(),
                     seq,
@@ -293,7 +287,7 @@ pub(super) async fn export(
             ),
             |_permit| async move {
                 // Streamed from storage: a page of entries in memory at a time.
-                let export = audit_log::export(app, &log, &range).await?;
+                let export = app.audit_signer.export(&log, &range).await?;
                 let length = export.content_length().map_err(|_| ApiError::internal())?;
                 Ok((
                     [
@@ -328,13 +322,13 @@ pub(super) async fn verify(
                 scope,
                 Target::log(&log, None),
             ),
-            |_permit| async move { Ok(Json(audit_log::verify_live(app, &log).await?)) },
+            |_permit| async move { Ok(Json(app.audit_signer.verify_live(&log).await?)) },
         )
         .await
 }
 
 pub(super) async fn key(State(app): State<AppState>) -> Result<Json<AuditKey>, ApiError> {
-    let signer = app.audit_keys.signer(&app.store, &app.vault).await?;
+    let signer = app.audit_signer.signer().await?;
     let verifier = signer.verifier();
     Ok(Json(AuditKey {
         key: verifier.vkey().to_string(),

@@ -214,7 +214,7 @@ pub(super) async fn sys_seal(
             Operation::new("sys.seal", Action::SysSeal, Scope::Root, Target::vault()),
             |permit| async move {
                 app.vault.seal(&permit)?;
-                app.audit_keys.forget();
+                app.audit_signer.forget();
                 Ok(Json(sys_status_out(app.vault.status().await?)))
             },
         )
