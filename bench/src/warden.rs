@@ -86,6 +86,7 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
         node_id: "bench".to_owned(),
         request_timeout: Duration::from_secs(30),
         max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
+        adopt_unprotected_rows: false,
     })
     .await
     .context("starting Warden (PostgreSQL)")?;

@@ -32,6 +32,12 @@ pub(crate) struct ServerArgs {
     /// Configuration file; every key can be overridden by `WARDEN_<KEY>`.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Once, after upgrading from a version before row MACs: give the
+    /// database's authorization rows their MACs at the next unseal.
+    /// Without it such rows are refused, since the database alone cannot
+    /// tell an old database from one whose MACs were removed.
+    #[arg(long)]
+    adopt_unprotected_rows: bool,
 }
 
 /// How a server logs.
@@ -132,7 +138,10 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
 /// `warden server`: runs until Ctrl-C or SIGTERM.
 pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    let ServerArgs { config } = args;
+    let ServerArgs {
+        config,
+        adopt_unprotected_rows,
+    } = args;
     let config = warden_server::config::Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging("info", config.log_json);
     warden_server::hardening::harden_process();
@@ -145,6 +154,7 @@ pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
         node_id: config.node_id.clone(),
         request_timeout: config.request_timeout,
         max_token_ttl: config.max_token_ttl,
+        adopt_unprotected_rows,
     })
     .await?;
     tracing::info!(addr = %running.addr, "warden server started (sealed until `warden operator unseal`)");

@@ -172,6 +172,12 @@ impl Watch {
         });
         let mut tick = tokio::time::interval(RECHECK_EVERY);
         tick.tick().await;
+        // The caller was authenticated before the subscription was taken:
+        // a change committed in between is not among `changes`, so storage
+        // is asked once now.
+        if let Err(reason) = self.still_allowed().await {
+            return reason;
+        }
         loop {
             let recheck = tokio::select! {
                 received = changes.recv() => match received {

@@ -91,6 +91,10 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         node_id: "dev".to_owned(),
         request_timeout: Duration::from_secs(30),
         max_token_ttl: crate::DEFAULT_MAX_TOKEN_TTL,
+        // The unseal key sits next to the database: whoever can write the
+        // one can read the other, so a dev directory from an older version
+        // is simply adopted.
+        adopt_unprotected_rows: true,
     })
     .await?;
     let app = running.app.clone();

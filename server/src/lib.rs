@@ -49,6 +49,11 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// Longest lifetime of an API token (see [`DEFAULT_MAX_TOKEN_TTL`]).
     pub max_token_ttl: Duration,
+    /// Give MACs to the authorization rows of a database from before row
+    /// MACs at the next unseal (once, after upgrading). Off, such rows are
+    /// refused: the database alone cannot tell an old database from one
+    /// whose MACs a writer removed.
+    pub adopt_unprotected_rows: bool,
 }
 
 /// The default longest lifetime of an API token, and the lifetime of one
@@ -95,6 +100,7 @@ impl Running {
 /// Opens storage, binds and starts serving. The vault starts sealed.
 pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     let store = warden_store::Store::connect(&opts.database_url).await?;
+    store.allow_row_adoption(opts.adopt_unprotected_rows);
     let mut app = App::new(store, &opts.node_id);
     app.max_token_ttl = opts.max_token_ttl;
     let app = Arc::new(app);

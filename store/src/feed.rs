@@ -182,6 +182,10 @@ impl Feed {
         *self.healthy.borrow() && self.applied.lock().is_ok_and(|a| a.upto >= seq)
     }
 
+    fn applied_upto(&self) -> Option<i64> {
+        self.applied.lock().ok().map(|a| a.upto)
+    }
+
     pub(crate) fn publish(&self, change: Change) {
         // No subscriber is fine.
         let _ = self.changes.send(change);
@@ -223,6 +227,12 @@ impl Listener {
     /// long as the store lives. When the connection drops, changes may be
     /// missed: the feed turns unhealthy (grants end), and once listening
     /// again everything cached is dropped before it turns healthy.
+    ///
+    /// A connection can also die without saying so (a half-open TCP link
+    /// behind a NAT or load balancer): a probe beside it reads the change
+    /// counter every [`PROBE_EVERY`], and a counter ahead of what was heard
+    /// for [`MAX_LAG`] (or a counter that cannot be read) counts as a lost
+    /// link.
     pub(crate) async fn run(
         self,
         url: String,
@@ -252,8 +262,20 @@ impl Listener {
                     }
                 },
             };
+            let (lost_tx, mut lost) = watch::channel(());
+            tokio::spawn(probe(pool.clone(), feed.clone(), lost_tx));
             loop {
-                match l.try_recv().await {
+                let received = tokio::select! {
+                    received = l.try_recv() => received,
+                    // The listener is dropped below, so cancelling its
+                    // receive loses nothing that matters.
+                    _ = lost.changed() => {
+                        tracing::warn!("notifications from other replicas stopped arriving");
+                        feed.set_healthy(false);
+                        break;
+                    }
+                };
+                match received {
                     Ok(Some(n)) => {
                         let notice = decode(n.payload());
                         if notice.origin != Some(feed.origin.as_str()) {
@@ -277,6 +299,46 @@ impl Listener {
                     }
                 }
             }
+        }
+    }
+}
+
+/// How often the probe reads the change counter.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(200);
+/// How long the counter may run ahead of what this replica heard.
+pub(crate) const MAX_LAG: Duration = Duration::from_millis(600);
+
+/// Reads the change counter every [`PROBE_EVERY`] and reports through
+/// `lost` (then stops) when this replica has not heard of a committed
+/// change for [`MAX_LAG`], or the counter cannot be read. Stops when the
+/// listener it watches is gone.
+async fn probe(pool: AnyPool, feed: Arc<Feed>, lost: watch::Sender<()>) {
+    let mut behind_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        if lost.is_closed() {
+            return;
+        }
+        let seq = sqlx::query_scalar::<_, i64>("SELECT seq FROM change_seq WHERE id = 1")
+            .fetch_one(&pool)
+            .await;
+        let heard = feed.applied_upto();
+        let behind = match (seq, heard) {
+            (Ok(seq), Some(heard)) => seq > heard,
+            _ => {
+                lost.send_replace(());
+                return;
+            }
+        };
+        if !behind {
+            behind_since = None;
+        } else if behind_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= MAX_LAG
+        {
+            lost.send_replace(());
+            return;
         }
     }
 }

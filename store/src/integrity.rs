@@ -331,6 +331,7 @@ impl<'r> FromRow<'r, AnyRow> for TaggedGrant {
 pub(crate) struct Guard {
     key: Arc<RwLock<Option<Arc<dyn RowKey>>>>,
     alarms: broadcast::Sender<Alarm>,
+    adopt_unprotected: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Guard {
@@ -338,11 +339,17 @@ impl Default for Guard {
         Self {
             key: Arc::default(),
             alarms: broadcast::channel(256).0,
+            adopt_unprotected: Arc::default(),
         }
     }
 }
 
 impl Guard {
+    pub(crate) fn allow_adoption(&self, allow: bool) {
+        self.adopt_unprotected
+            .store(allow, std::sync::atomic::Ordering::Release);
+    }
+
     pub(crate) fn set_key(&self, key: Option<Arc<dyn RowKey>>) {
         if let Ok(mut slot) = self.key.write() {
             *slot = key;
@@ -419,18 +426,16 @@ impl Guard {
             created_at: g.grant.created_at,
         };
         self.check(&binding, g.mac.as_deref())?;
-        if let (Some(org), Some(source), Some(revision), Some(updated_at)) = (
-            &g.grant.org,
-            &g.grant.source,
-            g.grant.revision,
-            g.role_updated_at,
-        ) {
+        // A custom role row was joined (a built-in role joins none): all of
+        // it is checked. A column set to NULL in the database cannot skip
+        // the check; it changes the message and fails it.
+        if g.grant.source.is_some() || g.grant.revision.is_some() || g.role_updated_at.is_some() {
             let role = RoleRow {
-                org: org.clone(),
+                org: g.grant.org.clone().unwrap_or_default(),
                 name: g.grant.role.clone(),
-                source: source.clone(),
-                revision,
-                updated_at,
+                source: g.grant.source.clone().unwrap_or_default(),
+                revision: g.grant.revision.unwrap_or(i64::MIN),
+                updated_at: g.role_updated_at.unwrap_or(i64::MIN),
             };
             self.check(&role, g.role_mac.as_deref())?;
         }
@@ -484,10 +489,18 @@ impl Guard {
         }
     }
 
-    /// Gives every row of a database from before row MACs its MAC, once
-    /// (the first unseal after the upgrade), and marks the database. A
-    /// database that has a mark but whose mark fails, or rows with MACs
-    /// but no mark, has been tampered with: nothing is adopted then.
+    /// Marks a database that has no authorization rows yet (a new
+    /// installation), or, when the operator allowed it, gives every row of
+    /// a database from before row MACs its MAC, once, and marks it.
+    ///
+    /// Whether a database "is from before row MACs" is read from the
+    /// database, which is what a database writer controls: one who deletes
+    /// the mark and every MAC and inserts a token must not have it blessed
+    /// at the next unseal. So rows are adopted only when the operator says
+    /// so (`warden server --adopt-unprotected-rows`, once after upgrading);
+    /// otherwise unmarked rows stay refused and an alarm says why. A
+    /// database whose mark fails, or with MACs but no mark, has been
+    /// tampered with: nothing is adopted then either.
     pub(crate) async fn adopt(&self, c: &mut AnyConnection) -> Result<u64, StoreError> {
         let key = self.key()?;
         let mark = message("integrity_marks", &[Field::Text(ROWS_MARK)]);
@@ -518,6 +531,25 @@ impl Guard {
         }
         if tagged > 0 {
             return tampered("rows carry MACs but the database's row-MAC mark is missing");
+        }
+        let mut rows = 0i64;
+        for table in TABLES {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            rows += sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut *c)
+                .await?;
+        }
+        if rows > 0
+            && !self
+                .adopt_unprotected
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return tampered(
+                "authorization rows have no MACs and the database has no row-MAC mark: if it \
+                 comes from a version before row MACs, start the server once with \
+                 --adopt-unprotected-rows; otherwise someone with write access to the database \
+                 removed them",
+            );
         }
         let mut adopted = self.adopt_table::<PrincipalRow>(c).await?;
         adopted += self.adopt_table::<TokenWithHash>(c).await?;
@@ -576,6 +608,83 @@ fn key_clause(key: &[&str], first: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct TestKey;
+
+    impl RowKey for TestKey {
+        fn tag(&self, message: &[u8]) -> Vec<u8> {
+            ring::digest::digest(&ring::digest::SHA256, message)
+                .as_ref()
+                .to_vec()
+        }
+        fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+            self.tag(message) == tag
+        }
+    }
+
+    /// A binding to a custom role whose row comes back with a column
+    /// nulled (its rules rewritten, `updated_at` set to NULL) is refused,
+    /// not read without its role's check.
+    #[test]
+    fn a_partly_null_role_row_is_refused() {
+        let guard = Guard::default();
+        guard.set_key(Some(Arc::new(TestKey)));
+        let grant = GrantRow {
+            principal: "user:bob@acme".into(),
+            role: "ops".into(),
+            scope: "acme".into(),
+            org: Some("acme".into()),
+            source: Some("name: ops\nrules:\n  - allow: [env.read]\n".into()),
+            revision: Some(1),
+            created_at: 5,
+        };
+        let binding = BindingRow {
+            principal: grant.principal.clone(),
+            role: grant.role.clone(),
+            scope: grant.scope.clone(),
+            org: grant.org.clone(),
+            created_at: grant.created_at,
+        };
+        let role = RoleRow {
+            org: "acme".into(),
+            name: "ops".into(),
+            source: grant.source.clone().unwrap(),
+            revision: 1,
+            updated_at: 9,
+        };
+        let tagged = |grant: GrantRow, updated_at| TaggedGrant {
+            grant,
+            mac: Some(TestKey.tag(&binding.message())),
+            role_updated_at: updated_at,
+            role_mac: Some(TestKey.tag(&role.message())),
+        };
+        assert!(guard.check_grant(tagged(grant.clone(), Some(9))).is_ok());
+        let rewritten = GrantRow {
+            source: Some("name: ops\nrules:\n  - allow: [\"*\"]\n".into()),
+            ..grant.clone()
+        };
+        assert!(matches!(
+            guard.check_grant(tagged(rewritten, None)),
+            Err(StoreError::Tampered(_))
+        ));
+        let builtin = GrantRow {
+            role: "viewer".into(),
+            source: None,
+            revision: None,
+            ..grant
+        };
+        let viewer = BindingRow {
+            role: "viewer".into(),
+            ..binding.clone()
+        };
+        let plain = TaggedGrant {
+            grant: builtin,
+            mac: Some(TestKey.tag(&viewer.message())),
+            role_updated_at: None,
+            role_mac: None,
+        };
+        assert!(guard.check_grant(plain).is_ok());
+    }
 
     #[test]
     fn encodings_of_different_rows_differ() {

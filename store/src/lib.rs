@@ -300,6 +300,13 @@ impl Store {
         self.guard.subscribe()
     }
 
+    /// Lets [`Store::adopt_rows`] give MACs to the rows of a database from
+    /// before row MACs (off unless the operator asks; see
+    /// `integrity::Guard::adopt`).
+    pub fn allow_row_adoption(&self, allow: bool) {
+        self.guard.allow_adoption(allow);
+    }
+
     /// Gives a database from before row MACs its MACs, once; returns how
     /// many rows were adopted (0 for a database that has them). Needs the
     /// row key.
@@ -463,6 +470,62 @@ mod tests {
         assert!(matches!(fresh.scope("evil").await, Err(StoreError::Sealed)));
     }
 
+    /// A writer who removes the row-MAC mark and every MAC, and inserts a
+    /// row, does not get it blessed at the next unseal: rows without MACs
+    /// are adopted only when the operator allows it.
+    #[tokio::test]
+    async fn unmarked_rows_are_adopted_only_when_the_operator_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        with_row_key(&store);
+        assert_eq!(
+            store.adopt_rows().await.unwrap(),
+            0,
+            "a new database is marked"
+        );
+        store
+            .create_scope(scope_row("acme", None), None)
+            .await
+            .unwrap();
+        store
+            .write(|c| {
+                Box::pin(async move {
+                    for sql in [
+                        "DELETE FROM integrity_marks",
+                        "UPDATE scopes SET mac = NULL",
+                        "INSERT INTO scopes (path, kind, parent, org, mode, max_versions, \
+                         created_at) SELECT 'evil', kind, parent, 'evil', mode, max_versions, \
+                         created_at FROM scopes WHERE path = 'acme'",
+                    ] {
+                        sqlx::query(sql).execute(&mut *c).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::connect(&url).await.unwrap();
+        let mut alarms = store.alarms();
+        with_row_key(&store);
+        assert_eq!(store.adopt_rows().await.unwrap(), 0);
+        assert!(matches!(
+            alarms.try_recv(),
+            Ok(Alarm::Tampered {
+                table: "integrity_marks",
+                ..
+            })
+        ));
+        assert!(matches!(
+            store.scope("evil").await,
+            Err(StoreError::Tampered(_))
+        ));
+        store.allow_row_adoption(true);
+        assert_eq!(store.adopt_rows().await.unwrap(), 2);
+        assert!(store.scope("evil").await.unwrap().is_some());
+    }
+
     /// PostgreSQL: a replica uses its cache for a request only when it has
     /// applied every change up to the counter read as the request begins;
     /// a change whose notification has not arrived yet sends it to the
@@ -509,6 +572,35 @@ mod tests {
         settles(&b, true).await;
         raw.close().await.unwrap();
         drop((a, b));
+        crate::lockstep::drop_postgres_db(&admin, &db).await;
+    }
+
+    /// PostgreSQL: a committed change this replica never hears of (its
+    /// notification lost on a link that died silently) turns the feed
+    /// unhealthy within a second, so grants end; the replica then listens
+    /// afresh and turns healthy again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_never_heard_of_fails_the_feed_closed() {
+        use sqlx::Connection;
+        let (url, admin, db) = crate::lockstep::fresh_postgres_db().await;
+        let store = Store::connect(&url).await.unwrap();
+        let mut health = store.feed_health();
+        assert!(*health.borrow_and_update());
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE change_seq SET seq = seq + 1 WHERE id = 1")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        let lost = tokio::time::timeout(Duration::from_secs(1), health.wait_for(|h| !*h))
+            .await
+            .is_ok();
+        assert!(lost, "a change nobody announced went unnoticed");
+        let back = tokio::time::timeout(Duration::from_secs(5), health.wait_for(|h| *h))
+            .await
+            .is_ok();
+        assert!(back, "the feed did not recover");
+        raw.close().await.unwrap();
+        drop(store);
         crate::lockstep::drop_postgres_db(&admin, &db).await;
     }
 

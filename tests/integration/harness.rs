@@ -191,6 +191,7 @@ pub async fn start_on(dir: &Path, database_url: &str) -> Running {
         node_id: "test".into(),
         request_timeout: Duration::from_secs(30),
         max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
+        adopt_unprotected_rows: false,
     })
     .await
     .unwrap()

@@ -129,6 +129,43 @@ async fn a_session_ends_with_its_authority(s: TestServer) {
 }
 both_backends!(a_session_ends_with_its_authority);
 
+/// A credential revoked after the caller was authenticated but before the
+/// session began (the change was published before the session listened
+/// for changes) still ends the session at once, not at the next periodic
+/// re-check.
+async fn a_session_begun_after_a_revocation_ends_at_once(s: TestServer) {
+    s.scopes(SERVICE, "development").await;
+    let (token, _) = s.account("late").await;
+    s.grant("sa:late", "developer", "acme").await;
+    let pipeline = &s.running.app.pipeline;
+    let meta = RequestMeta::new(Credential::bearer(&token), None, Transport::Ssh);
+    let caller = pipeline
+        .authenticate(meta, &[Action::ShellExec])
+        .await
+        .unwrap();
+    s.ok(Method::POST, "/api/v1/users/sa:late/disable", None)
+        .await;
+    let scope = Scope::Path(ScopePath::parse(SERVICE).unwrap());
+    let mut grant = pipeline
+        .run_session(
+            &caller,
+            Operation::new(
+                "session.start",
+                Action::ShellExec,
+                scope,
+                Target::session("test", SERVICE, None),
+            ),
+        )
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(1), grant.ended())
+        .await
+        .expect("the session outlived a revocation made before it began");
+    assert!(reason.contains("revoked"), "{reason:?}");
+    s.stop().await;
+}
+both_backends!(a_session_begun_after_a_revocation_ends_at_once);
+
 /// Across replicas on one PostgreSQL: a session held on one server ends
 /// within a second of its authority ending on the other (the change feed
 /// runs over LISTEN/NOTIFY), and every session on a replica ends when that
