@@ -41,6 +41,18 @@ impl Serialize for WireValue {
     }
 }
 
+/// One shape of a `oneOf`: a closed object named `title` (generated
+/// clients name the type after it).
+fn variant(title: &str, required: &[&str], properties: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "title": title,
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": properties,
+    })
+}
+
 fn password(_: &mut SchemaGenerator) -> Schema {
     // The limits are in bytes; a character is at most four.
     json_schema!({
@@ -156,24 +168,20 @@ impl JsonSchema for InitRequest {
             "description": "A passphrase, or Shamir shares (2 <= threshold <= shares <= 255). \
                             Refused with 409 once initialized.",
             "oneOf": [
-                {
-                    "title": "InitPassphrase",
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["method", "passphrase"],
-                    "properties": {"method": {"const": "passphrase"}, "passphrase": passphrase},
-                },
-                {
-                    "title": "InitShamir",
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["method", "shares", "threshold"],
-                    "properties": {
+                variant(
+                    "InitPassphrase",
+                    &["method", "passphrase"],
+                    serde_json::json!({"method": {"const": "passphrase"}, "passphrase": passphrase}),
+                ),
+                variant(
+                    "InitShamir",
+                    &["method", "shares", "threshold"],
+                    serde_json::json!({
                         "method": {"const": "shamir"},
                         "shares": {"type": "integer", "minimum": 2, "maximum": 255},
                         "threshold": {"type": "integer", "minimum": 2, "maximum": 255},
-                    },
-                },
+                    }),
+                ),
             ],
         })
     }
@@ -220,23 +228,19 @@ impl JsonSchema for UnsealRequest {
             "description": "The passphrase, or one Shamir share (with the nonce of the attempt it \
                             continues). A vault answers 409 to the method it does not use.",
             "oneOf": [
-                {
-                    "title": "UnsealPassphrase",
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["passphrase"],
-                    "properties": {"passphrase": passphrase},
-                },
-                {
-                    "title": "UnsealShare",
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["share"],
-                    "properties": {
+                variant(
+                    "UnsealPassphrase",
+                    &["passphrase"],
+                    serde_json::json!({"passphrase": passphrase}),
+                ),
+                variant(
+                    "UnsealShare",
+                    &["share"],
+                    serde_json::json!({
                         "share": {"type": "string", "pattern": SHARE},
                         "nonce": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$"},
-                    },
-                },
+                    }),
+                ),
             ],
         })
     }
@@ -269,16 +273,11 @@ impl JsonSchema for CreateScope {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         use warden_types::pattern::{ENV_PATH, NAME, PROJECT_PATH, SERVICE_PATH};
         let plain = |title: &str, kind: &str, pattern: &str| {
-            serde_json::json!({
-                "title": title,
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["kind", "path"],
-                "properties": {
-                    "kind": {"const": kind},
-                    "path": {"type": "string", "pattern": pattern},
-                },
-            })
+            let properties = serde_json::json!({
+                "kind": {"const": kind},
+                "path": {"type": "string", "pattern": pattern},
+            });
+            variant(title, &["kind", "path"], properties)
         };
         json_schema!({
             "description": "A new organization, project, environment or service under an existing parent. \
@@ -286,18 +285,16 @@ impl JsonSchema for CreateScope {
             "oneOf": [
                 plain("CreateOrganization", "organization", NAME),
                 plain("CreateProject", "project", PROJECT_PATH),
-                {
-                    "title": "CreateEnvironment",
-                    "type": "object",
-                    "additionalProperties": false,
-                    "required": ["kind", "path", "mode"],
-                    "properties": {
+                variant(
+                    "CreateEnvironment",
+                    &["kind", "path", "mode"],
+                    serde_json::json!({
                         "kind": {"const": "environment"},
                         "path": {"type": "string", "pattern": ENV_PATH},
                         "mode": {"enum": ["production", "staging", "development"]},
                         "max_versions": {"type": "integer", "minimum": 1, "maximum": 100},
-                    },
-                },
+                    }),
+                ),
                 plain("CreateService", "service", SERVICE_PATH),
             ],
         })

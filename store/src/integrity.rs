@@ -522,22 +522,18 @@ impl Guard {
             Some(_) => return tampered("the database's row-MAC mark fails its check"),
             None => {}
         }
-        let mut tagged = 0i64;
+        // Rows in all, and rows with a MAC, over the protected tables.
+        let (mut rows, mut tagged) = (0i64, 0i64);
         for table in TABLES {
-            let sql = format!("SELECT COUNT(*) FROM {table} WHERE mac IS NOT NULL");
-            tagged += sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+            let sql = format!("SELECT COUNT(*), COUNT(mac) FROM {table}");
+            let (n, t): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .fetch_one(&mut *c)
                 .await?;
+            rows += n;
+            tagged += t;
         }
         if tagged > 0 {
             return tampered("rows carry MACs but the database's row-MAC mark is missing");
-        }
-        let mut rows = 0i64;
-        for table in TABLES {
-            let sql = format!("SELECT COUNT(*) FROM {table}");
-            rows += sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&mut *c)
-                .await?;
         }
         if rows > 0
             && !self

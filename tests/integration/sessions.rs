@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use hyper::Method;
 use serde_json::json;
-use warden_pipeline::{Credential, Operation, RequestMeta, SessionGrant, Target, Transport};
+use warden_pipeline::{
+    Caller, Credential, Operation, Pipeline, RequestMeta, SessionGrant, Target, Transport,
+};
 use warden_policies::{Action, Scope};
 use warden_types::ScopePath;
 
@@ -19,16 +21,25 @@ const SERVICE: &str = "acme/shop/dev/api";
 async fn session(s: &TestServer, name: &str, role: &str) -> (SessionGrant, String) {
     let (token, _) = s.account(name).await;
     s.grant(&format!("sa:{name}"), role, "acme").await;
-    let pipeline = &s.running.app.pipeline;
-    let meta = RequestMeta::new(Credential::bearer(&token), None, Transport::Ssh);
-    let caller = pipeline
+    let caller = authenticate(&s.running.app.pipeline, &token).await;
+    (start(&s.running.app.pipeline, &caller).await, token)
+}
+
+/// The caller `token` authenticates as, for a shell.
+async fn authenticate(pipeline: &Pipeline, token: &str) -> Caller {
+    let meta = RequestMeta::new(Credential::bearer(token), None, Transport::Ssh);
+    pipeline
         .authenticate(meta, &[Action::ShellExec])
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A shell-exec session on the dev service for `caller`.
+async fn start(pipeline: &Pipeline, caller: &Caller) -> SessionGrant {
     let scope = Scope::Path(ScopePath::parse(SERVICE).unwrap());
-    let grant = pipeline
+    pipeline
         .run_session(
-            &caller,
+            caller,
             Operation::new(
                 "session.start",
                 Action::ShellExec,
@@ -37,8 +48,7 @@ async fn session(s: &TestServer, name: &str, role: &str) -> (SessionGrant, Strin
             ),
         )
         .await
-        .unwrap();
-    (grant, token)
+        .unwrap()
 }
 
 /// Asserts the grant is still live, then that it ends within a second of
@@ -137,27 +147,10 @@ async fn a_session_begun_after_a_revocation_ends_at_once(s: TestServer) {
     s.scopes(SERVICE, "development").await;
     let (token, _) = s.account("late").await;
     s.grant("sa:late", "developer", "acme").await;
-    let pipeline = &s.running.app.pipeline;
-    let meta = RequestMeta::new(Credential::bearer(&token), None, Transport::Ssh);
-    let caller = pipeline
-        .authenticate(meta, &[Action::ShellExec])
-        .await
-        .unwrap();
+    let caller = authenticate(&s.running.app.pipeline, &token).await;
     s.ok(Method::POST, "/api/v1/users/sa:late/disable", None)
         .await;
-    let scope = Scope::Path(ScopePath::parse(SERVICE).unwrap());
-    let mut grant = pipeline
-        .run_session(
-            &caller,
-            Operation::new(
-                "session.start",
-                Action::ShellExec,
-                scope,
-                Target::session("test", SERVICE, None),
-            ),
-        )
-        .await
-        .unwrap();
+    let mut grant = start(&s.running.app.pipeline, &caller).await;
     let reason = tokio::time::timeout(Duration::from_secs(1), grant.ended())
         .await
         .expect("the session outlived a revocation made before it began");
@@ -180,23 +173,8 @@ async fn a_session_on_one_replica_ends_with_a_change_on_another() {
     let on_b = |token: String| {
         let pipeline = b.app.pipeline.clone();
         async move {
-            let meta = RequestMeta::new(Credential::bearer(&token), None, Transport::Ssh);
-            let caller = pipeline
-                .authenticate(meta, &[Action::ShellExec])
-                .await
-                .unwrap();
-            pipeline
-                .run_session(
-                    &caller,
-                    Operation::new(
-                        "session.start",
-                        Action::ShellExec,
-                        Scope::Path(ScopePath::parse(SERVICE).unwrap()),
-                        Target::session("test", SERVICE, None),
-                    ),
-                )
-                .await
-                .unwrap()
+            let caller = authenticate(&pipeline, &token).await;
+            start(&pipeline, &caller).await
         }
     };
     let (token, _) = a.account("remote").await;
