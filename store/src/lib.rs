@@ -404,6 +404,16 @@ mod tests {
         store.set_row_key(Some(Arc::new(TestRowKey(key))));
     }
 
+    /// A store on a fresh SQLite file (kept while `dir` lives), with the
+    /// row key; and its URL, to open it again.
+    async fn sqlite_store() -> (tempfile::TempDir, String, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        with_row_key(&store);
+        (dir, url, store)
+    }
+
     fn put(value: u8) -> (Vec<NewVersion>, Sealer) {
         let p = NewVersion {
             scope: "acme/shop".into(),
@@ -420,10 +430,7 @@ mod tests {
     /// on read (and raises an alarm); without the key nothing is read.
     #[tokio::test]
     async fn rows_altered_in_the_database_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        with_row_key(&store);
+        let (_dir, url, store) = sqlite_store().await;
         let mut alarms = store.alarms();
         let mut prod = scope_row("acme", None);
         prod.mode = Some("production".into());
@@ -475,10 +482,7 @@ mod tests {
     /// are adopted only when the operator allows it.
     #[tokio::test]
     async fn unmarked_rows_are_adopted_only_when_the_operator_allows() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        with_row_key(&store);
+        let (_dir, url, store) = sqlite_store().await;
         assert_eq!(
             store.adopt_rows().await.unwrap(),
             0,
@@ -609,10 +613,7 @@ mod tests {
     /// client gone) left the old row cached for good.
     #[tokio::test]
     async fn a_cancelled_write_does_not_leave_a_stale_cached_row() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        with_row_key(&store);
+        let (_dir, _, store) = sqlite_store().await;
         store
             .create_scope(scope_row("acme", None), None)
             .await
@@ -664,10 +665,7 @@ mod tests {
     /// the one that no longer fits is refused.
     #[tokio::test]
     async fn a_scope_refuses_keys_past_its_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("data/t.db").display());
-        let store = Store::connect(&url).await.unwrap();
-        with_row_key(&store);
+        let (_dir, _, store) = sqlite_store().await;
         store
             .create_scope(scope_row("acme", None), None)
             .await
