@@ -329,6 +329,8 @@ const PREV_PLACEHOLDER: &str = "\"prev\":null,";
 const MAC_PLACEHOLDER: &str = "\"mac\":null,";
 const SEQ_PLACEHOLDER: &str = "\"seq\":null,";
 const MAC_FIELD: &str = "\"mac\":\"";
+/// Bytes reserved for an encoded entry (most are 500 to 900).
+const ENTRY_CAPACITY: usize = 1024;
 
 /// MACs entries of one log: `text -> hex`, under the log's key as it was
 /// when this was obtained (it keeps working after a seal, for as long as it
@@ -375,20 +377,53 @@ pub fn check_mac(entry: &str, log: &str, mac: &EntryMac) -> MacCheck {
 /// The entry with its `mac`, `prev` and `seq` values put back to `null`,
 /// and the recorded MAC; `None` if the entry does not have that shape.
 fn as_encoded(entry: &str) -> Option<(String, &str)> {
-    // The value of `"name":` up to the next `,`, and what surrounds it.
-    fn split<'a>(s: &'a str, name: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    // Where the value of `"name":` lies: up to the next `,`.
+    fn value(s: &str, name: &str) -> Option<(usize, usize)> {
         let field = format!("\"{name}\":");
         let at = s.find(&field)? + field.len();
-        let len = s.get(at..)?.find(',')?;
-        Some((s.get(..at)?, s.get(at..at + len)?, s.get(at + len..)?))
+        Some((at, at + s.get(at..)?.find(',')?))
     }
-    let (before, tag, after) = split(entry, "mac")?;
-    let tag = tag.strip_prefix('"')?.strip_suffix('"')?;
-    let text = format!("{before}null{after}");
-    let (before, _, after) = split(&text, "prev")?;
-    let text = format!("{before}null{after}");
-    let (before, _, after) = split(&text, "seq")?;
-    Some((format!("{before}null{after}"), tag))
+    let mac = value(entry, "mac")?;
+    let prev = value(entry, "prev")?;
+    let seq = value(entry, "seq")?;
+    let tag = entry
+        .get(mac.0..mac.1)?
+        .strip_prefix('"')?
+        .strip_suffix('"')?;
+    // The encoder writes the fields in this order; anything else is not an
+    // entry it wrote.
+    if !(mac.1 <= prev.0 && prev.1 <= seq.0) {
+        return None;
+    }
+    let blank = splice(
+        entry,
+        &[(mac, &["null"]), (prev, &["null"]), (seq, &["null"])],
+    )?;
+    Some((blank, tag))
+}
+
+/// `text` with each span (in order, not overlapping) replaced by the
+/// concatenation of its pieces, built in one allocation.
+fn splice(text: &str, edits: &[((usize, usize), &[&str])]) -> Option<String> {
+    let added: usize = edits
+        .iter()
+        .flat_map(|(_, pieces)| pieces.iter().map(|p| p.len()))
+        .sum();
+    let mut out = String::with_capacity(text.len() + added);
+    let mut done = 0;
+    for &((from, to), pieces) in edits {
+        out.push_str(text.get(done..from)?);
+        pieces.iter().for_each(|p| out.push_str(p));
+        done = to;
+    }
+    out.push_str(text.get(done..)?);
+    Some(out)
+}
+
+/// The span of the first `placeholder` in `text` at or after `from`.
+fn placeholder(text: &str, placeholder: &str, from: usize) -> Option<(usize, usize)> {
+    let at = from + text.get(from..)?.find(placeholder)?;
+    Some((at, at + placeholder.len()))
 }
 
 /// Places entries in their log's Merkle tree. The head state is the tree's
@@ -420,16 +455,19 @@ impl Sequencer for TreeSequencer {
                 .last_leaf()
                 .ok_or_else(|| format!("{log}: tree state lacks the last leaf"))?;
             let seq = tree.size();
-            let filled = entry
-                .replacen(
-                    PREV_PLACEHOLDER,
-                    &format!("\"prev\":\"{}\",", hex::encode(prev)),
-                    1,
-                )
-                .replacen(SEQ_PLACEHOLDER, &format!("\"seq\":{seq},"), 1);
-            if filled.len() == entry.len() {
-                return Err(format!("{log}: entry without sequence placeholders"));
-            }
+            let (prev, seq_text) = (hex::encode(prev), seq.to_string());
+            let filled = placeholder(&entry, PREV_PLACEHOLDER, 0)
+                .and_then(|p| Some((p, placeholder(&entry, SEQ_PLACEHOLDER, p.1)?)))
+                .and_then(|(p, q)| {
+                    splice(
+                        &entry,
+                        &[
+                            (p, &["\"prev\":\"", &prev, "\","]),
+                            (q, &["\"seq\":", &seq_text, ","]),
+                        ],
+                    )
+                })
+                .ok_or_else(|| format!("{log}: entry without sequence placeholders"))?;
             let hash = leaf_hash(filled.as_bytes());
             tree.try_push(hash).map_err(|e| e.to_string())?;
             placed.push(SequencedEntry {
@@ -551,18 +589,23 @@ impl Auditor {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0),
         };
-        let text = serde_json::to_string(&entry)
-            .unwrap_or_else(|e| format!("{{\"encode_error\":{:?}}}", e.to_string()));
+        // Sized for a typical entry so that encoding does not reallocate
+        // (this runs twice per request).
+        let mut buf = Vec::with_capacity(ENTRY_CAPACITY);
+        let text = serde_json::to_writer(&mut buf, &entry)
+            .map_err(|e| e.to_string())
+            .and_then(|()| String::from_utf8(buf).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| format!("{{\"encode_error\":{e:?}}}"));
         // The MAC covers the entry as encoded here (its place in the log,
         // `seq` and `prev`, still null): it is made while the operation
         // runs, under the key of that moment.
-        match mac {
-            Some(m) => {
-                let tag = m(text.as_bytes());
-                text.replacen(MAC_PLACEHOLDER, &format!("{MAC_FIELD}{tag}\","), 1)
-            }
-            None => text,
-        }
+        let Some(m) = mac else {
+            return text;
+        };
+        let tag = m(text.as_bytes());
+        placeholder(&text, MAC_PLACEHOLDER, 0)
+            .and_then(|at| splice(&text, &[(at, &[MAC_FIELD, &tag, "\","])]))
+            .unwrap_or(text)
     }
 
     /// The MAC of `event`'s log now; refuses, when there is none (sealed),
@@ -775,6 +818,16 @@ mod tests {
             MacCheck::Invalid
         );
         assert_eq!(check_mac("{\"mac\":\"x", "acme", &mac), MacCheck::Invalid);
+        // The same fields in another order are not an entry the encoder
+        // wrote.
+        let field = format!("{MAC_FIELD}{tag}\",");
+        let moved = placed[0].entry.replacen(&field, "", 1).replacen(
+            "\"seq\":0,",
+            &format!("\"seq\":0,{field}"),
+            1,
+        );
+        assert_ne!(moved, placed[0].entry);
+        assert_eq!(check_mac(&moved, "acme", &mac), MacCheck::Invalid);
     }
 
     /// A stand-in keyed function (the real one is HMAC-SHA256 in the vault).
