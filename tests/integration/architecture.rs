@@ -168,6 +168,22 @@ fn crate_boundaries_hold() {
                 "sqlx",
             ],
         ),
+        // The agent link is transport only: no pods, policies, storage or
+        // keys (the hub and the agent wire it to those).
+        (
+            "warden-link",
+            &[
+                "warden-vault",
+                "warden-server",
+                "warden-store",
+                "warden-pipeline",
+                "warden-runtime",
+                "axum",
+                "sqlx",
+                "kube",
+                "russh",
+            ],
+        ),
     ];
     // What a crate must not depend on directly (it may reach it through a
     // crate it depends on, but cannot name it in its own code).
@@ -194,6 +210,7 @@ fn crate_boundaries_hold() {
         ("warden-identity", &["warden-types"]),
         ("warden-api", &["warden-types"]),
         ("warden-runtime", &["warden-types"]),
+        ("warden-link", &[]),
     ];
     for (krate, banned) in never {
         for b in *banned {
