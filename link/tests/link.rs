@@ -81,6 +81,7 @@ async fn hub(pki: &Pki, agent: &'static str) -> (Hub, SocketAddr) {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
+            tcp.set_nodelay(true).unwrap();
             let (acceptor, hub) = (acceptor.clone(), served.clone());
             tokio::spawn(async move {
                 if let Ok(tls) = acceptor.accept(tcp).await {
@@ -113,6 +114,7 @@ where
 {
     let connector = TlsConnector::from(client_config(pki, Some(pki.leaf("agent.test"))));
     let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
     let tls = connector
         .connect(ServerName::try_from("hub.test").unwrap(), tcp)
         .await
