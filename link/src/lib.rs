@@ -23,8 +23,14 @@
 //! window is the largest allowed and each stream's is [`STREAM_WINDOW`]:
 //! the per-stream window alone bounds what a stalled stream buffers.
 //! HTTP/2 PINGs every [`KEEPALIVE_INTERVAL`] detect a dead peer within
-//! `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT`; streams of a lost link end
-//! with an error, never with a clean end of stream.
+//! `KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT`.
+//!
+//! A clean end is explicit: [`LinkSender::finish`] sends a trailer
+//! ([`END_TRAILER`]) before ending its side, and a receiver that sees its
+//! peer's side end without it reports [`LinkError::Closed`]. HTTP/2 alone
+//! cannot tell them apart (hyper reports a connection shut down with
+//! `NO_ERROR`, as after a PING timeout, as a plain end of body), and a
+//! shell whose link died must never look as if it had exited.
 //!
 //! This crate is transport only: it knows nothing of pods, policies or
 //! storage (it must not depend on any Warden crate; architecture test).
@@ -36,7 +42,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -69,6 +75,8 @@ const CONNECTION_WINDOW: u32 = (1 << 31) - 1;
 pub const MAX_STREAMS: u32 = 4096;
 /// How long the agent has to open a stream the control plane asked for.
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The trailer that marks a stream's side as finished on purpose.
+pub const END_TRAILER: &str = "warden-link-end";
 /// Chunks a sender may queue on a stream before [`LinkStream::send`] waits.
 const QUEUED_CHUNKS: usize = 8;
 /// Open frames queued for one agent before [`Hub::open`] waits.
@@ -103,11 +111,18 @@ pub struct LinkStream {
     receiver: LinkReceiver,
 }
 
-/// The sending half of a [`LinkStream`].
-pub struct LinkSender(Option<mpsc::Sender<Bytes>>);
+/// The sending half of a [`LinkStream`]. Dropping it without
+/// [`LinkSender::finish`] ends this side as broken: the peer reads an error.
+pub struct LinkSender(Option<mpsc::Sender<Frame<Bytes>>>);
 
 /// The receiving half of a [`LinkStream`].
-pub struct LinkReceiver(Incoming);
+pub struct LinkReceiver {
+    body: Incoming,
+    /// The peer finished on purpose (its end trailer arrived).
+    finished: bool,
+    /// The end (clean or broken) was reported.
+    reported: bool,
+}
 
 impl std::fmt::Debug for LinkStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,11 +137,15 @@ impl LinkStream {
         (Self::joined(id, incoming, tx), ChannelBody(rx))
     }
 
-    fn joined(id: u64, incoming: Incoming, outgoing: mpsc::Sender<Bytes>) -> Self {
+    fn joined(id: u64, incoming: Incoming, outgoing: mpsc::Sender<Frame<Bytes>>) -> Self {
         Self {
             id,
             sender: LinkSender(Some(outgoing)),
-            receiver: LinkReceiver(incoming),
+            receiver: LinkReceiver {
+                body: incoming,
+                finished: false,
+                reported: false,
+            },
         }
     }
 
@@ -141,8 +160,8 @@ impl LinkStream {
     }
 
     /// See [`LinkSender::finish`].
-    pub fn finish(&mut self) {
-        self.sender.finish();
+    pub async fn finish(&mut self) -> Result<(), LinkError> {
+        self.sender.finish().await
     }
 
     /// See [`LinkReceiver::recv`].
@@ -162,37 +181,67 @@ impl LinkSender {
     /// [`LinkSender::finish`] was called.
     pub async fn send(&self, data: Bytes) -> Result<(), LinkError> {
         let tx = self.0.as_ref().ok_or(LinkError::Closed)?;
-        tx.send(data).await.map_err(|_| LinkError::Closed)
+        tx.send(Frame::data(data))
+            .await
+            .map_err(|_| LinkError::Closed)
     }
 
-    /// Ends this side's bytes (the peer reads end of stream); receiving
-    /// goes on.
-    pub fn finish(&mut self) {
-        self.0 = None;
+    /// Ends this side's bytes on purpose (the peer reads a clean end of
+    /// stream); receiving goes on. Waits, like a send, for room to queue
+    /// the end marker.
+    pub async fn finish(&mut self) -> Result<(), LinkError> {
+        let tx = self.0.take().ok_or(LinkError::Closed)?;
+        let mut trailers = hyper::HeaderMap::new();
+        trailers.insert(END_TRAILER, hyper::header::HeaderValue::from_static("1"));
+        tx.send(Frame::trailers(trailers))
+            .await
+            .map_err(|_| LinkError::Closed)
     }
 }
 
 impl LinkReceiver {
-    /// The next bytes from the peer: `None` once it finished cleanly, an
-    /// error if the stream or the link broke first.
+    /// The next bytes from the peer: `None` once it finished on purpose
+    /// ([`LinkSender::finish`]); an error, once, if the stream or the link
+    /// broke first, or the peer's side ended without finishing.
     pub async fn recv(&mut self) -> Option<Result<Bytes, LinkError>> {
+        if self.reported {
+            return None;
+        }
         loop {
-            let frame = poll_fn(|cx| Pin::new(&mut self.0).poll_frame(cx)).await?;
-            match frame {
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) if data.is_empty() => continue,
-                    Ok(data) => return Some(Ok(data)),
-                    // Trailers: nothing this protocol sends; skip.
-                    Err(_) => continue,
-                },
-                Err(e) => return Some(Err(LinkError::Transport(e))),
+            let frame = poll_fn(|cx| Pin::new(&mut self.body).poll_frame(cx)).await;
+            let frame = match frame {
+                Some(Ok(frame)) => frame,
+                None if self.finished => {
+                    self.reported = true;
+                    return None;
+                }
+                None => {
+                    self.reported = true;
+                    return Some(Err(LinkError::Closed));
+                }
+                Some(Err(e)) => {
+                    self.reported = true;
+                    return Some(Err(LinkError::Transport(e)));
+                }
+            };
+            match frame.into_data() {
+                Ok(data) if data.is_empty() => continue,
+                Ok(data) => return Some(Ok(data)),
+                Err(frame) => {
+                    if frame
+                        .trailers_ref()
+                        .is_some_and(|t| t.contains_key(END_TRAILER))
+                    {
+                        self.finished = true;
+                    }
+                }
             }
         }
     }
 }
 
 /// A body fed from a bounded channel: ends when every sender is dropped.
-struct ChannelBody(mpsc::Receiver<Bytes>);
+struct ChannelBody(mpsc::Receiver<Frame<Bytes>>);
 
 impl Body for ChannelBody {
     type Data = Bytes;
@@ -202,7 +251,7 @@ impl Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        self.0.poll_recv(cx).map(|f| f.map(Ok))
     }
 }
 
@@ -269,11 +318,15 @@ struct HubInner {
 struct Conn {
     serial: u64,
     /// Open frames to the agent, once its control request arrived.
-    control: Mutex<Option<mpsc::Sender<Bytes>>>,
+    control: Mutex<Option<mpsc::Sender<Frame<Bytes>>>>,
     /// Streams asked for and not yet opened by the agent.
     pending: Mutex<HashMap<u64, oneshot::Sender<LinkStream>>>,
     /// Set to end the connection (the agent reconnected, or went quiet).
     end: watch::Sender<bool>,
+    /// The connection has ended and left the registry; changed only under
+    /// the registry's lock, so a control request handled late (hyper runs
+    /// handlers in their own tasks) cannot register a dead connection.
+    gone: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -308,6 +361,7 @@ impl Hub {
             control: Mutex::new(None),
             pending: Mutex::new(HashMap::new()),
             end,
+            gone: AtomicBool::new(false),
         });
         let service = {
             let (hub, conn, agent) = (self.clone(), conn.clone(), agent.to_owned());
@@ -335,9 +389,12 @@ impl Hub {
     /// Drops `conn` from the registry if it is still the agent's current
     /// connection; its pending opens fail.
     fn forget(&self, agent: &str, conn: &Arc<Conn>) {
-        let mut agents = lock(&self.inner.agents);
-        if agents.get(agent).is_some_and(|c| c.serial == conn.serial) {
-            agents.remove(agent);
+        {
+            let mut agents = lock(&self.inner.agents);
+            conn.gone.store(true, Ordering::Relaxed);
+            if agents.get(agent).is_some_and(|c| c.serial == conn.serial) {
+                agents.remove(agent);
+            }
         }
         lock(&conn.pending).clear();
     }
@@ -387,7 +444,13 @@ impl Hub {
             }
             *control = Some(tx);
         }
-        let replaced = lock(&self.inner.agents).insert(agent.to_owned(), conn.clone());
+        let replaced = {
+            let mut agents = lock(&self.inner.agents);
+            if conn.gone.load(Ordering::Relaxed) {
+                return status(StatusCode::GONE);
+            }
+            agents.insert(agent.to_owned(), conn.clone())
+        };
         if let Some(old) = replaced {
             old.end.send_replace(true);
         }
@@ -416,18 +479,32 @@ impl Hub {
         let frame = open_frame(id, header)?;
         let (tx, rx) = oneshot::channel();
         lock(&conn.pending).insert(id, tx);
+        // However this ends (opened, failed, timed out, or the caller gave
+        // up and dropped this future), the id is not left pending.
+        let _pending = Pending { conn: &conn, id };
         let opened = async {
-            control.send(frame).await.map_err(|_| LinkError::Closed)?;
+            control
+                .send(Frame::data(frame))
+                .await
+                .map_err(|_| LinkError::Closed)?;
             rx.await.map_err(|_| LinkError::Closed)
         };
-        let result = match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
+        match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
             Ok(r) => r,
             Err(_) => Err(LinkError::OpenTimeout(id)),
-        };
-        if result.is_err() {
-            lock(&conn.pending).remove(&id);
         }
-        result
+    }
+}
+
+/// Removes a stream id from its connection's pending opens when dropped.
+struct Pending<'a> {
+    conn: &'a Conn,
+    id: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        lock(&self.conn.pending).remove(&self.id);
     }
 }
 

@@ -6,7 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +17,7 @@ use rcgen::{CertificateParams, CertifiedIssuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -133,7 +137,8 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Sends the header back, then echoes every chunk until the peer finishes.
+/// Sends the header back, then echoes every chunk until the peer
+/// finishes, and finishes too.
 async fn echo(header: Bytes, mut s: LinkStream) {
     if s.send(header).await.is_err() {
         return;
@@ -143,6 +148,7 @@ async fn echo(header: Bytes, mut s: LinkStream) {
             return;
         }
     }
+    let _ = s.finish().await;
 }
 
 async fn read_all(s: &mut LinkStream) -> Result<Vec<u8>, LinkError> {
@@ -245,13 +251,14 @@ async fn finishing_one_direction_leaves_the_other_open() {
     let handler = |_h: Bytes, mut s: LinkStream| async move {
         let n = read_all(&mut s).await.unwrap().len();
         s.send(Bytes::from(n.to_string())).await.unwrap();
+        s.finish().await.unwrap();
     };
     let _agent = agent(&pki, addr, handler).await;
     until("the agent connects", || hub.connected() == ["edge-1"]).await;
     let mut s = hub.open("edge-1", b"count").await.unwrap();
     s.send(Bytes::from_static(b"hello ")).await.unwrap();
     s.send(Bytes::from_static(b"world")).await.unwrap();
-    s.finish();
+    s.finish().await.unwrap();
     assert!(s.send(Bytes::from_static(b"late")).await.is_err());
     assert_eq!(read_all(&mut s).await.unwrap(), b"11");
 }
@@ -335,4 +342,143 @@ async fn a_reconnecting_agent_replaces_its_old_link() {
     let mut s = hub.open("edge-1", b"again").await.unwrap();
     assert_eq!(&s.recv().await.unwrap().unwrap()[..], b"again");
     assert!(!second.is_finished());
+}
+
+/// A byte pipe that can be cut like a black-holed network path: once cut,
+/// reads never complete and writes vanish (no FIN, no RST).
+struct Cuttable(tokio::io::DuplexStream, Arc<AtomicBool>);
+
+impl tokio::io::AsyncRead for Cuttable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.1.load(Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Cuttable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.1.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.1.load(Ordering::SeqCst) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// Found by review: hyper ends bodies of a connection it shut down after a
+/// PING timeout as if they had finished, so without the end trailer a
+/// shell over a dead link looked like it had exited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_link_ends_hub_streams_with_an_error() {
+    let hub = Hub::new();
+    let cut = Arc::new(AtomicBool::new(false));
+    let (a, h) = tokio::io::duplex(1 << 20);
+    let (a, h) = (Cuttable(a, cut.clone()), Cuttable(h, cut.clone()));
+    let served = hub.clone();
+    tokio::spawn(async move { served.serve("edge-1", h).await });
+    tokio::spawn(run_agent(a, |_h: Bytes, s: LinkStream| async move {
+        s.send(Bytes::from_static(b"hi")).await.unwrap();
+        std::future::pending::<()>().await;
+    }));
+    until("the agent connects", || hub.connected() == ["edge-1"]).await;
+    let mut s = hub.open("edge-1", b"shell").await.unwrap();
+    assert_eq!(&s.recv().await.unwrap().unwrap()[..], b"hi");
+    cut.store(true, Ordering::SeqCst);
+    let end = tokio::time::timeout(Duration::from_secs(15), s.recv())
+        .await
+        .expect("the keepalive noticed within 15 s");
+    assert!(
+        matches!(end, Some(Err(_))),
+        "hub read on a dead link: {end:?}"
+    );
+    assert!(s.recv().await.is_none(), "the error is reported once");
+}
+
+/// Found by review: a sending half dropped without `finish` (its task
+/// panicked or was cancelled) must not read as a clean end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_dropped_without_finishing_reads_as_broken() {
+    let pki = Pki::new();
+    let (hub, addr) = hub(&pki, "edge-1").await;
+    let handler = |_h: Bytes, s: LinkStream| async move {
+        let (tx, mut rx) = s.split();
+        tokio::spawn(async move {
+            tx.send(Bytes::from_static(b"partial output"))
+                .await
+                .unwrap();
+            // The output task ends without finishing (as on a panic).
+            drop(tx);
+        });
+        while let Some(Ok(_)) = rx.recv().await {}
+    };
+    let _agent = agent(&pki, addr, handler).await;
+    until("the agent connects", || hub.connected() == ["edge-1"]).await;
+    let mut s = hub.open("edge-1", b"exec").await.unwrap();
+    assert_eq!(&s.recv().await.unwrap().unwrap()[..], b"partial output");
+    let end = tokio::time::timeout(Duration::from_secs(5), s.recv())
+        .await
+        .unwrap();
+    assert!(matches!(end, Some(Err(LinkError::Closed))), "{end:?}");
+}
+
+/// The first bytes of an HTTP/2 client sending `POST /link/v1/control`
+/// (connection preface, empty SETTINGS, one HEADERS frame; RFC 9113 §3.4,
+/// §6.2; header block in RFC 7541 static-table and literal encodings).
+fn raw_control_request() -> Vec<u8> {
+    // :method POST (static 3), :scheme https (7), :path literal (index 4),
+    // :authority literal "x" (index 1).
+    let mut block = vec![0x83, 0x87, 0x04, 16];
+    block.extend_from_slice(b"/link/v1/control");
+    block.extend_from_slice(&[0x01, 1, b'x']);
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    wire.extend_from_slice(&u32::try_from(block.len()).unwrap().to_be_bytes()[1..]);
+    // HEADERS, END_HEADERS, stream 1.
+    wire.extend_from_slice(&[1, 4, 0, 0, 0, 1]);
+    wire.extend_from_slice(&block);
+    wire
+}
+
+/// Found by review: hyper runs handlers in tasks of their own, so a
+/// control request from a connection that closed at once could register
+/// the dead connection after it had been forgotten (and end a newer one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_closes_at_once_never_stays_registered() {
+    for i in 0..100 {
+        let hub = Hub::new();
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let served = hub.clone();
+        let serve = tokio::spawn(async move { served.serve("victim", server).await });
+        client.write_all(&raw_control_request()).await.unwrap();
+        let mut frame = [0u8; 9];
+        client.read_exact(&mut frame).await.unwrap();
+        drop(client);
+        let _ = serve.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            hub.connected().is_empty(),
+            "try {i}: a dead connection stayed registered: {:?}",
+            hub.connected()
+        );
+    }
 }

@@ -128,6 +128,7 @@ async fn handle(header: Bytes, mut s: LinkStream) {
             }
         }
     }
+    let _ = s.finish().await;
 }
 
 async fn through_link(hub: &Hub, total: usize) -> Result<Duration> {
@@ -137,7 +138,7 @@ async fn through_link(hub: &Hub, total: usize) -> Result<Duration> {
     for _ in 0..total / CHUNK {
         s.send(chunk.clone()).await?;
     }
-    s.finish();
+    s.finish().await?;
     let answer = s.recv().await.ok_or_else(|| anyhow!("no count"))??;
     let elapsed = start.elapsed();
     ensure!(
