@@ -329,7 +329,8 @@ const PREV_PLACEHOLDER: &str = "\"prev\":null,";
 const MAC_PLACEHOLDER: &str = "\"mac\":null,";
 const SEQ_PLACEHOLDER: &str = "\"seq\":null,";
 const MAC_FIELD: &str = "\"mac\":\"";
-/// Bytes reserved for an encoded entry (most are 500 to 900).
+/// Bytes reserved for an encoded entry (a secret read's two entries are
+/// about 650 bytes each; longer names and user agents add to that).
 const ENTRY_CAPACITY: usize = 1024;
 
 /// MACs entries of one log: `text -> hex`, under the log's key as it was
