@@ -105,6 +105,11 @@ pub enum LinkError {
 }
 
 /// One byte stream over the link, seen from either end.
+///
+/// Read the peer's side to its end before dropping the receiver: dropping
+/// it earlier cancels the HTTP/2 stream, in both directions (RFC 9113
+/// §5.4.2, `RST_STREAM`), so bytes this side sent and the peer has not yet
+/// read are lost.
 pub struct LinkStream {
     id: u64,
     sender: LinkSender,

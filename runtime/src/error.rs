@@ -70,6 +70,15 @@ pub enum RuntimeError {
     /// not provide a workload credential.
     #[error("workload credential unavailable: {0}")]
     Credential(String),
+    /// The runtime is out of reach: the cluster's agent is not connected, or
+    /// its link broke during the operation. The outcome of an operation cut
+    /// off this way is unknown (the agent may have carried it out).
+    #[error("runtime unavailable: {0}")]
+    Unavailable(String),
+    /// The agent answered with a failure of its own (a system call, a pod
+    /// helper) or broke the runtime protocol.
+    #[error("agent error: {0}")]
+    Agent(String),
     /// Another runtime already owns this state directory.
     #[error("runtime state directory {0} is in use by another process")]
     StateLocked(PathBuf),
@@ -111,8 +120,10 @@ impl RuntimeError {
             | Self::ExecFailed { .. }
             | Self::Unsupported(_)
             | Self::RolloutStalled { .. } => Fault::Client,
-            Self::Credential(_) => Fault::Upstream,
-            Self::StateLocked(_) | Self::Io { .. } | Self::Helper(_) => Fault::Internal,
+            Self::Credential(_) | Self::Unavailable(_) => Fault::Upstream,
+            Self::Agent(_) | Self::StateLocked(_) | Self::Io { .. } | Self::Helper(_) => {
+                Fault::Internal
+            }
         }
     }
 
