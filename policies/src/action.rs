@@ -47,11 +47,14 @@ pub enum Action {
     OwnershipTransfer = 16,
     /// `sys.seal`: seal the vault. Acts only at the root scope.
     SysSeal = 17,
+    /// `pod.logs`: read a service's pod logs (which can hold whatever the
+    /// workload prints, secret values included).
+    PodLogs = 18,
 }
 
 impl Action {
     /// Every action, in the order of documentation tables.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Self::SecretRead,
         Self::SecretList,
         Self::SecretWrite,
@@ -70,6 +73,7 @@ impl Action {
         Self::WorkloadIssue,
         Self::OwnershipTransfer,
         Self::SysSeal,
+        Self::PodLogs,
     ];
 
     /// The `resource.verb` spelling.
@@ -93,6 +97,7 @@ impl Action {
             Self::WorkloadIssue => "workload.issue",
             Self::OwnershipTransfer => "ownership.transfer",
             Self::SysSeal => "sys.seal",
+            Self::PodLogs => "pod.logs",
         }
     }
 

@@ -422,14 +422,14 @@ fn role_accessors_and_summary() {
     assert_eq!(dev.name(), "developer");
     assert_eq!(
         dev.description(),
-        "Builds and runs services; no secret values or shells in production."
+        "Builds and runs services; no secret values, shells or pod logs in production."
     );
     assert!(dev.source().contains("env_mode: [development, staging]"));
     assert_eq!(
         dev.permissions_summary(),
         [
             "1: allow secret.list, env.read, deploy.run, deploy.rollback, audit.read",
-            "2: allow secret.read, secret.write, secret.delete, shell.exec when env_mode in [development, staging]",
+            "2: allow secret.read, secret.write, secret.delete, shell.exec, pod.logs when env_mode in [development, staging]",
         ]
     );
     let rule = &dev.rules()[1];
@@ -439,7 +439,7 @@ fn role_accessors_and_summary() {
         Some(vec![EnvMode::Development, EnvMode::Staging])
     );
     assert_eq!(rule.condition().mfa(), None);
-    assert_eq!(rule.actions().count(), 4);
+    assert_eq!(rule.actions().count(), 5);
     assert!(rule.matches(Action::ShellExec));
     assert_eq!(rule.permissions().collect::<Vec<_>>()[3], "shell.exec");
     assert!(format!("{dev:?}").contains("developer"));
