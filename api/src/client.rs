@@ -202,6 +202,60 @@ impl Connection {
         body: Option<Vec<u8>>,
         mut progress: impl FnMut(u64, Option<u64>),
     ) -> Result<(StatusCode, Bytes), ClientError> {
+        let resp = self.request(method, path, body).await?;
+        let status = resp.status();
+        let total = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut body = resp.into_body();
+        let mut bytes = Vec::with_capacity(total.map_or(0, |t| t.min(1 << 26) as usize));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Decode(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                bytes.extend_from_slice(&data);
+                progress(bytes.len() as u64, total);
+            }
+        }
+        Ok((status, Bytes::from(bytes)))
+    }
+
+    /// Sends a request whose success answer is a stream (a log follow): its
+    /// body goes to `sink` as it arrives, and an error answer's body is
+    /// returned whole. A body cut off before its end is an error.
+    pub async fn stream(
+        &mut self,
+        method: Method,
+        path: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let resp = self.request(method, path, None).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| ClientError::Decode(e.to_string()))?
+                .to_bytes();
+            return Ok((status, bytes));
+        }
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Decode(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                sink(&data).map_err(|e| ClientError::Decode(e.to_string()))?;
+            }
+        }
+        Ok((status, Bytes::new()))
+    }
+
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -220,27 +274,10 @@ impl Connection {
             .ready()
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
-        let resp = self
-            .sender
+        self.sender
             .send_request(req)
             .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        let status = resp.status();
-        let total = resp
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let mut body = resp.into_body();
-        let mut bytes = Vec::with_capacity(total.map_or(0, |t| t.min(1 << 26) as usize));
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ClientError::Decode(e.to_string()))?;
-            if let Ok(data) = frame.into_data() {
-                bytes.extend_from_slice(&data);
-                progress(bytes.len() as u64, total);
-            }
-        }
-        Ok((status, Bytes::from(bytes)))
+            .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// Sends a JSON request and decodes a JSON answer; maps error bodies to

@@ -910,3 +910,72 @@ pub struct AuditProof {
     /// The checkpoint proven against.
     pub checkpoint: AuditCheckpoint,
 }
+
+/// `PUT /api/v1/workloads/{service}`: the service's workload, as the YAML
+/// document `warden service apply -f` reads (field reference in
+/// docs/workloads.md). Errors name the field and the line.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadApply {
+    /// The YAML document.
+    #[schemars(length(max = 65536))]
+    pub spec: String,
+}
+
+/// `POST /api/v1/workload-control/{service}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadControl {
+    /// `stop` (scale to zero, keep the spec), `start`, `restart` (rolling,
+    /// one pod at a time) or `delete` (stop and forget the spec).
+    #[schemars(regex(pattern = r"^(stop|start|restart|delete)$"))]
+    pub action: String,
+}
+
+/// A pod, as its cluster's agent reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PodInfo {
+    /// The pod's name (unique in its cluster).
+    pub name: String,
+    /// `org/project/env/service`.
+    pub service: String,
+    /// `Pending` (starting or waiting to restart), `Running`, `Succeeded`,
+    /// `Failed` or `Terminating`.
+    pub phase: String,
+    /// Running and not terminating.
+    pub ready: bool,
+    /// How many times the workload was restarted.
+    pub restarts: u32,
+    /// When the current run started, ms since the epoch.
+    pub started_at_ms: Option<u64>,
+    /// How the last run ended, e.g. `exit 1 (Error)`, `signal 9 (OOMKilled)`.
+    pub last_exit: Option<String>,
+    /// The node (local runtime) or Kubernetes node.
+    pub node: String,
+    /// The isolation the pod got, said plainly (never silently weaker).
+    pub isolation: String,
+}
+
+/// The pods of an environment or a service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PodList {
+    /// The cluster the environment runs on.
+    pub cluster: String,
+    /// Its pods, by name.
+    pub pods: Vec<PodInfo>,
+}
+
+/// `GET /api/v1/pod-logs/{service}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodLogsQuery {
+    /// The pod (one of the service's).
+    #[schemars(length(min = 1, max = 253))]
+    pub pod: String,
+    /// Keep streaming new output until the pod is gone.
+    #[serde(default)]
+    pub follow: bool,
+    /// Start with only the last N lines.
+    #[schemars(range(max = 100000))]
+    pub tail: Option<u32>,
+}

@@ -7,6 +7,7 @@ use warden_types::ScopeKind;
 use crate::ctx::{Ctx, Global, connect};
 use crate::{
     audit, auth, bindings, keys, operator, roles, scopes, secrets, serve, ssh_keys, tokens, users,
+    workloads,
 };
 
 /// Warden: secrets vault and remote-access gateway.
@@ -51,9 +52,12 @@ enum ClientCmd {
     /// Environments (ORG/PROJECT/ENV).
     #[command(subcommand)]
     Env(scopes::EnvCmd),
-    /// Services (ORG/PROJECT/ENV/SERVICE).
+    /// Services (ORG/PROJECT/ENV/SERVICE) and their workloads.
     #[command(subcommand)]
-    Service(scopes::ScopeCmd),
+    Service(workloads::ServiceCmd),
+    /// Pods: list, logs.
+    #[command(subcommand)]
+    Pod(workloads::PodCmd),
     /// Secrets.
     #[command(subcommand)]
     Secret(secrets::SecretCmd),
@@ -119,7 +123,8 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Operator(op) => operator::run(ctx, op).await,
         ClientCmd::Org(c) => scopes::run(ctx, ScopeKind::Organization, c).await,
         ClientCmd::Project(c) => scopes::run(ctx, ScopeKind::Project, c).await,
-        ClientCmd::Service(c) => scopes::run(ctx, ScopeKind::Service, c).await,
+        ClientCmd::Service(c) => workloads::service(ctx, c).await,
+        ClientCmd::Pod(c) => workloads::pod(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,
         ClientCmd::Keys(c) => keys::run(ctx, c).await,

@@ -105,19 +105,27 @@ impl Ctx {
         if status.is_success() {
             return Ok(bytes);
         }
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(e) => (e.error.code, e.error.message),
-            Err(_) => (
-                "http_error".to_owned(),
-                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            ),
-        };
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            code,
-            message,
+        Err(api_error(status, &bytes))
+    }
+
+    /// A GET whose answer streams (a log follow): the body goes to `sink` as
+    /// it arrives.
+    pub(crate) async fn stream(
+        &self,
+        path: &str,
+        sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        let (status, bytes) = self
+            .client
+            .connect()
+            .await?
+            .stream(hyper::Method::GET, path, sink)
+            .await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(api_error(status, &bytes))
         }
-        .into())
     }
 
     /// The output format asked for.
@@ -160,4 +168,21 @@ pub(crate) fn connect(global: &Global, with_token: bool) -> anyhow::Result<Ctx> 
         ca_cert: ca,
         token_given: global.token.is_some(),
     })
+}
+
+/// An error answer as [`ClientError::Api`].
+fn api_error(status: hyper::StatusCode, bytes: &[u8]) -> anyhow::Error {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => (e.error.code, e.error.message),
+        Err(_) => (
+            "http_error".to_owned(),
+            String::from_utf8_lossy(bytes).chars().take(200).collect(),
+        ),
+    };
+    ClientError::Api {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+    .into()
 }

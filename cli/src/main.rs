@@ -33,6 +33,7 @@ mod serve;
 mod ssh_keys;
 mod tokens;
 mod users;
+mod workloads;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,12 @@ use clap::Parser;
 use crate::cli::Cli;
 
 fn main() -> ExitCode {
+    // The local runtime re-executes this binary for its pod helpers
+    // (`warden __runtime ROLE`): dispatched before any thread starts.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == serve::RUNTIME_HELPER_ARG) {
+        serve::runtime_helper(args.collect());
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

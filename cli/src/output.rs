@@ -1,8 +1,8 @@
 //! Human-readable output (the `--output text` side of each command).
 
 use warden_api::{
-    BindingInfo, History, KeyStatus, PolicyDecision, RoleList, ScopeList, SecretList, SshKeyList,
-    SysStatus, TokenList, UserInfo, UserList, WhoAmI,
+    BindingInfo, History, KeyStatus, PodList, PolicyDecision, RoleList, ScopeList, SecretList,
+    SshKeyList, SysStatus, TokenList, UserInfo, UserList, WhoAmI,
 };
 
 fn time(ms: i64) -> String {
@@ -251,6 +251,34 @@ pub fn ssh_keys(list: &SshKeyList) {
             time(k.created_at),
             k.comment
         );
+    }
+}
+
+pub fn pods(list: &PodList) {
+    if list.pods.is_empty() {
+        println!("(no pods on cluster {})", list.cluster);
+        return;
+    }
+    println!(
+        "{:<40} {:<12} {:<6} {:<9} {:<21} LAST EXIT",
+        "POD", "PHASE", "READY", "RESTARTS", "STARTED"
+    );
+    for p in &list.pods {
+        println!(
+            "{:<40} {:<12} {:<6} {:<9} {:<21} {}",
+            p.name,
+            p.phase,
+            yes_no(p.ready),
+            p.restarts,
+            time_or(p.started_at_ms.and_then(|t| i64::try_from(t).ok()), "-"),
+            p.last_exit.as_deref().unwrap_or("-")
+        );
+    }
+    // Isolation is the same for every pod of a node; said once, never hidden.
+    let mut isolations: Vec<&str> = list.pods.iter().map(|p| p.isolation.as_str()).collect();
+    isolations.dedup();
+    for i in isolations {
+        println!("isolation: {i}");
     }
 }
 

@@ -87,6 +87,14 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     Ok(base.join("warden").join("dev"))
 }
 
+/// The first argument that makes this binary a pod helper.
+pub(crate) const RUNTIME_HELPER_ARG: &str = "__runtime";
+
+/// Runs a pod helper (never returns); see [`RUNTIME_HELPER_ARG`].
+pub(crate) fn runtime_helper(args: Vec<std::ffi::OsString>) -> ! {
+    warden_server::clusters::runtime_helper(args)
+}
+
 /// `warden dev`: runs until Ctrl-C or SIGTERM.
 pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs {
@@ -103,6 +111,17 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let dev = warden_server::dev::start_dev(&data_dir, listen)
         .await
         .with_context(|| format!("starting the dev server in {}", data_dir.display()))?;
+    let (agent, isolation) = warden_server::clusters::start_local_agent(
+        &dev.running.app,
+        warden_server::clusters::LocalAgent {
+            state_dir: data_dir.join("runtime"),
+            helper: warden_server::clusters::local_agent_helper()
+                .context("locating the warden binary for the pod runtime")?,
+            masked_paths: vec![data_dir.clone()],
+        },
+    )
+    .await
+    .context("starting the local pod runtime")?;
     let saved = client_config::save(&ClientConfig {
         server: Some(dev.url.clone()),
         ca_cert: Some(dev.pki.ca_cert.clone()),
@@ -126,6 +145,19 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("  CA:       {}", dev.pki.ca_cert.display());
     println!("  Token:    {}", dev.token.as_str());
     println!("  Data:     {}", data_dir.display());
+    println!(
+        "  Pods:     cluster {} ({} runtime), {isolation}",
+        warden_server::clusters::LOCAL_CLUSTER,
+        agent.runtime
+    );
+    if !matches!(
+        isolation,
+        warden_server::clusters::Isolation::NamespacesAndCgroup { .. }
+    ) {
+        eprintln!(
+            "  WARNING: pods run with reduced isolation here ({isolation}); see `warden pod list`.\n"
+        );
+    }
     println!(
         "  CLI config written to {} (the next `warden` command needs no flags)",
         saved.display()

@@ -13,6 +13,7 @@
 //! `error.rs` only; nothing here logs a request body.
 
 pub mod caller;
+pub mod clusters;
 pub mod config;
 pub mod dev;
 mod error;

@@ -34,6 +34,8 @@ pub struct App {
     /// Longest lifetime of an API token (and the lifetime of one created
     /// without a TTL).
     pub max_token_ttl: std::time::Duration,
+    /// The agents and the clusters they run pods on.
+    pub clusters: crate::clusters::Clusters,
 }
 
 impl App {
@@ -57,6 +59,7 @@ impl App {
             metrics: Metrics::default(),
             audit_signer,
             max_token_ttl: crate::DEFAULT_MAX_TOKEN_TTL,
+            clusters: crate::clusters::Clusters::new(),
         }
     }
 

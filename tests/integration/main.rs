@@ -20,6 +20,7 @@ mod file_modes;
 mod harness;
 mod lifecycle;
 mod limits;
+mod pods;
 mod rbac;
 mod replicas;
 mod routes;

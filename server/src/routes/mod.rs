@@ -33,6 +33,9 @@ mod secrets;
 mod ssh_keys;
 mod sys;
 mod users;
+mod workloads;
+
+pub(crate) use users::issue_workload;
 
 type AppState = Arc<App>;
 
@@ -491,6 +494,46 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Remove one of the caller's SSH keys by fingerprint.",
         doc: Doc::empty().body(of::<ssh_keys::Fingerprint>),
         handler: || post(ssh_keys::remove_ssh_key),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/workloads/{*service}",
+        guard: Guard::Requires(&[Action::DeployRun]),
+        summary: "Apply a service's workload (YAML spec); answers its pods.",
+        doc: Doc::json(of::<PodList>).body(of::<WorkloadApply>),
+        handler: || put(workloads::apply),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/workloads/{*service}",
+        guard: Guard::Requires(&[Action::EnvRead]),
+        summary: "A service's pods and their status.",
+        doc: Doc::json(of::<PodList>),
+        handler: || get(workloads::status),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/workload-control/{*service}",
+        guard: Guard::Requires(&[Action::DeployRun]),
+        summary: "Stop, start, restart (rolling) or delete a service's workload.",
+        doc: Doc::empty().body(of::<WorkloadControl>),
+        handler: || post(workloads::control),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/pods/{*scope}",
+        guard: Guard::Requires(&[Action::EnvRead]),
+        summary: "The pods of an environment or a service.",
+        doc: Doc::json(of::<PodList>),
+        handler: || get(workloads::pods),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/pod-logs/{*service}",
+        guard: Guard::Requires(&[Action::PodLogs]),
+        summary: "A pod's output as text, streamed (follow: until the pod is gone).",
+        doc: Doc::text("text/plain").query(fields::<PodLogsQuery>),
+        handler: || get(workloads::logs),
     },
     RouteSpec {
         method: "GET",

@@ -420,7 +420,7 @@ pub(super) const WORKLOAD_MAX_TTL_SECS: u64 = warden_pipeline::identity::WORKLOA
 
 /// Issues a workload token for `service`, rotating the signing key when
 /// the current one is older than a day.
-async fn issue_workload(
+pub(crate) async fn issue_workload(
     app: &App,
     service: &ScopePath,
     ttl_secs: u64,

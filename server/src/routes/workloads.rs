@@ -1,0 +1,233 @@
+//! Services' workloads and their pods: apply, stop/start/restart/delete,
+//! list pods, read logs. Each is authorized and audited by the pipeline on
+//! the service (or environment) scope, then carried out by the cluster the
+//! environment runs on (`crate::clusters`).
+
+use axum::Json;
+use axum::body::Body as HttpBody;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures::StreamExt;
+use warden_api::*;
+use warden_pipeline::{Operation, Target};
+use warden_policies::{Action, Scope};
+use warden_runtime::{
+    LogOptions, PodName, PodRef, PodStatus, Runtime, Selector, ServiceRef, WorkloadSpec,
+};
+use warden_types::{ScopeKind, ScopePath};
+
+use super::*;
+use crate::ApiError;
+use crate::caller::Caller;
+use crate::state::App;
+
+fn service_arg(p: Result<Path<String>, PathRejection>) -> Result<ServiceRef, ApiError> {
+    let path = ScopePath::parse_kind(&path_arg(p)?, ScopeKind::Service)?;
+    Ok(ServiceRef::from_path(path)?)
+}
+
+/// The service must exist as a scope: a workload for a service nobody
+/// created would escape its environment's policies.
+async fn existing(app: &App, path: &ScopePath) -> Result<(), ApiError> {
+    match app.store.scope(path.as_str()).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("{path} not found"))),
+    }
+}
+
+fn op(name: &'static str, action: Action, path: &ScopePath) -> Operation {
+    Operation::new(name, action, Scope::Path(path.clone()), Target::scope(path))
+}
+
+pub(super) fn pod_info(p: PodStatus) -> PodInfo {
+    PodInfo {
+        name: p.name.as_str().to_owned(),
+        service: p.service.as_str().to_owned(),
+        phase: p.phase.to_string(),
+        ready: p.ready,
+        restarts: p.restarts,
+        started_at_ms: p.started_at_ms,
+        last_exit: p.last_exit.map(|e| match e.status.signal {
+            Some(s) => format!("signal {s} ({})", e.reason),
+            None => format!("exit {} ({})", e.status.code, e.reason),
+        }),
+        node: p.node,
+        isolation: p.isolation.to_string(),
+    }
+}
+
+async fn pod_list(app: &App, selector: &Selector, env: &ScopePath) -> Result<PodList, ApiError> {
+    let mut pods = app.clusters.runtime_for(env).pods(selector).await?;
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(PodList {
+        cluster: app.clusters.cluster_of(env).to_owned(),
+        pods: pods.into_iter().map(pod_info).collect(),
+    })
+}
+
+pub(super) async fn apply(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    Body(req): Body<WorkloadApply>,
+) -> Result<Json<PodList>, ApiError> {
+    let service = service_arg(path)?;
+    // Parsed before anything is recorded: a malformed spec is the caller's
+    // 400, naming the field and line.
+    let spec = WorkloadSpec::from_yaml(&req.spec).map_err(|e| ApiError::from(e).field("spec"))?;
+    let app: &App = &app;
+    let (path, env) = (service.path().clone(), service.environment());
+    app.pipeline
+        .run_stored(
+            &caller,
+            op("workload.apply", Action::DeployRun, &path),
+            |_permit| async {
+                existing(app, &path).await?;
+                app.clusters
+                    .runtime_for(&env)
+                    .apply(&service, &spec)
+                    .await?;
+                Ok(Json(
+                    pod_list(app, &Selector::Service(service.clone()), &env).await?,
+                ))
+            },
+        )
+        .await
+}
+
+pub(super) async fn status(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<PodList>, ApiError> {
+    let service = service_arg(path)?;
+    let app: &App = &app;
+    let (path, env) = (service.path().clone(), service.environment());
+    app.pipeline
+        .run_stored(
+            &caller,
+            op("workload.status", Action::EnvRead, &path),
+            |_permit| async {
+                existing(app, &path).await?;
+                Ok(Json(
+                    pod_list(app, &Selector::Service(service.clone()), &env).await?,
+                ))
+            },
+        )
+        .await
+}
+
+pub(super) async fn control(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    Body(req): Body<WorkloadControl>,
+) -> Result<StatusCode, ApiError> {
+    let service = service_arg(path)?;
+    let name = match req.action.as_str() {
+        "stop" => "workload.stop",
+        "start" => "workload.start",
+        "restart" => "workload.restart",
+        "delete" => "workload.delete",
+        _ => {
+            return Err(
+                ApiError::invalid("action is stop, start, restart or delete").field("action"),
+            );
+        }
+    };
+    let app: &App = &app;
+    let (path, env) = (service.path().clone(), service.environment());
+    app.pipeline
+        .run_stored(
+            &caller,
+            op(name, Action::DeployRun, &path),
+            |_permit| async {
+                existing(app, &path).await?;
+                let rt = app.clusters.runtime_for(&env);
+                match req.action.as_str() {
+                    "stop" => rt.stop(&service).await?,
+                    "start" => rt.start(&service).await?,
+                    "restart" => rt.restart(&service).await?,
+                    _ => rt.delete(&service).await?,
+                }
+                Ok(StatusCode::NO_CONTENT)
+            },
+        )
+        .await
+}
+
+pub(super) async fn pods(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<PodList>, ApiError> {
+    let raw = path_arg(path)?;
+    let selector = Selector::parse(&raw)?;
+    let (path, env) = match &selector {
+        Selector::Environment(e) => (e.clone(), e.clone()),
+        Selector::Service(s) => (s.path().clone(), s.environment()),
+    };
+    let app: &App = &app;
+    app.pipeline
+        .run_stored(
+            &caller,
+            op("pod.list", Action::EnvRead, &path),
+            |_permit| async {
+                existing(app, &path).await?;
+                Ok(Json(pod_list(app, &selector, &env).await?))
+            },
+        )
+        .await
+}
+
+/// A pod's output as `text/plain`, streamed (with `follow`, until the pod
+/// is gone or the caller hangs up). Authorized and audited once, at the
+/// start. A failure mid-stream aborts the response (no final chunk), so a
+/// reader can tell a cut-off log from a finished one.
+pub(super) async fn logs(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PodLogsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let service = service_arg(path)?;
+    let q = query_arg(query)?;
+    let pod = PodRef {
+        service: service.clone(),
+        name: PodName::parse(&q.pod).map_err(|e| ApiError::from(e).field("pod"))?,
+    };
+    let options = LogOptions {
+        follow: q.follow,
+        tail_lines: q.tail.map(|t| t as usize),
+    };
+    let app: &App = &app;
+    let (path, env) = (service.path().clone(), service.environment());
+    let stream = app
+        .pipeline
+        .run_stored(
+            &caller,
+            op("pod.logs", Action::PodLogs, &path),
+            |_permit| async {
+                existing(app, &path).await?;
+                Ok::<_, ApiError>(app.clusters.runtime_for(&env).logs(&pod, options).await?)
+            },
+        )
+        .await?;
+    let body = stream.map(|chunk| match chunk {
+        Ok(c) => Ok::<_, std::io::Error>(c.data),
+        Err(e) => {
+            tracing::debug!(error = %e, "log stream ended with an error");
+            Err(std::io::Error::other(e.to_string()))
+        }
+    });
+    Response::builder()
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )
+        .header(axum::http::header::CACHE_CONTROL, "no-store")
+        .body(HttpBody::from_stream(body))
+        .map_err(|_| ApiError::internal())
+}

@@ -1,0 +1,468 @@
+//! Services' workloads and pods through the real `warden dev` binary: its
+//! in-process agent runs pods on the local runtime (namespaces and cgroups
+//! as root, as on CI), reached through the pipeline and the agent link.
+//! Without root the local runtime runs pods without namespaces; the
+//! isolation checks then print `SKIPPED` and the rest still runs.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde_json::{Value, json};
+use warden_api::{Client, ClientError};
+
+use crate::harness::{free_port, spawn_dev, wait_for_dev, warden_bin};
+
+/// Whether this process runs as root (effective uid, from /proc).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A `warden dev` process over a data directory under /var/tmp (not /tmp:
+/// pods get a private /tmp, which would hide the data directory from them
+/// whether or not the runtime masks it).
+struct Dev {
+    child: std::process::Child,
+    base: tempfile::TempDir,
+    port: u16,
+    client: Client,
+}
+
+impl Dev {
+    async fn start() -> Self {
+        let base = tempfile::Builder::new()
+            .prefix("warden-pods-test")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let port = free_port();
+        let child = spawn_dev(&base.path().join("data"), base.path(), port, None);
+        let client = wait_for_dev(&base.path().join("data"), port).await;
+        Self {
+            child,
+            base,
+            port,
+            client,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.base.path().join("data")
+    }
+
+    /// kill -9, then a new `warden dev` over the same directory.
+    async fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn_dev(&self.data(), self.base.path(), self.port, None);
+        self.client = wait_for_dev(&self.data(), self.port).await;
+    }
+
+    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+        self.client.call(m, path, body.as_ref()).await
+    }
+
+    async fn ok(&self, m: Method, path: &str, body: Option<Value>) -> Value {
+        self.call(m, path, body).await.unwrap()
+    }
+
+    async fn scopes(&self, env: &str, mode: &str, services: &[&str]) {
+        let mut parts = env.split('/');
+        let (org, project) = (parts.next().unwrap(), parts.next().unwrap());
+        for (kind, path, mode) in [
+            ("organization", org.to_owned(), None),
+            ("project", format!("{org}/{project}"), None),
+            ("environment", env.to_owned(), Some(mode)),
+        ] {
+            let mut body = json!({"kind": kind, "path": path});
+            if let Some(m) = mode {
+                body["mode"] = json!(m);
+            }
+            // The organization and project may exist already.
+            let _ = self.call(Method::POST, "/api/v1/scopes", Some(body)).await;
+        }
+        for s in services {
+            self.ok(
+                Method::POST,
+                "/api/v1/scopes",
+                Some(json!({"kind": "service", "path": format!("{env}/{s}")})),
+            )
+            .await;
+        }
+    }
+
+    async fn apply(&self, service: &str, spec: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/v1/workloads/{service}"),
+            Some(json!({"spec": spec})),
+        )
+        .await
+    }
+
+    /// Waits until `service` has `n` ready pods; returns them.
+    async fn ready(&self, service: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list = self
+                .ok(Method::GET, &format!("/api/v1/workloads/{service}"), None)
+                .await;
+            let pods: Vec<Value> = list["pods"].as_array().unwrap().clone();
+            if pods.iter().filter(|p| p["ready"] == json!(true)).count() == n {
+                return pods;
+            }
+            assert!(Instant::now() < deadline, "{service}: {list}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A pod's kept output, through the CLI.
+    fn logs(&self, pod: &str) -> (i32, String, String) {
+        let out = std::process::Command::new(warden_bin())
+            .args(["pod", "logs", pod])
+            .env("WARDEN_CONFIG", self.base.path().join("client.toml"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Waits until a pod's log contains `needle`.
+    fn logs_until(&self, pod: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, out, err) = self.logs(pod);
+            assert_eq!(code, 0, "{err}");
+            if out.contains(needle) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{pod}: {needle:?} never came: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A control action (`stop`, `start`, `delete`), answered 204.
+    async fn control(&self, service: &str, action: &str) {
+        let body = serde_json::to_vec(&json!({ "action": action })).unwrap();
+        let (s, b) = self
+            .client
+            .connect()
+            .await
+            .unwrap()
+            .send(
+                Method::POST,
+                &format!("/api/v1/workload-control/{service}"),
+                Some(body),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.as_u16(), 204, "{action} {service}: {b:?}");
+    }
+
+    async fn delete(&self, service: &str) {
+        self.control(service, "delete").await;
+    }
+}
+
+impl Drop for Dev {
+    /// Kills the server and, should a test have failed before deleting its
+    /// workloads, every pod shim holding a file under this test's directory
+    /// (a shim's pod dies with it).
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let base = self.base.path().to_owned();
+        let me = std::process::id().to_string();
+        for proc in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if proc.file_name().to_string_lossy() == me {
+                continue;
+            }
+            let holds_ours = std::fs::read_dir(proc.path().join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&base)));
+            if holds_ours {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &proc.file_name().to_string_lossy()])
+                    .status();
+            }
+        }
+    }
+}
+
+fn status(r: Result<Value, ClientError>) -> (u16, String) {
+    match r {
+        Err(ClientError::Api {
+            status, message, ..
+        }) => (status, message),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_isolated_and_are_reached_through_the_pipeline() {
+    let dev = Dev::start().await;
+    dev.scopes("acme/shop/dev", "development", &["api", "probe"])
+        .await;
+    dev.scopes("acme/shop/prod", "production", &["api"]).await;
+
+    // Two replicas; each pod's hostname is its name.
+    let spec = "command: [/bin/sh, -c, 'echo host=$(hostname); exec sleep 1000']\nreplicas: 2\n";
+    let answer = dev.apply("acme/shop/dev/api", spec).await.unwrap();
+    assert_eq!(answer["cluster"], "local");
+    let pods = dev.ready("acme/shop/dev/api", 2).await;
+    let name = pods[0]["name"].as_str().unwrap().to_owned();
+    let out = dev.logs_until(&format!("acme/shop/dev/api/{name}"), "host=");
+    assert!(out.contains(&format!("host={name}")), "{out}");
+
+    // The environment's list holds them; a service of another environment
+    // is another service.
+    let env = dev
+        .ok(Method::GET, "/api/v1/pods/acme/shop/dev", None)
+        .await;
+    assert_eq!(env["pods"].as_array().unwrap().len(), 2);
+    let (code, _) = status(
+        dev.call(
+            Method::GET,
+            &format!("/api/v1/pod-logs/acme/shop/prod/api?pod={name}"),
+            None,
+        )
+        .await,
+    );
+    assert!(code == 404, "{code}");
+
+    // What a pod sees: only its own processes, none of Warden's files.
+    let data = dev.data();
+    let probe = format!(
+        "command: [/bin/sh, -c, 'echo procs=$(ls /proc | grep -c \"^[0-9]\"); \
+         cat {key} >/dev/null 2>&1 && echo KEY-READ || echo key-unreadable; \
+         echo data-entries=$(ls -A {data} 2>/dev/null | wc -l); \
+         echo done; exec sleep 1000']\n",
+        key = data.join("dev-unseal.key").display(),
+        data = data.display(),
+    );
+    dev.apply("acme/shop/dev/probe", &probe).await.unwrap();
+    let probe_pod = dev.ready("acme/shop/dev/probe", 1).await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = dev.logs_until(&format!("acme/shop/dev/probe/{probe_pod}"), "done");
+    assert!(out.contains("key-unreadable"), "{out}");
+    // Masked (an empty read-only tmpfs) as well as out of the pod user's
+    // reach: nothing of it shows.
+    assert!(out.contains("data-entries=0"), "{out}");
+    if is_root() {
+        let procs: u32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("procs="))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // sh, ls, grep and the pod's init: a handful, not the host's.
+        assert!(procs <= 6, "{out}");
+        assert!(
+            pods[0]["isolation"]
+                .as_str()
+                .unwrap()
+                .starts_with("namespaces")
+        );
+    } else {
+        eprintln!("SKIPPED pod isolation checks: needs root");
+    }
+
+    // A malformed spec is a 400 naming the field and the line; nothing
+    // changes.
+    let (code, message) = status(
+        dev.apply(
+            "acme/shop/dev/api",
+            "command: [sleep, '1']\nreplicas: lots\n",
+        )
+        .await,
+    );
+    assert_eq!(code, 400);
+    assert!(
+        message.contains("line 2") && message.contains("replicas"),
+        "{message}"
+    );
+    assert_eq!(dev.ready("acme/shop/dev/api", 2).await.len(), 2);
+
+    // A workload for a service nobody created is refused.
+    let (code, _) = status(dev.apply("acme/shop/dev/ghost", spec).await);
+    assert_eq!(code, 404);
+
+    // Stop keeps the spec, start brings the pods back.
+    dev.control("acme/shop/dev/api", "stop").await;
+    assert_eq!(
+        dev.ok(Method::GET, "/api/v1/workloads/acme/shop/dev/api", None)
+            .await["pods"],
+        json!([])
+    );
+    dev.control("acme/shop/dev/api", "start").await;
+    dev.ready("acme/shop/dev/api", 2).await;
+
+    // Every step is in the audit log, the logs read included.
+    let entries = dev
+        .ok(Method::GET, "/api/v1/audit/acme/entries?limit=500", None)
+        .await
+        .to_string();
+    for op in [
+        "workload.apply",
+        "workload.stop",
+        "workload.start",
+        "pod.logs",
+        "pod.list",
+    ] {
+        assert!(entries.contains(op), "{op} not audited");
+    }
+
+    dev.delete("acme/shop/dev/api").await;
+    dev.delete("acme/shop/dev/probe").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn developers_read_logs_outside_production_only() {
+    let dev = Dev::start().await;
+    dev.scopes("acme/shop/dev", "development", &["api"]).await;
+    dev.scopes("acme/shop/prod", "production", &["api"]).await;
+    let spec = "command: [/bin/sh, -c, 'echo hello; exec sleep 1000']\n";
+    for env in ["dev", "prod"] {
+        dev.apply(&format!("acme/shop/{env}/api"), spec)
+            .await
+            .unwrap();
+    }
+    let pod_of = |pods: Vec<Value>| pods[0]["name"].as_str().unwrap().to_owned();
+    let dev_pod = pod_of(dev.ready("acme/shop/dev/api", 1).await);
+    let prod_pod = pod_of(dev.ready("acme/shop/prod/api", 1).await);
+
+    // A developer and a viewer at the organization.
+    let mut clients = Vec::new();
+    for (name, role) in [("devon", "developer"), ("vera", "viewer")] {
+        dev.ok(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"name": name, "kind": "service"})),
+        )
+        .await;
+        dev.ok(
+            Method::POST,
+            "/api/v1/bindings",
+            Some(json!({"principal": format!("sa:{name}"), "role": role, "scope": "acme"})),
+        )
+        .await;
+        let t = dev
+            .ok(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(json!({"name": "t", "principal": format!("sa:{name}")})),
+            )
+            .await;
+        let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
+        clients.push(
+            Client::new(
+                &format!("https://127.0.0.1:{}", dev.port),
+                &ca,
+                Some(t["token"].as_str().unwrap().to_owned()),
+            )
+            .unwrap(),
+        );
+    }
+    let logs = |c: &Client, env: &str, pod: &str| {
+        let (c, path) = (
+            c.clone(),
+            format!("/api/v1/pod-logs/acme/shop/{env}/api?pod={pod}"),
+        );
+        async move {
+            let mut conn = c.connect().await.unwrap();
+            conn.send(Method::GET, &path, None).await.unwrap()
+        }
+    };
+    let (developer, viewer) = (&clients[0], &clients[1]);
+    let (s, body) = logs(developer, "dev", &dev_pod).await;
+    assert_eq!(s.as_u16(), 200);
+    assert!(String::from_utf8_lossy(&body).contains("hello"));
+    assert_eq!(logs(developer, "prod", &prod_pod).await.0.as_u16(), 403);
+    assert_eq!(logs(viewer, "dev", &dev_pod).await.0.as_u16(), 403);
+    // Both may list pods; neither may change workloads in production, and
+    // the viewer nowhere.
+    for c in [developer, viewer] {
+        c.call::<Value>(Method::GET, "/api/v1/pods/acme/shop/prod", None::<&Value>)
+            .await
+            .unwrap();
+    }
+    let stop = |c: &Client, env: &str| {
+        let (c, path) = (
+            c.clone(),
+            format!("/api/v1/workload-control/acme/shop/{env}/api"),
+        );
+        async move {
+            let body = serde_json::to_vec(&json!({"action": "stop"})).unwrap();
+            let mut conn = c.connect().await.unwrap();
+            conn.send(Method::POST, &path, Some(body))
+                .await
+                .unwrap()
+                .0
+                .as_u16()
+        }
+    };
+    assert_eq!(stop(viewer, "dev").await, 403);
+    // Developers hold deploy.run everywhere (README permission table).
+    assert_eq!(stop(developer, "prod").await, 204);
+    for env in ["dev", "prod"] {
+        dev.delete(&format!("acme/shop/{env}/api")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_outlive_a_killed_server_and_are_adopted_again() {
+    let mut dev = Dev::start().await;
+    dev.scopes("acme/shop/dev", "development", &["api"]).await;
+    dev.apply(
+        "acme/shop/dev/api",
+        "command: [/bin/sh, -c, 'echo up; exec sleep 1000']\nreplicas: 2\n",
+    )
+    .await
+    .unwrap();
+    let before = dev.ready("acme/shop/dev/api", 2).await;
+
+    dev.crash_and_restart().await;
+
+    // The same pods, not restarted, not duplicated.
+    let after = dev.ready("acme/shop/dev/api", 2).await;
+    let names = |pods: &[Value]| {
+        let mut n: Vec<(String, Value, Value)> = pods
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["started_at_ms"].clone(),
+                    p["restarts"].clone(),
+                )
+            })
+            .collect();
+        n.sort_by(|a, b| a.0.cmp(&b.0));
+        n
+    };
+    assert_eq!(names(&before), names(&after));
+    dev.delete("acme/shop/dev/api").await;
+    assert!(
+        dev.ok(Method::GET, "/api/v1/pods/acme/shop/dev", None)
+            .await["pods"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
