@@ -24,7 +24,19 @@ work=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
 XDG_CONFIG_HOME="$work/config" "$warden" dev --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
+# Pods outlive the server by design: on exit, also kill any pod shim that
+# holds a file in this run's directory (a shim's pod dies with it).
+cleanup() {
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    for fd in /proc/[0-9]*/fd/*; do
+        case "$(readlink "$fd" 2>/dev/null)" in
+        "$work"/*) pid=${fd#/proc/}; kill -9 "${pid%%/*}" 2>/dev/null || true ;;
+        esac
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 base="https://127.0.0.1:$port"
 ca="$work/data/tls/ca.pem"
 for _ in $(seq 100); do

@@ -90,7 +90,7 @@ fn operation(r: &RouteSpec, g: &mut schemars::SchemaGenerator, error: &Value) ->
     let error_body = json!({"application/json": {"schema": error}});
     let mut responses = json!({
         "4XX": {"description": "the request was refused; `error.code` says why", "content": error_body},
-        "503": {"description": "sealed, or the audit log or database is unavailable", "content": error_body},
+        "503": {"description": "sealed, or the audit log, the database or the environment's cluster is unavailable", "content": error_body},
     });
     let success = match r.doc.reply {
         Reply::Json(schema) => json!({
