@@ -17,6 +17,7 @@
 
 mod bulk;
 mod cache;
+mod clusters;
 mod dialect;
 mod error;
 mod feed;
@@ -33,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Executor};
 
+pub use clusters::{AgentCaRow, ClusterRow, JoinTokenRow, PlacementRow, Redeemed};
 use dialect::Dialect;
 pub use error::StoreError;
 pub use feed::Change;
