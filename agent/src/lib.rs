@@ -18,10 +18,12 @@
 //! - every frame is length-checked against [`wire::MAX_FRAME`] before it is
 //!   buffered, on both sides.
 
+mod credentials;
 mod remote;
 mod serve;
 pub mod wire;
 
+pub use credentials::{CredentialFeed, serve_credentials};
 pub use remote::RemoteRuntime;
 pub use serve::Agent;
 pub use wire::AgentInfo;

@@ -44,6 +44,16 @@ impl RemoteRuntime {
         &self.agent
     }
 
+    /// Opens the link's credential stream (see [`crate::serve_credentials`]).
+    pub async fn credential_stream(&self) -> Result<warden_link::LinkStream, RuntimeError> {
+        let header = serde_json::to_vec(&Op::Credentials)
+            .map_err(|e| RuntimeError::InvalidRequest(e.to_string()))?;
+        self.hub
+            .open(&self.agent, &header)
+            .await
+            .map_err(|e| wire::link_lost(&e))
+    }
+
     /// What the agent says about itself.
     pub async fn hello(&self) -> Result<AgentInfo, RuntimeError> {
         self.call(&Op::Hello).await

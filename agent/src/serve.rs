@@ -11,6 +11,7 @@ use warden_link::{LinkSender, LinkStream};
 use warden_runtime::{ExecSession, Runtime, RuntimeError, Signal};
 use zeroize::Zeroizing;
 
+use crate::credentials::CredentialFeed;
 use crate::wire::{
     self, AgentInfo, CONTROL, CREDENTIAL, EXIT, FrameReader, Op, RESULT, STDERR, STDIN, STDIN_EOF,
     STDOUT, WireError,
@@ -22,12 +23,18 @@ use crate::wire::{
 pub struct Agent {
     runtime: Arc<dyn Runtime>,
     info: AgentInfo,
+    credentials: CredentialFeed,
 }
 
 impl Agent {
-    /// An agent for `runtime`, describing itself as `info`.
-    pub fn new(runtime: Arc<dyn Runtime>, info: AgentInfo) -> Self {
-        Self { runtime, info }
+    /// An agent for `runtime`, describing itself as `info`; `credentials`
+    /// is the runtime's credential source, fed by the link.
+    pub fn new(runtime: Arc<dyn Runtime>, info: AgentInfo, credentials: CredentialFeed) -> Self {
+        Self {
+            runtime,
+            info,
+            credentials,
+        }
     }
 
     /// Handles one stream: decodes the operation, runs it, answers.
@@ -44,6 +51,10 @@ impl Agent {
                 return;
             }
         };
+        if matches!(op, Op::Credentials) {
+            self.credentials.attach(tx, rx).await;
+            return;
+        }
         let name = op.name();
         let mut rx = FrameReader::new(rx);
         if let Err(e) = self.run(op, &mut tx, &mut rx).await {
@@ -61,6 +72,8 @@ impl Agent {
         let rt = &*self.runtime;
         match op {
             Op::Hello => answer(tx, Ok(&self.info)).await,
+            // Handled before (it holds the whole stream).
+            Op::Credentials => Ok(()),
             Op::Apply { service, spec } => unary(tx, rt.apply(&service, &spec).await).await,
             Op::Stop { service } => unary(tx, rt.stop(&service).await).await,
             Op::Start { service } => unary(tx, rt.start(&service).await).await,

@@ -100,6 +100,9 @@ pub enum Op {
         /// Follow, tail.
         options: LogOptions,
     },
+    /// The link's credential stream (opened once per link by the control
+    /// plane; see `credentials.rs`).
+    Credentials,
     /// `Runtime::refresh_credential`; the credential follows in one
     /// [`CREDENTIAL`] frame (never in the header, which is logged on error).
     RefreshCredential {
@@ -122,6 +125,7 @@ impl Op {
             Self::Exec { .. } => "exec",
             Self::Logs { .. } => "logs",
             Self::RefreshCredential { .. } => "refresh_credential",
+            Self::Credentials => "credentials",
         }
     }
 }

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use warden_agent::{Agent, AgentInfo, RemoteRuntime, wire};
+use warden_agent::{Agent, AgentInfo, CredentialFeed, RemoteRuntime, serve_credentials, wire};
 use warden_link::Hub;
 use warden_runtime::{
-    ExecRequest, FnCredentialSource, HelperCommand, LocalConfig, LocalRuntime, LogOptions, PodRef,
-    PodStatus, Runtime, RuntimeError, Selector, ServiceRef, TermSize, WorkloadSpec,
+    ExecRequest, HelperCommand, LocalConfig, LocalRuntime, LogOptions, PodName, PodRef, PodStatus,
+    Runtime, RuntimeError, Selector, ServiceRef, TermSize, WorkloadSpec,
 };
 use zeroize::Zeroizing;
 
@@ -72,8 +72,9 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// A local runtime over a fresh directory, with this binary as its helper.
-async fn local_runtime(base: &std::path::Path) -> LocalRuntime {
+/// A local runtime over a fresh directory, with this binary as its helper,
+/// whose pods' credentials come over the link (`linked` serves them).
+async fn local_runtime(base: &std::path::Path) -> (LocalRuntime, CredentialFeed) {
     let helper = HelperCommand {
         program: std::env::current_exe().unwrap(),
         args: vec!["__runtime".into()],
@@ -82,17 +83,18 @@ async fn local_runtime(base: &std::path::Path) -> LocalRuntime {
     cfg.cgroup_parent = format!("warden-test/{}", unique("agent"));
     cfg.stop_grace = Duration::from_secs(2);
     cfg.reconcile_interval = Duration::from_millis(300);
-    let credentials = Arc::new(FnCredentialSource(|_s: ServiceRef, _p| {
-        futures::future::ready(Ok(Zeroizing::new(b"test-credential".to_vec())))
-    }));
-    LocalRuntime::start(cfg, credentials).await.unwrap()
+    let feed = CredentialFeed::new();
+    let rt = LocalRuntime::start(cfg, Arc::new(feed.clone()))
+        .await
+        .unwrap();
+    (rt, feed)
 }
 
 /// A hub with agent `name` connected over an in-memory duplex; returns the
 /// hub and the agent task (abort it to cut the link).
 async fn linked(
     name: &str,
-    runtime: Arc<dyn Runtime>,
+    (runtime, feed): (Arc<dyn Runtime>, CredentialFeed),
 ) -> (
     Hub,
     tokio::task::JoinHandle<()>,
@@ -113,12 +115,24 @@ async fn linked(
             version: "test".into(),
             node: "here".into(),
         },
+        feed,
     );
     let agent_task = tokio::spawn(async move {
         let _ = warden_link::run_agent(b, move |h, s| agent.clone().handle(h, s)).await;
     });
     for _ in 0..200 {
         if hub.connected().contains(&name.to_owned()) {
+            // Pods get `cred:SERVICE:POD`, minted on this side.
+            let stream = RemoteRuntime::new(hub.clone(), name)
+                .credential_stream()
+                .await
+                .unwrap();
+            tokio::spawn(serve_credentials(
+                stream,
+                |s: ServiceRef, p: PodName| async move {
+                    Ok(Zeroizing::new(format!("cred:{s}:{p}").into_bytes()))
+                },
+            ));
             return (hub, serving, agent_task);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -155,8 +169,9 @@ fn base() -> Base {
 
 async fn operations_cross_the_link() {
     let dir = base();
-    let local: Arc<dyn Runtime> = Arc::new(local_runtime(&dir.0).await);
-    let (hub, _s, _a) = linked("edge", local.clone()).await;
+    let (local, feed) = local_runtime(&dir.0).await;
+    let local: Arc<dyn Runtime> = Arc::new(local);
+    let (hub, _s, _a) = linked("edge", (local.clone(), feed)).await;
     let remote = RemoteRuntime::new(hub, "edge");
     assert_eq!(remote.hello().await.unwrap().runtime, "local");
 
@@ -246,12 +261,21 @@ async fn collect(mut rx: tokio::sync::mpsc::Receiver<Bytes>) -> Vec<u8> {
 
 async fn exec_streams_and_exit_codes() {
     let dir = base();
-    let local: Arc<dyn Runtime> = Arc::new(local_runtime(&dir.0).await);
-    let (hub, _s, _a) = linked("edge", local.clone()).await;
+    let (local, feed) = local_runtime(&dir.0).await;
+    let local: Arc<dyn Runtime> = Arc::new(local);
+    let (hub, _s, _a) = linked("edge", (local.clone(), feed)).await;
     let remote = RemoteRuntime::new(hub, "edge");
     let svc = service();
     remote
-        .apply(&svc, &WorkloadSpec::new(["sleep", "1000"]).unwrap())
+        .apply(
+            &svc,
+            &WorkloadSpec::new([
+                "/bin/sh",
+                "-c",
+                "cat \"$WARDEN_CREDENTIAL_FILE\"; echo; exec sleep 1000",
+            ])
+            .unwrap(),
+        )
         .await
         .unwrap();
     let pods = running(&remote, &svc, 1).await;
@@ -259,6 +283,18 @@ async fn exec_streams_and_exit_codes() {
         service: svc.clone(),
         name: pods[0].name.clone(),
     };
+
+    // The pod's credential came over the link's credential stream, minted
+    // for exactly its service and name.
+    let mut logs = remote.logs(&pod, LogOptions::default()).await.unwrap();
+    let mut text = Vec::new();
+    while let Some(c) = logs.next().await {
+        text.extend_from_slice(&c.unwrap().data);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        format!("cred:{svc}:{}\n", pod.name)
+    );
 
     // Exit codes: 0, 1, and 137 for a process killed by SIGKILL.
     for (script, code, signal) in [
@@ -325,8 +361,9 @@ async fn exec_streams_and_exit_codes() {
 
 async fn a_lost_link_ends_exec_with_an_error_and_hangs_up() {
     let dir = base();
-    let local: Arc<dyn Runtime> = Arc::new(local_runtime(&dir.0).await);
-    let (hub, serving, agent) = linked("edge", local.clone()).await;
+    let (local, feed) = local_runtime(&dir.0).await;
+    let local: Arc<dyn Runtime> = Arc::new(local);
+    let (hub, serving, agent) = linked("edge", (local.clone(), feed)).await;
     let remote = RemoteRuntime::new(hub, "edge");
     let svc = service();
     remote
@@ -389,8 +426,8 @@ async fn an_agent_not_connected_is_unavailable() {
 async fn garbage_from_either_side_is_an_error_not_a_panic() {
     // The agent, sent headers that do not decode, answers an error.
     let dir = base();
-    let local: Arc<dyn Runtime> = Arc::new(local_runtime(&dir.0).await);
-    let (hub, _s, _a) = linked("edge", local).await;
+    let (local, feed) = local_runtime(&dir.0).await;
+    let (hub, _s, _a) = linked("edge", (Arc::new(local) as Arc<dyn Runtime>, feed)).await;
     for header in [
         &b"not json"[..],
         b"{\"op\":\"exec\"}",

@@ -14,12 +14,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use warden_agent::{Agent, AgentInfo, RemoteRuntime};
+use warden_agent::{Agent, AgentInfo, CredentialFeed, RemoteRuntime, serve_credentials};
 use warden_link::Hub;
 pub use warden_runtime::Isolation;
 use warden_runtime::{
-    FnCredentialSource, HelperCommand, LocalConfig, LocalRuntime, PodName, Runtime, RuntimeError,
-    ServiceRef,
+    HelperCommand, LocalConfig, LocalRuntime, PodName, Runtime, RuntimeError, ServiceRef,
 };
 use warden_types::ScopePath;
 use zeroize::Zeroizing;
@@ -86,65 +85,88 @@ pub struct LocalAgent {
 
 /// Starts the local runtime and connects it to `app`'s hub as the agent
 /// [`LOCAL_CLUSTER`], over an in-memory link (no TLS: it never leaves the
-/// process). Pods get workload credentials minted here for their own
-/// service, each recorded in the audit log. Returns what the agent says
-/// about itself (its isolation, for the banner).
+/// process). Pods get their workload credentials over the link, as an
+/// external agent's do. Returns what the agent says about itself and the
+/// isolation its pods get (for the banner).
 pub async fn start_local_agent(
     app: &Arc<App>,
     opts: LocalAgent,
 ) -> Result<(AgentInfo, warden_runtime::Isolation), RuntimeError> {
     let mut cfg = LocalConfig::new(&opts.state_dir, opts.helper);
     cfg.masked_paths = opts.masked_paths;
-    let weak: Weak<App> = Arc::downgrade(app);
-    let credentials = Arc::new(FnCredentialSource(
-        move |service: ServiceRef, pod: PodName| {
-            let app = weak.clone();
-            async move {
-                let app = app
-                    .upgrade()
-                    .ok_or_else(|| RuntimeError::Credential("the server is stopping".into()))?;
-                pod_credential(&app, &service, &pod).await
-            }
-        },
-    ));
     let node = cfg.node.clone();
-    let runtime = LocalRuntime::start(cfg, credentials).await?;
+    let feed = CredentialFeed::new();
+    let runtime = LocalRuntime::start(cfg, Arc::new(feed.clone())).await?;
     let isolation = runtime.isolation().clone();
     let info = AgentInfo {
         runtime: "local".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         node,
     };
-    let agent = Agent::new(Arc::new(runtime) as Arc<dyn Runtime>, info.clone());
-    let hub = app.clusters.hub.clone();
+    let agent = Agent::new(
+        Arc::new(runtime) as Arc<dyn Runtime>,
+        info.clone(),
+        feed.clone(),
+    );
     let (near, far) = tokio::io::duplex(1 << 20);
-    tokio::spawn(async move {
-        if let Err(e) = hub.serve(LOCAL_CLUSTER, near).await {
-            tracing::error!(error = %e, "the in-process agent's link ended");
-        }
-    });
+    tokio::spawn(attach(Arc::downgrade(app), LOCAL_CLUSTER.to_owned(), near));
     tokio::spawn(async move {
         let _ = warden_link::run_agent(far, move |header, stream| {
             agent.clone().handle(header, stream)
         })
         .await;
     });
-    // Ready once the hub knows it.
-    for _ in 0..500 {
-        if app
-            .clusters
-            .hub
-            .connected()
-            .iter()
-            .any(|n| n == LOCAL_CLUSTER)
-        {
-            return Ok((info, isolation));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    // Ready once the link carries credentials.
+    if feed.attached(std::time::Duration::from_secs(5)).await {
+        Ok((info, isolation))
+    } else {
+        Err(RuntimeError::Unavailable(
+            "the in-process agent did not connect".into(),
+        ))
     }
-    Err(RuntimeError::Unavailable(
-        "the in-process agent did not connect".into(),
-    ))
+}
+
+/// Serves one authenticated agent connection on the hub until it ends,
+/// with the link's credential stream: pods' credentials are minted here,
+/// for the service the agent names, and audited.
+pub(crate) async fn attach<I>(app: Weak<App>, name: String, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(hub) = app.upgrade().map(|a| a.clusters.hub.clone()) else {
+        return;
+    };
+    let credentials = {
+        let (app, name) = (app.clone(), name.clone());
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            // The hub registers the agent once its control request arrives.
+            let remote = RemoteRuntime::new(hub, &name);
+            for _ in 0..100 {
+                match remote.credential_stream().await {
+                    Ok(stream) => {
+                        let mint = move |service: ServiceRef, pod: PodName| {
+                            let app = app.clone();
+                            async move {
+                                let app = app.upgrade().ok_or("the server is stopping")?;
+                                pod_credential(&app, &service, &pod)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                            }
+                        };
+                        serve_credentials(stream, mint).await;
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                }
+            }
+            tracing::warn!(agent = %name, "could not open the agent's credential stream");
+        })
+    };
+    if let Err(e) = hub.serve(&name, io).await {
+        tracing::info!(agent = %name, error = %e, "agent link ended");
+    }
+    credentials.abort();
 }
 
 /// A workload credential for a new pod of `service`, recorded in the audit

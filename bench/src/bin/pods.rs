@@ -130,6 +130,9 @@ async fn run(args: Args) -> Result<()> {
             version: env!("CARGO_PKG_VERSION").into(),
             node: "bench".into(),
         },
+        // Unused: this harness's pods take their credential from the
+        // closure above.
+        warden_agent::CredentialFeed::new(),
     );
     let hub = tls_link::link(tls_link::pki()?, move |h, s| agent.clone().handle(h, s)).await?;
     let rt = RemoteRuntime::new(hub, "bench");

@@ -1,0 +1,221 @@
+//! Workload credentials for the agent's pods, asked of the control plane.
+//!
+//! Only the control plane opens link streams, so it opens one
+//! [`Op::Credentials`](crate::wire::Op::Credentials) stream per link and
+//! keeps it: the agent writes requests on it ([`CRED_REQUEST`], JSON
+//! `{id, service, pod}`) whenever its runtime creates a pod, and the
+//! control plane answers each ([`CRED_ANSWER`]: `u64` id, `u8` 1 for a
+//! credential or 0 for an error message, then the bytes). The answer is
+//! checked by the control plane against nothing the agent says but the
+//! service and pod names: it mints a credential for exactly that service.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use warden_link::{LinkSender, LinkStream};
+use warden_runtime::{CredentialSource, PodName, RuntimeError, ServiceRef};
+use zeroize::Zeroizing;
+
+use crate::wire::{self, FrameReader};
+
+/// A credential request (agent → control plane).
+pub const CRED_REQUEST: u8 = 10;
+/// A credential answer (control plane → agent).
+pub const CRED_ANSWER: u8 = 11;
+
+/// How long a pod waits for its credential.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest credential accepted.
+const MAX_CREDENTIAL: usize = 16 * 1024;
+
+type Waiter = oneshot::Sender<Result<Zeroizing<Vec<u8>>, RuntimeError>>;
+
+/// What the agent asks for.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CredentialRequest {
+    /// Matches the answer.
+    pub id: u64,
+    /// The pod's service.
+    pub service: ServiceRef,
+    /// The new pod.
+    pub pod: PodName,
+}
+
+/// The agent's side: a [`CredentialSource`] for its runtime, fed by the
+/// credential stream of the current link.
+#[derive(Clone, Default)]
+pub struct CredentialFeed {
+    inner: Arc<FeedInner>,
+}
+
+struct FeedInner {
+    sender: Mutex<Option<Arc<LinkSender>>>,
+    pending: Mutex<HashMap<u64, Waiter>>,
+    next: AtomicU64,
+    /// Whether a credential stream is attached.
+    attached: watch::Sender<bool>,
+}
+
+impl Default for FeedInner {
+    fn default() -> Self {
+        Self {
+            sender: Mutex::default(),
+            pending: Mutex::default(),
+            next: AtomicU64::default(),
+            attached: watch::Sender::new(false),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl CredentialFeed {
+    /// An unconnected feed (requests fail until a link brings a stream).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits until the control plane's credential stream is attached (at
+    /// most `timeout`); whether it is.
+    pub async fn attached(&self, timeout: Duration) -> bool {
+        let mut rx = self.inner.attached.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|a| *a))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Serves the control plane's credential stream until it ends.
+    pub(crate) async fn attach(&self, tx: LinkSender, rx: warden_link::LinkReceiver) {
+        *lock(&self.inner.sender) = Some(Arc::new(tx));
+        self.inner.attached.send_replace(true);
+        let mut rx = FrameReader::new(rx);
+        loop {
+            match rx.next().await {
+                Ok(Some((CRED_ANSWER, body))) => self.answer(body),
+                Ok(Some((tag, _))) => {
+                    tracing::warn!(tag, "unexpected frame on the credential stream");
+                    break;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = ?e, "credential stream lost");
+                    break;
+                }
+            }
+        }
+        *lock(&self.inner.sender) = None;
+        self.inner.attached.send_replace(false);
+        for (_, waiter) in lock(&self.inner.pending).drain() {
+            let _ = waiter.send(Err(RuntimeError::Unavailable(
+                "the link to the control plane broke".into(),
+            )));
+        }
+    }
+
+    fn answer(&self, mut body: Bytes) {
+        if body.len() < 9 {
+            return;
+        }
+        let id = body.get_u64();
+        let ok = body.get_u8() == 1;
+        let Some(waiter) = lock(&self.inner.pending).remove(&id) else {
+            return;
+        };
+        let _ = waiter.send(if ok {
+            Ok(Zeroizing::new(body.to_vec()))
+        } else {
+            Err(RuntimeError::Credential(
+                String::from_utf8_lossy(&body).chars().take(300).collect(),
+            ))
+        });
+    }
+}
+
+impl CredentialSource for CredentialFeed {
+    fn credential<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+        pod: &'a PodName,
+    ) -> BoxFuture<'a, Result<Zeroizing<Vec<u8>>, RuntimeError>> {
+        Box::pin(async move {
+            // Between links (a start, a reconnect) the pod waits a little.
+            self.attached(ANSWER_TIMEOUT).await;
+            let sender = lock(&self.inner.sender).clone().ok_or_else(|| {
+                RuntimeError::Credential("not connected to the control plane".into())
+            })?;
+            let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            lock(&self.inner.pending).insert(id, tx);
+            let request = CredentialRequest {
+                id,
+                service: service.clone(),
+                pod: pod.clone(),
+            };
+            let sent = sender.send(wire::json_frame(CRED_REQUEST, &request)).await;
+            let answer = match sent {
+                Ok(()) => tokio::time::timeout(ANSWER_TIMEOUT, rx).await,
+                Err(e) => {
+                    lock(&self.inner.pending).remove(&id);
+                    return Err(RuntimeError::Credential(format!("link: {e}")));
+                }
+            };
+            lock(&self.inner.pending).remove(&id);
+            match answer {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(RuntimeError::Credential("no answer".into())),
+                Err(_) => Err(RuntimeError::Credential(
+                    "the control plane did not answer in time".into(),
+                )),
+            }
+        })
+    }
+}
+
+/// The control plane's side: answers the agent's credential requests on
+/// `stream` with `mint(service, pod)` until the stream ends.
+pub async fn serve_credentials<F, Fut>(stream: LinkStream, mint: F)
+where
+    F: Fn(ServiceRef, PodName) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Zeroizing<Vec<u8>>, String>> + Send + 'static,
+{
+    let (tx, rx) = stream.split();
+    let tx = Arc::new(tx);
+    let mint = Arc::new(mint);
+    let mut rx = FrameReader::new(rx);
+    while let Ok(Some((tag, body))) = rx.next().await {
+        if tag != CRED_REQUEST {
+            tracing::warn!(tag, "unexpected frame from an agent's credential stream");
+            return;
+        }
+        let Ok(request) = serde_json::from_slice::<CredentialRequest>(&body) else {
+            tracing::warn!("undecodable credential request from an agent");
+            return;
+        };
+        let (tx, mint) = (tx.clone(), mint.clone());
+        tokio::spawn(async move {
+            let answer = match mint(request.service, request.pod).await {
+                Ok(c) if c.len() <= MAX_CREDENTIAL => answer_frame(request.id, true, &c),
+                Ok(_) => answer_frame(request.id, false, b"credential too large"),
+                Err(message) => answer_frame(request.id, false, message.as_bytes()),
+            };
+            let _ = tx.send(answer).await;
+        });
+    }
+}
+
+fn answer_frame(id: u64, ok: bool, payload: &[u8]) -> Bytes {
+    let mut body = BytesMut::with_capacity(9 + payload.len());
+    body.put_u64(id);
+    body.put_u8(u8::from(ok));
+    body.put_slice(payload);
+    wire::frame(CRED_ANSWER, &body)
+}
