@@ -24,6 +24,11 @@ pub(crate) struct DevArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Run pods even where namespaces are unavailable (not root): they then
+    /// run as this user, with no isolation, and can read this data
+    /// directory (the unseal key, the root token). Single-user laptops only.
+    #[arg(long)]
+    unisolated_pods: bool,
 }
 
 /// The flags of `warden server`.
@@ -101,6 +106,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir,
         listen,
         log_format: log,
+        unisolated_pods,
     } = args;
     init_logging("info", matches!(log, LogFormat::Json));
     warden_server::hardening::harden_process();
@@ -111,17 +117,21 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let dev = warden_server::dev::start_dev(&data_dir, listen)
         .await
         .with_context(|| format!("starting the dev server in {}", data_dir.display()))?;
-    let (agent, isolation) = warden_server::clusters::start_local_agent(
+    // Masked by its real path too: a data directory given through a
+    // symbolic link must not stay visible to pods.
+    let mut masked_paths = vec![data_dir.clone()];
+    masked_paths.extend(data_dir.canonicalize().ok().filter(|p| *p != data_dir));
+    let pods = warden_server::clusters::start_local_agent(
         &dev.running.app,
         warden_server::clusters::LocalAgent {
             state_dir: data_dir.join("runtime"),
             helper: warden_server::clusters::local_agent_helper()
                 .context("locating the warden binary for the pod runtime")?,
-            masked_paths: vec![data_dir.clone()],
+            masked_paths,
+            allow_unisolated: unisolated_pods,
         },
     )
-    .await
-    .context("starting the local pod runtime")?;
+    .await;
     let saved = client_config::save(&ClientConfig {
         server: Some(dev.url.clone()),
         ca_cert: Some(dev.pki.ca_cert.clone()),
@@ -145,18 +155,23 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("  CA:       {}", dev.pki.ca_cert.display());
     println!("  Token:    {}", dev.token.as_str());
     println!("  Data:     {}", data_dir.display());
-    println!(
-        "  Pods:     cluster {} ({} runtime), {isolation}",
-        warden_server::clusters::LOCAL_CLUSTER,
-        agent.runtime
-    );
-    if !matches!(
-        isolation,
-        warden_server::clusters::Isolation::NamespacesAndCgroup { .. }
-    ) {
-        eprintln!(
-            "  WARNING: pods run with reduced isolation here ({isolation}); see `warden pod list`.\n"
-        );
+    match &pods {
+        Ok((agent, isolation)) => {
+            println!(
+                "  Pods:     cluster {} ({} runtime), {isolation}",
+                warden_server::clusters::LOCAL_CLUSTER,
+                agent.runtime
+            );
+            if !matches!(
+                isolation,
+                warden_server::clusters::Isolation::NamespacesAndCgroup { .. }
+            ) {
+                eprintln!(
+                    "  WARNING: pods run with reduced isolation here ({isolation}); see `warden pod list`.\n"
+                );
+            }
+        }
+        Err(e) => println!("  Pods:     disabled: {e}"),
     }
     println!(
         "  CLI config written to {} (the next `warden` command needs no flags)",

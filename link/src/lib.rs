@@ -391,6 +391,22 @@ impl Hub {
         result
     }
 
+    /// Ends `agent`'s link, if it has one: its streams end with an error on
+    /// both sides. Whether there was one. (A connection the caller accepts
+    /// later for the same agent registers anew; refuse it at the TLS layer
+    /// to keep an agent out.)
+    pub fn disconnect(&self, agent: &str) -> bool {
+        let conn = lock(&self.inner.agents).remove(agent);
+        match conn {
+            Some(conn) => {
+                conn.gone.store(true, Ordering::Relaxed);
+                conn.end.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Drops `conn` from the registry if it is still the agent's current
     /// connection; its pending opens fail.
     fn forget(&self, agent: &str, conn: &Arc<Conn>) {

@@ -263,6 +263,33 @@ impl Pipeline {
         status: &'static str,
         count: Option<u64>,
     ) -> Result<(), Error> {
+        self.record_warden(SYSTEM_LOG, operation, target, status, count)
+            .await
+    }
+
+    /// Records what Warden itself did for `scope` (a workload credential
+    /// minted for a pod the runtime created), as actor `warden`, in the log
+    /// of the scope's organization, where its auditors look. Returns once
+    /// it is durable.
+    pub async fn record_for(
+        &self,
+        scope: &Scope,
+        operation: &str,
+        target: Target,
+        status: &'static str,
+    ) -> Result<(), Error> {
+        self.record_warden(&log_for(scope), operation, target, status, None)
+            .await
+    }
+
+    async fn record_warden(
+        &self,
+        log: &str,
+        operation: &str,
+        target: Target,
+        status: &'static str,
+        count: Option<u64>,
+    ) -> Result<(), Error> {
         let warden = Actor {
             principal: "warden".to_owned(),
             method: "system",
@@ -272,6 +299,7 @@ impl Pipeline {
         };
         let event = Event {
             count,
+            log: log.to_owned(),
             ..self.system_event(warden, operation, target)
         };
         self.0

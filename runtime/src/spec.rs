@@ -267,6 +267,7 @@ impl WorkloadSpec {
                 text.len()
             )));
         }
+        check_flow_nesting(text)?;
         serde_yaml_ng::from_str(text).map_err(|e| {
             let loc = e.location();
             // The location is reported in its own fields; the message starts
@@ -404,6 +405,55 @@ impl WorkloadSpec {
 }
 
 // ---- validation shared by the builder and deserialization ----
+
+/// Deepest `[`/`{` nesting a spec may have. A spec needs two or three; the
+/// YAML parser's cost grows faster than linearly with flow nesting (a
+/// 64 KiB document of `[` took seconds), so deeper ones are refused before
+/// parsing.
+pub const MAX_FLOW_NESTING: usize = 16;
+
+/// Refuses flow collections nested deeper than [`MAX_FLOW_NESTING`],
+/// naming the line. Brackets inside quoted scalars and comments do not
+/// count.
+fn check_flow_nesting(text: &str) -> Result<(), RuntimeError> {
+    let (mut depth, mut line) = (0usize, 1usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = '\n';
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+            comment = false;
+        } else if comment {
+        } else if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                // Only where a scalar starts (`don't` is a plain scalar).
+                '"' | '\'' if prev.is_whitespace() || "[{,:-".contains(prev) => quote = Some(c),
+                '#' if prev.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_NESTING {
+                        return Err(RuntimeError::InvalidSpec {
+                            line: Some(line),
+                            column: None,
+                            message: format!(
+                                "collections nested deeper than {MAX_FLOW_NESTING} levels"
+                            ),
+                        });
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    Ok(())
+}
 
 fn check_argv(argv: Vec<String>, max: usize) -> Result<Vec<String>, String> {
     if argv.len() > max {
@@ -825,6 +875,26 @@ mod tests {
             RuntimeError::InvalidSpec { line, message, .. } => (line, message),
             other => panic!("unexpected error {other:?}"),
         }
+    }
+
+    /// Deep flow nesting is refused before the parser sees it, with the
+    /// line; brackets in quoted scalars and comments do not count, and an
+    /// apostrophe inside a plain scalar does not hide what follows.
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let deep = format!("command: {}{}\n", "[".repeat(32000), "]".repeat(32000));
+        let (line, message) = err(&format!("replicas: 1\n{deep}"));
+        assert_eq!(line, Some(2));
+        assert!(message.contains("nested deeper"), "{message}");
+        let hidden = format!("command: [don't, {}x{}]\n", "[".repeat(20), "]".repeat(20));
+        assert!(err(&hidden).1.contains("nested deeper"));
+        let quoted = format!(
+            "command: [sh, -c, '{}', \"{}\"] # {}\n",
+            "[".repeat(40),
+            "{".repeat(40),
+            "[".repeat(40)
+        );
+        assert!(WorkloadSpec::from_yaml(&quoted).is_ok());
     }
 
     #[test]

@@ -28,6 +28,9 @@ use crate::state::App;
 /// The cluster of the in-process agent, and for now of every environment.
 pub const LOCAL_CLUSTER: &str = "local";
 
+/// How long the in-process agent waits for each new pod of a rollout.
+const LOCAL_ROLLOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Lifetime of the workload credential a pod is started with (the
 /// longest Warden issues).
 const POD_CREDENTIAL_TTL_SECS: u64 = warden_pipeline::identity::WORKLOAD_MAX_TTL_SECS;
@@ -81,6 +84,9 @@ pub struct LocalAgent {
     /// Host paths no pod may see: the data directory (database, unseal key,
     /// TLS keys, token).
     pub masked_paths: Vec<PathBuf>,
+    /// Run pods even without namespaces (they then run as this process's
+    /// user and can read everything it can).
+    pub allow_unisolated: bool,
 }
 
 /// Starts the local runtime and connects it to `app`'s hub as the agent
@@ -94,10 +100,23 @@ pub async fn start_local_agent(
 ) -> Result<(AgentInfo, warden_runtime::Isolation), RuntimeError> {
     let mut cfg = LocalConfig::new(&opts.state_dir, opts.helper);
     cfg.masked_paths = opts.masked_paths;
+    // Below the API's request timeout, so a stalled rollout is answered
+    // (409) rather than cut off.
+    cfg.rollout_timeout = LOCAL_ROLLOUT_TIMEOUT;
     let node = cfg.node.clone();
     let feed = CredentialFeed::new();
     let runtime = LocalRuntime::start(cfg, Arc::new(feed.clone())).await?;
     let isolation = runtime.isolation().clone();
+    if let Isolation::None { reason } = &isolation
+        && !opts.allow_unisolated
+    {
+        // Without namespaces a pod runs as this user and could read the
+        // data directory: anyone with `deploy.run` would own the server.
+        return Err(RuntimeError::Unsupported(format!(
+            "{reason}; without namespaces pods would run as this user and could read \
+             the data directory (pass --unisolated-pods to accept that on a single-user machine)"
+        )));
+    }
     let info = AgentInfo {
         runtime: "local".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -108,13 +127,21 @@ pub async fn start_local_agent(
         info.clone(),
         feed.clone(),
     );
-    let (near, far) = tokio::io::duplex(1 << 20);
-    tokio::spawn(attach(Arc::downgrade(app), LOCAL_CLUSTER.to_owned(), near));
+    // The in-memory link should never end; if it does, it is made again.
+    let weak = Arc::downgrade(app);
     tokio::spawn(async move {
-        let _ = warden_link::run_agent(far, move |header, stream| {
-            agent.clone().handle(header, stream)
-        })
-        .await;
+        while weak.strong_count() > 0 {
+            let (near, far) = tokio::io::duplex(1 << 20);
+            let agent = agent.clone();
+            let serving = tokio::spawn(attach(weak.clone(), LOCAL_CLUSTER.to_owned(), near));
+            let _ = warden_link::run_agent(far, move |header, stream| {
+                agent.clone().handle(header, stream)
+            })
+            .await;
+            serving.abort();
+            tracing::warn!("the in-process agent's link ended; reconnecting");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     });
     // Ready once the link carries credentials.
     if feed.attached(std::time::Duration::from_secs(5)).await {
@@ -169,8 +196,8 @@ where
     credentials.abort();
 }
 
-/// A workload credential for a new pod of `service`, recorded in the audit
-/// log as issued by the system to that pod.
+/// A workload credential for a new pod of `service`, recorded in its
+/// organization's audit log as issued by `warden` to that pod.
 async fn pod_credential(
     app: &App,
     service: &ServiceRef,
@@ -183,7 +210,12 @@ async fn pod_credential(
     let target = warden_pipeline::Target::named("pod", &path, Some(pod.as_str().to_owned()));
     if let Err(e) = app
         .pipeline
-        .record_system("workload_token.create", target, "ok", None)
+        .record_for(
+            &warden_policies::Scope::Path(path.clone()),
+            "workload_token.create",
+            target,
+            "ok",
+        )
         .await
     {
         // No credential the audit log does not know about.

@@ -334,7 +334,7 @@ async fn pods_run_isolated_and_are_reached_through_the_pipeline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn developers_read_logs_outside_production_only() {
+async fn developers_deploy_and_read_logs_outside_production_only() {
     let dev = Dev::start().await;
     dev.scopes("acme/shop/dev", "development", &["api"]).await;
     dev.scopes("acme/shop/prod", "production", &["api"]).await;
@@ -391,6 +391,25 @@ async fn developers_read_logs_outside_production_only() {
         }
     };
     let (developer, viewer) = (&clients[0], &clients[1]);
+
+    // Starting pods hands them a credential that reads the service's
+    // secrets: a developer may do it where it reads secrets itself (not in
+    // production), and a viewer nowhere, however malformed its spec.
+    let apply_as = |c: &Client, env: &str, spec: &str| {
+        let (c, path, body) = (
+            c.clone(),
+            format!("/api/v1/workloads/acme/shop/{env}/api"),
+            json!({ "spec": spec }),
+        );
+        async move { c.call::<Value>(Method::PUT, &path, Some(&body)).await }
+    };
+    let (code, message) = status(apply_as(developer, "prod", spec).await);
+    assert_eq!(code, 403, "{message}");
+    assert!(message.contains("secret.read"), "{message}");
+    apply_as(developer, "dev", spec).await.unwrap();
+    let deep = format!("command: {}{}", "[".repeat(30000), "]".repeat(30000));
+    assert_eq!(status(apply_as(viewer, "dev", &deep).await).0, 403);
+    assert_eq!(status(apply_as(developer, "dev", &deep).await).0, 400);
     let (s, body) = logs(developer, "dev", &dev_pod).await;
     assert_eq!(s.as_u16(), 200);
     assert!(String::from_utf8_lossy(&body).contains("hello"));
@@ -419,7 +438,8 @@ async fn developers_read_logs_outside_production_only() {
         }
     };
     assert_eq!(stop(viewer, "dev").await, 403);
-    // Developers hold deploy.run everywhere (README permission table).
+    // Developers hold deploy.run everywhere (README permission table):
+    // stopping needs nothing more.
     assert_eq!(stop(developer, "prod").await, 204);
     for env in ["dev", "prod"] {
         dev.delete(&format!("acme/shop/{env}/api")).await;

@@ -67,6 +67,44 @@ async fn pod_list(app: &App, selector: &Selector, env: &ScopePath) -> Result<Pod
     })
 }
 
+/// Pods of a service get a workload credential that reads its secrets, so
+/// whoever makes pods start (apply, start, restart) must hold, at the
+/// service and in its environment's mode, every permission of the workload
+/// role (`secret.read`, `secret.list`, `env.read`). Otherwise `deploy.run`
+/// alone would read secret values through a pod (a Developer in
+/// production).
+async fn may_start_pods(app: &App, caller: &Caller, service: &ScopePath) -> Result<(), ApiError> {
+    let resource = app
+        .pipeline
+        .identity()
+        .resource(&app.store, Scope::Path(service.clone()))
+        .await?;
+    let principal = &caller.who().principal;
+    let workload = warden_policies::workload_role();
+    let actions = workload.rules().iter().flat_map(|r| r.actions());
+    for action in actions {
+        if !matches!(
+            warden_policies::authorize(principal, action, &resource),
+            warden_policies::Decision::Allow(_)
+        ) {
+            return Err(ApiError::forbidden(format!(
+                "starting pods of {service} gives them a credential that holds {action}, \
+                 which you do not hold there"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a spec off the async workers (a hostile document can cost CPU
+/// time), once the caller is authorized.
+async fn parse_spec(text: String) -> Result<WorkloadSpec, ApiError> {
+    tokio::task::spawn_blocking(move || WorkloadSpec::from_yaml(&text))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| ApiError::from(e).field("spec"))
+}
+
 pub(super) async fn apply(
     State(app): State<AppState>,
     caller: Caller,
@@ -74,16 +112,17 @@ pub(super) async fn apply(
     Body(req): Body<WorkloadApply>,
 ) -> Result<Json<PodList>, ApiError> {
     let service = service_arg(path)?;
-    // Parsed before anything is recorded: a malformed spec is the caller's
-    // 400, naming the field and line.
-    let spec = WorkloadSpec::from_yaml(&req.spec).map_err(|e| ApiError::from(e).field("spec"))?;
     let app: &App = &app;
     let (path, env) = (service.path().clone(), service.environment());
+    // `run`, not `run_stored`: starting processes is an effect outside the
+    // database, so it waits for the durable intent.
     app.pipeline
-        .run_stored(
+        .run(
             &caller,
             op("workload.apply", Action::DeployRun, &path),
             |_permit| async {
+                may_start_pods(app, &caller, &path).await?;
+                let spec = parse_spec(req.spec).await?;
                 existing(app, &path).await?;
                 app.clusters
                     .runtime_for(&env)
@@ -140,10 +179,13 @@ pub(super) async fn control(
     let app: &App = &app;
     let (path, env) = (service.path().clone(), service.environment());
     app.pipeline
-        .run_stored(
+        .run(
             &caller,
             op(name, Action::DeployRun, &path),
             |_permit| async {
+                if matches!(req.action.as_str(), "start" | "restart") {
+                    may_start_pods(app, &caller, &path).await?;
+                }
                 existing(app, &path).await?;
                 let rt = app.clusters.runtime_for(&env);
                 match req.action.as_str() {
