@@ -19,11 +19,13 @@
 //!   buffered, on both sides.
 
 mod credentials;
+mod dial;
 mod remote;
 mod serve;
 pub mod wire;
 
 pub use credentials::{CredentialFeed, serve_credentials};
+pub use dial::dial_forever;
 pub use remote::RemoteRuntime;
 pub use serve::Agent;
 pub use wire::AgentInfo;

@@ -979,3 +979,91 @@ pub struct PodLogsQuery {
     #[schemars(range(max = 100000))]
     pub tail: Option<u32>,
 }
+
+/// `POST /api/v1/clusters/{name}/join-tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// Lifetime in seconds (default 900, at most 86400).
+    #[schemars(range(min = 1, max = 86400))]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A join token, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JoinToken {
+    /// The cluster it enrolls (created with the token if new).
+    pub cluster: String,
+    /// The token: `warden agent --join-token TOKEN`.
+    pub token: String,
+    /// When it stops working, ms.
+    pub expires_at: i64,
+}
+
+/// `POST /api/v1/agents/enroll`: an agent's first call.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The join token.
+    #[schemars(length(min = 1, max = 128))]
+    pub token: String,
+    /// A PKCS#10 certificate request (PEM) for the agent's own key.
+    #[schemars(length(min = 1, max = 16384))]
+    pub csr: String,
+}
+
+/// What an enrolled agent needs to connect.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Enrolled {
+    /// The cluster the agent serves.
+    pub cluster: String,
+    /// Its client certificate (PEM), valid for a year.
+    pub certificate: String,
+    /// Where to dial the agent link (`host:port`, mutual TLS, HTTP/2), with
+    /// the API's server certificate.
+    pub link: String,
+}
+
+/// A cluster and its agent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterInfo {
+    /// Its name.
+    pub name: String,
+    /// Whether an agent is connected to the replica that answered.
+    pub connected: bool,
+    /// `local` or `kubernetes`, as the agent reports it (when connected).
+    pub runtime: Option<String>,
+    /// The agent's version (when connected).
+    pub version: Option<String>,
+    /// The agent's node (when connected).
+    pub node: Option<String>,
+    /// The agent's address (`in-process` for `warden dev`'s).
+    pub address: Option<String>,
+    /// When its link was last up (now, if connected), ms.
+    pub last_seen_at: Option<i64>,
+    /// When an agent enrolled, ms (never for `local`).
+    pub enrolled_at: Option<i64>,
+    /// Environments placed on it.
+    pub environments: Vec<String>,
+    /// Pods in those environments (when connected).
+    pub pods: Option<u32>,
+}
+
+/// `GET /api/v1/clusters`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterList {
+    /// By name.
+    pub clusters: Vec<ClusterInfo>,
+}
+
+/// `PUT /api/v1/placements/{env}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// The cluster the environment's pods run on.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    )]
+    pub cluster: String,
+}

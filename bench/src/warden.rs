@@ -87,6 +87,7 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
         request_timeout: Duration::from_secs(30),
         max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
         adopt_unprotected_rows: false,
+        agent_listen: None,
     })
     .await
     .context("starting Warden (PostgreSQL)")?;

@@ -6,8 +6,8 @@ use warden_types::ScopeKind;
 
 use crate::ctx::{Ctx, Global, connect};
 use crate::{
-    audit, auth, bindings, keys, operator, roles, scopes, secrets, serve, ssh_keys, tokens, users,
-    workloads,
+    agent, audit, auth, bindings, clusters, keys, operator, roles, scopes, secrets, serve,
+    ssh_keys, tokens, users, workloads,
 };
 
 /// Warden: secrets vault and remote-access gateway.
@@ -27,6 +27,9 @@ enum Command {
     Dev(serve::DevArgs),
     /// Run a production server from a TOML configuration file. Starts sealed.
     Server(serve::ServerArgs),
+    /// Run an agent: pods for a cluster on this machine, dialing out to the
+    /// control plane (enrolls on first start with --join-token).
+    Agent(agent::AgentArgs),
     /// The tamper-evident audit log: tail, query, checkpoints, inclusion
     /// proofs, export bundles and their verification (`audit verify BUNDLE`
     /// works offline, without a server).
@@ -58,6 +61,9 @@ enum ClientCmd {
     /// Pods: list, logs.
     #[command(subcommand)]
     Pod(workloads::PodCmd),
+    /// Clusters and their agents: join tokens, list, show, remove, place.
+    #[command(subcommand)]
+    Cluster(clusters::ClusterCmd),
     /// Secrets.
     #[command(subcommand)]
     Secret(secrets::SecretCmd),
@@ -98,6 +104,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => serve::dev(args).await,
         Command::Server(args) => serve::server(args).await,
+        Command::Agent(args) => {
+            serve::init_logging("info", false);
+            let ctx = connect(&cli.global, false)?;
+            agent::run(&ctx, args, serve::pod_helper()?).await
+        }
         Command::Audit(command) => {
             serve::init_logging("warn", false);
             // `audit verify BUNDLE` is offline: it reads no configuration
@@ -125,6 +136,7 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Project(c) => scopes::run(ctx, ScopeKind::Project, c).await,
         ClientCmd::Service(c) => workloads::service(ctx, c).await,
         ClientCmd::Pod(c) => workloads::pod(ctx, c).await,
+        ClientCmd::Cluster(c) => clusters::run(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,
         ClientCmd::Keys(c) => keys::run(ctx, c).await,

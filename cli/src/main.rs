@@ -15,11 +15,13 @@
 //! (the one mapping to exit codes) and `output` (text rendering), never on
 //! each other or on `cli`.
 
+mod agent;
 mod audit;
 mod auth;
 mod bindings;
 mod cli;
 mod client_config;
+mod clusters;
 mod ctx;
 mod error;
 mod input;

@@ -1,8 +1,8 @@
 //! Human-readable output (the `--output text` side of each command).
 
 use warden_api::{
-    BindingInfo, History, KeyStatus, PodList, PolicyDecision, RoleList, ScopeList, SecretList,
-    SshKeyList, SysStatus, TokenList, UserInfo, UserList, WhoAmI,
+    BindingInfo, ClusterInfo, History, KeyStatus, PodList, PolicyDecision, RoleList, ScopeList,
+    SecretList, SshKeyList, SysStatus, TokenList, UserInfo, UserList, WhoAmI,
 };
 
 fn time(ms: i64) -> String {
@@ -279,6 +279,30 @@ pub fn pods(list: &PodList) {
     isolations.dedup();
     for i in isolations {
         println!("isolation: {i}");
+    }
+}
+
+pub fn clusters(list: &[ClusterInfo]) {
+    if list.is_empty() {
+        println!("(no clusters)");
+        return;
+    }
+    println!(
+        "{:<20} {:<10} {:<11} {:<9} {:<22} {:<21} {:>5}  ENVIRONMENTS",
+        "CLUSTER", "STATE", "RUNTIME", "VERSION", "ADDRESS", "LAST SEEN", "PODS"
+    );
+    for c in list {
+        println!(
+            "{:<20} {:<10} {:<11} {:<9} {:<22} {:<21} {:>5}  {}",
+            c.name,
+            if c.connected { "online" } else { "offline" },
+            c.runtime.as_deref().unwrap_or("-"),
+            c.version.as_deref().unwrap_or("-"),
+            c.address.as_deref().unwrap_or("-"),
+            time_or(c.last_seen_at, "never"),
+            c.pods.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            c.environments.join(", ")
+        );
     }
 }
 

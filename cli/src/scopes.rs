@@ -1,7 +1,7 @@
 //! Organizations, projects, environments and services: `warden org`,
 //! `project`, `env` and `service` (create and list).
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::json;
 use warden_api::{Scope, ScopeList};
@@ -39,6 +39,10 @@ pub(crate) enum EnvCmd {
         /// Versions kept per secret (default 10).
         #[arg(long)]
         max_versions: Option<u32>,
+        /// The cluster its pods run on (default `local`, warden dev's own;
+        /// later: `warden cluster place`).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// List the environments of ORG/PROJECT.
     List {
@@ -89,10 +93,22 @@ pub(crate) async fn env(ctx: &Ctx, c: EnvCmd) -> anyhow::Result<()> {
             path,
             mode,
             max_versions,
+            cluster,
         } => {
             scope_path(&path, Some(ScopeKind::Environment))?;
             let body = json!({"kind": "environment", "path": path, "mode": mode, "max_versions": max_versions});
             let (s, raw): (Scope, _) = ctx.call(M::POST, "/api/v1/scopes", Some(body)).await?;
+            if let Some(cluster) = cluster {
+                ctx.call_empty(
+                    M::PUT,
+                    &format!("/api/v1/placements/{path}"),
+                    Some(json!({ "cluster": cluster })),
+                )
+                .await
+                .with_context(|| {
+                    format!("{path} was created, but placing it on cluster {cluster} failed")
+                })?;
+            }
             ctx.print(&raw, || {
                 println!(
                     "created environment {} ({})",

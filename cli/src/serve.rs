@@ -100,6 +100,12 @@ pub(crate) fn runtime_helper(args: Vec<std::ffi::OsString>) -> ! {
     warden_server::clusters::runtime_helper(args)
 }
 
+/// How the local runtime runs this binary for its pod helpers.
+pub(crate) fn pod_helper() -> anyhow::Result<warden_runtime::HelperCommand> {
+    warden_server::clusters::local_agent_helper()
+        .context("locating the warden binary for the pod runtime")
+}
+
 /// `warden dev`: runs until Ctrl-C or SIGTERM.
 pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs {
@@ -125,8 +131,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         &dev.running.app,
         warden_server::clusters::LocalAgent {
             state_dir: data_dir.join("runtime"),
-            helper: warden_server::clusters::local_agent_helper()
-                .context("locating the warden binary for the pod runtime")?,
+            helper: pod_helper()?,
             masked_paths,
             allow_unisolated: unisolated_pods,
         },
@@ -155,6 +160,11 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!("  CA:       {}", dev.pki.ca_cert.display());
     println!("  Token:    {}", dev.token.as_str());
     println!("  Data:     {}", data_dir.display());
+    if let Some(agents) = dev.running.agent_addr {
+        println!(
+            "  Agents:   {agents} (mutual TLS; enroll one with `warden cluster join-token NAME`)"
+        );
+    }
     match &pods {
         Ok((agent, isolation)) => {
             println!(
@@ -202,6 +212,7 @@ pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
         request_timeout: config.request_timeout,
         max_token_ttl: config.max_token_ttl,
         adopt_unprotected_rows,
+        agent_listen: config.agent_listen,
     })
     .await?;
     tracing::info!(addr = %running.addr, "warden server started (sealed until `warden operator unseal`)");

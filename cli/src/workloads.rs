@@ -162,7 +162,13 @@ pub(crate) async fn pod(ctx: &Ctx, c: PodCmd) -> anyhow::Result<()> {
                     written
                 })
                 .await;
-            if reader_gone { Ok(()) } else { streamed }
+            if reader_gone {
+                Ok(())
+            } else {
+                // A follow cut off (the agent or the server went away) is
+                // an error, never a clean end.
+                streamed.context("the log stream was cut off")
+            }
         }
     }
 }

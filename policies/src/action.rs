@@ -50,11 +50,15 @@ pub enum Action {
     /// `pod.logs`: read a service's pod logs (which can hold whatever the
     /// workload prints, secret values included).
     PodLogs = 18,
+    /// `cluster.manage`: create join tokens for clusters, list and remove
+    /// clusters (whose agents run every organization's pods). Acts only at
+    /// the root scope.
+    ClusterManage = 19,
 }
 
 impl Action {
     /// Every action, in the order of documentation tables.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Self::SecretRead,
         Self::SecretList,
         Self::SecretWrite,
@@ -74,6 +78,7 @@ impl Action {
         Self::OwnershipTransfer,
         Self::SysSeal,
         Self::PodLogs,
+        Self::ClusterManage,
     ];
 
     /// The `resource.verb` spelling.
@@ -98,6 +103,7 @@ impl Action {
             Self::OwnershipTransfer => "ownership.transfer",
             Self::SysSeal => "sys.seal",
             Self::PodLogs => "pod.logs",
+            Self::ClusterManage => "cluster.manage",
         }
     }
 
@@ -108,9 +114,10 @@ impl Action {
     }
 
     /// Whether the action only acts on the root scope (`/`): it is denied on
-    /// any other resource whatever the bindings say. Only `sys.seal` is.
+    /// any other resource whatever the bindings say: `sys.seal` and
+    /// `cluster.manage`.
     pub fn root_only(self) -> bool {
-        matches!(self, Self::SysSeal)
+        matches!(self, Self::SysSeal | Self::ClusterManage)
     }
 
     /// This action's bit in a compiled permission mask.

@@ -623,7 +623,7 @@ fn modes_below(scope: &Scope) -> &'static [Option<EnvMode>] {
     }
 }
 
-const ROOT_ONLY: u32 = Action::SysSeal.bit();
+const ROOT_ONLY: u32 = Action::SysSeal.bit() | Action::ClusterManage.bit();
 
 /// Root-only actions are allowed nowhere but at `/`.
 fn confine(mask: u32, scope: &Scope) -> u32 {

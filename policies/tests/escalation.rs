@@ -772,7 +772,7 @@ fn check_root_owners(w: &World, res: &[Resource]) -> Result<(), TestCaseError> {
                 let expected = if r == 0 {
                     expected
                 } else {
-                    expected & !bit(Action::SysSeal)
+                    expected & !bit(Action::SysSeal) & !bit(Action::ClusterManage)
                 };
                 prop_assert_eq!(
                     *mask,

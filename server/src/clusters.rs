@@ -7,12 +7,16 @@
 //! path, whether the pods are in this process or behind an agent on
 //! another network.
 //!
-//! Not built yet (issue 10): enrollment of external agents (join tokens,
-//! CSR, the agent CA), the cluster registry and placement of environments
-//! on clusters, so every environment runs on the cluster [`LOCAL_CLUSTER`].
+//! Agents in other processes dial the agent listener ([`serve_agents`])
+//! with the client certificate they enrolled for (`crate::enroll`); an
+//! environment runs on the cluster it is placed on, else on
+//! [`LOCAL_CLUSTER`]. Not built: routing between replicas (an agent's link
+//! ends on one replica; the others answer `unavailable` for its clusters).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use warden_agent::{Agent, AgentInfo, CredentialFeed, RemoteRuntime, serve_credentials};
 use warden_link::Hub;
@@ -35,11 +39,51 @@ const LOCAL_ROLLOUT_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// longest Warden issues).
 const POD_CREDENTIAL_TTL_SECS: u64 = warden_pipeline::identity::WORKLOAD_MAX_TTL_SECS;
 
-/// The agents connected to this server.
-#[derive(Clone, Default)]
+/// The agents connected to this server, and where agents dial in.
+#[derive(Default)]
 pub struct Clusters {
     hub: Hub,
+    /// The agent listener's address, once bound.
+    link_addr: OnceLock<SocketAddr>,
+    /// The listener's TLS configuration, once the agent CA exists.
+    link_tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
+    /// The API's certificate, which the agent listener presents too.
+    resolver: OnceLock<Arc<dyn rustls::server::ResolvesServerCert>>,
+    /// Each agent's last link, by cluster.
+    links: Mutex<HashMap<String, LinkRecord>>,
 }
+
+/// What this replica knows of an agent's link.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkInfo {
+    /// Whether the link is up now.
+    pub(crate) connected: bool,
+    /// The agent's address (`in-process` for `warden dev`'s).
+    pub(crate) address: String,
+    /// Now, if connected; else when the link ended (ms).
+    pub(crate) last_seen_at: i64,
+}
+
+#[derive(Debug, Clone)]
+struct LinkRecord {
+    address: String,
+    /// `None` while up.
+    ended_at: Option<i64>,
+    /// Connections accepted for the cluster and not yet ended.
+    open: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Connections one cluster's certificate may hold at once (a reconnect
+/// overlaps its predecessor briefly).
+const MAX_LINKS_PER_CLUSTER: usize = 2;
+/// TLS handshakes in progress at once on the agent listener.
+const MAX_HANDSHAKES: usize = 64;
+/// Longest TLS handshake on the agent listener.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Clusters {
     /// No agents yet.
@@ -47,14 +91,167 @@ impl Clusters {
         Self::default()
     }
 
-    /// The cluster `env`'s pods run on.
-    pub fn cluster_of(&self, _env: &ScopePath) -> &'static str {
-        LOCAL_CLUSTER
+    /// The hub.
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.hub
     }
 
-    /// The runtime of the cluster `env`'s pods run on.
-    pub fn runtime_for(&self, env: &ScopePath) -> RemoteRuntime {
-        RemoteRuntime::new(self.hub.clone(), self.cluster_of(env))
+    /// Where agents dial, if this server listens for them.
+    pub(crate) fn link_addr(&self) -> Option<SocketAddr> {
+        self.link_addr.get().copied()
+    }
+
+    /// What this replica knows of `cluster`'s link.
+    pub(crate) fn link_info(&self, cluster: &str) -> Option<LinkInfo> {
+        let connected = self.hub.connected().iter().any(|n| n == cluster);
+        lock(&self.links).get(cluster).map(|r| LinkInfo {
+            connected,
+            address: r.address.clone(),
+            last_seen_at: if connected {
+                warden_store::now_ms()
+            } else {
+                r.ended_at.unwrap_or_else(warden_store::now_ms)
+            },
+        })
+    }
+
+    /// `cluster`'s runtime.
+    pub(crate) fn remote(&self, cluster: &str) -> RemoteRuntime {
+        RemoteRuntime::new(self.hub.clone(), cluster)
+    }
+
+    /// The cluster `env`'s pods run on: its placement, else [`LOCAL_CLUSTER`].
+    pub async fn cluster_of(
+        &self,
+        store: &warden_store::Store,
+        env: &ScopePath,
+    ) -> Result<String, warden_store::StoreError> {
+        Ok(store
+            .placement(env.as_str())
+            .await?
+            .map_or_else(|| LOCAL_CLUSTER.to_owned(), |p| p.cluster))
+    }
+
+    /// Counts a new link of `cluster` from `address`; false if it already
+    /// holds [`MAX_LINKS_PER_CLUSTER`].
+    fn link_opened(&self, cluster: &str, address: &str) -> bool {
+        let mut links = lock(&self.links);
+        let r = links.entry(cluster.to_owned()).or_insert(LinkRecord {
+            address: address.to_owned(),
+            ended_at: None,
+            open: 0,
+        });
+        if r.open >= MAX_LINKS_PER_CLUSTER {
+            return false;
+        }
+        r.open += 1;
+        r.address = address.to_owned();
+        r.ended_at = None;
+        true
+    }
+
+    fn link_closed(&self, cluster: &str) {
+        if let Some(r) = lock(&self.links).get_mut(cluster) {
+            r.open = r.open.saturating_sub(1);
+            if r.open == 0 {
+                r.ended_at = Some(warden_store::now_ms());
+            }
+        }
+    }
+}
+
+/// Serves agents dialing `listener`: mutual TLS against the agent CA (no
+/// CA yet, or sealed: refused), the certificate matched to the cluster it
+/// was issued for (a removed or re-enrolled cluster's old certificate is
+/// refused), at most [`MAX_LINKS_PER_CLUSTER`] links per cluster and
+/// [`MAX_HANDSHAKES`] handshakes at once, each within
+/// [`HANDSHAKE_TIMEOUT`].
+pub(crate) async fn serve_agents(
+    listener: tokio::net::TcpListener,
+    app: Weak<App>,
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) {
+    if let Some(a) = app.upgrade() {
+        let _ = a.clusters.resolver.set(resolver);
+        if let Ok(addr) = listener.local_addr() {
+            let _ = a.clusters.link_addr.set(addr);
+        }
+    }
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "agent listener: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            continue;
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Some(a) = app.upgrade() else { return };
+            let Some(config) = a.clusters.link_config(&a).await else {
+                return;
+            };
+            let accepted = tokio::time::timeout(
+                HANDSHAKE_TIMEOUT,
+                tokio_rustls::TlsAcceptor::from(config).accept(tcp),
+            )
+            .await;
+            drop(permit);
+            let Ok(Ok(tls)) = accepted else { return };
+            let fingerprint = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| crate::enroll::fingerprint(c));
+            let cluster = match (fingerprint, a.store.clusters().await) {
+                (Some(f), Ok(rows)) => rows
+                    .into_iter()
+                    .find(|r| r.cert_fingerprint.as_deref() == Some(f.as_str()))
+                    .map(|r| r.name),
+                _ => None,
+            };
+            let address = peer.to_string();
+            let Some(cluster) = cluster else {
+                tracing::warn!(%address, "agent refused: its certificate is not a current cluster's");
+                let target = warden_pipeline::Target::named("cluster", "/", None);
+                let _ = a
+                    .pipeline
+                    .record_system("cluster.link", target, "unknown_certificate", None)
+                    .await;
+                return;
+            };
+            if !a.clusters.link_opened(&cluster, &address) {
+                tracing::warn!(%cluster, %address, "agent refused: too many links for its cluster");
+                return;
+            }
+            tracing::info!(%cluster, %address, "agent connected");
+            drop(a);
+            attach(app.clone(), cluster.clone(), tls).await;
+            if let Some(a) = app.upgrade() {
+                a.clusters.link_closed(&cluster);
+            }
+        });
+    }
+}
+
+impl Clusters {
+    /// The agent listener's TLS configuration; `None` until the agent CA
+    /// exists (and while sealed, when it cannot be read).
+    async fn link_config(&self, app: &App) -> Option<Arc<rustls::ServerConfig>> {
+        if let Some(c) = lock(&self.link_tls).clone() {
+            return Some(c);
+        }
+        let ca = crate::enroll::ca_certificate(app).await.ok().flatten()?;
+        let config = crate::enroll::link_tls(ca, self.resolver.get()?.clone()).ok()?;
+        *lock(&self.link_tls) = Some(config.clone());
+        Some(config)
     }
 }
 
@@ -133,12 +330,18 @@ pub async fn start_local_agent(
         while weak.strong_count() > 0 {
             let (near, far) = tokio::io::duplex(1 << 20);
             let agent = agent.clone();
+            if let Some(a) = weak.upgrade() {
+                a.clusters.link_opened(LOCAL_CLUSTER, "in-process");
+            }
             let serving = tokio::spawn(attach(weak.clone(), LOCAL_CLUSTER.to_owned(), near));
             let _ = warden_link::run_agent(far, move |header, stream| {
                 agent.clone().handle(header, stream)
             })
             .await;
             serving.abort();
+            if let Some(a) = weak.upgrade() {
+                a.clusters.link_closed(LOCAL_CLUSTER);
+            }
             tracing::warn!("the in-process agent's link ended; reconnecting");
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }

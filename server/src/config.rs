@@ -40,6 +40,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
+    agent_listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -55,6 +56,8 @@ struct FileConfig {
 pub struct Config {
     /// Listen address (default `127.0.0.1:8443`).
     pub listen: SocketAddr,
+    /// Where agents dial in (mutual TLS); default: not listening.
+    pub agent_listen: Option<SocketAddr>,
     /// Data directory (default `/var/lib/warden`).
     pub data_dir: PathBuf,
     /// Database URL (default `sqlite://DATA_DIR/warden.db`).
@@ -124,6 +127,14 @@ impl Config {
             key: "listen",
             reason: format!("{listen:?} is not an IP:PORT address"),
         })?;
+        let agent_listen = pick("WARDEN_AGENT_LISTEN", file.agent_listen)
+            .map(|a| {
+                a.parse().map_err(|_| ConfigError::Key {
+                    key: "agent_listen",
+                    reason: format!("{a:?} is not an IP:PORT address"),
+                })
+            })
+            .transpose()?;
         let data_dir = pick(
             "WARDEN_DATA_DIR",
             file.data_dir.map(|p| p.display().to_string()),
@@ -168,6 +179,7 @@ impl Config {
         )?;
         Ok(Self {
             listen,
+            agent_listen,
             data_dir,
             database_url,
             tls_cert,

@@ -95,6 +95,8 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         // one can read the other, so a dev directory from an older version
         // is simply adopted.
         adopt_unprotected_rows: true,
+        // Agents on this machine may enroll (`warden cluster join-token`).
+        agent_listen: Some(SocketAddr::new(listen.ip(), 0)),
     })
     .await?;
     let app = running.app.clone();

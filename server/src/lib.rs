@@ -16,6 +16,7 @@ pub mod caller;
 pub mod clusters;
 pub mod config;
 pub mod dev;
+mod enroll;
 mod error;
 pub mod hardening;
 mod metrics;
@@ -55,6 +56,9 @@ pub struct ServerOptions {
     /// refused: the database alone cannot tell an old database from one
     /// whose MACs a writer removed.
     pub adopt_unprotected_rows: bool,
+    /// Where agents dial in (mutual TLS, the agent link); none: this server
+    /// runs no agents but `warden dev`'s in-process one.
+    pub agent_listen: Option<SocketAddr>,
 }
 
 /// The default longest lifetime of an API token, and the lifetime of one
@@ -82,6 +86,8 @@ pub enum StartError {
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    /// Where agents dial in, if this server listens for them.
+    pub agent_addr: Option<SocketAddr>,
     /// Shared state (tests and `warden dev` reach the vault through it).
     pub app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
@@ -118,6 +124,25 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     tokio::spawn(warden_audit::signing::checkpointer(Arc::downgrade(
         &app.audit_signer,
     )));
+    let agent_addr = match opts.agent_listen {
+        Some(at) => {
+            let agents = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| StartError::Bind {
+                    addr: at,
+                    reason: e.to_string(),
+                })?;
+            let bound = agents.local_addr().ok();
+            tokio::spawn(clusters::serve_agents(
+                agents,
+                Arc::downgrade(&app),
+                opts.tls.cert_resolver.clone(),
+            ));
+            tracing::info!(addr = ?bound, "listening for agents (mutual TLS)");
+            bound
+        }
+        None => None,
+    };
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve::serve(
@@ -130,6 +155,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     tracing::info!(%addr, "listening (HTTPS)");
     Ok(Running {
         addr,
+        agent_addr,
         app,
         stop: Some(stop),
         task,

@@ -275,6 +275,16 @@ impl Store {
             .await
     }
 
+    /// A join token by the hash of its secret.
+    pub async fn join_token(&self, token_hash: &[u8]) -> Result<Option<JoinTokenRow>, StoreError> {
+        let found: Option<Tagged<JoinTokenRow>> =
+            sqlx::query_as(select::<JoinTokenRow>("WHERE token_hash = $1"))
+                .bind(token_hash)
+                .fetch_optional(self.pool())
+                .await?;
+        self.guard.check_one(found)
+    }
+
     /// Every cluster, by name.
     pub async fn clusters(&self) -> Result<Vec<ClusterRow>, StoreError> {
         let found: Vec<Tagged<ClusterRow>> = sqlx::query_as(select::<ClusterRow>("ORDER BY name"))
@@ -293,23 +303,19 @@ impl Store {
         self.guard.check_one(found)
     }
 
-    /// Removes a cluster, its join tokens and its placements; false if there
-    /// was none.
+    /// Removes a cluster and its join tokens; false if there was none. Its
+    /// environments stay placed on it (their pods are unavailable until it
+    /// comes back or they are placed elsewhere), never silently moved.
     pub async fn remove_cluster(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_owned();
         self.writer
             .run(
                 move |c| {
                     Box::pin(async move {
-                        for sql in [
-                            "DELETE FROM join_tokens WHERE cluster = $1",
-                            "DELETE FROM placements WHERE cluster = $1",
-                        ] {
-                            sqlx::query(sql)
-                                .bind(name.as_str())
-                                .execute(&mut *c)
-                                .await?;
-                        }
+                        sqlx::query("DELETE FROM join_tokens WHERE cluster = $1")
+                            .bind(name.as_str())
+                            .execute(&mut *c)
+                            .await?;
                         let n = sqlx::query("DELETE FROM clusters WHERE name = $1")
                             .bind(name.as_str())
                             .execute(&mut *c)

@@ -192,6 +192,7 @@ pub async fn start_on(dir: &Path, database_url: &str) -> Running {
         request_timeout: Duration::from_secs(30),
         max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
         adopt_unprotected_rows: false,
+        agent_listen: None,
     })
     .await
     .unwrap()

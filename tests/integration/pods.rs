@@ -153,22 +153,30 @@ impl Dev {
         }
     }
 
-    /// A control action (`stop`, `start`, `delete`), answered 204.
-    async fn control(&self, service: &str, action: &str) {
-        let body = serde_json::to_vec(&json!({ "action": action })).unwrap();
+    /// A request whose success has no body: its status and body.
+    async fn send(&self, m: Method, path: &str, body: Option<Value>) -> (u16, String) {
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
         let (s, b) = self
             .client
             .connect()
             .await
             .unwrap()
+            .send(m, path, body)
+            .await
+            .unwrap();
+        (s.as_u16(), String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// A control action (`stop`, `start`, `delete`), answered 204.
+    async fn control(&self, service: &str, action: &str) {
+        let (s, b) = self
             .send(
                 Method::POST,
                 &format!("/api/v1/workload-control/{service}"),
-                Some(body),
+                Some(json!({ "action": action })),
             )
-            .await
-            .unwrap();
-        assert_eq!(s.as_u16(), 204, "{action} {service}: {b:?}");
+            .await;
+        assert_eq!(s, 204, "{action} {service}: {b}");
     }
 
     async fn delete(&self, service: &str) {
@@ -485,4 +493,217 @@ async fn pods_outlive_a_killed_server_and_are_adopted_again() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A `warden agent` process; killed (-9) when dropped.
+struct AgentProcess(std::process::Child);
+
+impl AgentProcess {
+    fn spawn(dev: &Dev, state: &std::path::Path, token: Option<&str>) -> Self {
+        let mut cmd = std::process::Command::new(warden_bin());
+        cmd.args([
+            "--server",
+            &format!("https://127.0.0.1:{}", dev.port),
+            "--ca-cert",
+            dev.data().join("tls/ca.pem").to_str().unwrap(),
+            "agent",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .env("WARDEN_CONFIG", dev.base.path().join("agent-client.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        if let Some(t) = token {
+            cmd.args(["--join-token", t]);
+        }
+        Self(cmd.spawn().unwrap())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Dev {
+    async fn join_token(&self, cluster: &str, ttl: u64) -> String {
+        let t = self
+            .ok(
+                Method::POST,
+                &format!("/api/v1/clusters/{cluster}/join-tokens"),
+                Some(json!({ "ttl_seconds": ttl })),
+            )
+            .await;
+        t["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until `cluster` is (or is not) connected; returns how long it took.
+    async fn until_connected(&self, cluster: &str, connected: bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            let c = self
+                .call(Method::GET, &format!("/api/v1/clusters/{cluster}"), None)
+                .await;
+            if c.as_ref().is_ok_and(|c| c["connected"] == json!(connected)) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{cluster} connected={connected} never seen: {c:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn enroll(&self, token: &str) -> Result<Value, ClientError> {
+        let csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIGbMEMCAQAwADBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABFDjxr7QWdiUdiHmV3ozvMfMuFGk\n-----END CERTIFICATE REQUEST-----\n";
+        self.call(
+            Method::POST,
+            "/api/v1/agents/enroll",
+            Some(json!({ "token": token, "csr": csr })),
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_agent_runs_its_clusters_pods_and_is_cut_off_when_removed() {
+    let dev = Dev::start().await;
+    let state = dev.base.path().join("agent");
+
+    // Enrollment: a token works once; an expired one and a used one are
+    // refused (and both refusals are audited), before any CSR is read.
+    let token = dev.join_token("edge", 600).await;
+    let mut agent = AgentProcess::spawn(&dev, &state, Some(&token));
+    dev.until_connected("edge", true).await;
+    let (code, message) = status(dev.enroll(&token).await);
+    assert_eq!(
+        (code, message.contains("already used")),
+        (401, true),
+        "{message}"
+    );
+    let short = dev.join_token("edge", 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, message) = status(dev.enroll(&short).await);
+    assert_eq!(
+        (code, message.contains("expired")),
+        (401, true),
+        "{message}"
+    );
+    let (code, _) = status(dev.enroll("wjt_not-a-token").await);
+    assert_eq!(code, 401);
+    let system = dev
+        .ok(Method::GET, "/api/v1/audit/system/entries?limit=1000", None)
+        .await
+        .to_string();
+    assert!(system.contains("cluster.enroll"), "enrollment not audited");
+    assert!(
+        system.contains("unauthenticated"),
+        "refused enrollment not audited"
+    );
+    // The key never left the agent's directory, and only its owner reads it.
+    let key = state.join("agent-key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // An environment placed on the cluster runs its pods there.
+    dev.scopes("acme/shop/edge", "development", &["api"]).await;
+    let placed = dev
+        .send(
+            Method::PUT,
+            "/api/v1/placements/acme/shop/edge",
+            Some(json!({"cluster": "edge"})),
+        )
+        .await;
+    assert_eq!(placed.0, 204, "{placed:?}");
+    let spec = "command: [/bin/sh, -c, 'echo on=$(hostname); exec sleep 1000']\nreplicas: 2\n";
+    let answer = dev.apply("acme/shop/edge/api", spec).await.unwrap();
+    assert_eq!(answer["cluster"], "edge");
+    let before = dev.ready("acme/shop/edge/api", 2).await;
+    let pod = before[0]["name"].as_str().unwrap().to_owned();
+    dev.logs_until(&format!("acme/shop/edge/api/{pod}"), &format!("on={pod}"));
+    // Its pods live under the agent's state directory, not the server's.
+    assert!(state.join("runtime/pods").join(&pod).exists());
+    assert!(!dev.data().join("runtime/pods").join(&pod).exists());
+
+    // kill -9 of the agent: the cluster is offline within 10 s, a live log
+    // follow ends with an error (never a clean end), the pods keep running.
+    let follow = std::process::Command::new(warden_bin())
+        .args(["pod", "logs", "-f", &format!("acme/shop/edge/api/{pod}")])
+        .env("WARDEN_CONFIG", dev.base.path().join("client.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.kill();
+    let took = dev.until_connected("edge", false).await;
+    assert!(took < Duration::from_secs(10), "offline after {took:?}");
+    let out = follow.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "a cut-off follow must fail");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cut off"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, _) = status(
+        dev.call(Method::GET, "/api/v1/pods/acme/shop/edge", None)
+            .await,
+    );
+    assert_eq!(code, 503);
+
+    // Restarted (no token: it is enrolled), it adopts the same pods.
+    let mut agent = AgentProcess::spawn(&dev, &state, None);
+    dev.until_connected("edge", true).await;
+    let after = dev.ready("acme/shop/edge/api", 2).await;
+    let key_of = |p: &Value| {
+        (
+            p["name"].clone(),
+            p["started_at_ms"].clone(),
+            p["restarts"].clone(),
+        )
+    };
+    let mut b: Vec<_> = before.iter().map(key_of).collect();
+    let mut a: Vec<_> = after.iter().map(key_of).collect();
+    b.sort_by_key(|k| k.0.to_string());
+    a.sort_by_key(|k| k.0.to_string());
+    assert_eq!(a, b);
+
+    // Removing the cluster ends its link at once, and its certificate is
+    // refused when it dials again (audited); its environment is not moved
+    // to another cluster.
+    let removed = dev
+        .send(Method::DELETE, "/api/v1/clusters/edge", None)
+        .await;
+    assert_eq!(removed.0, 204, "{removed:?}");
+    let (code, message) = status(
+        dev.call(Method::GET, "/api/v1/pods/acme/shop/edge", None)
+            .await,
+    );
+    assert_eq!(code, 503, "{message}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let system = dev
+            .ok(Method::GET, "/api/v1/audit/system/entries?limit=1000", None)
+            .await
+            .to_string();
+        if system.contains("unknown_certificate") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the removed agent's redial was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    agent.kill();
 }

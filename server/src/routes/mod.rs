@@ -25,6 +25,7 @@ use crate::state::App;
 mod audit;
 mod auth;
 mod bindings;
+mod clusters;
 mod keys;
 mod manage;
 mod roles;
@@ -494,6 +495,56 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Remove one of the caller's SSH keys by fingerprint.",
         doc: Doc::empty().body(of::<ssh_keys::Fingerprint>),
         handler: || post(ssh_keys::remove_ssh_key),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/clusters/{name}/join-tokens",
+        guard: Guard::Requires(&[Action::ClusterManage]),
+        summary: "Create a single-use join token for a cluster (the cluster too, if new).",
+        doc: Doc::json(of::<JoinToken>)
+            .body(of::<JoinTokenRequest>)
+            .status(201),
+        handler: || post(clusters::join_token),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/agents/enroll",
+        guard: Guard::Public,
+        summary: "An agent redeems a join token and a CSR for its client certificate.",
+        doc: Doc::json(of::<Enrolled>).body(of::<EnrollRequest>),
+        handler: || post(clusters::enroll),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/clusters",
+        guard: Guard::Requires(&[Action::ClusterManage]),
+        summary: "Clusters, their agents' state and their environments.",
+        doc: Doc::json(of::<ClusterList>),
+        handler: || get(clusters::list),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/clusters/{name}",
+        guard: Guard::Requires(&[Action::ClusterManage]),
+        summary: "One cluster.",
+        doc: Doc::json(of::<ClusterInfo>),
+        handler: || get(clusters::show),
+    },
+    RouteSpec {
+        method: "DELETE",
+        path: "/api/v1/clusters/{name}",
+        guard: Guard::Requires(&[Action::ClusterManage]),
+        summary: "Remove a cluster: its certificate is refused from now on and its link ends.",
+        doc: Doc::empty(),
+        handler: || delete(clusters::remove),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/placements/{*env}",
+        guard: Guard::Requires(&[Action::EnvManage]),
+        summary: "Place an environment's pods on a cluster.",
+        doc: Doc::empty().body(of::<Placement>),
+        handler: || put(clusters::place),
     },
     RouteSpec {
         method: "PUT",

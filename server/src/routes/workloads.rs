@@ -41,6 +41,12 @@ fn op(name: &'static str, action: Action, path: &ScopePath) -> Operation {
     Operation::new(name, action, Scope::Path(path.clone()), Target::scope(path))
 }
 
+/// The runtime of the cluster `env` is placed on.
+async fn runtime_for(app: &App, env: &ScopePath) -> Result<warden_agent::RemoteRuntime, ApiError> {
+    let cluster = app.clusters.cluster_of(&app.store, env).await?;
+    Ok(app.clusters.remote(&cluster))
+}
+
 pub(super) fn pod_info(p: PodStatus) -> PodInfo {
     PodInfo {
         name: p.name.as_str().to_owned(),
@@ -59,10 +65,11 @@ pub(super) fn pod_info(p: PodStatus) -> PodInfo {
 }
 
 async fn pod_list(app: &App, selector: &Selector, env: &ScopePath) -> Result<PodList, ApiError> {
-    let mut pods = app.clusters.runtime_for(env).pods(selector).await?;
+    let cluster = app.clusters.cluster_of(&app.store, env).await?;
+    let mut pods = app.clusters.remote(&cluster).pods(selector).await?;
     pods.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(PodList {
-        cluster: app.clusters.cluster_of(env).to_owned(),
+        cluster,
         pods: pods.into_iter().map(pod_info).collect(),
     })
 }
@@ -124,10 +131,7 @@ pub(super) async fn apply(
                 may_start_pods(app, &caller, &path).await?;
                 let spec = parse_spec(req.spec).await?;
                 existing(app, &path).await?;
-                app.clusters
-                    .runtime_for(&env)
-                    .apply(&service, &spec)
-                    .await?;
+                runtime_for(app, &env).await?.apply(&service, &spec).await?;
                 Ok(Json(
                     pod_list(app, &Selector::Service(service.clone()), &env).await?,
                 ))
@@ -187,7 +191,7 @@ pub(super) async fn control(
                     may_start_pods(app, &caller, &path).await?;
                 }
                 existing(app, &path).await?;
-                let rt = app.clusters.runtime_for(&env);
+                let rt = runtime_for(app, &env).await?;
                 match req.action.as_str() {
                     "stop" => rt.stop(&service).await?,
                     "start" => rt.start(&service).await?,
@@ -253,7 +257,7 @@ pub(super) async fn logs(
             op("pod.logs", Action::PodLogs, &path),
             |_permit| async {
                 existing(app, &path).await?;
-                Ok::<_, ApiError>(app.clusters.runtime_for(&env).logs(&pod, options).await?)
+                Ok::<_, ApiError>(runtime_for(app, &env).await?.logs(&pod, options).await?)
             },
         )
         .await?;

@@ -1,0 +1,203 @@
+//! `warden agent`: runs pods next to the workloads for a cluster, dialing
+//! out to the control plane. The first start enrolls with a join token
+//! (`warden cluster join-token NAME`): it makes a key that never leaves the
+//! state directory, sends a certificate request, and keeps the certificate
+//! it gets back; later starts reuse them. Then it dials the agent link
+//! (mutual TLS) and redials with jittered backoff whenever it ends; pods
+//! keep running meanwhile.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, ValueEnum};
+use hyper::Method as M;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use warden_agent::{Agent, AgentInfo, CredentialFeed};
+use warden_api::Enrolled;
+use warden_runtime::{HelperCommand, Isolation, LocalConfig, LocalRuntime, Runtime};
+
+use crate::ctx::Ctx;
+use crate::error::usage;
+
+/// The flags of `warden agent` (the server and its CA come from the global
+/// `--server` and `--ca-cert`).
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// The join token, for the first start (`warden cluster join-token`).
+    #[arg(long, env = "WARDEN_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// The runtime that runs this cluster's pods.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Local)]
+    runtime: RuntimeKind,
+    /// Where the agent keeps its key, certificate and pods' state (0700).
+    #[arg(long, env = "WARDEN_AGENT_DIR")]
+    state_dir: PathBuf,
+    /// Run pods even where namespaces are unavailable (not root): they then
+    /// run as this user and can read the agent's key.
+    #[arg(long)]
+    unisolated_pods: bool,
+}
+
+/// Which runtime an agent drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RuntimeKind {
+    /// Pods as namespaced process trees on this machine.
+    Local,
+    /// A Kubernetes cluster (not built yet).
+    Kubernetes,
+}
+
+/// What enrollment left in the state directory besides key and certificate.
+#[derive(Debug, Serialize, Deserialize)]
+struct Enrollment {
+    cluster: String,
+    link: String,
+}
+
+const KEY_FILE: &str = "agent-key.pem";
+const CERT_FILE: &str = "agent.pem";
+const ENROLLMENT_FILE: &str = "enrollment.json";
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Enrolls once: key, CSR, certificate. Returns what the agent needs to dial.
+async fn enroll(ctx: &Ctx, dir: &Path, token: Option<&str>) -> anyhow::Result<Enrollment> {
+    let enrollment = dir.join(ENROLLMENT_FILE);
+    if enrollment.exists() {
+        let text = std::fs::read_to_string(&enrollment)?;
+        return serde_json::from_str(&text).context("reading the enrollment record");
+    }
+    let token = token.ok_or_else(|| {
+        usage("this agent is not enrolled yet: pass --join-token (see `warden cluster join-token`)")
+    })?;
+    let key = rcgen::KeyPair::generate().context("generating the agent's key")?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
+        .serialize_request(&key)
+        .context("making the certificate request")?;
+    let (enrolled, _): (Enrolled, _) = ctx
+        .call(
+            M::POST,
+            "/api/v1/agents/enroll",
+            Some(json!({ "token": token, "csr": csr.pem()? })),
+        )
+        .await
+        .context("enrolling")?;
+    write_private(&dir.join(KEY_FILE), key.serialize_pem().as_bytes())?;
+    write_private(&dir.join(CERT_FILE), enrolled.certificate.as_bytes())?;
+    let record = Enrollment {
+        cluster: enrolled.cluster,
+        link: enrolled.link,
+    };
+    write_private(&enrollment, &serde_json::to_vec_pretty(&record)?)?;
+    Ok(record)
+}
+
+/// The agent's TLS: its certificate, and the server's CA for the link.
+fn client_tls(dir: &Path, ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join(CERT_FILE))
+        .context("reading the agent certificate")?
+        .collect::<Result<_, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(dir.join(KEY_FILE)).context("reading the agent key")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).context("reading the CA certificate")? {
+        roots.add(c?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// `warden agent`: runs until killed.
+pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> anyhow::Result<()> {
+    if args.runtime == RuntimeKind::Kubernetes {
+        bail!("the Kubernetes runtime is not built yet; use --runtime local");
+    }
+    let dir = &args.state_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by others (mode {:o}): `chmod 700 {}`",
+            dir.display(),
+            mode & 0o777,
+            dir.display()
+        );
+    }
+    let enrollment = enroll(ctx, dir, args.join_token.as_deref()).await?;
+    let tls = client_tls(dir, &ctx.ca_cert)?;
+    let host = ctx
+        .server
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .map_or(ctx.server.as_str(), |(h, _)| h)
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let server_name =
+        ServerName::try_from(host).map_err(|e| anyhow!("server name of {}: {e}", ctx.server))?;
+
+    let mut cfg = LocalConfig::new(dir.join("runtime"), helper);
+    // The agent's key and enrollment: no pod may see them.
+    cfg.masked_paths = vec![dir.clone()];
+    cfg.masked_paths
+        .extend(dir.canonicalize().ok().filter(|p| p != dir));
+    cfg.node = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let feed = CredentialFeed::new();
+    let node = cfg.node.clone();
+    let runtime = LocalRuntime::start(cfg, Arc::new(feed.clone()))
+        .await
+        .context("starting the local runtime")?;
+    if let Isolation::None { reason } = runtime.isolation()
+        && !args.unisolated_pods
+    {
+        bail!(
+            "{reason}; without namespaces pods would run as this user and could read the \
+             agent's key (pass --unisolated-pods to accept that)"
+        );
+    }
+    eprintln!(
+        "warden agent: cluster {}, link {}, pods: {}",
+        enrollment.cluster,
+        enrollment.link,
+        runtime.isolation()
+    );
+    let agent = Agent::new(
+        Arc::new(runtime) as Arc<dyn Runtime>,
+        AgentInfo {
+            runtime: "local".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            node,
+        },
+        feed,
+    );
+    warden_agent::dial_forever(enrollment.link, server_name, tls, agent).await;
+    Ok(())
+}
