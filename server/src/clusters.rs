@@ -375,11 +375,12 @@ where
             for _ in 0..100 {
                 match remote.credential_stream().await {
                     Ok(stream) => {
+                        let cluster = name.clone();
                         let mint = move |service: ServiceRef, pod: PodName| {
-                            let app = app.clone();
+                            let (app, cluster) = (app.clone(), cluster.clone());
                             async move {
                                 let app = app.upgrade().ok_or("the server is stopping")?;
-                                pod_credential(&app, &service, &pod)
+                                pod_credential(&app, &cluster, &service, &pod)
                                     .await
                                     .map_err(|e| e.to_string())
                             }
@@ -399,14 +400,46 @@ where
     credentials.abort();
 }
 
-/// A workload credential for a new pod of `service`, recorded in its
-/// organization's audit log as issued by `warden` to that pod.
+/// A workload credential for a new pod of `service` on `cluster`, recorded
+/// in its organization's audit log as issued by `warden` to that pod.
 async fn pod_credential(
     app: &App,
+    cluster: &str,
     service: &ServiceRef,
     pod: &PodName,
 ) -> Result<Zeroizing<Vec<u8>>, RuntimeError> {
     let path = service.path().clone();
+    // An agent asks for the services it runs; it gets credentials only for
+    // services of environments placed on its own cluster, so an agent (or
+    // whoever holds its key) cannot mint credentials for other clusters'
+    // services.
+    let placed = app
+        .clusters
+        .cluster_of(&app.store, &service.environment())
+        .await
+        .map_err(|e| RuntimeError::Credential(e.to_string()))?;
+    let exists = app
+        .store
+        .scope(path.as_str())
+        .await
+        .map_err(|e| RuntimeError::Credential(e.to_string()))?
+        .is_some();
+    if placed != cluster || !exists {
+        tracing::warn!(%cluster, %service, "an agent asked for a credential of a service not on its cluster");
+        let target = warden_pipeline::Target::named("pod", &path, Some(pod.as_str().to_owned()));
+        let _ = app
+            .pipeline
+            .record_for(
+                &warden_policies::Scope::Path(path.clone()),
+                "workload_token.create",
+                target,
+                "forbidden",
+            )
+            .await;
+        return Err(RuntimeError::Credential(format!(
+            "{service} does not run on cluster {cluster}"
+        )));
+    }
     let (jwt, _claims) = crate::routes::issue_workload(app, &path, POD_CREDENTIAL_TTL_SECS)
         .await
         .map_err(|e| RuntimeError::Credential(e.message().to_owned()))?;
