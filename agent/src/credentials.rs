@@ -180,6 +180,54 @@ impl CredentialSource for CredentialFeed {
     }
 }
 
+/// How often agents renew their pods' credentials: a third of the
+/// credentials' hour, so one failed round leaves time for two more.
+pub const CREDENTIAL_REFRESH: Duration = Duration::from_secs(20 * 60);
+
+/// Keeps pods' workload credentials fresh: every `every`, each running pod
+/// of every service the runtime holds gets a new credential (asked of the
+/// control plane like a new pod's) written over its credential file. Run it
+/// on the agent for as long as the runtime lives; `every` must be well
+/// below the credentials' lifetime (an hour).
+pub async fn refresh_forever(
+    feed: CredentialFeed,
+    runtime: Arc<dyn warden_runtime::Runtime>,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = refresh_once(&feed, &*runtime).await {
+            tracing::warn!(error = %e, "refreshing pods' credentials failed; retrying next round");
+        }
+    }
+}
+
+/// One refresh round (see [`refresh_forever`]).
+pub async fn refresh_once(
+    feed: &CredentialFeed,
+    runtime: &dyn warden_runtime::Runtime,
+) -> Result<usize, RuntimeError> {
+    use warden_runtime::{CredentialTarget, PodPhase, PodRef, Selector};
+    let mut refreshed = 0;
+    for service in runtime.services().await? {
+        let pods = runtime.pods(&Selector::Service(service.clone())).await?;
+        for pod in pods.into_iter().filter(|p| p.phase == PodPhase::Running) {
+            let credential = feed.credential(&service, &pod.name).await?;
+            let target = CredentialTarget::Pod(PodRef {
+                service: service.clone(),
+                name: pod.name,
+            });
+            match runtime.refresh_credential(&target, credential).await {
+                Ok(()) => refreshed += 1,
+                // Gone since it was listed.
+                Err(RuntimeError::PodNotFound(_) | RuntimeError::PodNotRunning { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(refreshed)
+}
+
 /// The control plane's side: answers the agent's credential requests on
 /// `stream` with `mint(service, pod)` until the stream ends.
 pub async fn serve_credentials<F, Fut>(stream: LinkStream, mint: F)

@@ -24,7 +24,9 @@ mod remote;
 mod serve;
 pub mod wire;
 
-pub use credentials::{CredentialFeed, serve_credentials};
+pub use credentials::{
+    CREDENTIAL_REFRESH, CredentialFeed, refresh_forever, refresh_once, serve_credentials,
+};
 pub use dial::dial_forever;
 pub use remote::RemoteRuntime;
 pub use serve::Agent;

@@ -153,6 +153,10 @@ impl Runtime for RemoteRuntime {
         })
     }
 
+    fn services<'a>(&'a self) -> BoxFuture<'a, Result<Vec<ServiceRef>, RuntimeError>> {
+        Box::pin(self.call(&Op::Services))
+    }
+
     fn pods<'a>(
         &'a self,
         selector: &'a Selector,

@@ -79,6 +79,10 @@ impl Agent {
             Op::Start { service } => unary(tx, rt.start(&service).await).await,
             Op::Restart { service } => unary(tx, rt.restart(&service).await).await,
             Op::Delete { service } => unary(tx, rt.delete(&service).await).await,
+            Op::Services => match rt.services().await {
+                Ok(services) => answer(tx, Ok(&services)).await,
+                Err(e) => answer::<()>(tx, Err(&e)).await,
+            },
             Op::Pods { selector } => match rt.pods(&selector).await {
                 Ok(pods) => answer(tx, Ok(&pods)).await,
                 Err(e) => answer::<()>(tx, Err(&e)).await,

@@ -81,6 +81,8 @@ pub enum Op {
         /// The service.
         service: ServiceRef,
     },
+    /// `Runtime::services`.
+    Services,
     /// `Runtime::pods`.
     Pods {
         /// Which pods.
@@ -121,6 +123,7 @@ impl Op {
             Self::Start { .. } => "start",
             Self::Restart { .. } => "restart",
             Self::Delete { .. } => "delete",
+            Self::Services => "services",
             Self::Pods { .. } => "pods",
             Self::Exec { .. } => "exec",
             Self::Logs { .. } => "logs",

@@ -122,15 +122,29 @@ async fn linked(
     });
     for _ in 0..200 {
         if hub.connected().contains(&name.to_owned()) {
-            // Pods get `cred:SERVICE:POD`, minted on this side.
+            // Pods get `cred:SERVICE:POD`, minted on this side (then
+            // `cred:SERVICE:POD:N` for the Nth refresh).
             let stream = RemoteRuntime::new(hub.clone(), name)
                 .credential_stream()
                 .await
                 .unwrap();
+            let minted = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
             tokio::spawn(serve_credentials(
                 stream,
-                |s: ServiceRef, p: PodName| async move {
-                    Ok(Zeroizing::new(format!("cred:{s}:{p}").into_bytes()))
+                move |s: ServiceRef, p: PodName| {
+                    let n = {
+                        let mut m = minted.lock().unwrap();
+                        let n = m.entry(p.to_string()).or_insert(0u32);
+                        *n += 1;
+                        *n
+                    };
+                    async move {
+                        let cred = match n {
+                            1 => format!("cred:{s}:{p}"),
+                            n => format!("cred:{s}:{p}:{}", n - 1),
+                        };
+                        Ok(Zeroizing::new(cred.into_bytes()))
+                    }
                 },
             ));
             return (hub, serving, agent_task);
@@ -171,7 +185,7 @@ async fn operations_cross_the_link() {
     let dir = base();
     let (local, feed) = local_runtime(&dir.0).await;
     let local: Arc<dyn Runtime> = Arc::new(local);
-    let (hub, _s, _a) = linked("edge", (local.clone(), feed)).await;
+    let (hub, _s, _a) = linked("edge", (local.clone(), feed.clone())).await;
     let remote = RemoteRuntime::new(hub, "edge");
     assert_eq!(remote.hello().await.unwrap().runtime, "local");
 
@@ -240,6 +254,42 @@ async fn operations_cross_the_link() {
         )
         .await
         .unwrap();
+    // The refresh round gives each running pod a new credential, asked
+    // over the link; the pod reads it from the same file.
+    let watcher = service();
+    remote
+        .apply(
+            &watcher,
+            &WorkloadSpec::new([
+                "/bin/sh",
+                "-c",
+                "while :; do cat \"$WARDEN_CREDENTIAL_FILE\"; echo; sleep 0.1; done",
+            ])
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let wpod = PodRef {
+        service: watcher.clone(),
+        name: running(&remote, &watcher, 1).await[0].name.clone(),
+    };
+    assert!(warden_agent::refresh_once(&feed, &*local).await.unwrap() >= 2);
+    let want = format!("cred:{watcher}:{}:1", wpod.name);
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let mut logs = remote.logs(&wpod, LogOptions::default()).await.unwrap();
+        seen.clear();
+        while let Some(c) = logs.next().await {
+            seen.push_str(&String::from_utf8_lossy(&c.unwrap().data));
+        }
+        if seen.contains(&want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.contains(&want), "{want} never read: {seen}");
+    remote.delete(&watcher).await.unwrap();
+
     remote.stop(&svc).await.unwrap();
     assert!(
         remote

@@ -189,8 +189,14 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
         enrollment.link,
         runtime.isolation()
     );
+    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    tokio::spawn(warden_agent::refresh_forever(
+        feed.clone(),
+        runtime.clone(),
+        warden_agent::CREDENTIAL_REFRESH,
+    ));
     let agent = Agent::new(
-        Arc::new(runtime) as Arc<dyn Runtime>,
+        runtime,
         AgentInfo {
             runtime: "local".into(),
             version: env!("CARGO_PKG_VERSION").into(),

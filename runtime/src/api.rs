@@ -766,6 +766,9 @@ pub trait Runtime: Send + Sync {
     /// Stops every pod and forgets the service.
     fn delete<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
+    /// Every service with a declared workload (stopped ones included).
+    fn services<'a>(&'a self) -> BoxFuture<'a, Result<Vec<ServiceRef>, RuntimeError>>;
+
     /// The pods of an environment or a service.
     fn pods<'a>(
         &'a self,

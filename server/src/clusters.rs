@@ -18,7 +18,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
-use warden_agent::{Agent, AgentInfo, CredentialFeed, RemoteRuntime, serve_credentials};
+use warden_agent::{
+    Agent, AgentInfo, CREDENTIAL_REFRESH, CredentialFeed, RemoteRuntime, refresh_forever,
+    serve_credentials,
+};
 use warden_link::Hub;
 pub use warden_runtime::Isolation;
 use warden_runtime::{
@@ -319,11 +322,13 @@ pub async fn start_local_agent(
         version: env!("CARGO_PKG_VERSION").into(),
         node,
     };
-    let agent = Agent::new(
-        Arc::new(runtime) as Arc<dyn Runtime>,
-        info.clone(),
+    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+    tokio::spawn(refresh_forever(
         feed.clone(),
-    );
+        runtime.clone(),
+        CREDENTIAL_REFRESH,
+    ));
+    let agent = Agent::new(runtime, info.clone(), feed.clone());
     // The in-memory link should never end; if it does, it is made again.
     let weak = Arc::downgrade(app);
     tokio::spawn(async move {

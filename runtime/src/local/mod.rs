@@ -1305,6 +1305,15 @@ impl Runtime for LocalRuntime {
         })
     }
 
+    fn services<'a>(&'a self) -> BoxFuture<'a, Result<Vec<ServiceRef>, RuntimeError>> {
+        Box::pin(async move {
+            let mut services: Vec<ServiceRef> =
+                lock(&self.inner.state).services.keys().cloned().collect();
+            services.sort();
+            Ok(services)
+        })
+    }
+
     fn pods<'a>(
         &'a self,
         selector: &'a Selector,
