@@ -32,6 +32,12 @@ pub const CRED_ANSWER: u8 = 11;
 /// How long a pod waits for its credential.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Credential requests of one link answered at once.
+const MAX_IN_FLIGHT: usize = 8;
+/// Least time between two credential requests of one link read (at most
+/// 50 a second: a node starting many pods at once waits a little).
+const MIN_REQUEST_GAP: Duration = Duration::from_millis(20);
+
 /// Longest credential accepted.
 const MAX_CREDENTIAL: usize = 16 * 1024;
 
@@ -239,7 +245,20 @@ where
     let tx = Arc::new(tx);
     let mint = Arc::new(mint);
     let mut rx = FrameReader::new(rx);
-    while let Ok(Some((tag, body))) = rx.next().await {
+    // An agent gets a few requests in flight and a bounded rate: beyond
+    // them this side stops reading, and the link's flow control holds the
+    // agent back (a flood cannot grow memory or the audit log at will).
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut pace = tokio::time::interval(MIN_REQUEST_GAP);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        pace.tick().await;
+        let Ok(Some((tag, body))) = rx.next().await else {
+            return;
+        };
         if tag != CRED_REQUEST {
             tracing::warn!(tag, "unexpected frame from an agent's credential stream");
             return;
@@ -250,6 +269,7 @@ where
         };
         let (tx, mint) = (tx.clone(), mint.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let answer = match mint(request.service, request.pod).await {
                 Ok(c) if c.len() <= MAX_CREDENTIAL => answer_frame(request.id, true, &c),
                 Ok(_) => answer_frame(request.id, false, b"credential too large"),

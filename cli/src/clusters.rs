@@ -58,10 +58,11 @@ pub(crate) async fn run(ctx: &Ctx, c: ClusterCmd) -> anyhow::Result<()> {
             ctx.print(&raw, || {
                 println!("{}", t.token);
                 eprintln!(
-                    "single use, expires {}; on the agent's machine:\n  warden agent --server {} --ca-cert CA.pem --state-dir DIR --join-token {}",
+                    "single use, expires {}; on the agent's machine (the token in the\n\
+                     environment, not on the command line, where `ps` shows it):\n  \
+                     WARDEN_JOIN_TOKEN=... warden agent --server {} --ca-cert CA.pem --state-dir DIR",
                     output::time_or(Some(t.expires_at), "-"),
                     ctx.server,
-                    t.token
                 );
             })
         }

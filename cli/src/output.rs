@@ -264,21 +264,22 @@ pub fn pods(list: &PodList) {
         "POD", "PHASE", "READY", "RESTARTS", "STARTED"
     );
     for p in &list.pods {
+        // Pod fields come from the cluster's agent: printed escaped.
         println!(
             "{:<40} {:<12} {:<6} {:<9} {:<21} {}",
-            p.name,
-            p.phase,
+            printable(&p.name),
+            printable(&p.phase),
             yes_no(p.ready),
             p.restarts,
             time_or(p.started_at_ms.and_then(|t| i64::try_from(t).ok()), "-"),
-            p.last_exit.as_deref().unwrap_or("-")
+            printable(p.last_exit.as_deref().unwrap_or("-"))
         );
     }
     // Isolation is the same for every pod of a node; said once, never hidden.
     let mut isolations: Vec<&str> = list.pods.iter().map(|p| p.isolation.as_str()).collect();
     isolations.dedup();
     for i in isolations {
-        println!("isolation: {i}");
+        println!("isolation: {}", printable(i));
     }
 }
 
@@ -292,13 +293,16 @@ pub fn clusters(list: &[ClusterInfo]) {
         "CLUSTER", "STATE", "RUNTIME", "VERSION", "ADDRESS", "LAST SEEN", "PODS"
     );
     for c in list {
+        // What an agent reports is printed escaped: it must not drive the
+        // operator's terminal.
+        let shown = |s: Option<&str>| printable(s.unwrap_or("-"));
         println!(
             "{:<20} {:<10} {:<11} {:<9} {:<22} {:<21} {:>5}  {}",
             c.name,
             if c.connected { "online" } else { "offline" },
-            c.runtime.as_deref().unwrap_or("-"),
-            c.version.as_deref().unwrap_or("-"),
-            c.address.as_deref().unwrap_or("-"),
+            shown(c.runtime.as_deref()),
+            shown(c.version.as_deref()),
+            shown(c.address.as_deref()),
             time_or(c.last_seen_at, "never"),
             c.pods.map_or_else(|| "-".to_owned(), |n| n.to_string()),
             c.environments.join(", ")

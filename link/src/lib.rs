@@ -383,12 +383,17 @@ impl Hub {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_concurrent_streams(MAX_STREAMS)
             .serve_connection(TokioIo::new(io), service);
-        let result = tokio::select! {
+        // Forgotten however this future ends, also when the caller drops
+        // it (to cut the link off).
+        let _forget = Forget {
+            hub: self,
+            agent,
+            conn: &conn,
+        };
+        tokio::select! {
             r = http => r.map_err(LinkError::from),
             _ = ended.wait_for(|e| *e) => Ok(()),
-        };
-        self.forget(agent, &conn);
-        result
+        }
     }
 
     /// Ends `agent`'s link, if it has one: its streams end with an error on
@@ -514,6 +519,19 @@ impl Hub {
             Ok(r) => r,
             Err(_) => Err(LinkError::OpenTimeout(id)),
         }
+    }
+}
+
+/// Drops a connection from the registry when its `serve` ends.
+struct Forget<'a> {
+    hub: &'a Hub,
+    agent: &'a str,
+    conn: &'a Arc<Conn>,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.hub.forget(self.agent, self.conn);
     }
 }
 

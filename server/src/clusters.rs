@@ -84,9 +84,50 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// overlaps its predecessor briefly).
 const MAX_LINKS_PER_CLUSTER: usize = 2;
 /// TLS handshakes in progress at once on the agent listener.
-const MAX_HANDSHAKES: usize = 64;
+const MAX_HANDSHAKES: usize = 256;
+/// TLS handshakes in progress at once from one IP address.
+const MAX_HANDSHAKES_PER_SOURCE: usize = 4;
 /// Longest TLS handshake on the agent listener.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a live link re-checks that its certificate is still its
+/// cluster's (a removal or re-enrollment on another replica ends it).
+const LINK_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One of a source's handshake slots, given back when dropped.
+struct SourceSlot {
+    table: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl SourceSlot {
+    fn take(
+        table: &Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+        ip: std::net::IpAddr,
+    ) -> Option<Self> {
+        let mut t = lock(table);
+        let n = t.entry(ip).or_insert(0);
+        if *n >= MAX_HANDSHAKES_PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut t = lock(&self.table);
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
 
 impl Clusters {
     /// No agents yet.
@@ -181,6 +222,7 @@ pub(crate) async fn serve_agents(
         }
     }
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
+    let per_source: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -190,7 +232,13 @@ pub(crate) async fn serve_agents(
                 continue;
             }
         };
+        // Silent connections hold a handshake slot until the timeout: a
+        // source gets a few at once, so one source cannot hold them all.
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            continue;
+        };
+        let source = SourceSlot::take(&per_source, peer.ip());
+        let Some(source) = source else {
             continue;
         };
         let app = app.clone();
@@ -205,7 +253,7 @@ pub(crate) async fn serve_agents(
                 tokio_rustls::TlsAcceptor::from(config).accept(tcp),
             )
             .await;
-            drop(permit);
+            drop((permit, source));
             let Ok(Ok(tls)) = accepted else { return };
             let fingerprint = tls
                 .get_ref()
@@ -236,7 +284,13 @@ pub(crate) async fn serve_agents(
             }
             tracing::info!(%cluster, %address, "agent connected");
             drop(a);
-            attach(app.clone(), cluster.clone(), tls).await;
+            let fingerprint = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| crate::enroll::fingerprint(c));
+            attach(app.clone(), cluster.clone(), tls, fingerprint).await;
             if let Some(a) = app.upgrade() {
                 a.clusters.link_closed(&cluster);
             }
@@ -338,7 +392,7 @@ pub async fn start_local_agent(
             if let Some(a) = weak.upgrade() {
                 a.clusters.link_opened(LOCAL_CLUSTER, "in-process");
             }
-            let serving = tokio::spawn(attach(weak.clone(), LOCAL_CLUSTER.to_owned(), near));
+            let serving = tokio::spawn(attach(weak.clone(), LOCAL_CLUSTER.to_owned(), near, None));
             let _ = warden_link::run_agent(far, move |header, stream| {
                 agent.clone().handle(header, stream)
             })
@@ -364,7 +418,7 @@ pub async fn start_local_agent(
 /// Serves one authenticated agent connection on the hub until it ends,
 /// with the link's credential stream: pods' credentials are minted here,
 /// for the service the agent names, and audited.
-pub(crate) async fn attach<I>(app: Weak<App>, name: String, io: I)
+pub(crate) async fn attach<I>(app: Weak<App>, name: String, io: I, fingerprint: Option<String>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -399,8 +453,33 @@ where
             tracing::warn!(agent = %name, "could not open the agent's credential stream");
         })
     };
-    if let Err(e) = hub.serve(&name, io).await {
-        tracing::info!(agent = %name, error = %e, "agent link ended");
+    // A link authenticated by certificate lives only while that certificate
+    // is its cluster's: removed or re-enrolled (on any replica), it ends.
+    let still_current = {
+        let (app, name) = (app.clone(), name.clone());
+        async move {
+            let Some(fingerprint) = fingerprint else {
+                return std::future::pending().await;
+            };
+            loop {
+                tokio::time::sleep(LINK_RECHECK).await;
+                let Some(app) = app.upgrade() else { return };
+                match app.store.cluster(&name).await {
+                    Ok(Some(row)) if row.cert_fingerprint.as_deref() == Some(&fingerprint) => {}
+                    // A passing storage error does not cut a link.
+                    Err(_) => {}
+                    Ok(_) => return,
+                }
+            }
+        }
+    };
+    tokio::select! {
+        r = hub.serve(&name, io) => if let Err(e) = r {
+            tracing::info!(agent = %name, error = %e, "agent link ended");
+        },
+        () = still_current => {
+            tracing::warn!(agent = %name, "agent link cut: its certificate is no longer its cluster's");
+        }
     }
     credentials.abort();
 }

@@ -707,3 +707,221 @@ async fn an_enrolled_agent_runs_its_clusters_pods_and_is_cut_off_when_removed() 
     }
     agent.kill();
 }
+
+// ---------------------------------------------------------------------------
+// A hostile agent (review of issue 10, enrollment): it holds a real
+// enrollment but runs its own code on the link.
+
+/// Enrolls a fresh key with `token` through the public route: the key, the
+/// certificate (PEM) and the link address.
+async fn enroll_key(dev: &Dev, token: &str) -> (rcgen::KeyPair, String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    let e = dev
+        .ok(
+            Method::POST,
+            "/api/v1/agents/enroll",
+            Some(json!({"token": token, "csr": csr.pem().unwrap()})),
+        )
+        .await;
+    (
+        key,
+        e["certificate"].as_str().unwrap().to_owned(),
+        e["link"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A TLS connection to the agent listener as that key, from `source`.
+async fn dial_link(
+    dev: &Dev,
+    link: &str,
+    key: &rcgen::KeyPair,
+    cert: &str,
+    source: std::net::Ipv4Addr,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let pk = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
+    for c in CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, pk)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((source, 0).into())?;
+    let tcp = socket.connect(link.parse().unwrap()).await?;
+    tcp.set_nodelay(true)?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+}
+
+/// Runs a hostile agent over `io`: on the credential stream it sends
+/// `requests` credential requests for `service` and reports the first
+/// answer; `Hello` is answered with `hello`.
+fn hostile_agent(
+    io: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    service: &'static str,
+    requests: u64,
+    hello: Value,
+) -> (
+    tokio::task::JoinHandle<Result<(), warden_link::LinkError>>,
+    tokio::sync::mpsc::Receiver<(bool, Vec<u8>)>,
+) {
+    use warden_agent::wire::{self, FrameReader, Op};
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(warden_link::run_agent(
+        io,
+        move |header: bytes::Bytes, stream: warden_link::LinkStream| {
+            let (tx, hello) = (tx.clone(), hello.clone());
+            async move {
+                let op: Op = serde_json::from_slice(&header).unwrap();
+                let (mut send, recv) = stream.split();
+                match op {
+                    Op::Hello => {
+                        let _ = send.send(wire::json_frame(wire::RESULT, &hello)).await;
+                        let _ = send.finish().await;
+                    }
+                    Op::Credentials => {
+                        // The first answer is read and reported; after it
+                        // the agent only sends, never reads.
+                        let mut answers = FrameReader::new(recv);
+                        for id in 0..requests {
+                            let req = json!({"id": id, "service": service, "pod": "api-zzzzz"});
+                            if send.send(wire::json_frame(10, &req)).await.is_err() {
+                                return;
+                            }
+                            if id == 0
+                                && let Ok(Some((11, body))) = answers.next().await
+                            {
+                                let _ = tx.send((body[8] == 1, body[9..].to_vec())).await;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        drop(answers);
+                    }
+                    _ => {}
+                }
+            }
+        },
+    ));
+    (task, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_agent_gets_nothing_of_other_clusters_and_cannot_lock_the_listener() {
+    let dev = Dev::start().await;
+    // Another organization's production service, on `local`.
+    dev.scopes("globex/bank/prod", "production", &["db"]).await;
+    let token = dev.join_token("edge", 600).await;
+    let (key, cert, link) = enroll_key(&dev, &token).await;
+    let loopback = std::net::Ipv4Addr::LOCALHOST;
+
+    // 1. No credential for a service not placed on its cluster; refused
+    //    and audited in the victim's organization log.
+    let io = dial_link(&dev, &link, &key, &cert, loopback).await.unwrap();
+    let hello =
+        json!({"Ok": {"runtime": "\u{1b}]0;PWNED\u{7}\u{1b}[2J", "version": "1", "node": "n"}});
+    let (task, mut answers) = hostile_agent(io, "globex/bank/prod/db", 1, hello);
+    let (ok, body) = tokio::time::timeout(Duration::from_secs(20), answers.recv())
+        .await
+        .expect("no credential answer")
+        .unwrap();
+    assert!(!ok, "minted: {}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("does not run on cluster edge"));
+    let globex = dev
+        .ok(Method::GET, "/api/v1/audit/globex/entries?limit=1000", None)
+        .await
+        .to_string();
+    assert!(globex.contains("workload_token.create") && globex.contains("forbidden"));
+
+    // 2. What an agent says about itself reaches the operator's terminal
+    //    escaped.
+    dev.until_connected("edge", true).await;
+    let out = std::process::Command::new(warden_bin())
+        .args(["cluster", "list"])
+        .env("WARDEN_CONFIG", dev.base.path().join("client.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.stdout.contains(&0x1b),
+        "{:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    task.abort();
+
+    // 3. A flood of credential requests it never reads the answers of stays
+    //    bounded (a few in flight, at most 50 a second), in memory and in
+    //    the audit log.
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let before = rss(dev.child.id());
+    let io = dial_link(&dev, &link, &key, &cert, loopback).await.unwrap();
+    let started = Instant::now();
+    let (flood, _answers) = hostile_agent(io, "globex/bank/prod/db", 20_000, json!(null));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refusals = dev
+        .ok(Method::GET, "/api/v1/audit/globex/entries?limit=1000", None)
+        .await
+        .to_string()
+        .matches("workload_token.create")
+        .count();
+    let bound = 2 + 50 * (started.elapsed().as_secs() as usize + 1);
+    assert!(
+        refusals <= bound,
+        "{refusals} credential requests answered in {:?}",
+        started.elapsed()
+    );
+    let grown = rss(dev.child.id()).saturating_sub(before);
+    assert!(grown < 32 * 1024, "the control plane grew {grown} KiB");
+    flood.abort();
+
+    // 4. Silent connections from one source hold a few handshake slots,
+    //    not all: the agent (another address) still gets in.
+    let attacker = {
+        let link = link.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                while held.len() < 64 {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind(([127, 0, 0, 2], 0).into()).unwrap();
+                    match socket.connect(link.parse().unwrap()).await {
+                        Ok(s) => held.push(s),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                held.clear();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        dial_link(&dev, &link, &key, &cert, loopback)
+            .await
+            .expect("the enrolled agent was locked out");
+    }
+    attacker.abort();
+}

@@ -125,9 +125,35 @@ pub(super) async fn join_token(
         .await
 }
 
+/// Where an agent should dial: the listener's address, or, when it listens
+/// on every address, the host the agent reached the API by.
+fn advertised(link: std::net::SocketAddr, headers: &axum::http::HeaderMap) -> String {
+    if !link.ip().is_unspecified() {
+        return link.to_string();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| match h.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => h,
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        });
+    match host {
+        Some(h) => format!("{h}:{}", link.port()),
+        None => link.to_string(),
+    }
+}
+
 pub(super) async fn enroll(
     State(app): State<AppState>,
     meta: Meta,
+    headers: axum::http::HeaderMap,
     Body(req): Body<EnrollRequest, PUBLIC_BODY_LIMIT>,
 ) -> Result<Json<Enrolled>, ApiError> {
     let app: &App = &app;
@@ -173,7 +199,7 @@ pub(super) async fn enroll(
             Ok(Json(Enrolled {
                 cluster: cluster.name,
                 certificate: cert.pem(),
-                link: link.to_string(),
+                link: advertised(link, &headers),
             }))
         })
         .await
@@ -299,13 +325,16 @@ pub(super) async fn place(
     let env = ScopePath::parse_kind(&path_arg(path)?, ScopeKind::Environment)?;
     let cluster = cluster_name(&req.cluster)?;
     let app: &App = &app;
+    // Which machines run an organization's code is the installation's
+    // decision, not the organization's (review of issue 10, finding 4):
+    // placing is `cluster.manage`, at the root.
     app.pipeline
         .run_stored(
             &caller,
             Operation::new(
                 "env.place",
-                Action::EnvManage,
-                Scope::Path(env.clone()),
+                Action::ClusterManage,
+                Scope::Root,
                 Target::scope(&env),
             ),
             |_permit| async {

@@ -541,7 +541,7 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: "PUT",
         path: "/api/v1/placements/{*env}",
-        guard: Guard::Requires(&[Action::EnvManage]),
+        guard: Guard::Requires(&[Action::ClusterManage]),
         summary: "Place an environment's pods on a cluster.",
         doc: Doc::empty().body(of::<Placement>),
         handler: || put(clusters::place),
