@@ -771,6 +771,9 @@ async fn dial_link(
         .await
 }
 
+/// A hostile agent's link task.
+type HostileLink = tokio::task::JoinHandle<Result<(), warden_link::LinkError>>;
+
 /// Runs a hostile agent over `io`: on the credential stream it sends
 /// `requests` credential requests for `service` and reports the first
 /// answer; `Hello` is answered with `hello`.
@@ -779,10 +782,7 @@ fn hostile_agent(
     service: &'static str,
     requests: u64,
     hello: Value,
-) -> (
-    tokio::task::JoinHandle<Result<(), warden_link::LinkError>>,
-    tokio::sync::mpsc::Receiver<(bool, Vec<u8>)>,
-) {
+) -> (HostileLink, tokio::sync::mpsc::Receiver<(bool, Vec<u8>)>) {
     use warden_agent::wire::{self, FrameReader, Op};
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let task = tokio::spawn(warden_link::run_agent(
