@@ -84,6 +84,13 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
     ])
     .map_err(|e| DevError::Start(e.into()))?;
     let pki = ensure_dev_pki(&tls_dir)?;
+    // Agents keep the link address they enrolled with: the first start
+    // picks a free port and records it, later starts listen there again.
+    let port_file = data_dir.join("agent-port");
+    let agent_port = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .unwrap_or(0);
     let running = start(ServerOptions {
         listen,
         database_url: format!("sqlite://{}", data_dir.join("warden.db").display()),
@@ -96,9 +103,14 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         // is simply adopted.
         adopt_unprotected_rows: true,
         // Agents on this machine may enroll (`warden cluster join-token`).
-        agent_listen: Some(SocketAddr::new(listen.ip(), 0)),
+        agent_listen: Some(SocketAddr::new(listen.ip(), agent_port)),
     })
     .await?;
+    if let Some(addr) = running.agent_addr
+        && agent_port == 0
+    {
+        write_private(&port_file, addr.port().to_string().as_bytes())?;
+    }
     let app = running.app.clone();
     let meta = RequestMeta::new(Credential::None, Some("local".to_owned()), Transport::Http);
     let status = app

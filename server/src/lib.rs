@@ -88,6 +88,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where agents dial in, if this server listens for them.
     pub agent_addr: Option<SocketAddr>,
+    /// The agent listener.
+    agents: Option<JoinHandle<()>>,
     /// Shared state (tests and `warden dev` reach the vault through it).
     pub app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
@@ -97,6 +99,10 @@ pub struct Running {
 impl Running {
     /// Stops accepting, drains in-flight requests, flushes, returns.
     pub async fn shutdown(mut self) {
+        if let Some(agents) = self.agents.take() {
+            agents.abort();
+            let _ = agents.await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -124,7 +130,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     tokio::spawn(warden_audit::signing::checkpointer(Arc::downgrade(
         &app.audit_signer,
     )));
-    let agent_addr = match opts.agent_listen {
+    let (agent_addr, agents) = match opts.agent_listen {
         Some(at) => {
             let agents = tokio::net::TcpListener::bind(at)
                 .await
@@ -133,15 +139,15 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
                     reason: e.to_string(),
                 })?;
             let bound = agents.local_addr().ok();
-            tokio::spawn(clusters::serve_agents(
+            let task = tokio::spawn(clusters::serve_agents(
                 agents,
                 Arc::downgrade(&app),
                 opts.tls.cert_resolver.clone(),
             ));
             tracing::info!(addr = ?bound, "listening for agents (mutual TLS)");
-            bound
+            (bound, Some(task))
         }
-        None => None,
+        None => (None, None),
     };
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
@@ -156,6 +162,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         agent_addr,
+        agents,
         app,
         stop: Some(stop),
         task,

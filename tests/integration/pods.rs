@@ -574,7 +574,7 @@ impl Dev {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enrolled_agent_runs_its_clusters_pods_and_is_cut_off_when_removed() {
-    let dev = Dev::start().await;
+    let mut dev = Dev::start().await;
     let state = dev.base.path().join("agent");
 
     // Enrollment: a token works once; an expired one and a used one are
@@ -677,6 +677,43 @@ async fn an_enrolled_agent_runs_its_clusters_pods_and_is_cut_off_when_removed() 
     b.sort_by_key(|k| k.0.to_string());
     a.sort_by_key(|k| k.0.to_string());
     assert_eq!(a, b);
+
+    // A second agent, a separate process, serves another environment.
+    let state2 = dev.base.path().join("agent2");
+    let token2 = dev.join_token("edge2", 600).await;
+    let _agent2 = AgentProcess::spawn(&dev, &state2, Some(&token2));
+    dev.until_connected("edge2", true).await;
+    dev.scopes("acme/shop/edge2", "development", &["api"]).await;
+    let placed = dev
+        .send(
+            Method::PUT,
+            "/api/v1/placements/acme/shop/edge2",
+            Some(json!({"cluster": "edge2"})),
+        )
+        .await;
+    assert_eq!(placed.0, 204, "{placed:?}");
+    dev.apply("acme/shop/edge2/api", spec).await.unwrap();
+    for p in dev.ready("acme/shop/edge2/api", 2).await {
+        let name = p["name"].as_str().unwrap();
+        assert!(state2.join("runtime/pods").join(name).exists());
+        assert!(!state.join("runtime/pods").join(name).exists());
+    }
+
+    // kill -9 of the server: the agents' pods keep running; when it comes
+    // back (same data directory, same agent port), the agents dial in
+    // again and it finds the same pods, none duplicated or restarted.
+    dev.crash_and_restart().await;
+    for cluster in ["edge", "edge2"] {
+        let took = dev.until_connected(cluster, true).await;
+        assert!(
+            took < Duration::from_secs(15),
+            "{cluster} back after {took:?}"
+        );
+    }
+    let again = dev.ready("acme/shop/edge/api", 2).await;
+    let mut c: Vec<_> = again.iter().map(key_of).collect();
+    c.sort_by_key(|k| k.0.to_string());
+    assert_eq!(c, b);
 
     // Removing the cluster ends its link at once, and its certificate is
     // refused when it dials again (audited); its environment is not moved
