@@ -9,7 +9,7 @@
 //! | [`RESULT`] | agent → hub | JSON `Result<T, WireError>` |
 //! | [`STDIN`] | hub → agent | bytes for the process's stdin |
 //! | [`STDIN_EOF`] | hub → agent | empty: close stdin |
-//! | [`CONTROL`] | hub → agent | JSON [`ExecControlMsg`] |
+//! | [`CONTROL`] | hub → agent | JSON [`ExecControlMsg`](warden_runtime::ExecControlMsg) |
 //! | [`STDOUT`], [`STDERR`] | agent → hub | the process's output |
 //! | [`EXIT`] | agent → hub | JSON `Result<ExitStatus, WireError>`, last |
 //! | [`LOG`] | agent → hub | `u8` stream (1 stdout, 2 stderr), `u64` ms, bytes |

@@ -7,7 +7,7 @@
 //! path, whether the pods are in this process or behind an agent on
 //! another network.
 //!
-//! Agents in other processes dial the agent listener ([`serve_agents`])
+//! Agents in other processes dial the agent listener (`serve_agents`)
 //! with the client certificate they enrolled for (`crate::enroll`); an
 //! environment runs on the cluster it is placed on, else on
 //! [`LOCAL_CLUSTER`]. Not built: routing between replicas (an agent's link
