@@ -117,6 +117,20 @@ impl Runtime for RemoteRuntime {
         })
     }
 
+    fn scale<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            self.call(&Op::Scale {
+                service: service.clone(),
+                replicas,
+            })
+            .await
+        })
+    }
+
     fn stop<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             self.call(&Op::Stop {

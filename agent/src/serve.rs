@@ -75,6 +75,7 @@ impl Agent {
             // Handled before (it holds the whole stream).
             Op::Credentials => Ok(()),
             Op::Apply { service, spec } => unary(tx, rt.apply(&service, &spec).await).await,
+            Op::Scale { service, replicas } => unary(tx, rt.scale(&service, replicas).await).await,
             Op::Stop { service } => unary(tx, rt.stop(&service).await).await,
             Op::Start { service } => unary(tx, rt.start(&service).await).await,
             Op::Restart { service } => unary(tx, rt.restart(&service).await).await,

@@ -61,6 +61,13 @@ pub enum Op {
         /// Its workload.
         spec: WorkloadSpec,
     },
+    /// `Runtime::scale`.
+    Scale {
+        /// The service.
+        service: ServiceRef,
+        /// The new replica count.
+        replicas: u32,
+    },
     /// `Runtime::stop`.
     Stop {
         /// The service.
@@ -119,6 +126,7 @@ impl Op {
         match self {
             Self::Hello => "hello",
             Self::Apply { .. } => "apply",
+            Self::Scale { .. } => "scale",
             Self::Stop { .. } => "stop",
             Self::Start { .. } => "start",
             Self::Restart { .. } => "restart",

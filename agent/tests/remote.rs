@@ -242,11 +242,12 @@ async fn operations_cross_the_link() {
     assert!(matches!(e, RuntimeError::PodNotFound(_)), "{e}");
     let e = remote.stop(&service()).await.unwrap_err();
     assert!(matches!(e, RuntimeError::ServiceNotFound(_)), "{e}");
-    remote
-        .apply(&svc, &spec.clone().with_replicas(1).unwrap())
-        .await
-        .unwrap();
+    remote.scale(&svc, 1).await.unwrap();
     running(&remote, &svc, 1).await;
+    let e = remote.scale(&svc, 65).await.unwrap_err();
+    assert!(matches!(e, RuntimeError::InvalidSpec { .. }), "{e}");
+    let e = remote.scale(&service(), 1).await.unwrap_err();
+    assert!(matches!(e, RuntimeError::ServiceNotFound(_)), "{e}");
     remote
         .refresh_credential(
             &warden_runtime::CredentialTarget::Service(svc.clone()),

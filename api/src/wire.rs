@@ -932,6 +932,15 @@ pub struct WorkloadControl {
     pub action: String,
 }
 
+/// `POST /api/v1/workload-scale/{service}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadScale {
+    /// Pods wanted (0 to 64); the rest of the spec is kept.
+    #[schemars(range(max = 64))]
+    pub replicas: u32,
+}
+
 /// A pod, as its cluster's agent reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PodInfo {

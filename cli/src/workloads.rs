@@ -55,6 +55,13 @@ pub(crate) enum ServiceCmd {
         /// ORG/PROJECT/ENV/SERVICE.
         service: String,
     },
+    /// Change the number of pods, keeping the rest of the spec.
+    Scale {
+        /// ORG/PROJECT/ENV/SERVICE.
+        service: String,
+        /// Pods wanted (0 to 64).
+        replicas: u32,
+    },
 }
 
 /// `warden pod`.
@@ -120,6 +127,18 @@ pub(crate) async fn service(ctx: &Ctx, c: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Stop { service } => control(service, "stop").await,
         ServiceCmd::Start { service } => control(service, "start").await,
         ServiceCmd::Restart { service } => control(service, "restart").await,
+        ServiceCmd::Scale { service, replicas } => {
+            scope_path(&service, Some(ScopeKind::Service))?;
+            ctx.call_empty(
+                M::POST,
+                &format!("/api/v1/workload-scale/{service}"),
+                Some(json!({ "replicas": replicas })),
+            )
+            .await?;
+            ctx.print(&json!({ "service": service, "replicas": replicas }), || {
+                println!("{service}: scaled to {replicas}")
+            })
+        }
     }
 }
 

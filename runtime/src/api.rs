@@ -753,6 +753,14 @@ pub trait Runtime: Send + Sync {
         spec: &'a WorkloadSpec,
     ) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
+    /// Changes the replica count of the declared workload, keeping the rest
+    /// of its spec (and whether it is stopped).
+    fn scale<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>>;
+
     /// Scales to zero, keeping the spec. Returns when the pods are gone.
     fn stop<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>>;
 

@@ -322,6 +322,24 @@ async fn pods_run_isolated_and_are_reached_through_the_pipeline() {
     dev.control("acme/shop/dev/api", "start").await;
     dev.ready("acme/shop/dev/api", 2).await;
 
+    // Scale keeps the spec and changes the count; its argument is checked.
+    let scale = |n: Value| json!({ "replicas": n });
+    let path = "/api/v1/workload-scale/acme/shop/dev/api";
+    assert_eq!(
+        dev.send(Method::POST, path, Some(scale(json!(3)))).await.0,
+        204
+    );
+    dev.ready("acme/shop/dev/api", 3).await;
+    assert_eq!(
+        dev.send(Method::POST, path, Some(scale(json!(2)))).await.0,
+        204
+    );
+    dev.ready("acme/shop/dev/api", 2).await;
+    for bad in [scale(json!(65)), json!({}), scale(json!(-1))] {
+        let (code, body) = dev.send(Method::POST, path, Some(bad.clone())).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+
     // Every step is in the audit log, the logs read included.
     let entries = dev
         .ok(Method::GET, "/api/v1/audit/acme/entries?limit=500", None)

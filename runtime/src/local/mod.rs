@@ -1216,6 +1216,22 @@ impl Runtime for LocalRuntime {
         })
     }
 
+    fn scale<'a>(
+        &'a self,
+        service: &'a ServiceRef,
+        replicas: u32,
+    ) -> BoxFuture<'a, Result<(), RuntimeError>> {
+        Box::pin(async move {
+            let mut d = lock(&self.inner.state)
+                .services
+                .get(service)
+                .cloned()
+                .ok_or_else(|| RuntimeError::ServiceNotFound(service.to_string()))?;
+            d.spec = d.spec.with_replicas(replicas)?;
+            self.inner.declare(d).await
+        })
+    }
+
     fn stop<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
             let mut d = lock(&self.inner.state)

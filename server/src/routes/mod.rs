@@ -571,6 +571,14 @@ pub static ROUTES: &[RouteSpec] = &[
         handler: || post(workloads::control),
     },
     RouteSpec {
+        method: "POST",
+        path: "/api/v1/workload-scale/{*service}",
+        guard: Guard::Requires(&[Action::DeployRun]),
+        summary: "Change a service's replica count, keeping the rest of its spec.",
+        doc: Doc::empty().body(of::<WorkloadScale>),
+        handler: || post(workloads::scale),
+    },
+    RouteSpec {
         method: "GET",
         path: "/api/v1/pods/{*scope}",
         guard: Guard::Requires(&[Action::EnvRead]),

@@ -204,6 +204,32 @@ pub(super) async fn control(
         .await
 }
 
+pub(super) async fn scale(
+    State(app): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    Body(req): Body<WorkloadScale>,
+) -> Result<StatusCode, ApiError> {
+    let service = service_arg(path)?;
+    let app: &App = &app;
+    let (path, env) = (service.path().clone(), service.environment());
+    app.pipeline
+        .run(
+            &caller,
+            op("workload.scale", Action::DeployRun, &path),
+            |_permit| async {
+                may_start_pods(app, &caller, &path).await?;
+                existing(app, &path).await?;
+                runtime_for(app, &env)
+                    .await?
+                    .scale(&service, req.replicas)
+                    .await?;
+                Ok(StatusCode::NO_CONTENT)
+            },
+        )
+        .await
+}
+
 pub(super) async fn pods(
     State(app): State<AppState>,
     caller: Caller,
