@@ -97,13 +97,17 @@ pub(crate) const RUNTIME_HELPER_ARG: &str = "__runtime";
 
 /// Runs a pod helper (never returns); see [`RUNTIME_HELPER_ARG`].
 pub(crate) fn runtime_helper(args: Vec<std::ffi::OsString>) -> ! {
-    warden_server::clusters::runtime_helper(args)
+    warden_runtime::helper_main(args)
 }
 
-/// How the local runtime runs this binary for its pod helpers.
+/// How the local runtime runs this binary for its pod helpers (`main`
+/// dispatches [`RUNTIME_HELPER_ARG`] to [`runtime_helper`]).
 pub(crate) fn pod_helper() -> anyhow::Result<warden_runtime::HelperCommand> {
-    warden_server::clusters::local_agent_helper()
-        .context("locating the warden binary for the pod runtime")
+    Ok(warden_runtime::HelperCommand {
+        program: std::env::current_exe()
+            .context("locating the warden binary for the pod runtime")?,
+        args: vec![RUNTIME_HELPER_ARG.into()],
+    })
 }
 
 /// `warden dev`: runs until Ctrl-C or SIGTERM.

@@ -32,7 +32,8 @@ use zeroize::Zeroizing;
 
 use crate::state::App;
 
-/// The cluster of the in-process agent, and for now of every environment.
+/// The cluster of `warden dev`'s in-process agent, and of every
+/// environment not placed on another.
 pub const LOCAL_CLUSTER: &str = "local";
 
 /// How long the in-process agent waits for each new pod of a rollout.
@@ -261,10 +262,10 @@ pub(crate) async fn serve_agents(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| crate::enroll::fingerprint(c));
-            let cluster = match (fingerprint, a.store.clusters().await) {
+            let cluster = match (&fingerprint, a.store.clusters().await) {
                 (Some(f), Ok(rows)) => rows
                     .into_iter()
-                    .find(|r| r.cert_fingerprint.as_deref() == Some(f.as_str()))
+                    .find(|r| r.cert_fingerprint.as_ref() == Some(f))
                     .map(|r| r.name),
                 _ => None,
             };
@@ -284,12 +285,6 @@ pub(crate) async fn serve_agents(
             }
             tracing::info!(%cluster, %address, "agent connected");
             drop(a);
-            let fingerprint = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| crate::enroll::fingerprint(c));
             attach(app.clone(), cluster.clone(), tls, fingerprint).await;
             if let Some(a) = app.upgrade() {
                 a.clusters.link_closed(&cluster);
@@ -312,28 +307,13 @@ impl Clusters {
     }
 }
 
-/// Entry point of the local runtime's helper processes, for the binary's
-/// `main` (`warden __runtime ROLE ...`; see [`local_agent_helper`]). `args`
-/// start at the role.
-pub fn runtime_helper(args: Vec<std::ffi::OsString>) -> ! {
-    warden_runtime::helper_main(args)
-}
-
-/// How the local runtime re-executes this binary for its helpers: `main`
-/// must dispatch `__runtime` to [`runtime_helper`] before starting tokio.
-pub fn local_agent_helper() -> Result<HelperCommand, std::io::Error> {
-    Ok(HelperCommand {
-        program: std::env::current_exe()?,
-        args: vec!["__runtime".into()],
-    })
-}
-
 /// The in-process agent's configuration.
 #[derive(Debug, Clone)]
 pub struct LocalAgent {
     /// The local runtime's state directory (inside the data directory).
     pub state_dir: PathBuf,
-    /// How to run the runtime's helpers ([`local_agent_helper`]).
+    /// How to run the runtime's helpers (the binary's `main` dispatches
+    /// them: `warden_runtime::helper_main`).
     pub helper: HelperCommand,
     /// Host paths no pod may see: the data directory (database, unseal key,
     /// TLS keys, token).

@@ -649,6 +649,11 @@ async fn an_enrolled_agent_runs_its_clusters_pods_and_is_cut_off_when_removed() 
     let before = dev.ready("acme/shop/edge/api", 2).await;
     let pod = before[0]["name"].as_str().unwrap().to_owned();
     dev.logs_until(&format!("acme/shop/edge/api/{pod}"), &format!("on={pod}"));
+    // The registry shows the agent's own report.
+    let shown = dev.ok(Method::GET, "/api/v1/clusters/edge", None).await;
+    assert_eq!(shown["pods"], 2, "{shown}");
+    assert_eq!(shown["runtime"], "local", "{shown}");
+    assert_eq!(shown["environments"], json!(["acme/shop/edge"]), "{shown}");
     // Its pods live under the agent's state directory, not the server's.
     assert!(state.join("runtime/pods").join(&pod).exists());
     assert!(!dev.data().join("runtime/pods").join(&pod).exists());

@@ -227,19 +227,20 @@ async fn info(
             version = Some(hello.version);
             node = Some(hello.node);
         }
-        let mut n = 0u32;
-        for env in &environments {
-            if let Ok(path) = ScopePath::parse_kind(env, ScopeKind::Environment)
-                && let Ok(Ok(list)) = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    remote.pods(&Selector::Environment(path)),
-                )
-                .await
-            {
-                n += u32::try_from(list.len()).unwrap_or(u32::MAX);
+        // The agent's own count (for `local`, also the environments that
+        // are on it for want of a placement).
+        let count = async {
+            let mut n = 0u32;
+            for service in remote.services().await? {
+                let list = remote.pods(&Selector::Service(service)).await?;
+                n = n.saturating_add(u32::try_from(list.len()).unwrap_or(u32::MAX));
             }
-        }
-        pods = Some(n);
+            Ok::<_, warden_runtime::RuntimeError>(n)
+        };
+        pods = tokio::time::timeout(Duration::from_secs(2), count)
+            .await
+            .ok()
+            .and_then(Result::ok);
     }
     ClusterInfo {
         name: name.to_owned(),
