@@ -55,24 +55,27 @@ pub struct CredentialRequest {
 }
 
 /// The agent's side: a [`CredentialSource`] for its runtime, fed by the
-/// credential stream of the current link.
+/// credential streams of its links (one per control-plane replica; a
+/// request goes to the newest).
 #[derive(Clone, Default)]
 pub struct CredentialFeed {
     inner: Arc<FeedInner>,
 }
 
 struct FeedInner {
-    sender: Mutex<Option<Arc<LinkSender>>>,
-    pending: Mutex<HashMap<u64, Waiter>>,
+    /// The attached streams' senders, oldest first, by serial.
+    senders: Mutex<Vec<(u64, Arc<LinkSender>)>>,
+    /// Requests waiting for an answer, with the stream they went on.
+    pending: Mutex<HashMap<u64, (u64, Waiter)>>,
     next: AtomicU64,
-    /// Whether a credential stream is attached.
+    /// Whether any credential stream is attached.
     attached: watch::Sender<bool>,
 }
 
 impl Default for FeedInner {
     fn default() -> Self {
         Self {
-            sender: Mutex::default(),
+            senders: Mutex::default(),
             pending: Mutex::default(),
             next: AtomicU64::default(),
             attached: watch::Sender::new(false),
@@ -101,7 +104,8 @@ impl CredentialFeed {
 
     /// Serves the control plane's credential stream until it ends.
     pub(crate) async fn attach(&self, tx: LinkSender, rx: warden_link::LinkReceiver) {
-        *lock(&self.inner.sender) = Some(Arc::new(tx));
+        let serial = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.inner.senders).push((serial, Arc::new(tx)));
         self.inner.attached.send_replace(true);
         let mut rx = FrameReader::new(rx);
         loop {
@@ -118,9 +122,26 @@ impl CredentialFeed {
                 }
             }
         }
-        *lock(&self.inner.sender) = None;
-        self.inner.attached.send_replace(false);
-        for (_, waiter) in lock(&self.inner.pending).drain() {
+        let none_left = {
+            let mut senders = lock(&self.inner.senders);
+            senders.retain(|(s, _)| *s != serial);
+            senders.is_empty()
+        };
+        if none_left {
+            self.inner.attached.send_replace(false);
+        }
+        let lost: Vec<Waiter> = {
+            let mut pending = lock(&self.inner.pending);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, (s, _))| *s == serial)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| pending.remove(id).map(|(_, w)| w))
+                .collect()
+        };
+        for waiter in lost {
             let _ = waiter.send(Err(RuntimeError::Unavailable(
                 "the link to the control plane broke".into(),
             )));
@@ -133,7 +154,7 @@ impl CredentialFeed {
         }
         let id = body.get_u64();
         let ok = body.get_u8() == 1;
-        let Some(waiter) = lock(&self.inner.pending).remove(&id) else {
+        let Some((_, waiter)) = lock(&self.inner.pending).remove(&id) else {
             return;
         };
         let _ = waiter.send(if ok {
@@ -155,12 +176,12 @@ impl CredentialSource for CredentialFeed {
         Box::pin(async move {
             // Between links (a start, a reconnect) the pod waits a little.
             self.attached(ANSWER_TIMEOUT).await;
-            let sender = lock(&self.inner.sender).clone().ok_or_else(|| {
+            let (serial, sender) = lock(&self.inner.senders).last().cloned().ok_or_else(|| {
                 RuntimeError::Credential("not connected to the control plane".into())
             })?;
             let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
-            lock(&self.inner.pending).insert(id, tx);
+            lock(&self.inner.pending).insert(id, (serial, tx));
             let request = CredentialRequest {
                 id,
                 service: service.clone(),

@@ -54,6 +54,12 @@ impl RemoteRuntime {
             .map_err(|e| wire::link_lost(&e))
     }
 
+    /// Tells the agent every listener of the control plane (it links to
+    /// each).
+    pub async fn tell_endpoints(&self, addresses: Vec<String>) -> Result<(), RuntimeError> {
+        self.call(&Op::Endpoints { addresses }).await
+    }
+
     /// What the agent says about itself.
     pub async fn hello(&self) -> Result<AgentInfo, RuntimeError> {
         self.call(&Op::Hello).await

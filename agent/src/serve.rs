@@ -24,6 +24,7 @@ pub struct Agent {
     runtime: Arc<dyn Runtime>,
     info: AgentInfo,
     credentials: CredentialFeed,
+    endpoints: Option<mpsc::UnboundedSender<Vec<String>>>,
 }
 
 impl Agent {
@@ -34,7 +35,15 @@ impl Agent {
             runtime,
             info,
             credentials,
+            endpoints: None,
         }
+    }
+
+    /// Where to report the control plane's listeners when it names them
+    /// (an agent that dials out links to each).
+    pub fn with_endpoints(mut self, sink: mpsc::UnboundedSender<Vec<String>>) -> Self {
+        self.endpoints = Some(sink);
+        self
     }
 
     /// Handles one stream: decodes the operation, runs it, answers.
@@ -80,6 +89,12 @@ impl Agent {
             Op::Start { service } => unary(tx, rt.start(&service).await).await,
             Op::Restart { service } => unary(tx, rt.restart(&service).await).await,
             Op::Delete { service } => unary(tx, rt.delete(&service).await).await,
+            Op::Endpoints { addresses } => {
+                if let Some(sink) = &self.endpoints {
+                    let _ = sink.send(addresses);
+                }
+                answer(tx, Ok(&())).await
+            }
             Op::Services => match rt.services().await {
                 Ok(services) => answer(tx, Ok(&services)).await,
                 Err(e) => answer::<()>(tx, Err(&e)).await,

@@ -88,6 +88,12 @@ pub enum Op {
         /// The service.
         service: ServiceRef,
     },
+    /// The control plane's agent listeners now (every replica's): the
+    /// agent links to each of them. Answered with `()`.
+    Endpoints {
+        /// `host:port` each.
+        addresses: Vec<String>,
+    },
     /// `Runtime::services`.
     Services,
     /// `Runtime::pods`.
@@ -131,6 +137,7 @@ impl Op {
             Self::Start { .. } => "start",
             Self::Restart { .. } => "restart",
             Self::Delete { .. } => "delete",
+            Self::Endpoints { .. } => "endpoints",
             Self::Services => "services",
             Self::Pods { .. } => "pods",
             Self::Exec { .. } => "exec",

@@ -1028,9 +1028,10 @@ pub struct Enrolled {
     pub cluster: String,
     /// Its client certificate (PEM), valid for a year.
     pub certificate: String,
-    /// Where to dial the agent link (`host:port`, mutual TLS, HTTP/2), with
-    /// the API's server certificate.
-    pub link: String,
+    /// Where to dial the agent link (`host:port`, mutual TLS, HTTP/2, the
+    /// API's server certificate): every replica's listener; the agent links
+    /// to each, so any replica reaches it.
+    pub links: Vec<String>,
 }
 
 /// A cluster and its agent.

@@ -88,6 +88,7 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
         max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
         adopt_unprotected_rows: false,
         agent_listen: None,
+        agent_advertise: None,
     })
     .await
     .context("starting Warden (PostgreSQL)")?;

@@ -56,7 +56,8 @@ enum RuntimeKind {
 #[derive(Debug, Serialize, Deserialize)]
 struct Enrollment {
     cluster: String,
-    link: String,
+    /// Every control-plane replica's agent listener, as last told.
+    links: Vec<String>,
 }
 
 const KEY_FILE: &str = "agent-key.pem";
@@ -103,7 +104,7 @@ async fn enroll(ctx: &Ctx, dir: &Path, token: Option<&str>) -> anyhow::Result<En
     write_private(&dir.join(CERT_FILE), enrolled.certificate.as_bytes())?;
     let record = Enrollment {
         cluster: enrolled.cluster,
-        link: enrolled.link,
+        links: enrolled.links,
     };
     write_private(&enrollment, &serde_json::to_vec_pretty(&record)?)?;
     Ok(record)
@@ -184,9 +185,9 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
         );
     }
     eprintln!(
-        "warden agent: cluster {}, link {}, pods: {}",
+        "warden agent: cluster {}, links {}, pods: {}",
         enrollment.cluster,
-        enrollment.link,
+        enrollment.links.join(", "),
         runtime.isolation()
     );
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
@@ -195,6 +196,7 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
         runtime.clone(),
         warden_agent::CREDENTIAL_REFRESH,
     ));
+    let (told, mut endpoints) = tokio::sync::mpsc::unbounded_channel();
     let agent = Agent::new(
         runtime,
         AgentInfo {
@@ -203,7 +205,42 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
             node,
         },
         feed,
-    );
-    warden_agent::dial_forever(enrollment.link, server_name, tls, agent).await;
-    Ok(())
+    )
+    .with_endpoints(told);
+    // One link per control-plane replica; replicas the control plane names
+    // later get one too (and are remembered for the next start).
+    let mut dialing = std::collections::BTreeSet::new();
+    let mut links = enrollment.links.clone();
+    loop {
+        for address in &links {
+            if dialing.insert(address.clone()) {
+                tokio::spawn(warden_agent::dial_forever(
+                    address.clone(),
+                    server_name.clone(),
+                    tls.clone(),
+                    agent.clone(),
+                ));
+            }
+        }
+        let Some(told) = endpoints.recv().await else {
+            return Ok(());
+        };
+        if told.iter().any(|a| !dialing.contains(a)) {
+            let record = Enrollment {
+                cluster: enrollment.cluster.clone(),
+                links: dialing
+                    .iter()
+                    .chain(told.iter())
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+            };
+            write_private(
+                &dir.join(ENROLLMENT_FILE),
+                &serde_json::to_vec_pretty(&record)?,
+            )?;
+        }
+        links = told;
+    }
 }

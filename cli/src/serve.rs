@@ -217,6 +217,7 @@ pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
         max_token_ttl: config.max_token_ttl,
         adopt_unprotected_rows,
         agent_listen: config.agent_listen,
+        agent_advertise: config.agent_advertise.clone(),
     })
     .await?;
     tracing::info!(addr = %running.addr, "warden server started (sealed until `warden operator unseal`)");

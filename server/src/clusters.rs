@@ -10,8 +10,8 @@
 //! Agents in other processes dial the agent listener (`serve_agents`)
 //! with the client certificate they enrolled for (`crate::enroll`); an
 //! environment runs on the cluster it is placed on, else on
-//! [`LOCAL_CLUSTER`]. Not built: routing between replicas (an agent's link
-//! ends on one replica; the others answer `unavailable` for its clusters).
+//! [`LOCAL_CLUSTER`]. With several replicas, each records its listener and
+//! agents link to all of them, so any replica reaches any agent.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,6 +53,8 @@ pub struct Clusters {
     link_tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
     /// The API's certificate, which the agent listener presents too.
     resolver: OnceLock<Arc<dyn rustls::server::ResolvesServerCert>>,
+    /// Where agents reach this replica's listener, if known.
+    advertise: OnceLock<Option<String>>,
     /// Each agent's last link, by cluster.
     links: Mutex<HashMap<String, LinkRecord>>,
 }
@@ -93,6 +95,32 @@ const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5)
 /// How often a live link re-checks that its certificate is still its
 /// cluster's (a removal or re-enrollment on another replica ends it).
 const LINK_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often a replica records its agent listener's address.
+const ENDPOINT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A listener not recorded for this long is left out of what agents are
+/// told.
+const ENDPOINT_FRESH_MS: i64 = 30_000;
+/// How often a link tells its agent the listeners of every replica.
+const ENDPOINTS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where this replica's agent listener is, for the other replicas and the
+/// agents.
+pub(crate) struct Endpoint {
+    /// This replica's node id.
+    pub(crate) node: String,
+    /// `host:port` agents reach the listener at, if known.
+    pub(crate) advertise: Option<String>,
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// One of a source's handshake slots, given back when dropped.
 struct SourceSlot {
@@ -144,6 +172,26 @@ impl Clusters {
     /// Where agents dial, if this server listens for them.
     pub(crate) fn link_addr(&self) -> Option<SocketAddr> {
         self.link_addr.get().copied()
+    }
+
+    /// Every replica's agent listener recorded lately, this one's
+    /// (`this`, as the caller knows it) first.
+    pub(crate) async fn endpoints(
+        &self,
+        store: &warden_store::Store,
+        this: Option<String>,
+    ) -> Result<Vec<String>, warden_store::StoreError> {
+        let since = warden_store::now_ms() - ENDPOINT_FRESH_MS;
+        let mut all: Vec<String> = this
+            .or_else(|| self.advertise.get().cloned().flatten())
+            .into_iter()
+            .collect();
+        for e in store.agent_endpoints(since).await? {
+            if !all.contains(&e) {
+                all.push(e);
+            }
+        }
+        Ok(all)
     }
 
     /// What this replica knows of `cluster`'s link.
@@ -215,13 +263,35 @@ pub(crate) async fn serve_agents(
     listener: tokio::net::TcpListener,
     app: Weak<App>,
     resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    endpoint: Endpoint,
 ) {
     if let Some(a) = app.upgrade() {
         let _ = a.clusters.resolver.set(resolver);
         if let Ok(addr) = listener.local_addr() {
             let _ = a.clusters.link_addr.set(addr);
         }
+        let _ = a.clusters.advertise.set(endpoint.advertise.clone());
     }
+    // Every replica records where its listener is, so that agents link to
+    // all of them (any replica then reaches any agent).
+    let heartbeat = endpoint.advertise.map(|address| {
+        let (app, node) = (app.clone(), endpoint.node);
+        tokio::spawn(async move {
+            loop {
+                let Some(a) = app.upgrade() else { return };
+                if let Err(e) = a
+                    .store
+                    .heartbeat_agent_endpoint(&node, &address, warden_store::now_ms())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record this replica's agent listener");
+                }
+                drop(a);
+                tokio::time::sleep(ENDPOINT_HEARTBEAT).await;
+            }
+        })
+    });
+    let _stop_heartbeat = heartbeat.map(AbortOnDrop);
     let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     let per_source: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     loop {
@@ -433,6 +503,25 @@ where
             tracing::warn!(agent = %name, "could not open the agent's credential stream");
         })
     };
+    // An agent that dialed in is told every replica's listener, now and
+    // then again, so it links to replicas started after it enrolled.
+    let endpoints = fingerprint.is_some().then(|| {
+        let (app, hub, name) = (app.clone(), hub.clone(), name.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            let remote = RemoteRuntime::new(hub, &name);
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                let Some(a) = app.upgrade() else { return };
+                if let Ok(list) = a.clusters.endpoints(&a.store, None).await {
+                    drop(a);
+                    if let Err(e) = remote.tell_endpoints(list).await {
+                        tracing::debug!(agent = %name, error = %e, "could not tell the agent the listeners");
+                    }
+                }
+                tokio::time::sleep(ENDPOINTS_EVERY).await;
+            }
+        }))
+    });
     // A link authenticated by certificate lives only while that certificate
     // is its cluster's: removed or re-enrolled (on any replica), it ends.
     let still_current = {
@@ -462,6 +551,7 @@ where
         }
     }
     credentials.abort();
+    drop(endpoints);
 }
 
 /// A workload credential for a new pod of `service` on `cluster`, recorded

@@ -41,6 +41,7 @@ pub enum ConfigError {
 struct FileConfig {
     listen: Option<String>,
     agent_listen: Option<String>,
+    agent_advertise: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -58,6 +59,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where agents dial in (mutual TLS); default: not listening.
     pub agent_listen: Option<SocketAddr>,
+    /// The `host:port` agents reach it at (default: `agent_listen` unless
+    /// it is `0.0.0.0`).
+    pub agent_advertise: Option<String>,
     /// Data directory (default `/var/lib/warden`).
     pub data_dir: PathBuf,
     /// Database URL (default `sqlite://DATA_DIR/warden.db`).
@@ -180,6 +184,7 @@ impl Config {
         Ok(Self {
             listen,
             agent_listen,
+            agent_advertise: pick("WARDEN_AGENT_ADVERTISE", file.agent_advertise),
             data_dir,
             database_url,
             tls_cert,

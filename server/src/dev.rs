@@ -104,6 +104,7 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         adopt_unprotected_rows: true,
         // Agents on this machine may enroll (`warden cluster join-token`).
         agent_listen: Some(SocketAddr::new(listen.ip(), agent_port)),
+        agent_advertise: None,
     })
     .await?;
     if let Some(addr) = running.agent_addr

@@ -59,6 +59,10 @@ pub struct ServerOptions {
     /// Where agents dial in (mutual TLS, the agent link); none: this server
     /// runs no agents but `warden dev`'s in-process one.
     pub agent_listen: Option<SocketAddr>,
+    /// The `host:port` agents reach that listener at, told to them (and
+    /// shared with the other replicas); default: the bound address unless
+    /// it is unspecified (`0.0.0.0`).
+    pub agent_advertise: Option<String>,
 }
 
 /// The default longest lifetime of an API token, and the lifetime of one
@@ -139,10 +143,19 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
                     reason: e.to_string(),
                 })?;
             let bound = agents.local_addr().ok();
+            let advertise = opts.agent_advertise.clone().or_else(|| {
+                bound
+                    .filter(|a| !a.ip().is_unspecified())
+                    .map(|a| a.to_string())
+            });
             let task = tokio::spawn(clusters::serve_agents(
                 agents,
                 Arc::downgrade(&app),
                 opts.tls.cert_resolver.clone(),
+                clusters::Endpoint {
+                    node: opts.node_id.clone(),
+                    advertise,
+                },
             ));
             tracing::info!(addr = ?bound, "listening for agents (mutual TLS)");
             (bound, Some(task))

@@ -375,6 +375,47 @@ impl Store {
         self.guard.check_all(found)
     }
 
+    /// Records that replica `node`'s agent listener is at `address` now.
+    pub async fn heartbeat_agent_endpoint(
+        &self,
+        node: &str,
+        address: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (node, address) = (node.to_owned(), address.to_owned());
+        self.writer
+            .run(
+                move |c| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO agent_endpoints (node, address, seen_at) \
+                             VALUES ($1, $2, $3) ON CONFLICT (node) DO UPDATE SET \
+                             address = excluded.address, seen_at = excluded.seen_at",
+                        )
+                        .bind(node)
+                        .bind(address)
+                        .bind(now)
+                        .execute(&mut *c)
+                        .await?;
+                        Ok(())
+                    })
+                },
+                Stale::Nothing,
+            )
+            .await
+    }
+
+    /// The agent listeners seen at or after `since` (ms), by address.
+    pub async fn agent_endpoints(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT address FROM agent_endpoints WHERE seen_at >= $1 ORDER BY address",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
     /// The agent CA, if made.
     pub async fn agent_ca(&self) -> Result<Option<AgentCaRow>, StoreError> {
         let found: Option<Tagged<AgentCaRow>> =

@@ -200,6 +200,7 @@ async fn two_servers_on_one_database_extend_one_tree() {
         max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
         adopt_unprotected_rows: false,
         agent_listen: None,
+        agent_advertise: None,
     })
     .await
     .unwrap();

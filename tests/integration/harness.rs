@@ -193,6 +193,7 @@ pub async fn start_on(dir: &Path, database_url: &str) -> Running {
         max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
         adopt_unprotected_rows: false,
         agent_listen: None,
+        agent_advertise: None,
     })
     .await
     .unwrap()

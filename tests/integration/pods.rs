@@ -191,22 +191,27 @@ impl Drop for Dev {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let base = self.base.path().to_owned();
-        let me = std::process::id().to_string();
-        for proc in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            if proc.file_name().to_string_lossy() == me {
-                continue;
-            }
-            let holds_ours = std::fs::read_dir(proc.path().join("fd"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&base)));
-            if holds_ours {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &proc.file_name().to_string_lossy()])
-                    .status();
-            }
+        kill_holders_of(self.base.path());
+    }
+}
+
+/// Kills (-9) every other process holding a file under `base`: pod shims
+/// left by a failed test (a shim's pod dies with it).
+fn kill_holders_of(base: &std::path::Path) {
+    let me = std::process::id().to_string();
+    for proc in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if proc.file_name().to_string_lossy() == me {
+            continue;
+        }
+        let holds_ours = std::fs::read_dir(proc.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(base)));
+        if holds_ours {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &proc.file_name().to_string_lossy()])
+                .status();
         }
     }
 }
@@ -518,17 +523,32 @@ struct AgentProcess(std::process::Child);
 
 impl AgentProcess {
     fn spawn(dev: &Dev, state: &std::path::Path, token: Option<&str>) -> Self {
+        Self::spawn_to(
+            &format!("https://127.0.0.1:{}", dev.port),
+            &dev.data().join("tls/ca.pem"),
+            state,
+            token,
+        )
+    }
+
+    /// An agent of the server at `url` (whose certificate `ca` signed).
+    fn spawn_to(
+        url: &str,
+        ca: &std::path::Path,
+        state: &std::path::Path,
+        token: Option<&str>,
+    ) -> Self {
         let mut cmd = std::process::Command::new(warden_bin());
         cmd.args([
             "--server",
-            &format!("https://127.0.0.1:{}", dev.port),
+            url,
             "--ca-cert",
-            dev.data().join("tls/ca.pem").to_str().unwrap(),
+            ca.to_str().unwrap(),
             "agent",
             "--state-dir",
             state.to_str().unwrap(),
         ])
-        .env("WARDEN_CONFIG", dev.base.path().join("agent-client.toml"))
+        .env("WARDEN_CONFIG", state.with_extension("client.toml"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
         if let Some(t) = token {
@@ -790,7 +810,7 @@ async fn enroll_key(dev: &Dev, token: &str) -> (rcgen::KeyPair, String, String) 
     (
         key,
         e["certificate"].as_str().unwrap().to_owned(),
-        e["link"].as_str().unwrap().to_owned(),
+        e["links"][0].as_str().unwrap().to_owned(),
     )
 }
 
@@ -984,4 +1004,181 @@ async fn a_hostile_agent_gets_nothing_of_other_clusters_and_cannot_lock_the_list
             .expect("the enrolled agent was locked out");
     }
     attacker.abort();
+}
+
+/// Two replicas on one PostgreSQL with one agent: the agent links to both
+/// (each replica records its listener; enrollment and every link name them
+/// all), so a workload applied through one replica and the logs read
+/// through the other reach the same agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_replicas_either_one_reaches_an_agent() {
+    let dir = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let pki = warden_server::tls::ensure_dev_pki(dir.path()).unwrap();
+    let tls = warden_server::tls::server_config(&pki.cert, &pki.key).unwrap();
+    let db = crate::harness::fresh_postgres_db().await;
+    let start = |node: &str| {
+        warden_server::start(warden_server::ServerOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url: db.clone(),
+            tls: tls.clone(),
+            node_id: node.to_owned(),
+            request_timeout: Duration::from_secs(30),
+            max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
+            adopt_unprotected_rows: false,
+            agent_listen: Some("127.0.0.1:0".parse().unwrap()),
+            agent_advertise: None,
+        })
+    };
+    let a = start("replica-a").await.unwrap();
+    let key = a
+        .app
+        .vault
+        .init(warden_vault::unseal::InitMethod::DevKeyFile)
+        .await
+        .unwrap()
+        .dev_key
+        .unwrap()
+        .to_string();
+    let token = a
+        .app
+        .create_owner(warden_server::FIRST_OWNER)
+        .await
+        .unwrap()
+        .to_string();
+    let b = start("replica-b").await.unwrap();
+    b.app
+        .vault
+        .unseal_with_key(&warden_vault::unseal::decode_key(&key).unwrap())
+        .await
+        .unwrap();
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let client = |addr: std::net::SocketAddr| {
+        Client::new(&format!("https://{addr}"), &ca, Some(token.clone())).unwrap()
+    };
+    let (ca_client, cb_client) = (client(a.addr), client(b.addr));
+
+    let t: Value = ca_client
+        .call(
+            Method::POST,
+            "/api/v1/clusters/edge/join-tokens",
+            Some(&json!({})),
+        )
+        .await
+        .unwrap();
+    let state = dir.path().join("agent");
+    let _agent = AgentProcess::spawn_to(
+        &format!("https://{}", a.addr),
+        &dir.path().join("ca.pem"),
+        &state,
+        t["token"].as_str(),
+    );
+    // Both replicas get a link from the agent.
+    for (name, c) in [("a", &ca_client), ("b", &cb_client)] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = c
+                .call::<Value>(Method::GET, "/api/v1/clusters/edge", None::<&Value>)
+                .await;
+            if r.as_ref().is_ok_and(|v| v["connected"] == json!(true)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {name} never linked: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Set up through A, apply through B, read through A.
+    for (kind, path, mode) in [
+        ("organization", "acme", None),
+        ("project", "acme/shop", None),
+        ("environment", "acme/shop/edge", Some("development")),
+        ("service", "acme/shop/edge/api", None),
+    ] {
+        let mut body = json!({"kind": kind, "path": path});
+        if let Some(m) = mode {
+            body["mode"] = json!(m);
+        }
+        ca_client
+            .call::<Value>(Method::POST, "/api/v1/scopes", Some(&body))
+            .await
+            .unwrap();
+    }
+    let placed = ca_client
+        .connect()
+        .await
+        .unwrap()
+        .send(
+            Method::PUT,
+            "/api/v1/placements/acme/shop/edge",
+            Some(serde_json::to_vec(&json!({"cluster": "edge"})).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(placed.0.as_u16(), 204);
+    let applied: Value = cb_client
+        .call(
+            Method::PUT,
+            "/api/v1/workloads/acme/shop/edge/api",
+            Some(&json!({"spec": "command: [/bin/sh, -c, 'echo via-both; exec sleep 1000']\n"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied["cluster"], "edge");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pod = loop {
+        let list: Value = ca_client
+            .call(
+                Method::GET,
+                "/api/v1/workloads/acme/shop/edge/api",
+                None::<&Value>,
+            )
+            .await
+            .unwrap();
+        if let Some(p) = list["pods"].as_array().and_then(|p| p.first())
+            && p["ready"] == json!(true)
+        {
+            break p["name"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = ca_client
+            .connect()
+            .await
+            .unwrap()
+            .send(
+                Method::GET,
+                &format!("/api/v1/pod-logs/acme/shop/edge/api?pod={pod}"),
+                None,
+            )
+            .await
+            .unwrap();
+        if status.as_u16() == 200 && String::from_utf8_lossy(&body).contains("via-both") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}: {body:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deleted = cb_client
+        .connect()
+        .await
+        .unwrap()
+        .send(
+            Method::POST,
+            "/api/v1/workload-control/acme/shop/edge/api",
+            Some(serde_json::to_vec(&json!({"action": "delete"})).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deleted.0.as_u16(), 204);
+    drop(_agent);
+    kill_holders_of(dir.path());
 }

@@ -196,10 +196,14 @@ pub(super) async fn enroll(
             // A previous agent of this cluster holds a certificate the hub
             // no longer admits; end its link now.
             app.clusters.hub().disconnect(&cluster.name);
+            let links = app
+                .clusters
+                .endpoints(&app.store, Some(advertised(link, &headers)))
+                .await?;
             Ok(Json(Enrolled {
                 cluster: cluster.name,
                 certificate: cert.pem(),
-                link: advertised(link, &headers),
+                links,
             }))
         })
         .await
