@@ -208,39 +208,35 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
     )
     .with_endpoints(told);
     // One link per control-plane replica; replicas the control plane names
-    // later get one too (and are remembered for the next start).
+    // later get one too, and are remembered for the next start.
     let mut dialing = std::collections::BTreeSet::new();
-    let mut links = enrollment.links.clone();
+    let mut told = enrollment.links;
     loop {
-        for address in &links {
-            if dialing.insert(address.clone()) {
-                tokio::spawn(warden_agent::dial_forever(
-                    address.clone(),
-                    server_name.clone(),
-                    tls.clone(),
-                    agent.clone(),
-                ));
-            }
+        let new: Vec<String> = told
+            .into_iter()
+            .filter(|a| dialing.insert(a.clone()))
+            .collect();
+        for address in &new {
+            tokio::spawn(warden_agent::dial_forever(
+                address.clone(),
+                server_name.clone(),
+                tls.clone(),
+                agent.clone(),
+            ));
         }
-        let Some(told) = endpoints.recv().await else {
-            return Ok(());
-        };
-        if told.iter().any(|a| !dialing.contains(a)) {
+        if !new.is_empty() {
             let record = Enrollment {
                 cluster: enrollment.cluster.clone(),
-                links: dialing
-                    .iter()
-                    .chain(told.iter())
-                    .cloned()
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect(),
+                links: dialing.iter().cloned().collect(),
             };
             write_private(
                 &dir.join(ENROLLMENT_FILE),
                 &serde_json::to_vec_pretty(&record)?,
             )?;
         }
-        links = told;
+        let Some(next) = endpoints.recv().await else {
+            return Ok(());
+        };
+        told = next;
     }
 }
