@@ -105,12 +105,15 @@ impl CredentialFeed {
     /// Serves the control plane's credential stream until it ends.
     pub(crate) async fn attach(&self, tx: LinkSender, rx: warden_link::LinkReceiver) {
         let serial = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.senders).push((serial, Arc::new(tx)));
-        self.inner.attached.send_replace(true);
+        {
+            let mut senders = lock(&self.inner.senders);
+            senders.push((serial, Arc::new(tx)));
+            self.inner.attached.send_replace(true);
+        }
         let mut rx = FrameReader::new(rx);
         loop {
             match rx.next().await {
-                Ok(Some((CRED_ANSWER, body))) => self.answer(body),
+                Ok(Some((CRED_ANSWER, body))) => self.answer(serial, body),
                 Ok(Some((tag, _))) => {
                     tracing::warn!(tag, "unexpected frame on the credential stream");
                     break;
@@ -122,13 +125,13 @@ impl CredentialFeed {
                 }
             }
         }
-        let none_left = {
+        {
             let mut senders = lock(&self.inner.senders);
             senders.retain(|(s, _)| *s != serial);
-            senders.is_empty()
-        };
-        if none_left {
-            self.inner.attached.send_replace(false);
+            // Under the lock, so a link attaching meanwhile is not undone.
+            if senders.is_empty() {
+                self.inner.attached.send_replace(false);
+            }
         }
         let lost: Vec<Waiter> = {
             let mut pending = lock(&self.inner.pending);
@@ -148,13 +151,22 @@ impl CredentialFeed {
         }
     }
 
-    fn answer(&self, mut body: Bytes) {
+    /// An answer that came on stream `serial`: it settles only a request
+    /// sent on that stream.
+    fn answer(&self, serial: u64, mut body: Bytes) {
         if body.len() < 9 {
             return;
         }
         let id = body.get_u64();
         let ok = body.get_u8() == 1;
-        let Some((_, waiter)) = lock(&self.inner.pending).remove(&id) else {
+        let waiter = {
+            let mut pending = lock(&self.inner.pending);
+            match pending.get(&id) {
+                Some((s, _)) if *s == serial => pending.remove(&id).map(|(_, w)| w),
+                _ => None,
+            }
+        };
+        let Some(waiter) = waiter else {
             return;
         };
         let _ = waiter.send(if ok {
@@ -176,34 +188,56 @@ impl CredentialSource for CredentialFeed {
         Box::pin(async move {
             // Between links (a start, a reconnect) the pod waits a little.
             self.attached(ANSWER_TIMEOUT).await;
-            let (serial, sender) = lock(&self.inner.senders).last().cloned().ok_or_else(|| {
-                RuntimeError::Credential("not connected to the control plane".into())
-            })?;
-            let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = oneshot::channel();
-            lock(&self.inner.pending).insert(id, (serial, tx));
-            let request = CredentialRequest {
-                id,
-                service: service.clone(),
-                pod: pod.clone(),
-            };
-            let sent = sender.send(wire::json_frame(CRED_REQUEST, &request)).await;
-            let answer = match sent {
-                Ok(()) => tokio::time::timeout(ANSWER_TIMEOUT, rx).await,
-                Err(e) => {
-                    lock(&self.inner.pending).remove(&id);
-                    return Err(RuntimeError::Credential(format!("link: {e}")));
+            // The newest link first; a replica that cannot mint (its
+            // database or audit log down) does not fail the pod while
+            // another can.
+            let senders: Vec<(u64, Arc<LinkSender>)> =
+                lock(&self.inner.senders).iter().rev().cloned().collect();
+            let mut failure = RuntimeError::Credential("not connected to the control plane".into());
+            for (serial, sender) in senders {
+                match self.ask(serial, &sender, service, pod).await {
+                    Ok(credential) => return Ok(credential),
+                    Err(e) => failure = e,
                 }
-            };
-            lock(&self.inner.pending).remove(&id);
-            match answer {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(RuntimeError::Credential("no answer".into())),
-                Err(_) => Err(RuntimeError::Credential(
-                    "the control plane did not answer in time".into(),
-                )),
             }
+            Err(failure)
         })
+    }
+}
+
+impl CredentialFeed {
+    /// One request on stream `serial`.
+    async fn ask(
+        &self,
+        serial: u64,
+        sender: &LinkSender,
+        service: &ServiceRef,
+        pod: &PodName,
+    ) -> Result<Zeroizing<Vec<u8>>, RuntimeError> {
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&self.inner.pending).insert(id, (serial, tx));
+        let request = CredentialRequest {
+            id,
+            service: service.clone(),
+            pod: pod.clone(),
+        };
+        let sent = sender.send(wire::json_frame(CRED_REQUEST, &request)).await;
+        let answer = match sent {
+            Ok(()) => tokio::time::timeout(ANSWER_TIMEOUT, rx).await,
+            Err(e) => {
+                lock(&self.inner.pending).remove(&id);
+                return Err(RuntimeError::Credential(format!("link: {e}")));
+            }
+        };
+        lock(&self.inner.pending).remove(&id);
+        match answer {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(RuntimeError::Credential("no answer".into())),
+            Err(_) => Err(RuntimeError::Credential(
+                "the control plane did not answer in time".into(),
+            )),
+        }
     }
 }
 
@@ -235,11 +269,19 @@ pub async fn refresh_once(
     runtime: &dyn warden_runtime::Runtime,
 ) -> Result<usize, RuntimeError> {
     use warden_runtime::{CredentialTarget, PodPhase, PodRef, Selector};
+    // One pod's failure (its service moved to another cluster, a passing
+    // timeout) does not keep the others from being renewed.
     let mut refreshed = 0;
     for service in runtime.services().await? {
         let pods = runtime.pods(&Selector::Service(service.clone())).await?;
         for pod in pods.into_iter().filter(|p| p.phase == PodPhase::Running) {
-            let credential = feed.credential(&service, &pod.name).await?;
+            let credential = match feed.credential(&service, &pod.name).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%service, pod = %pod.name, error = %e, "credential not renewed");
+                    continue;
+                }
+            };
             let target = CredentialTarget::Pod(PodRef {
                 service: service.clone(),
                 name: pod.name,
@@ -248,7 +290,7 @@ pub async fn refresh_once(
                 Ok(()) => refreshed += 1,
                 // Gone since it was listed.
                 Err(RuntimeError::PodNotFound(_) | RuntimeError::PodNotRunning { .. }) => {}
-                Err(e) => return Err(e),
+                Err(e) => tracing::warn!(%service, error = %e, "credential not written"),
             }
         }
     }

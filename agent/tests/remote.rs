@@ -47,6 +47,9 @@ fn main() {
         ("an_agent_not_connected_is_unavailable", || {
             Box::pin(an_agent_not_connected_is_unavailable())
         }),
+        ("credentials_fall_back_to_another_link", || {
+            Box::pin(credentials_fall_back_to_another_link())
+        }),
         ("garbage_from_either_side_is_an_error_not_a_panic", || {
             Box::pin(garbage_from_either_side_is_an_error_not_a_panic())
         }),
@@ -464,6 +467,69 @@ async fn a_lost_link_ends_exec_with_an_error_and_hangs_up() {
     }
     assert!(seen, "the exec'd process never got SIGHUP");
     local.delete(&svc).await.unwrap();
+}
+
+/// One agent linked to two control-plane replicas: when the newest link's
+/// replica cannot mint, the credential comes from the other; when that
+/// link goes too, the pod's request fails (never hangs).
+async fn credentials_fall_back_to_another_link() {
+    let feed = CredentialFeed::new();
+    let dir = base();
+    let (local, _unused) = local_runtime(&dir.0).await;
+    let agent = Agent::new(
+        Arc::new(local),
+        AgentInfo {
+            runtime: "local".into(),
+            version: "test".into(),
+            node: "here".into(),
+        },
+        feed.clone(),
+    );
+    let mut links = Vec::new();
+    for (replica, works) in [("a", true), ("b", false)] {
+        let (near, far) = tokio::io::duplex(1 << 16);
+        let hub = Hub::new();
+        let h = hub.clone();
+        let serving = tokio::spawn(async move {
+            let _ = h.serve("edge", near).await;
+        });
+        let agent = agent.clone();
+        let linked = tokio::spawn(async move {
+            let _ = warden_link::run_agent(far, move |h, s| agent.clone().handle(h, s)).await;
+        });
+        while hub.connected().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stream = RemoteRuntime::new(hub.clone(), "edge")
+            .credential_stream()
+            .await
+            .unwrap();
+        tokio::spawn(serve_credentials(
+            stream,
+            move |_s: ServiceRef, _p: PodName| async move {
+                if works {
+                    Ok(Zeroizing::new(format!("from-{replica}").into_bytes()))
+                } else {
+                    Err(format!("replica {replica} cannot mint"))
+                }
+            },
+        ));
+        // Let the agent attach this stream before the next one.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        links.push((serving, linked));
+    }
+    let svc = service();
+    let pod = PodName::parse("api-abcde").unwrap();
+    use warden_runtime::CredentialSource;
+    let got = feed.credential(&svc, &pod).await.unwrap();
+    assert_eq!(&got[..], b"from-a");
+    // Replica a goes away: b's refusal is what the pod gets.
+    let (serving, linked) = links.remove(0);
+    serving.abort();
+    linked.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = feed.credential(&svc, &pod).await.unwrap_err();
+    assert!(e.to_string().contains("replica b cannot mint"), "{e}");
 }
 
 async fn an_agent_not_connected_is_unavailable() {

@@ -1016,8 +1016,9 @@ pub struct EnrollRequest {
     /// The join token.
     #[schemars(length(min = 1, max = 128))]
     pub token: String,
-    /// A PKCS#10 certificate request (PEM) for the agent's own key.
-    #[schemars(length(min = 1, max = 16384))]
+    /// A PKCS#10 certificate request (PEM) for the agent's own key (the
+    /// whole request stays under the 8 KiB limit of unauthenticated routes).
+    #[schemars(length(min = 1, max = 6144))]
     pub csr: String,
 }
 

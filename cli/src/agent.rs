@@ -57,8 +57,15 @@ enum RuntimeKind {
 struct Enrollment {
     cluster: String,
     /// Every control-plane replica's agent listener, as last told.
+    #[serde(default)]
     links: Vec<String>,
+    /// The one listener of records written before replicas were told apart.
+    #[serde(default, skip_serializing)]
+    link: Option<String>,
 }
+
+/// Most listeners an agent dials (the control plane names at most 16).
+const MAX_LINKS: usize = 32;
 
 const KEY_FILE: &str = "agent-key.pem";
 const CERT_FILE: &str = "agent.pem";
@@ -83,7 +90,10 @@ async fn enroll(ctx: &Ctx, dir: &Path, token: Option<&str>) -> anyhow::Result<En
     let enrollment = dir.join(ENROLLMENT_FILE);
     if enrollment.exists() {
         let text = std::fs::read_to_string(&enrollment)?;
-        return serde_json::from_str(&text).context("reading the enrollment record");
+        let mut record: Enrollment =
+            serde_json::from_str(&text).context("reading the enrollment record")?;
+        record.links.extend(record.link.take());
+        return Ok(record);
     }
     let token = token.ok_or_else(|| {
         usage("this agent is not enrolled yet: pass --join-token (see `warden cluster join-token`)")
@@ -105,6 +115,7 @@ async fn enroll(ctx: &Ctx, dir: &Path, token: Option<&str>) -> anyhow::Result<En
     let record = Enrollment {
         cluster: enrolled.cluster,
         links: enrolled.links,
+        link: None,
     };
     write_private(&enrollment, &serde_json::to_vec_pretty(&record)?)?;
     Ok(record)
@@ -214,7 +225,7 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
     loop {
         let new: Vec<String> = told
             .into_iter()
-            .filter(|a| dialing.insert(a.clone()))
+            .filter(|a| dialing.len() < MAX_LINKS && dialing.insert(a.clone()))
             .collect();
         for address in &new {
             tokio::spawn(warden_agent::dial_forever(
@@ -228,11 +239,20 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
             let record = Enrollment {
                 cluster: enrollment.cluster.clone(),
                 links: dialing.iter().cloned().collect(),
+                link: None,
             };
-            write_private(
-                &dir.join(ENROLLMENT_FILE),
-                &serde_json::to_vec_pretty(&record)?,
-            )?;
+            // Written aside and renamed (a crash leaves the old record); a
+            // failure costs only the memory of new listeners.
+            let aside = dir.join(format!("{ENROLLMENT_FILE}.new"));
+            let saved = serde_json::to_vec_pretty(&record)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| write_private(&aside, &bytes))
+                .and_then(|()| {
+                    std::fs::rename(&aside, dir.join(ENROLLMENT_FILE)).map_err(Into::into)
+                });
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "could not record the control plane's listeners");
+            }
         }
         let Some(next) = endpoints.recv().await else {
             return Ok(());

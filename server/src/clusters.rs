@@ -101,6 +101,8 @@ const ENDPOINT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1
 /// A listener not recorded for this long is left out of what agents are
 /// told.
 const ENDPOINT_FRESH_MS: i64 = 30_000;
+/// Most listeners an agent is told of.
+const MAX_ENDPOINTS: usize = 16;
 /// How often a link tells its agent the listeners of every replica.
 const ENDPOINTS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -174,19 +176,30 @@ impl Clusters {
         self.link_addr.get().copied()
     }
 
-    /// Every replica's agent listener recorded lately, this one's
-    /// (`this`, as the caller knows it) first.
+    /// Every replica's agent listener recorded lately (at most
+    /// [`MAX_ENDPOINTS`]), this one's first: its `agent_advertise` name if
+    /// set, else `fallback` (as the caller reached it).
     pub(crate) async fn endpoints(
         &self,
         store: &warden_store::Store,
-        this: Option<String>,
+        fallback: Option<String>,
     ) -> Result<Vec<String>, warden_store::StoreError> {
-        let since = warden_store::now_ms() - ENDPOINT_FRESH_MS;
-        let mut all: Vec<String> = this
-            .or_else(|| self.advertise.get().cloned().flatten())
+        let now = warden_store::now_ms();
+        let mut all: Vec<String> = self
+            .advertise
+            .get()
+            .cloned()
+            .flatten()
+            .or(fallback)
             .into_iter()
             .collect();
-        for e in store.agent_endpoints(since).await? {
+        for e in store
+            .agent_endpoints(now - ENDPOINT_FRESH_MS, now + ENDPOINT_FRESH_MS)
+            .await?
+        {
+            if all.len() >= MAX_ENDPOINTS {
+                break;
+            }
             if !all.contains(&e) {
                 all.push(e);
             }

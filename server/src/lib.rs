@@ -143,6 +143,12 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
                     reason: e.to_string(),
                 })?;
             let bound = agents.local_addr().ok();
+            if opts.node_id == "warden" {
+                tracing::warn!(
+                    "agent_listen is set and node_id is the default: give each replica its own \
+                     node_id, or replicas overwrite each other's listener record"
+                );
+            }
             let advertise = opts.agent_advertise.clone().or_else(|| {
                 bound
                     .filter(|a| !a.ip().is_unspecified())

@@ -405,12 +405,15 @@ impl Store {
             .await
     }
 
-    /// The agent listeners seen at or after `since` (ms), by address.
-    pub async fn agent_endpoints(&self, since: i64) -> Result<Vec<String>, StoreError> {
+    /// The agent listeners seen between `since` and `until` (ms; a row
+    /// from the future is not believed), by address.
+    pub async fn agent_endpoints(&self, since: i64, until: i64) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT address FROM agent_endpoints WHERE seen_at >= $1 ORDER BY address",
+            "SELECT DISTINCT address FROM agent_endpoints \
+             WHERE seen_at >= $1 AND seen_at <= $2 ORDER BY address",
         )
         .bind(since)
+        .bind(until)
         .fetch_all(self.pool())
         .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())

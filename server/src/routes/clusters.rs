@@ -180,6 +180,15 @@ pub(super) async fn enroll(
             if token.expires_at <= warden_store::now_ms() {
                 return Err(refused("expired"));
             }
+            // Named before the token is spent: a failure here leaves it
+            // usable. This replica under the name the other replicas and
+            // later tells use (`agent_advertise`), else as the agent
+            // reached it; one name per replica, or the agent's links to it
+            // would replace each other.
+            let links = app
+                .clusters
+                .endpoints(&app.store, Some(advertised(link, &headers)))
+                .await?;
             let ca = enroll::agent_ca(app).await?;
             let cert = ca.issue(&req.csr, &token.cluster)?;
             let fingerprint = enroll::fingerprint(cert.der());
@@ -196,10 +205,6 @@ pub(super) async fn enroll(
             // A previous agent of this cluster holds a certificate the hub
             // no longer admits; end its link now.
             app.clusters.hub().disconnect(&cluster.name);
-            let links = app
-                .clusters
-                .endpoints(&app.store, Some(advertised(link, &headers)))
-                .await?;
             Ok(Json(Enrolled {
                 cluster: cluster.name,
                 certificate: cert.pem(),
