@@ -167,7 +167,7 @@ impl Clusters {
     }
 
     /// The hub.
-    pub(crate) fn hub(&self) -> &Hub {
+    pub fn hub(&self) -> &Hub {
         &self.hub
     }
 

@@ -1179,6 +1179,29 @@ async fn with_two_replicas_either_one_reaches_an_agent() {
         .await
         .unwrap();
     assert_eq!(deleted.0.as_u16(), 204);
+
+    // Removing the cluster through A ends B's link too: B re-reads the
+    // cluster's row and finds the certificate no longer its.
+    let removed = ca_client
+        .connect()
+        .await
+        .unwrap()
+        .send(Method::DELETE, "/api/v1/clusters/edge", None)
+        .await
+        .unwrap();
+    assert_eq!(removed.0.as_u16(), 204);
+    let started = Instant::now();
+    loop {
+        let linked = b.app.clusters.hub().connected().iter().any(|n| n == "edge");
+        if !linked {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "replica b kept the removed cluster's link"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(_agent);
     kill_holders_of(dir.path());
 }
