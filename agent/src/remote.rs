@@ -56,8 +56,11 @@ impl RemoteRuntime {
 
     /// Tells the agent every listener of the control plane (it links to
     /// each).
-    pub async fn tell_endpoints(&self, addresses: Vec<String>) -> Result<(), RuntimeError> {
-        self.call(&Op::Endpoints { addresses }).await
+    pub async fn tell_endpoints(
+        &self,
+        endpoints: Vec<crate::wire::Endpoint>,
+    ) -> Result<(), RuntimeError> {
+        self.call(&Op::Endpoints { endpoints }).await
     }
 
     /// What the agent says about itself.

@@ -24,7 +24,7 @@ pub struct Agent {
     runtime: Arc<dyn Runtime>,
     info: AgentInfo,
     credentials: CredentialFeed,
-    endpoints: Option<mpsc::UnboundedSender<Vec<String>>>,
+    endpoints: Option<mpsc::UnboundedSender<Vec<wire::Endpoint>>>,
 }
 
 impl Agent {
@@ -41,7 +41,7 @@ impl Agent {
 
     /// Where to report the control plane's listeners when it names them
     /// (an agent that dials out links to each).
-    pub fn with_endpoints(mut self, sink: mpsc::UnboundedSender<Vec<String>>) -> Self {
+    pub fn with_endpoints(mut self, sink: mpsc::UnboundedSender<Vec<wire::Endpoint>>) -> Self {
         self.endpoints = Some(sink);
         self
     }
@@ -89,9 +89,9 @@ impl Agent {
             Op::Start { service } => unary(tx, rt.start(&service).await).await,
             Op::Restart { service } => unary(tx, rt.restart(&service).await).await,
             Op::Delete { service } => unary(tx, rt.delete(&service).await).await,
-            Op::Endpoints { addresses } => {
+            Op::Endpoints { endpoints } => {
                 if let Some(sink) = &self.endpoints {
-                    let _ = sink.send(addresses);
+                    let _ = sink.send(endpoints);
                 }
                 answer(tx, Ok(&())).await
             }

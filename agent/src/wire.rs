@@ -89,10 +89,10 @@ pub enum Op {
         service: ServiceRef,
     },
     /// The control plane's agent listeners now (every replica's): the
-    /// agent links to each of them. Answered with `()`.
+    /// agent keeps one link per replica. Answered with `()`.
     Endpoints {
-        /// `host:port` each.
-        addresses: Vec<String>,
+        /// One per replica.
+        endpoints: Vec<Endpoint>,
     },
     /// `Runtime::services`.
     Services,
@@ -146,6 +146,16 @@ impl Op {
             Self::Credentials => "credentials",
         }
     }
+}
+
+/// A control-plane replica's agent listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The replica's node id: an agent keeps one link per node, so a
+    /// replica known under a new address is dialled there instead.
+    pub node: String,
+    /// `host:port`.
+    pub address: String,
 }
 
 /// What an agent says about itself.

@@ -1029,10 +1029,19 @@ pub struct Enrolled {
     pub cluster: String,
     /// Its client certificate (PEM), valid for a year.
     pub certificate: String,
-    /// Where to dial the agent link (`host:port`, mutual TLS, HTTP/2, the
-    /// API's server certificate): every replica's listener; the agent links
-    /// to each, so any replica reaches it.
-    pub links: Vec<String>,
+    /// Where to dial the agent link (mutual TLS, HTTP/2, the API's server
+    /// certificate): every replica's listener; the agent links to each, so
+    /// any replica reaches it.
+    pub links: Vec<LinkEndpoint>,
+}
+
+/// A control-plane replica's agent listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LinkEndpoint {
+    /// The replica's node id (one link per node).
+    pub node: String,
+    /// `host:port`.
+    pub address: String,
 }
 
 /// A cluster and its agent.

@@ -17,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use warden_agent::wire::Endpoint;
 use warden_agent::{Agent, AgentInfo, CredentialFeed};
 use warden_api::Enrolled;
 use warden_runtime::{HelperCommand, Isolation, LocalConfig, LocalRuntime, Runtime};
@@ -57,11 +58,7 @@ enum RuntimeKind {
 struct Enrollment {
     cluster: String,
     /// Every control-plane replica's agent listener, as last told.
-    #[serde(default)]
-    links: Vec<String>,
-    /// The one listener of records written before replicas were told apart.
-    #[serde(default, skip_serializing)]
-    link: Option<String>,
+    links: Vec<Endpoint>,
 }
 
 /// Most listeners an agent dials (the control plane names at most 16).
@@ -90,10 +87,7 @@ async fn enroll(ctx: &Ctx, dir: &Path, token: Option<&str>) -> anyhow::Result<En
     let enrollment = dir.join(ENROLLMENT_FILE);
     if enrollment.exists() {
         let text = std::fs::read_to_string(&enrollment)?;
-        let mut record: Enrollment =
-            serde_json::from_str(&text).context("reading the enrollment record")?;
-        record.links.extend(record.link.take());
-        return Ok(record);
+        return serde_json::from_str(&text).context("reading the enrollment record");
     }
     let token = token.ok_or_else(|| {
         usage("this agent is not enrolled yet: pass --join-token (see `warden cluster join-token`)")
@@ -114,8 +108,14 @@ async fn enroll(ctx: &Ctx, dir: &Path, token: Option<&str>) -> anyhow::Result<En
     write_private(&dir.join(CERT_FILE), enrolled.certificate.as_bytes())?;
     let record = Enrollment {
         cluster: enrolled.cluster,
-        links: enrolled.links,
-        link: None,
+        links: enrolled
+            .links
+            .into_iter()
+            .map(|l| Endpoint {
+                node: l.node,
+                address: l.address,
+            })
+            .collect(),
     };
     write_private(&enrollment, &serde_json::to_vec_pretty(&record)?)?;
     Ok(record)
@@ -198,7 +198,12 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
     eprintln!(
         "warden agent: cluster {}, links {}, pods: {}",
         enrollment.cluster,
-        enrollment.links.join(", "),
+        enrollment
+            .links
+            .iter()
+            .map(|e| e.address.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         runtime.isolation()
     );
     let runtime: Arc<dyn Runtime> = Arc::new(runtime);
@@ -218,28 +223,42 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
         feed,
     )
     .with_endpoints(told);
-    // One link per control-plane replica; replicas the control plane names
-    // later get one too, and are remembered for the next start.
-    let mut dialing = std::collections::BTreeSet::new();
+    // One link per control-plane replica (by node id): replicas named later
+    // get one too, a replica named at a new address is dialled there
+    // instead, and the list is remembered for the next start.
+    let mut dialing: std::collections::BTreeMap<String, (String, tokio::task::JoinHandle<()>)> =
+        std::collections::BTreeMap::new();
     let mut told = enrollment.links;
     loop {
-        let new: Vec<String> = told
-            .into_iter()
-            .filter(|a| dialing.len() < MAX_LINKS && dialing.insert(a.clone()))
-            .collect();
-        for address in &new {
-            tokio::spawn(warden_agent::dial_forever(
-                address.clone(),
+        let mut changed = false;
+        for e in told {
+            if dialing.get(&e.node).is_some_and(|(a, _)| *a == e.address) {
+                continue;
+            }
+            if !dialing.contains_key(&e.node) && dialing.len() >= MAX_LINKS {
+                continue;
+            }
+            let task = tokio::spawn(warden_agent::dial_forever(
+                e.address.clone(),
                 server_name.clone(),
                 tls.clone(),
                 agent.clone(),
             ));
+            if let Some((_, old)) = dialing.insert(e.node, (e.address, task)) {
+                old.abort();
+            }
+            changed = true;
         }
-        if !new.is_empty() {
+        if changed {
             let record = Enrollment {
                 cluster: enrollment.cluster.clone(),
-                links: dialing.iter().cloned().collect(),
-                link: None,
+                links: dialing
+                    .iter()
+                    .map(|(node, (address, _))| Endpoint {
+                        node: node.clone(),
+                        address: address.clone(),
+                    })
+                    .collect(),
             };
             // Written aside and renamed (a crash leaves the old record); a
             // failure costs only the memory of new listeners.

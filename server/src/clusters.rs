@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
+use warden_agent::wire::Endpoint;
 use warden_agent::{
     Agent, AgentInfo, CREDENTIAL_REFRESH, CredentialFeed, RemoteRuntime, refresh_forever,
     serve_credentials,
@@ -55,6 +56,8 @@ pub struct Clusters {
     resolver: OnceLock<Arc<dyn rustls::server::ResolvesServerCert>>,
     /// Where agents reach this replica's listener, if known.
     advertise: OnceLock<Option<String>>,
+    /// This replica's node id.
+    node: OnceLock<String>,
     /// Each agent's last link, by cluster.
     links: Mutex<HashMap<String, LinkRecord>>,
 }
@@ -108,7 +111,7 @@ const ENDPOINTS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where this replica's agent listener is, for the other replicas and the
 /// agents.
-pub(crate) struct Endpoint {
+pub(crate) struct Listener {
     /// This replica's node id.
     pub(crate) node: String,
     /// `host:port` agents reach the listener at, if known.
@@ -176,32 +179,37 @@ impl Clusters {
         self.link_addr.get().copied()
     }
 
-    /// Every replica's agent listener recorded lately (at most
-    /// [`MAX_ENDPOINTS`]), this one's first: its `agent_advertise` name if
-    /// set, else `fallback` (as the caller reached it).
+    /// Every replica's agent listener recorded lately, one per replica (at
+    /// most [`MAX_ENDPOINTS`]), this one's first: under its `agent_advertise`
+    /// name if set, else `fallback` (as the caller reached it).
     pub(crate) async fn endpoints(
         &self,
         store: &warden_store::Store,
         fallback: Option<String>,
-    ) -> Result<Vec<String>, warden_store::StoreError> {
+    ) -> Result<Vec<Endpoint>, warden_store::StoreError> {
         let now = warden_store::now_ms();
-        let mut all: Vec<String> = self
+        let node = self.node.get().cloned().unwrap_or_default();
+        let mut all: Vec<Endpoint> = self
             .advertise
             .get()
             .cloned()
             .flatten()
             .or(fallback)
+            .map(|address| Endpoint {
+                node: node.clone(),
+                address,
+            })
             .into_iter()
             .collect();
-        for e in store
+        for (n, address) in store
             .agent_endpoints(now - ENDPOINT_FRESH_MS, now + ENDPOINT_FRESH_MS)
             .await?
         {
             if all.len() >= MAX_ENDPOINTS {
                 break;
             }
-            if !all.contains(&e) {
-                all.push(e);
+            if !all.iter().any(|e| e.node == n) {
+                all.push(Endpoint { node: n, address });
             }
         }
         Ok(all)
@@ -276,7 +284,7 @@ pub(crate) async fn serve_agents(
     listener: tokio::net::TcpListener,
     app: Weak<App>,
     resolver: Arc<dyn rustls::server::ResolvesServerCert>,
-    endpoint: Endpoint,
+    endpoint: Listener,
 ) {
     if let Some(a) = app.upgrade() {
         let _ = a.clusters.resolver.set(resolver);
@@ -284,6 +292,7 @@ pub(crate) async fn serve_agents(
             let _ = a.clusters.link_addr.set(addr);
         }
         let _ = a.clusters.advertise.set(endpoint.advertise.clone());
+        let _ = a.clusters.node.set(endpoint.node.clone());
     }
     // Every replica records where its listener is, so that agents link to
     // all of them (any replica then reaches any agent).

@@ -158,7 +158,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
                 agents,
                 Arc::downgrade(&app),
                 opts.tls.cert_resolver.clone(),
-                clusters::Endpoint {
+                clusters::Listener {
                     node: opts.node_id.clone(),
                     advertise,
                 },

@@ -406,17 +406,21 @@ impl Store {
     }
 
     /// The agent listeners seen between `since` and `until` (ms; a row
-    /// from the future is not believed), by address.
-    pub async fn agent_endpoints(&self, since: i64, until: i64) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT address FROM agent_endpoints \
-             WHERE seen_at >= $1 AND seen_at <= $2 ORDER BY address",
+    /// from the future is not believed): (node, address), by node.
+    pub async fn agent_endpoints(
+        &self,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as(
+            "SELECT node, address FROM agent_endpoints \
+             WHERE seen_at >= $1 AND seen_at <= $2 ORDER BY node",
         )
         .bind(since)
         .bind(until)
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
+        .await
+        .map_err(Into::into)
     }
 
     /// The agent CA, if made.

@@ -810,7 +810,7 @@ async fn enroll_key(dev: &Dev, token: &str) -> (rcgen::KeyPair, String, String) 
     (
         key,
         e["certificate"].as_str().unwrap().to_owned(),
-        e["links"][0].as_str().unwrap().to_owned(),
+        e["links"][0]["address"].as_str().unwrap().to_owned(),
     )
 }
 
@@ -1204,4 +1204,43 @@ async fn with_two_replicas_either_one_reaches_an_agent() {
     }
     drop(_agent);
     kill_holders_of(dir.path());
+}
+
+/// An agent that knows a replica under an old address and is then told a
+/// new one for the same node keeps one link to it, at the new address (two
+/// links to one replica would replace each other on its hub, again and
+/// again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_keeps_one_link_per_replica_across_a_new_address() {
+    let dev = Dev::start().await;
+    let state = dev.base.path().join("agent");
+    let token = dev.join_token("edge", 600).await;
+    let mut agent = AgentProcess::spawn(&dev, &state, Some(&token));
+    dev.until_connected("edge", true).await;
+    agent.kill();
+    // The record as if the replica had been reached as `localhost` before.
+    let path = state.join("enrollment.json");
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let address = record["links"][0]["address"].as_str().unwrap().to_owned();
+    let port = address.rsplit_once(':').unwrap().1.to_owned();
+    record["links"][0]["address"] = json!(format!("localhost:{port}"));
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let _agent = AgentProcess::spawn(&dev, &state, None);
+    dev.until_connected("edge", true).await;
+    // Told the replica's own name, the agent moves its link there once...
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let c = dev.ok(Method::GET, "/api/v1/clusters/edge", None).await;
+        if c["connected"] == json!(true) {
+            seen.insert(c["address"].as_str().unwrap_or_default().to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // ...and keeps it: one peer address over six seconds.
+    assert_eq!(seen.len(), 1, "the link moved: {seen:?}");
+    let kept: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(kept["links"].as_array().unwrap().len(), 1, "{kept}");
+    assert_eq!(kept["links"][0]["address"], json!(address), "{kept}");
 }

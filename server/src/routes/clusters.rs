@@ -208,7 +208,13 @@ pub(super) async fn enroll(
             Ok(Json(Enrolled {
                 cluster: cluster.name,
                 certificate: cert.pem(),
-                links,
+                links: links
+                    .into_iter()
+                    .map(|e| LinkEndpoint {
+                        node: e.node,
+                        address: e.address,
+                    })
+                    .collect(),
             }))
         })
         .await
