@@ -5,9 +5,10 @@
 //! keeps it: the agent writes requests on it ([`CRED_REQUEST`], JSON
 //! `{id, service, pod}`) whenever its runtime creates a pod, and the
 //! control plane answers each ([`CRED_ANSWER`]: `u64` id, `u8` 1 for a
-//! credential or 0 for an error message, then the bytes). The answer is
-//! checked by the control plane against nothing the agent says but the
-//! service and pod names: it mints a credential for exactly that service.
+//! credential or 0 for an error message, then the bytes). The control plane
+//! mints a credential for exactly the service named, and only for an
+//! existing service placed on the asking agent's cluster; this side only
+//! carries the requests.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +57,7 @@ pub struct CredentialRequest {
 
 /// The agent's side: a [`CredentialSource`] for its runtime, fed by the
 /// credential streams of its links (one per control-plane replica; a
-/// request goes to the newest).
+/// request goes to the newest, then to the others while it fails).
 #[derive(Clone, Default)]
 pub struct CredentialFeed {
     inner: Arc<FeedInner>,
