@@ -60,12 +60,12 @@ impl RemoteRuntime {
         &self,
         endpoints: Vec<crate::wire::Endpoint>,
     ) -> Result<(), RuntimeError> {
-        self.call(&Op::Endpoints { endpoints }).await
+        self.call(Op::Endpoints { endpoints }).await
     }
 
     /// What the agent says about itself.
     pub async fn hello(&self) -> Result<AgentInfo, RuntimeError> {
-        self.call(&Op::Hello).await
+        self.call(Op::Hello).await
     }
 
     async fn open(&self, op: &Op) -> Result<(LinkSender, FrameReader), RuntimeError> {
@@ -86,8 +86,8 @@ impl RemoteRuntime {
     }
 
     /// Runs an operation that answers once.
-    async fn call<T: DeserializeOwned>(&self, op: &Op) -> Result<T, RuntimeError> {
-        let (mut tx, mut rx) = self.open(op).await?;
+    async fn call<T: DeserializeOwned>(&self, op: Op) -> Result<T, RuntimeError> {
+        let (mut tx, mut rx) = self.open(&op).await?;
         tx.finish().await.map_err(|e| wire::link_lost(&e))?;
         let value = result(&mut rx).await?;
         match rx.next().await? {
@@ -117,13 +117,10 @@ impl Runtime for RemoteRuntime {
         service: &'a ServiceRef,
         spec: &'a WorkloadSpec,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            self.call(&Op::Apply {
-                service: service.clone(),
-                spec: spec.clone(),
-            })
-            .await
-        })
+        Box::pin(self.call(Op::Apply {
+            service: service.clone(),
+            spec: spec.clone(),
+        }))
     }
 
     fn scale<'a>(
@@ -131,65 +128,47 @@ impl Runtime for RemoteRuntime {
         service: &'a ServiceRef,
         replicas: u32,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            self.call(&Op::Scale {
-                service: service.clone(),
-                replicas,
-            })
-            .await
-        })
+        Box::pin(self.call(Op::Scale {
+            service: service.clone(),
+            replicas,
+        }))
     }
 
     fn stop<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            self.call(&Op::Stop {
-                service: service.clone(),
-            })
-            .await
-        })
+        Box::pin(self.call(Op::Stop {
+            service: service.clone(),
+        }))
     }
 
     fn start<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            self.call(&Op::Start {
-                service: service.clone(),
-            })
-            .await
-        })
+        Box::pin(self.call(Op::Start {
+            service: service.clone(),
+        }))
     }
 
     fn restart<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            self.call(&Op::Restart {
-                service: service.clone(),
-            })
-            .await
-        })
+        Box::pin(self.call(Op::Restart {
+            service: service.clone(),
+        }))
     }
 
     fn delete<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
-        Box::pin(async move {
-            self.call(&Op::Delete {
-                service: service.clone(),
-            })
-            .await
-        })
+        Box::pin(self.call(Op::Delete {
+            service: service.clone(),
+        }))
     }
 
     fn services<'a>(&'a self) -> BoxFuture<'a, Result<Vec<ServiceRef>, RuntimeError>> {
-        Box::pin(self.call(&Op::Services))
+        Box::pin(self.call(Op::Services))
     }
 
     fn pods<'a>(
         &'a self,
         selector: &'a Selector,
     ) -> BoxFuture<'a, Result<Vec<PodStatus>, RuntimeError>> {
-        Box::pin(async move {
-            self.call(&Op::Pods {
-                selector: selector.clone(),
-            })
-            .await
-        })
+        Box::pin(self.call(Op::Pods {
+            selector: selector.clone(),
+        }))
     }
 
     fn exec<'a>(

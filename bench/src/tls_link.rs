@@ -1,12 +1,13 @@
 //! A mutual-TLS agent link on loopback for the harnesses: a throwaway CA,
 //! a hub listening on 127.0.0.1 and one agent dialing it, as a deployed
-//! agent does (included by `src/bin/agent-link.rs` and `src/bin/pods.rs`).
+//! agent does; and the process's resident memory they report (included by
+//! `src/bin/agent-link.rs` and `src/bin/pods.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
 use rcgen::{CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -95,4 +96,15 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(hub)
+}
+
+/// This process's resident set (`VmRSS`), in MiB.
+pub fn rss_mib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/self/status")?;
+    Ok(kib / 1024.0)
 }

@@ -70,21 +70,7 @@ impl TestServer {
             Db::Postgres => fresh_postgres_db().await,
         };
         let running = start_on(dir.path(), &database_url).await;
-        let unseal_key = running
-            .app
-            .vault
-            .init(InitMethod::DevKeyFile)
-            .await
-            .unwrap()
-            .dev_key
-            .unwrap()
-            .to_string();
-        let token = running
-            .app
-            .create_owner(warden_server::FIRST_OWNER)
-            .await
-            .unwrap()
-            .to_string();
+        let (unseal_key, token) = init_with_owner(&running).await;
         let ca_pem = std::fs::read(dir.path().join("ca.pem")).unwrap();
         let url = format!("https://{}", running.addr);
         let client = Client::new(&url, &ca_pem, Some(token.clone())).unwrap();
@@ -311,6 +297,27 @@ pub async fn tls_connect(s: &TestServer) -> tokio_rustls::client::TlsStream<toki
         )
         .await
         .unwrap()
+}
+
+/// Initializes a new server's vault with a dev key file and creates the
+/// first owner: the unseal key and the owner's token.
+pub async fn init_with_owner(running: &Running) -> (String, String) {
+    let key = running
+        .app
+        .vault
+        .init(InitMethod::DevKeyFile)
+        .await
+        .unwrap()
+        .dev_key
+        .unwrap()
+        .to_string();
+    let token = running
+        .app
+        .create_owner(warden_server::FIRST_OWNER)
+        .await
+        .unwrap()
+        .to_string();
+    (key, token)
 }
 
 /// Starts the real `warden dev` binary on `data_dir` and `port`, its

@@ -1033,21 +1033,7 @@ async fn with_two_replicas_either_one_reaches_an_agent() {
         })
     };
     let a = start("replica-a").await.unwrap();
-    let key = a
-        .app
-        .vault
-        .init(warden_vault::unseal::InitMethod::DevKeyFile)
-        .await
-        .unwrap()
-        .dev_key
-        .unwrap()
-        .to_string();
-    let token = a
-        .app
-        .create_owner(warden_server::FIRST_OWNER)
-        .await
-        .unwrap()
-        .to_string();
+    let (key, token) = crate::harness::init_with_owner(&a).await;
     let b = start("replica-b").await.unwrap();
     b.app
         .vault

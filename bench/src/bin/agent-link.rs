@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use bytes::Bytes;
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,16 +90,6 @@ async fn through_socketpair(total: usize) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn rss_mib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS in /proc/self/status")?;
-    Ok(kib / 1024.0)
-}
-
 fn mib_per_s(bytes: usize, t: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / t.as_secs_f64()
 }
@@ -108,7 +98,7 @@ fn mib_per_s(bytes: usize, t: Duration) -> f64 {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let total = args.mib * 1024 * 1024;
-    let rss_before = rss_mib()?;
+    let rss_before = tls_link::rss_mib()?;
     let hub = tls_link::link(tls_link::pki()?, handle).await?;
 
     let bare = through_socketpair(total).await?;
@@ -123,7 +113,7 @@ async fn main() -> Result<()> {
         bare.as_secs_f64() / linked.as_secs_f64(),
     );
 
-    let rss_link = rss_mib()?;
+    let rss_link = tls_link::rss_mib()?;
     let start = Instant::now();
     let mut streams = Vec::with_capacity(args.streams);
     for _ in 0..args.streams {
@@ -146,7 +136,7 @@ async fn main() -> Result<()> {
         });
     let streams = futures::future::try_join_all(rounds).await?;
     let round_trip = start.elapsed();
-    let rss_streams = rss_mib()?;
+    let rss_streams = tls_link::rss_mib()?;
     println!(
         "{} streams on one link: opened one by one in {:.0} ms, one round trip on all at once in {:.0} ms; RSS (hub and agent together) {:.1} MiB before the link, {:.1} MiB with the link, {:.1} MiB with the streams open",
         streams.len(),

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use bytes::Bytes;
 use clap::Parser;
 use warden_agent::{Agent, AgentInfo, RemoteRuntime};
@@ -79,16 +79,6 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
         samples.len()
     );
     (p50, p99)
-}
-
-fn rss_mib() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS in /proc/self/status")?;
-    Ok(kib / 1024.0)
 }
 
 /// The pod of `service` once it is Running.
@@ -188,7 +178,7 @@ async fn run(args: Args) -> Result<()> {
     );
 
     println!("{} concurrent exec streams over one link:", args.streams);
-    let rss_before = rss_mib()?;
+    let rss_before = tls_link::rss_mib()?;
     let start = Instant::now();
     let mut sessions = Vec::with_capacity(args.streams);
     for _ in 0..args.streams {
@@ -213,7 +203,7 @@ async fn run(args: Args) -> Result<()> {
     });
     futures::future::try_join_all(rounds).await?;
     let round_trip = start.elapsed();
-    let rss_open = rss_mib()?;
+    let rss_open = tls_link::rss_mib()?;
     for s in &mut sessions {
         drop(s.stdin.take());
     }

@@ -985,6 +985,15 @@ impl Inner {
         }
     }
 
+    /// The declared workload of `service`.
+    fn desired(&self, service: &ServiceRef) -> Result<Desired, RuntimeError> {
+        lock(&self.state)
+            .services
+            .get(service)
+            .cloned()
+            .ok_or_else(|| RuntimeError::ServiceNotFound(service.to_string()))
+    }
+
     /// Declares a service's desired state and reconciles to it. The record
     /// is made durable (fsync) while the pods are being created, and the
     /// call returns only once both are done; the service lock orders
@@ -1222,11 +1231,7 @@ impl Runtime for LocalRuntime {
         replicas: u32,
     ) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let mut d = lock(&self.inner.state)
-                .services
-                .get(service)
-                .cloned()
-                .ok_or_else(|| RuntimeError::ServiceNotFound(service.to_string()))?;
+            let mut d = self.inner.desired(service)?;
             d.spec = d.spec.with_replicas(replicas)?;
             self.inner.declare(d).await
         })
@@ -1234,11 +1239,7 @@ impl Runtime for LocalRuntime {
 
     fn stop<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let mut d = lock(&self.inner.state)
-                .services
-                .get(service)
-                .cloned()
-                .ok_or_else(|| RuntimeError::ServiceNotFound(service.to_string()))?;
+            let mut d = self.inner.desired(service)?;
             d.stopped = true;
             self.inner.declare(d).await
         })
@@ -1246,11 +1247,7 @@ impl Runtime for LocalRuntime {
 
     fn start<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>> {
         Box::pin(async move {
-            let mut d = lock(&self.inner.state)
-                .services
-                .get(service)
-                .cloned()
-                .ok_or_else(|| RuntimeError::ServiceNotFound(service.to_string()))?;
+            let mut d = self.inner.desired(service)?;
             d.stopped = false;
             self.inner.declare(d).await
         })

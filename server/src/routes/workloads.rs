@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures::StreamExt;
+use warden_agent::RemoteRuntime;
 use warden_api::*;
 use warden_pipeline::{Operation, Target};
 use warden_policies::{Action, Scope};
@@ -42,7 +43,7 @@ fn op(name: &'static str, action: Action, path: &ScopePath) -> Operation {
 }
 
 /// The runtime of the cluster `env` is placed on.
-async fn runtime_for(app: &App, env: &ScopePath) -> Result<warden_agent::RemoteRuntime, ApiError> {
+async fn runtime_for(app: &App, env: &ScopePath) -> Result<RemoteRuntime, ApiError> {
     let cluster = app.clusters.cluster_of(&app.store, env).await?;
     Ok(app.clusters.remote(&cluster))
 }
@@ -64,12 +65,12 @@ pub(super) fn pod_info(p: PodStatus) -> PodInfo {
     }
 }
 
-async fn pod_list(app: &App, selector: &Selector, env: &ScopePath) -> Result<PodList, ApiError> {
-    let cluster = app.clusters.cluster_of(&app.store, env).await?;
-    let mut pods = app.clusters.remote(&cluster).pods(selector).await?;
+/// The pods `selector` names, from the cluster `rt` reaches.
+async fn pod_list(rt: &RemoteRuntime, selector: &Selector) -> Result<PodList, ApiError> {
+    let mut pods = rt.pods(selector).await?;
     pods.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(PodList {
-        cluster,
+        cluster: rt.agent().to_owned(),
         pods: pods.into_iter().map(pod_info).collect(),
     })
 }
@@ -131,9 +132,10 @@ pub(super) async fn apply(
                 may_start_pods(app, &caller, &path).await?;
                 let spec = parse_spec(req.spec).await?;
                 existing(app, &path).await?;
-                runtime_for(app, &env).await?.apply(&service, &spec).await?;
+                let rt = runtime_for(app, &env).await?;
+                rt.apply(&service, &spec).await?;
                 Ok(Json(
-                    pod_list(app, &Selector::Service(service.clone()), &env).await?,
+                    pod_list(&rt, &Selector::Service(service.clone())).await?,
                 ))
             },
         )
@@ -154,8 +156,9 @@ pub(super) async fn status(
             op("workload.status", Action::EnvRead, &path),
             |_permit| async {
                 existing(app, &path).await?;
+                let rt = runtime_for(app, &env).await?;
                 Ok(Json(
-                    pod_list(app, &Selector::Service(service.clone()), &env).await?,
+                    pod_list(&rt, &Selector::Service(service.clone())).await?,
                 ))
             },
         )
@@ -248,7 +251,8 @@ pub(super) async fn pods(
             op("pod.list", Action::EnvRead, &path),
             |_permit| async {
                 existing(app, &path).await?;
-                Ok(Json(pod_list(app, &selector, &env).await?))
+                let rt = runtime_for(app, &env).await?;
+                Ok(Json(pod_list(&rt, &selector).await?))
             },
         )
         .await
