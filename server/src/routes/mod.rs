@@ -752,20 +752,54 @@ impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S> for
                 "send the body as Content-Type: application/json",
             ));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
-            .await
-            .map_err(|_| {
-                ApiError::http(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("request body exceeds {LIMIT} bytes"),
-                )
-            })?;
+        let bytes = read_limited(req.into_body(), LIMIT).await?;
         let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
         serde_json::from_slice(bytes)
             .map(Body)
             .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
     }
+}
+
+/// How much of an oversized body is still read, and for how long, before
+/// its 413 goes out.
+const DRAIN_BYTES: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads a request body of at most `limit` bytes. Past the limit the rest is
+/// read and thrown away (up to [`DRAIN_BYTES`], within [`DRAIN_TIME`]) before
+/// the 413 is sent: a server that answers and closes with unread bytes in
+/// its socket makes the kernel reset the connection, and the client sees
+/// the reset instead of the answer (RFC 9112 §9.6, "Tear-down").
+async fn read_limited(mut body: axum::body::Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let unreadable = |_| ApiError::invalid("request body could not be read");
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() <= limit {
+            bytes.extend_from_slice(&data);
+            continue;
+        }
+        let drain = async {
+            let mut left = DRAIN_BYTES;
+            while let Some(Ok(frame)) = body.frame().await {
+                let n = frame.data_ref().map_or(0, |d| d.len());
+                match left.checked_sub(n) {
+                    Some(l) => left = l,
+                    None => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        return Err(ApiError::http(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 pub(super) fn path_arg(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
