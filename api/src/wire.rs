@@ -100,6 +100,17 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// `GET /api/v1/sys/gateway`: where the shell gateway listens and the host
+/// key it presents (so users can check it on their first connection).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub struct GatewayStatus {
+    /// The SSH listener's address, if this server serves SSH.
+    pub ssh_address: Option<String>,
+    /// The SSH host key's fingerprint (`SHA256:...`, as `ssh-keygen -l`
+    /// prints it); unknown until the vault is first unsealed.
+    pub ssh_host_key_fingerprint: Option<String>,
+}
+
 /// `GET /api/v1/sys/status`, and the answer of init/unseal/seal.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct SysStatus {

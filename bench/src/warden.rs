@@ -53,7 +53,7 @@ fn listen() -> SocketAddr {
 /// `synchronous=FULL`, TLS with a generated CA, audit on.
 pub async fn start_sqlite() -> Result<Target> {
     let dir = tempfile::tempdir().context("creating the data directory")?;
-    let dev = warden_server::dev::start_dev(&dir.path().join("data"), listen())
+    let dev = warden_server::dev::start_dev(&dir.path().join("data"), listen(), None)
         .await
         .context("starting Warden (SQLite)")?;
     let client = std::fs::read(&dev.pki.ca_cert)
@@ -89,6 +89,7 @@ pub async fn start_postgres(database_url: &str) -> Result<Target> {
         adopt_unprotected_rows: false,
         agent_listen: None,
         agent_advertise: None,
+        ssh_listen: None,
     })
     .await
     .context("starting Warden (PostgreSQL)")?;

@@ -21,6 +21,9 @@ pub(crate) struct DevArgs {
     /// Listen address.
     #[arg(long, default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
+    /// Where the SSH gateway listens (`none` to not serve SSH).
+    #[arg(long, default_value = "127.0.0.1:2222", value_parser = parse_ssh_listen)]
+    ssh_listen: SshListen,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -29,6 +32,19 @@ pub(crate) struct DevArgs {
     /// directory (the unseal key, the root token). Single-user laptops only.
     #[arg(long)]
     unisolated_pods: bool,
+}
+
+/// `--ssh-listen`: an address, or `none`.
+#[derive(Debug, Clone, Copy)]
+struct SshListen(Option<SocketAddr>);
+
+fn parse_ssh_listen(s: &str) -> Result<SshListen, String> {
+    if s == "none" {
+        return Ok(SshListen(None));
+    }
+    s.parse()
+        .map(|a| SshListen(Some(a)))
+        .map_err(|_| format!("{s:?} is not IP:PORT or `none`"))
 }
 
 /// The flags of `warden server`.
@@ -115,6 +131,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs {
         data_dir,
         listen,
+        ssh_listen,
         log_format: log,
         unisolated_pods,
     } = args;
@@ -124,7 +141,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    let dev = warden_server::dev::start_dev(&data_dir, listen)
+    let dev = warden_server::dev::start_dev(&data_dir, listen, ssh_listen.0)
         .await
         .with_context(|| format!("starting the dev server in {}", data_dir.display()))?;
     // Masked by its real path too: a data directory given through a
@@ -168,6 +185,16 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
         println!(
             "  Agents:   {agents} (mutual TLS; enroll one with `warden cluster join-token NAME`)"
         );
+    }
+    if let Some(ssh) = dev.running.ssh_addr {
+        match warden_server::gateway::host_key_fingerprint(&dev.running.app).await {
+            Ok(fingerprint) => println!(
+                "  SSH:      {ssh} (host key {fingerprint}; `ssh -p {} USER@{} ORG/PROJECT/ENV/SERVICE`)",
+                ssh.port(),
+                ssh.ip()
+            ),
+            Err(e) => println!("  SSH:      {ssh} (host key unavailable: {e:?})"),
+        }
     }
     match &pods {
         Ok((agent, isolation)) => {
@@ -218,6 +245,7 @@ pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<()> {
         adopt_unprotected_rows,
         agent_listen: config.agent_listen,
         agent_advertise: config.agent_advertise.clone(),
+        ssh_listen: config.ssh_listen,
     })
     .await?;
     tracing::info!(addr = %running.addr, "warden server started (sealed until `warden operator unseal`)");

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use warden_runtime::RuntimeError;
 use warden_store::StoreError;
 use warden_types::{Fault, NameError};
 
@@ -191,6 +192,34 @@ impl From<StoreError> for Error {
                 Fault::Client => (ErrorKind::Invalid, "invalid_request"),
                 Fault::Internal => (ErrorKind::Internal, "internal"),
             },
+        };
+        Self::logged(kind, code, &e)
+    }
+}
+
+/// What a runtime failure means for the caller, on every entry point.
+impl From<RuntimeError> for Error {
+    fn from(e: RuntimeError) -> Self {
+        let (kind, code) = match &e {
+            RuntimeError::InvalidSpec { .. }
+            | RuntimeError::InvalidName(_)
+            | RuntimeError::InvalidRequest(_) => (ErrorKind::Invalid, "invalid_request"),
+            RuntimeError::ServiceNotFound(_) | RuntimeError::PodNotFound(_) => {
+                (ErrorKind::NotFound, "not_found")
+            }
+            RuntimeError::PodNotRunning { .. } | RuntimeError::RolloutStalled { .. } => {
+                (ErrorKind::Conflict, "conflict")
+            }
+            RuntimeError::ExecFailed { .. } | RuntimeError::Unsupported(_) => {
+                (ErrorKind::Unprocessable, "unprocessable")
+            }
+            RuntimeError::Credential(_) | RuntimeError::Unavailable(_) => {
+                (ErrorKind::Unavailable, "runtime_unavailable")
+            }
+            RuntimeError::Agent(_)
+            | RuntimeError::StateLocked(_)
+            | RuntimeError::Io { .. }
+            | RuntimeError::Helper(_) => (ErrorKind::Internal, "internal"),
         };
         Self::logged(kind, code, &e)
     }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use warden_audit::{Event, Intent};
+use warden_audit::{Event, Intent, SessionRecord};
 use warden_policies::{Action, Decision, Scope, authorize};
 use warden_store::Change;
 
@@ -66,6 +66,13 @@ impl SessionGrant {
 
     /// Ends the session and records its outcome with `status`.
     pub fn finish(mut self, status: &str) {
+        self.record(status);
+    }
+
+    /// Ends the session and records its outcome with `status` and what the
+    /// session did (transport, pod, bytes, exit status, duration).
+    pub fn finish_with(mut self, status: &str, record: SessionRecord) {
+        self.event.session = Some(record);
         self.record(status);
     }
 

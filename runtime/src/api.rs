@@ -500,7 +500,9 @@ impl ExecRequest {
     }
 }
 
-fn exec_env_allowed(name: &str) -> bool {
+/// Whether an exec request may set environment variable `name`
+/// ([`EXEC_ENV_ALLOWLIST`]).
+pub fn exec_env_allowed(name: &str) -> bool {
     crate::spec::valid_env_name(name)
         && EXEC_ENV_ALLOWLIST
             .iter()

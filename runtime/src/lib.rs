@@ -31,7 +31,7 @@ pub use api::{
     ExecControlMsg, ExecRequest, ExecSession, ExecStdin, ExitFuture, ExitReason, ExitStatus,
     FnCredentialSource, Isolation, LastExit, LogChunk, LogOptions, LogStream, LogStreamKind,
     MAX_CREDENTIAL_BYTES, MAX_EXEC_ARGS, MAX_EXEC_ARGV_BYTES, MAX_EXEC_ENV, PodName, PodPhase,
-    PodRef, PodStatus, Runtime, Selector, Signal, TermSize,
+    PodRef, PodStatus, Runtime, Selector, Signal, TermSize, exec_env_allowed,
 };
 pub use error::RuntimeError;
 pub use local::{

@@ -42,6 +42,7 @@ struct FileConfig {
     listen: Option<String>,
     agent_listen: Option<String>,
     agent_advertise: Option<String>,
+    ssh_listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -62,6 +63,8 @@ pub struct Config {
     /// The `host:port` agents reach it at (default: `agent_listen` unless
     /// it is `0.0.0.0`).
     pub agent_advertise: Option<String>,
+    /// Where the SSH gateway listens; default: not listening.
+    pub ssh_listen: Option<SocketAddr>,
     /// Data directory (default `/var/lib/warden`).
     pub data_dir: PathBuf,
     /// Database URL (default `sqlite://DATA_DIR/warden.db`).
@@ -131,14 +134,21 @@ impl Config {
             key: "listen",
             reason: format!("{listen:?} is not an IP:PORT address"),
         })?;
-        let agent_listen = pick("WARDEN_AGENT_LISTEN", file.agent_listen)
-            .map(|a| {
-                a.parse().map_err(|_| ConfigError::Key {
-                    key: "agent_listen",
-                    reason: format!("{a:?} is not an IP:PORT address"),
+        let address = |key: &'static str, value: Option<String>| {
+            value
+                .map(|a| {
+                    a.parse().map_err(|_| ConfigError::Key {
+                        key,
+                        reason: format!("{a:?} is not an IP:PORT address"),
+                    })
                 })
-            })
-            .transpose()?;
+                .transpose()
+        };
+        let agent_listen = address(
+            "agent_listen",
+            pick("WARDEN_AGENT_LISTEN", file.agent_listen),
+        )?;
+        let ssh_listen = address("ssh_listen", pick("WARDEN_SSH_LISTEN", file.ssh_listen))?;
         let data_dir = pick(
             "WARDEN_DATA_DIR",
             file.data_dir.map(|p| p.display().to_string()),
@@ -185,6 +195,7 @@ impl Config {
             listen,
             agent_listen,
             agent_advertise: pick("WARDEN_AGENT_ADVERTISE", file.agent_advertise),
+            ssh_listen,
             data_dir,
             database_url,
             tls_cert,

@@ -69,7 +69,12 @@ fn create_private_dir(dir: &Path) -> Result<(), DevError> {
 }
 
 /// Starts (and on first use creates) a dev server in `data_dir`.
-pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevError> {
+/// With `ssh_listen`, the shell gateway serves SSH there too.
+pub async fn start_dev(
+    data_dir: &Path,
+    listen: SocketAddr,
+    ssh_listen: Option<SocketAddr>,
+) -> Result<Dev, DevError> {
     create_private_dir(data_dir)?;
     let tls_dir = data_dir.join("tls");
     create_private_dir(&tls_dir)?;
@@ -105,6 +110,7 @@ pub async fn start_dev(data_dir: &Path, listen: SocketAddr) -> Result<Dev, DevEr
         // Agents on this machine may enroll (`warden cluster join-token`).
         agent_listen: Some(SocketAddr::new(listen.ip(), agent_port)),
         agent_advertise: None,
+        ssh_listen,
     })
     .await?;
     if let Some(addr) = running.agent_addr

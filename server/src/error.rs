@@ -116,38 +116,9 @@ impl From<Error> for ApiError {
     }
 }
 
-/// What a runtime failure means for the caller. A spec error names the
-/// field and the line (`spec` is the request field holding the YAML).
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
-        let kind = match &e {
-            RuntimeError::InvalidSpec { .. }
-            | RuntimeError::InvalidName(_)
-            | RuntimeError::InvalidRequest(_) => ErrorKind::Invalid,
-            RuntimeError::ServiceNotFound(_) | RuntimeError::PodNotFound(_) => ErrorKind::NotFound,
-            RuntimeError::PodNotRunning { .. } | RuntimeError::RolloutStalled { .. } => {
-                ErrorKind::Conflict
-            }
-            RuntimeError::ExecFailed { .. } | RuntimeError::Unsupported(_) => {
-                ErrorKind::Unprocessable
-            }
-            RuntimeError::Credential(_) | RuntimeError::Unavailable(_) => ErrorKind::Unavailable,
-            RuntimeError::Agent(_)
-            | RuntimeError::StateLocked(_)
-            | RuntimeError::Io { .. }
-            | RuntimeError::Helper(_) => {
-                tracing::error!(error = %e, "runtime failure");
-                return Self::internal();
-            }
-        };
-        let code = match kind {
-            ErrorKind::Invalid => "invalid_request",
-            ErrorKind::NotFound => "not_found",
-            ErrorKind::Conflict => "conflict",
-            ErrorKind::Unprocessable => "unprocessable",
-            _ => "runtime_unavailable",
-        };
-        Error::new(kind, code, e.to_string()).into()
+        Error::from(e).into()
     }
 }
 

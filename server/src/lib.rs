@@ -18,6 +18,7 @@ pub mod config;
 pub mod dev;
 mod enroll;
 mod error;
+pub mod gateway;
 pub mod hardening;
 mod metrics;
 pub mod openapi;
@@ -63,6 +64,8 @@ pub struct ServerOptions {
     /// shared with the other replicas); default: the bound address unless
     /// it is unspecified (`0.0.0.0`).
     pub agent_advertise: Option<String>,
+    /// Where the SSH gateway listens; none: no SSH.
+    pub ssh_listen: Option<SocketAddr>,
 }
 
 /// The default longest lifetime of an API token, and the lifetime of one
@@ -92,8 +95,12 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where agents dial in, if this server listens for them.
     pub agent_addr: Option<SocketAddr>,
+    /// Where the SSH gateway listens, if it does.
+    pub ssh_addr: Option<SocketAddr>,
     /// The agent listener.
     agents: Option<JoinHandle<()>>,
+    /// The SSH listener.
+    ssh: Option<JoinHandle<()>>,
     /// Shared state (tests and `warden dev` reach the vault through it).
     pub app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
@@ -103,9 +110,9 @@ pub struct Running {
 impl Running {
     /// Stops accepting, drains in-flight requests, flushes, returns.
     pub async fn shutdown(mut self) {
-        if let Some(agents) = self.agents.take() {
-            agents.abort();
-            let _ = agents.await;
+        for task in [self.agents.take(), self.ssh.take()].into_iter().flatten() {
+            task.abort();
+            let _ = task.await;
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -168,6 +175,20 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         }
         None => (None, None),
     };
+    let (ssh_addr, ssh) = match opts.ssh_listen {
+        Some(at) => {
+            let bind_err = |e: std::io::Error| StartError::Bind {
+                addr: at,
+                reason: e.to_string(),
+            };
+            let listener = tokio::net::TcpListener::bind(at).await.map_err(bind_err)?;
+            let bound = listener.local_addr().map_err(bind_err)?;
+            let _ = app.gateway.ssh_addr.set(bound);
+            let task = tokio::spawn(gateway::serve_ssh(listener, Arc::downgrade(&app)));
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve::serve(
@@ -181,7 +202,9 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         agent_addr,
+        ssh_addr,
         agents,
+        ssh,
         app,
         stop: Some(stop),
         task,

@@ -36,6 +36,8 @@ pub struct App {
     pub max_token_ttl: std::time::Duration,
     /// The agents and the clusters they run pods on.
     pub clusters: crate::clusters::Clusters,
+    /// What the shell gateway reports about itself.
+    pub gateway: crate::gateway::GatewayInfo,
 }
 
 impl App {
@@ -60,6 +62,7 @@ impl App {
             audit_signer,
             max_token_ttl: crate::DEFAULT_MAX_TOKEN_TTL,
             clusters: crate::clusters::Clusters::new(),
+            gateway: crate::gateway::GatewayInfo::default(),
         }
     }
 

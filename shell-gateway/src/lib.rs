@@ -1,12 +1,27 @@
-//! The shell gateway (to be built by the gateway issue): SSH (stock OpenSSH
-//! clients, via russh) and WebSocket entry points that give RBAC-gated,
-//! recorded and audited interactive shells into pods.
+//! The shell gateway: RBAC-gated, audited shells and commands in pods for
+//! the tools engineers already use.
 //!
-//! It will own: SSH and WebSocket protocol front-ends behind one trait with
-//! documented failure semantics, session recording (asciicast v2, encrypted
-//! at rest), and the mapping of SSH disconnect codes to pipeline errors.
+//! It owns the transport-neutral session core ([`Gateway`]: authorize
+//! `shell.exec` once as a session-long grant, pick the pod, start the
+//! process through the runtime, record the outcome with what the session
+//! did), target parsing ([`ShellTarget`]), and the front-ends over it: SSH
+//! ([`SshGateway`], russh) today; the WebSocket and `kubectl exec` entry
+//! points will stand on the same core.
 //!
-//! Architecture invariants: every session runs through the server's request
-//! pipeline (authenticate → authorize `shell.exec` → audit → execute); it
-//! reaches pods only through the runtime trait; it never links the vault's
-//! key handling.
+//! Architecture invariants (checked by the architecture test): the gateway
+//! depends on the pipeline and the runtime trait, never on the vault or the
+//! server; every session runs through the pipeline (authenticate →
+//! authorize `shell.exec` → durable intent → execute → outcome); it reaches
+//! pods only through [`warden_runtime::Runtime`], on the runtime a
+//! [`Placement`] names; a session whose authority ends is stopped, with the
+//! reason shown to the user.
+
+mod gateway;
+mod ssh;
+mod target;
+
+pub use gateway::{Command, Gateway, Placement, Session, SessionEnd, ShellRequest};
+/// The SSH host key type.
+pub use russh::keys::PrivateKey as HostKey;
+pub use ssh::{SshGateway, SshOptions, host_key_fingerprint, host_key_from_seed};
+pub use target::{MAX_TARGET_BYTES, ShellTarget, split_command};

@@ -22,6 +22,7 @@ mod dialect;
 mod error;
 mod feed;
 pub mod files;
+mod gateway;
 mod integrity;
 mod rows;
 mod writer;
@@ -38,6 +39,7 @@ pub use clusters::{AgentCaRow, ClusterRow, JoinTokenRow, PlacementRow, Redeemed}
 use dialect::Dialect;
 pub use error::StoreError;
 pub use feed::Change;
+pub use gateway::SshHostKeyRow;
 pub use integrity::{Alarm, RowKey};
 pub use rows::*;
 pub use writer::{Ticket, TxFuture, after_intent};

@@ -201,6 +201,7 @@ async fn two_servers_on_one_database_extend_one_tree() {
         adopt_unprotected_rows: false,
         agent_listen: None,
         agent_advertise: None,
+        ssh_listen: None,
     })
     .await
     .unwrap();

@@ -165,7 +165,7 @@ async fn sqlite_files_are_private_and_shared_ones_are_refused() {
 async fn dev_data_directory_is_private() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("dev");
-    let dev = warden_server::dev::start_dev(&data, "127.0.0.1:0".parse().unwrap())
+    let dev = warden_server::dev::start_dev(&data, "127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
     dev.running.app.store.flush().await.unwrap();
@@ -188,7 +188,7 @@ async fn dev_data_directory_is_private() {
     }
     dev.running.shutdown().await;
     chmod(&data.join("dev-token"), 0o644);
-    let e = warden_server::dev::start_dev(&data, "127.0.0.1:0".parse().unwrap())
+    let e = warden_server::dev::start_dev(&data, "127.0.0.1:0".parse().unwrap(), None)
         .await
         .err()
         .unwrap()
@@ -198,7 +198,7 @@ async fn dev_data_directory_is_private() {
         "{e}"
     );
     chmod(&data.join("dev-token"), 0o600);
-    let dev = warden_server::dev::start_dev(&data, "127.0.0.1:0".parse().unwrap())
+    let dev = warden_server::dev::start_dev(&data, "127.0.0.1:0".parse().unwrap(), None)
         .await
         .unwrap();
     dev.running.shutdown().await;

@@ -180,6 +180,7 @@ pub async fn start_on(dir: &Path, database_url: &str) -> Running {
         adopt_unprotected_rows: false,
         agent_listen: None,
         agent_advertise: None,
+        ssh_listen: None,
     })
     .await
     .unwrap()

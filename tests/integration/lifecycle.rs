@@ -63,7 +63,9 @@ async fn dev_restart_reuses_data_keys_and_token() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dev");
     let listen = "127.0.0.1:0".parse().unwrap();
-    let first = warden_server::dev::start_dev(&data, listen).await.unwrap();
+    let first = warden_server::dev::start_dev(&data, listen, None)
+        .await
+        .unwrap();
     assert!(first.created);
     let token = first.token.to_string();
     let ca = std::fs::read(&first.pki.ca_cert).unwrap();
@@ -79,7 +81,9 @@ async fn dev_restart_reuses_data_keys_and_token() {
         .unwrap();
     first.running.shutdown().await;
 
-    let second = warden_server::dev::start_dev(&data, listen).await.unwrap();
+    let second = warden_server::dev::start_dev(&data, listen, None)
+        .await
+        .unwrap();
     assert!(!second.created);
     assert_eq!(second.token.as_str(), token);
     assert_eq!(

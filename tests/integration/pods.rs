@@ -1030,6 +1030,7 @@ async fn with_two_replicas_either_one_reaches_an_agent() {
             adopt_unprotected_rows: false,
             agent_listen: Some("127.0.0.1:0".parse().unwrap()),
             agent_advertise: None,
+            ssh_listen: None,
         })
     };
     let a = start("replica-a").await.unwrap();

@@ -46,10 +46,13 @@ const USERS: usize = 4;
 async fn main() -> Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir().context("creating the data directory")?;
-    let dev =
-        warden_server::dev::start_dev(&dir.path().join("data"), (Ipv4Addr::LOCALHOST, 0).into())
-            .await
-            .context("starting Warden")?;
+    let dev = warden_server::dev::start_dev(
+        &dir.path().join("data"),
+        (Ipv4Addr::LOCALHOST, 0).into(),
+        None,
+    )
+    .await
+    .context("starting Warden")?;
     let ca = std::fs::read(&dev.pki.ca_cert)?;
     let owner = Client::new(&dev.url, &ca, Some(String::clone(&dev.token)))?;
     owner

@@ -213,6 +213,14 @@ pub static ROUTES: &[RouteSpec] = &[
         handler: || get(sys::sys_status),
     },
     RouteSpec {
+        method: "GET",
+        path: "/api/v1/sys/gateway",
+        guard: Guard::Public,
+        summary: "The shell gateway's SSH address and host key fingerprint.",
+        doc: Doc::json(of::<GatewayStatus>),
+        handler: || get(sys::gateway_status),
+    },
+    RouteSpec {
         method: "POST",
         path: "/api/v1/sys/init",
         guard: Guard::Public,

@@ -63,6 +63,13 @@ pub(super) async fn sys_status(State(app): State<AppState>) -> Result<Json<SysSt
     Ok(Json(sys_status_out(app.vault.status().await?)))
 }
 
+pub(super) async fn gateway_status(State(app): State<AppState>) -> Json<GatewayStatus> {
+    Json(GatewayStatus {
+        ssh_address: app.gateway.ssh_addr.get().map(ToString::to_string),
+        ssh_host_key_fingerprint: app.gateway.fingerprint.get().cloned(),
+    })
+}
+
 pub(super) async fn sys_init(
     State(app): State<AppState>,
     meta: Meta,

@@ -1,0 +1,147 @@
+//! The shell gateway's composition: its SSH host key (an Ed25519 seed
+//! sealed under the root key, one per installation, so every replica
+//! presents the same key), the placement of environments on clusters the
+//! gateway runs sessions on, and the SSH listener.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use warden_pipeline::Error;
+use warden_runtime::Runtime;
+use warden_shell_gateway::{
+    Gateway, HostKey, Placement, SshGateway, SshOptions, host_key_from_seed,
+};
+use warden_store::SshHostKeyRow;
+use warden_types::ScopePath;
+use zeroize::Zeroizing;
+
+use crate::ApiError;
+use crate::state::App;
+
+/// Purpose label of the host key seed sealed under the root key.
+const HOST_KEY_PURPOSE: &str = "ssh-host-key";
+/// A connection with no traffic for this long is closed.
+pub const SSH_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A session ends after this long, whatever it does.
+pub const SSH_MAX_SESSION: Duration = Duration::from_secs(12 * 3600);
+
+/// The SSH host key, made and stored if there is none yet. Needs the vault
+/// unsealed.
+pub async fn host_key(app: &App) -> Result<HostKey, ApiError> {
+    let row = match app.store.ssh_host_key().await? {
+        Some(row) => row,
+        None => {
+            let seed = Zeroizing::new(warden_pipeline::random_bytes::<32>()?);
+            let sealed =
+                app.vault
+                    .seal_credential(HOST_KEY_PURPOSE, "ssh-host-key", seed.as_slice())?;
+            app.store
+                .init_ssh_host_key(SshHostKeyRow {
+                    sealed_seed: sealed,
+                    created_at: warden_store::now_ms(),
+                })
+                .await?
+        }
+    };
+    let seed = app
+        .vault
+        .open_credential(HOST_KEY_PURPOSE, "ssh-host-key", &row.sealed_seed)?;
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+        seed.as_slice()
+            .try_into()
+            .map_err(|_| ApiError::internal())?,
+    );
+    let key = host_key_from_seed(&seed);
+    let _ = app
+        .gateway
+        .fingerprint
+        .set(warden_shell_gateway::host_key_fingerprint(&key));
+    Ok(key)
+}
+
+/// The host key's fingerprint (`SHA256:...`), making the key if needed.
+pub async fn host_key_fingerprint(app: &App) -> Result<String, ApiError> {
+    Ok(warden_shell_gateway::host_key_fingerprint(
+        &host_key(app).await?,
+    ))
+}
+
+/// What the gateway reports about itself (`GET /api/v1/sys/gateway`).
+#[derive(Debug, Default)]
+pub struct GatewayInfo {
+    /// The SSH listener's address, once bound.
+    pub ssh_addr: OnceLock<SocketAddr>,
+    /// The host key's fingerprint, once the key is loaded.
+    pub fingerprint: OnceLock<String>,
+}
+
+/// Environments run on the cluster they are placed on (default `local`),
+/// through the agent hub.
+struct ClusterPlacement(Weak<App>);
+
+impl Placement for ClusterPlacement {
+    fn runtime<'a>(&'a self, env: &'a ScopePath) -> BoxFuture<'a, Result<Arc<dyn Runtime>, Error>> {
+        Box::pin(async move {
+            let app = self.0.upgrade().ok_or_else(|| {
+                Error::new(
+                    warden_pipeline::ErrorKind::Unavailable,
+                    "shutting_down",
+                    "the server is shutting down",
+                )
+            })?;
+            let cluster = app.clusters.cluster_of(&app.store, env).await?;
+            Ok(Arc::new(app.clusters.remote(&cluster)) as Arc<dyn Runtime>)
+        })
+    }
+}
+
+/// The shell gateway over `app`'s pipeline and clusters.
+pub fn gateway(app: &Arc<App>) -> Gateway {
+    Gateway::new(
+        app.pipeline.clone(),
+        Arc::new(ClusterPlacement(Arc::downgrade(app))),
+    )
+}
+
+/// Serves SSH on `listener` once the vault is unsealed (the host key is
+/// sealed under the root key; until then connections wait in the backlog).
+pub(crate) async fn serve_ssh(listener: TcpListener, app: Weak<App>) {
+    let key = loop {
+        let Some(strong) = app.upgrade() else {
+            return;
+        };
+        let mut sealed = strong.vault.sealed_changes();
+        if !*sealed.borrow_and_update() {
+            match host_key(&strong).await {
+                Ok(key) => break key,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "SSH host key unavailable; retrying");
+                    drop(strong);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            }
+        }
+        drop(strong);
+        if sealed.changed().await.is_err() {
+            return;
+        }
+    };
+    let Some(strong) = app.upgrade() else {
+        return;
+    };
+    let ssh = SshGateway::new(
+        gateway(&strong),
+        SshOptions {
+            host_key: key,
+            idle_timeout: SSH_IDLE_TIMEOUT,
+            max_session: SSH_MAX_SESSION,
+        },
+    );
+    drop(strong);
+    tracing::info!(addr = ?listener.local_addr().ok(), "serving SSH");
+    ssh.serve(listener).await;
+}

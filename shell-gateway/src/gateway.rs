@@ -1,0 +1,230 @@
+//! The transport-neutral core every entry point shares: authorize
+//! `shell.exec` on the service once, as a session-long grant; find the pod;
+//! start the process through the runtime; record the outcome with what the
+//! session did.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use warden_pipeline::{
+    Caller, Error, Operation, Pipeline, SessionGrant, SessionRecord, Target, Transport,
+};
+use warden_policies::{Action, Scope};
+use warden_runtime::{
+    ExecRequest, ExecSession, ExitStatus, PodName, PodPhase, PodRef, Runtime, Selector, TermSize,
+};
+use warden_types::ScopePath;
+
+use crate::target::ShellTarget;
+
+/// What runs when the user asks for a shell rather than a command: bash
+/// where the image has it, else `sh`, as a login shell.
+const LOGIN_SHELL: &str = "command -v bash >/dev/null 2>&1 && exec bash -l; exec sh -l";
+
+/// Where an environment's pods run. The composition root (the server)
+/// answers from its cluster placements; the gateway knows only the trait.
+pub trait Placement: Send + Sync {
+    /// The runtime that runs `env`'s pods.
+    fn runtime<'a>(&'a self, env: &'a ScopePath) -> BoxFuture<'a, Result<Arc<dyn Runtime>, Error>>;
+}
+
+/// What to run in the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// An interactive login shell.
+    Shell,
+    /// A program and its arguments, as given (no shell splitting).
+    Argv(Vec<String>),
+}
+
+/// One request for a session.
+#[derive(Debug, Clone)]
+pub struct ShellRequest {
+    /// Where.
+    pub target: ShellTarget,
+    /// What.
+    pub command: Command,
+    /// A terminal of this size, or none.
+    pub tty: Option<TermSize>,
+    /// Environment from the client, already limited to what the transport
+    /// forwards (the runtime checks its allowlist again).
+    pub env: Vec<(String, String)>,
+}
+
+/// The shell gateway's core, shared by the SSH and WebSocket front-ends.
+#[derive(Clone)]
+pub struct Gateway {
+    pipeline: Pipeline,
+    placement: Arc<dyn Placement>,
+}
+
+/// A started session: its grant of authority and what the audit entry of
+/// its end needs. The process itself is the [`ExecSession`] returned next
+/// to it.
+pub struct Session {
+    id: String,
+    pod: PodName,
+    transport: Transport,
+    grant: SessionGrant,
+}
+
+/// How a session ended, for its audit entry.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionEnd {
+    /// The process's exit status, if it exited and the client was told.
+    pub exit: Option<ExitStatus>,
+    /// Bytes from the client.
+    pub bytes_in: u64,
+    /// Bytes to the client.
+    pub bytes_out: u64,
+    /// The outcome's status: `ok` when the process exited (whatever its
+    /// code), `authority_ended`, `upstream_lost`, `client_gone`.
+    pub status: &'static str,
+}
+
+impl Gateway {
+    /// A gateway running sessions through `pipeline`, on the runtimes
+    /// `placement` names.
+    pub fn new(pipeline: Pipeline, placement: Arc<dyn Placement>) -> Self {
+        Self {
+            pipeline,
+            placement,
+        }
+    }
+
+    /// The pipeline sessions run through (front-ends authenticate with it).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Authorizes `shell.exec` on the target's service for `caller` (once;
+    /// the returned [`Session`] ends when that authority ends), records the
+    /// intent durably, picks the pod and starts the process in it. A
+    /// failure after the authorization is recorded as the session's
+    /// outcome.
+    pub async fn open(
+        &self,
+        caller: &Caller,
+        request: ShellRequest,
+    ) -> Result<(Session, ExecSession), Error> {
+        let service = request.target.service.path().clone();
+        let id = hex::encode(warden_pipeline::random_bytes::<12>()?);
+        let operation = Operation::new(
+            "shell.exec",
+            Action::ShellExec,
+            Scope::Path(service.clone()),
+            Target::session(
+                &id,
+                &service,
+                request.target.pod.as_ref().map(|p| p.as_str().to_owned()),
+            ),
+        );
+        let grant = self.pipeline.run_session(caller, operation).await?;
+        match self.start(&request).await {
+            Ok((pod, exec)) => Ok((
+                Session {
+                    id,
+                    pod,
+                    transport: caller.meta().transport,
+                    grant,
+                },
+                exec,
+            )),
+            Err(e) => {
+                grant.finish(e.code());
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(&self, request: &ShellRequest) -> Result<(PodName, ExecSession), Error> {
+        let service = &request.target.service;
+        if self
+            .pipeline
+            .store()
+            .scope(service.as_str())
+            .await?
+            .is_none()
+        {
+            return Err(Error::not_found(format!("{} not found", service.as_str())));
+        }
+        let runtime = self.placement.runtime(&service.environment()).await?;
+        let pods = runtime.pods(&Selector::Service(service.clone())).await?;
+        let pod = match &request.target.pod {
+            Some(name) => {
+                let pod = pods
+                    .iter()
+                    .find(|p| p.name == *name)
+                    .ok_or_else(|| Error::not_found(format!("pod {} not found", request.target)))?;
+                if pod.phase != PodPhase::Running {
+                    return Err(Error::conflict(format!(
+                        "pod {} is {}, not Running",
+                        request.target, pod.phase
+                    )));
+                }
+                pod.name.clone()
+            }
+            None => pods
+                .iter()
+                .filter(|p| p.phase == PodPhase::Running && p.ready)
+                .map(|p| &p.name)
+                .min()
+                .cloned()
+                .ok_or_else(|| {
+                    Error::conflict(format!("{} has no running pod", service.as_str()))
+                })?,
+        };
+        let argv = match &request.command {
+            Command::Shell => vec!["/bin/sh".into(), "-c".into(), LOGIN_SHELL.into()],
+            Command::Argv(argv) => argv.clone(),
+        };
+        let exec = ExecRequest {
+            argv,
+            tty: request.tty,
+            stdin: true,
+            env: request.env.clone(),
+        };
+        exec.validate()?;
+        let pod_ref = PodRef {
+            service: service.clone(),
+            name: pod.clone(),
+        };
+        Ok((pod.clone(), runtime.exec(&pod_ref, exec).await?))
+    }
+}
+
+impl Session {
+    /// The session's id (in its audit entries).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The pod it runs in.
+    pub fn pod(&self) -> &PodName {
+        &self.pod
+    }
+
+    /// Resolves with the reason once the caller's authority has ended
+    /// (binding revoked, user disabled, credential revoked or expired,
+    /// vault sealed). Cancel-safe.
+    pub async fn authority_ended(&mut self) -> String {
+        self.grant.ended().await
+    }
+
+    /// Records the session's end.
+    pub fn finish(self, end: SessionEnd) {
+        let duration_ms = u64::try_from(self.grant.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let record = SessionRecord {
+            bytes_in: end.bytes_in,
+            bytes_out: end.bytes_out,
+            container: None,
+            duration_ms,
+            exit_status: end.exit.map(|e| e.code),
+            id: self.id,
+            pod: Some(self.pod.as_str().to_owned()),
+            recording_digest: None,
+            transport: self.transport.as_str(),
+        };
+        self.grant.finish_with(end.status, record);
+    }
+}

@@ -1,0 +1,804 @@
+//! The SSH entry point: stock OpenSSH clients get shells and commands in
+//! pods (RFC 4254 sessions, over russh).
+//!
+//! - Authentication is by public key only (RFC 4252 §7): the key's
+//!   fingerprint is the pipeline's [`Credential::SshKey`], and the login
+//!   name must be the key owner's user name (`alice`, or `bob@acme` for a
+//!   member of an organization). `alice:ORG/PROJECT/ENV/SERVICE[/POD]`
+//!   names the target in the user name; otherwise the command does
+//!   (`ssh -t alice@host acme/shop/staging/api`, `ssh alice@host TARGET --
+//!   CMD`).
+//! - Every channel request that wants a reply gets one (RFC 4254 §5.4):
+//!   russh's defaults answer nothing, which leaves OpenSSH waiting.
+//! - Port, agent and X11 forwarding and subsystems are refused; forwarding
+//!   attempts are audited.
+//! - A session's output is drained before its exit status, which comes
+//!   before EOF and close (RFC 4254 §6.10). A session that ends without its
+//!   process exiting (authority ended, pod lost) sends no exit status, so
+//!   `ssh` exits 255 after printing why, never 0.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::keys::{HashAlg, PrivateKey};
+use russh::server::{Auth, Handle, Msg, Session as SshSession};
+use russh::{
+    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Sig,
+};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use warden_pipeline::{Caller, Credential, Error, RequestMeta, Target, Transport};
+use warden_policies::Action;
+use warden_runtime::{
+    ExecControl, ExecStdin, ExitStatus, MAX_EXEC_ENV, Signal, TermSize, exec_env_allowed,
+};
+
+use crate::gateway::{Command, Gateway, Session, SessionEnd, ShellRequest};
+use crate::target::{ShellTarget, split_command};
+
+/// The one action SSH callers may run.
+const DECLARED: &[Action] = &[Action::ShellExec];
+/// Connections at once, over all sources.
+const MAX_CONNECTIONS: usize = 4096;
+/// Connections from one address that have not authenticated yet (OpenSSH's
+/// `MaxStartups` idea): a flood of silent connections from one source
+/// cannot lock others out.
+const MAX_UNAUTHENTICATED_PER_SOURCE: usize = 16;
+/// Time to send the SSH version line.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to authenticate after connecting (OpenSSH's `LoginGraceTime`).
+const AUTH_DEADLINE: Duration = Duration::from_secs(30);
+/// Session channels on one connection (OpenSSH's `MaxSessions`).
+const MAX_CHANNELS: usize = 10;
+/// How long the output of a session whose authority ended may still drain.
+const DRAIN_AFTER_END: Duration = Duration::from_millis(500);
+
+/// How the SSH listener behaves.
+#[derive(Clone)]
+pub struct SshOptions {
+    /// The host key (kept sealed by the server; see [`host_key_from_seed`]).
+    pub host_key: PrivateKey,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// A session is ended after this long, whatever it does.
+    pub max_session: Duration,
+}
+
+/// An Ed25519 host key from its 32-byte seed.
+pub fn host_key_from_seed(seed: &[u8; 32]) -> PrivateKey {
+    PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
+        seed,
+    ))
+}
+
+/// The host key's fingerprint as `ssh-keygen -l` prints it (`SHA256:...`).
+pub fn host_key_fingerprint(key: &PrivateKey) -> String {
+    key.public_key().fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// The SSH front-end of a [`Gateway`].
+#[derive(Clone)]
+pub struct SshGateway {
+    gateway: Gateway,
+    config: Arc<russh::server::Config>,
+    max_session: Duration,
+    limits: Arc<Limits>,
+}
+
+#[derive(Default)]
+struct Limits {
+    total: Mutex<usize>,
+    unauthenticated: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Releases a connection's slots when it ends.
+struct Slot {
+    limits: Arc<Limits>,
+    source: IpAddr,
+    authenticated: Arc<AtomicBool>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut total = lock(&self.limits.total);
+        *total = total.saturating_sub(1);
+        if !self.authenticated.load(Ordering::SeqCst) {
+            release_unauthenticated(&self.limits, self.source);
+        }
+    }
+}
+
+fn release_unauthenticated(limits: &Limits, source: IpAddr) {
+    let mut map = lock(&limits.unauthenticated);
+    if let Some(n) = map.get_mut(&source) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(&source);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SshGateway {
+    /// An SSH front-end for `gateway`.
+    pub fn new(gateway: Gateway, options: SshOptions) -> Self {
+        let config = russh::server::Config {
+            server_id: russh::SshId::Standard("SSH-2.0-Warden".into()),
+            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            // OpenSSH probes with `none` first; answer it at once.
+            auth_rejection_time: Duration::from_millis(300),
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: vec![options.host_key],
+            inactivity_timeout: Some(options.idle_timeout),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 3,
+            max_auth_attempts: 6,
+            nodelay: true,
+            ..Default::default()
+        };
+        Self {
+            gateway,
+            config: Arc::new(config),
+            max_session: options.max_session,
+            limits: Arc::default(),
+        }
+    }
+
+    /// Serves connections from `listener` until the task is dropped.
+    pub async fn serve(self, listener: TcpListener) {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SSH accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Some(slot) = self.admit(peer.ip()) else {
+                tracing::debug!(%peer, "SSH connection refused: too many connections");
+                continue;
+            };
+            tokio::spawn(self.clone().connection(tcp, peer, slot));
+        }
+    }
+
+    fn admit(&self, source: IpAddr) -> Option<Slot> {
+        let mut total = lock(&self.limits.total);
+        let mut map = lock(&self.limits.unauthenticated);
+        let pending = map.entry(source).or_insert(0);
+        if *total >= MAX_CONNECTIONS || *pending >= MAX_UNAUTHENTICATED_PER_SOURCE {
+            return None;
+        }
+        *total += 1;
+        *pending += 1;
+        Some(Slot {
+            limits: self.limits.clone(),
+            source,
+            authenticated: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    async fn connection(self, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
+        let conn = Conn {
+            gateway: self.gateway.clone(),
+            peer,
+            max_session: self.max_session,
+            caller: None,
+            user_target: None,
+            channels: 0,
+            authenticated: slot.authenticated.clone(),
+            limits: self.limits.clone(),
+        };
+        let session = match tokio::time::timeout(
+            VERSION_TIMEOUT,
+            russh::server::run_stream(self.config, tcp, conn),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "SSH handshake failed");
+                return;
+            }
+            Err(_) => return,
+        };
+        let handle = session.handle();
+        let deadline = async {
+            tokio::time::sleep(AUTH_DEADLINE).await;
+            if slot.authenticated.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = session => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
+                }
+            }
+            () = deadline => {
+                let _ = handle
+                    .disconnect(
+                        Disconnect::ByApplication,
+                        "authentication took too long".into(),
+                        String::new(),
+                    )
+                    .await;
+            }
+        }
+        drop(slot);
+    }
+}
+
+/// One SSH connection.
+struct Conn {
+    gateway: Gateway,
+    peer: SocketAddr,
+    max_session: Duration,
+    caller: Option<Arc<Caller>>,
+    /// The target named in the login (`alice:TARGET`).
+    user_target: Option<ShellTarget>,
+    channels: usize,
+    authenticated: Arc<AtomicBool>,
+    limits: Arc<Limits>,
+}
+
+impl Conn {
+    fn meta(&self, fingerprint: String) -> RequestMeta {
+        RequestMeta::new(
+            Credential::SshKey { fingerprint },
+            Some(self.peer.ip().to_string()),
+            Transport::Ssh,
+        )
+    }
+
+    /// Audits a refused forwarding or subsystem request.
+    async fn refuse(&self, what: &'static str) {
+        if let Some(caller) = &self.caller {
+            let _ = self
+                .gateway
+                .pipeline()
+                .refuse(
+                    caller,
+                    what,
+                    Target::principal(caller.id()),
+                    Error::forbidden(format!("{what} is not allowed through Warden's gateway")),
+                )
+                .await;
+        }
+    }
+}
+
+/// Splits a login name into the user and the target it may carry.
+fn split_login(user: &str) -> Result<(&str, Option<ShellTarget>), Error> {
+    match user.split_once(':') {
+        Some((name, target)) => Ok((name, Some(ShellTarget::parse(target)?))),
+        None => Ok((user, None)),
+    }
+}
+
+impl russh::server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Spares the client a signature for a key nobody registered.
+        let fingerprint = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
+        let known = matches!(
+            self.gateway.pipeline().store().ssh_key(&fingerprint).await,
+            Ok(Some(_))
+        );
+        Ok(if known && split_login(user).is_ok() {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
+        let meta = self.meta(fingerprint);
+        let pipeline = self.gateway.pipeline();
+        let Ok((login, target)) = split_login(user) else {
+            return Ok(Auth::reject());
+        };
+        let caller = match pipeline.authenticate(meta.clone(), DECLARED).await {
+            Ok(c) => c,
+            Err(_) => return Ok(Auth::reject()),
+        };
+        if caller.id() != warden_pipeline::identity::user_id(login) {
+            let _ = pipeline
+                .record_failure(
+                    &meta,
+                    "auth.login",
+                    None,
+                    Target::credential("ssh-key"),
+                    "the SSH login name is not the key owner's user name",
+                )
+                .await;
+            return Ok(Auth::reject());
+        }
+        self.caller = Some(Arc::new(caller));
+        self.user_target = target;
+        if !self.authenticated.swap(true, Ordering::SeqCst) {
+            release_unauthenticated(&self.limits, self.peer.ip());
+        }
+        Ok(Auth::Accept)
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        let Some(caller) = self.caller.clone() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        if self.channels >= MAX_CHANNELS {
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
+        self.channels += 1;
+        reply.accept().await;
+        let ctx = ChannelCtx {
+            gateway: self.gateway.clone(),
+            caller,
+            user_target: self.user_target.clone(),
+            handle: session.handle(),
+            max_session: self.max_session,
+        };
+        tokio::spawn(ctx.run(channel));
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        self.refuse("ssh.port_forward").await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        self.refuse("ssh.port_forward").await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
+        self.refuse("ssh.port_forward").await;
+        Ok(false)
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
+        self.refuse("ssh.port_forward").await;
+        Ok(false)
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<bool, Self::Error> {
+        self.refuse("ssh.agent_forward").await;
+        Ok(false)
+    }
+
+    async fn x11_request(
+        &mut self,
+        _channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        // The channel's task answers the request; this records it.
+        self.refuse("ssh.x11_forward").await;
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut SshSession,
+    ) -> Result<(), Self::Error> {
+        self.channels = self.channels.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// What a session channel's task needs.
+struct ChannelCtx {
+    gateway: Gateway,
+    caller: Arc<Caller>,
+    user_target: Option<ShellTarget>,
+    handle: Handle,
+    max_session: Duration,
+}
+
+/// Why a running session stopped.
+enum Stop {
+    Exited(Result<ExitStatus, warden_runtime::RuntimeError>),
+    AuthorityEnded(String),
+    ClientGone,
+}
+
+impl ChannelCtx {
+    async fn reply(&self, id: ChannelId, want_reply: bool, ok: bool) {
+        if want_reply {
+            let _ = if ok {
+                self.handle.channel_success(id).await
+            } else {
+                self.handle.channel_failure(id).await
+            };
+        }
+    }
+
+    /// Answers the requests that set a session up, until a shell or exec
+    /// request starts it.
+    async fn run(self, mut channel: Channel<Msg>) {
+        let id = channel.id();
+        let mut tty = None;
+        let mut env: Vec<(String, String)> = Vec::new();
+        let command = loop {
+            let Some(msg) = channel.wait().await else {
+                return;
+            };
+            match msg {
+                ChannelMsg::RequestPty {
+                    want_reply,
+                    term,
+                    col_width,
+                    row_height,
+                    ..
+                } => {
+                    let ok = tty.is_none();
+                    if ok {
+                        tty = Some(term_size(col_width, row_height));
+                        if !term.is_empty() && term.len() <= 64 && !term.contains('\0') {
+                            env.push(("TERM".into(), term));
+                        }
+                    }
+                    self.reply(id, want_reply, ok).await;
+                }
+                ChannelMsg::SetEnv {
+                    want_reply,
+                    variable_name,
+                    variable_value,
+                } => {
+                    let ok = exec_env_allowed(&variable_name)
+                        && variable_name != "TERM"
+                        && variable_value.len() <= 1024
+                        && !variable_value.contains('\0')
+                        && env.len() < MAX_EXEC_ENV;
+                    if ok {
+                        env.push((variable_name, variable_value));
+                    }
+                    self.reply(id, want_reply, ok).await;
+                }
+                ChannelMsg::RequestShell { want_reply } => {
+                    self.reply(id, want_reply, true).await;
+                    break None;
+                }
+                ChannelMsg::Exec {
+                    want_reply,
+                    command,
+                } => {
+                    self.reply(id, want_reply, true).await;
+                    break Some(command);
+                }
+                ChannelMsg::RequestSubsystem { want_reply, .. }
+                | ChannelMsg::RequestX11 { want_reply, .. } => {
+                    self.reply(id, want_reply, false).await;
+                }
+                ChannelMsg::Eof | ChannelMsg::Close => return,
+                _ => {}
+            }
+        };
+        let (read, write) = channel.split();
+        let request = match self.request(command, tty, env) {
+            Ok(r) => r,
+            Err(message) => {
+                let _ = write
+                    .make_writer_ext(Some(1))
+                    .write_all(message.as_bytes())
+                    .await;
+                let _ = write.exit_status(2).await;
+                let _ = write.eof().await;
+                let _ = write.close().await;
+                return;
+            }
+        };
+        let crlf = |s: &str| format!("warden: {s}\r\n");
+        let (session, exec) = match self.gateway.open(&self.caller, request).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = write
+                    .make_writer_ext(Some(1))
+                    .write_all(crlf(e.message()).as_bytes())
+                    .await;
+                let _ = write.eof().await;
+                let _ = write.close().await;
+                return;
+            }
+        };
+        let counted_in = Arc::new(AtomicU64::new(0));
+        let counted_out = Arc::new(AtomicU64::new(0));
+        let tty = exec.stderr.is_none();
+        let out = tokio::spawn(pump(exec.stdout, write.make_writer(), counted_out.clone()));
+        let err = exec.stderr.map(|rx| {
+            tokio::spawn(pump(
+                rx,
+                write.make_writer_ext(Some(1)),
+                counted_out.clone(),
+            ))
+        });
+        let input = tokio::spawn(forward_input(
+            self.handle.clone(),
+            id,
+            read,
+            exec.stdin,
+            exec.control.clone(),
+            counted_in.clone(),
+        ));
+        let (stop, session) = self.supervise(session, exec.exit, input).await;
+        let status = match &stop {
+            Stop::Exited(Ok(_)) => "ok",
+            Stop::Exited(Err(_)) => "upstream_lost",
+            Stop::AuthorityEnded(_) => "authority_ended",
+            Stop::ClientGone => "client_gone",
+        };
+        if !matches!(stop, Stop::Exited(Ok(_))) {
+            let _ = exec.control.signal(Signal::KILL);
+        }
+        // Everything the process wrote goes out before its status.
+        let drained = async {
+            let _ = out.await;
+            if let Some(err) = err {
+                let _ = err.await;
+            }
+        };
+        let mut exit = None;
+        match &stop {
+            Stop::Exited(Ok(status)) => {
+                drained.await;
+                exit = Some(*status);
+                let _ = write.exit_status(status.code as u32).await;
+            }
+            Stop::Exited(Err(e)) => {
+                let _ = tokio::time::timeout(DRAIN_AFTER_END, drained).await;
+                let msg = crlf(&format!("the session's pod was lost: {e}"));
+                let _ = notice(&write, tty, &msg).await;
+            }
+            Stop::AuthorityEnded(reason) => {
+                let _ = tokio::time::timeout(DRAIN_AFTER_END, drained).await;
+                let msg = crlf(&format!("session ended: {reason}"));
+                let _ = notice(&write, tty, &format!("\r\n{msg}")).await;
+            }
+            Stop::ClientGone => {}
+        }
+        let _ = write.eof().await;
+        let _ = write.close().await;
+        session.finish(SessionEnd {
+            exit,
+            bytes_in: counted_in.load(Ordering::Relaxed),
+            bytes_out: counted_out.load(Ordering::Relaxed),
+            status,
+        });
+    }
+
+    /// The session request a shell or exec request makes, or the message
+    /// telling the user what is wrong with it.
+    fn request(
+        &self,
+        command: Option<Vec<u8>>,
+        tty: Option<TermSize>,
+        env: Vec<(String, String)>,
+    ) -> Result<ShellRequest, String> {
+        let command = match command {
+            None => None,
+            Some(bytes) => Some(
+                String::from_utf8(bytes)
+                    .map_err(|_| "warden: the command is not UTF-8\r\n".to_owned())?,
+            ),
+        };
+        let (target, line) = match (&self.user_target, command.as_deref()) {
+            (Some(t), line) => (t.clone(), line.filter(|l| !l.trim().is_empty())),
+            (None, Some(line)) => {
+                let (target, rest) = split_command(line);
+                let target = ShellTarget::parse(target)
+                    .map_err(|e| format!("warden: {}\r\n", e.message()))?;
+                (target, rest)
+            }
+            (None, None) => {
+                return Err(
+                    "warden: name a target: ssh -t USER@HOST ORG/PROJECT/ENV/SERVICE[/POD] \
+                            (or log in as USER:ORG/PROJECT/ENV/SERVICE)\r\n"
+                        .to_owned(),
+                );
+            }
+        };
+        let command = match line {
+            None => Command::Shell,
+            Some(line) => Command::Argv(vec!["/bin/sh".into(), "-c".into(), line.to_owned()]),
+        };
+        Ok(ShellRequest {
+            target,
+            command,
+            tty,
+            env,
+        })
+    }
+
+    /// Waits for the process to exit, the caller's authority to end, the
+    /// session's time to run out, or the client to go.
+    async fn supervise(
+        &self,
+        mut session: Session,
+        exit: warden_runtime::ExitFuture,
+        input: tokio::task::JoinHandle<()>,
+    ) -> (Stop, Session) {
+        let abort = input.abort_handle();
+        let stop = tokio::select! {
+            status = exit => Stop::Exited(status),
+            reason = session.authority_ended() => Stop::AuthorityEnded(reason),
+            () = tokio::time::sleep(self.max_session) => {
+                Stop::AuthorityEnded("the session reached its maximum length".into())
+            }
+            _ = input => Stop::ClientGone,
+        };
+        abort.abort();
+        (stop, session)
+    }
+}
+
+/// Tells the user why the session ended: on the terminal when there is
+/// one (stderr is merged there), else on stderr.
+async fn notice(
+    write: &russh::ChannelWriteHalf<Msg>,
+    tty: bool,
+    message: &str,
+) -> std::io::Result<()> {
+    let mut w = write.make_writer_ext(if tty { None } else { Some(1) });
+    w.write_all(message.as_bytes()).await?;
+    w.flush().await
+}
+
+/// Copies a process's output to the client, counting it.
+async fn pump(
+    mut rx: mpsc::Receiver<Bytes>,
+    mut writer: impl AsyncWrite + Unpin,
+    counted: Arc<AtomicU64>,
+) {
+    while let Some(chunk) = rx.recv().await {
+        counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if writer.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.flush().await;
+}
+
+/// Forwards the client's input, EOF, window changes and signals to the
+/// process, and answers any further request with a failure. Returns when
+/// the client closes the channel.
+async fn forward_input(
+    handle: Handle,
+    id: ChannelId,
+    mut read: russh::ChannelReadHalf,
+    mut stdin: Option<ExecStdin>,
+    control: ExecControl,
+    counted: Arc<AtomicU64>,
+) {
+    while let Some(msg) = read.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(s) = &stdin
+                    && s.write(data).await.is_err()
+                {
+                    stdin = None;
+                }
+            }
+            ChannelMsg::Eof => stdin = None,
+            ChannelMsg::WindowChange {
+                col_width,
+                row_height,
+                ..
+            } => {
+                let size = term_size(col_width, row_height);
+                let _ = control.resize(size.cols, size.rows);
+            }
+            ChannelMsg::Signal { signal } => {
+                if let Some(sig) = signal_of(&signal) {
+                    let _ = control.signal(sig);
+                }
+            }
+            ChannelMsg::RequestPty { want_reply, .. }
+            | ChannelMsg::RequestShell { want_reply }
+            | ChannelMsg::Exec { want_reply, .. }
+            | ChannelMsg::SetEnv { want_reply, .. }
+            | ChannelMsg::RequestSubsystem { want_reply, .. }
+            | ChannelMsg::RequestX11 { want_reply, .. }
+                if want_reply =>
+            {
+                let _ = handle.channel_failure(id).await;
+            }
+            ChannelMsg::Close => return,
+            _ => {}
+        }
+    }
+}
+
+fn term_size(cols: u32, rows: u32) -> TermSize {
+    let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX).max(1);
+    TermSize {
+        cols: clamp(cols),
+        rows: clamp(rows),
+    }
+}
+
+fn signal_of(sig: &Sig) -> Option<Signal> {
+    let name = match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(name) => name.as_str(),
+    };
+    Signal::from_name(name).ok()
+}
