@@ -22,7 +22,7 @@ cargo build --locked -q -p warden-cli
 warden="$CARGO_TARGET_DIR/debug/warden"
 work=$(mktemp -d)
 port=$((20000 + RANDOM % 20000))
-XDG_CONFIG_HOME="$work/config" "$warden" dev --data-dir "$work/data" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+XDG_CONFIG_HOME="$work/config" "$warden" dev --data-dir "$work/data" --listen "127.0.0.1:$port" --ssh-listen 127.0.0.1:0 >"$work/server.log" 2>&1 &
 server=$!
 # Pods outlive the server by design: on exit, also kill any pod shim that
 # holds a file in this run's directory (a shim's pod dies with it).

@@ -336,6 +336,10 @@ pub fn spawn_dev(
         data_dir.to_str().unwrap(),
         "--listen",
         &format!("127.0.0.1:{port}"),
+        // Tests run side by side: SSH on a free port (see
+        // `GET /api/v1/sys/gateway`), never the default 2222.
+        "--ssh-listen",
+        "127.0.0.1:0",
     ])
     .env("WARDEN_CONFIG", home.join("client.toml"));
     match log {

@@ -27,3 +27,4 @@ mod routes;
 mod scenarios;
 mod security;
 mod sessions;
+mod shell;

@@ -14,7 +14,7 @@ use warden_api::{Client, ClientError};
 use crate::harness::{free_port, spawn_dev, wait_for_dev, warden_bin};
 
 /// Whether this process runs as root (effective uid, from /proc).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -28,15 +28,15 @@ fn is_root() -> bool {
 /// A `warden dev` process over a data directory under /var/tmp (not /tmp:
 /// pods get a private /tmp, which would hide the data directory from them
 /// whether or not the runtime masks it).
-struct Dev {
+pub(crate) struct Dev {
     child: std::process::Child,
-    base: tempfile::TempDir,
-    port: u16,
-    client: Client,
+    pub(crate) base: tempfile::TempDir,
+    pub(crate) port: u16,
+    pub(crate) client: Client,
 }
 
 impl Dev {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let base = tempfile::Builder::new()
             .prefix("warden-pods-test")
             .tempdir_in("/var/tmp")
@@ -52,7 +52,7 @@ impl Dev {
         }
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.base.path().join("data")
     }
 
@@ -64,15 +64,20 @@ impl Dev {
         self.client = wait_for_dev(&self.data(), self.port).await;
     }
 
-    async fn call(&self, m: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+    pub(crate) async fn call(
+        &self,
+        m: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
         self.client.call(m, path, body.as_ref()).await
     }
 
-    async fn ok(&self, m: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn ok(&self, m: Method, path: &str, body: Option<Value>) -> Value {
         self.call(m, path, body).await.unwrap()
     }
 
-    async fn scopes(&self, env: &str, mode: &str, services: &[&str]) {
+    pub(crate) async fn scopes(&self, env: &str, mode: &str, services: &[&str]) {
         let mut parts = env.split('/');
         let (org, project) = (parts.next().unwrap(), parts.next().unwrap());
         for (kind, path, mode) in [
@@ -97,7 +102,7 @@ impl Dev {
         }
     }
 
-    async fn apply(&self, service: &str, spec: &str) -> Result<Value, ClientError> {
+    pub(crate) async fn apply(&self, service: &str, spec: &str) -> Result<Value, ClientError> {
         self.call(
             Method::PUT,
             &format!("/api/v1/workloads/{service}"),
@@ -107,7 +112,7 @@ impl Dev {
     }
 
     /// Waits until `service` has `n` ready pods; returns them.
-    async fn ready(&self, service: &str, n: usize) -> Vec<Value> {
+    pub(crate) async fn ready(&self, service: &str, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let list = self
@@ -154,7 +159,7 @@ impl Dev {
     }
 
     /// A request whose success has no body: its status and body.
-    async fn send(&self, m: Method, path: &str, body: Option<Value>) -> (u16, String) {
+    pub(crate) async fn send(&self, m: Method, path: &str, body: Option<Value>) -> (u16, String) {
         let body = body.map(|b| serde_json::to_vec(&b).unwrap());
         let (s, b) = self
             .client

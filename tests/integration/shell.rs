@@ -1,0 +1,444 @@
+//! The shell gateway through real clients: the OpenSSH `ssh` client (batch
+//! mode, and interactive in a terminal driven by tmux) against the real
+//! `warden dev` binary, whose in-process agent runs the pods (local
+//! runtime, namespaces as root, as on CI).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde_json::{Value, json};
+use warden_api::Client;
+
+use crate::pods::Dev;
+
+/// What a test needs to ssh into its `warden dev`.
+struct Ssh {
+    port: u16,
+    known_hosts: PathBuf,
+}
+
+impl Ssh {
+    /// Reads the gateway's address and host key fingerprint from the API,
+    /// scans the key and checks that it is the one the API names.
+    async fn of(dev: &Dev) -> Self {
+        let status = dev.ok(Method::GET, "/api/v1/sys/gateway", None).await;
+        let addr = status["ssh_address"].as_str().unwrap();
+        let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        let fingerprint = status["ssh_host_key_fingerprint"].as_str().unwrap();
+        let scan = Command::new("ssh-keyscan")
+            .args(["-p", &port.to_string(), "-t", "ed25519", "127.0.0.1"])
+            .output()
+            .unwrap();
+        let line = String::from_utf8(scan.stdout).unwrap();
+        assert!(line.contains("ssh-ed25519"), "ssh-keyscan: {line:?}");
+        let known_hosts = dev.base.path().join("known_hosts");
+        std::fs::write(&known_hosts, &line).unwrap();
+        let listed = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&known_hosts)
+            .output()
+            .unwrap();
+        let listed = String::from_utf8(listed.stdout).unwrap();
+        assert!(
+            listed.contains(fingerprint),
+            "host key {listed:?} is not the one the API names ({fingerprint})"
+        );
+        Self { port, known_hosts }
+    }
+
+    /// Arguments of `ssh` with only this key, checking the host key;
+    /// `batch` never prompts.
+    fn args(&self, key: &Path, login: &str, batch: bool) -> Vec<String> {
+        let mut args: Vec<String> = ["-F", "/dev/null", "-p"].map(String::from).to_vec();
+        args.push(self.port.to_string());
+        args.push("-i".into());
+        args.push(key.display().to_string());
+        for option in [
+            format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "StrictHostKeyChecking=yes".into(),
+            "IdentitiesOnly=yes".into(),
+            "LogLevel=ERROR".into(),
+            format!("BatchMode={}", if batch { "yes" } else { "no" }),
+        ] {
+            args.push("-o".into());
+            args.push(option);
+        }
+        args.push(format!("{login}@127.0.0.1"));
+        args
+    }
+
+    fn command(&self, key: &Path, login: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args(self.args(key, login, true));
+        cmd
+    }
+
+    fn run(&self, key: &Path, login: &str, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .command(key, login)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        outcome(out)
+    }
+}
+
+fn outcome(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A new ed25519 key pair in `dir`; returns the private key's path and the
+/// public key line.
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public.trim().to_owned())
+}
+
+async fn add_key(client: &Client, public: &str) {
+    client
+        .call::<Value>(
+            Method::POST,
+            "/api/v1/ssh-keys",
+            Some(&json!({ "public_key": public })),
+        )
+        .await
+        .unwrap();
+}
+
+/// A service `api` in `acme/shop/dev` (development) and `acme/shop/prod`
+/// (production), each with one running pod.
+async fn services(dev: &Dev) {
+    dev.scopes("acme/shop/dev", "development", &["api"]).await;
+    dev.scopes("acme/shop/prod", "production", &["api"]).await;
+    for env in ["dev", "prod"] {
+        let service = format!("acme/shop/{env}/api");
+        dev.apply(&service, "command: [/bin/sh, -c, 'exec sleep 100000']\n")
+            .await
+            .unwrap();
+        dev.ready(&service, 1).await;
+    }
+}
+
+async fn audit(dev: &Dev, log: &str) -> String {
+    dev.ok(
+        Method::GET,
+        &format!("/api/v1/audit/{log}/entries?limit=1000"),
+        None,
+    )
+    .await
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_runs_commands_and_shells_in_pods_with_exact_output_and_exit_codes() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (key, public) = keygen(dev.base.path(), "root-key");
+    add_key(&dev.client, &public).await;
+    let svc = "acme/shop/dev/api";
+
+    // Exit codes are the remote command's, whatever they are.
+    for (script, code) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 7", 7),
+        ("kill -9 $$", 137),
+    ] {
+        let (got, _, err) = ssh.run(&key, "root", &[svc, "--", script]);
+        assert_eq!(got, code, "{script}: {err}");
+    }
+    // Output arrives whole and in order before the status, stdout and
+    // stderr apart.
+    let (code, out, err) = ssh.run(
+        &key,
+        "root",
+        &[
+            svc,
+            "--",
+            "seq 1 2000000 | tail -1; echo oops >&2; hostname",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let pod = out.lines().nth(1).unwrap().to_owned();
+    assert_eq!(out, format!("2000000\n{pod}\n"));
+    assert_eq!(err, "oops\n");
+    let (code, out, _) = ssh.run(
+        &key,
+        "root",
+        &[svc, "--", "head -c 67108864 /dev/zero | sha256sum"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351"),
+        "{out}"
+    );
+    // Stdin reaches the process and its end is an EOF.
+    let mut child = ssh
+        .command(&key, "root")
+        .args([svc, "--", "wc -c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&vec![b'x'; 1 << 20])
+        .unwrap();
+    let (code, out, _) = outcome(child.wait_with_output().unwrap());
+    assert_eq!((code, out.trim()), (0, "1048576"));
+    // The target may be in the login; a pod may be named.
+    let (code, out, _) = ssh.run(&key, &format!("root:{svc}"), &["hostname"]);
+    assert_eq!((code, out.trim()), (0, pod.as_str()));
+    let (code, out, _) = ssh.run(&key, "root", &[&format!("{svc}/{pod}"), "--", "hostname"]);
+    assert_eq!((code, out.trim()), (0, pod.as_str()));
+
+    // Bad targets and missing things are refused with a message, never a
+    // fake exit status.
+    for (target, says) in [
+        ("acme/shop/dev/nope", "not found"),
+        ("acme/shop/dev/api/nope-pod", "not found"),
+        ("acme/shop/../api", "ORG/PROJECT/ENV/SERVICE"),
+        ("acme/shop/dev", "ORG/PROJECT/ENV/SERVICE"),
+    ] {
+        let (code, out, err) = ssh.run(&key, "root", &[target, "--", "echo ran"]);
+        assert_ne!(code, 0, "{target}");
+        assert!(!out.contains("ran"), "{target}");
+        assert!(err.contains(says), "{target}: {err}");
+    }
+    // No target at all says how to name one.
+    let (code, _, err) = ssh.run(&key, "root", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("name a target"), "{err}");
+
+    // Forwarding is refused and audited.
+    let (code, _, err) = ssh.run(
+        &key,
+        "root",
+        &[
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            "0:127.0.0.1:9",
+            svc,
+            "--",
+            "true",
+        ],
+    );
+    assert_ne!(code, 0, "remote forwarding was accepted: {err}");
+    let (code, _, err) = ssh.run(&key, "root", &["-W", "127.0.0.1:9"]);
+    assert_ne!(code, 0, "a direct-tcpip channel was accepted: {err}");
+
+    // A terminal: the client's TERM and size, resizes, Ctrl-C, and the
+    // shell's exit code as ssh's own.
+    interactive_shell(&ssh, &key, svc);
+
+    let system = audit(&dev, "system").await;
+    assert!(
+        system.contains("ssh.port_forward"),
+        "forwarding not audited"
+    );
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("shell.exec"), "sessions not audited");
+    assert!(
+        acme.contains("\"exit_status\":137"),
+        "exit status not audited"
+    );
+    assert!(acme.contains("\"transport\":\"ssh\""), "{acme}");
+}
+
+/// Drives an interactive `ssh -t` in a tmux terminal.
+fn interactive_shell(ssh: &Ssh, key: &Path, svc: &str) {
+    let session = format!("warden-ssh-{}", std::process::id());
+    let quoted: Vec<String> = ssh
+        .args(key, "root", false)
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let script = format!(
+        "ssh {} -t '{svc}'; echo EXIT=$?; sleep 60",
+        quoted.join(" ")
+    );
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .status()
+            .unwrap()
+    };
+    assert!(
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "s",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &script
+        ])
+        .success()
+    );
+    let screen = || {
+        let out = Command::new("tmux")
+            .args(["-L", &session, "capture-pane", "-p", "-t", "s"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = screen();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never showed:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let keys = |k: &str| assert!(tmux(&["send-keys", "-t", "s", k]).success());
+    wait_for("/$");
+    keys("echo T=$TERM S=$(stty size)");
+    keys("Enter");
+    wait_for("S=30 100");
+    assert!(tmux(&["resize-window", "-t", "s", "-x", "120", "-y", "40"]).success());
+    std::thread::sleep(Duration::from_millis(300));
+    keys("echo R=$(stty size)");
+    keys("Enter");
+    wait_for("R=40 120");
+    keys("sleep 100");
+    keys("Enter");
+    std::thread::sleep(Duration::from_millis(300));
+    keys("C-c");
+    keys("echo after-interrupt");
+    keys("Enter");
+    wait_for("\nafter-interrupt");
+    keys("exit 3");
+    keys("Enter");
+    let s = wait_for("EXIT=");
+    tmux(&["kill-server"]);
+    assert!(s.contains("EXIT=3"), "{s}");
+    assert!(s.contains("T=tmux"), "TERM not forwarded:\n{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
+    let mut keys = Vec::new();
+    for (name, role) in [("devon", "developer"), ("vera", "viewer")] {
+        let password = "correct horse battery staple 42";
+        dev.ok(
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"name": name, "kind": "user", "password": password})),
+        )
+        .await;
+        dev.ok(
+            Method::POST,
+            "/api/v1/bindings",
+            Some(json!({"principal": format!("user:{name}"), "role": role, "scope": "acme"})),
+        )
+        .await;
+        let t = dev
+            .ok(
+                Method::POST,
+                "/api/v1/auth/login",
+                Some(json!({"user": name, "password": password})),
+            )
+            .await;
+        let client = Client::new(
+            &format!("https://127.0.0.1:{}", dev.port),
+            &ca,
+            Some(t["token"].as_str().unwrap().to_owned()),
+        )
+        .unwrap();
+        let (key, public) = keygen(dev.base.path(), name);
+        add_key(&client, &public).await;
+        keys.push(key);
+    }
+    let (devon, vera) = (&keys[0], &keys[1]);
+
+    // The permission table: a developer shells into development, not
+    // production; a viewer nowhere.
+    let (code, out, err) = ssh.run(devon, "devon", &["acme/shop/dev/api", "--", "echo in"]);
+    assert_eq!((code, out.as_str()), (0, "in\n"), "{err}");
+    let (code, out, err) = ssh.run(devon, "devon", &["acme/shop/prod/api", "--", "echo in"]);
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert!(err.contains("shell.exec"), "{err}");
+    let (code, _, err) = ssh.run(vera, "vera", &["acme/shop/dev/api", "--", "echo in"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("shell.exec"), "{err}");
+    // A key logs in only as its owner.
+    let (code, _, err) = ssh.run(devon, "vera", &["acme/shop/dev/api", "--", "true"]);
+    assert_eq!(code, 255);
+    assert!(err.contains("Permission denied"), "{err}");
+    let (code, _, _) = ssh.run(devon, "root", &["acme/shop/dev/api", "--", "true"]);
+    assert_eq!(code, 255);
+
+    // Revoking the binding ends a live session at once, with the reason,
+    // and never as a clean exit.
+    let mut session = ssh
+        .command(devon, "devon")
+        .args(["acme/shop/dev/api", "--", "echo started; exec sleep 60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = session.stdout.take().unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+    let revoked = Instant::now();
+    let (code, body) = dev
+        .send(
+            Method::POST,
+            "/api/v1/bindings/revoke",
+            Some(json!({"principal": "user:devon", "role": "developer", "scope": "acme"})),
+        )
+        .await;
+    assert!(code < 300, "{code} {body}");
+    let status = loop {
+        if let Some(status) = session.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(10),
+            "the session outlived its authority"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = revoked.elapsed();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut session.stderr.take().unwrap(), &mut err).unwrap();
+    eprintln!("session ended {took:?} after the revocation");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(status.code(), Some(255), "{err}");
+    assert!(err.contains("session ended"), "{err}");
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("authority_ended"), "{acme}");
+}
