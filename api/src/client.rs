@@ -17,6 +17,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::ErrorBody;
 
+/// A WebSocket to the server (see [`Client::websocket`]).
+pub type WebSocket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -133,8 +136,8 @@ impl Client {
         socket.connect(peer).await
     }
 
-    /// Opens a keep-alive connection.
-    pub async fn connect(&self) -> Result<Connection, ClientError> {
+    /// A TLS connection to the server.
+    async fn tls(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
         let err = |reason: String| ClientError::Connect {
             addr: self.addr.clone(),
             reason,
@@ -145,11 +148,78 @@ impl Client {
         }
         .map_err(|e| err(e.to_string()))?;
         tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
-        let tls = self
-            .tls
+        self.tls
             .connect(self.server_name.clone(), tcp)
             .await
-            .map_err(|e| err(format!("TLS: {e}")))?;
+            .map_err(|e| err(format!("TLS: {e}")))
+    }
+
+    /// Opens a WebSocket at `path_and_query` offering `protocols`; returns
+    /// the socket and the protocol the server chose. An error answer to the
+    /// upgrade is [`ClientError::Api`], as for any request.
+    pub async fn websocket(
+        &self,
+        path_and_query: &str,
+        protocols: &[&str],
+    ) -> Result<(WebSocket, Option<String>), ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let tls = self.tls().await?;
+        let url = format!("wss://{}{path_and_query}", self.addr);
+        let mut req = url
+            .into_client_request()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let headers = req.headers_mut();
+        let value = |v: &str| {
+            hyper::header::HeaderValue::from_str(v).map_err(|e| ClientError::Config(e.to_string()))
+        };
+        headers.insert("sec-websocket-protocol", value(&protocols.join(", "))?);
+        headers.insert(
+            "user-agent",
+            value(concat!("warden/", env!("CARGO_PKG_VERSION")))?,
+        );
+        if let Some(t) = &self.token {
+            headers.insert("authorization", value(&format!("Bearer {t}"))?);
+        }
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+        match tokio_tungstenite::client_async_with_config(req, tls, Some(config)).await {
+            Ok((socket, resp)) => {
+                let chosen = resp
+                    .headers()
+                    .get("sec-websocket-protocol")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok((socket, chosen))
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().clone().unwrap_or_default();
+                Err(match serde_json::from_slice::<ErrorBody>(&body) {
+                    Ok(e) => ClientError::Api {
+                        status,
+                        code: e.error.code,
+                        message: e.error.message,
+                    },
+                    Err(_) => ClientError::Api {
+                        status,
+                        code: "http_error".into(),
+                        message: String::from_utf8_lossy(&body).chars().take(200).collect(),
+                    },
+                })
+            }
+            Err(e) => Err(ClientError::Connect {
+                addr: self.addr.clone(),
+                reason: format!("WebSocket: {e}"),
+            }),
+        }
+    }
+
+    /// Opens a keep-alive connection.
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
+        let err = |reason: String| ClientError::Connect {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let tls = self.tls().await?;
         let (sender, conn) = http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| err(e.to_string()))?;

@@ -1000,6 +1000,24 @@ pub struct PodLogsQuery {
     pub tail: Option<u32>,
 }
 
+/// `GET /api/v1/shell` (a WebSocket speaking `v5.channel.k8s.io`).
+/// `command` repeats, one argument each, as `kubectl exec` sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellQuery {
+    /// `ORG/PROJECT/ENV/SERVICE` (its first ready pod) or
+    /// `ORG/PROJECT/ENV/SERVICE/POD`.
+    #[schemars(regex(pattern = warden_types::pattern::SHELL_TARGET), length(max = 512))]
+    pub target: String,
+    /// The program and its arguments; none: a login shell.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub command: Vec<String>,
+    /// Allocate a terminal (stderr is then merged into stdout).
+    #[serde(default)]
+    pub tty: bool,
+}
+
 /// `POST /api/v1/clusters/{name}/join-tokens`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

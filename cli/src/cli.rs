@@ -6,7 +6,7 @@ use warden_types::ScopeKind;
 
 use crate::ctx::{Ctx, Global, connect};
 use crate::{
-    agent, audit, auth, bindings, clusters, keys, operator, roles, scopes, secrets, serve,
+    agent, audit, auth, bindings, clusters, keys, operator, roles, scopes, secrets, serve, shell,
     ssh_keys, tokens, users, workloads,
 };
 
@@ -61,6 +61,9 @@ enum ClientCmd {
     /// Pods: list, logs.
     #[command(subcommand)]
     Pod(workloads::PodCmd),
+    /// A shell or a command in a pod: `warden shell ORG/PROJECT/ENV/SERVICE[/POD] [-- CMD...]`
+    /// (the remote exit code becomes this command's)
+    Shell(shell::ShellArgs),
     /// Clusters and their agents: join tokens, list, show, remove, place.
     #[command(subcommand)]
     Cluster(clusters::ClusterCmd),
@@ -136,6 +139,7 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Project(c) => scopes::run(ctx, ScopeKind::Project, c).await,
         ClientCmd::Service(c) => workloads::service(ctx, c).await,
         ClientCmd::Pod(c) => workloads::pod(ctx, c).await,
+        ClientCmd::Shell(c) => shell::run(ctx, c).await,
         ClientCmd::Cluster(c) => clusters::run(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,

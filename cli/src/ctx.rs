@@ -50,6 +50,11 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The API client (for WebSockets and streams).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// One request; returns the typed answer and the raw JSON.
     pub(crate) async fn call<T: DeserializeOwned>(
         &self,

@@ -46,8 +46,24 @@ impl std::fmt::Display for Conflict {
 
 impl std::error::Error for Conflict {}
 
+/// A remote command (`warden shell ... -- CMD`) exited with this non-zero
+/// code, which becomes this process's own.
+#[derive(Debug)]
+pub(crate) struct RemoteExit(pub(crate) u8);
+
+impl std::fmt::Display for RemoteExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the remote command exited with {}", self.0)
+    }
+}
+
+impl std::error::Error for RemoteExit {}
+
 /// Maps an error to the documented exit code.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(RemoteExit(code)) = e.downcast_ref::<RemoteExit>() {
+        return *code;
+    }
     if e.downcast_ref::<warden_types::NameError>().is_some()
         || e.downcast_ref::<UsageError>().is_some()
     {

@@ -32,6 +32,7 @@ mod roles;
 mod scopes;
 mod secrets;
 mod serve;
+mod shell;
 mod ssh_keys;
 mod tokens;
 mod users;
@@ -61,10 +62,17 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let result = runtime.block_on(cli::run(cli));
+    // Nothing is left to finish but reads of stdin (`warden shell`), which
+    // would hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A remote command's exit code is passed on, not reported.
+            if e.downcast_ref::<error::RemoteExit>().is_none() {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(error::exit_code(&e))
         }
     }

@@ -6,12 +6,16 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use std::time::Duration;
 use warden_pipeline::{
     Caller, Error, Operation, Pipeline, SessionGrant, SessionRecord, Target, Transport,
 };
 use warden_policies::{Action, Scope};
+
+use tokio::task::JoinHandle;
 use warden_runtime::{
-    ExecRequest, ExecSession, ExitStatus, PodName, PodPhase, PodRef, Runtime, Selector, TermSize,
+    ExecControl, ExecRequest, ExecSession, ExitFuture, ExitStatus, PodName, PodPhase, PodRef,
+    Runtime, Selector, Signal, TermSize,
 };
 use warden_types::ScopePath;
 
@@ -66,6 +70,32 @@ pub struct Session {
     pod: PodName,
     transport: Transport,
     grant: SessionGrant,
+}
+
+/// Why a running session stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// The process exited (its status), or the runtime lost it (an error:
+    /// the pod or the agent's link is gone).
+    Exited(Result<ExitStatus, warden_runtime::RuntimeError>),
+    /// The caller's authority ended, or the session reached its maximum
+    /// length (the reason).
+    AuthorityEnded(String),
+    /// The client went away, or broke the protocol (what it did).
+    ClientGone(Option<String>),
+}
+
+impl Stop {
+    /// The session outcome's audit status.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Stop::Exited(Ok(_)) => "ok",
+            Stop::Exited(Err(_)) => "upstream_lost",
+            Stop::AuthorityEnded(_) => "authority_ended",
+            Stop::ClientGone(None) => "client_gone",
+            Stop::ClientGone(Some(_)) => "invalid_request",
+        }
+    }
 }
 
 /// How a session ended, for its audit entry.
@@ -209,6 +239,33 @@ impl Session {
     /// vault sealed). Cancel-safe.
     pub async fn authority_ended(&mut self) -> String {
         self.grant.ended().await
+    }
+
+    /// Waits for whichever comes first: the process exits, the caller's
+    /// authority ends, `max_length` passes, or `input` (the task feeding the
+    /// client's input to the process) ends, with the protocol error it
+    /// met, if any. Unless the process exited, it is killed.
+    pub async fn supervise(
+        &mut self,
+        exit: ExitFuture,
+        control: &ExecControl,
+        input: JoinHandle<Option<String>>,
+        max_length: Duration,
+    ) -> Stop {
+        let abort = input.abort_handle();
+        let stop = tokio::select! {
+            status = exit => Stop::Exited(status),
+            reason = self.authority_ended() => Stop::AuthorityEnded(reason),
+            () = tokio::time::sleep(max_length) => {
+                Stop::AuthorityEnded("the session reached its maximum length".into())
+            }
+            ended = input => Stop::ClientGone(ended.unwrap_or(None)),
+        };
+        abort.abort();
+        if !matches!(stop, Stop::Exited(Ok(_))) {
+            let _ = control.signal(Signal::KILL);
+        }
+        stop
     }
 
     /// Records the session's end.

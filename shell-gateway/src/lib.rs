@@ -4,9 +4,10 @@
 //! It owns the transport-neutral session core ([`Gateway`]: authorize
 //! `shell.exec` once as a session-long grant, pick the pod, start the
 //! process through the runtime, record the outcome with what the session
-//! did), target parsing ([`ShellTarget`]), and the front-ends over it: SSH
-//! ([`SshGateway`], russh) today; the WebSocket and `kubectl exec` entry
-//! points will stand on the same core.
+//! did), target parsing ([`ShellTarget`]), and the protocols over it: SSH
+//! ([`SshGateway`], russh) and Kubernetes' WebSocket channel protocol
+//! ([`websocket`], v5 and v4), whose socket the HTTP front-end (the server)
+//! owns and feeds it.
 //!
 //! Architecture invariants (checked by the architecture test): the gateway
 //! depends on the pipeline and the runtime trait, never on the vault or the
@@ -19,8 +20,9 @@
 mod gateway;
 mod ssh;
 mod target;
+pub mod websocket;
 
-pub use gateway::{Command, Gateway, Placement, Session, SessionEnd, ShellRequest};
+pub use gateway::{Command, Gateway, Placement, Session, SessionEnd, ShellRequest, Stop};
 /// The SSH host key type.
 pub use russh::keys::PrivateKey as HostKey;
 pub use ssh::{SshGateway, SshOptions, host_key_fingerprint, host_key_from_seed};

@@ -34,11 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use warden_pipeline::{Caller, Credential, Error, RequestMeta, Target, Transport};
 use warden_policies::Action;
-use warden_runtime::{
-    ExecControl, ExecStdin, ExitStatus, MAX_EXEC_ENV, Signal, TermSize, exec_env_allowed,
-};
+use warden_runtime::{ExecControl, ExecStdin, MAX_EXEC_ENV, Signal, TermSize, exec_env_allowed};
 
-use crate::gateway::{Command, Gateway, Session, SessionEnd, ShellRequest};
+use crate::gateway::{Command, Gateway, SessionEnd, ShellRequest, Stop};
 use crate::target::{ShellTarget, split_command};
 
 /// The one action SSH callers may run.
@@ -462,13 +460,6 @@ struct ChannelCtx {
     max_session: Duration,
 }
 
-/// Why a running session stopped.
-enum Stop {
-    Exited(Result<ExitStatus, warden_runtime::RuntimeError>),
-    AuthorityEnded(String),
-    ClientGone,
-}
-
 impl ChannelCtx {
     async fn reply(&self, id: ChannelId, want_reply: bool, ok: bool) {
         if want_reply {
@@ -556,7 +547,7 @@ impl ChannelCtx {
             }
         };
         let crlf = |s: &str| format!("warden: {s}\r\n");
-        let (session, exec) = match self.gateway.open(&self.caller, request).await {
+        let (mut session, exec) = match self.gateway.open(&self.caller, request).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = write
@@ -587,16 +578,9 @@ impl ChannelCtx {
             exec.control.clone(),
             counted_in.clone(),
         ));
-        let (stop, session) = self.supervise(session, exec.exit, input).await;
-        let status = match &stop {
-            Stop::Exited(Ok(_)) => "ok",
-            Stop::Exited(Err(_)) => "upstream_lost",
-            Stop::AuthorityEnded(_) => "authority_ended",
-            Stop::ClientGone => "client_gone",
-        };
-        if !matches!(stop, Stop::Exited(Ok(_))) {
-            let _ = exec.control.signal(Signal::KILL);
-        }
+        let stop = session
+            .supervise(exec.exit, &exec.control, input, self.max_session)
+            .await;
         // Everything the process wrote goes out before its status.
         let drained = async {
             let _ = out.await;
@@ -621,7 +605,7 @@ impl ChannelCtx {
                 let msg = crlf(&format!("session ended: {reason}"));
                 let _ = notice(&write, tty, &format!("\r\n{msg}")).await;
             }
-            Stop::ClientGone => {}
+            Stop::ClientGone(_) => {}
         }
         let _ = write.eof().await;
         let _ = write.close().await;
@@ -629,7 +613,7 @@ impl ChannelCtx {
             exit,
             bytes_in: counted_in.load(Ordering::Relaxed),
             bytes_out: counted_out.load(Ordering::Relaxed),
-            status,
+            status: stop.status(),
         });
     }
 
@@ -675,27 +659,6 @@ impl ChannelCtx {
             env,
         })
     }
-
-    /// Waits for the process to exit, the caller's authority to end, the
-    /// session's time to run out, or the client to go.
-    async fn supervise(
-        &self,
-        mut session: Session,
-        exit: warden_runtime::ExitFuture,
-        input: tokio::task::JoinHandle<()>,
-    ) -> (Stop, Session) {
-        let abort = input.abort_handle();
-        let stop = tokio::select! {
-            status = exit => Stop::Exited(status),
-            reason = session.authority_ended() => Stop::AuthorityEnded(reason),
-            () = tokio::time::sleep(self.max_session) => {
-                Stop::AuthorityEnded("the session reached its maximum length".into())
-            }
-            _ = input => Stop::ClientGone,
-        };
-        abort.abort();
-        (stop, session)
-    }
 }
 
 /// Tells the user why the session ended: on the terminal when there is
@@ -735,7 +698,7 @@ async fn forward_input(
     mut stdin: Option<ExecStdin>,
     control: ExecControl,
     counted: Arc<AtomicU64>,
-) {
+) -> Option<String> {
     while let Some(msg) = read.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
@@ -770,10 +733,11 @@ async fn forward_input(
             {
                 let _ = handle.channel_failure(id).await;
             }
-            ChannelMsg::Close => return,
+            ChannelMsg::Close => return None,
             _ => {}
         }
     }
+    None
 }
 
 fn term_size(cols: u32, rows: u32) -> TermSize {

@@ -12,6 +12,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 use warden_api::Client;
 
+use crate::harness::warden_bin;
 use crate::pods::Dev;
 
 /// What a test needs to ssh into its `warden dev`.
@@ -249,7 +250,12 @@ async fn ssh_runs_commands_and_shells_in_pods_with_exact_output_and_exit_codes()
 
     // A terminal: the client's TERM and size, resizes, Ctrl-C, and the
     // shell's exit code as ssh's own.
-    interactive_shell(&ssh, &key, svc);
+    let quoted: Vec<String> = ssh
+        .args(&key, "root", false)
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect();
+    interactive(&format!("ssh {} -t '{svc}'", quoted.join(" ")), "T=tmux");
 
     let system = audit(&dev, "system").await;
     assert!(
@@ -265,18 +271,12 @@ async fn ssh_runs_commands_and_shells_in_pods_with_exact_output_and_exit_codes()
     assert!(acme.contains("\"transport\":\"ssh\""), "{acme}");
 }
 
-/// Drives an interactive `ssh -t` in a tmux terminal.
-fn interactive_shell(ssh: &Ssh, key: &Path, svc: &str) {
-    let session = format!("warden-ssh-{}", std::process::id());
-    let quoted: Vec<String> = ssh
-        .args(key, "root", false)
-        .iter()
-        .map(|a| format!("'{a}'"))
-        .collect();
-    let script = format!(
-        "ssh {} -t '{svc}'; echo EXIT=$?; sleep 60",
-        quoted.join(" ")
-    );
+/// Drives an interactive shell opened by `command_line` in a tmux terminal:
+/// the terminal's size and its changes, Ctrl-C, the shell's exit code as
+/// the client's own; `term` is what `T=$TERM` prints.
+fn interactive(command_line: &str, term: &str) {
+    let session = format!("warden-shell-{}-{}", std::process::id(), term.len());
+    let script = format!("{command_line}; echo EXIT=$?; sleep 60");
     let tmux = |args: &[&str]| {
         Command::new("tmux")
             .args(["-L", &session])
@@ -338,7 +338,7 @@ fn interactive_shell(ssh: &Ssh, key: &Path, svc: &str) {
     let s = wait_for("EXIT=");
     tmux(&["kill-server"]);
     assert!(s.contains("EXIT=3"), "{s}");
-    assert!(s.contains("T=tmux"), "TERM not forwarded:\n{s}");
+    assert!(s.contains(term), "TERM:\n{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,4 +441,192 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
     assert!(err.contains("session ended"), "{err}");
     let acme = audit(&dev, "acme").await;
     assert!(acme.contains("authority_ended"), "{acme}");
+}
+
+/// Runs `warden shell` with the dev server's client configuration.
+fn warden_shell(dev: &Dev, args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    let mut child = Command::new(warden_bin())
+        .arg("shell")
+        .args(args)
+        .env("WARDEN_CONFIG", dev.base.path().join("client.toml"))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    outcome(child.wait_with_output().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warden_shell_runs_commands_and_terminals_over_the_websocket() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let svc = "acme/shop/dev/api";
+    for (script, code) in [
+        ("exit 0", 0),
+        ("exit 1", 1),
+        ("exit 7", 7),
+        ("kill -9 $$", 137),
+    ] {
+        let (got, _, err) = warden_shell(&dev, &[svc, "--", "sh", "-c", script], None);
+        assert_eq!(got, code, "{script}: {err}");
+    }
+    let (code, out, err) = warden_shell(
+        &dev,
+        &[
+            svc,
+            "--",
+            "sh",
+            "-c",
+            "seq 1 2000000 | tail -1; echo oops >&2",
+        ],
+        None,
+    );
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "2000000\n", "oops\n")
+    );
+    let (code, out, _) = warden_shell(
+        &dev,
+        &[
+            svc,
+            "--",
+            "sh",
+            "-c",
+            "head -c 67108864 /dev/zero | sha256sum",
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351"),
+        "{out}"
+    );
+    let (code, out, _) = warden_shell(&dev, &[svc, "--", "wc", "-c"], Some(&vec![b'x'; 1 << 20]));
+    assert_eq!((code, out.trim()), (0, "1048576"));
+    // Refusals keep the CLI's exit codes: 3 not found, 1 or 2 bad input.
+    let (code, _, err) = warden_shell(&dev, &["acme/shop/dev/nope", "--", "true"], None);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = warden_shell(&dev, &["acme/../dev/api", "--", "true"], None);
+    assert!(code == 1 || code == 2, "{code}: {err}");
+    assert!(err.contains("ORG/PROJECT/ENV/SERVICE"), "{err}");
+
+    let config = dev.base.path().join("client.toml");
+    interactive(
+        &format!(
+            "WARDEN_CONFIG='{}' '{}' shell {svc}",
+            config.display(),
+            warden_bin().display()
+        ),
+        "T=xterm",
+    );
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("\"transport\":\"websocket\""), "{acme}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_refuses_bad_input_cleanly() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let path = "/api/v1/shell?target=acme/shop/dev/api&command=cat";
+    // A plain request is told to upgrade; a socket without the protocol is
+    // refused.
+    let (code, body) = dev.send(Method::GET, path, None).await;
+    assert_eq!(code, 426, "{body}");
+    let err = dev.client.websocket(path, &["base64.channel.k8s.io"]).await;
+    assert!(
+        matches!(err, Err(warden_api::ClientError::Api { status: 400, .. })),
+        "{err:?}"
+    );
+    // Each protocol violation ends the session with a Failure status (the
+    // process is killed), then the close.
+    for (what, frame, says) in [
+        ("text", Message::Text("hello".into()), "text messages"),
+        (
+            "unknown channel",
+            Message::Binary(vec![7u8, 1].into()),
+            "unknown channel",
+        ),
+        (
+            "bad resize",
+            Message::Binary(b"\x04{\"Width\":\"wide\"}".to_vec().into()),
+            "invalid resize",
+        ),
+        ("empty", Message::Binary(Vec::new().into()), "no channel"),
+        (
+            "oversized",
+            Message::Binary(vec![0u8; 70 * 1024].into()),
+            "",
+        ),
+    ] {
+        let (socket, protocol) = dev
+            .client
+            .websocket(path, &["v5.channel.k8s.io"])
+            .await
+            .unwrap();
+        assert_eq!(protocol.as_deref(), Some("v5.channel.k8s.io"));
+        let (mut sink, mut stream) = socket.split();
+        sink.send(frame).await.unwrap();
+        let mut status = None;
+        let mut closed = false;
+        while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap()
+        {
+            match msg {
+                Ok(Message::Binary(b)) if b.first() == Some(&3) => {
+                    status = Some(serde_json::from_slice::<Value>(&b[1..]).unwrap());
+                }
+                Ok(Message::Close(_)) | Err(_) => {
+                    closed = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(closed, "{what}: no close");
+        match status {
+            Some(status) => {
+                assert_eq!(status["status"], "Failure", "{what}: {status}");
+                assert!(
+                    status["message"].as_str().unwrap().contains(says),
+                    "{what}: {status}"
+                );
+            }
+            // A message over the socket's own limit is refused by the
+            // WebSocket layer, which closes the connection.
+            None => assert_eq!(what, "oversized"),
+        }
+    }
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("invalid_request"), "{acme}");
+    // The pod is still there and serves the next session.
+    let (socket, _) = dev
+        .client
+        .websocket(
+            "/api/v1/shell?target=acme/shop/dev/api&command=echo&command=fine",
+            &["v5.channel.k8s.io"],
+        )
+        .await
+        .unwrap();
+    let (_, mut stream) = socket.split();
+    let mut out = Vec::new();
+    while let Some(Ok(msg)) = stream.next().await {
+        if let Message::Binary(b) = msg
+            && b.first() == Some(&1)
+        {
+            out.extend_from_slice(&b[1..]);
+        }
+    }
+    assert_eq!(out, b"fine\n");
 }

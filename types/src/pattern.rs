@@ -21,6 +21,8 @@ pub const PROJECT_PATH: &str = concat!("^", seg!(), "/", seg!(), "$");
 pub const ENV_PATH: &str = concat!("^", seg!(), "(/", seg!(), "){2}$");
 /// Where secrets live: a project, environment or service.
 pub const SECRET_SCOPE: &str = concat!("^", seg!(), "(/", seg!(), "){1,3}$");
+/// `ORG/PROJECT/ENV/SERVICE[/POD]`: a shell's target.
+pub const SHELL_TARGET: &str = concat!("^", seg!(), "(/", seg!(), "){3,4}$");
 /// `ORG/PROJECT/ENV/SERVICE`.
 pub const SERVICE_PATH: &str = concat!("^", seg!(), "(/", seg!(), "){3}$");
 /// Where a role can be bound: `/`, `ORG`, `ORG/PROJECT` or

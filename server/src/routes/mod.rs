@@ -31,6 +31,7 @@ mod manage;
 mod roles;
 mod scopes;
 mod secrets;
+mod shell;
 mod ssh_keys;
 mod sys;
 mod users;
@@ -211,6 +212,16 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Seal status.",
         doc: Doc::json(of::<SysStatus>),
         handler: || get(sys::sys_status),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/shell",
+        guard: Guard::Requires(&[Action::ShellExec]),
+        summary: "A shell or command in a pod: a WebSocket speaking v5.channel.k8s.io (stdin 0, stdout 1, stderr 2, status 3, resize 4, close 255). `warden shell` is its client.",
+        doc: Doc::text("application/octet-stream")
+            .status(101)
+            .query(fields::<ShellQuery>),
+        handler: || get(shell::shell),
     },
     RouteSpec {
         method: "GET",
