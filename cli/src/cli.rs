@@ -6,8 +6,8 @@ use warden_types::ScopeKind;
 
 use crate::ctx::{Ctx, Global, connect};
 use crate::{
-    agent, audit, auth, bindings, clusters, keys, operator, roles, scopes, secrets, serve, shell,
-    ssh_keys, tokens, users, workloads,
+    agent, audit, auth, bindings, clusters, keys, kube, operator, roles, scopes, secrets, serve,
+    shell, ssh_keys, tokens, users, workloads,
 };
 
 /// Warden: secrets vault and remote-access gateway.
@@ -64,6 +64,13 @@ enum ClientCmd {
     /// A shell or a command in a pod: `warden shell ORG/PROJECT/ENV/SERVICE[/POD] [-- CMD...]`
     /// (the remote exit code becomes this command's)
     Shell(shell::ShellArgs),
+    /// A kubeconfig for `kubectl exec` into an environment's pods
+    /// (ORG/PROJECT/ENV; its credential is a 15-minute token from this
+    /// binary)
+    Kubeconfig(kube::KubeconfigArgs),
+    /// The kubeconfig's credential plugin: prints an ExecCredential
+    #[command(hide = true)]
+    KubeCredential,
     /// Clusters and their agents: join tokens, list, show, remove, place.
     #[command(subcommand)]
     Cluster(clusters::ClusterCmd),
@@ -140,6 +147,8 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Service(c) => workloads::service(ctx, c).await,
         ClientCmd::Pod(c) => workloads::pod(ctx, c).await,
         ClientCmd::Shell(c) => shell::run(ctx, c).await,
+        ClientCmd::Kubeconfig(c) => kube::kubeconfig(ctx, c).await,
+        ClientCmd::KubeCredential => kube::credential(ctx).await,
         ClientCmd::Cluster(c) => clusters::run(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,

@@ -26,6 +26,7 @@ mod ctx;
 mod error;
 mod input;
 mod keys;
+mod kube;
 mod operator;
 mod output;
 mod roles;

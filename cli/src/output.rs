@@ -17,6 +17,11 @@ fn time(ms: i64) -> String {
     )
 }
 
+/// A time in ms as RFC 3339 (`2026-12-01T14:26:10Z`).
+pub fn rfc3339(ms: i64) -> String {
+    time(ms).replacen(' ', "T", 1)
+}
+
 /// A time in ms, or `none` when there is none.
 pub fn time_or(ms: Option<i64>, none: &str) -> String {
     ms.map_or_else(|| none.to_owned(), time)

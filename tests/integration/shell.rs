@@ -317,7 +317,7 @@ fn interactive(command_line: &str, term: &str) {
         }
     };
     let keys = |k: &str| assert!(tmux(&["send-keys", "-t", "s", k]).success());
-    wait_for("/$");
+    wait_for("$");
     keys("echo T=$TERM S=$(stty size)");
     keys("Enter");
     wait_for("S=30 100");
@@ -629,4 +629,137 @@ async fn the_websocket_refuses_bad_input_cleanly() {
         }
     }
     assert_eq!(out, b"fine\n");
+}
+
+/// A stock kubectl of minor version `minor`, as installed on these
+/// machines (and CI's).
+fn kubectl(minor: u32) -> PathBuf {
+    let path = PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"));
+    assert!(path.exists(), "{} is not installed", path.display());
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_kubectl_execs_and_copies_through_warden() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let config = dev.base.path().join("client.toml");
+    let kubeconfig = dev.base.path().join("kubeconfig.json");
+    let ok = Command::new(warden_bin())
+        .args(["kubeconfig", "acme/shop/dev", "-f"])
+        .arg(&kubeconfig)
+        .env("WARDEN_CONFIG", &config)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(!text.contains("wdn_"), "a token in the kubeconfig");
+    let run = |minor: u32, args: &[&str], stdin: Option<&[u8]>| {
+        let mut child = Command::new(kubectl(minor))
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .env(
+                "KUBECACHEDIR",
+                dev.base.path().join(format!("kube-cache-{minor}")),
+            )
+            .env("WARDEN_CONFIG", &config)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child.stdin.take().unwrap().write_all(input).unwrap();
+        }
+        outcome(child.wait_with_output().unwrap())
+    };
+    for minor in [30, 33] {
+        // Exit codes propagate; output is exact; stdin reaches the process
+        // and ends with an EOF.
+        for (script, code) in [
+            ("exit 0", 0),
+            ("exit 1", 1),
+            ("exit 7", 7),
+            ("kill -9 $$", 137),
+        ] {
+            let (got, _, err) = run(minor, &["exec", "api", "--", "sh", "-c", script], None);
+            assert_eq!(got, code, "kubectl 1.{minor} {script}: {err}");
+        }
+        let (code, out, err) = run(
+            minor,
+            &[
+                "exec",
+                "api",
+                "--",
+                "sh",
+                "-c",
+                "seq 1 2000000 | tail -1; echo oops >&2",
+            ],
+            None,
+        );
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (0, "2000000\n", "oops\n")
+        );
+        let (code, out, _) = run(
+            minor,
+            &["exec", "-i", "api", "--", "wc", "-c"],
+            Some(&[b'y'; 100_000]),
+        );
+        assert_eq!((code, out.trim()), (0, "100000"));
+        // kubectl cp is exec of tar, both ways.
+        let blob: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let local = dev.base.path().join(format!("blob-{minor}"));
+        std::fs::write(&local, &blob).unwrap();
+        let (code, _, err) = run(
+            minor,
+            &["cp", local.to_str().unwrap(), "api:/tmp/blob"],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        let back = dev.base.path().join(format!("back-{minor}"));
+        let (code, _, err) = run(
+            minor,
+            &["cp", "api:/tmp/blob", back.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            std::fs::read(&back).unwrap() == blob,
+            "kubectl cp changed the file"
+        );
+        // A missing pod is a Status kubectl prints.
+        let (code, _, err) = run(minor, &["exec", "nope", "--", "true"], None);
+        assert_eq!(code, 1);
+        assert!(err.contains("pods \"nope\" not found"), "{err}");
+        let (code, out, _) = run(minor, &["get", "pods"], None);
+        assert_eq!(code, 0);
+        assert!(out.contains("api-"), "{out}");
+    }
+    // kubectl 1.29 speaks SPDY unless told otherwise: it is told how.
+    let (code, _, err) = run(29, &["exec", "api", "--", "true"], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true"),
+        "{err}"
+    );
+    // A terminal, resized, and the shell's exit code.
+    interactive(
+        &format!(
+            "KUBECONFIG='{}' WARDEN_CONFIG='{}' KUBECACHEDIR='{}' '{}' exec -it api -- sh",
+            kubeconfig.display(),
+            config.display(),
+            dev.base.path().join("kube-cache-33").display(),
+            kubectl(33).display()
+        ),
+        "command terminated with exit code 3",
+    );
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("\"transport\":\"kubernetes-exec\""), "{acme}");
+    assert!(acme.contains("session="), "Kubectl-Session not recorded");
 }

@@ -27,6 +27,7 @@ mod auth;
 mod bindings;
 mod clusters;
 mod keys;
+mod kubernetes;
 mod manage;
 mod roles;
 mod scopes;
@@ -729,6 +730,7 @@ pub fn router(app: AppState) -> Router {
             let declared = Declared(spec.guard.actions());
             r.route(spec.path, (spec.handler)().layer(Extension(declared)))
         })
+        .merge(kubernetes::routes())
         .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::http(

@@ -102,7 +102,7 @@ pub(super) async fn shell(
 }
 
 /// Carries a session's messages between the socket and the gateway.
-async fn carry(
+pub(super) async fn carry(
     socket: WebSocket,
     session: Session,
     exec: warden_runtime::ExecSession,

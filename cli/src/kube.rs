@@ -1,0 +1,99 @@
+//! `warden kubeconfig ORG/PROJECT/ENV`: a kubeconfig for stock `kubectl
+//! exec` against Warden's Kubernetes API surface for that environment, and
+//! `warden kube-credential`, the exec credential plugin it names
+//! (client.authentication.k8s.io/v1 `ExecCredential`): each kubectl command
+//! gets a token of its own that lives 15 minutes, so the kubeconfig holds
+//! no long-lived secret.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::Args;
+use serde_json::{Value, json};
+use warden_types::{ScopeKind, ScopePath};
+
+use crate::ctx::Ctx;
+use crate::output::rfc3339;
+
+/// Lifetime of the token the plugin hands kubectl.
+const KUBECTL_TOKEN_TTL_SECS: u64 = 15 * 60;
+
+/// The flags of `warden kubeconfig`.
+#[derive(Debug, Args)]
+pub(crate) struct KubeconfigArgs {
+    /// The environment: ORG/PROJECT/ENV (its namespace is ENV).
+    environment: String,
+    /// Write it here (mode 0600) instead of to stdout.
+    #[arg(long, short = 'f')]
+    file: Option<PathBuf>,
+}
+
+pub(crate) async fn kubeconfig(ctx: &Ctx, args: KubeconfigArgs) -> anyhow::Result<()> {
+    let env = ScopePath::parse_kind(&args.environment, ScopeKind::Environment)?;
+    let namespace = env.segments().last().unwrap_or_default().to_owned();
+    let ca = std::fs::read(&ctx.ca_cert)
+        .with_context(|| format!("reading the CA certificate {}", ctx.ca_cert.display()))?;
+    let warden = std::env::current_exe().context("locating the warden binary")?;
+    let name = format!("warden-{}", env.as_str().replace('/', "-"));
+    let mut plugin = json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "command": warden.display().to_string(),
+        "args": ["--server", ctx.server, "--ca-cert", ctx.ca_cert.display().to_string(), "kube-credential"],
+        "interactiveMode": "Never",
+        "provideClusterInfo": false,
+    });
+    if let Some(config) = std::env::var_os("WARDEN_CONFIG") {
+        plugin["env"] = json!([{"name": "WARDEN_CONFIG", "value": config.to_string_lossy()}]);
+    }
+    // JSON is YAML: kubectl reads it as it is.
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {
+            "server": format!("{}/kubernetes/{}", ctx.server.trim_end_matches('/'), env.as_str()),
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(&ca),
+        }}],
+        "users": [{"name": name, "user": {"exec": plugin}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
+        "current-context": name,
+    });
+    let text = serde_json::to_string_pretty(&config)? + "\n";
+    match args.file {
+        Some(path) => {
+            warden_server::tls::write_private(&path, text.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} (use it with KUBECONFIG={0})", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// `warden kube-credential`: prints an `ExecCredential` holding a new
+/// token of the caller's that expires in 15 minutes.
+pub(crate) async fn credential(ctx: &Ctx) -> anyhow::Result<()> {
+    let (_, created): (Value, Value) = ctx
+        .call(
+            hyper::Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "kubectl", "ttl_seconds": KUBECTL_TOKEN_TTL_SECS})),
+        )
+        .await?;
+    let token = created["token"]
+        .as_str()
+        .context("the server's answer holds no token")?;
+    let mut status = json!({ "token": token });
+    if let Some(at) = created["info"]["expires_at"].as_i64() {
+        status["expirationTimestamp"] = json!(rfc3339(at));
+    }
+    println!(
+        "{}",
+        json!({
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "kind": "ExecCredential",
+            "status": status,
+        })
+    );
+    Ok(())
+}
