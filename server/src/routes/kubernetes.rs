@@ -38,6 +38,7 @@ use crate::state::App;
 const CONTAINER: &str = "main";
 
 /// A Kubernetes error answer.
+#[derive(Debug)]
 struct Status(StatusCode, String);
 
 impl IntoResponse for Status {
