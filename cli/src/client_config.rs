@@ -51,12 +51,18 @@ pub fn save(config: &ClientConfig) -> anyhow::Result<PathBuf> {
 }
 
 fn save_to(p: &Path, config: &ClientConfig) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = p.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let text = toml::to_string(config).context("encoding the client configuration")?;
+    write_private(p, text.as_bytes())
+}
+
+/// Writes `bytes` to `p`, readable by its owner only (0600, also when the
+/// file existed with a wider mode).
+pub fn write_private(p: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -66,7 +72,7 @@ fn save_to(p: &Path, config: &ClientConfig) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", p.display()))?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("restricting {} to mode 0600", p.display()))?;
-    f.write_all(text.as_bytes())
+    f.write_all(bytes)
         .with_context(|| format!("writing {}", p.display()))
 }
 

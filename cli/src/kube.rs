@@ -61,8 +61,7 @@ pub(crate) async fn kubeconfig(ctx: &Ctx, args: KubeconfigArgs) -> anyhow::Resul
     let text = serde_json::to_string_pretty(&config)? + "\n";
     match args.file {
         Some(path) => {
-            warden_server::tls::write_private(&path, text.as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
+            crate::client_config::write_private(&path, text.as_bytes())?;
             eprintln!("wrote {} (use it with KUBECONFIG={0})", path.display());
         }
         None => print!("{text}"),
