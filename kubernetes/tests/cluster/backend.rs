@@ -1,0 +1,1 @@
+//! `KubernetesRuntime` against the stand-in API server.
