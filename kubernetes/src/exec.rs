@@ -27,6 +27,9 @@ use crate::objects::CONTAINER;
 const CHUNK: usize = 32 * 1024;
 /// Chunks queued towards the caller per stream.
 const QUEUE: usize = 16;
+/// How long output may still drain after a connection ended without a
+/// status.
+const LOST_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Prefixes `argv` with `env NAME=VALUE …` when the request sets variables:
 /// the exec protocol has no environment parameter, so the container's
@@ -143,9 +146,16 @@ pub(crate) async fn start(
             None => None,
         };
         // Output first: the exit future resolves only once everything read
-        // has been queued for the caller.
-        for task in [stdout, stderr].into_iter().flatten() {
-            let _ = task.await;
+        // has been queued for the caller. After a status kube-rs shuts its
+        // pipes, so the pumps end. When the connection failed it just drops
+        // its write halves, which does not end a `tokio::io::simplex` read
+        // half: then the pumps get a moment to drain, and are stopped.
+        for mut task in [stdout, stderr].into_iter().flatten() {
+            if status.is_some() {
+                let _ = (&mut task).await;
+            } else if tokio::time::timeout(LOST_DRAIN, &mut task).await.is_err() {
+                task.abort();
+            }
         }
         let joined = join(process).await;
         let _ = exit_tx.send(exit_status(&pod_name, status, joined));
