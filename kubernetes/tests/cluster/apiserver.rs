@@ -98,11 +98,19 @@ struct Shared {
     store: Mutex<Store>,
     version: AtomicU64,
     execs: Mutex<Vec<ExecRecord>>,
+    /// (API group, resource, verb) of every request, as an authorizer sees it.
+    authz: Mutex<std::collections::BTreeSet<(String, String, String)>>,
     killed: watch::Receiver<bool>,
     addr: SocketAddr,
 }
 
 type St = Arc<Shared>;
+
+impl Shared {
+    fn authorize(&self, group: &str, resource: &str, verb: &str) {
+        lock(&self.authz).insert((group.into(), resource.into(), verb.into()));
+    }
+}
 
 /// A running stand-in API server on 127.0.0.1.
 pub struct ApiServer {
@@ -144,6 +152,7 @@ impl ApiServer {
             store: Mutex::new(Store::default()),
             version: AtomicU64::new(1),
             execs: Mutex::new(Vec::new()),
+            authz: Mutex::default(),
             killed: killed.clone(),
             addr,
         });
@@ -200,6 +209,12 @@ impl ApiServer {
     /// The exec sessions seen so far.
     pub fn execs(&self) -> Vec<ExecRecord> {
         lock(&self.shared.execs).clone()
+    }
+
+    /// (API group, resource, verb) of every request served so far: what
+    /// RBAC must allow.
+    pub fn verbs(&self) -> std::collections::BTreeSet<(String, String, String)> {
+        lock(&self.shared.authz).clone()
     }
 
     /// A stored Deployment as JSON.
@@ -390,6 +405,7 @@ async fn list_deployments(
     Path(ns): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    s.authorize("apps", "deployments", "list");
     let sel = query_get(&query_pairs(&q), "labelSelector").unwrap_or_default();
     let store = lock(&s.store);
     let items = store
@@ -410,6 +426,7 @@ async fn get_deployment(
     AxState(s): AxState<St>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
+    s.authorize("apps", "deployments", "get");
     match lock(&s.store).deployments.get(&(ns, name.clone())) {
         Some(d) => json_response(StatusCode::OK, d),
         None => not_found("deployments.apps", &name),
@@ -433,6 +450,7 @@ async fn apply_deployment(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    s.authorize("apps", "deployments", "patch");
     let ctype = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -493,6 +511,10 @@ async fn apply_deployment(
     let rv = s.version.fetch_add(1, Ordering::SeqCst) + 1;
     let mut store = lock(&s.store);
     let key = (ns.clone(), name.clone());
+    if !store.deployments.contains_key(&key) {
+        // An apply that creates needs `create` as well as `patch`.
+        s.authorize("apps", "deployments", "create");
+    }
     let (created, obj) = match store.deployments.get(&key) {
         Some(old) => {
             let mut d = old.clone();
@@ -638,6 +660,7 @@ async fn delete_deployment(
     AxState(s): AxState<St>,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
+    s.authorize("apps", "deployments", "delete");
     let mut store = lock(&s.store);
     let key = (ns.clone(), name.clone());
     let Some(d) = store.deployments.remove(&key) else {
@@ -679,6 +702,7 @@ async fn list_pods(
     Path(ns): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    s.authorize("", "pods", "list");
     let sel = query_get(&query_pairs(&q), "labelSelector").unwrap_or_default();
     let store = lock(&s.store);
     let items = store
@@ -691,6 +715,7 @@ async fn list_pods(
 }
 
 async fn get_pod(AxState(s): AxState<St>, Path((ns, name)): Path<(String, String)>) -> Response {
+    s.authorize("", "pods", "get");
     match lock(&s.store).pods.get(&(ns, name.clone())) {
         Some(p) => json_response(StatusCode::OK, &p.obj),
         None => not_found("pods", &name),
@@ -719,6 +744,7 @@ async fn pod_log(
     Path((ns, name)): Path<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Response {
+    s.authorize("", "pods/log", "get");
     let q = query_pairs(&q);
     let follow = query_get(&q, "follow").is_some_and(|v| v == "true");
     let tail_lines = query_get(&q, "tailLines").and_then(|v| v.parse::<usize>().ok());
@@ -788,6 +814,10 @@ async fn exec(
     RawQuery(q): RawQuery,
     mut req: Request,
 ) -> Response {
+    // A WebSocket exec is an HTTP GET; since 1.35 clusters also authorize it
+    // as `create` (the verb of the SPDY POST), so RBAC needs both.
+    s.authorize("", "pods/exec", "get");
+    s.authorize("", "pods/exec", "create");
     let q = query_pairs(&q);
     let flag = |k: &str| query_get(&q, k).is_some_and(|v| v == "true" || v == "1");
     let command: Vec<String> = q

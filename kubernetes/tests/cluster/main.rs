@@ -6,3 +6,4 @@
 mod apiserver;
 mod backend;
 mod kubectl;
+mod rbac;
