@@ -13,8 +13,8 @@
 use bytes::Bytes;
 use futures::SinkExt as _;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams, AttachedProcess, TerminalSize};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::{Api, AttachParams, AttachedProcess, TerminalSize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 use warden_runtime::{
@@ -198,7 +198,9 @@ fn exit_status(
 ) -> Result<ExitStatus, RuntimeError> {
     let Some(status) = status else {
         return Err(RuntimeError::Unavailable(match joined {
-            Err(e) => format!("exec in pod {pod}: the connection failed before an exit status: {e}"),
+            Err(e) => {
+                format!("exec in pod {pod}: the connection failed before an exit status: {e}")
+            }
             Ok(()) => format!("exec in pod {pod}: the connection ended without an exit status"),
         }));
     };
@@ -244,15 +246,21 @@ mod tests {
     fn statuses_map_to_exit_codes_and_a_missing_one_is_an_error() {
         let ok = status(serde_json::json!({"metadata": {}, "status": "Success"}));
         assert_eq!(exit_status("p", ok, Ok(())).unwrap(), ExitStatus::exited(0));
-        let seven = status(serde_json::json!({"status": "Failure", "reason": "NonZeroExitCode",
+        let seven = status(
+            serde_json::json!({"status": "Failure", "reason": "NonZeroExitCode",
             "message": "command terminated with non-zero exit code",
-            "details": {"causes": [{"reason": "ExitCode", "message": "7"}]}}));
+            "details": {"causes": [{"reason": "ExitCode", "message": "7"}]}}),
+        );
         assert_eq!(exit_status("p", seven, Ok(())).unwrap().code, 7);
-        let bogus = status(serde_json::json!({"status": "Failure", "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": "0"}]}}));
+        let bogus = status(
+            serde_json::json!({"status": "Failure", "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": "0"}]}}),
+        );
         assert!(exit_status("p", bogus, Ok(())).is_err());
-        let failed = status(serde_json::json!({"status": "Failure", "reason": "InternalError",
-            "message": "executable file not found"}));
+        let failed = status(
+            serde_json::json!({"status": "Failure", "reason": "InternalError",
+            "message": "executable file not found"}),
+        );
         assert!(matches!(
             exit_status("p", failed, Ok(())),
             Err(RuntimeError::ExecFailed { .. })
@@ -272,6 +280,9 @@ mod tests {
         let mut r = ExecRequest::new(["sh", "-c", "echo $TERM"]);
         assert_eq!(command_line(&r), ["sh", "-c", "echo $TERM"]);
         r.env = vec![("TERM".into(), "xterm".into())];
-        assert_eq!(command_line(&r), ["env", "TERM=xterm", "sh", "-c", "echo $TERM"]);
+        assert_eq!(
+            command_line(&r),
+            ["env", "TERM=xterm", "sh", "-c", "echo $TERM"]
+        );
     }
 }

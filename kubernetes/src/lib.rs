@@ -124,7 +124,11 @@ impl KubernetesRuntime {
         };
         let client = Client::try_from(kube_config)
             .map_err(|e| RuntimeError::Unavailable(format!("Kubernetes client: {e}")))?;
-        Ok(Self::with_client(client, &config.namespace, config.rollout_timeout))
+        Ok(Self::with_client(
+            client,
+            &config.namespace,
+            config.rollout_timeout,
+        ))
     }
 
     /// A runtime over an existing client.
@@ -325,9 +329,9 @@ pub(crate) fn api_error(e: kube::Error, doing: &str) -> RuntimeError {
                 _ => RuntimeError::Unavailable(msg),
             }
         }
-        kube::Error::SerdeError(e) => {
-            RuntimeError::Agent(format!("{doing}: the Kubernetes API sent a malformed object: {e}"))
-        }
+        kube::Error::SerdeError(e) => RuntimeError::Agent(format!(
+            "{doing}: the Kubernetes API sent a malformed object: {e}"
+        )),
         other => RuntimeError::Unavailable(format!("{doing}: {other}")),
     }
 }
@@ -335,7 +339,7 @@ pub(crate) fn api_error(e: kube::Error, doing: &str) -> RuntimeError {
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| millis(d))
+        .map_or(0, millis)
 }
 
 impl Runtime for KubernetesRuntime {

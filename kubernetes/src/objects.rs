@@ -52,7 +52,10 @@ pub fn deployment_name(service: &ServiceRef) -> String {
     let path = service.path();
     let segs: Vec<&str> = path.segments().collect();
     let env = segs.get(2).copied().unwrap_or("");
-    let readable: String = format!("{env}-{}", service.name()).chars().take(30).collect();
+    let readable: String = format!("{env}-{}", service.name())
+        .chars()
+        .take(30)
+        .collect();
     let readable = readable.trim_end_matches('-');
     let hash = sha256_hex(service.as_str());
     format!("{readable}-{}", &hash[..12])
@@ -274,10 +277,7 @@ fn last_exit_of(t: &ContainerStateTerminated) -> LastExit {
         status,
         reason,
         finished_at_ms,
-        message: t
-            .message
-            .as_ref()
-            .map(|m| m.chars().take(1024).collect()),
+        message: t.message.as_ref().map(|m| m.chars().take(1024).collect()),
     }
 }
 
@@ -358,7 +358,8 @@ mod tests {
             && b.len() <= 63
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     }
 
     #[test]

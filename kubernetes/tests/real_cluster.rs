@@ -30,7 +30,10 @@ async fn running_pods(rt: &KubernetesRuntime, s: &ServiceRef, want: usize) -> Ve
         if running.len() == want && pods.len() == want {
             return running;
         }
-        assert!(Instant::now() < deadline, "pods never became ready: {pods:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pods never became ready: {pods:?}"
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -41,8 +44,7 @@ async fn the_runtime_against_a_real_cluster() {
         eprintln!("real_cluster: skipped (WARDEN_TEST_KUBECONFIG is not set)");
         return;
     };
-    let namespace =
-        std::env::var("WARDEN_TEST_KUBE_NAMESPACE").unwrap_or_else(|_| "warden".into());
+    let namespace = std::env::var("WARDEN_TEST_KUBE_NAMESPACE").unwrap_or_else(|_| "warden".into());
     let image = std::env::var("WARDEN_TEST_IMAGE").unwrap_or_else(|_| "busybox:1.36".into());
     let rt = KubernetesRuntime::connect(KubernetesConfig {
         namespace,
@@ -96,7 +98,12 @@ async fn the_runtime_against_a_real_cluster() {
     running_pods(&rt, &s, 2).await;
     rt.restart(&s).await.unwrap();
     rt.stop(&s).await.unwrap();
-    assert!(rt.pods(&Selector::Service(s.clone())).await.unwrap().is_empty());
+    assert!(
+        rt.pods(&Selector::Service(s.clone()))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     rt.delete(&s).await.unwrap();
     assert!(!rt.services().await.unwrap().contains(&s));
 }

@@ -548,8 +548,10 @@ async fn apply_deployment(
         .into_iter()
         .filter(|m| m["manager"] != manager.as_str())
         .collect();
-    managers.push(json!({"manager": manager, "operation": "Apply", "apiVersion": "apps/v1",
-                          "time": now(), "fieldsType": "FieldsV1", "fieldsV1": {}}));
+    managers.push(
+        json!({"manager": manager, "operation": "Apply", "apiVersion": "apps/v1",
+                          "time": now(), "fieldsType": "FieldsV1", "fieldsV1": {}}),
+    );
     obj["metadata"]["managedFields"] = Value::Array(managers);
     store.deployments.insert(key.clone(), obj);
     reconcile(&mut store, &key, rv);
@@ -582,7 +584,8 @@ fn reconcile(store: &mut Store, key: &(String, String), rv: u64) {
         .collect();
     let mut keep = Vec::new();
     for k in owned {
-        let current = store.pods[&k].obj["metadata"]["labels"]["pod-template-hash"] == hash.as_str();
+        let current =
+            store.pods[&k].obj["metadata"]["labels"]["pod-template-hash"] == hash.as_str();
         if current && keep.len() < replicas {
             keep.push(k);
         } else if let Some(p) = store.pods.remove(&k) {
@@ -767,7 +770,10 @@ async fn pod_log(
             (Some(first), start, rx, log, killed),
             |(first, mut offset, mut rx, log, mut killed)| async move {
                 if let Some(f) = first {
-                    return Some((Ok::<_, Infallible>(Bytes::from(f)), (None, offset, rx, log, killed)));
+                    return Some((
+                        Ok::<_, Infallible>(Bytes::from(f)),
+                        (None, offset, rx, log, killed),
+                    ));
                 }
                 loop {
                     let (len, closed) = *rx.borrow_and_update();
@@ -865,7 +871,11 @@ async fn exec(
         );
     };
     let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
-        return status_error(StatusCode::BAD_REQUEST, "BadRequest", "not a WebSocket upgrade");
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "not a WebSocket upgrade",
+        );
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -878,7 +888,9 @@ async fn exec(
     let opts = (flag("stdin"), flag("stderr"), flag("tty"));
     let shared = s.clone();
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         run_exec(shared, ws, command, opts, record).await;
     });
@@ -931,9 +943,11 @@ async fn run_exec(
         return;
     }
     let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .kill_on_drop(true)
-        .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+    cmd.args(&command[1..]).kill_on_drop(true).stdin(if stdin {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     // With a TTY there is one output stream: both fds share a pipe.
     let mut merged = None;
     if tty {
@@ -978,8 +992,8 @@ async fn run_exec(
         });
     }
     if let Some(r) = merged {
-        let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(r))
-            .unwrap();
+        let rx =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(r)).unwrap();
         pump(rx, 1, out_tx.clone());
     }
     if let Some(o) = child.stdout.take() {

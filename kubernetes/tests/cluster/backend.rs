@@ -86,7 +86,10 @@ async fn apply_scale_stop_start_restart_delete() {
     assert_eq!(labels[LABEL_PROJECT], "shop");
     assert_eq!(labels[LABEL_ENV], "prod");
     assert_eq!(labels[LABEL_SERVICE], "api");
-    assert_eq!(d["metadata"]["annotations"][ANNOTATION_SERVICE], api.as_str());
+    assert_eq!(
+        d["metadata"]["annotations"][ANNOTATION_SERVICE],
+        api.as_str()
+    );
     assert_eq!(d["metadata"]["managedFields"][0]["manager"], FIELD_MANAGER);
     assert_eq!(
         d["spec"]["template"]["metadata"]["labels"][LABEL_SERVICE],
@@ -113,7 +116,11 @@ async fn apply_scale_stop_start_restart_delete() {
         );
     }
     let env = Selector::parse("acme/shop/prod").unwrap();
-    assert_eq!(rt.pods(&env).await.unwrap().len(), 2, "staging is not selected");
+    assert_eq!(
+        rt.pods(&env).await.unwrap().len(),
+        2,
+        "staging is not selected"
+    );
 
     // The same spec again changes nothing.
     let before = pod_names(&rt, &api).await;
@@ -137,7 +144,10 @@ async fn apply_scale_stop_start_restart_delete() {
     rt.restart(&api).await.unwrap();
     let after = pod_names(&rt, &api).await;
     assert_eq!(after.len(), 2);
-    assert!(after.iter().all(|p| !before.contains(p)), "{before:?} {after:?}");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} {after:?}"
+    );
     let d = server.deployment(NS, &name).unwrap();
     let at = d["spec"]["template"]["metadata"]["annotations"][ANNOTATION_RESTARTED_AT].clone();
     assert!(at.is_string(), "{d}");
@@ -148,7 +158,7 @@ async fn apply_scale_stop_start_restart_delete() {
     rt.delete(&api).await.unwrap();
     assert!(server.deployment(NS, &name).is_none());
     assert!(pod_names(&rt, &api).await.is_empty());
-    assert_eq!(rt.services().await.unwrap(), [other.clone()]);
+    assert_eq!(rt.services().await.unwrap(), std::slice::from_ref(&other));
     for r in [
         rt.delete(&api).await,
         rt.scale(&api, 1).await,
@@ -237,7 +247,10 @@ async fn exec_reports_output_and_real_exit_codes() {
     };
 
     let s = rt
-        .exec(&pod, no_stdin(&["sh", "-c", "echo out; echo err >&2; exit 3"]))
+        .exec(
+            &pod,
+            no_stdin(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+        )
         .await
         .unwrap();
     assert_eq!(finish(s).await, ("out\n".into(), "err\n".into(), Ok(3)));
@@ -268,7 +281,10 @@ async fn exec_reports_output_and_real_exit_codes() {
     assert_eq!(finish(s).await.0, "C.UTF-8\n");
     // 1 MiB of output arrives whole before the exit status.
     let s = rt
-        .exec(&pod, no_stdin(&["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x"]))
+        .exec(
+            &pod,
+            no_stdin(&["sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x"]),
+        )
         .await
         .unwrap();
     let (out, _, code) = finish(s).await;
@@ -287,7 +303,12 @@ async fn exec_reports_output_and_real_exit_codes() {
         rt.logs(&stranger, LogOptions::default()).await,
         Err(RuntimeError::PodNotFound(_))
     ));
-    assert!(server.execs().iter().all(|e| e.protocol == "v5.channel.k8s.io"));
+    assert!(
+        server
+            .execs()
+            .iter()
+            .all(|e| e.protocol == "v5.channel.k8s.io")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +322,10 @@ async fn exec_stdin_half_close_ends_cat() {
     stdin.write(Bytes::from_static(b"hello ")).await.unwrap();
     stdin.write(Bytes::from_static(b"world\n")).await.unwrap();
     stdin.close();
-    assert_eq!(finish(s).await, ("hello world\n".into(), String::new(), Ok(0)));
+    assert_eq!(
+        finish(s).await,
+        ("hello world\n".into(), String::new(), Ok(0))
+    );
     let rec = server.execs().pop().unwrap();
     assert_eq!(rec.command, ["cat"]);
     assert!(rec.stdin_closed, "stdin EOF went as [255, 0]");
@@ -324,7 +348,10 @@ async fn tty_exec_merges_stderr_and_sends_resizes() {
     stdin.write(Bytes::from_static(b"y\n")).await.unwrap();
     drop(stdin);
     let (out, err, code) = finish(s).await;
-    assert_eq!((out.as_str(), err.as_str(), code), ("got y\nerr\n", "", Ok(0)));
+    assert_eq!(
+        (out.as_str(), err.as_str(), code),
+        ("got y\nerr\n", "", Ok(0))
+    );
     let rec = server.execs().pop().unwrap();
     assert!(rec.tty);
     assert_eq!(rec.resizes, [(80, 24), (120, 40)]);
@@ -339,7 +366,10 @@ async fn a_cluster_lost_mid_exec_is_an_error_not_exit_0() {
     let mut r = ExecRequest::new(["sh", "-c", "echo started; sleep 30"]);
     r.stdin = false;
     let mut s = rt.exec(&pod, r).await.unwrap();
-    assert_eq!(s.stdout.recv().await.unwrap(), Bytes::from_static(b"started\n"));
+    assert_eq!(
+        s.stdout.recv().await.unwrap(),
+        Bytes::from_static(b"started\n")
+    );
     server.kill();
     let (_, _, code) = finish(s).await;
     assert!(

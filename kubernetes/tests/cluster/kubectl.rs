@@ -109,7 +109,10 @@ async fn conformance(bin: &str) {
     let server = ApiServer::start().await;
     let k = Kubectl::new(bin, &server);
     let version = k.run(&["version", "--client"], None).await;
-    eprintln!("{bin}: {}", text(&version.stdout).lines().next().unwrap_or(""));
+    eprintln!(
+        "{bin}: {}",
+        text(&version.stdout).lines().next().unwrap_or("")
+    );
 
     let yaml = k.path("deployment.yaml");
     let applied = k
@@ -143,7 +146,11 @@ async fn conformance(bin: &str) {
     let listed = k.run(&["get", "pods", "-l", "app=web"], None).await;
     assert!(listed.status.success(), "{}", show(&listed));
     for p in &pods {
-        assert!(text(&listed.stdout).contains(p.as_str()), "{}", show(&listed));
+        assert!(
+            text(&listed.stdout).contains(p.as_str()),
+            "{}",
+            show(&listed)
+        );
     }
     let none = k.run(&["get", "pods", "-l", "app=other"], None).await;
     assert!(
@@ -165,7 +172,14 @@ async fn conformance(bin: &str) {
 
     let exec = k
         .run(
-            &["exec", pod, "--", "sh", "-c", "echo hi; echo oops >&2; exit 7"],
+            &[
+                "exec",
+                pod,
+                "--",
+                "sh",
+                "-c",
+                "echo hi; echo oops >&2; exit 7",
+            ],
             None,
         )
         .await;
@@ -178,7 +192,9 @@ async fn conformance(bin: &str) {
         show(&exec)
     );
 
-    let cat = k.run(&["exec", "-i", pod, "--", "cat"], Some(b"from stdin\n")).await;
+    let cat = k
+        .run(&["exec", "-i", pod, "--", "cat"], Some(b"from stdin\n"))
+        .await;
     assert_eq!(cat.status.code(), Some(0), "{}", show(&cat));
     assert_eq!(text(&cat.stdout), "from stdin\n", "{}", show(&cat));
 
@@ -213,4 +229,3 @@ async fn kubectl_1_30_works_against_the_stand_in() {
 async fn kubectl_1_33_works_against_the_stand_in() {
     conformance(KUBECTLS[2]).await;
 }
-

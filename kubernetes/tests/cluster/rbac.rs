@@ -11,7 +11,9 @@ use futures::StreamExt as _;
 use serde::Deserialize as _;
 use serde_json::Value;
 use warden_kubernetes::KubernetesRuntime;
-use warden_runtime::{ExecRequest, LogOptions, PodRef, Runtime, Selector, ServiceRef, WorkloadSpec};
+use warden_runtime::{
+    ExecRequest, LogOptions, PodRef, Runtime, Selector, ServiceRef, WorkloadSpec,
+};
 
 use crate::apiserver::ApiServer;
 
@@ -30,9 +32,17 @@ fn manifests() -> Vec<(String, Value)> {
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             for key in ["apiVersion", "kind"] {
-                assert!(v[key].is_string(), "{}: a document without {key}", f.display());
+                assert!(
+                    v[key].is_string(),
+                    "{}: a document without {key}",
+                    f.display()
+                );
             }
-            assert!(v["metadata"]["name"].is_string(), "{}: unnamed", f.display());
+            assert!(
+                v["metadata"]["name"].is_string(),
+                "{}: unnamed",
+                f.display()
+            );
             out.push((f.display().to_string(), v));
         }
     }
@@ -79,7 +89,12 @@ async fn exercise(rt: &KubernetesRuntime, server: &ApiServer) {
     let logs = rt.logs(&pod, LogOptions::default()).await.unwrap();
     let _: Vec<_> = logs.collect().await;
     let mut e = rt.exec(&pod, ExecRequest::new(["cat"])).await.unwrap();
-    e.stdin.take().unwrap().write(Bytes::from_static(b"x")).await.unwrap();
+    e.stdin
+        .take()
+        .unwrap()
+        .write(Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     drop(e.stdin.take());
     while e.stdout.recv().await.is_some() {}
     assert_eq!(e.exit.await.unwrap().code, 0);
@@ -137,11 +152,7 @@ fn the_agent_deployment_runs_the_kubernetes_runtime_with_its_account() {
     assert_eq!(pod["serviceAccountName"], subject["name"]);
     assert_eq!(agent["metadata"]["namespace"], subject["namespace"]);
     assert_eq!(binding["roleRef"]["name"], "warden-agent");
-    find(
-        &docs,
-        "ServiceAccount",
-        subject["name"].as_str().unwrap(),
-    );
+    find(&docs, "ServiceAccount", subject["name"].as_str().unwrap());
 
     // The join token comes from a Secret, never a literal.
     let env = c["env"].as_array().unwrap();
