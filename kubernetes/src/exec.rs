@@ -138,12 +138,24 @@ pub(crate) async fn start(
         }
         None => (None, None),
     };
-    let (exit_tx, exit_rx) = oneshot::channel();
+    let (mut exit_tx, exit_rx) = oneshot::channel();
     let pod_name = pod.to_owned();
     tokio::spawn(async move {
-        let status = match status {
-            Some(s) => s.await,
-            None => None,
+        let status = async {
+            match status {
+                Some(s) => s.await,
+                None => None,
+            }
+        };
+        // A caller that drops the session (and its exit future) ends the
+        // connection: with a TTY the kubelet hangs the process up; without
+        // one the process may run on (the protocol has no kill).
+        let status = tokio::select! {
+            status = status => status,
+            () = exit_tx.closed() => {
+                process.abort();
+                return;
+            }
         };
         // Output first: the exit future resolves only once everything read
         // has been queued for the caller. After a status kube-rs shuts its

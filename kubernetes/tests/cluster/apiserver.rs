@@ -100,6 +100,8 @@ struct Shared {
     execs: Mutex<Vec<ExecRecord>>,
     /// (API group, resource, verb) of every request, as an authorizer sees it.
     authz: Mutex<std::collections::BTreeSet<(String, String, String)>>,
+    /// Commands of exec sessions whose client went away before the end.
+    abandoned: Mutex<Vec<Vec<String>>>,
     killed: watch::Receiver<bool>,
     addr: SocketAddr,
 }
@@ -153,6 +155,7 @@ impl ApiServer {
             version: AtomicU64::new(1),
             execs: Mutex::new(Vec::new()),
             authz: Mutex::default(),
+            abandoned: Mutex::default(),
             killed: killed.clone(),
             addr,
         });
@@ -215,6 +218,11 @@ impl ApiServer {
     /// RBAC must allow.
     pub fn verbs(&self) -> std::collections::BTreeSet<(String, String, String)> {
         lock(&self.shared.authz).clone()
+    }
+
+    /// Commands of exec sessions whose client left while they ran.
+    pub fn abandoned(&self) -> Vec<Vec<String>> {
+        lock(&self.shared.abandoned).clone()
     }
 
     /// A stored Deployment as JSON.
@@ -1047,8 +1055,13 @@ async fn run_exec(
                     _ => {}
                 },
                 Some(Ok(_)) => {}
-                // The client went away: no one to report to.
-                Some(Err(_)) | None => { reading = false; stdin_tx = None; }
+                // The client went away: no one to report to (the process
+                // runs on, as a non-TTY exec does on a kubelet).
+                Some(Err(_)) | None => {
+                    reading = false;
+                    stdin_tx = None;
+                    lock(&shared.abandoned).push(record.command.clone());
+                }
             },
             _ = dead(&mut killed) => {
                 lock(&shared.execs).push(record);

@@ -445,3 +445,26 @@ async fn logs_tail_and_follow() {
         .unwrap();
     assert!(end.is_none(), "{end:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_session_closes_its_connection() {
+    let (server, rt, _dir) = setup().await;
+    let api = svc("acme/shop/prod/api");
+    rt.apply(&api, &spec(1)).await.unwrap();
+    let pod = first_pod(&rt, &api).await;
+    let mut r = ExecRequest::new(["sh", "-c", "echo up; sleep 30"]);
+    r.stdin = false;
+    let mut s = rt.exec(&pod, r).await.unwrap();
+    assert_eq!(s.stdout.recv().await.unwrap(), Bytes::from_static(b"up\n"));
+    drop(s);
+    // The stand-in sees the client go at once, not when the process ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.abandoned().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.abandoned()[0][2], "echo up; sleep 30");
+}
