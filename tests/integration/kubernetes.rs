@@ -93,18 +93,9 @@ async fn an_agent_on_kubernetes_runs_workloads_as_deployments() {
     let _dev = Killed(spawn_dev(&data, base.path(), port, None));
     let c = wait_for_dev(&data, port).await;
 
-    let cluster = ApiServer::start().await;
-    let kubeconfig = base.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n\
-             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\n\
-             current-context: x\n",
-            cluster.url()
-        ),
-    )
-    .unwrap();
+    // HTTPS with its own CA and a bearer token, as a cluster.
+    let cluster = ApiServer::start_tls("agent-token-0123456789").await;
+    let kubeconfig = cluster.kubeconfig(base.path(), Some("agent-token-0123456789"));
 
     let token = ok(
         &c,

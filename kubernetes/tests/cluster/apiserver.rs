@@ -31,8 +31,9 @@
 //!   until the client's close, at most 10 s; stdin on 0, resize JSON on 4,
 //!   `[255, 0]` closes stdin (v5 only).
 //!
-//! HTTP without TLS and without authentication: kubectl sends a bearer
-//! token only over https, and nothing here checks tokens.
+//! [`ApiServer::start`] serves HTTP without authentication;
+//! [`ApiServer::start_tls`] serves HTTPS (its own CA) and requires a bearer
+//! token, which kubectl sends only over https.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -104,6 +105,8 @@ struct Shared {
     abandoned: Mutex<Vec<Vec<String>>>,
     killed: watch::Receiver<bool>,
     addr: SocketAddr,
+    /// The bearer token every request must carry (with TLS).
+    token: Option<String>,
 }
 
 type St = Arc<Shared>;
@@ -120,6 +123,76 @@ pub struct ApiServer {
     pub addr: SocketAddr,
     shared: St,
     kill: watch::Sender<bool>,
+    /// The CA that signed its certificate, with TLS.
+    ca_pem: Option<String>,
+}
+
+/// Serves one connection (HTTP/1.1 with upgrades, or HTTP/2) until it ends
+/// or the server is killed.
+async fn serve_connection<I>(io: I, app: Router, mut stop: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper_util::service::TowerToHyperService::new(app);
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = dead(&mut stop) => {}
+    }
+}
+
+/// A fresh CA and a certificate for 127.0.0.1 signed by it: the acceptor
+/// and the CA's PEM.
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "stand-in cluster CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let chain = vec![leaf.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    // HTTP/1.1 only: exec is a WebSocket upgrade.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        ca_cert.pem(),
+    )
+}
+
+/// With a token configured: 401 (a `Status`) unless the request carries it.
+async fn authenticate(
+    AxState(s): AxState<St>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &s.token {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if presented != Some(token.as_str()) {
+            return status_error(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+        }
+    }
+    next.run(req).await
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,6 +220,17 @@ fn short_hash(s: &str, n: usize) -> String {
 impl ApiServer {
     /// Starts serving on an ephemeral port.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts serving HTTPS (a fresh CA and a certificate for 127.0.0.1)
+    /// and answers 401 to any request without `Authorization: Bearer
+    /// TOKEN`, as a cluster does.
+    pub async fn start_tls(token: &str) -> Self {
+        Self::start_with(Some(token.to_owned())).await
+    }
+
+    async fn start_with(token: Option<String>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (kill, killed) = watch::channel(false);
@@ -158,7 +242,15 @@ impl ApiServer {
             abandoned: Mutex::default(),
             killed: killed.clone(),
             addr,
+            token: token.clone(),
         });
+        let (acceptor, ca_pem) = match token {
+            Some(_) => {
+                let (acceptor, ca) = tls_acceptor();
+                (Some(acceptor), Some(ca))
+            }
+            None => (None, None),
+        };
         let app = router(shared.clone());
         let mut stop = killed.clone();
         tokio::spawn(async move {
@@ -169,25 +261,62 @@ impl ApiServer {
                 };
                 let Ok((tcp, _)) = conn else { continue };
                 let app = app.clone();
-                let mut stop = stop.clone();
+                let stop = stop.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let svc = hyper_util::service::TowerToHyperService::new(app);
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = dead(&mut stop) => {}
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(tcp).await {
+                                serve_connection(tls, app, stop).await;
+                            }
+                        }
+                        None => serve_connection(tcp, app, stop).await,
                     }
                 });
             }
         });
-        Self { addr, shared, kill }
+        Self {
+            addr,
+            shared,
+            kill,
+            ca_pem,
+        }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Writes a kubeconfig for this server into `dir` (with its CA and the
+    /// bearer `token`, when given) and returns its path.
+    pub fn kubeconfig(&self, dir: &std::path::Path, token: Option<&str>) -> std::path::PathBuf {
+        let mut cluster = format!("    server: {}\n", self.url());
+        if let Some(ca) = &self.ca_pem {
+            let ca_path = dir.join("stand-in-ca.pem");
+            std::fs::write(&ca_path, ca).unwrap();
+            cluster.push_str(&format!(
+                "    certificate-authority: {}\n",
+                ca_path.display()
+            ));
+        }
+        let user = match token {
+            Some(t) => format!("\n    token: {t}"),
+            None => " {}".to_owned(),
+        };
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n{cluster}\
+             users:\n- name: tester\n  user:{user}\ncontexts:\n- name: test\n  context:\n    \
+             cluster: stand-in\n    user: tester\n    namespace: warden\ncurrent-context: test\n"
+        );
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     /// Drops every connection and exec session at once (children killed)
@@ -276,6 +405,10 @@ fn router(shared: St) -> Router {
             get(exec).post(exec_spdy),
         )
         .fallback(not_found_route)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            authenticate,
+        ))
         .with_state(shared)
 }
 

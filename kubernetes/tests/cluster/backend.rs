@@ -19,30 +19,48 @@ use crate::apiserver::{ApiServer, NODE};
 
 const NS: &str = "warden";
 
-/// A server and a runtime connected to it through a kubeconfig file, as
-/// `warden agent --kubeconfig` does.
+const TOKEN: &str = "backend-token-0123456789";
+
+/// A server (HTTPS, bearer token) and a runtime connected to it through a
+/// kubeconfig file, as `warden agent --kubeconfig` does.
 async fn setup() -> (ApiServer, KubernetesRuntime, tempfile::TempDir) {
-    let server = ApiServer::start().await;
+    let server = ApiServer::start_tls(TOKEN).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n\
-             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\n\
-             current-context: x\n",
-            server.url()
-        ),
-    )
-    .unwrap();
-    let rt = KubernetesRuntime::connect(KubernetesConfig {
+    let rt = connect(&server, &dir, Some(TOKEN)).await;
+    (server, rt, dir)
+}
+
+async fn connect(
+    server: &ApiServer,
+    dir: &tempfile::TempDir,
+    token: Option<&str>,
+) -> KubernetesRuntime {
+    KubernetesRuntime::connect(KubernetesConfig {
         namespace: NS.into(),
-        kubeconfig: Some(path),
+        kubeconfig: Some(server.kubeconfig(dir.path(), token)),
         rollout_timeout: Duration::from_secs(5),
     })
     .await
-    .unwrap();
-    (server, rt, dir)
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_checked_and_plain_http_works_too() {
+    let server = ApiServer::start_tls(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = connect(&server, &dir, Some("wrong")).await;
+    let refused = wrong.services().await;
+    assert!(
+        matches!(&refused, Err(RuntimeError::Agent(m)) if m.contains("401")),
+        "{refused:?}"
+    );
+    let right = connect(&server, &dir, Some(TOKEN)).await;
+    assert!(right.services().await.unwrap().is_empty());
+
+    let plain = ApiServer::start().await;
+    let rt = connect(&plain, &dir, None).await;
+    rt.apply(&svc("a/b/c/d"), &spec(1)).await.unwrap();
+    assert_eq!(rt.services().await.unwrap(), [svc("a/b/c/d")]);
 }
 
 fn svc(s: &str) -> ServiceRef {

@@ -17,6 +17,8 @@ const KUBECTLS: &[&str] = &[
     "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
 ];
 
+const TOKEN: &str = "stand-in-token-0123456789";
+
 const DEPLOYMENT: &str = "\
 apiVersion: apps/v1
 kind: Deployment
@@ -44,7 +46,7 @@ struct Kubectl {
 }
 
 impl Kubectl {
-    fn new(bin: &str, server: &ApiServer) -> Self {
+    fn new(bin: &str, server: &ApiServer, token: Option<&str>) -> Self {
         let bin = PathBuf::from(bin);
         assert!(
             bin.exists(),
@@ -53,13 +55,7 @@ impl Kubectl {
             bin.display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: {}\n\
-             users:\n- name: tester\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    \
-             cluster: stand-in\n    user: tester\n    namespace: warden\ncurrent-context: test\n",
-            server.url()
-        );
-        std::fs::write(dir.path().join("config"), config).unwrap();
+        server.kubeconfig(dir.path(), token);
         std::fs::write(dir.path().join("deployment.yaml"), DEPLOYMENT).unwrap();
         Self { bin, dir }
     }
@@ -72,7 +68,7 @@ impl Kubectl {
         use tokio::io::AsyncWriteExt as _;
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(args)
-            .env("KUBECONFIG", self.path("config"))
+            .env("KUBECONFIG", self.path("kubeconfig"))
             .env("KUBECACHEDIR", self.path("cache"))
             .env("HOME", self.dir.path())
             .stdin(std::process::Stdio::piped())
@@ -105,9 +101,10 @@ fn show(o: &Output) -> String {
     )
 }
 
+/// Over HTTPS with a bearer token, as against a cluster.
 async fn conformance(bin: &str) {
-    let server = ApiServer::start().await;
-    let k = Kubectl::new(bin, &server);
+    let server = ApiServer::start_tls(TOKEN).await;
+    let k = Kubectl::new(bin, &server, Some(TOKEN));
     let version = k.run(&["version", "--client"], None).await;
     eprintln!(
         "{bin}: {}",
@@ -228,4 +225,17 @@ async fn kubectl_1_30_works_against_the_stand_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_33_works_against_the_stand_in() {
     conformance(KUBECTLS[2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_refused() {
+    let server = ApiServer::start_tls(TOKEN).await;
+    let k = Kubectl::new(KUBECTLS[0], &server, Some("not-the-token"));
+    let out = k.run(&["get", "pods"], None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("You must be logged in to the server"),
+        "{}",
+        show(&out)
+    );
 }
