@@ -892,5 +892,10 @@ mod tests {
             cgroup: CgroupVersion::V1,
         };
         assert!(full.to_string().contains("cgroup v1"));
+        let cluster = Isolation::ContainerRuntime { runtime: None };
+        assert_eq!(
+            cluster.to_string(),
+            "container isolated and limited by the cluster's runtime (not reported)"
+        );
     }
 }
