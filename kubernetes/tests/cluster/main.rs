@@ -5,5 +5,6 @@
 
 mod apiserver;
 mod backend;
+mod framing;
 mod kubectl;
 mod rbac;
