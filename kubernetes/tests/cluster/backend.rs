@@ -486,3 +486,47 @@ async fn a_dropped_session_closes_its_connection() {
     }
     assert_eq!(server.abandoned()[0][2], "echo up; sleep 30");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_at_a_services_name_that_names_another_is_not_taken_over() {
+    let server = ApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = connect(&server, &dir, None).await;
+    let api = svc("acme/shop/prod/api");
+    let name = deployment_name(&api);
+    // Someone else's Deployment at the name, claiming another service.
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client, NS);
+    let foreign = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": {LABEL_SERVICE: "api"},
+                     "annotations": {ANNOTATION_SERVICE: "evil/corp/prod/api"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {LABEL_SERVICE: "api"}},
+                 "template": {"metadata": {"labels": {LABEL_SERVICE: "api"}},
+                              "spec": {"containers": [{"name": "workload", "image": "x"}]}}},
+    });
+    deployments
+        .patch(
+            &name,
+            &kube::api::PatchParams::apply("someone"),
+            &kube::api::Patch::Apply(&foreign),
+        )
+        .await
+        .unwrap();
+    let refused = rt.apply(&api, &spec(1)).await;
+    assert!(
+        matches!(&refused, Err(RuntimeError::InvalidRequest(m)) if m.contains("another service")),
+        "{refused:?}"
+    );
+    assert!(rt.services().await.unwrap().is_empty());
+    assert!(matches!(
+        rt.scale(&api, 2).await,
+        Err(RuntimeError::ServiceNotFound(_))
+    ));
+    assert!(matches!(
+        rt.delete(&api).await,
+        Err(RuntimeError::ServiceNotFound(_))
+    ));
+    assert!(server.deployment(NS, &name).is_some(), "left alone");
+}
