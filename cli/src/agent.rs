@@ -20,6 +20,7 @@ use serde_json::json;
 use warden_agent::wire::Endpoint;
 use warden_agent::{Agent, AgentInfo, CredentialFeed};
 use warden_api::Enrolled;
+use warden_kubernetes::{KubernetesConfig, KubernetesRuntime};
 use warden_runtime::{HelperCommand, Isolation, LocalConfig, LocalRuntime, Runtime};
 
 use crate::ctx::Ctx;
@@ -42,6 +43,13 @@ pub(crate) struct AgentArgs {
     /// run as this user and can read the agent's key.
     #[arg(long)]
     unisolated_pods: bool,
+    /// With `--runtime kubernetes`: the namespace the workloads run in.
+    #[arg(long, env = "WARDEN_KUBE_NAMESPACE", default_value = warden_kubernetes::DEFAULT_NAMESPACE)]
+    kube_namespace: String,
+    /// With `--runtime kubernetes`: a kubeconfig file (default: in-cluster
+    /// service account, else $KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
 }
 
 /// Which runtime an agent drives.
@@ -49,7 +57,8 @@ pub(crate) struct AgentArgs {
 enum RuntimeKind {
     /// Pods as namespaced process trees on this machine.
     Local,
-    /// A Kubernetes cluster (not built yet).
+    /// A Kubernetes cluster: a Deployment per service in one namespace
+    /// (`warden-kubernetes`; manifests in deploy/kubernetes/).
     Kubernetes,
 }
 
@@ -143,9 +152,6 @@ fn client_tls(dir: &Path, ca: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>
 
 /// `warden agent`: runs until killed.
 pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> anyhow::Result<()> {
-    if args.runtime == RuntimeKind::Kubernetes {
-        bail!("the Kubernetes runtime is not built yet; use --runtime local");
-    }
     let dir = &args.state_dir;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -173,30 +179,39 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
     let server_name =
         ServerName::try_from(host).map_err(|e| anyhow!("server name of {}: {e}", ctx.server))?;
 
-    let mut cfg = LocalConfig::new(dir.join("runtime"), helper);
-    // The agent's key and enrollment: no pod may see them.
-    cfg.masked_paths = vec![dir.clone()];
-    cfg.masked_paths
-        .extend(dir.canonicalize().ok().filter(|p| p != dir));
-    cfg.node = rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned();
     let feed = CredentialFeed::new();
-    let node = cfg.node.clone();
-    let runtime = LocalRuntime::start(cfg, Arc::new(feed.clone()))
-        .await
-        .context("starting the local runtime")?;
-    if let Isolation::None { reason } = runtime.isolation()
-        && !args.unisolated_pods
-    {
-        bail!(
-            "{reason}; without namespaces pods would run as this user and could read the \
-             agent's key (pass --unisolated-pods to accept that)"
-        );
-    }
+    let (runtime, kind, node, pods) = match args.runtime {
+        RuntimeKind::Local => {
+            let (runtime, node) = local_runtime(dir, helper, &feed, args.unisolated_pods).await?;
+            let pods = runtime.isolation().to_string();
+            let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+            tokio::spawn(warden_agent::refresh_forever(
+                feed.clone(),
+                runtime.clone(),
+                warden_agent::CREDENTIAL_REFRESH,
+            ));
+            (runtime, "local", node, pods)
+        }
+        RuntimeKind::Kubernetes => {
+            // No credential refresh: this backend delivers none (pods'
+            // identity will be projected service-account tokens).
+            let runtime = KubernetesRuntime::connect(KubernetesConfig {
+                namespace: args.kube_namespace.clone(),
+                kubeconfig: args.kubeconfig.clone(),
+                ..KubernetesConfig::default()
+            })
+            .await
+            .context("configuring the Kubernetes client")?;
+            let pods = format!(
+                "Kubernetes Deployments in namespace {}",
+                runtime.namespace()
+            );
+            let runtime: Arc<dyn Runtime> = Arc::new(runtime);
+            (runtime, "kubernetes", hostname(), pods)
+        }
+    };
     eprintln!(
-        "warden agent: cluster {}, links {}, pods: {}",
+        "warden agent: cluster {}, links {}, pods: {pods}",
         enrollment.cluster,
         enrollment
             .links
@@ -204,19 +219,12 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
             .map(|e| e.address.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-        runtime.isolation()
     );
-    let runtime: Arc<dyn Runtime> = Arc::new(runtime);
-    tokio::spawn(warden_agent::refresh_forever(
-        feed.clone(),
-        runtime.clone(),
-        warden_agent::CREDENTIAL_REFRESH,
-    ));
     let (told, mut endpoints) = tokio::sync::mpsc::unbounded_channel();
     let agent = Agent::new(
         runtime,
         AgentInfo {
-            runtime: "local".into(),
+            runtime: kind.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             node,
         },
@@ -278,4 +286,39 @@ pub(crate) async fn run(ctx: &Ctx, args: AgentArgs, helper: HelperCommand) -> an
         };
         told = next;
     }
+}
+
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The local runtime, refusing unisolated pods unless allowed.
+async fn local_runtime(
+    dir: &Path,
+    helper: HelperCommand,
+    feed: &CredentialFeed,
+    unisolated_pods: bool,
+) -> anyhow::Result<(LocalRuntime, String)> {
+    let mut cfg = LocalConfig::new(dir.join("runtime"), helper);
+    // The agent's key and enrollment: no pod may see them.
+    cfg.masked_paths = vec![dir.to_path_buf()];
+    cfg.masked_paths
+        .extend(dir.canonicalize().ok().filter(|p| p != dir));
+    cfg.node = hostname();
+    let node = cfg.node.clone();
+    let runtime = LocalRuntime::start(cfg, Arc::new(feed.clone()))
+        .await
+        .context("starting the local runtime")?;
+    if let Isolation::None { reason } = runtime.isolation()
+        && !unisolated_pods
+    {
+        bail!(
+            "{reason}; without namespaces pods would run as this user and could read the \
+             agent's key (pass --unisolated-pods to accept that)"
+        );
+    }
+    Ok((runtime, node))
 }

@@ -211,6 +211,14 @@ pub enum Isolation {
         /// Why namespaces are unavailable.
         reason: String,
     },
+    /// A container that a cluster's container runtime isolates and limits
+    /// (the Kubernetes backend): what it enforces is the cluster's
+    /// configuration, which Warden does not see.
+    ContainerRuntime {
+        /// The container runtime, from the container ID's scheme
+        /// (`containerd`, `cri-o`), when the cluster reported one.
+        runtime: Option<String>,
+    },
 }
 
 impl fmt::Display for Isolation {
@@ -229,6 +237,11 @@ impl fmt::Display for Isolation {
                 "namespaces (pid, mount, uts, ipc), no cgroup limits: {reason}"
             ),
             Self::None { reason } => write!(f, "none: namespaces unavailable: {reason}"),
+            Self::ContainerRuntime { runtime } => write!(
+                f,
+                "container isolated and limited by the cluster's runtime ({})",
+                runtime.as_deref().unwrap_or("not reported")
+            ),
         }
     }
 }
@@ -881,5 +894,10 @@ mod tests {
             cgroup: CgroupVersion::V1,
         };
         assert!(full.to_string().contains("cgroup v1"));
+        let cluster = Isolation::ContainerRuntime { runtime: None };
+        assert_eq!(
+            cluster.to_string(),
+            "container isolated and limited by the cluster's runtime (not reported)"
+        );
     }
 }

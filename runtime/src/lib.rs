@@ -4,8 +4,8 @@
 //! ...) and the local backend, [`LocalRuntime`], which runs each pod as a
 //! supervised process tree in its own PID, mount, UTS and IPC namespaces and
 //! cgroup on this machine. The gateway, the injector, the agent and deploy
-//! orchestration use only the trait; the Kubernetes backend will implement it
-//! elsewhere.
+//! orchestration use only the trait; the Kubernetes backend implements it in
+//! `warden-kubernetes`, since this crate must not link kube.
 //!
 //! Architecture invariants:
 //! - this crate does not depend on `warden-vault`, `warden-server`,

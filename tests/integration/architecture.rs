@@ -151,8 +151,8 @@ fn crate_boundaries_hold() {
         // The gateway stands on the pipeline and the runtime only.
         ("warden-shell-gateway", &["warden-vault", "warden-server"]),
         // The runtime runs pods; it never sees secrets and speaks none of
-        // the front-ends' protocols. The Kubernetes backend (kube-rs) will
-        // implement its trait elsewhere (runtime/src/lib.rs).
+        // the front-ends' protocols. The Kubernetes backend (kube-rs)
+        // implements its trait in warden-kubernetes (runtime/src/lib.rs).
         (
             "warden-runtime",
             &[
@@ -166,6 +166,21 @@ fn crate_boundaries_hold() {
                 "russh",
                 "kube",
                 "sqlx",
+            ],
+        ),
+        // The Kubernetes backend: the runtime trait over kube-rs, nothing
+        // of the vault, storage, server or SSH (kubernetes/src/lib.rs).
+        (
+            "warden-kubernetes",
+            &[
+                "warden-vault",
+                "warden-server",
+                "warden-store",
+                "warden-audit",
+                "warden-pipeline",
+                "russh",
+                "sqlx",
+                "aws-lc-rs",
             ],
         ),
         // The agent link is transport only: no pods, policies, storage or
@@ -210,6 +225,7 @@ fn crate_boundaries_hold() {
         ("warden-identity", &["warden-types"]),
         ("warden-api", &["warden-types"]),
         ("warden-runtime", &["warden-types"]),
+        ("warden-kubernetes", &["warden-types", "warden-runtime"]),
         ("warden-link", &[]),
         // The runtime protocol over the link: authorization happens before
         // it is called (agent/src/lib.rs).

@@ -18,6 +18,7 @@ mod canary;
 mod crash;
 mod file_modes;
 mod harness;
+mod kubernetes;
 mod lifecycle;
 mod limits;
 mod pods;
