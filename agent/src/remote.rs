@@ -1,10 +1,12 @@
 //! The control plane's side: [`RemoteRuntime`], a [`Runtime`] whose
 //! operations run on an agent at the other end of the link.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use warden_link::{Hub, LinkSender};
 use warden_runtime::{
     CredentialTarget, ExecControl, ExecControlMsg, ExecRequest, ExecSession, ExitFuture,
@@ -16,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::serve::send_data;
 use crate::wire::{
     self, AgentInfo, CONTROL, CREDENTIAL, EXIT, FrameReader, LOG, Op, RESULT, STDERR, STDIN,
-    STDIN_EOF, STDOUT, WireError,
+    STDIN_CREDIT, STDIN_EOF, STDOUT, WireError,
 };
 
 /// Output frames queued per exec stream before the link's flow control
@@ -260,35 +262,40 @@ fn exec_session(tx: LinkSender, mut rx: FrameReader, tty: bool, wants_stdin: boo
     let (control, mut control_rx) = ExecControl::new(tty);
     let (exit_tx, exit_rx) = oneshot::channel();
 
+    // Stdin is sent only as far as the agent's credit allows (see
+    // `wire::STDIN_CREDIT`), so control messages are never stuck behind
+    // stdin the process does not read.
+    let credit = Arc::new(Semaphore::new(wire::STDIN_WINDOW));
+    let credited = credit.clone();
     let writer = tokio::spawn(async move {
-        let mut stdin_open = wants_stdin;
-        let mut control_open = true;
-        while stdin_open || control_open {
-            let frame = tokio::select! {
-                data = stdin_rx.recv(), if stdin_open => match data {
-                    Some(d) => {
-                        if send_data(&tx, STDIN, d).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    None => {
-                        stdin_open = false;
-                        wire::frame(STDIN_EOF, &[])
-                    }
-                },
-                msg = control_rx.recv(), if control_open => match msg {
-                    Some(msg) => wire::json_frame::<ExecControlMsg>(CONTROL, &msg),
-                    None => {
-                        control_open = false;
-                        continue;
-                    }
-                },
-            };
-            if tx.send(frame).await.is_err() {
+        let stdin = async {
+            if !wants_stdin {
                 return;
             }
-        }
+            while let Some(mut data) = stdin_rx.recv().await {
+                while !data.is_empty() {
+                    let piece = data.split_to(data.len().min(wire::MAX_FRAME));
+                    let n = u32::try_from(piece.len()).unwrap_or(u32::MAX);
+                    match credit.acquire_many(n).await {
+                        Ok(permits) => permits.forget(),
+                        Err(_) => return,
+                    }
+                    if tx.send(wire::frame(STDIN, &piece)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(wire::frame(STDIN_EOF, &[])).await;
+        };
+        let control = async {
+            while let Some(msg) = control_rx.recv().await {
+                let frame = wire::json_frame::<ExecControlMsg>(CONTROL, &msg);
+                if tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::join!(stdin, control);
         // Hold the sending side open (not finished) until the exit status
         // arrives and this task is aborted: finishing it would read, on the
         // agent, as the control plane leaving.
@@ -304,6 +311,14 @@ fn exec_session(tx: LinkSender, mut rx: FrameReader, tty: bool, wants_stdin: boo
                 Ok(Some((STDERR, d))) => {
                     let _ = err_tx.send(d).await;
                 }
+                Ok(Some((STDIN_CREDIT, body))) => match <[u8; 4]>::try_from(body.as_ref()) {
+                    Ok(n) => credited.add_permits(
+                        usize::try_from(u32::from_be_bytes(n))
+                            .unwrap_or(0)
+                            .min(wire::STDIN_WINDOW),
+                    ),
+                    Err(_) => break Err(wire::protocol("a malformed stdin credit")),
+                },
                 Ok(Some((EXIT, body))) => {
                     break wire::parse_json::<Result<ExitStatus, WireError>>(&body)
                         .and_then(|r| r.map_err(Into::into));

@@ -2,6 +2,7 @@
 //! runtime and answers on the same stream.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -13,8 +14,8 @@ use zeroize::Zeroizing;
 
 use crate::credentials::CredentialFeed;
 use crate::wire::{
-    self, AgentInfo, CONTROL, CREDENTIAL, EXIT, FrameReader, Op, RESULT, STDERR, STDIN, STDIN_EOF,
-    STDOUT, WireError,
+    self, AgentInfo, CONTROL, CREDENTIAL, EXIT, FrameReader, Op, RESULT, STDERR, STDIN,
+    STDIN_CREDIT, STDIN_EOF, STDOUT, WireError,
 };
 
 /// Serves a runtime to the control plane: pass [`Agent::handle`] as the
@@ -159,18 +160,47 @@ async fn exec(
         exit,
     } = session;
     let hangup = control.clone();
-    let input = async {
+    // Stdin goes to the process from a queue the hub fills only as far as
+    // its credit allows (wire::STDIN_WINDOW), so reading the stream never
+    // waits for a process that does not read its stdin.
+    let (queue, mut queued) = mpsc::unbounded_channel::<Bytes>();
+    let in_flight = AtomicUsize::new(0);
+    let sender = &*tx;
+    let stdin_writer = async {
         let mut stdin = stdin;
+        while let Some(data) = queued.recv().await {
+            let n = data.len();
+            if let Some(s) = &stdin
+                && s.write(data).await.is_err()
+            {
+                stdin = None;
+            }
+            in_flight.fetch_sub(n, Ordering::SeqCst);
+            let credit = u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
+            if send(sender, wire::frame(STDIN_CREDIT, &credit))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let input = async {
+        let mut queue = Some(queue);
         loop {
             match rx.next().await {
                 Ok(Some((STDIN, data))) => {
-                    if let Some(s) = &stdin
-                        && s.write(data).await.is_err()
-                    {
-                        stdin = None;
+                    let queued = in_flight.fetch_add(data.len(), Ordering::SeqCst) + data.len();
+                    if queued > wire::STDIN_WINDOW {
+                        tracing::debug!("the hub sent stdin past its credit; hanging up");
+                        let _ = hangup.signal(Signal::HUP);
+                        return;
+                    }
+                    if let Some(q) = &queue {
+                        let _ = q.send(data);
                     }
                 }
-                Ok(Some((STDIN_EOF, _))) => stdin = None,
+                Ok(Some((STDIN_EOF, _))) => queue = None,
                 Ok(Some((CONTROL, msg))) => {
                     let applied = wire::parse_json(&msg).and_then(|m| match m {
                         warden_runtime::ExecControlMsg::Resize(t) => control.resize(t.cols, t.rows),
@@ -201,28 +231,29 @@ async fn exec(
         loop {
             tokio::select! {
                 out = stdout.recv() => match out {
-                    Some(d) => send_data(tx, STDOUT, d).await?,
+                    Some(d) => send_data(sender, STDOUT, d).await?,
                     None => break,
                 },
                 err = recv_opt(&mut stderr) => match err {
-                    Some(d) => send_data(tx, STDERR, d).await?,
+                    Some(d) => send_data(sender, STDERR, d).await?,
                     None => stderr = None,
                 },
             }
         }
         if let Some(mut rest) = stderr {
             while let Some(d) = rest.recv().await {
-                send_data(tx, STDERR, d).await?;
+                send_data(sender, STDERR, d).await?;
             }
         }
         let status = exit.await.map_err(|e| WireError::from(&e));
-        send(tx, wire::json_frame(EXIT, &status)).await?;
-        finish(tx).await
+        send(sender, wire::json_frame(EXIT, &status)).await
     };
     // Input runs until the control plane ends its side (after it read the
-    // exit status, or when it went away); output until the exit is sent.
-    let (_, sent) = tokio::join!(input, output);
-    sent
+    // exit status, or when it went away); output until the exit is sent;
+    // the stdin writer until input has ended and the queue is written.
+    let (_, sent, ()) = tokio::join!(input, output, stdin_writer);
+    sent?;
+    finish(tx).await
 }
 
 /// Reads what is left of the control plane's side before the stream is

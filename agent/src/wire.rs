@@ -14,6 +14,14 @@
 //! | [`EXIT`] | agent → hub | JSON `Result<ExitStatus, WireError>`, last |
 //! | [`LOG`] | agent → hub | `u8` stream (1 stdout, 2 stderr), `u64` ms, bytes |
 //! | [`CREDENTIAL`] | hub → agent | a workload credential |
+//! | [`STDIN_CREDIT`] | agent → hub | `u32` big-endian: stdin bytes the agent has written to the process, which the hub may send again |
+//!
+//! Stdin is flow-controlled by credit, as SSH channels are by windows (RFC
+//! 4254 §5.2): the hub sends at most [`STDIN_WINDOW`] bytes the agent has
+//! not credited back. The agent therefore always has room for the stdin
+//! that arrives, never stops reading the stream for it, and a control frame
+//! (a signal, a resize) is never stuck behind stdin a process does not
+//! read.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -33,6 +41,10 @@ pub const MAX_LOG_DATA: usize = MAX_FRAME - 9;
 pub const RESULT: u8 = 1;
 /// Bytes for an exec'd process's stdin.
 pub const STDIN: u8 = 2;
+/// Stdin bytes written to the process since the last credit.
+pub const STDIN_CREDIT: u8 = 10;
+/// Stdin bytes in flight (sent, not yet credited back) at most.
+pub const STDIN_WINDOW: usize = 1 << 20;
 /// Close an exec'd process's stdin.
 pub const STDIN_EOF: u8 = 3;
 /// Resize or signal an exec'd process.

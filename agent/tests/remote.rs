@@ -403,6 +403,37 @@ async fn exec_streams_and_exit_codes() {
     assert!(out.contains("40 120"), "{out:?}");
     assert!(s.exit.await.unwrap().success());
 
+    // A signal reaches a process that reads none of the stdin flooding it
+    // (stdin is credited, so control frames never queue behind it), and a
+    // large stdin to a process that reads it arrives whole.
+    let s = remote
+        .exec(&pod, ExecRequest::new(["/bin/sh", "-c", "exec sleep 1000"]))
+        .await
+        .unwrap();
+    let stdin = s.stdin.unwrap();
+    let flood = tokio::spawn(async move {
+        while stdin.write(Bytes::from(vec![b'x'; 64 * 1024])).await.is_ok() {}
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.control.signal(warden_runtime::Signal::KILL).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), s.exit)
+        .await
+        .expect("the KILL never reached the process")
+        .unwrap();
+    assert_eq!(status.code, 137);
+    flood.abort();
+    let mut s = remote
+        .exec(&pod, ExecRequest::new(["/bin/sh", "-c", "wc -c"]))
+        .await
+        .unwrap();
+    let stdin = s.stdin.take().unwrap();
+    for _ in 0..64 {
+        stdin.write(Bytes::from(vec![b'y'; 64 * 1024])).await.unwrap();
+    }
+    stdin.close();
+    let out = String::from_utf8_lossy(&collect(s.stdout).await).into_owned();
+    assert_eq!(out.trim(), (64 * 64 * 1024).to_string());
+
     // A command that does not exist is the runtime's error, not an exit.
     let e = remote
         .exec(&pod, ExecRequest::new(["/nonexistent"]))
