@@ -412,7 +412,11 @@ async fn exec_streams_and_exit_codes() {
         .unwrap();
     let stdin = s.stdin.unwrap();
     let flood = tokio::spawn(async move {
-        while stdin.write(Bytes::from(vec![b'x'; 64 * 1024])).await.is_ok() {}
+        while stdin
+            .write(Bytes::from(vec![b'x'; 64 * 1024]))
+            .await
+            .is_ok()
+        {}
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.control.signal(warden_runtime::Signal::KILL).unwrap();
@@ -428,7 +432,10 @@ async fn exec_streams_and_exit_codes() {
         .unwrap();
     let stdin = s.stdin.take().unwrap();
     for _ in 0..64 {
-        stdin.write(Bytes::from(vec![b'y'; 64 * 1024])).await.unwrap();
+        stdin
+            .write(Bytes::from(vec![b'y'; 64 * 1024]))
+            .await
+            .unwrap();
     }
     stdin.close();
     let out = String::from_utf8_lossy(&collect(s.stdout).await).into_owned();

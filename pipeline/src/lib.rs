@@ -398,6 +398,23 @@ impl Pipeline {
         Err(Error::unauthenticated(reason))
     }
 
+    /// Authenticates `caller`'s credential again, from what storage says
+    /// now, with the same declared actions: for front-ends whose connection
+    /// outlives one operation (an SSH connection opens sessions for hours),
+    /// before each operation. The credential must still name the same
+    /// principal.
+    pub async fn reauthenticate(&self, caller: &Caller) -> Result<Caller, Error> {
+        let fresh = self
+            .authenticate(caller.meta.clone(), caller.declared)
+            .await?;
+        if fresh.who.principal.id != caller.who.principal.id {
+            return Err(Error::unauthenticated(
+                "the credential names another principal now",
+            ));
+        }
+        Ok(fresh)
+    }
+
     /// Runs an authorized, audited operation for an authenticated caller:
     /// the intent is durable before the operation starts. Use this for
     /// anything with effects outside the database (sealing drops keys from

@@ -14,12 +14,40 @@ use warden_policies::{Action, Scope};
 
 use tokio::task::JoinHandle;
 use warden_runtime::{
-    ExecControl, ExecRequest, ExecSession, ExitFuture, ExitStatus, PodName, PodPhase, PodRef,
-    Runtime, Selector, Signal, TermSize,
+    ExecControl, ExecRequest, ExecSession, ExecStdin, ExitFuture, ExitStatus, PodName, PodPhase,
+    PodRef, Runtime, Selector, Signal, TermSize,
 };
 use warden_types::ScopePath;
 
 use crate::target::ShellTarget;
+
+/// How long a process may leave its stdin unread while the client has more
+/// for it, before the session ends. Input waits meanwhile (backpressure):
+/// SSH delivers a connection's channel data in order, so a stalled channel
+/// holds its whole connection, and a vanished client cannot be noticed.
+pub const STDIN_STALL: Duration = Duration::from_secs(15);
+
+/// Why input could not go to the process.
+#[derive(Debug)]
+pub enum StdinError {
+    /// The process closed its stdin (or exited): input is dropped.
+    Closed,
+    /// The process read nothing for [`STDIN_STALL`] (what to tell the user).
+    Stalled(String),
+}
+
+/// Writes input to a process's stdin, waiting while it is full, at most
+/// [`STDIN_STALL`].
+pub async fn write_stdin(stdin: &ExecStdin, data: bytes::Bytes) -> Result<(), StdinError> {
+    match tokio::time::timeout(STDIN_STALL, stdin.write(data)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(StdinError::Closed),
+        Err(_) => Err(StdinError::Stalled(format!(
+            "the process read none of its input for {} s",
+            STDIN_STALL.as_secs()
+        ))),
+    }
+}
 
 /// What runs when the user asks for a shell rather than a command: bash
 /// where the image has it, else `sh`, as a login shell.
@@ -81,7 +109,8 @@ pub enum Stop {
     /// The caller's authority ended, or the session reached its maximum
     /// length (the reason).
     AuthorityEnded(String),
-    /// The client went away, or broke the protocol (what it did).
+    /// The client went away, or its input was refused: it broke the
+    /// protocol, or the process left it unread too long (what happened).
     ClientGone(Option<String>),
 }
 
@@ -93,7 +122,7 @@ impl Stop {
             Stop::Exited(Err(_)) => "upstream_lost",
             Stop::AuthorityEnded(_) => "authority_ended",
             Stop::ClientGone(None) => "client_gone",
-            Stop::ClientGone(Some(_)) => "invalid_request",
+            Stop::ClientGone(Some(_)) => "input_refused",
         }
     }
 }
@@ -137,6 +166,10 @@ impl Gateway {
         caller: &Caller,
         request: ShellRequest,
     ) -> Result<(Session, ExecSession), Error> {
+        // The caller may have authenticated long ago (an SSH connection
+        // opens sessions for as long as it lasts): its authority is read
+        // afresh for every session, before anything runs.
+        let caller = &self.pipeline.reauthenticate(caller).await?;
         let service = request.target.service.path().clone();
         let id = hex::encode(warden_pipeline::random_bytes::<12>()?);
         let operation = Operation::new(

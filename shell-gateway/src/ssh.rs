@@ -19,24 +19,23 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, Handle, Msg, Session as SshSession};
-use russh::{
-    Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Sig,
-};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet, Sig};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use warden_pipeline::identity::user_id;
 use warden_pipeline::{Caller, Credential, Error, RequestMeta, Target, Transport};
 use warden_policies::Action;
 use warden_runtime::{ExecControl, ExecStdin, MAX_EXEC_ENV, Signal, TermSize, exec_env_allowed};
 
-use crate::gateway::{Command, Gateway, SessionEnd, ShellRequest, Stop};
+use crate::gateway::{Command, Gateway, SessionEnd, ShellRequest, StdinError, Stop, write_stdin};
 use crate::target::{ShellTarget, split_command};
 
 /// The one action SSH callers may run.
@@ -53,6 +52,9 @@ const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTH_DEADLINE: Duration = Duration::from_secs(30);
 /// Session channels on one connection (OpenSSH's `MaxSessions`).
 const MAX_CHANNELS: usize = 10;
+/// Forwarding requests refused (and audited) on one connection before it
+/// is disconnected.
+const MAX_REFUSALS: usize = 8;
 /// How long the output of a session whose authority ended may still drain.
 const DRAIN_AFTER_END: Duration = Duration::from_millis(500);
 
@@ -186,13 +188,20 @@ impl SshGateway {
     }
 
     async fn connection(self, tcp: TcpStream, peer: SocketAddr, slot: Slot) {
+        // A second handle on the socket ends the connection at the
+        // authentication deadline whatever state the SSH session is in
+        // (before key exchange it cannot send a disconnect).
+        let Ok((tcp, cutter)) = split_off_cutter(tcp) else {
+            return;
+        };
         let conn = Conn {
             gateway: self.gateway.clone(),
             peer,
             max_session: self.max_session,
             caller: None,
             user_target: None,
-            channels: 0,
+            channels: Arc::new(AtomicUsize::new(0)),
+            refusals: 0,
             authenticated: slot.authenticated.clone(),
             limits: self.limits.clone(),
         };
@@ -209,31 +218,37 @@ impl SshGateway {
             }
             Err(_) => return,
         };
-        let handle = session.handle();
         let deadline = async {
             tokio::time::sleep(AUTH_DEADLINE).await;
             if slot.authenticated.load(Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
         };
+        tokio::pin!(session);
         tokio::select! {
-            result = session => {
+            result = &mut session => {
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "SSH connection ended with an error");
                 }
             }
+
             () = deadline => {
-                let _ = handle
-                    .disconnect(
-                        Disconnect::ByApplication,
-                        "authentication took too long".into(),
-                        String::new(),
-                    )
-                    .await;
+                tracing::debug!(%peer, "SSH authentication took too long");
+                let _ = cutter.shutdown(std::net::Shutdown::Both);
+                // The session notices the closed socket; its slot is free
+                // once it has.
+                let _ = tokio::time::timeout(VERSION_TIMEOUT, &mut session).await;
             }
         }
         drop(slot);
     }
+}
+
+/// The socket, and a second handle on it that can shut it down.
+fn split_off_cutter(tcp: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let std = tcp.into_std()?;
+    let cutter = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, cutter))
 }
 
 /// One SSH connection.
@@ -244,7 +259,10 @@ struct Conn {
     caller: Option<Arc<Caller>>,
     /// The target named in the login (`alice:TARGET`).
     user_target: Option<ShellTarget>,
-    channels: usize,
+    /// Session channels open now (each channel's task holds a count).
+    channels: Arc<AtomicUsize>,
+    /// Forwarding requests refused so far.
+    refusals: usize,
     authenticated: Arc<AtomicBool>,
     limits: Arc<Limits>,
 }
@@ -258,8 +276,13 @@ impl Conn {
         )
     }
 
-    /// Audits a refused forwarding or subsystem request.
-    async fn refuse(&self, what: &'static str) {
+    /// Audits a refused forwarding request; a connection that keeps asking
+    /// is disconnected (so it cannot flood the audit log).
+    async fn refuse(&mut self, what: &'static str) -> Result<(), russh::Error> {
+        self.refusals += 1;
+        if self.refusals > MAX_REFUSALS {
+            return Err(russh::Error::Disconnect);
+        }
         if let Some(caller) = &self.caller {
             let _ = self
                 .gateway
@@ -272,6 +295,7 @@ impl Conn {
                 )
                 .await;
         }
+        Ok(())
     }
 }
 
@@ -291,17 +315,19 @@ impl russh::server::Handler for Conn {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        // Spares the client a signature for a key nobody registered.
+        // Spares the client a signature for a key that cannot log in as
+        // this user; without the signature, this answers nothing more than
+        // "not with this key" (not whether the key is registered).
         let fingerprint = offer.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let known = matches!(
+        let Ok((login, _)) = split_login(user) else {
+            return Ok(Auth::reject());
+        };
+        let owner = user_id(login);
+        let usable = matches!(
             self.gateway.pipeline().store().ssh_key(&fingerprint).await,
-            Ok(Some(_))
+            Ok(Some(key)) if key.principal == owner
         );
-        Ok(if known && split_login(user).is_ok() {
-            Auth::Accept
-        } else {
-            Auth::reject()
-        })
+        Ok(if usable { Auth::Accept } else { Auth::reject() })
     }
 
     async fn auth_publickey(
@@ -319,7 +345,7 @@ impl russh::server::Handler for Conn {
             Ok(c) => c,
             Err(_) => return Ok(Auth::reject()),
         };
-        if caller.id() != warden_pipeline::identity::user_id(login) {
+        if caller.id() != user_id(login) {
             let _ = pipeline
                 .record_failure(
                     &meta,
@@ -351,11 +377,11 @@ impl russh::server::Handler for Conn {
                 .await;
             return Ok(());
         };
-        if self.channels >= MAX_CHANNELS {
+        if self.channels.load(Ordering::SeqCst) >= MAX_CHANNELS {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
-        self.channels += 1;
+        let open = OpenChannel::count(&self.channels);
         reply.accept().await;
         let ctx = ChannelCtx {
             gateway: self.gateway.clone(),
@@ -364,7 +390,10 @@ impl russh::server::Handler for Conn {
             handle: session.handle(),
             max_session: self.max_session,
         };
-        tokio::spawn(ctx.run(channel));
+        tokio::spawn(async move {
+            ctx.run(channel).await;
+            drop(open);
+        });
         Ok(())
     }
 
@@ -381,7 +410,7 @@ impl russh::server::Handler for Conn {
         reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
             .await;
-        self.refuse("ssh.port_forward").await;
+        self.refuse("ssh.port_forward").await?;
         Ok(())
     }
 
@@ -395,7 +424,7 @@ impl russh::server::Handler for Conn {
         reply
             .reject(ChannelOpenFailure::AdministrativelyProhibited)
             .await;
-        self.refuse("ssh.port_forward").await;
+        self.refuse("ssh.port_forward").await?;
         Ok(())
     }
 
@@ -405,7 +434,7 @@ impl russh::server::Handler for Conn {
         _port: &mut u32,
         _session: &mut SshSession,
     ) -> Result<bool, Self::Error> {
-        self.refuse("ssh.port_forward").await;
+        self.refuse("ssh.port_forward").await?;
         Ok(false)
     }
 
@@ -414,7 +443,7 @@ impl russh::server::Handler for Conn {
         _socket_path: &str,
         _session: &mut SshSession,
     ) -> Result<bool, Self::Error> {
-        self.refuse("ssh.port_forward").await;
+        self.refuse("ssh.port_forward").await?;
         Ok(false)
     }
 
@@ -423,7 +452,7 @@ impl russh::server::Handler for Conn {
         _channel: ChannelId,
         _session: &mut SshSession,
     ) -> Result<bool, Self::Error> {
-        self.refuse("ssh.agent_forward").await;
+        self.refuse("ssh.agent_forward").await?;
         Ok(false)
     }
 
@@ -437,17 +466,25 @@ impl russh::server::Handler for Conn {
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
         // The channel's task answers the request; this records it.
-        self.refuse("ssh.x11_forward").await;
+        self.refuse("ssh.x11_forward").await?;
         Ok(())
     }
+}
 
-    async fn channel_close(
-        &mut self,
-        _channel: ChannelId,
-        _session: &mut SshSession,
-    ) -> Result<(), Self::Error> {
-        self.channels = self.channels.saturating_sub(1);
-        Ok(())
+/// One open session channel, counted until its task ends (however the
+/// channel closed).
+struct OpenChannel(Arc<AtomicUsize>);
+
+impl OpenChannel {
+    fn count(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::SeqCst);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenChannel {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -703,10 +740,12 @@ async fn forward_input(
         match msg {
             ChannelMsg::Data { data } => {
                 counted.fetch_add(data.len() as u64, Ordering::Relaxed);
-                if let Some(s) = &stdin
-                    && s.write(data).await.is_err()
-                {
-                    stdin = None;
+                if let Some(s) = &stdin {
+                    match write_stdin(s, data).await {
+                        Ok(()) => {}
+                        Err(StdinError::Closed) => stdin = None,
+                        Err(StdinError::Stalled(why)) => return Some(why),
+                    }
                 }
             }
             ChannelMsg::Eof => stdin = None,

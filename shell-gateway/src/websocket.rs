@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use warden_runtime::{ExecControl, ExecSession, ExecStdin, TermSize};
 
-use crate::gateway::{Session, SessionEnd, Stop};
+use crate::gateway::{Session, SessionEnd, StdinError, Stop, write_stdin};
 
 /// The protocol `kubectl` 1.30+ and `warden shell` speak.
 pub const V5: &str = "v5.channel.k8s.io";
@@ -298,10 +298,12 @@ async fn forward_input(
         counted.fetch_add(frame.len() as u64, Ordering::Relaxed);
         match decode(frame, v5) {
             Ok(Inbound::Stdin(data)) => {
-                if let Some(s) = &stdin
-                    && s.write(data).await.is_err()
-                {
-                    stdin = None;
+                if let Some(s) = &stdin {
+                    match write_stdin(s, data).await {
+                        Ok(()) => {}
+                        Err(StdinError::Closed) => stdin = None,
+                        Err(StdinError::Stalled(why)) => return Some(why),
+                    }
                 }
             }
             Ok(Inbound::Resize(sizes)) => {

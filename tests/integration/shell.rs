@@ -399,8 +399,74 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
     let (code, _, _) = ssh.run(devon, "root", &["acme/shop/dev/api", "--", "true"]);
     assert_eq!(code, 255);
 
-    // Revoking the binding ends a live session at once, with the reason,
-    // and never as a clean exit.
+    // One connection carries many sessions, one after the other (channels
+    // are counted while open, not forever).
+    let control = dev.base.path().join("devon-control");
+    let multiplexed = |args: &[&str]| {
+        let mut cmd = ssh.command(devon, "devon");
+        cmd.arg("-o")
+            .arg(format!("ControlPath={}", control.display()))
+            .args(["-o", "ControlMaster=auto", "-o", "ControlPersist=120"])
+            .args(args)
+            .stdin(Stdio::null());
+        outcome(cmd.output().unwrap())
+    };
+    for i in 0..13 {
+        let (code, out, err) = multiplexed(&["acme/shop/dev/api", "--", &format!("echo run-{i}")]);
+        assert_eq!(
+            (code, out.trim()),
+            (0, format!("run-{i}").as_str()),
+            "{err}"
+        );
+    }
+
+    // A session whose process reads none of the stdin flooding it, and a
+    // plain one.
+    let flooded = |script: &str| {
+        let mut child = ssh
+            .command(devon, "devon")
+            .args(["acme/shop/dev/api", "--", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![b'x'; 64 * 1024];
+            while stdin.write_all(&chunk).is_ok() {}
+        });
+        child
+    };
+    let running = |exact: &str| {
+        Command::new("pgrep")
+            .args(["-x", "-f", exact])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // A client that vanishes while its process does not read takes the
+    // process with it, once the input has waited its limit (15 s: the
+    // connection cannot tell a vanished client until it reads again).
+    let mut gone = flooded("sleep 4747; true");
+    until("the flooded session never started", &|| {
+        running("sleep 4747")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    gone.kill().unwrap();
+    gone.wait().unwrap();
+    until("a vanished client's process kept running", &|| {
+        !running("sleep 4747")
+    });
+
+    let backlog = flooded("sleep 4646; true");
     let mut session = ssh
         .command(devon, "devon")
         .args(["acme/shop/dev/api", "--", "echo started; exec sleep 60"])
@@ -413,6 +479,13 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
     let mut first = [0u8; 8];
     std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
     assert_eq!(&first, b"started\n");
+    until("the flooded session never started", &|| {
+        running("sleep 4646")
+    });
+
+    // Revoking the binding ends the live sessions at once, with the
+    // reason, never as a clean exit; their processes (and what they
+    // started) are killed; the open connection starts no new session.
     let revoked = Instant::now();
     let (code, body) = dev
         .send(
@@ -439,8 +512,40 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(status.code(), Some(255), "{err}");
     assert!(err.contains("session ended"), "{err}");
+    let backlog = std::sync::Mutex::new(backlog);
+    until("a flooded session outlived its authority", &|| {
+        matches!(backlog.lock().unwrap().try_wait(), Ok(Some(_)))
+    });
+    until("the flooded session's process kept running", &|| {
+        !running("sleep 4646")
+    });
+    let (code, out, err) = multiplexed(&["acme/shop/dev/api", "--", "echo ran"]);
+    assert_ne!(code, 0);
+    assert!(!out.contains("ran"), "a revoked user ran a command: {err}");
     let acme = audit(&dev, "acme").await;
     assert!(acme.contains("authority_ended"), "{acme}");
+    let _ = multiplexed(&["-O", "exit"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rsa_and_ecdsa_keys_log_in_too() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    for (name, kind, bits) in [("rsa-key", "rsa", "3072"), ("ecdsa-key", "ecdsa", "256")] {
+        let path = dev.base.path().join(name);
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-b", bits, "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        add_key(&dev.client, public.trim()).await;
+        let (code, out, err) = ssh.run(&path, "root", &["acme/shop/dev/api", "--", "echo in"]);
+        assert_eq!((code, out.as_str()), (0, "in\n"), "{kind}: {err}");
+    }
 }
 
 /// Runs `warden shell` with the dev server's client configuration.
@@ -609,7 +714,7 @@ async fn the_websocket_refuses_bad_input_cleanly() {
         }
     }
     let acme = audit(&dev, "acme").await;
-    assert!(acme.contains("invalid_request"), "{acme}");
+    assert!(acme.contains("input_refused"), "{acme}");
     // The pod is still there and serves the next session.
     let (socket, _) = dev
         .client

@@ -159,15 +159,19 @@ fn supervise(sfd: &SignalFd, sock: &mut UnixStream, pid: i32) -> ExitStatus {
         if runtime_open && !fds[1].revents().is_empty() {
             match read_frame::<ExecCommand>(sock) {
                 Ok(Some((ExecCommand::Signal { signal }, _))) => {
+                    // The child leads its own session and process group
+                    // (setsid): a signal goes to the group, as a
+                    // terminal's does, so `sh -c 'sleep 99'` ends whole.
                     if let Some(sig) = rustix::process::Signal::from_named_raw(signal) {
-                        let _ = rustix::process::kill_process(child, sig);
+                        let _ = rustix::process::kill_process_group(child, sig);
                     }
                 }
                 _ => {
                     // The runtime (agent) is gone: nobody can see the
                     // output or the status any more.
                     runtime_open = false;
-                    let _ = rustix::process::kill_process(child, rustix::process::Signal::KILL);
+                    let _ =
+                        rustix::process::kill_process_group(child, rustix::process::Signal::KILL);
                 }
             }
         }
