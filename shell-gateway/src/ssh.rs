@@ -52,6 +52,22 @@ const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTH_DEADLINE: Duration = Duration::from_secs(30);
 /// Session channels on one connection (OpenSSH's `MaxSessions`).
 const MAX_CHANNELS: usize = 10;
+/// Key exchanges offered: the hybrid post-quantum one first (ML-KEM-768 with
+/// X25519), X25519 (RFC 8731), and 4096/8192-bit groups (RFC 8268) for old
+/// clients; strict key exchange against Terrapin (CVE-2023-48795). No 2048-bit
+/// group and no group exchange.
+const KEX: &[russh::kex::Name] = &[
+    russh::kex::MLKEM768X25519_SHA256,
+    russh::kex::CURVE25519,
+    russh::kex::CURVE25519_PRE_RFC_8731,
+    russh::kex::DH_G16_SHA512,
+    russh::kex::DH_G18_SHA512,
+    russh::kex::EXTENSION_SUPPORT_AS_SERVER,
+    russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+];
+/// MACs offered (for the CTR ciphers; the AEAD ones need none):
+/// encrypt-then-MAC only.
+const MACS: &[russh::mac::Name] = &[russh::mac::HMAC_SHA512_ETM, russh::mac::HMAC_SHA256_ETM];
 /// Forwarding requests refused (and audited) on one connection before it
 /// is disconnected.
 const MAX_REFUSALS: usize = 8;
@@ -142,6 +158,11 @@ impl SshGateway {
             keepalive_max: 3,
             max_auth_attempts: 6,
             nodelay: true,
+            preferred: russh::Preferred {
+                kex: std::borrow::Cow::Borrowed(KEX),
+                mac: std::borrow::Cow::Borrowed(MACS),
+                ..russh::Preferred::DEFAULT
+            },
             ..Default::default()
         };
         Self {

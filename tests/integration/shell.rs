@@ -257,6 +257,16 @@ async fn ssh_runs_commands_and_shells_in_pods_with_exact_output_and_exit_codes()
         .collect();
     interactive(&format!("ssh {} -t '{svc}'", quoted.join(" ")), "T=tmux");
 
+    // ssh-audit (Debian's) finds nothing to fail: no weak key exchange,
+    // MAC or cipher (it only warns about algorithms newer than itself).
+    let audit_out = Command::new("ssh-audit")
+        .args(["-p", &ssh.port.to_string(), "127.0.0.1"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&audit_out.stdout);
+    assert!(report.contains("ssh-ed25519"), "{report}");
+    assert!(!report.contains("[fail]"), "{report}");
+
     let system = audit(&dev, "system").await;
     assert!(
         system.contains("ssh.port_forward"),
