@@ -87,7 +87,10 @@ impl Default for KubernetesConfig {
 /// Runs Warden services as Deployments in one namespace of a cluster.
 #[derive(Clone)]
 pub struct KubernetesRuntime {
+    /// For calls that answer at once: a silent API server times out.
     client: Client,
+    /// For exec and log streams, which may stay quiet for hours.
+    streams: Client,
     namespace: String,
     rollout_timeout: Duration,
 }
@@ -102,6 +105,8 @@ impl std::fmt::Debug for KubernetesRuntime {
 
 /// How often rollouts and deletions are polled.
 const POLL: Duration = Duration::from_millis(250);
+/// How long an API call may wait for its answer (not exec and log streams).
+const API_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KubernetesRuntime {
     /// Connects with a kubeconfig or the inferred configuration. Does not
@@ -122,18 +127,22 @@ impl KubernetesRuntime {
                 RuntimeError::InvalidRequest(format!("no Kubernetes configuration found: {e}"))
             })?,
         };
-        let client = Client::try_from(kube_config)
-            .map_err(|e| RuntimeError::Unavailable(format!("Kubernetes client: {e}")))?;
-        Ok(Self::with_client(
-            client,
-            &config.namespace,
-            config.rollout_timeout,
-        ))
+        let build = |c: kube::Config| {
+            Client::try_from(c)
+                .map_err(|e| RuntimeError::Unavailable(format!("Kubernetes client: {e}")))
+        };
+        let mut calls = kube_config.clone();
+        calls.read_timeout = Some(API_READ_TIMEOUT);
+        let mut runtime =
+            Self::with_client(build(calls)?, &config.namespace, config.rollout_timeout);
+        runtime.streams = build(kube_config)?;
+        Ok(runtime)
     }
 
     /// A runtime over an existing client.
     pub fn with_client(client: Client, namespace: &str, rollout_timeout: Duration) -> Self {
         Self {
+            streams: client.clone(),
             client,
             namespace: namespace.to_owned(),
             rollout_timeout,
@@ -151,6 +160,11 @@ impl KubernetesRuntime {
 
     fn pods_api(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Pods, for exec and log streams (no read timeout).
+    fn pod_streams(&self) -> Api<Pod> {
+        Api::namespaced(self.streams.clone(), &self.namespace)
     }
 
     /// The service's Deployment, `None` when absent (or another service's).
@@ -497,7 +511,7 @@ impl Runtime for KubernetesRuntime {
         Box::pin(async move {
             request.validate()?;
             self.running_pod(pod).await?;
-            exec::start(&self.pods_api(), pod.name.as_str(), request).await
+            exec::start(&self.pod_streams(), pod.name.as_str(), request).await
         })
     }
 
@@ -517,7 +531,7 @@ impl Runtime for KubernetesRuntime {
                 ..LogParams::default()
             };
             let reader = self
-                .pods_api()
+                .pod_streams()
                 .log_stream(pod.name.as_str(), &params)
                 .await
                 .map_err(|e| api_error(e, "reading logs"))?;

@@ -114,11 +114,18 @@ pub struct Overlay {
     pub restarted_at: Option<String>,
 }
 
+/// The uid and gid a pod runs as unless its spec names others (`nobody`).
+const NOBODY: u32 = 65534;
+/// Largest spec kept in the Deployment's annotation (the API server allows
+/// 256 KiB of annotations per object).
+const MAX_SPEC_ANNOTATION: usize = 64 * 1024;
+
 /// The server-side apply body for a service's Deployment. What maps:
 /// image, command + args (as the container's `command`, so the image's
 /// entrypoint is replaced as the local runtime replaces nothing), the
 /// non-secret environment, replicas, memory and CPU limits (requests equal
-/// to limits), `run_as` (`runAsUser`/`runAsGroup`). What does not: `pids`
+/// to limits), `run_as` (`runAsUser`/`runAsGroup`; default 65534, root
+/// refused), always with the "restricted" Pod Security settings. What does not: `pids`
 /// (Kubernetes limits pids per node, not per pod; ignored), restart
 /// policies other than `Always` (a Deployment only allows `Always`;
 /// refused), and a spec without an image (refused).
@@ -142,6 +149,17 @@ pub fn deployment(
     let labels = service_labels(service);
     let spec_json = serde_json::to_string(spec)
         .map_err(|e| RuntimeError::Agent(format!("encoding the workload spec: {e}")))?;
+    if spec_json.len() > MAX_SPEC_ANNOTATION {
+        return Err(RuntimeError::InvalidSpec {
+            line: None,
+            column: None,
+            message: format!(
+                "the spec is {} bytes as JSON; a Deployment carries at most {MAX_SPEC_ANNOTATION} \
+                 (Kubernetes allows 256 KiB of annotations per object)",
+                spec_json.len()
+            ),
+        });
+    }
     let template_hash = spec.template_hash();
     let mut deploy_annotations = BTreeMap::from([
         (ANNOTATION_SERVICE.to_owned(), service.as_str().to_owned()),
@@ -174,19 +192,34 @@ pub fn deployment(
     if resources.pids.is_some() {
         tracing::warn!(%service, "resources.pids is not enforced on Kubernetes (a node-level limit)");
     }
+    // Pod Security Standards, "restricted" profile: not root (uid 65534,
+    // `nobody`, as the local runtime, unless the spec names another), no
+    // privilege escalation, no capabilities, the runtime's default seccomp
+    // profile.
+    let (uid, gid) = spec.run_as().map_or((NOBODY, NOBODY), |r| (r.uid, r.gid));
+    if uid == 0 {
+        return Err(RuntimeError::InvalidSpec {
+            line: None,
+            column: None,
+            message: "run_as: uid 0 (root) is refused on Kubernetes".into(),
+        });
+    }
     let mut container = json!({
         "name": CONTAINER,
         "image": image,
         "command": spec.argv().collect::<Vec<_>>(),
         "env": env,
-        "securityContext": { "allowPrivilegeEscalation": false },
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "runAsNonRoot": true,
+            "runAsUser": uid,
+            "runAsGroup": gid,
+            "capabilities": { "drop": ["ALL"] },
+            "seccompProfile": { "type": "RuntimeDefault" },
+        },
     });
     if !limits.is_empty() {
         container["resources"] = json!({ "limits": limits, "requests": limits });
-    }
-    if let Some(r) = spec.run_as() {
-        container["securityContext"]["runAsUser"] = json!(r.uid);
-        container["securityContext"]["runAsGroup"] = json!(r.gid);
     }
     let replicas = if overlay.stopped { 0 } else { spec.replicas() };
     Ok(json!({
@@ -442,6 +475,38 @@ mod tests {
         assert!(matches!(
             deployment(&s, "warden", &never, &Overlay::default()),
             Err(RuntimeError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn pods_meet_the_restricted_pod_security_standard() {
+        let s = svc("acme/shop/prod/api");
+        let spec = WorkloadSpec::from_yaml("command: [/bin/server]\nimage: nginx:1\n").unwrap();
+        let d = deployment(&s, "warden", &spec, &Overlay::default()).unwrap();
+        let sc = &d["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+        assert_eq!(sc["runAsUser"], 65534);
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+        let root = WorkloadSpec::from_yaml(
+            "command: [/bin/server]\nimage: nginx:1\nrun_as: {uid: 0, gid: 0}\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            deployment(&s, "warden", &root, &Overlay::default()),
+            Err(RuntimeError::InvalidSpec { .. })
+        ));
+        // An anchor reused many times makes a small YAML a large object
+        // (and each control character is six bytes of JSON).
+        let big = format!(
+            "command: [/bin/server, &a \"{}\", *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nimage: nginx:1\n",
+            "\\e".repeat(4000)
+        );
+        let big = WorkloadSpec::from_yaml(&big).unwrap();
+        assert!(matches!(
+            deployment(&s, "warden", &big, &Overlay::default()),
+            Err(RuntimeError::InvalidSpec { .. })
         ));
     }
 
