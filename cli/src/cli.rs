@@ -68,6 +68,9 @@ enum ClientCmd {
     /// (ORG/PROJECT/ENV; its credential is a 15-minute token from this
     /// binary)
     Kubeconfig(kube::KubeconfigArgs),
+    /// The shell gateway: where SSH listens, its host key.
+    #[command(subcommand)]
+    Gateway(kube::GatewayCmd),
     /// The kubeconfig's credential plugin: prints an ExecCredential
     #[command(hide = true)]
     KubeCredential,
@@ -149,6 +152,7 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Shell(c) => shell::run(ctx, c).await,
         ClientCmd::Kubeconfig(c) => kube::kubeconfig(ctx, c).await,
         ClientCmd::KubeCredential => kube::credential(ctx).await,
+        ClientCmd::Gateway(c) => kube::gateway(ctx, c).await,
         ClientCmd::Cluster(c) => clusters::run(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,

@@ -1,4 +1,6 @@
-//! `warden kubeconfig ORG/PROJECT/ENV`: a kubeconfig for stock `kubectl
+//! The shell gateway's client-side commands: `warden gateway status`
+//! (where SSH listens, and the host key's fingerprint to check on the
+//! first connection), and `warden kubeconfig ORG/PROJECT/ENV`: a kubeconfig for stock `kubectl
 //! exec` against Warden's Kubernetes API surface for that environment, and
 //! `warden kube-credential`, the exec credential plugin it names
 //! (client.authentication.k8s.io/v1 `ExecCredential`): each kubectl command
@@ -95,4 +97,35 @@ pub(crate) async fn credential(ctx: &Ctx) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// `warden gateway`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum GatewayCmd {
+    /// Where the SSH gateway listens and its host key's fingerprint (check
+    /// it against what `ssh` shows on the first connection).
+    Status,
+}
+
+pub(crate) async fn gateway(ctx: &Ctx, cmd: GatewayCmd) -> anyhow::Result<()> {
+    match cmd {
+        GatewayCmd::Status => {
+            let (status, raw): (warden_api::GatewayStatus, _) = ctx
+                .call(hyper::Method::GET, "/api/v1/sys/gateway", None)
+                .await?;
+            ctx.print(&raw, || {
+                println!(
+                    "ssh:       {}",
+                    status.ssh_address.as_deref().unwrap_or("not listening")
+                );
+                println!(
+                    "host key:  {}",
+                    status
+                        .ssh_host_key_fingerprint
+                        .as_deref()
+                        .unwrap_or("unknown until the vault is unsealed")
+                );
+            })
+        }
+    }
 }
