@@ -6,7 +6,7 @@ use warden_types::ScopeKind;
 
 use crate::ctx::{Ctx, Global, connect};
 use crate::{
-    agent, audit, auth, bindings, clusters, keys, kube, operator, roles, scopes, secrets, serve,
+    agent, audit, auth, bindings, clusters, gateway, keys, operator, roles, scopes, secrets, serve,
     shell, ssh_keys, tokens, users, workloads,
 };
 
@@ -67,10 +67,10 @@ enum ClientCmd {
     /// A kubeconfig for `kubectl exec` into an environment's pods
     /// (ORG/PROJECT/ENV; its credential is a 15-minute token from this
     /// binary)
-    Kubeconfig(kube::KubeconfigArgs),
+    Kubeconfig(gateway::KubeconfigArgs),
     /// The shell gateway: where SSH listens, its host key.
     #[command(subcommand)]
-    Gateway(kube::GatewayCmd),
+    Gateway(gateway::GatewayCmd),
     /// The kubeconfig's credential plugin: prints an ExecCredential
     #[command(hide = true)]
     KubeCredential,
@@ -150,9 +150,9 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Service(c) => workloads::service(ctx, c).await,
         ClientCmd::Pod(c) => workloads::pod(ctx, c).await,
         ClientCmd::Shell(c) => shell::run(ctx, c).await,
-        ClientCmd::Kubeconfig(c) => kube::kubeconfig(ctx, c).await,
-        ClientCmd::KubeCredential => kube::credential(ctx).await,
-        ClientCmd::Gateway(c) => kube::gateway(ctx, c).await,
+        ClientCmd::Kubeconfig(c) => gateway::kubeconfig(ctx, c).await,
+        ClientCmd::KubeCredential => gateway::credential(ctx).await,
+        ClientCmd::Gateway(c) => gateway::gateway(ctx, c).await,
         ClientCmd::Cluster(c) => clusters::run(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,
