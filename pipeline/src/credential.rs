@@ -48,6 +48,9 @@ pub enum Credential {
     SshKey {
         /// `SHA256:...` as `ssh-keygen -l` prints it.
         fingerprint: String,
+        /// The connection also passed the key owner's second factor (a TOTP
+        /// code, by keyboard-interactive authentication).
+        mfa: bool,
     },
     /// Something that is not a credential of any accepted form (audited as
     /// a failed login like any other), and what is wrong with it.

@@ -44,6 +44,8 @@ pub enum Method {
     Workload,
     /// An SSH public key (the gateway verified possession).
     SshKey,
+    /// An SSH public key and the key owner's TOTP code.
+    SshKeyMfa,
 }
 
 impl Method {
@@ -55,6 +57,7 @@ impl Method {
             Self::SessionMfa => "session+mfa",
             Self::Workload => "workload",
             Self::SshKey => "ssh-key",
+            Self::SshKeyMfa => "ssh-key+totp",
         }
     }
 }
@@ -229,11 +232,13 @@ impl Identity {
     }
 
     /// Authenticates an SSH public key, named by its fingerprint, whose
-    /// possession the transport has verified.
+    /// possession the transport has verified; `mfa` when the transport also
+    /// checked the owner's second factor.
     pub async fn ssh_key(
         &self,
         store: &Store,
         fingerprint: &str,
+        mfa: bool,
     ) -> Result<Result<Authenticated, Refusal>, Error> {
         let Some(key) = store.ssh_key(fingerprint).await? else {
             return Ok(Err(Refusal("unknown SSH key")));
@@ -249,10 +254,10 @@ impl Identity {
             principal: Principal {
                 id: row.id,
                 bindings,
-                mfa: false,
+                mfa,
             },
             token_id: key.fingerprint,
-            method: Method::SshKey,
+            method: if mfa { Method::SshKeyMfa } else { Method::SshKey },
             expires_at_ms: None,
         }))
     }

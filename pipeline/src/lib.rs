@@ -375,8 +375,8 @@ impl Pipeline {
                 }
                 Err(refusal) => refusal,
             },
-            Credential::SshKey { fingerprint } => {
-                match self.0.identity.ssh_key(&self.0.store, fingerprint).await? {
+            Credential::SshKey { fingerprint, mfa } => {
+                match self.0.identity.ssh_key(&self.0.store, fingerprint, *mfa).await? {
                     Ok(who) => {
                         return Ok(Caller {
                             meta,

@@ -215,8 +215,8 @@ impl Watch {
         let p = &self.pipeline;
         let checked = match &self.meta.credential {
             Credential::Bearer(token) => p.identity().token(p.store(), token).await,
-            Credential::SshKey { fingerprint } => {
-                p.identity().ssh_key(p.store(), fingerprint).await
+            Credential::SshKey { fingerprint, mfa } => {
+                p.identity().ssh_key(p.store(), fingerprint, *mfa).await
             }
             Credential::None | Credential::Malformed(_) => {
                 return Err("no credential".to_owned());

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use warden_pipeline::Error;
 use warden_runtime::Runtime;
 use warden_shell_gateway::{
-    Gateway, HostKey, Placement, SshGateway, SshOptions, host_key_from_seed,
+    Gateway, HostKey, Placement, SecondFactor, SshGateway, SshOptions, host_key_from_seed,
 };
 use warden_store::SshHostKeyRow;
 use warden_types::ScopePath;
@@ -98,6 +98,51 @@ impl Placement for ClusterPlacement {
     }
 }
 
+/// Users' TOTP second factor, checked as `warden login --totp` checks it
+/// (throttled per account; each code works once).
+struct Totp(Weak<App>);
+
+impl Totp {
+    fn app(&self) -> Result<Arc<App>, Error> {
+        self.0.upgrade().ok_or_else(|| {
+            Error::new(
+                warden_pipeline::ErrorKind::Unavailable,
+                "shutting_down",
+                "the server is shutting down",
+            )
+        })
+    }
+}
+
+impl SecondFactor for Totp {
+    fn enrolled<'a>(&'a self, principal: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let app = self.app()?;
+            Ok(app
+                .store
+                .principal(principal)
+                .await?
+                .is_some_and(|row| row.totp_enabled != 0))
+        })
+    }
+
+    fn check<'a>(
+        &'a self,
+        principal: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let app = self.app()?;
+            let Some(row) = app.store.principal(principal).await? else {
+                return Ok(false);
+            };
+            crate::routes::auth::check_totp(&app, &row, code, false)
+                .await
+                .map_err(|e| e.error().clone())
+        })
+    }
+}
+
 /// The shell gateway over `app`'s pipeline and clusters.
 pub fn gateway(app: &Arc<App>) -> Gateway {
     Gateway::new(
@@ -139,6 +184,7 @@ pub(crate) async fn serve_ssh(listener: TcpListener, app: Weak<App>) {
             host_key: key,
             idle_timeout: SSH_IDLE_TIMEOUT,
             max_session: SSH_MAX_SESSION,
+            second_factor: Arc::new(Totp(app)),
         },
     );
     drop(strong);

@@ -25,5 +25,5 @@ pub mod websocket;
 pub use gateway::{Command, Gateway, Placement, Session, SessionEnd, ShellRequest, Stop};
 /// The SSH host key type.
 pub use russh::keys::PrivateKey as HostKey;
-pub use ssh::{SshGateway, SshOptions, host_key_fingerprint, host_key_from_seed};
+pub use ssh::{SecondFactor, SshGateway, SshOptions, host_key_fingerprint, host_key_from_seed};
 pub use target::{MAX_TARGET_BYTES, ShellTarget, split_command};

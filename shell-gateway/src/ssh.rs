@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use russh::keys::{HashAlg, PrivateKey};
 use russh::server::{Auth, Handle, Msg, Session as SshSession};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, MethodKind, MethodSet, Sig};
@@ -83,6 +84,19 @@ pub struct SshOptions {
     pub idle_timeout: Duration,
     /// A session is ended after this long, whatever it does.
     pub max_session: Duration,
+    /// Checks the second factor of users who enrolled one.
+    pub second_factor: Arc<dyn SecondFactor>,
+}
+
+/// Users' second factors (TOTP), which the composition root checks: it
+/// holds the sealed secrets, the gateway does not.
+pub trait SecondFactor: Send + Sync {
+    /// Whether `principal` has enrolled a second factor (then every SSH
+    /// login of theirs asks for it, after the key).
+    fn enrolled<'a>(&'a self, principal: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
+    /// Checks a code (each code works once; failures are throttled).
+    fn check<'a>(&'a self, principal: &'a str, code: &'a str)
+    -> BoxFuture<'a, Result<bool, Error>>;
 }
 
 /// An Ed25519 host key from its 32-byte seed.
@@ -103,6 +117,7 @@ pub struct SshGateway {
     gateway: Gateway,
     config: Arc<russh::server::Config>,
     max_session: Duration,
+    second_factor: Arc<dyn SecondFactor>,
     limits: Arc<Limits>,
 }
 
@@ -148,7 +163,9 @@ impl SshGateway {
     pub fn new(gateway: Gateway, options: SshOptions) -> Self {
         let config = russh::server::Config {
             server_id: russh::SshId::Standard("SSH-2.0-Warden".into()),
-            methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+            // Keyboard-interactive only ever asks a key's owner for their
+            // TOTP code, after the key.
+            methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::KeyboardInteractive][..]),
             // OpenSSH probes with `none` first; answer it at once.
             auth_rejection_time: Duration::from_millis(300),
             auth_rejection_time_initial: Some(Duration::ZERO),
@@ -169,6 +186,7 @@ impl SshGateway {
             gateway,
             config: Arc::new(config),
             max_session: options.max_session,
+            second_factor: options.second_factor,
             limits: Arc::default(),
         }
     }
@@ -223,6 +241,8 @@ impl SshGateway {
             user_target: None,
             channels: Arc::new(AtomicUsize::new(0)),
             refusals: 0,
+            second_factor: self.second_factor.clone(),
+            pending: None,
             authenticated: slot.authenticated.clone(),
             limits: self.limits.clone(),
         };
@@ -284,17 +304,30 @@ struct Conn {
     channels: Arc<AtomicUsize>,
     /// Forwarding requests refused so far.
     refusals: usize,
+    /// Checks second factors.
+    second_factor: Arc<dyn SecondFactor>,
+    /// A key login waiting for its owner's second factor.
+    pending: Option<PendingMfa>,
     authenticated: Arc<AtomicBool>,
     limits: Arc<Limits>,
 }
 
 impl Conn {
-    fn meta(&self, fingerprint: String) -> RequestMeta {
+    fn meta(&self, fingerprint: String, mfa: bool) -> RequestMeta {
         RequestMeta::new(
-            Credential::SshKey { fingerprint },
+            Credential::SshKey { fingerprint, mfa },
             Some(self.peer.ip().to_string()),
             Transport::Ssh,
         )
+    }
+
+    /// Marks the connection authenticated as `caller`.
+    fn authenticated_as(&mut self, caller: Caller, target: Option<ShellTarget>) {
+        self.caller = Some(Arc::new(caller));
+        self.user_target = target;
+        if !self.authenticated.swap(true, Ordering::SeqCst) {
+            release_unauthenticated(&self.limits, self.peer.ip());
+        }
     }
 
     /// Audits a refused forwarding request; a connection that keeps asking
@@ -318,6 +351,15 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// A key that authenticated, waiting for its owner's TOTP code.
+struct PendingMfa {
+    /// The login name it came with (the code must come for the same).
+    login: String,
+    principal: String,
+    fingerprint: String,
+    target: Option<ShellTarget>,
 }
 
 /// Splits a login name into the user and the target it may carry.
@@ -357,7 +399,7 @@ impl russh::server::Handler for Conn {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
-        let meta = self.meta(fingerprint);
+        let meta = self.meta(fingerprint.clone(), false);
         let pipeline = self.gateway.pipeline();
         let Ok((login, target)) = split_login(user) else {
             return Ok(Auth::reject());
@@ -378,11 +420,81 @@ impl russh::server::Handler for Conn {
                 .await;
             return Ok(Auth::reject());
         }
-        self.caller = Some(Arc::new(caller));
-        self.user_target = target;
-        if !self.authenticated.swap(true, Ordering::SeqCst) {
-            release_unauthenticated(&self.limits, self.peer.ip());
+        match self.second_factor.enrolled(caller.id()).await {
+            Ok(false) => {}
+            // The key is right; the owner's TOTP code comes next, by
+            // keyboard-interactive authentication (RFC 4256).
+            Ok(true) => {
+                self.pending = Some(PendingMfa {
+                    login: user.to_owned(),
+                    principal: caller.id().to_owned(),
+                    fingerprint,
+                    target,
+                });
+                return Ok(Auth::Reject {
+                    proceed_with_methods: Some(MethodSet::from(
+                        &[MethodKind::KeyboardInteractive][..],
+                    )),
+                    partial_success: true,
+                });
+            }
+            Err(_) => return Ok(Auth::reject()),
         }
+        self.authenticated_as(caller, target);
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(pending) = self.pending.as_ref().filter(|p| p.login == user) else {
+            return Ok(Auth::reject());
+        };
+        let Some(mut response) = response else {
+            return Ok(Auth::Partial {
+                name: "Warden".into(),
+                instructions: "".into(),
+                prompts: vec![("Verification code (TOTP): ".into(), false)].into(),
+            });
+        };
+        let code = response
+            .next()
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .unwrap_or_default();
+        let retry = Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::KeyboardInteractive][..])),
+            partial_success: true,
+        };
+        let meta = self.meta(pending.fingerprint.clone(), true);
+        let pipeline = self.gateway.pipeline();
+        let valid = code.len() <= 16
+            && matches!(
+                self.second_factor.check(&pending.principal, code.trim()).await,
+                Ok(true)
+            );
+        if !valid {
+            let _ = pipeline
+                .record_failure(
+                    &meta,
+                    "auth.login",
+                    None,
+                    Target::credential("ssh-key"),
+                    "invalid or already used TOTP code",
+                )
+                .await;
+            return Ok(retry);
+        }
+        let Ok(caller) = pipeline.authenticate(meta, DECLARED).await else {
+            return Ok(Auth::reject());
+        };
+        if caller.id() != pending.principal {
+            return Ok(Auth::reject());
+        }
+        let target = self.pending.take().and_then(|p| p.target);
+        self.authenticated_as(caller, target);
         Ok(Auth::Accept)
     }
 

@@ -878,3 +878,122 @@ async fn stock_kubectl_execs_and_copies_through_warden() {
     assert!(acme.contains("\"transport\":\"kubernetes-exec\""), "{acme}");
     assert!(acme.contains("session="), "Kubectl-Session not recorded");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
+    use crate::rbac::{base32_decode, totp_now};
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    // A role that allows shells only in an MFA session, for a user who
+    // enrolled TOTP.
+    let role = "name: mfa-shell\nrules:\n  - allow: [shell.exec]\n    when: {mfa: true}\n";
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": role })),
+    )
+    .await;
+    let password = "correct horse battery staple 42";
+    dev.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "mia", "kind": "user", "password": password})),
+    )
+    .await;
+    dev.ok(
+        Method::POST,
+        "/api/v1/bindings",
+        Some(json!({"principal": "user:mia", "role": "mfa-shell", "scope": "acme"})),
+    )
+    .await;
+    let login = dev
+        .ok(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"user": "mia", "password": password})),
+        )
+        .await;
+    let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
+    let mia = Client::new(
+        &format!("https://127.0.0.1:{}", dev.port),
+        &ca,
+        Some(login["token"].as_str().unwrap().to_owned()),
+    )
+    .unwrap();
+    let enrolled: Value = mia
+        .call(
+            Method::POST,
+            "/api/v1/auth/mfa/enroll",
+            Some(&json!({ "current_password": password })),
+        )
+        .await
+        .unwrap();
+    let secret = base32_decode(enrolled["secret"].as_str().unwrap());
+    mia.call::<Value>(
+        Method::POST,
+        "/api/v1/auth/mfa/confirm",
+        Some(&json!({"code": totp_now(&secret, 0)})),
+    )
+    .await
+    .unwrap();
+    let (key, public) = keygen(dev.base.path(), "mia");
+    add_key(&mia, &public).await;
+
+    // The key alone is not enough.
+    let (code, out, err) = ssh.run(&key, "mia", &["acme/shop/dev/api", "--", "echo in"]);
+    assert_eq!(code, 255, "{out}{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+
+    // In a terminal: the key, then a wrong code (asked again), then the
+    // right one; the session is an MFA session, so the role allows it.
+    let session = format!("warden-mfa-{}", std::process::id());
+    let quoted: Vec<String> = ssh
+        .args(&key, "mia", false)
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let script = format!(
+        "ssh {} acme/shop/dev/api -- 'echo MFA-OK'; echo EXIT=$?; sleep 60",
+        quoted.join(" ")
+    );
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .status()
+            .unwrap()
+    };
+    let screen = || {
+        let out = Command::new("tmux")
+            .args(["-L", &session, "capture-pane", "-p", "-t", "s"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let wait_for = |needle: &str, times: usize| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = screen();
+            if s.matches(needle).count() >= times {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never showed:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(tmux(&["new-session", "-d", "-s", "s", "-x", "120", "-y", "30", &script]).success());
+    wait_for("Verification code (TOTP):", 1);
+    assert!(tmux(&["send-keys", "-t", "s", "000000", "Enter"]).success());
+    wait_for("Verification code (TOTP):", 2);
+    let code = totp_now(&secret, 1);
+    assert!(tmux(&["send-keys", "-t", "s", &code, "Enter"]).success());
+    let s = wait_for("EXIT=", 1);
+    tmux(&["kill-server"]);
+    assert!(s.contains("MFA-OK"), "{s}");
+    assert!(s.contains("EXIT=0"), "{s}");
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("ssh-key+totp"), "the session is not recorded as MFA: {acme}");
+    let system = audit(&dev, "system").await;
+    assert!(system.contains("invalid or already used TOTP code"), "{system}");
+}

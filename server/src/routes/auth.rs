@@ -156,7 +156,7 @@ async fn check_password(
 
 /// Checks a TOTP code for `row` and consumes its time step (a code works
 /// once). With `enable`, confirms the enrolment.
-pub(super) async fn check_totp(
+pub(crate) async fn check_totp(
     app: &App,
     row: &PrincipalRow,
     code: &str,

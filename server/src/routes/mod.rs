@@ -23,7 +23,7 @@ use crate::caller::Declared;
 use crate::state::App;
 
 mod audit;
-mod auth;
+pub(crate) mod auth;
 mod bindings;
 mod clusters;
 mod keys;
