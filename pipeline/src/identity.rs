@@ -257,7 +257,11 @@ impl Identity {
                 mfa,
             },
             token_id: key.fingerprint,
-            method: if mfa { Method::SshKeyMfa } else { Method::SshKey },
+            method: if mfa {
+                Method::SshKeyMfa
+            } else {
+                Method::SshKey
+            },
             expires_at_ms: None,
         }))
     }

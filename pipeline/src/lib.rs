@@ -376,7 +376,12 @@ impl Pipeline {
                 Err(refusal) => refusal,
             },
             Credential::SshKey { fingerprint, mfa } => {
-                match self.0.identity.ssh_key(&self.0.store, fingerprint, *mfa).await? {
+                match self
+                    .0
+                    .identity
+                    .ssh_key(&self.0.store, fingerprint, *mfa)
+                    .await?
+                {
                     Ok(who) => {
                         return Ok(Caller {
                             meta,

@@ -472,7 +472,9 @@ impl russh::server::Handler for Conn {
         let pipeline = self.gateway.pipeline();
         let valid = code.len() <= 16
             && matches!(
-                self.second_factor.check(&pending.principal, code.trim()).await,
+                self.second_factor
+                    .check(&pending.principal, code.trim())
+                    .await,
                 Ok(true)
             );
         if !valid {

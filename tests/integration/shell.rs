@@ -982,7 +982,20 @@ async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    assert!(tmux(&["new-session", "-d", "-s", "s", "-x", "120", "-y", "30", &script]).success());
+    assert!(
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "s",
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &script
+        ])
+        .success()
+    );
     wait_for("Verification code (TOTP):", 1);
     assert!(tmux(&["send-keys", "-t", "s", "000000", "Enter"]).success());
     wait_for("Verification code (TOTP):", 2);
@@ -993,7 +1006,13 @@ async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
     assert!(s.contains("MFA-OK"), "{s}");
     assert!(s.contains("EXIT=0"), "{s}");
     let acme = audit(&dev, "acme").await;
-    assert!(acme.contains("ssh-key+totp"), "the session is not recorded as MFA: {acme}");
+    assert!(
+        acme.contains("ssh-key+totp"),
+        "the session is not recorded as MFA: {acme}"
+    );
     let system = audit(&dev, "system").await;
-    assert!(system.contains("invalid or already used TOTP code"), "{system}");
+    assert!(
+        system.contains("invalid or already used TOTP code"),
+        "{system}"
+    );
 }
