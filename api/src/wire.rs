@@ -1116,3 +1116,49 @@ pub struct Placement {
     )]
     pub cluster: String,
 }
+
+/// A shell session: `GET /api/v1/session/{id}`, and in lists.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionInfo {
+    /// Its id (also in its audit entries).
+    pub id: String,
+    /// `ORG/PROJECT/ENV/SERVICE`.
+    pub service: String,
+    /// The pod it runs in.
+    pub pod: String,
+    /// Who opened it.
+    pub principal: String,
+    /// `ssh`, `websocket` or `kubernetes-exec`.
+    pub transport: String,
+    /// The replica holding it.
+    pub node: String,
+    /// When it started, ms since the epoch.
+    pub started_at_ms: i64,
+    /// When it ended (absent while live).
+    pub ended_at_ms: Option<i64>,
+    /// Its outcome (`ok`, `authority_ended`, `client_gone`, ...).
+    pub status: Option<String>,
+    /// The process's exit status, if it exited.
+    pub exit_status: Option<i64>,
+    /// Who ended it, if someone did (`warden session kill`).
+    pub killed_by: Option<String>,
+}
+
+/// `GET /api/v1/sessions/{org}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionList {
+    /// Newest first.
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `GET /api/v1/sessions/{org}` query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionListQuery {
+    /// Only live sessions.
+    #[serde(default)]
+    pub live: bool,
+    /// At most this many (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+}

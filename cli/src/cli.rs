@@ -71,6 +71,9 @@ enum ClientCmd {
     /// The shell gateway: where SSH listens, its host key.
     #[command(subcommand)]
     Gateway(gateway::GatewayCmd),
+    /// Shell sessions: list, show, kill.
+    #[command(subcommand)]
+    Session(gateway::SessionCmd),
     /// The kubeconfig's credential plugin: prints an ExecCredential
     #[command(hide = true)]
     KubeCredential,
@@ -153,6 +156,7 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Kubeconfig(c) => gateway::kubeconfig(ctx, c).await,
         ClientCmd::KubeCredential => gateway::credential(ctx).await,
         ClientCmd::Gateway(c) => gateway::gateway(ctx, c).await,
+        ClientCmd::Session(c) => gateway::session(ctx, c).await,
         ClientCmd::Cluster(c) => clusters::run(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,

@@ -1,7 +1,8 @@
 //! The shell gateway's client-side commands: `warden gateway status`
 //! (where SSH listens, and the host key's fingerprint to check on the
-//! first connection), and `warden kubeconfig ORG/PROJECT/ENV`: a kubeconfig for stock `kubectl
-//! exec` against Warden's Kubernetes API surface for that environment, and
+//! first connection); `warden session list|show|kill`; and `warden
+//! kubeconfig ORG/PROJECT/ENV`: a kubeconfig for stock `kubectl exec`
+//! against Warden's Kubernetes API surface for that environment, and
 //! `warden kube-credential`, the exec credential plugin it names
 //! (client.authentication.k8s.io/v1 `ExecCredential`): each kubectl command
 //! gets a token of its own that lives 15 minutes, so the kubeconfig holds
@@ -127,5 +128,113 @@ pub(crate) async fn gateway(ctx: &Ctx, cmd: GatewayCmd) -> anyhow::Result<()> {
                 );
             })
         }
+    }
+}
+
+/// `warden session`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum SessionCmd {
+    /// An organization's shell sessions, newest first (needs audit.read).
+    List {
+        /// The organization.
+        org: String,
+        /// Only those still running.
+        #[arg(long)]
+        live: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// One session.
+    Show {
+        /// Its id (from `session list`, or its audit entries).
+        id: String,
+    },
+    /// End a live session; its user is told who ended it (needs
+    /// session.manage on its service).
+    Kill {
+        /// Its id.
+        id: String,
+    },
+}
+
+fn session_line(s: &warden_api::SessionInfo) {
+    println!(
+        "{:<24}  {:<7}  {:<16}  {:<28}  {:<24}  {}",
+        s.id,
+        if s.ended_at_ms.is_none() {
+            "live"
+        } else {
+            "ended"
+        },
+        s.transport,
+        crate::output::printable(&s.principal),
+        crate::output::printable(&format!("{}/{}", s.service, s.pod)),
+        crate::output::time_or(Some(s.started_at_ms), "-"),
+    );
+}
+
+pub(crate) async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
+    use hyper::Method as M;
+    match cmd {
+        SessionCmd::List { org, live, limit } => {
+            let org = ScopePath::parse_kind(&org, ScopeKind::Organization)?;
+            let path = format!("/api/v1/sessions/{org}?live={live}&limit={limit}");
+            let (list, raw): (warden_api::SessionList, _) = ctx.call(M::GET, &path, None).await?;
+            ctx.print(&raw, || {
+                println!(
+                    "{:<24}  {:<7}  {:<16}  {:<28}  {:<24}  STARTED",
+                    "ID", "STATE", "TRANSPORT", "WHO", "POD"
+                );
+                list.sessions.iter().for_each(session_line);
+            })
+        }
+        SessionCmd::Show { id } => {
+            let (s, raw): (warden_api::SessionInfo, _) = ctx
+                .call(
+                    M::GET,
+                    &format!("/api/v1/session/{}", session_id(&id)?),
+                    None,
+                )
+                .await?;
+            ctx.print(&raw, || {
+                session_line(&s);
+                if let Some(end) = s.ended_at_ms {
+                    println!(
+                        "ended {} ({}{}){}",
+                        crate::output::time_or(Some(end), "-"),
+                        s.status.as_deref().unwrap_or("?"),
+                        s.exit_status
+                            .map(|c| format!(", exit {c}"))
+                            .unwrap_or_default(),
+                        s.killed_by
+                            .as_deref()
+                            .map(|b| format!(", ended by {}", crate::output::printable(b)))
+                            .unwrap_or_default()
+                    );
+                }
+            })
+        }
+        SessionCmd::Kill { id } => {
+            ctx.call_empty(
+                M::POST,
+                &format!("/api/v1/session/{}/kill", session_id(&id)?),
+                None,
+            )
+            .await?;
+            println!("asked session {id} to end (its replica ends it within a second)");
+            Ok(())
+        }
+    }
+}
+
+/// A session id as the server makes them.
+fn session_id(id: &str) -> anyhow::Result<&str> {
+    if id.len() == 24 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(id)
+    } else {
+        Err(crate::error::usage(
+            "a session id is 24 lowercase hex digits",
+        ))
     }
 }

@@ -54,11 +54,14 @@ pub enum Action {
     /// clusters (whose agents run every organization's pods). Acts only at
     /// the root scope.
     ClusterManage = 19,
+    /// `session.manage`: end other people's shell sessions in a service
+    /// (`warden session kill`).
+    SessionManage = 20,
 }
 
 impl Action {
     /// Every action, in the order of documentation tables.
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 21] = [
         Self::SecretRead,
         Self::SecretList,
         Self::SecretWrite,
@@ -79,6 +82,7 @@ impl Action {
         Self::SysSeal,
         Self::PodLogs,
         Self::ClusterManage,
+        Self::SessionManage,
     ];
 
     /// The `resource.verb` spelling.
@@ -104,6 +108,7 @@ impl Action {
             Self::SysSeal => "sys.seal",
             Self::PodLogs => "pod.logs",
             Self::ClusterManage => "cluster.manage",
+            Self::SessionManage => "session.manage",
         }
     }
 

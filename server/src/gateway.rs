@@ -69,13 +69,37 @@ pub async fn host_key_fingerprint(app: &App) -> Result<String, ApiError> {
     ))
 }
 
-/// What the gateway reports about itself (`GET /api/v1/sys/gateway`).
-#[derive(Debug, Default)]
+/// The gateway's state in the server: what it reports about itself
+/// (`GET /api/v1/sys/gateway`) and the one gateway every entry point shares
+/// (it knows this replica's live sessions).
+#[derive(Default)]
 pub struct GatewayInfo {
     /// The SSH listener's address, once bound.
     pub ssh_addr: OnceLock<SocketAddr>,
     /// The host key's fingerprint, once the key is loaded.
     pub fingerprint: OnceLock<String>,
+    /// This replica's node id.
+    node: String,
+    core: OnceLock<Gateway>,
+}
+
+impl GatewayInfo {
+    /// The gateway state of replica `node`.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for GatewayInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayInfo")
+            .field("ssh_addr", &self.ssh_addr)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Environments run on the cluster they are placed on (default `local`),
@@ -145,10 +169,32 @@ impl SecondFactor for Totp {
 
 /// The shell gateway over `app`'s pipeline and clusters.
 pub fn gateway(app: &Arc<App>) -> Gateway {
-    Gateway::new(
-        app.pipeline.clone(),
-        Arc::new(ClusterPlacement(Arc::downgrade(app))),
-    )
+    app.gateway
+        .core
+        .get_or_init(|| {
+            Gateway::new(
+                app.pipeline.clone(),
+                Arc::new(ClusterPlacement(Arc::downgrade(app))),
+                &app.gateway.node,
+            )
+        })
+        .clone()
+}
+
+/// Ends, every second, the sessions of this replica that someone asked to
+/// end (`warden session kill` on any replica), until the server stops.
+pub(crate) async fn apply_kills(app: Weak<App>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(app) = app.upgrade() else {
+            return;
+        };
+        if app.gateway.core.get().is_some()
+            && let Err(e) = gateway(&app).apply_kills().await
+        {
+            tracing::debug!(error = %e.message(), "checking for ended sessions");
+        }
+    }
 }
 
 /// Serves SSH on `listener` once the vault is unsealed (the host key is

@@ -189,6 +189,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         }
         None => (None, None),
     };
+    tokio::spawn(gateway::apply_kills(Arc::downgrade(&app)));
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve::serve(

@@ -170,6 +170,7 @@ fn path_param(path: &str, name: &str) -> (&'static str, &'static str) {
         "service" => (SERVICE_PATH, "a service path ORG/PROJECT/ENV/SERVICE"),
         "log" => (NAME, "`system` or an organization"),
         "id" if path.starts_with("/api/v1/tokens") => ("^tok_[0-9a-f]{16}$", "a token id"),
+        "id" if path.starts_with("/api/v1/session/") => ("^[0-9a-f]{24}$", "a session id"),
         "id" => (PRINCIPAL, "a principal id such as user:alice@acme"),
         _ => (NAME, "a name"),
     }

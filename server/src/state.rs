@@ -62,7 +62,7 @@ impl App {
             audit_signer,
             max_token_ttl: crate::DEFAULT_MAX_TOKEN_TTL,
             clusters: crate::clusters::Clusters::new(),
-            gateway: crate::gateway::GatewayInfo::default(),
+            gateway: crate::gateway::GatewayInfo::new(node),
         }
     }
 

@@ -3,7 +3,8 @@
 //! start the process through the runtime; record the outcome with what the
 //! session did.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use std::time::Duration;
@@ -12,11 +13,13 @@ use warden_pipeline::{
 };
 use warden_policies::{Action, Scope};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warden_runtime::{
     ExecControl, ExecRequest, ExecSession, ExecStdin, ExitFuture, ExitStatus, PodName, PodPhase,
     PodRef, Runtime, Selector, Signal, TermSize,
 };
+use warden_store::ShellSessionRow;
 use warden_types::ScopePath;
 
 use crate::target::ShellTarget;
@@ -88,6 +91,11 @@ pub struct ShellRequest {
 pub struct Gateway {
     pipeline: Pipeline,
     placement: Arc<dyn Placement>,
+    /// This replica's node id (sessions are recorded with it).
+    node: Arc<str>,
+    /// The sessions this replica holds, each with the sender that ends it
+    /// (`kill`), by id.
+    live: Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>,
 }
 
 /// A started session: its grant of authority and what the audit entry of
@@ -98,6 +106,9 @@ pub struct Session {
     pod: PodName,
     transport: Transport,
     grant: SessionGrant,
+    /// Set with who asked when someone ends the session (`kill`).
+    killed: watch::Receiver<Option<String>>,
+    gateway: Gateway,
 }
 
 /// Why a running session stopped.
@@ -144,11 +155,40 @@ pub struct SessionEnd {
 impl Gateway {
     /// A gateway running sessions through `pipeline`, on the runtimes
     /// `placement` names.
-    pub fn new(pipeline: Pipeline, placement: Arc<dyn Placement>) -> Self {
+    pub fn new(pipeline: Pipeline, placement: Arc<dyn Placement>, node: &str) -> Self {
         Self {
             pipeline,
             placement,
+            node: node.into(),
+            live: Arc::default(),
         }
+    }
+
+    /// Ends a session this replica holds, telling its user who asked;
+    /// false if it holds no such session.
+    pub fn end_here(&self, id: &str, by: &str) -> bool {
+        match lock(&self.live).get(id) {
+            Some(tx) => {
+                tx.send_replace(Some(by.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the sessions of this replica that someone asked (on any
+    /// replica) to end: `session kill` records the ask, this finds it. Run
+    /// it every second.
+    pub async fn apply_kills(&self) -> Result<(), Error> {
+        for (id, by) in self
+            .pipeline
+            .store()
+            .killed_shell_sessions(&self.node)
+            .await?
+        {
+            self.end_here(&id, &by);
+        }
+        Ok(())
     }
 
     /// The pipeline sessions run through (front-ends authenticate with it).
@@ -183,21 +223,44 @@ impl Gateway {
             ),
         );
         let grant = self.pipeline.run_session(caller, operation).await?;
-        match self.start(&request).await {
-            Ok((pod, exec)) => Ok((
-                Session {
-                    id,
-                    pod,
-                    transport: caller.meta().transport,
-                    grant,
-                },
-                exec,
-            )),
+        let (pod, exec) = match self.start(&request).await {
+            Ok(started) => started,
             Err(e) => {
                 grant.finish(e.code());
-                Err(e)
+                return Err(e);
             }
+        };
+        let transport = caller.meta().transport;
+        let (tx, killed) = watch::channel(None);
+        lock(&self.live).insert(id.clone(), tx);
+        let session = Session {
+            id,
+            pod,
+            transport,
+            grant,
+            killed,
+            gateway: self.clone(),
+        };
+        let row = ShellSessionRow {
+            id: session.id.clone(),
+            org: service.org().to_owned(),
+            service: service.as_str().to_owned(),
+            pod: session.pod.as_str().to_owned(),
+            principal: caller.id().to_owned(),
+            transport: transport.as_str().to_owned(),
+            node: self.node.to_string(),
+            started_at: warden_store::now_ms(),
+            ended_at: None,
+            status: None,
+            exit_status: None,
+            killed_by: None,
+        };
+        // Listed for `session list|kill`; a session that cannot be listed
+        // still runs (the audit log has it), but is logged.
+        if let Err(e) = self.pipeline.store().shell_session_started(row).await {
+            tracing::warn!(error = %e, "a shell session could not be listed");
         }
+        Ok((session, exec))
     }
 
     async fn start(&self, request: &ShellRequest) -> Result<(PodName, ExecSession), Error> {
@@ -286,9 +349,13 @@ impl Session {
         max_length: Duration,
     ) -> Stop {
         let abort = input.abort_handle();
+        let mut killed = self.killed.clone();
         let stop = tokio::select! {
             status = exit => Stop::Exited(status),
             reason = self.authority_ended() => Stop::AuthorityEnded(reason),
+            Ok(by) = killed.wait_for(Option::is_some) => {
+                Stop::AuthorityEnded(format!("ended by {}", by.clone().unwrap_or_default()))
+            }
             () = tokio::time::sleep(max_length) => {
                 Stop::AuthorityEnded("the session reached its maximum length".into())
             }
@@ -303,6 +370,18 @@ impl Session {
 
     /// Records the session's end.
     pub fn finish(self, end: SessionEnd) {
+        lock(&self.gateway.live).remove(&self.id);
+        let store = self.gateway.pipeline.store().clone();
+        let (id, status) = (self.id.clone(), end.status);
+        let exit = end.exit.map(|e| i64::from(e.code));
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .shell_session_ended(&id, warden_store::now_ms(), status, exit)
+                .await
+            {
+                tracing::warn!(error = %e, "a shell session's end could not be listed");
+            }
+        });
         let duration_ms = u64::try_from(self.grant.elapsed().as_millis()).unwrap_or(u64::MAX);
         let record = SessionRecord {
             bytes_in: end.bytes_in,
@@ -317,4 +396,8 @@ impl Session {
         };
         self.grant.finish_with(end.status, record);
     }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

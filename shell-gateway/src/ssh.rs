@@ -36,7 +36,9 @@ use warden_pipeline::{Caller, Credential, Error, RequestMeta, Target, Transport}
 use warden_policies::Action;
 use warden_runtime::{ExecControl, ExecStdin, MAX_EXEC_ENV, Signal, TermSize, exec_env_allowed};
 
-use crate::gateway::{Command, Gateway, SessionEnd, ShellRequest, StdinError, Stop, write_stdin};
+use crate::gateway::{
+    Command, Gateway, SessionEnd, ShellRequest, StdinError, Stop, lock, write_stdin,
+};
 use crate::target::{ShellTarget, split_command};
 
 /// The one action SSH callers may run.
@@ -152,10 +154,6 @@ fn release_unauthenticated(limits: &Limits, source: IpAddr) {
             map.remove(&source);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl SshGateway {

@@ -1,4 +1,5 @@
-//! What the shell gateway keeps: its SSH host key (sealed).
+//! What the shell gateway keeps: its SSH host key (sealed), and its
+//! sessions, live and ended (migration 0012).
 
 use crate::integrity::{Field, Protected, Tagged, select};
 use crate::writer::Stale;
@@ -61,5 +62,175 @@ impl Store {
         self.ssh_host_key()
             .await?
             .ok_or_else(|| StoreError::NotFound("SSH host key".into()))
+    }
+}
+
+/// A shell session, live (`ended_at` empty) or ended.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ShellSessionRow {
+    /// Its id (in its audit entries too).
+    pub id: String,
+    /// The organization (whose log holds its entries).
+    pub org: String,
+    /// `ORG/PROJECT/ENV/SERVICE`.
+    pub service: String,
+    /// The pod it runs in.
+    pub pod: String,
+    /// Who opened it.
+    pub principal: String,
+    /// `ssh`, `websocket`, `kubernetes-exec`.
+    pub transport: String,
+    /// The replica holding it.
+    pub node: String,
+    /// When it started, ms.
+    pub started_at: i64,
+    /// When it ended, ms.
+    pub ended_at: Option<i64>,
+    /// Its outcome's status.
+    pub status: Option<String>,
+    /// The process's exit status, if it exited.
+    pub exit_status: Option<i64>,
+    /// Who asked to end it, if someone did.
+    pub killed_by: Option<String>,
+}
+
+const SESSION_COLUMNS: &str = "id, org, service, pod, principal, transport, node, started_at, \
+                               ended_at, status, exit_status, killed_by";
+
+impl Store {
+    /// Records a session as live.
+    pub async fn shell_session_started(&self, row: ShellSessionRow) -> Result<(), StoreError> {
+        self.writer
+            .run(
+                move |c| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO shell_sessions (id, org, service, pod, principal, \
+                             transport, node, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(row.id)
+                        .bind(row.org)
+                        .bind(row.service)
+                        .bind(row.pod)
+                        .bind(row.principal)
+                        .bind(row.transport)
+                        .bind(row.node)
+                        .bind(row.started_at)
+                        .execute(&mut *c)
+                        .await?;
+                        Ok(())
+                    })
+                },
+                Stale::Nothing,
+            )
+            .await
+    }
+
+    /// Records a session's end.
+    pub async fn shell_session_ended(
+        &self,
+        id: &str,
+        ended_at: i64,
+        status: &str,
+        exit_status: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let (id, status) = (id.to_owned(), status.to_owned());
+        self.writer
+            .run(
+                move |c| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "UPDATE shell_sessions SET ended_at = $1, status = $2, \
+                             exit_status = $3 WHERE id = $4 AND ended_at IS NULL",
+                        )
+                        .bind(ended_at)
+                        .bind(status)
+                        .bind(exit_status)
+                        .bind(id)
+                        .execute(&mut *c)
+                        .await?;
+                        Ok(())
+                    })
+                },
+                Stale::Nothing,
+            )
+            .await
+    }
+
+    /// Asks for a live session's end on behalf of `by`; false if it is not
+    /// live (or unknown).
+    pub async fn shell_session_kill(&self, id: &str, by: &str) -> Result<bool, StoreError> {
+        let (id, by) = (id.to_owned(), by.to_owned());
+        self.writer
+            .run(
+                move |c| {
+                    Box::pin(async move {
+                        let done = sqlx::query(
+                            "UPDATE shell_sessions SET killed_by = $1 \
+                             WHERE id = $2 AND ended_at IS NULL",
+                        )
+                        .bind(by)
+                        .bind(id)
+                        .execute(&mut *c)
+                        .await?;
+                        Ok(done.rows_affected() > 0)
+                    })
+                },
+                Stale::Nothing,
+            )
+            .await
+    }
+
+    /// One session.
+    pub async fn shell_session(&self, id: &str) -> Result<Option<ShellSessionRow>, StoreError> {
+        // Only constants are formatted in.
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM shell_sessions WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(Into::into)
+    }
+
+    /// An organization's sessions, newest first, at most `limit`; only live
+    /// ones with `live_only`.
+    pub async fn shell_sessions(
+        &self,
+        org: &str,
+        live_only: bool,
+        limit: i64,
+    ) -> Result<Vec<ShellSessionRow>, StoreError> {
+        let live = if live_only {
+            "AND ended_at IS NULL"
+        } else {
+            ""
+        };
+        // Only constants are formatted in.
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM shell_sessions WHERE org = $1 {live} \
+             ORDER BY started_at DESC LIMIT $2"
+        )))
+        .bind(org)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(Into::into)
+    }
+
+    /// The live sessions held by `node` that someone asked to end: (id,
+    /// who asked).
+    pub async fn killed_shell_sessions(
+        &self,
+        node: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, killed_by FROM shell_sessions \
+             WHERE node = $1 AND ended_at IS NULL AND killed_by IS NOT NULL",
+        )
+        .bind(node)
+        .fetch_all(self.pool())
+        .await
+        .map_err(Into::into)
     }
 }

@@ -356,40 +356,9 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
     let dev = Dev::start().await;
     services(&dev).await;
     let ssh = Ssh::of(&dev).await;
-    let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
-    let mut keys = Vec::new();
-    for (name, role) in [("devon", "developer"), ("vera", "viewer")] {
-        let password = "correct horse battery staple 42";
-        dev.ok(
-            Method::POST,
-            "/api/v1/users",
-            Some(json!({"name": name, "kind": "user", "password": password})),
-        )
-        .await;
-        dev.ok(
-            Method::POST,
-            "/api/v1/bindings",
-            Some(json!({"principal": format!("user:{name}"), "role": role, "scope": "acme"})),
-        )
-        .await;
-        let t = dev
-            .ok(
-                Method::POST,
-                "/api/v1/auth/login",
-                Some(json!({"user": name, "password": password})),
-            )
-            .await;
-        let client = Client::new(
-            &format!("https://127.0.0.1:{}", dev.port),
-            &ca,
-            Some(t["token"].as_str().unwrap().to_owned()),
-        )
-        .unwrap();
-        let (key, public) = keygen(dev.base.path(), name);
-        add_key(&client, &public).await;
-        keys.push(key);
-    }
-    let (devon, vera) = (&keys[0], &keys[1]);
+    let (_, devon) = member(&dev, "devon", "developer").await;
+    let (_, vera) = member(&dev, "vera", "viewer").await;
+    let (devon, vera) = (&devon, &vera);
 
     // The permission table: a developer shells into development, not
     // production; a viewer nowhere.
@@ -451,8 +420,9 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
     let running = |exact: &str| {
         Command::new("pgrep")
             .args(["-x", "-f", exact])
-            .status()
+            .output()
             .unwrap()
+            .status
             .success()
     };
     let until = |what: &str, done: &dyn Fn() -> bool| {
@@ -1015,4 +985,137 @@ async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
         system.contains("invalid or already used TOTP code"),
         "{system}"
     );
+}
+
+/// A user bound to `role` at `acme`, logged in (its client), with an SSH
+/// key of its own registered (the key's path).
+async fn member(dev: &Dev, name: &str, role: &str) -> (Client, PathBuf) {
+    let password = "correct horse battery staple 42";
+    dev.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": name, "kind": "user", "password": password})),
+    )
+    .await;
+    dev.ok(
+        Method::POST,
+        "/api/v1/bindings",
+        Some(json!({"principal": format!("user:{name}"), "role": role, "scope": "acme"})),
+    )
+    .await;
+    let t = dev
+        .ok(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"user": name, "password": password})),
+        )
+        .await;
+    let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
+    let client = Client::new(
+        &format!("https://127.0.0.1:{}", dev.port),
+        &ca,
+        Some(t["token"].as_str().unwrap().to_owned()),
+    )
+    .unwrap();
+    let (key, public) = keygen(dev.base.path(), name);
+    add_key(&client, &public).await;
+    (client, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sessions_are_listed_and_ended_by_those_who_may() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (devon_api, devon) = member(&dev, "devon", "developer").await;
+    let mut session = ssh
+        .command(&devon, "devon")
+        .args(["acme/shop/dev/api", "--", "echo started; exec sleep 60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+
+    // Listed live, with who opened it, over which transport, in which pod.
+    let list = dev
+        .ok(Method::GET, "/api/v1/sessions/acme?live=true", None)
+        .await;
+    let live = list["sessions"].as_array().unwrap();
+    assert_eq!(live.len(), 1, "{list}");
+    assert_eq!(live[0]["principal"], "user:devon");
+    assert_eq!(live[0]["transport"], "ssh");
+    assert!(live[0]["ended_at_ms"].is_null());
+    let id = live[0]["id"].as_str().unwrap().to_owned();
+    let out = Command::new(warden_bin())
+        .args(["session", "list", "acme", "--live"])
+        .env("WARDEN_CONFIG", dev.base.path().join("client.toml"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+
+    // A developer may not end sessions; an owner may, and its user is told
+    // who did, at once.
+    let e = devon_api
+        .call::<Value>(
+            Method::POST,
+            &format!("/api/v1/session/{id}/kill"),
+            None::<&Value>,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, warden_api::ClientError::Api { status: 403, .. }),
+        "{e:?}"
+    );
+    let asked = Instant::now();
+    let (code, body) = dev
+        .send(Method::POST, &format!("/api/v1/session/{id}/kill"), None)
+        .await;
+    assert_eq!(code, 204, "{body}");
+    let status = loop {
+        if let Some(status) = session.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "the session outlived its kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("session ended {:?} after the kill", asked.elapsed());
+    let mut err = String::new();
+    std::io::Read::read_to_string(session.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(255), "{err}");
+    assert!(err.contains("ended by user:root"), "{err}");
+    // Its record says how it ended; a second kill is a conflict.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let shown = loop {
+        let shown = dev
+            .ok(Method::GET, &format!("/api/v1/session/{id}"), None)
+            .await;
+        if !shown["ended_at_ms"].is_null() || Instant::now() > deadline {
+            break shown;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(shown["status"], "authority_ended", "{shown}");
+    assert_eq!(shown["killed_by"], "user:root", "{shown}");
+    let (code, _) = dev
+        .send(Method::POST, &format!("/api/v1/session/{id}/kill"), None)
+        .await;
+    assert_eq!(code, 409);
+    let (code, _) = dev
+        .send(
+            Method::GET,
+            "/api/v1/session/000000000000000000000000",
+            None,
+        )
+        .await;
+    assert_eq!(code, 404);
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("session.kill"), "{acme}");
 }

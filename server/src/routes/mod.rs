@@ -32,6 +32,7 @@ mod manage;
 mod roles;
 mod scopes;
 mod secrets;
+mod sessions;
 mod shell;
 mod ssh_keys;
 mod sys;
@@ -223,6 +224,30 @@ pub static ROUTES: &[RouteSpec] = &[
             .status(101)
             .query(fields::<ShellQuery>),
         handler: || get(shell::shell),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/sessions/{org}",
+        guard: Guard::Requires(&[Action::AuditRead]),
+        summary: "An organization's shell sessions, newest first (`live` for those still running).",
+        doc: Doc::json(of::<SessionList>).query(fields::<SessionListQuery>),
+        handler: || get(sessions::list),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/session/{id}",
+        guard: Guard::Requires(&[Action::AuditRead]),
+        summary: "One shell session.",
+        doc: Doc::json(of::<SessionInfo>),
+        handler: || get(sessions::show),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/session/{id}/kill",
+        guard: Guard::Requires(&[Action::SessionManage]),
+        summary: "End a live shell session (its user is told who ended it); needs session.manage on its service.",
+        doc: Doc::empty(),
+        handler: || post(sessions::kill),
     },
     RouteSpec {
         method: "GET",
