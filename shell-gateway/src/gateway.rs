@@ -320,16 +320,6 @@ impl Gateway {
 }
 
 impl Session {
-    /// The session's id (in its audit entries).
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The pod it runs in.
-    pub fn pod(&self) -> &PodName {
-        &self.pod
-    }
-
     /// Resolves with the reason once the caller's authority has ended
     /// (binding revoked, user disabled, credential revoked or expired,
     /// vault sealed). Cancel-safe.

@@ -143,25 +143,17 @@ fn status(stop: &Stop) -> Bytes {
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": s.code.to_string()}]},
         }),
-        Stop::Exited(Err(e)) => failure(&format!("the session's pod was lost: {e}"), 503),
-        Stop::AuthorityEnded(reason) => failure(&format!("session ended: {reason}"), 403),
-        Stop::ClientGone(Some(what)) => failure(what, 400),
-        Stop::ClientGone(None) => failure("the client went away", 400),
+        Stop::Exited(Err(e)) => refusal(&format!("the session's pod was lost: {e}"), 503),
+        Stop::AuthorityEnded(reason) => refusal(&format!("session ended: {reason}"), 403),
+        Stop::ClientGone(Some(what)) => refusal(what, 400),
+        Stop::ClientGone(None) => refusal("the client went away", 400),
     };
     frame(STATUS, body.to_string().as_bytes())
 }
 
-fn failure(message: &str, code: u16) -> serde_json::Value {
-    let reason = match code {
-        400 => "BadRequest",
-        403 => "Forbidden",
-        _ => "ServiceUnavailable",
-    };
-    json!({"metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code})
-}
-
-/// A `metav1.Status` refusing a request before the upgrade (what kubectl
-/// prints as `Error from server (Reason): message`).
+/// A failure `metav1.Status`: refusing a request before the upgrade (what
+/// kubectl prints as `Error from server (Reason): message`), or ending a
+/// session that did not exit.
 pub fn refusal(message: &str, code: u16) -> serde_json::Value {
     let reason = match code {
         400 => "BadRequest",
