@@ -1119,3 +1119,72 @@ async fn live_sessions_are_listed_and_ended_by_those_who_may() {
     let acme = audit(&dev, "acme").await;
     assert!(acme.contains("session.kill"), "{acme}");
 }
+
+/// Whether a WebSocket session at `path` was allowed (it ran and exited 0)
+/// or refused (403 before the upgrade).
+async fn websocket_allowed(client: &Client, path: &str) -> bool {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    match client.websocket(path, &["v5.channel.k8s.io"]).await {
+        Ok((socket, _)) => {
+            let (_, mut stream) = socket.split();
+            let mut status = None;
+            while let Some(Ok(msg)) = stream.next().await {
+                if let Message::Binary(b) = msg
+                    && b.first() == Some(&3)
+                {
+                    status = serde_json::from_slice::<Value>(&b[1..]).ok();
+                }
+            }
+            assert_eq!(
+                status.as_ref().map(|s| s["status"].clone()),
+                Some(json!("Success")),
+                "{path}"
+            );
+            true
+        }
+        Err(warden_api::ClientError::Api { status: 403, .. }) => false,
+        Err(e) => panic!("{path}: {e:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_built_in_role_gets_shells_as_the_permission_table_says_on_every_transport() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    // README, Permissions: shell.exec is Owner yes, Admin yes, Developer
+    // outside production, Viewer no.
+    for (role, dev_env, prod_env) in [
+        ("owner", true, true),
+        ("admin", true, true),
+        ("developer", true, false),
+        ("viewer", false, false),
+    ] {
+        let name = format!("{role}-user");
+        let (client, key) = member(&dev, &name, role).await;
+        for (env, expected) in [("dev", dev_env), ("prod", prod_env)] {
+            let target = format!("acme/shop/{env}/api");
+            let (code, out, err) = ssh.run(&key, &name, &[&target, "--", "echo in"]);
+            assert_eq!(
+                code == 0 && out == "in\n",
+                expected,
+                "ssh {role} {env}: {err}"
+            );
+            let ws = format!("/api/v1/shell?target={target}&command=true");
+            assert_eq!(
+                websocket_allowed(&client, &ws).await,
+                expected,
+                "wss {role} {env}"
+            );
+            let kube = format!(
+                "/kubernetes/acme/shop/{env}/api/v1/namespaces/{env}/pods/api/exec?command=true&stdout=true"
+            );
+            assert_eq!(
+                websocket_allowed(&client, &kube).await,
+                expected,
+                "kubectl {role} {env}"
+            );
+        }
+    }
+}
