@@ -153,6 +153,7 @@ impl SecondFactor for Totp {
     fn check<'a>(
         &'a self,
         principal: &'a str,
+        fingerprint: &'a str,
         code: &'a str,
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
@@ -160,7 +161,8 @@ impl SecondFactor for Totp {
             let Some(row) = app.store.principal(principal).await? else {
                 return Ok(false);
             };
-            crate::routes::auth::check_totp(&app, &row, code, false)
+            let throttle_key = format!("{principal} {fingerprint}");
+            crate::routes::auth::check_totp(&app, &row, code, false, &throttle_key)
                 .await
                 .map_err(|e| e.error().clone())
         })

@@ -71,6 +71,8 @@ const KEX: &[russh::kex::Name] = &[
 /// MACs offered (for the CTR ciphers; the AEAD ones need none):
 /// encrypt-then-MAC only.
 const MACS: &[russh::mac::Name] = &[russh::mac::HMAC_SHA512_ETM, russh::mac::HMAC_SHA256_ETM];
+/// Wrong TOTP codes on one connection before it is disconnected.
+const MAX_MFA_FAILURES: usize = 3;
 /// Forwarding requests refused (and audited) on one connection before it
 /// is disconnected.
 const MAX_REFUSALS: usize = 8;
@@ -96,9 +98,14 @@ pub trait SecondFactor: Send + Sync {
     /// Whether `principal` has enrolled a second factor (then every SSH
     /// login of theirs asks for it, after the key).
     fn enrolled<'a>(&'a self, principal: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
-    /// Checks a code (each code works once; failures are throttled).
-    fn check<'a>(&'a self, principal: &'a str, code: &'a str)
-    -> BoxFuture<'a, Result<bool, Error>>;
+    /// Checks a code given after the SSH key `fingerprint` (each code
+    /// works once; failures are throttled per account and key).
+    fn check<'a>(
+        &'a self,
+        principal: &'a str,
+        fingerprint: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<bool, Error>>;
 }
 
 /// An Ed25519 host key from its 32-byte seed.
@@ -241,6 +248,7 @@ impl SshGateway {
             refusals: 0,
             second_factor: self.second_factor.clone(),
             pending: None,
+            mfa_failures: 0,
             authenticated: slot.authenticated.clone(),
             limits: self.limits.clone(),
         };
@@ -306,6 +314,8 @@ struct Conn {
     second_factor: Arc<dyn SecondFactor>,
     /// A key login waiting for its owner's second factor.
     pending: Option<PendingMfa>,
+    /// Wrong codes given on this connection.
+    mfa_failures: usize,
     authenticated: Arc<AtomicBool>,
     limits: Arc<Limits>,
 }
@@ -471,7 +481,7 @@ impl russh::server::Handler for Conn {
         let valid = code.len() <= 16
             && matches!(
                 self.second_factor
-                    .check(&pending.principal, code.trim())
+                    .check(&pending.principal, &pending.fingerprint, code.trim())
                     .await,
                 Ok(true)
             );
@@ -480,11 +490,17 @@ impl russh::server::Handler for Conn {
                 .record_failure(
                     &meta,
                     "auth.login",
-                    None,
+                    Some((&pending.principal, "ssh-key+totp")),
                     Target::credential("ssh-key"),
                     "invalid or already used TOTP code",
                 )
                 .await;
+            // A few tries per connection (russh does not count a rejection
+            // that continues the authentication).
+            self.mfa_failures += 1;
+            if self.mfa_failures >= MAX_MFA_FAILURES {
+                return Err(russh::Error::Disconnect);
+            }
             return Ok(retry);
         }
         let Ok(caller) = pipeline.authenticate(meta, DECLARED).await else {

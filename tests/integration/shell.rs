@@ -975,6 +975,50 @@ async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
     tmux(&["kill-server"]);
     assert!(s.contains("MFA-OK"), "{s}");
     assert!(s.contains("EXIT=0"), "{s}");
+
+    // Three wrong codes end the connection; they do not lock the account's
+    // password logins out (a wrong code there is refused as wrong, not
+    // throttled: a leaked key is throttled on its own). (The previous tmux
+    // server may still be going away.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let start = [
+        "new-session",
+        "-d",
+        "-s",
+        "s",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &script,
+    ];
+    while !tmux(&start).success() {
+        assert!(Instant::now() < deadline, "tmux did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in 1..=3 {
+        wait_for("Verification code (TOTP):", n);
+        assert!(tmux(&["send-keys", "-t", "s", "000000", "Enter"]).success());
+    }
+    let s = wait_for("EXIT=", 1);
+    tmux(&["kill-server"]);
+    assert!(s.contains("EXIT=255") && !s.contains("MFA-OK"), "{s}");
+    let anon = Client::new(&format!("https://127.0.0.1:{}", dev.port), &ca, None).unwrap();
+    let body = json!({"user": "mia", "password": password, "totp": "000000"});
+    match anon
+        .call::<Value>(Method::POST, "/api/v1/auth/login", Some(&body))
+        .await
+    {
+        Err(warden_api::ClientError::Api {
+            status, message, ..
+        }) => {
+            assert_eq!(
+                status, 401,
+                "the key's wrong codes locked the login out: {message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let acme = audit(&dev, "acme").await;
     assert!(
         acme.contains("ssh-key+totp"),

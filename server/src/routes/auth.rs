@@ -155,15 +155,19 @@ async fn check_password(
 }
 
 /// Checks a TOTP code for `row` and consumes its time step (a code works
-/// once). With `enable`, confirms the enrolment.
+/// once). With `enable`, confirms the enrolment. Failures are throttled
+/// under `throttle_key`: the account for logins (which need the password
+/// first); the account and the key for SSH, so a leaked key cannot lock
+/// its owner's other logins out.
 pub(crate) async fn check_totp(
     app: &App,
     row: &PrincipalRow,
     code: &str,
     enable: bool,
+    throttle_key: &str,
 ) -> Result<bool, ApiError> {
     let throttle = &app.pipeline.throttles().totp_account;
-    throttled(throttle, &row.id, "TOTP codes for this account")?;
+    throttled(throttle, throttle_key, "TOTP codes for this account")?;
     let sealed = row
         .totp_sealed
         .as_deref()
@@ -188,9 +192,9 @@ pub(crate) async fn check_totp(
         None => false,
     };
     if used {
-        throttle.success(&row.id);
+        throttle.success(throttle_key);
     } else {
-        throttle.failure(&row.id);
+        throttle.failure(throttle_key);
     }
     Ok(used)
 }
@@ -295,7 +299,7 @@ pub(super) async fn login(
                 let code = req.totp.as_deref().ok_or_else(|| {
                     ApiError::unauthenticated("this account requires a TOTP code (`--totp`)")
                 })?;
-                if !check_totp(app, &row, code, false).await? {
+                if !check_totp(app, &row, code, false, &row.id).await? {
                     return Err(ApiError::unauthenticated(
                         "invalid or already used TOTP code; wait for the next one",
                     ));
@@ -414,7 +418,7 @@ pub(super) async fn mfa_confirm(
     app.pipeline
         .run_self(&caller, "auth.mfa.confirm", async {
             let row = own_row(app, &caller).await?;
-            if !check_totp(app, &row, &req.code, true).await? {
+            if !check_totp(app, &row, &req.code, true, &row.id).await? {
                 return Err(ApiError::invalid("invalid or already used TOTP code").field("code"));
             }
             let row = own_row(app, &caller).await?;
