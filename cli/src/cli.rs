@@ -76,7 +76,7 @@ enum ClientCmd {
     Session(gateway::SessionCmd),
     /// The kubeconfig's credential plugin: prints an ExecCredential
     #[command(hide = true)]
-    KubeCredential,
+    KubeCredential(gateway::KubeCredentialArgs),
     /// Clusters and their agents: join tokens, list, show, remove, place.
     #[command(subcommand)]
     Cluster(clusters::ClusterCmd),
@@ -154,7 +154,7 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Pod(c) => workloads::pod(ctx, c).await,
         ClientCmd::Shell(c) => shell::run(ctx, c).await,
         ClientCmd::Kubeconfig(c) => gateway::kubeconfig(ctx, c).await,
-        ClientCmd::KubeCredential => gateway::credential(ctx).await,
+        ClientCmd::KubeCredential(c) => gateway::credential(ctx, c).await,
         ClientCmd::Gateway(c) => gateway::gateway(ctx, c).await,
         ClientCmd::Session(c) => gateway::session(ctx, c).await,
         ClientCmd::Cluster(c) => clusters::run(ctx, c).await,

@@ -30,6 +30,20 @@ pub(crate) struct KubeconfigArgs {
     /// Write it here (mode 0600) instead of to stdout.
     #[arg(long, short = 'f')]
     file: Option<PathBuf>,
+    /// Its credentials are MFA sessions: the plugin asks for your TOTP
+    /// code on the terminal (once per 15 minutes) and exchanges it for a
+    /// 15-minute MFA token, for roles that allow shells only with MFA.
+    #[arg(long)]
+    mfa: bool,
+}
+
+/// The flags of `warden kube-credential` (run by kubectl, not by hand).
+#[derive(Debug, Args)]
+pub(crate) struct KubeCredentialArgs {
+    /// Hand out an MFA session token (asking for the TOTP code when the
+    /// cached one has run out).
+    #[arg(long)]
+    mfa: bool,
 }
 
 pub(crate) async fn kubeconfig(ctx: &Ctx, args: KubeconfigArgs) -> anyhow::Result<()> {
@@ -39,11 +53,22 @@ pub(crate) async fn kubeconfig(ctx: &Ctx, args: KubeconfigArgs) -> anyhow::Resul
         .with_context(|| format!("reading the CA certificate {}", ctx.ca_cert.display()))?;
     let warden = std::env::current_exe().context("locating the warden binary")?;
     let name = format!("warden-{}", env.as_str().replace('/', "-"));
+    let mut plugin_args = vec![
+        "--server".to_owned(),
+        ctx.server.clone(),
+        "--ca-cert".to_owned(),
+        ctx.ca_cert.display().to_string(),
+        "kube-credential".to_owned(),
+    ];
+    if args.mfa {
+        plugin_args.push("--mfa".to_owned());
+    }
     let mut plugin = json!({
         "apiVersion": "client.authentication.k8s.io/v1",
         "command": warden.display().to_string(),
-        "args": ["--server", ctx.server, "--ca-cert", ctx.ca_cert.display().to_string(), "kube-credential"],
-        "interactiveMode": "Never",
+        "args": plugin_args,
+        // With --mfa the plugin asks for a code on the terminal.
+        "interactiveMode": if args.mfa { "IfAvailable" } else { "Never" },
         "provideClusterInfo": false,
     });
     if let Some(config) = std::env::var_os("WARDEN_CONFIG") {
@@ -74,19 +99,21 @@ pub(crate) async fn kubeconfig(ctx: &Ctx, args: KubeconfigArgs) -> anyhow::Resul
 
 /// `warden kube-credential`: prints an `ExecCredential` holding a new
 /// token of the caller's that expires in 15 minutes.
-pub(crate) async fn credential(ctx: &Ctx) -> anyhow::Result<()> {
-    let (_, created): (Value, Value) = ctx
-        .call(
-            hyper::Method::POST,
-            "/api/v1/tokens",
-            Some(json!({"name": "kubectl", "ttl_seconds": KUBECTL_TOKEN_TTL_SECS})),
-        )
-        .await?;
-    let token = created["token"]
-        .as_str()
-        .context("the server's answer holds no token")?;
-    let mut status = json!({ "token": token });
-    if let Some(at) = created["info"]["expires_at"].as_i64() {
+pub(crate) async fn credential(ctx: &Ctx, args: KubeCredentialArgs) -> anyhow::Result<()> {
+    let (token, expires_at) = if args.mfa {
+        mfa_token(ctx).await?
+    } else {
+        let (_, created): (Value, Value) = ctx
+            .call(
+                hyper::Method::POST,
+                "/api/v1/tokens",
+                Some(json!({"name": "kubectl", "ttl_seconds": KUBECTL_TOKEN_TTL_SECS})),
+            )
+            .await?;
+        token_of(&created)?
+    };
+    let mut status = json!({ "token": token.as_str() });
+    if let Some(at) = expires_at {
         status["expirationTimestamp"] = json!(rfc3339(at));
     }
     println!(
@@ -98,6 +125,72 @@ pub(crate) async fn credential(ctx: &Ctx) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// A new token and its expiry from a `TokenCreated` answer.
+fn token_of(created: &Value) -> anyhow::Result<(zeroize::Zeroizing<String>, Option<i64>)> {
+    let token = created["token"]
+        .as_str()
+        .context("the server's answer holds no token")?;
+    Ok((
+        zeroize::Zeroizing::new(token.to_owned()),
+        created["info"]["expires_at"].as_i64(),
+    ))
+}
+
+/// An MFA session token for kubectl: the cached one while it has more than
+/// a minute left, else a new one for a TOTP code read from the terminal
+/// (`POST /api/v1/auth/mfa/step-up`), cached 0600 for the next commands.
+async fn mfa_token(ctx: &Ctx) -> anyhow::Result<(zeroize::Zeroizing<String>, Option<i64>)> {
+    let cache = mfa_cache_path(&ctx.server)?;
+    if let Ok(text) = std::fs::read_to_string(&cache)
+        && let Ok(cached) = serde_json::from_str::<Value>(&text)
+        && let (Some(token), Some(at)) = (cached["token"].as_str(), cached["expires_at"].as_i64())
+        && at > crate::output::now_ms() + 60_000
+    {
+        return Ok((zeroize::Zeroizing::new(token.to_owned()), Some(at)));
+    }
+    // Never from a pipe: kubectl runs the plugin once per request, and
+    // each empty or stale code would count against the account.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        anyhow::bail!(
+            "this kubeconfig asks for MFA sessions: run kubectl on a terminal, where the \
+             credential plugin asks for your TOTP code (once per 15 minutes)"
+        );
+    }
+    let code = crate::input::read_hidden("Warden TOTP code: ")?;
+    if code.trim().is_empty() {
+        anyhow::bail!("no TOTP code given");
+    }
+    let (_, created): (Value, Value) = ctx
+        .call(
+            hyper::Method::POST,
+            "/api/v1/auth/mfa/step-up",
+            Some(json!({ "code": code.trim() })),
+        )
+        .await?;
+    let (token, at) = token_of(&created)?;
+    let record =
+        zeroize::Zeroizing::new(json!({"token": token.as_str(), "expires_at": at}).to_string());
+    if let Some(dir) = cache.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    crate::client_config::write_private(&cache, record.as_bytes())?;
+    Ok((token, at))
+}
+
+/// Where the MFA token for `server` is cached: the user's cache directory,
+/// named by the server (a 15-minute token, like kubectl's own caches).
+fn mfa_cache_path(server: &str) -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("no cache directory (set XDG_CACHE_HOME or HOME)")?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, server.as_bytes());
+    Ok(base.join("warden").join(format!(
+        "kube-mfa-{}.json",
+        hex::encode(&digest.as_ref()[..8])
+    )))
 }
 
 /// `warden gateway`.

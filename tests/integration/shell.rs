@@ -1232,3 +1232,178 @@ async fn every_built_in_role_gets_shells_as_the_permission_table_says_on_every_t
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_gets_mfa_sessions_through_its_credential_plugin() {
+    use crate::rbac::{base32_decode, totp_now};
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let role =
+        "name: mfa-shell\nrules:\n  - allow: [shell.exec, env.read]\n    when: {mfa: true}\n";
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": role })),
+    )
+    .await;
+    let password = "correct horse battery staple 42";
+    dev.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "kim", "kind": "user", "password": password})),
+    )
+    .await;
+    dev.ok(
+        Method::POST,
+        "/api/v1/bindings",
+        Some(json!({"principal": "user:kim", "role": "mfa-shell", "scope": "acme"})),
+    )
+    .await;
+    let login = dev
+        .ok(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"user": "kim", "password": password})),
+        )
+        .await;
+    let token = login["token"].as_str().unwrap().to_owned();
+    let ca_path = dev.data().join("tls/ca.pem");
+    let ca = std::fs::read(&ca_path).unwrap();
+    let url = format!("https://127.0.0.1:{}", dev.port);
+    let kim = Client::new(&url, &ca, Some(token.clone())).unwrap();
+    let enrolled: Value = kim
+        .call(
+            Method::POST,
+            "/api/v1/auth/mfa/enroll",
+            Some(&json!({ "current_password": password })),
+        )
+        .await
+        .unwrap();
+    let secret = base32_decode(enrolled["secret"].as_str().unwrap());
+    kim.call::<Value>(
+        Method::POST,
+        "/api/v1/auth/mfa/confirm",
+        Some(&json!({"code": totp_now(&secret, 0)})),
+    )
+    .await
+    .unwrap();
+
+    // Kim's CLI configuration holds her password login (no MFA); her
+    // kubeconfig asks for MFA sessions.
+    let base = dev.base.path();
+    let config = base.join("kim.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "server = \"{url}\"\nca_cert = \"{}\"\ntoken = \"{token}\"\n",
+            ca_path.display()
+        ),
+    )
+    .unwrap();
+    let kubeconfig = base.join("kim-kube.json");
+    let made = Command::new(warden_bin())
+        .args(["kubeconfig", "acme/shop/dev", "--mfa", "-f"])
+        .arg(&kubeconfig)
+        .env("WARDEN_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let kubectl_env = |cmd: &mut Command| {
+        cmd.env("KUBECONFIG", &kubeconfig)
+            .env("WARDEN_CONFIG", &config)
+            .env("XDG_CACHE_HOME", base.join("kim-cache"))
+            .env("KUBECACHEDIR", base.join("kim-kube-cache"));
+    };
+    // Without a terminal there is nobody to ask for a code.
+    let mut cmd = Command::new(kubectl(33));
+    cmd.args(["exec", "api", "--", "echo", "in"])
+        .stdin(Stdio::null());
+    kubectl_env(&mut cmd);
+    let (code, out, _) = outcome(cmd.output().unwrap());
+    assert_ne!(code, 0);
+    assert!(!out.contains("in"));
+
+    // On a terminal the plugin asks once, and the MFA session lets the
+    // MFA-only role run the command.
+    let session = format!("warden-kube-mfa-{}", std::process::id());
+    let script = format!(
+        "KUBECONFIG='{}' WARDEN_CONFIG='{}' XDG_CACHE_HOME='{}' KUBECACHEDIR='{}' '{}' exec api -- sh -c 'echo KUBE-MFA-OK'; echo EXIT=$?; sleep 60",
+        kubeconfig.display(),
+        config.display(),
+        base.join("kim-cache").display(),
+        base.join("kim-kube-cache").display(),
+        kubectl(33).display()
+    );
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &session])
+            .args(args)
+            .status()
+            .unwrap()
+    };
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("tmux")
+                .args(["-L", &session, "capture-pane", "-p", "-t", "s"])
+                .output()
+                .unwrap();
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never showed:\n{s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            "s",
+            "-x",
+            "150",
+            "-y",
+            "30",
+            &script
+        ])
+        .success()
+    );
+    wait_for("Warden TOTP code:");
+    let code = totp_now(&secret, 1);
+    assert!(tmux(&["send-keys", "-t", "s", &code, "Enter"]).success());
+    let screen = wait_for("EXIT=");
+    tmux(&["kill-server"]);
+    assert!(
+        screen.contains("KUBE-MFA-OK") && screen.contains("EXIT=0"),
+        "{screen}"
+    );
+
+    // The next command reuses the 15-minute MFA token (cached 0600), with
+    // no terminal.
+    let mut cmd = Command::new(kubectl(33));
+    cmd.args(["exec", "api", "--", "echo", "again"])
+        .stdin(Stdio::null());
+    kubectl_env(&mut cmd);
+    let (code, out, err) = outcome(cmd.output().unwrap());
+    assert_eq!((code, out.as_str()), (0, "again\n"), "{err}");
+    let cached = std::fs::read_dir(base.join("kim-cache/warden"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("session+mfa"), "{acme}");
+    assert!(acme.contains("\"transport\":\"kubernetes-exec\""), "{acme}");
+}

@@ -427,6 +427,54 @@ pub(super) async fn mfa_confirm(
         .await
 }
 
+/// Lifetime of a step-up token (`POST /api/v1/auth/mfa/step-up`).
+const STEP_UP_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// Exchanges the caller's credential and a current TOTP code for a
+/// short-lived MFA session token of the same user: how `kubectl` (through
+/// `warden kube-credential --mfa`) gets MFA sessions. Users only, and only
+/// with TOTP enrolled; codes are checked and throttled as at login.
+pub(super) async fn mfa_step_up(
+    State(app): State<AppState>,
+    caller: Caller,
+    Body(req): Body<MfaCode>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    require_user(&caller)?;
+    let app: &App = &app;
+    app.pipeline
+        .run_self(&caller, "auth.mfa.step_up", async {
+            let row = own_row(app, &caller).await?;
+            if row.totp_enabled == 0 {
+                return Err(ApiError::invalid(
+                    "no TOTP enrolment; run `warden mfa enroll` first",
+                ));
+            }
+            if !check_totp(app, &row, &req.code, false, &row.id).await? {
+                return Err(ApiError::unauthenticated(
+                    "invalid or already used TOTP code; wait for the next one",
+                ));
+            }
+            let expires = warden_store::now_ms() + STEP_UP_TTL_MS;
+            let (token, row) = identity::create_token(
+                &app.store,
+                caller.id(),
+                "mfa step-up",
+                "session",
+                true,
+                Some(expires),
+            )
+            .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(TokenCreated {
+                    token: wire(&token)?,
+                    info: token_info(row),
+                }),
+            ))
+        })
+        .await
+}
+
 pub(super) async fn set_password(
     State(app): State<AppState>,
     caller: Caller,

@@ -441,6 +441,16 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "POST",
+        path: "/api/v1/auth/mfa/step-up",
+        guard: Guard::Caller(&[]),
+        summary: "Exchange your credential and a current TOTP code for a 15-minute MFA session token (kubectl's MFA).",
+        doc: Doc::json(of::<TokenCreated>)
+            .status(201)
+            .body(of::<MfaCode>),
+        handler: || post(auth::mfa_step_up),
+    },
+    RouteSpec {
+        method: "POST",
         path: "/api/v1/policy/check",
         guard: Guard::Caller(&[Action::MemberManage]),
         summary: "Explain the decision for a principal, action and path.",
