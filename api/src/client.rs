@@ -115,6 +115,11 @@ impl Client {
         })
     }
 
+    /// The token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The same client, connecting from local address `ip` (on loopback,
     /// any 127.x.y.z: tests and benchmarks use it to be several sources).
     pub fn from_source(mut self, ip: std::net::IpAddr) -> Self {

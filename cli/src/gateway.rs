@@ -138,17 +138,16 @@ fn token_of(created: &Value) -> anyhow::Result<(zeroize::Zeroizing<String>, Opti
     ))
 }
 
+/// Longest life of a cached MFA token (the server's step-up lifetime).
+const MFA_TOKEN_MS: i64 = 15 * 60 * 1000;
+
 /// An MFA session token for kubectl: the cached one while it has more than
 /// a minute left, else a new one for a TOTP code read from the terminal
-/// (`POST /api/v1/auth/mfa/step-up`), cached 0600 for the next commands.
+/// (`POST /api/v1/auth/mfa/step-up`), cached for the next commands.
 async fn mfa_token(ctx: &Ctx) -> anyhow::Result<(zeroize::Zeroizing<String>, Option<i64>)> {
-    let cache = mfa_cache_path(&ctx.server)?;
-    if let Ok(text) = std::fs::read_to_string(&cache)
-        && let Ok(cached) = serde_json::from_str::<Value>(&text)
-        && let (Some(token), Some(at)) = (cached["token"].as_str(), cached["expires_at"].as_i64())
-        && at > crate::output::now_ms() + 60_000
-    {
-        return Ok((zeroize::Zeroizing::new(token.to_owned()), Some(at)));
+    let cache = MfaCache::for_credential(&ctx.server, ctx.client().token().unwrap_or(""))?;
+    if let Some(found) = cache.read() {
+        return Ok(found);
     }
     // Never from a pipe: kubectl runs the plugin once per request, and
     // each empty or stale code would count against the account.
@@ -170,27 +169,81 @@ async fn mfa_token(ctx: &Ctx) -> anyhow::Result<(zeroize::Zeroizing<String>, Opt
         )
         .await?;
     let (token, at) = token_of(&created)?;
-    let record =
-        zeroize::Zeroizing::new(json!({"token": token.as_str(), "expires_at": at}).to_string());
-    if let Some(dir) = cache.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    crate::client_config::write_private(&cache, record.as_bytes())?;
+    cache.write(&token, at);
     Ok((token, at))
 }
 
-/// Where the MFA token for `server` is cached: the user's cache directory,
-/// named by the server (a 15-minute token, like kubectl's own caches).
-fn mfa_cache_path(server: &str) -> anyhow::Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("no cache directory (set XDG_CACHE_HOME or HOME)")?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, server.as_bytes());
-    Ok(base.join("warden").join(format!(
-        "kube-mfa-{}.json",
-        hex::encode(&digest.as_ref()[..8])
-    )))
+/// Where an MFA token is cached: `$XDG_CACHE_HOME/warden/` (0700, the
+/// user's own), one file per server and source credential, so another
+/// login on the same machine never gets this one's MFA session.
+struct MfaCache(PathBuf);
+
+impl MfaCache {
+    fn for_credential(server: &str, token: &str) -> anyhow::Result<Self> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .context("no cache directory (set XDG_CACHE_HOME or HOME)")?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(server.as_bytes());
+        ctx.update(b"\n");
+        ctx.update(token.as_bytes());
+        let name = format!(
+            "kube-mfa-{}.json",
+            hex::encode(&ctx.finish().as_ref()[..12])
+        );
+        Ok(Self(base.join("warden").join(name)))
+    }
+
+    /// Whether `path` is ours alone (owned by this user, no access for
+    /// others), not a symbolic link.
+    fn private(path: &std::path::Path) -> bool {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        std::fs::symlink_metadata(path).is_ok_and(|m| {
+            !m.file_type().is_symlink()
+                && m.uid() == rustix::process::geteuid().as_raw()
+                && m.permissions().mode() & 0o077 == 0
+        })
+    }
+
+    /// The cached token, if it is ours, unexpired for another minute, and
+    /// no longer-lived than a step-up token can be.
+    fn read(&self) -> Option<(zeroize::Zeroizing<String>, Option<i64>)> {
+        let dir = self.0.parent()?;
+        if !Self::private(dir) || !Self::private(&self.0) {
+            return None;
+        }
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(&self.0).ok()?);
+        let cached: Value = serde_json::from_str(&text).ok()?;
+        let (token, at) = (cached["token"].as_str()?, cached["expires_at"].as_i64()?);
+        let now = crate::output::now_ms();
+        (at > now + 60_000 && at <= now + MFA_TOKEN_MS + 60_000)
+            .then(|| (zeroize::Zeroizing::new(token.to_owned()), Some(at)))
+    }
+
+    /// Caches a token, best effort: written aside, then renamed over the
+    /// entry (a symbolic link there is replaced, never followed), in a
+    /// directory that is the user's alone (else nothing is cached).
+    fn write(&self, token: &str, expires_at: Option<i64>) {
+        use std::os::unix::fs::PermissionsExt;
+        let (Some(dir), Some(at)) = (self.0.parent(), expires_at) else {
+            return;
+        };
+        if std::fs::create_dir_all(dir).is_err()
+            || std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_err()
+            || !Self::private(dir)
+        {
+            return;
+        }
+        let record = zeroize::Zeroizing::new(json!({"token": token, "expires_at": at}).to_string());
+        let aside = self.0.with_extension(format!("{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&aside);
+        if crate::client_config::write_private(&aside, record.as_bytes()).is_err()
+            || std::fs::rename(&aside, &self.0).is_err()
+        {
+            let _ = std::fs::remove_file(&aside);
+        }
+    }
 }
 
 /// `warden gateway`.

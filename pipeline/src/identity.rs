@@ -40,6 +40,10 @@ pub enum Method {
     Session,
     /// A login session opened with password and TOTP.
     SessionMfa,
+    /// A short-lived MFA token a login session exchanged for a TOTP code
+    /// (`POST /api/v1/auth/mfa/step-up`): MFA for roles' conditions, but
+    /// not the password login that account changes ask for.
+    StepUp,
     /// A workload JWT.
     Workload,
     /// An SSH public key (the gateway verified possession).
@@ -55,6 +59,7 @@ impl Method {
             Self::Token => "token",
             Self::Session => "session",
             Self::SessionMfa => "session+mfa",
+            Self::StepUp => "step-up+mfa",
             Self::Workload => "workload",
             Self::SshKey => "ssh-key",
             Self::SshKeyMfa => "ssh-key+totp",
@@ -216,6 +221,7 @@ impl Identity {
         let method = match (t.kind.as_str(), mfa) {
             ("session", true) => Method::SessionMfa,
             ("session", false) => Method::Session,
+            ("step-up", true) => Method::StepUp,
             _ => Method::Token,
         };
         let bindings = self.bindings(store, &t.principal).await?;

@@ -1404,6 +1404,36 @@ async fn kubectl_gets_mfa_sessions_through_its_credential_plugin() {
         0o600
     );
     let acme = audit(&dev, "acme").await;
-    assert!(acme.contains("session+mfa"), "{acme}");
+    assert!(acme.contains("step-up+mfa"), "{acme}");
     assert!(acme.contains("\"transport\":\"kubernetes-exec\""), "{acme}");
+
+    // The step-up token is MFA for roles, not the password login that
+    // account changes need; and an API token cannot step up at all.
+    let cached: Value = serde_json::from_slice(&std::fs::read(&cached).unwrap()).unwrap();
+    let stepped = Client::new(
+        &url,
+        &ca,
+        Some(cached["token"].as_str().unwrap().to_owned()),
+    )
+    .unwrap();
+    let e = stepped
+        .call::<Value>(
+            Method::PUT,
+            "/api/v1/auth/password",
+            Some(&json!({"password": "an attacker's new password"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, warden_api::ClientError::Api { status: 403, .. }),
+        "{e:?}"
+    );
+    let (code, body) = dev
+        .send(
+            Method::POST,
+            "/api/v1/auth/mfa/step-up",
+            Some(json!({"code": "123456"})),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
 }

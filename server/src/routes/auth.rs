@@ -353,7 +353,7 @@ async fn require_current_password(
     row: &PrincipalRow,
     current: Option<&WireValue>,
 ) -> Result<(), ApiError> {
-    if caller.who().principal.mfa || row.password.is_none() {
+    if caller.who().method == Method::SessionMfa || row.password.is_none() {
         return Ok(());
     }
     let Some(current) = current else {
@@ -388,7 +388,7 @@ pub(super) async fn mfa_enroll(
     let app: &App = &app;
     app.pipeline.run_self(&caller, "auth.mfa.enroll", async {
         let row = own_row(app, &caller).await?;
-        if row.totp_enabled != 0 && !caller.who().principal.mfa {
+        if row.totp_enabled != 0 && caller.who().method != Method::SessionMfa {
             return Err(ApiError::forbidden(
                 "MFA is enrolled already; replacing it needs an MFA session (`warden login --totp`)",
             ));
@@ -430,10 +430,15 @@ pub(super) async fn mfa_confirm(
 /// Lifetime of a step-up token (`POST /api/v1/auth/mfa/step-up`).
 const STEP_UP_TTL_MS: i64 = 15 * 60 * 1000;
 
-/// Exchanges the caller's credential and a current TOTP code for a
-/// short-lived MFA session token of the same user: how `kubectl` (through
-/// `warden kube-credential --mfa`) gets MFA sessions. Users only, and only
-/// with TOTP enrolled; codes are checked and throttled as at login.
+/// Exchanges the caller's login session and a current TOTP code for a
+/// short-lived MFA token of the same user: how `kubectl` (through `warden
+/// kube-credential --mfa`) gets MFA sessions. Users only, from a password
+/// login (not an API token, which would make a stolen token and one
+/// phished code an MFA session), with TOTP enrolled; codes are checked as
+/// at login and throttled per account and source token (so a leaked
+/// session cannot lock its owner's logins out). The token it mints
+/// satisfies roles' `mfa` conditions, not the password login that account
+/// changes need, and does not outlive its source.
 pub(super) async fn mfa_step_up(
     State(app): State<AppState>,
     caller: Caller,
@@ -443,23 +448,34 @@ pub(super) async fn mfa_step_up(
     let app: &App = &app;
     app.pipeline
         .run_self(&caller, "auth.mfa.step_up", async {
+            let who = caller.who();
+            if !matches!(who.method, Method::Session | Method::SessionMfa) {
+                return Err(ApiError::forbidden(
+                    "a step-up needs a login session (`warden login`), not an API or step-up token",
+                ));
+            }
+            if req.code.len() > 16 {
+                return Err(ApiError::invalid("a TOTP code has 6 to 8 digits").field("code"));
+            }
             let row = own_row(app, &caller).await?;
             if row.totp_enabled == 0 {
                 return Err(ApiError::invalid(
                     "no TOTP enrolment; run `warden mfa enroll` first",
                 ));
             }
-            if !check_totp(app, &row, &req.code, false, &row.id).await? {
+            let throttle_key = format!("{} {}", row.id, who.token_id);
+            if !check_totp(app, &row, &req.code, false, &throttle_key).await? {
                 return Err(ApiError::unauthenticated(
                     "invalid or already used TOTP code; wait for the next one",
                 ));
             }
-            let expires = warden_store::now_ms() + STEP_UP_TTL_MS;
+            let expires = (warden_store::now_ms() + STEP_UP_TTL_MS)
+                .min(who.expires_at_ms.unwrap_or(i64::MAX));
             let (token, row) = identity::create_token(
                 &app.store,
                 caller.id(),
                 "mfa step-up",
-                "session",
+                "step-up",
                 true,
                 Some(expires),
             )
