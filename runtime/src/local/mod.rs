@@ -638,18 +638,27 @@ impl Inner {
     }
 
     fn insert_pod(self: &Arc<Self>, name: PodName, service: ServiceRef, template: String) {
+        // The entry first, then its watcher: a watcher started first could
+        // receive the shim's first status (often its only one, Running)
+        // before there is an entry to put it in, and the pod would read
+        // Pending for good.
         let sock = self.pods_dir().join(name.as_str()).join("ctl.sock");
-        let watcher = tokio::spawn(watch_pod(Arc::downgrade(self), name.clone(), sock));
-        lock(&self.state).pods.insert(
-            name,
+        let mut st = lock(&self.state);
+        st.pods.insert(
+            name.clone(),
             PodEntry {
                 service,
                 template,
                 status: None,
                 terminating: false,
-                watcher: Some(watcher),
+                watcher: None,
             },
         );
+        let watcher = tokio::spawn(watch_pod(Arc::downgrade(self), name.clone(), sock));
+        if let Some(e) = st.pods.get_mut(&name) {
+            e.watcher = Some(watcher);
+        }
+        drop(st);
         self.bump();
     }
 
