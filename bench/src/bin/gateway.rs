@@ -15,7 +15,9 @@
 //!    either side.
 //!
 //! Then setup and throughput through `warden shell` (WebSocket) and stock
-//! `kubectl exec` (1.33) against the same pod, on their own.
+//! `kubectl exec` (1.33) against the same pod, on their own; and the
+//! exactness check: large outputs and an exit code through every entry
+//! point, `--exact` times, failing the run on any difference.
 //!
 //! Warden's side is a `warden dev` process (release build, next to this
 //! binary) whose in-process agent runs the pod in namespaces; commands run
@@ -54,6 +56,11 @@ struct Args {
     /// client's choice (chacha20-poly1305@openssh.com for OpenSSH 9).
     #[arg(long)]
     cipher: Option<String>,
+    /// Runs of the exactness check per entry point (ssh, `warden shell`,
+    /// `kubectl exec`): `seq 1 2000000 | tail -1` and a 64 MiB
+    /// `head -c | sha256sum`, each output and exit code compared.
+    #[arg(long, default_value_t = 1)]
+    exact: usize,
 }
 
 const SERVICE: &str = "acme/shop/dev/api";
@@ -720,6 +727,50 @@ async fn run(args: Args) -> Result<()> {
         println!(
             "  {name:<16} setup median {:>7.2} ms   throughput {rate:>8.1} MiB/s",
             ms(percentile(&samples, 0.5))
+        );
+    }
+
+    println!(
+        "\n6. exact output and exit code, {} runs per entry point",
+        args.exact
+    );
+    let checks: [(&str, &str); 2] = [
+        ("seq 1 2000000 | tail -1; exit 3", "2000000\n"),
+        (
+            "head -c 67108864 /dev/zero | sha256sum | cut -c1-64; exit 3",
+            "3b6a07d0d404fab4e23b6d34bc6696a6a312dd92821332385e5af7c01c421351\n",
+        ),
+    ];
+    let sh = |script: &str| vec!["sh".to_owned(), "-c".to_owned(), script.to_owned()];
+    let ssh_cmd = |args: &[String]| {
+        let mut c = env.ssh(&gateway, false);
+        c.arg(args[2].clone());
+        c
+    };
+    for (name, make) in [
+        ("ssh", &ssh_cmd as &dyn Fn(&[String]) -> Command),
+        ("warden shell", &shell),
+        ("kubectl exec", &kubectl),
+    ] {
+        let mut wrong = 0;
+        let started = Instant::now();
+        for _ in 0..args.exact {
+            for (script, expected) in checks {
+                let out = make(&sh(script)).stdin(Stdio::null()).output()?;
+                if out.stdout != expected.as_bytes() || out.status.code() != Some(3) {
+                    wrong += 1;
+                }
+            }
+        }
+        println!(
+            "  {name:<16} {} of {} exact ({:.1} s)",
+            args.exact * checks.len() - wrong,
+            args.exact * checks.len(),
+            started.elapsed().as_secs_f64()
+        );
+        ensure!(
+            wrong == 0,
+            "{name}: {wrong} runs lost output or their exit code"
         );
     }
     Ok(())
