@@ -234,6 +234,15 @@ impl Clusters {
         RemoteRuntime::new(self.hub.clone(), cluster)
     }
 
+    /// The runtime of the cluster `env` is placed on.
+    pub(crate) async fn runtime_of(
+        &self,
+        store: &warden_store::Store,
+        env: &ScopePath,
+    ) -> Result<RemoteRuntime, warden_store::StoreError> {
+        Ok(self.remote(&self.cluster_of(store, env).await?))
+    }
+
     /// The cluster `env`'s pods run on: its placement, else [`LOCAL_CLUSTER`].
     pub async fn cluster_of(
         &self,

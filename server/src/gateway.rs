@@ -109,39 +109,31 @@ struct ClusterPlacement(Weak<App>);
 impl Placement for ClusterPlacement {
     fn runtime<'a>(&'a self, env: &'a ScopePath) -> BoxFuture<'a, Result<Arc<dyn Runtime>, Error>> {
         Box::pin(async move {
-            let app = self.0.upgrade().ok_or_else(|| {
-                Error::new(
-                    warden_pipeline::ErrorKind::Unavailable,
-                    "shutting_down",
-                    "the server is shutting down",
-                )
-            })?;
-            let cluster = app.clusters.cluster_of(&app.store, env).await?;
-            Ok(Arc::new(app.clusters.remote(&cluster)) as Arc<dyn Runtime>)
+            let app = live(&self.0)?;
+            Ok(Arc::new(app.clusters.runtime_of(&app.store, env).await?) as Arc<dyn Runtime>)
         })
     }
+}
+
+/// The server, unless it is shutting down (the gateway holds it weakly).
+fn live(app: &Weak<App>) -> Result<Arc<App>, Error> {
+    app.upgrade().ok_or_else(|| {
+        Error::new(
+            warden_pipeline::ErrorKind::Unavailable,
+            "shutting_down",
+            "the server is shutting down",
+        )
+    })
 }
 
 /// Users' TOTP second factor, checked as `warden login --totp` checks it
 /// (throttled per account; each code works once).
 struct Totp(Weak<App>);
 
-impl Totp {
-    fn app(&self) -> Result<Arc<App>, Error> {
-        self.0.upgrade().ok_or_else(|| {
-            Error::new(
-                warden_pipeline::ErrorKind::Unavailable,
-                "shutting_down",
-                "the server is shutting down",
-            )
-        })
-    }
-}
-
 impl SecondFactor for Totp {
     fn enrolled<'a>(&'a self, principal: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let app = self.app()?;
+            let app = live(&self.0)?;
             Ok(app
                 .store
                 .principal(principal)
@@ -157,7 +149,7 @@ impl SecondFactor for Totp {
         code: &'a str,
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let app = self.app()?;
+            let app = live(&self.0)?;
             let Some(row) = app.store.principal(principal).await? else {
                 return Ok(false);
             };

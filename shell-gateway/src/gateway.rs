@@ -200,16 +200,14 @@ impl Gateway {
     /// the returned [`Session`] ends when that authority ends), records the
     /// intent durably, picks the pod and starts the process in it. A
     /// failure after the authorization is recorded as the session's
-    /// outcome.
+    /// outcome. `caller` must be freshly authenticated: a front-end whose
+    /// connection outlives one session (SSH) re-authenticates it first
+    /// ([`Pipeline::reauthenticate`]).
     pub async fn open(
         &self,
         caller: &Caller,
         request: ShellRequest,
     ) -> Result<(Session, ExecSession), Error> {
-        // The caller may have authenticated long ago (an SSH connection
-        // opens sessions for as long as it lasts): its authority is read
-        // afresh for every session, before anything runs.
-        let caller = &self.pipeline.reauthenticate(caller).await?;
         let service = request.target.service.path().clone();
         let id = hex::encode(warden_pipeline::random_bytes::<12>()?);
         let operation = Operation::new(

@@ -733,7 +733,14 @@ impl ChannelCtx {
             }
         };
         let crlf = |s: &str| format!("warden: {s}\r\n");
-        let (mut session, exec) = match self.gateway.open(&self.caller, request).await {
+        // The connection authenticated when it opened, perhaps hours ago:
+        // every session reads the caller's authority afresh before anything
+        // runs (HTTP callers are authenticated per request already).
+        let opened = match self.gateway.pipeline().reauthenticate(&self.caller).await {
+            Ok(caller) => self.gateway.open(&caller, request).await,
+            Err(e) => Err(e),
+        };
+        let (mut session, exec) = match opened {
             Ok(s) => s,
             Err(e) => {
                 let _ = write

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use warden_pipeline::{Operation, Target, Transport};
 use warden_policies::{Action, Scope};
 use warden_runtime::{PodPhase, PodStatus, Runtime, Selector, TermSize};
-use warden_shell_gateway::websocket::{MAX_INPUT_FRAME, V4, V5, refusal};
+use warden_shell_gateway::websocket::refusal;
 use warden_shell_gateway::{Command, ShellRequest, ShellTarget};
 use warden_types::{ScopeKind, ScopePath};
 
@@ -199,10 +199,10 @@ fn pod_json(env: &ScopePath, name: &str, pod: &PodStatus) -> Value {
 
 /// The environment's pods.
 async fn env_pods(app: &App, env: &ScopePath) -> Result<Vec<PodStatus>, ApiError> {
-    let cluster = app.clusters.cluster_of(&app.store, env).await?;
     Ok(app
         .clusters
-        .remote(&cluster)
+        .runtime_of(&app.store, env)
+        .await?
         .pods(&Selector::Environment(env.clone()))
         .await?)
 }
@@ -300,10 +300,8 @@ fn exec_request(service_pod: ShellTarget, query: Option<&str>) -> Result<ShellRe
     let mut argv = Vec::new();
     let mut tty = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let flag = || match value.as_ref() {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(bad_request(format!("{key} is true or false"))),
+        let flag = || {
+            super::shell::flag(&value).ok_or_else(|| bad_request(format!("{key} is true or false")))
         };
         match key.as_ref() {
             "command" => argv.push(value.into_owned()),
@@ -348,16 +346,11 @@ async fn exec(
     let env = environment(&org, &project, &env)?;
     namespace(&env, &ns)?;
     let caller = caller(&app, meta, &headers, &[Action::ShellExec]).await?;
-    let ws = ws
-        .map_err(|_| bad_request("exec is a WebSocket (v5.channel.k8s.io)"))?
-        .protocols([V5, V4]);
-    let protocol = ws
-        .selected_protocol()
-        .and_then(|p| p.to_str().ok())
-        .map(str::to_owned)
+    let ws = ws.map_err(|_| bad_request("exec is a WebSocket (v5.channel.k8s.io)"))?;
+    let (ws, protocol) = super::shell::negotiate(ws)
         .ok_or_else(|| bad_request("offer the WebSocket subprotocol v5.channel.k8s.io"))?;
-    // The pod is found among those the caller may list, before a shell is
-    // authorized on its service.
+    // The pod's name gives its service; the shell is then authorized on
+    // that service (and the gateway checks the pod is the service's).
     let pods = env_pods(&app, &env).await?;
     let Some(target) = find(&pods, &pod).map(|p| ShellTarget {
         service: p.service.clone(),
@@ -367,9 +360,7 @@ async fn exec(
     };
     let request = exec_request(target, query.as_deref())?;
     let (session, exec) = gateway(&app).open(&caller, request).await?;
-    Ok(ws
-        .max_message_size(MAX_INPUT_FRAME + 16)
-        .on_upgrade(move |socket| super::shell::carry(socket, session, exec, protocol)))
+    Ok(super::shell::upgrade(ws, protocol, session, exec))
 }
 
 /// SPDY, which kubectl before 1.30 speaks unless told otherwise.

@@ -37,11 +37,8 @@ fn shell_request(query: Option<&str>) -> Result<ShellRequest, ApiError> {
             "target" if target.is_none() => target = Some(ShellTarget::parse(&value)?),
             "command" => argv.push(value.into_owned()),
             "tty" => {
-                tty = match value.as_ref() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => return Err(ApiError::invalid("tty is true or false").field("tty")),
-                }
+                tty = flag(&value)
+                    .ok_or_else(|| ApiError::invalid("tty is true or false").field("tty"))?;
             }
             other => {
                 return Err(ApiError::invalid(format!(
@@ -77,32 +74,51 @@ pub(super) async fn shell(
         .authenticate(meta, &[Action::ShellExec])
         .await?;
     let request = shell_request(query.as_deref())?;
-    let ws = ws
-        .map_err(|_| {
-            ApiError::http(
-                StatusCode::UPGRADE_REQUIRED,
-                "upgrade_required",
-                "this route is a WebSocket: upgrade with Sec-WebSocket-Protocol: v5.channel.k8s.io",
-            )
-        })?
-        .protocols([V5, V4]);
-    let Some(protocol) = ws
-        .selected_protocol()
-        .and_then(|p| p.to_str().ok())
-        .map(str::to_owned)
-    else {
-        return Err(ApiError::invalid(
+    let ws = ws.map_err(|_| {
+        ApiError::http(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this route is a WebSocket: upgrade with Sec-WebSocket-Protocol: v5.channel.k8s.io",
+        )
+    })?;
+    let (ws, protocol) = negotiate(ws).ok_or_else(|| {
+        ApiError::invalid(
             "offer the WebSocket subprotocol v5.channel.k8s.io (or v4.channel.k8s.io)",
-        ));
-    };
+        )
+    })?;
     let (session, exec) = gateway(&app).open(&caller, request).await?;
-    Ok(ws
-        .max_message_size(MAX_INPUT_FRAME + 16)
-        .on_upgrade(move |socket| carry(socket, session, exec, protocol)))
+    Ok(upgrade(ws, protocol, session, exec))
+}
+
+/// The channel protocol both sides speak (v5, else v4), if any.
+pub(super) fn negotiate(ws: WebSocketUpgrade) -> Option<(WebSocketUpgrade, String)> {
+    let ws = ws.protocols([V5, V4]);
+    let protocol = ws.selected_protocol()?.to_str().ok()?.to_owned();
+    Some((ws, protocol))
+}
+
+/// Answers the upgrade and carries the started session over the socket.
+pub(super) fn upgrade(
+    ws: WebSocketUpgrade,
+    protocol: String,
+    session: Session,
+    exec: warden_runtime::ExecSession,
+) -> Response {
+    ws.max_message_size(MAX_INPUT_FRAME + 16)
+        .on_upgrade(move |socket| carry(socket, session, exec, protocol))
+}
+
+/// A boolean query parameter: `true`/`1` or `false`/`0`.
+pub(super) fn flag(value: &str) -> Option<bool> {
+    match value {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 /// Carries a session's messages between the socket and the gateway.
-pub(super) async fn carry(
+async fn carry(
     socket: WebSocket,
     session: Session,
     exec: warden_runtime::ExecSession,

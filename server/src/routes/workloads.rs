@@ -44,8 +44,7 @@ fn op(name: &'static str, action: Action, path: &ScopePath) -> Operation {
 
 /// The runtime of the cluster `env` is placed on.
 async fn runtime_for(app: &App, env: &ScopePath) -> Result<RemoteRuntime, ApiError> {
-    let cluster = app.clusters.cluster_of(&app.store, env).await?;
-    Ok(app.clusters.remote(&cluster))
+    Ok(app.clusters.runtime_of(&app.store, env).await?)
 }
 
 pub(super) fn pod_info(p: PodStatus) -> PodInfo {
