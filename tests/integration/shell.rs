@@ -285,70 +285,102 @@ async fn ssh_runs_commands_and_shells_in_pods_with_exact_output_and_exit_codes()
 /// the terminal's size and its changes, Ctrl-C, the shell's exit code as
 /// the client's own; `term` is what `T=$TERM` prints.
 fn interactive(command_line: &str, term: &str) {
-    let session = format!("warden-shell-{}-{}", std::process::id(), term.len());
-    let script = format!("{command_line}; echo EXIT=$?; sleep 60");
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &session])
-            .args(args)
-            .status()
-            .unwrap()
-    };
-    assert!(
-        tmux(&[
+    let tmux = Tmux::start(&format!("{command_line}; echo EXIT=$?; sleep 60"), 100);
+    tmux.wait_for("$", 1);
+    tmux.keys(&["echo T=$TERM S=$(stty size)", "Enter"]);
+    tmux.wait_for("S=30 100", 1);
+    tmux.run(&["resize-window", "-t", "s", "-x", "120", "-y", "40"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys(&["echo R=$(stty size)", "Enter"]);
+    tmux.wait_for("R=40 120", 1);
+    tmux.keys(&["sleep 100", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.keys(&["C-c"]);
+    tmux.keys(&["echo after-interrupt", "Enter"]);
+    tmux.wait_for("\nafter-interrupt", 1);
+    tmux.keys(&["exit 3", "Enter"]);
+    let s = tmux.wait_for("EXIT=", 1);
+    assert!(s.contains("EXIT=3"), "{s}");
+    assert!(s.contains(term), "TERM:\n{s}");
+}
+
+/// A terminal: a private tmux server running `script` in a window named
+/// `s` (30 rows); the server is killed when this is dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(script: &str, columns: u16) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmux = Self {
+            socket: format!("warden-test-{}-{n}", std::process::id()),
+        };
+        let width = columns.to_string();
+        let start = [
             "new-session",
             "-d",
             "-s",
             "s",
             "-x",
-            "100",
+            &width,
             "-y",
             "30",
-            &script
-        ])
-        .success()
-    );
-    let screen = || {
+            script,
+        ];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !tmux.run(&start) {
+            assert!(Instant::now() < deadline, "tmux did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> bool {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// Types each of `keys` (tmux key names: `Enter`, `C-c`, or text).
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            assert!(self.run(&["send-keys", "-t", "s", k]));
+        }
+    }
+
+    fn screen(&self) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &session, "capture-pane", "-p", "-t", "s"])
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "s"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(15);
+    }
+
+    /// Waits (at most 20 s) until `needle` shows `times` times; the screen.
+    fn wait_for(&self, needle: &str, times: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let s = screen();
-            if s.contains(needle) {
+            let s = self.screen();
+            if s.matches(needle).count() >= times {
                 return s;
             }
             assert!(Instant::now() < deadline, "{needle:?} never showed:\n{s}");
             std::thread::sleep(Duration::from_millis(50));
         }
-    };
-    let keys = |k: &str| assert!(tmux(&["send-keys", "-t", "s", k]).success());
-    wait_for("$");
-    keys("echo T=$TERM S=$(stty size)");
-    keys("Enter");
-    wait_for("S=30 100");
-    assert!(tmux(&["resize-window", "-t", "s", "-x", "120", "-y", "40"]).success());
-    std::thread::sleep(Duration::from_millis(300));
-    keys("echo R=$(stty size)");
-    keys("Enter");
-    wait_for("R=40 120");
-    keys("sleep 100");
-    keys("Enter");
-    std::thread::sleep(Duration::from_millis(300));
-    keys("C-c");
-    keys("echo after-interrupt");
-    keys("Enter");
-    wait_for("\nafter-interrupt");
-    keys("exit 3");
-    keys("Enter");
-    let s = wait_for("EXIT=");
-    tmux(&["kill-server"]);
-    assert!(s.contains("EXIT=3"), "{s}");
-    assert!(s.contains(term), "TERM:\n{s}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -851,62 +883,16 @@ async fn stock_kubectl_execs_and_copies_through_warden() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
-    use crate::rbac::{base32_decode, totp_now};
+    use crate::rbac::totp_now;
     let dev = Dev::start().await;
     services(&dev).await;
     let ssh = Ssh::of(&dev).await;
     // A role that allows shells only in an MFA session, for a user who
     // enrolled TOTP.
-    let role = "name: mfa-shell\nrules:\n  - allow: [shell.exec]\n    when: {mfa: true}\n";
-    dev.ok(
-        Method::PUT,
-        "/api/v1/roles/acme",
-        Some(json!({ "source": role })),
-    )
-    .await;
-    let password = "correct horse battery staple 42";
-    dev.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "mia", "kind": "user", "password": password})),
-    )
-    .await;
-    dev.ok(
-        Method::POST,
-        "/api/v1/bindings",
-        Some(json!({"principal": "user:mia", "role": "mfa-shell", "scope": "acme"})),
-    )
-    .await;
-    let login = dev
-        .ok(
-            Method::POST,
-            "/api/v1/auth/login",
-            Some(json!({"user": "mia", "password": password})),
-        )
-        .await;
+    mfa_role(&dev, "shell.exec").await;
+    let (mia, _) = login_member(&dev, "mia", "mfa-shell").await;
+    let secret = enroll_totp(&mia).await;
     let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
-    let mia = Client::new(
-        &format!("https://127.0.0.1:{}", dev.port),
-        &ca,
-        Some(login["token"].as_str().unwrap().to_owned()),
-    )
-    .unwrap();
-    let enrolled: Value = mia
-        .call(
-            Method::POST,
-            "/api/v1/auth/mfa/enroll",
-            Some(&json!({ "current_password": password })),
-        )
-        .await
-        .unwrap();
-    let secret = base32_decode(enrolled["secret"].as_str().unwrap());
-    mia.call::<Value>(
-        Method::POST,
-        "/api/v1/auth/mfa/confirm",
-        Some(&json!({"code": totp_now(&secret, 0)})),
-    )
-    .await
-    .unwrap();
     let (key, public) = keygen(dev.base.path(), "mia");
     add_key(&mia, &public).await;
 
@@ -917,7 +903,6 @@ async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
 
     // In a terminal: the key, then a wrong code (asked again), then the
     // right one; the session is an MFA session, so the role allows it.
-    let session = format!("warden-mfa-{}", std::process::id());
     let quoted: Vec<String> = ssh
         .args(&key, "mia", false)
         .iter()
@@ -927,84 +912,29 @@ async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
         "ssh {} acme/shop/dev/api -- 'echo MFA-OK'; echo EXIT=$?; sleep 60",
         quoted.join(" ")
     );
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &session])
-            .args(args)
-            .status()
-            .unwrap()
-    };
-    let screen = || {
-        let out = Command::new("tmux")
-            .args(["-L", &session, "capture-pane", "-p", "-t", "s"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let wait_for = |needle: &str, times: usize| {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let s = screen();
-            if s.matches(needle).count() >= times {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{needle:?} never showed:\n{s}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    assert!(
-        tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            "s",
-            "-x",
-            "120",
-            "-y",
-            "30",
-            &script
-        ])
-        .success()
-    );
-    wait_for("Verification code (TOTP):", 1);
-    assert!(tmux(&["send-keys", "-t", "s", "000000", "Enter"]).success());
-    wait_for("Verification code (TOTP):", 2);
-    let code = totp_now(&secret, 1);
-    assert!(tmux(&["send-keys", "-t", "s", &code, "Enter"]).success());
-    let s = wait_for("EXIT=", 1);
-    tmux(&["kill-server"]);
+    let tmux = Tmux::start(&script, 120);
+    tmux.wait_for("Verification code (TOTP):", 1);
+    tmux.keys(&["000000", "Enter"]);
+    tmux.wait_for("Verification code (TOTP):", 2);
+    tmux.keys(&[&totp_now(&secret, 1), "Enter"]);
+    let s = tmux.wait_for("EXIT=", 1);
+    drop(tmux);
     assert!(s.contains("MFA-OK"), "{s}");
     assert!(s.contains("EXIT=0"), "{s}");
 
     // Three wrong codes end the connection; they do not lock the account's
     // password logins out (a wrong code there is refused as wrong, not
-    // throttled: a leaked key is throttled on its own). (The previous tmux
-    // server may still be going away.)
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let start = [
-        "new-session",
-        "-d",
-        "-s",
-        "s",
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &script,
-    ];
-    while !tmux(&start).success() {
-        assert!(Instant::now() < deadline, "tmux did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // throttled: a leaked key is throttled on its own).
+    let tmux = Tmux::start(&script, 120);
     for n in 1..=3 {
-        wait_for("Verification code (TOTP):", n);
-        assert!(tmux(&["send-keys", "-t", "s", "000000", "Enter"]).success());
+        tmux.wait_for("Verification code (TOTP):", n);
+        tmux.keys(&["000000", "Enter"]);
     }
-    let s = wait_for("EXIT=", 1);
-    tmux(&["kill-server"]);
+    let s = tmux.wait_for("EXIT=", 1);
+    drop(tmux);
     assert!(s.contains("EXIT=255") && !s.contains("MFA-OK"), "{s}");
     let anon = Client::new(&format!("https://127.0.0.1:{}", dev.port), &ca, None).unwrap();
-    let body = json!({"user": "mia", "password": password, "totp": "000000"});
+    let body = json!({"user": "mia", "password": PASSWORD, "totp": "000000"});
     match anon
         .call::<Value>(Method::POST, "/api/v1/auth/login", Some(&body))
         .await
@@ -1031,14 +961,16 @@ async fn ssh_asks_users_with_totp_for_their_code_after_the_key() {
     );
 }
 
-/// A user bound to `role` at `acme`, logged in (its client), with an SSH
-/// key of its own registered (the key's path).
-async fn member(dev: &Dev, name: &str, role: &str) -> (Client, PathBuf) {
-    let password = "correct horse battery staple 42";
+/// Every test user's password.
+const PASSWORD: &str = "correct horse battery staple 42";
+
+/// A user bound to `role` at `acme`, logged in with its password: its
+/// client, and the session token.
+async fn login_member(dev: &Dev, name: &str, role: &str) -> (Client, String) {
     dev.ok(
         Method::POST,
         "/api/v1/users",
-        Some(json!({"name": name, "kind": "user", "password": password})),
+        Some(json!({"name": name, "kind": "user", "password": PASSWORD})),
     )
     .await;
     dev.ok(
@@ -1047,23 +979,68 @@ async fn member(dev: &Dev, name: &str, role: &str) -> (Client, PathBuf) {
         Some(json!({"principal": format!("user:{name}"), "role": role, "scope": "acme"})),
     )
     .await;
-    let t = dev
+    let login = dev
         .ok(
             Method::POST,
             "/api/v1/auth/login",
-            Some(json!({"user": name, "password": password})),
+            Some(json!({"user": name, "password": PASSWORD})),
         )
         .await;
+    let token = login["token"].as_str().unwrap().to_owned();
     let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
     let client = Client::new(
         &format!("https://127.0.0.1:{}", dev.port),
         &ca,
-        Some(t["token"].as_str().unwrap().to_owned()),
+        Some(token.clone()),
     )
     .unwrap();
+    (client, token)
+}
+
+/// [`login_member`], with an SSH key of its own registered (the key's
+/// path).
+async fn member(dev: &Dev, name: &str, role: &str) -> (Client, PathBuf) {
+    let (client, _) = login_member(dev, name, role).await;
     let (key, public) = keygen(dev.base.path(), name);
     add_key(&client, &public).await;
     (client, key)
+}
+
+/// Enrolls TOTP for the client's user (confirmed with the current code):
+/// the secret.
+async fn enroll_totp(client: &Client) -> Vec<u8> {
+    use crate::rbac::{base32_decode, totp_now};
+    let enrolled: Value = client
+        .call(
+            Method::POST,
+            "/api/v1/auth/mfa/enroll",
+            Some(&json!({ "current_password": PASSWORD })),
+        )
+        .await
+        .unwrap();
+    let secret = base32_decode(enrolled["secret"].as_str().unwrap());
+    client
+        .call::<Value>(
+            Method::POST,
+            "/api/v1/auth/mfa/confirm",
+            Some(&json!({"code": totp_now(&secret, 0)})),
+        )
+        .await
+        .unwrap();
+    secret
+}
+
+/// A custom role `mfa-shell` in `acme` allowing `actions` only in MFA
+/// sessions.
+async fn mfa_role(dev: &Dev, actions: &str) {
+    let role =
+        format!("name: mfa-shell\nrules:\n  - allow: [{actions}]\n    when: {{mfa: true}}\n");
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": role })),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1235,58 +1212,15 @@ async fn every_built_in_role_gets_shells_as_the_permission_table_says_on_every_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_gets_mfa_sessions_through_its_credential_plugin() {
-    use crate::rbac::{base32_decode, totp_now};
+    use crate::rbac::totp_now;
     let dev = Dev::start().await;
     services(&dev).await;
-    let role =
-        "name: mfa-shell\nrules:\n  - allow: [shell.exec, env.read]\n    when: {mfa: true}\n";
-    dev.ok(
-        Method::PUT,
-        "/api/v1/roles/acme",
-        Some(json!({ "source": role })),
-    )
-    .await;
-    let password = "correct horse battery staple 42";
-    dev.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "kim", "kind": "user", "password": password})),
-    )
-    .await;
-    dev.ok(
-        Method::POST,
-        "/api/v1/bindings",
-        Some(json!({"principal": "user:kim", "role": "mfa-shell", "scope": "acme"})),
-    )
-    .await;
-    let login = dev
-        .ok(
-            Method::POST,
-            "/api/v1/auth/login",
-            Some(json!({"user": "kim", "password": password})),
-        )
-        .await;
-    let token = login["token"].as_str().unwrap().to_owned();
+    mfa_role(&dev, "shell.exec, env.read").await;
+    let (kim, token) = login_member(&dev, "kim", "mfa-shell").await;
+    let secret = enroll_totp(&kim).await;
     let ca_path = dev.data().join("tls/ca.pem");
     let ca = std::fs::read(&ca_path).unwrap();
     let url = format!("https://127.0.0.1:{}", dev.port);
-    let kim = Client::new(&url, &ca, Some(token.clone())).unwrap();
-    let enrolled: Value = kim
-        .call(
-            Method::POST,
-            "/api/v1/auth/mfa/enroll",
-            Some(&json!({ "current_password": password })),
-        )
-        .await
-        .unwrap();
-    let secret = base32_decode(enrolled["secret"].as_str().unwrap());
-    kim.call::<Value>(
-        Method::POST,
-        "/api/v1/auth/mfa/confirm",
-        Some(&json!({"code": totp_now(&secret, 0)})),
-    )
-    .await
-    .unwrap();
 
     // Kim's CLI configuration holds her password login (no MFA); her
     // kubeconfig asks for MFA sessions.
@@ -1329,7 +1263,6 @@ async fn kubectl_gets_mfa_sessions_through_its_credential_plugin() {
 
     // On a terminal the plugin asks once, and the MFA session lets the
     // MFA-only role run the command.
-    let session = format!("warden-kube-mfa-{}", std::process::id());
     let script = format!(
         "KUBECONFIG='{}' WARDEN_CONFIG='{}' XDG_CACHE_HOME='{}' KUBECACHEDIR='{}' '{}' exec api -- sh -c 'echo KUBE-MFA-OK'; echo EXIT=$?; sleep 60",
         kubeconfig.display(),
@@ -1338,47 +1271,11 @@ async fn kubectl_gets_mfa_sessions_through_its_credential_plugin() {
         base.join("kim-kube-cache").display(),
         kubectl(33).display()
     );
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(["-L", &session])
-            .args(args)
-            .status()
-            .unwrap()
-    };
-    let wait_for = |needle: &str| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = Command::new("tmux")
-                .args(["-L", &session, "capture-pane", "-p", "-t", "s"])
-                .output()
-                .unwrap();
-            let s = String::from_utf8_lossy(&out.stdout).into_owned();
-            if s.contains(needle) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{needle:?} never showed:\n{s}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    assert!(
-        tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            "s",
-            "-x",
-            "150",
-            "-y",
-            "30",
-            &script
-        ])
-        .success()
-    );
-    wait_for("Warden TOTP code:");
-    let code = totp_now(&secret, 1);
-    assert!(tmux(&["send-keys", "-t", "s", &code, "Enter"]).success());
-    let screen = wait_for("EXIT=");
-    tmux(&["kill-server"]);
+    let tmux = Tmux::start(&script, 150);
+    tmux.wait_for("Warden TOTP code:", 1);
+    tmux.keys(&[&totp_now(&secret, 1), "Enter"]);
+    let screen = tmux.wait_for("EXIT=", 1);
+    drop(tmux);
     assert!(
         screen.contains("KUBE-MFA-OK") && screen.contains("EXIT=0"),
         "{screen}"
