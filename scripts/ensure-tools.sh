@@ -2,8 +2,9 @@
 # Makes sure the real clients the tests and benchmarks drive are installed:
 # the OpenSSH client (ssh, ssh-keygen, ssh-keyscan), OpenSSH's server (the
 # gateway benchmark's baseline), tmux (interactive terminals), ssh-audit,
-# and pgrep. Installs what is missing from Debian's packages. kubectl 1.27
-# to 1.33 come with the machine image (/usr/lib/google-cloud-sdk/bin).
+# pgrep, and asciinema (plays exported session recordings). Installs what
+# is missing from Debian's packages. kubectl 1.27 to 1.33 come with the
+# machine image (/usr/lib/google-cloud-sdk/bin).
 set -euo pipefail
 
 log() { echo "ensure-tools: $*" >&2; }
@@ -15,6 +16,7 @@ command -v ssh-keyscan >/dev/null 2>&1 || missing+=(openssh-client)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v ssh-audit >/dev/null 2>&1 || missing+=(ssh-audit)
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+command -v asciinema >/dev/null 2>&1 || missing+=(asciinema)
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} from Debian's packages"
     export DEBIAN_FRONTEND=noninteractive

@@ -1117,6 +1117,55 @@ pub struct Placement {
     pub cluster: String,
 }
 
+/// `GET /api/v1/session/{id}/recording?from=N`: a page of a session's
+/// recording, opened and checked (each chunk's seal) by the server. The
+/// chunks' texts concatenated are the asciicast v2 file; the client checks
+/// their digests against the session's audit outcome.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionRecording {
+    /// The session.
+    pub id: String,
+    /// Chunks in order, from the one asked for.
+    pub chunks: Vec<RecordingChunk>,
+    /// The chunk to ask for next; absent on the last page.
+    pub next: Option<i64>,
+    /// On the last page: the session's audit outcome, once recorded.
+    pub outcome: Option<RecordingOutcome>,
+}
+
+/// One chunk of a recording.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RecordingChunk {
+    /// Its number, from 0.
+    pub seq: i64,
+    /// Whether it is the recording's last.
+    pub last: bool,
+    /// Its asciicast text (whole lines).
+    pub text: String,
+}
+
+/// Where a session's outcome is in the audit log, and the digest it
+/// records: SHA-256 over the SHA-256 of each chunk's text, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RecordingOutcome {
+    /// The audit log (the organization).
+    pub log: String,
+    /// The outcome entry's sequence number (`audit proof LOG SEQ`).
+    pub seq: i64,
+    /// The digest recorded, absent if the recording failed.
+    pub recording_digest: Option<String>,
+}
+
+/// `GET /api/v1/session/{id}/recording`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingQuery {
+    /// The first chunk to return (default 0).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = i64::MAX))]
+    pub from: Option<i64>,
+}
+
 /// A shell session: `GET /api/v1/session/{id}`, and in lists.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SessionInfo {

@@ -302,6 +302,29 @@ pub(crate) enum SessionCmd {
         /// Its id.
         id: String,
     },
+    /// Replay an ended session's recording in this terminal, once it is
+    /// checked against its audit outcome (needs session.watch).
+    Play {
+        /// Its id.
+        id: String,
+        /// Play this many times as fast.
+        #[arg(long, default_value = "1", value_parser = crate::recording::speed_arg)]
+        speed: f64,
+        /// Cut pauses longer than this many seconds to it (0: keep them).
+        #[arg(long, default_value = "2", value_parser = crate::recording::idle_arg)]
+        idle_limit: f64,
+    },
+    /// Write an ended session's recording as a plain asciicast v2 file
+    /// (`asciinema play FILE`) and FILE.proof.json, which `warden audit
+    /// verify --recording FILE` checks offline (needs session.watch, and
+    /// audit.read for the proof).
+    Export {
+        /// Its id.
+        id: String,
+        /// The file (default ID.cast).
+        #[arg(short, long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 fn session_line(s: &warden_api::SessionInfo) {
@@ -360,6 +383,14 @@ pub(crate) async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
                     );
                 }
             })
+        }
+        SessionCmd::Play {
+            id,
+            speed,
+            idle_limit,
+        } => crate::recording::play(ctx, session_id(&id)?, speed, idle_limit).await,
+        SessionCmd::Export { id, file } => {
+            crate::recording::export(ctx, session_id(&id)?, file).await
         }
         SessionCmd::Kill { id } => {
             ctx.call_empty(

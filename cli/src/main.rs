@@ -29,6 +29,7 @@ mod input;
 mod keys;
 mod operator;
 mod output;
+mod recording;
 mod roles;
 mod scopes;
 mod secrets;

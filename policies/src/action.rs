@@ -57,11 +57,15 @@ pub enum Action {
     /// `session.manage`: end other people's shell sessions in a service
     /// (`warden session kill`).
     SessionManage = 20,
+    /// `session.watch`: replay the recordings of a service's shell
+    /// sessions (`warden session play|export`), which show whatever the
+    /// session's user saw.
+    SessionWatch = 21,
 }
 
 impl Action {
     /// Every action, in the order of documentation tables.
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Self::SecretRead,
         Self::SecretList,
         Self::SecretWrite,
@@ -83,6 +87,7 @@ impl Action {
         Self::PodLogs,
         Self::ClusterManage,
         Self::SessionManage,
+        Self::SessionWatch,
     ];
 
     /// The `resource.verb` spelling.
@@ -109,6 +114,7 @@ impl Action {
             Self::PodLogs => "pod.logs",
             Self::ClusterManage => "cluster.manage",
             Self::SessionManage => "session.manage",
+            Self::SessionWatch => "session.watch",
         }
     }
 

@@ -1,7 +1,8 @@
 //! The shell gateway's composition: its SSH host key (an Ed25519 seed
 //! sealed under the root key, one per installation, so every replica
 //! presents the same key), the placement of environments on clusters the
-//! gateway runs sessions on, and the SSH listener.
+//! gateway runs sessions on, the recording keys of its sessions (from the
+//! vault), and the SSH listener.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, Weak};
@@ -10,7 +11,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use warden_pipeline::Error;
+use warden_pipeline::Permit;
 use warden_runtime::Runtime;
+use warden_shell_gateway::recording::{ChunkSealer, RecordingKeys, Recordings};
 use warden_shell_gateway::{
     Gateway, HostKey, Placement, SecondFactor, SshGateway, SshOptions, host_key_from_seed,
 };
@@ -115,6 +118,40 @@ impl Placement for ClusterPlacement {
     }
 }
 
+/// Sessions are recorded under a key the vault derives for each from its
+/// organization's key term, with the service's current secret values
+/// masked.
+struct VaultRecordings(Weak<App>);
+
+struct Sealer(warden_vault::RecordingKey);
+
+impl ChunkSealer for Sealer {
+    fn seal(&self, seq: u64, last: bool, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        Ok(self.0.seal(seq, last, plaintext)?)
+    }
+}
+
+impl Recordings for VaultRecordings {
+    fn keys<'a>(
+        &'a self,
+        permit: &'a Permit,
+        service: &'a ScopePath,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<RecordingKeys, Error>> {
+        Box::pin(async move {
+            let app = live(&self.0)?;
+            let (key, values) = app.vault.recording_setup(permit, service, session).await?;
+            Ok(RecordingKeys {
+                sealer: Box::new(Sealer(key)),
+                masks: values
+                    .iter()
+                    .map(|v| Zeroizing::new(v.expose().as_bytes().to_vec()))
+                    .collect(),
+            })
+        })
+    }
+}
+
 /// The server, unless it is shutting down (the gateway holds it weakly).
 fn live(app: &Weak<App>) -> Result<Arc<App>, Error> {
     app.upgrade().ok_or_else(|| {
@@ -169,6 +206,7 @@ pub fn gateway(app: &Arc<App>) -> Gateway {
             Gateway::new(
                 app.pipeline.clone(),
                 Arc::new(ClusterPlacement(Arc::downgrade(app))),
+                Arc::new(VaultRecordings(Arc::downgrade(app))),
                 &app.gateway.node,
             )
         })

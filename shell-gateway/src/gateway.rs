@@ -22,6 +22,7 @@ use warden_runtime::{
 use warden_store::ShellSessionRow;
 use warden_types::ScopePath;
 
+use crate::recording::{Recorder, Recordings, Setup, Tap};
 use crate::target::ShellTarget;
 
 /// How long a process may leave its stdin unread while the client has more
@@ -50,6 +51,15 @@ pub async fn write_stdin(stdin: &ExecStdin, data: bytes::Bytes) -> Result<(), St
             STDIN_STALL.as_secs()
         ))),
     }
+}
+
+/// Where a session's input goes, for a front-end's input task: the
+/// process's stdin and controls, the byte count, the recording.
+pub(crate) struct Input {
+    pub(crate) stdin: Option<ExecStdin>,
+    pub(crate) control: ExecControl,
+    pub(crate) counted: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) tap: Tap,
 }
 
 /// What runs when the user asks for a shell rather than a command: bash
@@ -91,10 +101,11 @@ pub struct ShellRequest {
 pub struct Gateway {
     pipeline: Pipeline,
     placement: Arc<dyn Placement>,
+    recordings: Arc<dyn Recordings>,
     /// This replica's node id (sessions are recorded with it).
     node: Arc<str>,
     /// The sessions this replica holds, each with the sender that ends it
-    /// (`kill`), by id.
+    /// (with the reason: `kill`, a failed recording), by id.
     live: Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>,
 }
 
@@ -106,8 +117,10 @@ pub struct Session {
     pod: PodName,
     transport: Transport,
     grant: SessionGrant,
-    /// Set with who asked when someone ends the session (`kill`).
+    /// Set with the reason when the session is ended from outside its
+    /// authority: someone ended it (`kill`), or its recording failed.
     killed: watch::Receiver<Option<String>>,
+    recorder: Recorder,
     gateway: Gateway,
 }
 
@@ -154,11 +167,17 @@ pub struct SessionEnd {
 
 impl Gateway {
     /// A gateway running sessions through `pipeline`, on the runtimes
-    /// `placement` names.
-    pub fn new(pipeline: Pipeline, placement: Arc<dyn Placement>, node: &str) -> Self {
+    /// `placement` names, recorded with the keys `recordings` gives.
+    pub fn new(
+        pipeline: Pipeline,
+        placement: Arc<dyn Placement>,
+        recordings: Arc<dyn Recordings>,
+        node: &str,
+    ) -> Self {
         Self {
             pipeline,
             placement,
+            recordings,
             node: node.into(),
             live: Arc::default(),
         }
@@ -169,7 +188,7 @@ impl Gateway {
     pub fn end_here(&self, id: &str, by: &str) -> bool {
         match lock(&self.live).get(id) {
             Some(tx) => {
-                tx.send_replace(Some(by.to_owned()));
+                tx.send_replace(Some(format!("ended by {by}")));
                 true
             }
             None => false,
@@ -198,7 +217,8 @@ impl Gateway {
 
     /// Authorizes `shell.exec` on the target's service for `caller` (once;
     /// the returned [`Session`] ends when that authority ends), records the
-    /// intent durably, picks the pod and starts the process in it. A
+    /// intent durably, gets the recording's keys, picks the pod and starts
+    /// the process in it, recorded from its first byte. A
     /// failure after the authorization is recorded as the session's
     /// outcome. `caller` must be freshly authenticated: a front-end whose
     /// connection outlives one session (SSH) re-authenticates it first
@@ -221,7 +241,12 @@ impl Gateway {
             ),
         );
         let grant = self.pipeline.run_session(caller, operation).await?;
-        let (pod, exec) = match self.start(&request).await {
+        // No recording, no session.
+        let started = match self.recordings.keys(grant.permit(), &service, &id).await {
+            Ok(keys) => self.start(&request).await.map(|s| (keys, s)),
+            Err(e) => Err(e),
+        };
+        let (keys, (pod, exec)) = match started {
             Ok(started) => started,
             Err(e) => {
                 grant.finish(e.code());
@@ -230,6 +255,15 @@ impl Gateway {
         };
         let transport = caller.meta().transport;
         let (tx, killed) = watch::channel(None);
+        let recorder = Recorder::start(Setup {
+            keys,
+            store: self.pipeline.store().clone(),
+            session: id.clone(),
+            org: service.org().to_owned(),
+            tty: request.tty,
+            record_input: false,
+            failed: tx.clone(),
+        });
         lock(&self.live).insert(id.clone(), tx);
         let session = Session {
             id,
@@ -237,6 +271,7 @@ impl Gateway {
             transport,
             grant,
             killed,
+            recorder,
             gateway: self.clone(),
         };
         let row = ShellSessionRow {
@@ -318,6 +353,11 @@ impl Gateway {
 }
 
 impl Session {
+    /// The session's recording, which the front-end feeds.
+    pub fn tap(&self) -> Tap {
+        self.recorder.tap()
+    }
+
     /// Resolves with the reason once the caller's authority has ended
     /// (binding revoked, user disabled, credential revoked or expired,
     /// vault sealed). Cancel-safe.
@@ -341,8 +381,8 @@ impl Session {
         let stop = tokio::select! {
             status = exit => Stop::Exited(status),
             reason = self.authority_ended() => Stop::AuthorityEnded(reason),
-            Ok(by) = killed.wait_for(Option::is_some) => {
-                Stop::AuthorityEnded(format!("ended by {}", by.clone().unwrap_or_default()))
+            Ok(why) = killed.wait_for(Option::is_some) => {
+                Stop::AuthorityEnded(why.clone().unwrap_or_default())
             }
             () = tokio::time::sleep(max_length) => {
                 Stop::AuthorityEnded("the session reached its maximum length".into())
@@ -356,7 +396,8 @@ impl Session {
         stop
     }
 
-    /// Records the session's end.
+    /// Completes the recording, then records the session's end with its
+    /// digest.
     pub fn finish(self, end: SessionEnd) {
         lock(&self.gateway.live).remove(&self.id);
         let store = self.gateway.pipeline.store().clone();
@@ -371,18 +412,24 @@ impl Session {
             }
         });
         let duration_ms = u64::try_from(self.grant.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let record = SessionRecord {
-            bytes_in: end.bytes_in,
-            bytes_out: end.bytes_out,
-            container: None,
-            duration_ms,
-            exit_status: end.exit.map(|e| e.code),
-            id: self.id,
-            pod: Some(self.pod.as_str().to_owned()),
-            recording_digest: None,
-            transport: self.transport.as_str(),
-        };
-        self.grant.finish_with(end.status, record);
+        tokio::spawn(async move {
+            // A recording that failed ended its session; its outcome then
+            // has no digest (`audit verify` reports the recording
+            // incomplete).
+            let recording_digest = self.recorder.finish().await.ok();
+            let record = SessionRecord {
+                bytes_in: end.bytes_in,
+                bytes_out: end.bytes_out,
+                container: None,
+                duration_ms,
+                exit_status: end.exit.map(|e| e.code),
+                id: self.id,
+                pod: Some(self.pod.as_str().to_owned()),
+                recording_digest,
+                transport: self.transport.as_str(),
+            };
+            self.grant.finish_with(end.status, record);
+        });
     }
 }
 

@@ -7,7 +7,9 @@
 //! did), target parsing ([`ShellTarget`]), and the protocols over it: SSH
 //! ([`SshGateway`], russh) and Kubernetes' WebSocket channel protocol
 //! ([`websocket`], v5 and v4), whose socket the HTTP front-end (the server)
-//! owns and feeds it.
+//! owns and feeds it. Every session is recorded ([`recording`]:
+//! asciicast v2, sealed in chunks under the organization's key, secret
+//! values masked, digests rolled into the audit outcome).
 //!
 //! Architecture invariants (checked by the architecture test): the gateway
 //! depends on the pipeline and the runtime trait, never on the vault or the
@@ -18,6 +20,7 @@
 //! reason shown to the user.
 
 mod gateway;
+pub mod recording;
 mod ssh;
 mod target;
 pub mod websocket;

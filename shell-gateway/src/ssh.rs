@@ -34,11 +34,12 @@ use tokio::sync::mpsc;
 use warden_pipeline::identity::user_id;
 use warden_pipeline::{Caller, Credential, Error, RequestMeta, Target, Transport};
 use warden_policies::Action;
-use warden_runtime::{ExecControl, ExecStdin, MAX_EXEC_ENV, Signal, TermSize, exec_env_allowed};
+use warden_runtime::{MAX_EXEC_ENV, Signal, TermSize, exec_env_allowed};
 
 use crate::gateway::{
-    Command, Gateway, SessionEnd, ShellRequest, StdinError, Stop, lock, write_stdin,
+    Command, Gateway, Input, SessionEnd, ShellRequest, StdinError, Stop, lock, write_stdin,
 };
+use crate::recording::Tap;
 use crate::target::{ShellTarget, split_command};
 
 /// The one action SSH callers may run.
@@ -755,21 +756,31 @@ impl ChannelCtx {
         let counted_in = Arc::new(AtomicU64::new(0));
         let counted_out = Arc::new(AtomicU64::new(0));
         let tty = exec.stderr.is_none();
-        let out = tokio::spawn(pump(exec.stdout, write.make_writer(), counted_out.clone()));
+        let tap = session.tap();
+        let out = tokio::spawn(pump(
+            exec.stdout,
+            write.make_writer(),
+            counted_out.clone(),
+            tap.clone(),
+        ));
         let err = exec.stderr.map(|rx| {
             tokio::spawn(pump(
                 rx,
                 write.make_writer_ext(Some(1)),
                 counted_out.clone(),
+                tap.clone(),
             ))
         });
         let input = tokio::spawn(forward_input(
             self.handle.clone(),
             id,
             read,
-            exec.stdin,
-            exec.control.clone(),
-            counted_in.clone(),
+            Input {
+                stdin: exec.stdin,
+                control: exec.control.clone(),
+                counted: counted_in.clone(),
+                tap,
+            },
         ));
         let stop = session
             .supervise(exec.exit, &exec.control, input, self.max_session)
@@ -866,14 +877,16 @@ async fn notice(
     w.flush().await
 }
 
-/// Copies a process's output to the client, counting it.
+/// Copies a process's output to the client, counting and recording it.
 async fn pump(
     mut rx: mpsc::Receiver<Bytes>,
     mut writer: impl AsyncWrite + Unpin,
     counted: Arc<AtomicU64>,
+    tap: Tap,
 ) {
     while let Some(chunk) = rx.recv().await {
         counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        tap.output(&chunk).await;
         if writer.write_all(&chunk).await.is_err() {
             return;
         }
@@ -888,14 +901,18 @@ async fn forward_input(
     handle: Handle,
     id: ChannelId,
     mut read: russh::ChannelReadHalf,
-    mut stdin: Option<ExecStdin>,
-    control: ExecControl,
-    counted: Arc<AtomicU64>,
+    Input {
+        mut stdin,
+        control,
+        counted,
+        tap,
+    }: Input,
 ) -> Option<String> {
     while let Some(msg) = read.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
                 counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+                tap.input(&data).await;
                 if let Some(s) = &stdin {
                     match write_stdin(s, data).await {
                         Ok(()) => {}
@@ -911,7 +928,9 @@ async fn forward_input(
                 ..
             } => {
                 let size = term_size(col_width, row_height);
-                let _ = control.resize(size.cols, size.rows);
+                if control.resize(size.cols, size.rows).is_ok() {
+                    tap.resize(size).await;
+                }
             }
             ChannelMsg::Signal { signal } => {
                 if let Some(sig) = signal_of(&signal) {

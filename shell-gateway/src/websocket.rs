@@ -31,9 +31,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
-use warden_runtime::{ExecControl, ExecSession, ExecStdin, TermSize};
+use warden_runtime::{ExecSession, TermSize};
 
-use crate::gateway::{Session, SessionEnd, StdinError, Stop, write_stdin};
+use crate::gateway::{Input, Session, SessionEnd, StdinError, Stop, write_stdin};
+use crate::recording::Tap;
 
 /// The protocol `kubectl` 1.30+ and `warden shell` speak.
 pub const V5: &str = "v5.channel.k8s.io";
@@ -192,20 +193,31 @@ pub async fn serve(
     let counted_in = Arc::new(AtomicU64::new(0));
     let counted_out = Arc::new(AtomicU64::new(0));
     let _ = outbound.send(WsOut::Binary(frame(STDOUT, &[]))).await;
+    let tap = session.tap();
     let out = tokio::spawn(pump(
         exec.stdout,
         STDOUT,
         outbound.clone(),
         counted_out.clone(),
+        tap.clone(),
     ));
-    let err = exec
-        .stderr
-        .map(|rx| tokio::spawn(pump(rx, STDERR, outbound.clone(), counted_out.clone())));
+    let err = exec.stderr.map(|rx| {
+        tokio::spawn(pump(
+            rx,
+            STDERR,
+            outbound.clone(),
+            counted_out.clone(),
+            tap.clone(),
+        ))
+    });
     let input = tokio::spawn(forward_input(
         inbound.clone(),
-        exec.stdin,
-        exec.control.clone(),
-        counted_in.clone(),
+        Input {
+            stdin: exec.stdin,
+            control: exec.control.clone(),
+            counted: counted_in.clone(),
+            tap,
+        },
         v5,
     ));
     let stop = session
@@ -247,15 +259,17 @@ pub async fn serve(
 }
 
 /// Sends a process's output in channel messages of at most
-/// [`MAX_OUTPUT_FRAME`] bytes, counting it.
+/// [`MAX_OUTPUT_FRAME`] bytes, counting and recording it.
 async fn pump(
     mut rx: mpsc::Receiver<Bytes>,
     channel: u8,
     outbound: mpsc::Sender<WsOut>,
     counted: Arc<AtomicU64>,
+    tap: Tap,
 ) {
     while let Some(chunk) = rx.recv().await {
         counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        tap.output(&chunk).await;
         for piece in chunk.chunks(MAX_OUTPUT_FRAME) {
             if outbound
                 .send(WsOut::Binary(frame(channel, piece)))
@@ -272,9 +286,12 @@ async fn pump(
 /// closes (`None`) or breaks the protocol (what it did).
 async fn forward_input(
     inbound: Arc<tokio::sync::Mutex<mpsc::Receiver<WsIn>>>,
-    mut stdin: Option<ExecStdin>,
-    control: ExecControl,
-    counted: Arc<AtomicU64>,
+    Input {
+        mut stdin,
+        control,
+        counted,
+        tap,
+    }: Input,
     v5: bool,
 ) -> Option<String> {
     let mut inbound = inbound.lock().await;
@@ -290,6 +307,7 @@ async fn forward_input(
         counted.fetch_add(frame.len() as u64, Ordering::Relaxed);
         match decode(frame, v5) {
             Ok(Inbound::Stdin(data)) => {
+                tap.input(&data).await;
                 if let Some(s) = &stdin {
                     match write_stdin(s, data).await {
                         Ok(()) => {}
@@ -301,7 +319,9 @@ async fn forward_input(
             Ok(Inbound::Resize(sizes)) => {
                 for size in sizes {
                     // Without a terminal a resize means nothing.
-                    let _ = control.resize(size.cols, size.rows);
+                    if control.resize(size.cols, size.rows).is_ok() {
+                        tap.resize(size).await;
+                    }
                 }
             }
             Ok(Inbound::CloseStdin) => stdin = None,

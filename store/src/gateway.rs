@@ -1,5 +1,5 @@
-//! What the shell gateway keeps: its SSH host key (sealed), and its
-//! sessions, live and ended (migration 0012).
+//! What the shell gateway keeps: its SSH host key (sealed), its sessions,
+//! live and ended (migration 0012), and their recordings (0013).
 
 use crate::integrity::{Field, Protected, Tagged, select};
 use crate::writer::Stale;
@@ -232,5 +232,104 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(Into::into)
+    }
+}
+
+/// One sealed chunk of a session's recording.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RecordingChunkRow {
+    /// The session.
+    pub session_id: String,
+    /// The chunk's number, from 0.
+    pub seq: i64,
+    /// The organization whose key sealed it.
+    pub org: String,
+    /// Whether it is the recording's last chunk.
+    pub last: bool,
+    /// The sealed asciicast text.
+    pub sealed: Vec<u8>,
+}
+
+impl Store {
+    /// Stores a recording chunk (chunks are only ever inserted).
+    pub async fn put_recording_chunk(&self, row: RecordingChunkRow) -> Result<(), StoreError> {
+        self.writer
+            .run(
+                move |c| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO session_recordings (session_id, seq, org, last, sealed) \
+                             VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(row.session_id)
+                        .bind(row.seq)
+                        .bind(row.org)
+                        .bind(i64::from(row.last))
+                        .bind(row.sealed)
+                        .execute(&mut *c)
+                        .await?;
+                        Ok(())
+                    })
+                },
+                Stale::Nothing,
+            )
+            .await
+    }
+
+    /// A session's recording chunks, in order, from chunk `from`, at most
+    /// `limit`.
+    pub async fn recording_chunks(
+        &self,
+        session_id: &str,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordingChunkRow>, StoreError> {
+        let rows: Vec<(String, i64, String, i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT session_id, seq, org, last, sealed FROM session_recordings \
+             WHERE session_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(session_id)
+        .bind(from)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(session_id, seq, org, last, sealed)| RecordingChunkRow {
+                session_id,
+                seq,
+                org,
+                last: last != 0,
+                sealed,
+            })
+            .collect())
+    }
+
+    /// The ids of an organization's recorded sessions.
+    pub async fn recorded_sessions(&self, org: &str) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT session_id FROM session_recordings WHERE org = $1 ORDER BY session_id",
+        )
+        .bind(org)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// The audit entries of `log` that mention `needle` (a session id),
+    /// in order: a scan, for the rare export of one session's proof.
+    pub async fn audit_entries_mentioning(
+        &self,
+        log: &str,
+        needle: &str,
+    ) -> Result<Vec<crate::AuditRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, entry, leaf_hash FROM audit_entries \
+             WHERE log = $1 AND entry LIKE $2 ORDER BY seq",
+        )
+        .bind(log)
+        .bind(format!("%\"{needle}\"%"))
+        .fetch_all(self.pool())
+        .await?)
     }
 }

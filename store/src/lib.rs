@@ -39,7 +39,7 @@ pub use clusters::{AgentCaRow, ClusterRow, JoinTokenRow, PlacementRow, Redeemed}
 use dialect::Dialect;
 pub use error::StoreError;
 pub use feed::Change;
-pub use gateway::{ShellSessionRow, SshHostKeyRow};
+pub use gateway::{RecordingChunkRow, ShellSessionRow, SshHostKeyRow};
 pub use integrity::{Alarm, RowKey};
 pub use rows::*;
 pub use writer::{Ticket, TxFuture, after_intent};

@@ -1334,3 +1334,163 @@ async fn kubectl_gets_mfa_sessions_through_its_credential_plugin() {
         .await;
     assert_eq!(code, 403, "{body}");
 }
+
+/// Runs `warden` as the dev server's root client.
+fn warden_cli(dev: &Dev, args: &[&str]) -> (i32, String, String) {
+    outcome(
+        Command::new(warden_bin())
+            .args(args)
+            .env("WARDEN_CONFIG", dev.base.path().join("client.toml"))
+            .output()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_recorded_masked_sealed_and_verified_offline() {
+    const SECRET: &str = "hunter2-correct-horse";
+    let dev = Dev::start().await;
+    services(&dev).await;
+    dev.ok(
+        Method::PUT,
+        "/api/v1/secrets/acme/shop/dev/api",
+        Some(json!({"values": {"DB_PASSWORD": SECRET}})),
+    )
+    .await;
+    let ssh = Ssh::of(&dev).await;
+    let (key, public) = keygen(dev.base.path(), "root-key");
+    add_key(&dev.client, &public).await;
+
+    // The user sees what the process prints, secret values included.
+    let script = format!("echo 'the value is {SECRET}'; printf 'h\\303\\251llo\\n'; exit 3");
+    let (code, out, _) = ssh.run(&key, "root", &["acme/shop/dev/api", "--", &script]);
+    assert_eq!(code, 3);
+    assert_eq!(out, format!("the value is {SECRET}\nhéllo\n"));
+    let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+
+    // Exported once its outcome is in the audit log, as a plain asciicast
+    // v2 file with the secret masked, and a proof.
+    let cast = dev.base.path().join("session.cast");
+    let cast_arg = cast.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, out, err) = warden_cli(&dev, &["session", "export", &id, "-f", cast_arg]);
+        if code == 0 {
+            assert!(out.contains("wrote"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "export: {err}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let text = std::fs::read_to_string(&cast).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2, "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    assert!(text.contains("the value is ********"), "{text}");
+    assert!(text.contains("héllo"), "{text}");
+    // asciinema (Debian's) plays it, in a terminal.
+    let tmux = Tmux::start(
+        &format!("asciinema play -i 0.01 {cast_arg}; echo PLAYED=$?; sleep 30"),
+        100,
+    );
+    let screen = tmux.wait_for("PLAYED=", 1);
+    assert!(screen.contains("PLAYED=0"), "{screen}");
+    assert!(screen.contains("the value is ********\nhéllo"), "{screen}");
+    drop(tmux);
+    // So does `warden session play`.
+    let (code, played, err) = warden_cli(
+        &dev,
+        &[
+            "session",
+            "play",
+            &id,
+            "--speed",
+            "1000",
+            "--idle-limit",
+            "0.01",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(played, "the value is ********\r\nhéllo\r\n");
+
+    // Offline, against the audit key: the file is the one the log records.
+    let key_info = dev.ok(Method::GET, "/api/v1/audit-key", None).await;
+    let fp = key_info["fingerprint"].as_str().unwrap();
+    let offline = |file: &str| {
+        outcome(
+            Command::new(warden_bin())
+                .args(["audit", "verify", "--recording", file, "--fingerprint", fp])
+                .env("WARDEN_CONFIG", "/nonexistent")
+                .output()
+                .unwrap(),
+        )
+    };
+    let (code, out, err) = offline(cast_arg);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(&format!("VERIFIED: recording of session {id}")),
+        "{out}"
+    );
+    // An edited copy fails, and says why.
+    let edited = dev.base.path().join("edited.cast");
+    std::fs::write(&edited, text.replace("the value is", "the value was")).unwrap();
+    std::fs::copy(
+        dev.base.path().join("session.cast.proof.json"),
+        dev.base.path().join("edited.cast.proof.json"),
+    )
+    .unwrap();
+    let (code, out, _) = offline(edited.to_str().unwrap());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("FAILED:"), "{out}");
+
+    // Neither the value nor what the session printed is on disk in
+    // plaintext: the chunks are sealed.
+    for name in ["warden.db", "warden.db-wal"] {
+        let Ok(bytes) = std::fs::read(dev.base.path().join("data").join(name)) else {
+            continue;
+        };
+        let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!found(SECRET.as_bytes()), "{name} holds the secret");
+        assert!(!found(b"the value is"), "{name} holds the session's output");
+    }
+
+    // The live audit verification checks every recording; a chunk altered
+    // in the database is found, by it and by `session play`.
+    let (code, out, err) = warden_cli(&dev, &["audit", "verify", "--live", "acme"]);
+    assert_eq!(code, 0, "{out}{err}");
+    sqlx::any::install_default_drivers();
+    let url = format!(
+        "sqlite://{}",
+        dev.base.path().join("data/warden.db").display()
+    );
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let (sealed,): (Vec<u8>,) =
+        sqlx::query_as("SELECT sealed FROM session_recordings WHERE session_id = $1 AND seq = 0")
+            .bind(&id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let mut altered = sealed.clone();
+    let last = altered.len() - 20;
+    altered[last] ^= 1;
+    sqlx::raw_sql("DROP TRIGGER session_recordings_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE session_recordings SET sealed = $1 WHERE session_id = $2 AND seq = 0")
+        .bind(altered)
+        .bind(&id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let (code, out, _) = warden_cli(&dev, &["audit", "verify", "--live", "acme"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&id) && out.contains("does not open"), "{out}");
+    let (code, _, err) = warden_cli(&dev, &["session", "play", &id]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not open"), "{err}");
+}

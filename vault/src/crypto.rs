@@ -105,6 +105,15 @@ impl AeadKey {
         Ok(Self(LessSafeKey::new(UnboundKey::from(okm))))
     }
 
+    /// Derives a key from an HKDF pseudo-random key: HKDF-Expand(`prk`,
+    /// `info`), straight into the cipher.
+    pub fn from_prk(prk: &hkdf::Prk, info: &[&[u8]]) -> Result<Self, CryptoError> {
+        let okm = prk
+            .expand(info, &AES_256_GCM)
+            .map_err(|_| CryptoError::Derive)?;
+        Ok(Self(LessSafeKey::new(UnboundKey::from(okm))))
+    }
+
     /// Encrypts `plaintext` under `term` with a fresh random nonce, binding
     /// `context`.
     pub fn seal(
@@ -117,7 +126,9 @@ impl AeadKey {
         self.seal_with_nonce(term, nonce, context, plaintext)
     }
 
-    /// [`AeadKey::seal`] with a caller-chosen nonce: only for test vectors.
+    /// [`AeadKey::seal`] with a caller-chosen nonce: only for test vectors
+    /// and for keys that use each nonce once by construction (a recording's
+    /// key, whose nonce is the chunk number).
     pub(crate) fn seal_with_nonce(
         &self,
         term: u32,

@@ -25,6 +25,10 @@ pub const ROTATE_AT: i64 = 1 << 31;
 const ORG_KEY_CONTEXT: &[u8] = b"warden/org-key/v1";
 const SECRET_KEY_INFO: &[u8] = b"warden/secret/v1";
 const CREDENTIAL_CONTEXT: &[u8] = b"warden/credential/v1";
+/// HKDF info prefix of a session recording's key (then the session id).
+const RECORDING_KEY_INFO: &[u8] = b"warden/recording/v1";
+/// AAD prefix of a recording chunk (then session, chunk number, last).
+const RECORDING_CONTEXT: &[u8] = b"warden/recording-chunk/v1";
 
 struct Counter {
     used: i64,
@@ -69,12 +73,78 @@ impl warden_store::RowKey for RowMacKey {
 pub(crate) struct TermKey {
     pub(crate) term: i64,
     pub(crate) secrets: AeadKey,
+    /// HKDF pseudo-random key of the term's per-session recording keys.
+    recordings: ring::hkdf::Prk,
     counter: tokio::sync::Mutex<Counter>,
 }
 
 struct OrgRing {
     current: i64,
     terms: HashMap<i64, Arc<TermKey>>,
+}
+
+/// The key that seals one shell session's recording: HKDF of its
+/// organization's key term, bound to the session. Each chunk's nonce is its
+/// number, used once under this key by construction; its AAD binds the
+/// session, the number and whether it is the last, so a chunk cannot be
+/// moved, dropped from the end unnoticed, or swapped in from elsewhere.
+/// Held for the session's life, like an [`AuditMacKey`], so a recording
+/// started while unsealed is completed even across a seal.
+pub struct RecordingKey {
+    term: u32,
+    key: AeadKey,
+    session: String,
+}
+
+impl std::fmt::Debug for RecordingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordingKey([redacted])")
+    }
+}
+
+impl RecordingKey {
+    fn derive(tk: &TermKey, session: &str) -> Result<Self, VaultError> {
+        Ok(Self {
+            term: term_u32(tk.term)?,
+            key: AeadKey::from_prk(&tk.recordings, &[RECORDING_KEY_INFO, session.as_bytes()])?,
+            session: session.to_owned(),
+        })
+    }
+
+    /// Seals chunk `seq` of the recording.
+    pub fn seal(&self, seq: u64, last: bool, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let mut nonce = [0u8; ring::aead::NONCE_LEN];
+        nonce[4..].copy_from_slice(&seq.to_be_bytes());
+        let seq = seq.to_be_bytes();
+        Ok(self.key.seal_with_nonce(
+            self.term,
+            nonce,
+            &recording_context(&self.session, &seq, last),
+            plaintext,
+        )?)
+    }
+
+    fn open(&self, seq: u64, last: bool, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let seq_be = seq.to_be_bytes();
+        self.key
+            .open(sealed, &recording_context(&self.session, &seq_be, last))
+            .map_err(|_| {
+                VaultError::Integrity(format!(
+                    "chunk {seq} of the recording of session {} does not open: altered, moved \
+                     or not its last",
+                    self.session
+                ))
+            })
+    }
+}
+
+fn recording_context<'a>(session: &'a str, seq: &'a [u8; 8], last: bool) -> [&'a [u8]; 4] {
+    [
+        RECORDING_CONTEXT,
+        session.as_bytes(),
+        seq,
+        if last { b"last" } else { b"more" },
+    ]
 }
 
 /// The unsealed key hierarchy.
@@ -223,6 +293,8 @@ impl Keyring {
         Ok(TermKey {
             term: row.term,
             secrets: AeadKey::derive(&key, &row.salt, SECRET_KEY_INFO)?,
+            recordings: ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &row.salt)
+                .extract(key.as_ref()),
             counter: tokio::sync::Mutex::new(Counter {
                 used: 0,
                 reserved: 0,
@@ -273,6 +345,41 @@ impl Keyring {
             .get(&term)
             .cloned()
             .ok_or_else(|| VaultError::Integrity(format!("key term {term} of {org} is missing")))
+    }
+
+    /// The key for recording `session` of `org`, under the current term.
+    pub(crate) async fn recording_key(
+        &self,
+        store: &Store,
+        org: &str,
+        session: &str,
+    ) -> Result<RecordingKey, VaultError> {
+        let ring = self.ring(store, org, false).await?;
+        let tk = ring
+            .terms
+            .get(&ring.current)
+            .ok_or_else(|| VaultError::Integrity(format!("current key term of {org}")))?;
+        RecordingKey::derive(tk, session)
+    }
+
+    /// Opens chunk `seq` of `session`'s recording, under the term its
+    /// envelope names.
+    pub(crate) async fn open_recording(
+        &self,
+        store: &Store,
+        org: &str,
+        session: &str,
+        seq: u64,
+        last: bool,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let term = crate::crypto::envelope_term(sealed).map_err(|_| {
+            VaultError::Integrity(format!(
+                "chunk {seq} of the recording of session {session} is not an envelope"
+            ))
+        })?;
+        let tk = self.term(store, org, i64::from(term)).await?;
+        RecordingKey::derive(&tk, session)?.open(seq, last, sealed)
     }
 
     /// The current term of `org`.

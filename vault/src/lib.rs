@@ -22,7 +22,7 @@ pub mod resolve;
 mod service;
 pub mod unseal;
 
-pub use keyring::{AuditMacKey, BLOCK, ROTATE_AT};
+pub use keyring::{AuditMacKey, BLOCK, ROTATE_AT, RecordingKey};
 pub use service::*;
 pub use warden_store::VersionChange;
 

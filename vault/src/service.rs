@@ -12,7 +12,7 @@ use warden_store::{
 use warden_types::{DEFAULT_MAX_VERSIONS, EnvMode, ScopeKind, ScopePath, SecretName, SecretValue};
 use zeroize::Zeroizing;
 
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, RecordingKey};
 use crate::unseal::{self, InitMethod, SealConfig, Share};
 use crate::{VaultError, crypto::Key32, secret_context};
 
@@ -774,6 +774,15 @@ impl Vault {
             ));
         }
         self.scope_row(service).await?;
+        self.resolved(&keyring, service).await
+    }
+
+    /// [`Vault::resolve`] once authorized.
+    async fn resolved(
+        &self,
+        keyring: &Keyring,
+        service: &ScopePath,
+    ) -> Result<BTreeMap<String, SecretValue>, VaultError> {
         let scopes: Vec<String> = service
             .ancestors_and_self()
             .into_iter()
@@ -786,10 +795,57 @@ impl Vault {
                 merged.remove(&row.name);
                 continue;
             }
-            let value = self.open(&keyring, service.org(), &row).await?;
+            let value = self.open(keyring, service.org(), &row).await?;
             merged.insert(row.name.clone(), value);
         }
         Ok(crate::resolve::interpolate(&merged)?)
+    }
+
+    /// What a shell session on `service` needs to record itself, for the
+    /// holder of its `shell.exec` permit: the key that seals its recording
+    /// (held for the session's life) and the service's current secret
+    /// values, which the gateway masks out of the recording. The values
+    /// never leave the gateway; `shell.exec` already lets their holder read
+    /// them in the pod.
+    pub async fn recording_setup(
+        &self,
+        permit: &Permit,
+        service: &ScopePath,
+        session: &str,
+    ) -> Result<(RecordingKey, Vec<SecretValue>), VaultError> {
+        scope_of(permit, Action::ShellExec, service)?;
+        let keyring = self.keyring()?;
+        let key = keyring
+            .recording_key(&self.store, service.org(), session)
+            .await?;
+        let values = self
+            .resolved(&keyring, service)
+            .await?
+            .into_values()
+            .collect();
+        Ok((key, values))
+    }
+
+    /// Opens chunk `seq` of `session`'s recording in organization `org`,
+    /// for the holder of a `session.watch` permit on the session's
+    /// `service`, or of an `audit.export` permit on the organization (live
+    /// verification reads every recording).
+    pub async fn open_recording(
+        &self,
+        permit: &Permit,
+        service: &ScopePath,
+        session: &str,
+        seq: u64,
+        last: bool,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        if scope_of(permit, Action::SessionWatch, service).is_err() {
+            let org = service.ancestors_and_self().swap_remove(0);
+            scope_of(permit, Action::AuditExport, &org)?;
+        }
+        self.keyring()?
+            .open_recording(&self.store, service.org(), session, seq, last, sealed)
+            .await
     }
 
     fn org_scope(permit: &Permit, org: &ScopePath) -> Result<(), VaultError> {

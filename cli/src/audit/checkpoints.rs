@@ -38,7 +38,7 @@ fn open_checkpoint(c: &AuditCheckpoint, key: &NoteVerifier) -> Result<Checkpoint
 }
 
 /// The verifier key the server sent along with a checkpoint.
-fn served_key(c: &AuditCheckpoint) -> anyhow::Result<NoteVerifier> {
+pub(super) fn served_key(c: &AuditCheckpoint) -> anyhow::Result<NoteVerifier> {
     NoteVerifier::from_vkey(&c.key)
         .map_err(|e| anyhow!("the server's verifier key does not parse: {e}"))
 }
@@ -57,8 +57,8 @@ pub(super) async fn checkpoint(ctx: &Ctx, log: &str) -> anyhow::Result<()> {
 
 /// What a checked inclusion proof established.
 #[derive(Debug)]
-struct ProofReport {
-    tree_size: u64,
+pub(super) struct ProofReport {
+    pub(super) tree_size: u64,
     root: Hash,
     leaf: Hash,
     path_len: usize,
@@ -75,7 +75,7 @@ fn hash_arg(what: &str, s: &str) -> Result<Hash, String> {
 /// Checks a served inclusion proof of entry `seq` of `log` under `key`:
 /// the note's signature, the entry (its seq, its log, its leaf hash) and
 /// the audit path to the signed root.
-fn check_proof(
+pub(super) fn check_proof(
     p: &AuditProof,
     log: &str,
     seq: u64,

@@ -25,6 +25,7 @@ mod args;
 mod checkpoints;
 mod entries;
 mod export;
+pub(crate) mod recording;
 mod time;
 mod verify;
 

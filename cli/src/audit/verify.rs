@@ -1,6 +1,7 @@
 //! `audit verify`: a bundle offline, against a key the user trusts (no
 //! configuration, no connection), or a log live on the server; both end
-//! in the same verdict line and exit code.
+//! in the same verdict line and exit code. A session recording exported
+//! with its proof is verified offline too (`--recording`).
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -27,10 +28,18 @@ pub(crate) struct VerifyArgs {
     /// The bundle file (from `warden audit export`).
     #[arg(
         value_name = "BUNDLE",
-        required_unless_present = "live",
-        conflicts_with = "live"
+        required_unless_present_any = ["live", "recording"],
+        conflicts_with_all = ["live", "recording"]
     )]
     bundle: Option<PathBuf>,
+    /// Instead, verify a session recording offline (from `warden session
+    /// export`): that it is the one the audit log records, in a checkpoint
+    /// signed by the key you trust.
+    #[arg(long, value_name = "FILE.cast", conflicts_with = "live")]
+    recording: Option<PathBuf>,
+    /// The recording's proof (default FILE.cast.proof.json).
+    #[arg(long, value_name = "FILE", requires = "recording")]
+    proof: Option<PathBuf>,
     /// Instead, ask the server to verify LOG as stored (needs audit.export;
     /// trusts the server's own key).
     #[arg(long, value_name = "LOG", value_parser = log_arg, conflicts_with_all = ["key", "fingerprint"])]
@@ -103,6 +112,9 @@ fn report_verdict(output: Output, raw: &Value, transcript: Option<&Path>) -> any
 
 /// `audit verify BUNDLE`: offline, against the key given.
 pub(crate) fn verify_offline(output: Output, v: VerifyArgs) -> anyhow::Result<()> {
+    if let Some(cast) = &v.recording {
+        return super::recording::verify_recording(output, cast, v.proof.as_deref(), &v.trust);
+    }
     let trust = trust_of(&v.trust)?;
     let path = v
         .bundle
@@ -192,6 +204,8 @@ mod tests {
         let missing = VerifyArgs {
             bundle: Some(dir.join("nope.tar")),
             live: None,
+            recording: None,
+            proof: None,
             trust: TrustArgs {
                 key: None,
                 fingerprint: Some("ab".repeat(32)),
@@ -208,6 +222,8 @@ mod tests {
             VerifyArgs {
                 bundle: Some(junk),
                 live: None,
+                recording: None,
+                proof: None,
                 trust: TrustArgs {
                     key: None,
                     fingerprint: Some("ab".repeat(32)),

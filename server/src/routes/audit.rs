@@ -17,6 +17,7 @@ use warden_audit::export::Range;
 use warden_policies::{Action, Scope};
 use warden_tlog::export::target_text;
 use warden_tlog::merkle::Hash;
+use warden_tlog::verify::Verdict;
 use warden_types::{ScopeKind, ScopePath};
 
 use super::{AppState, path_arg, query_arg};
@@ -322,7 +323,25 @@ pub(super) async fn verify(
                 scope,
                 Target::log(&log, None),
             ),
-            |_permit| async move { Ok(Json(app.audit_signer.verify_live(&log).await?)) },
+            |permit| async move {
+                let mut t = app.audit_signer.verify_live(&log).await?;
+                if log != SYSTEM_LOG && t.verdict == Verdict::Ok {
+                    let (checked, failed) =
+                        super::sessions::verify_recordings(app, &permit, &log).await?;
+                    match failed {
+                        None => t.checks.push(format!(
+                            "ok: {checked} session recording(s) match their audit outcomes"
+                        )),
+                        Some((seq, why)) => {
+                            t.verdict = Verdict::Failed;
+                            t.first_bad_seq = seq.and_then(|s| u64::try_from(s).ok());
+                            t.checks.push(format!("FAILED: {why}"));
+                            t.reason = Some(why);
+                        }
+                    }
+                }
+                Ok(Json(t))
+            },
         )
         .await
 }

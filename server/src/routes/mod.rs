@@ -251,6 +251,14 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "GET",
+        path: "/api/v1/session/{id}/recording",
+        guard: Guard::Requires(&[Action::SessionWatch]),
+        summary: "A page of a shell session's recording (asciicast v2 chunks, opened and checked), with its audit outcome on the last page; needs session.watch on its service.",
+        doc: Doc::json(of::<SessionRecording>).query(fields::<RecordingQuery>),
+        handler: || get(sessions::recording),
+    },
+    RouteSpec {
+        method: "GET",
         path: "/api/v1/sys/gateway",
         guard: Guard::Public,
         summary: "The shell gateway's SSH address and host key fingerprint.",

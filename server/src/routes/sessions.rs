@@ -1,17 +1,24 @@
 //! Shell sessions: list an organization's (`audit.read`: sessions are
-//! audit data), show one, and end one (`session.manage` on its service).
-//! The replica holding a session ends it at once when asked there, the
-//! others within a second (`gateway::apply_kills`).
+//! audit data), show one, end one (`session.manage` on its service), and
+//! read its recording (`session.watch` on its service). The replica holding
+//! a session ends it at once when asked there, the others within a second
+//! (`gateway::apply_kills`). Live audit verification checks every recording
+//! of the log against the digests its outcomes recorded
+//! ([`verify_recordings`]).
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use warden_api::{SessionInfo, SessionList, SessionListQuery};
-use warden_pipeline::{Error, Operation, Target};
+use warden_api::{
+    RecordingChunk, RecordingOutcome, RecordingQuery, SessionInfo, SessionList, SessionListQuery,
+    SessionRecording,
+};
+use warden_pipeline::{Error, ErrorKind, Operation, Permit, Target};
 use warden_policies::{Action, Scope};
 use warden_store::ShellSessionRow;
 use warden_types::{ScopeKind, ScopePath};
+use warden_vault::VaultError;
 
 use super::*;
 use crate::ApiError;
@@ -147,4 +154,235 @@ pub(super) async fn kill(
             Ok(StatusCode::NO_CONTENT)
         })
         .await
+}
+
+/// Chunks per page of a recording (at most 256 KiB of text each).
+const RECORDING_PAGE: i64 = 16;
+
+pub(super) async fn recording(
+    State(app): State<AppState>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<RecordingQuery>, QueryRejection>,
+) -> Result<Json<SessionRecording>, ApiError> {
+    let id = session_arg(id)?;
+    let q = query_arg(query)?;
+    let from = q.from.unwrap_or(0);
+    if from < 0 {
+        return Err(ApiError::invalid("from is a chunk number (0 or more)").field("from"));
+    }
+    let app: &App = &app;
+    let (row, service) = session_of(app, &caller, "session.recording", &id).await?;
+    let op = Operation::new(
+        "session.recording",
+        Action::SessionWatch,
+        Scope::Path(service.clone()),
+        Target::session(&id, &service, Some(row.pod.clone())),
+    );
+    app.pipeline
+        .run_stored(&caller, op, |permit| async move {
+            let rows = app
+                .store
+                .recording_chunks(&id, from, RECORDING_PAGE + 1)
+                .await?;
+            let more = rows.len() > RECORDING_PAGE as usize;
+            let mut chunks = Vec::with_capacity(rows.len());
+            for r in rows.into_iter().take(RECORDING_PAGE as usize) {
+                chunks.push(open_chunk(app, &permit, &service, &r).await?);
+            }
+            let next = more.then(|| chunks.last().map_or(from, |c| c.seq + 1));
+            let outcome = match next {
+                Some(_) => None,
+                None => outcome_of(app, service.org(), &id).await?,
+            };
+            Ok(Json(SessionRecording {
+                id,
+                chunks,
+                next,
+                outcome,
+            }))
+        })
+        .await
+}
+
+/// Opens one chunk (its seal binds the session, its number and whether it
+/// is the last).
+async fn open_chunk(
+    app: &App,
+    permit: &Permit,
+    service: &ScopePath,
+    row: &warden_store::RecordingChunkRow,
+) -> Result<RecordingChunk, ApiError> {
+    let seq = u64::try_from(row.seq).map_err(|_| ApiError::internal())?;
+    let tampered = |why: String| {
+        tracing::error!(error = %why, "a session recording failed its check: possible tampering");
+        ApiError::from(Error::new(ErrorKind::Internal, "recording_integrity", why))
+    };
+    let plain = match app
+        .vault
+        .open_recording(permit, service, &row.session_id, seq, row.last, &row.sealed)
+        .await
+    {
+        Ok(plain) => plain,
+        Err(VaultError::Integrity(why)) => return Err(tampered(why)),
+        Err(e) => return Err(e.into()),
+    };
+    let text = String::from_utf8(plain.to_vec()).map_err(|_| {
+        tampered(format!(
+            "chunk {seq} of the recording of session {} is not text",
+            row.session_id
+        ))
+    })?;
+    Ok(RecordingChunk {
+        seq: row.seq,
+        last: row.last,
+        text,
+    })
+}
+
+/// The audit outcome of session `id` in `log`, if recorded.
+async fn outcome_of(app: &App, log: &str, id: &str) -> Result<Option<RecordingOutcome>, ApiError> {
+    for row in app.store.audit_entries_mentioning(log, id).await? {
+        let entry: serde_json::Value = serde_json::from_str(&row.entry).unwrap_or_default();
+        if entry["session"]["id"] == id {
+            return Ok(Some(RecordingOutcome {
+                log: log.to_owned(),
+                seq: row.seq,
+                recording_digest: entry["session"]["recording_digest"]
+                    .as_str()
+                    .map(str::to_owned),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// SHA-256 over the SHA-256 of each chunk's text, in order: what a
+/// session's outcome records as its `recording_digest`.
+pub fn recording_digest<'a>(texts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut digests = Vec::new();
+    for t in texts {
+        digests
+            .extend_from_slice(ring::digest::digest(&ring::digest::SHA256, t.as_bytes()).as_ref());
+    }
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, &digests))
+}
+
+/// Checks every recording of organization `org`'s log (the sessions with
+/// stored chunks, and those whose outcome records a digest): each chunk
+/// opens, none is missing, the last is marked, and the digest is the one
+/// the audit outcome recorded. Sessions still live are skipped. Answers
+/// how many were checked and the first failure: the outcome's seq, if
+/// known, and why.
+pub(crate) async fn verify_recordings(
+    app: &App,
+    permit: &Permit,
+    org: &str,
+) -> Result<(usize, Option<(Option<i64>, String)>), ApiError> {
+    let mut sessions: std::collections::BTreeMap<String, Option<RecordingOutcome>> =
+        std::collections::BTreeMap::new();
+    for id in app.store.recorded_sessions(org).await? {
+        sessions.insert(id, None);
+    }
+    for row in app
+        .store
+        .audit_entries_mentioning(org, "recording_digest")
+        .await?
+    {
+        let entry: serde_json::Value = serde_json::from_str(&row.entry).unwrap_or_default();
+        if let Some(id) = entry["session"]["id"].as_str() {
+            sessions.insert(
+                id.to_owned(),
+                Some(RecordingOutcome {
+                    log: org.to_owned(),
+                    seq: row.seq,
+                    recording_digest: entry["session"]["recording_digest"]
+                        .as_str()
+                        .map(str::to_owned),
+                }),
+            );
+        }
+    }
+    let mut checked = 0;
+    for (id, outcome) in sessions {
+        let outcome = match outcome {
+            Some(o) => o,
+            None => match app.store.shell_session(&id).await? {
+                Some(s) if s.ended_at.is_none() => continue,
+                _ => match outcome_of(app, org, &id).await? {
+                    Some(o) => o,
+                    None => {
+                        let why = format!("session {id} has a recording but no audit outcome");
+                        return Ok((checked, Some((None, why))));
+                    }
+                },
+            },
+        };
+        checked += 1;
+        if let Err(why) = check_recording(app, permit, &id, &outcome).await? {
+            return Ok((checked, Some((Some(outcome.seq), why))));
+        }
+    }
+    Ok((checked, None))
+}
+
+/// One session's recording against its outcome: `Ok(Err(why))` when it
+/// fails.
+async fn check_recording(
+    app: &App,
+    permit: &Permit,
+    id: &str,
+    outcome: &RecordingOutcome,
+) -> Result<Result<(), String>, ApiError> {
+    let Some(recorded) = &outcome.recording_digest else {
+        return Ok(Err(format!(
+            "session {id}'s outcome (seq {}) records no recording digest: its recording failed",
+            outcome.seq
+        )));
+    };
+    let service = match app.store.shell_session(id).await? {
+        Some(row) => ScopePath::parse_kind(&row.service, ScopeKind::Service).ok(),
+        None => None,
+    };
+    let Some(service) = service else {
+        return Ok(Err(format!(
+            "session {id} is not listed: its service is unknown"
+        )));
+    };
+    let mut texts = Vec::new();
+    let mut from = 0;
+    let mut ended = false;
+    loop {
+        let rows = app.store.recording_chunks(id, from, 64).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            if ended || r.seq != from {
+                return Ok(Err(format!(
+                    "the recording of session {id} has chunk {} where chunk {from} belongs",
+                    r.seq
+                )));
+            }
+            match open_chunk(app, permit, &service, r).await {
+                Ok(c) => texts.push(c.text),
+                Err(e) => return Ok(Err(e.error().message().to_owned())),
+            }
+            ended = r.last;
+            from += 1;
+        }
+    }
+    if !ended {
+        return Ok(Err(format!(
+            "the recording of session {id} ends at chunk {from} without its last chunk"
+        )));
+    }
+    let digest = recording_digest(texts.iter().map(String::as_str));
+    if digest != *recorded {
+        return Ok(Err(format!(
+            "the recording of session {id} hashes to {digest}, its outcome (seq {}) recorded {recorded}",
+            outcome.seq
+        )));
+    }
+    Ok(Ok(()))
 }

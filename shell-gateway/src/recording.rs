@@ -1,0 +1,532 @@
+//! Session recordings: what the user saw, as asciicast v2, sealed in
+//! chunks under the organization's key, with the service's secret values
+//! masked out, and each chunk's digest rolled into the session's audit
+//! outcome.
+//!
+//! Format: asciicast v2 (<https://docs.asciinema.org/manual/asciicast/v2/>):
+//! a header line (`version`, `width`, `height`, `timestamp`, `env`), then
+//! one JSON array per event, `[seconds, code, data]`, where `code` is `o`
+//! (output), `i` (input) or `r` (resize, data `COLSxROWS`). Output without
+//! a terminal (stdout and stderr) is recorded as `o` too, with its line
+//! feeds as a terminal shows them (`\r\n`, as the client's own terminal
+//! did), so that it replays as the user saw it. Data is text:
+//! bytes that are not UTF-8 are replaced by U+FFFD, a sequence split
+//! across reads is kept whole.
+//!
+//! Chunks are whole lines, so the chunks' plaintexts concatenated are the
+//! `.cast` file. Each chunk's SHA-256 is kept; the recording's digest, in
+//! the session's audit outcome, is SHA-256 over those digests in order.
+//! The last chunk is marked as such (sealed into its AAD), so dropping the
+//! tail is noticed even before the digest is compared.
+//!
+//! Masking: every current secret value of the target service (and, for
+//! values with newlines, the same with a terminal's `\r\n`) is replaced by
+//! [`MASK`] in the recording, never in the user's terminal. A value is
+//! only recognised as the exact bytes: encoded (base64, quoted, escaped)
+//! or cut by the terminal's line wrapping it is not. Up to the longest
+//! value's length minus one byte of each stream is held back until more
+//! comes or the session ends (the recording may show it a little late),
+//! so a value split across reads is still found.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use warden_pipeline::{Error, Permit};
+use warden_runtime::TermSize;
+use warden_store::{RecordingChunkRow, Store};
+use warden_types::ScopePath;
+use zeroize::Zeroizing;
+
+/// What replaces a secret value in a recording.
+pub const MASK: &[u8] = b"********";
+/// A chunk is sealed and stored once its text reaches this size ...
+pub const CHUNK_BYTES: usize = 256 * 1024;
+/// ... or this long after its first event.
+pub const CHUNK_EVERY: Duration = Duration::from_secs(2);
+/// Events queued for the recorder before the session waits for it: a
+/// session is never ahead of its recording by more than this.
+const QUEUE: usize = 256;
+
+/// Seals one recording's chunks (the composition root holds the key).
+pub trait ChunkSealer: Send + Sync {
+    /// Seals chunk `seq`; `last` marks the recording's end.
+    fn seal(&self, seq: u64, last: bool, plaintext: &[u8]) -> Result<Vec<u8>, Error>;
+}
+
+/// What recording a session needs: its sealer, and the values to mask.
+pub struct RecordingKeys {
+    /// Seals the session's chunks.
+    pub sealer: Box<dyn ChunkSealer>,
+    /// The service's current secret values.
+    pub masks: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// Where sessions get their recording keys: the composition root answers
+/// from the vault (the gateway never sees a key's bytes).
+pub trait Recordings: Send + Sync {
+    /// The keys for recording `session` on `service`, for the holder of
+    /// its `shell.exec` `permit`.
+    fn keys<'a>(
+        &'a self,
+        permit: &'a Permit,
+        service: &'a ScopePath,
+        session: &'a str,
+    ) -> BoxFuture<'a, Result<RecordingKeys, Error>>;
+}
+
+enum Event {
+    Output(Instant, Bytes),
+    Input(Instant, Bytes),
+    Resize(Instant, TermSize),
+    End,
+}
+
+/// A session's handle on its recording: the front-ends feed it what the
+/// user sees (and types, when input is recorded). Cheap to clone. Feeding
+/// waits when the recorder is behind, so nothing shown goes unrecorded.
+#[derive(Clone)]
+pub struct Tap {
+    tx: mpsc::Sender<Event>,
+    input: bool,
+}
+
+impl Tap {
+    /// Records output.
+    pub async fn output(&self, data: &Bytes) {
+        let _ = self
+            .tx
+            .send(Event::Output(Instant::now(), data.clone()))
+            .await;
+    }
+
+    /// Records input, if this session records input.
+    pub async fn input(&self, data: &Bytes) {
+        if self.input {
+            let _ = self
+                .tx
+                .send(Event::Input(Instant::now(), data.clone()))
+                .await;
+        }
+    }
+
+    /// Records a terminal resize.
+    pub async fn resize(&self, size: TermSize) {
+        let _ = self.tx.send(Event::Resize(Instant::now(), size)).await;
+    }
+}
+
+/// A recording in progress.
+pub(crate) struct Recorder {
+    tap: Tap,
+    task: JoinHandle<Result<String, String>>,
+}
+
+/// Where a recording goes, and what it is of.
+pub(crate) struct Setup {
+    pub(crate) keys: RecordingKeys,
+    pub(crate) store: Store,
+    pub(crate) session: String,
+    pub(crate) org: String,
+    pub(crate) tty: Option<TermSize>,
+    pub(crate) record_input: bool,
+    /// Told why, if the recording fails (the session then ends).
+    pub(crate) failed: watch::Sender<Option<String>>,
+}
+
+impl Recorder {
+    /// Starts recording.
+    pub(crate) fn start(setup: Setup) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let tap = Tap {
+            tx,
+            input: setup.record_input,
+        };
+        let task = tokio::spawn(record(setup, rx));
+        Self { tap, task }
+    }
+
+    /// The handle the front-ends feed.
+    pub(crate) fn tap(&self) -> Tap {
+        self.tap.clone()
+    }
+
+    /// Ends the recording after what was fed so far: its digest, or why it
+    /// failed.
+    pub(crate) async fn finish(self) -> Result<String, String> {
+        let _ = self.tap.tx.send(Event::End).await;
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(format!("the recorder stopped: {e}")))
+    }
+}
+
+async fn record(setup: Setup, mut rx: mpsc::Receiver<Event>) -> Result<String, String> {
+    let failed = setup.failed.clone();
+    let result = Chunks::new(&setup).run(&mut rx).await;
+    if let Err(why) = &result {
+        tracing::warn!(session = %setup.session, error = %why, "a session's recording failed");
+        failed.send_replace(Some(format!("the session could not be recorded: {why}")));
+        // Let the session's senders finish rather than wait on a full queue.
+        rx.close();
+        while rx.recv().await.is_some() {}
+    }
+    result
+}
+
+/// The recording being written: the text of the current chunk, and the
+/// digests of the chunks stored.
+struct Chunks<'a> {
+    setup: &'a Setup,
+    start: Instant,
+    text: Vec<u8>,
+    first_event: Option<Instant>,
+    seq: u64,
+    digests: Vec<u8>,
+    output: Stream,
+    input: Stream,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(setup: &'a Setup) -> Self {
+        let masker = Masker::new(&setup.keys.masks);
+        Self {
+            setup,
+            start: Instant::now(),
+            text: header(setup.tty),
+            first_event: None,
+            seq: 0,
+            digests: Vec::new(),
+            output: Stream::new(masker.clone(), setup.tty.is_none()),
+            input: Stream::new(masker, false),
+        }
+    }
+
+    async fn run(mut self, rx: &mut mpsc::Receiver<Event>) -> Result<String, String> {
+        loop {
+            let due = self.first_event.map(|t| t + CHUNK_EVERY);
+            let event = tokio::select! {
+                e = rx.recv() => e.unwrap_or(Event::End),
+                () = sleep_until(due) => {
+                    self.store(false).await?;
+                    continue;
+                }
+            };
+            match event {
+                Event::Output(at, data) => {
+                    let text = self.output.push(&data);
+                    self.event(at, "o", &text);
+                }
+                Event::Input(at, data) => {
+                    let text = self.input.push(&data);
+                    self.event(at, "i", &text);
+                }
+                Event::Resize(at, size) => {
+                    self.event(at, "r", &format!("{}x{}", size.cols, size.rows));
+                }
+                Event::End => break,
+            }
+            if self.text.len() >= CHUNK_BYTES {
+                self.store(false).await?;
+            }
+        }
+        let now = Instant::now();
+        let (out, inp) = (self.output.finish(), self.input.finish());
+        self.event(now, "o", &out);
+        self.event(now, "i", &inp);
+        self.store(true).await?;
+        Ok(hex::encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            &self.digests,
+        )))
+    }
+
+    fn event(&mut self, at: Instant, code: &str, data: &str) {
+        if data.is_empty() {
+            return;
+        }
+        let t = at.saturating_duration_since(self.start).as_micros() as f64 / 1e6;
+        // Serializing a tuple of a float and two strings cannot fail.
+        let _ = serde_json::to_writer(&mut self.text, &(t, code, data));
+        self.text.push(b'\n');
+        self.first_event.get_or_insert(at);
+    }
+
+    /// Seals and stores the current chunk (an empty one only to mark the
+    /// end).
+    async fn store(&mut self, last: bool) -> Result<(), String> {
+        self.first_event = None;
+        if self.text.is_empty() && !last {
+            return Ok(());
+        }
+        let text = std::mem::take(&mut self.text);
+        let sealed = self
+            .setup
+            .keys
+            .sealer
+            .seal(self.seq, last, &text)
+            .map_err(|e| e.message().to_owned())?;
+        self.setup
+            .store
+            .put_recording_chunk(RecordingChunkRow {
+                session_id: self.setup.session.clone(),
+                seq: i64::try_from(self.seq).map_err(|_| "too many chunks".to_owned())?,
+                org: self.setup.org.clone(),
+                last,
+                sealed,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        self.digests
+            .extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &text).as_ref());
+        self.seq += 1;
+        Ok(())
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The asciicast v2 header line.
+fn header(tty: Option<TermSize>) -> Vec<u8> {
+    let size = tty.unwrap_or(TermSize { cols: 80, rows: 24 });
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut line = serde_json::json!({
+        "version": 2,
+        "width": size.cols,
+        "height": size.rows,
+        "timestamp": timestamp,
+        "env": { "TERM": if tty.is_some() { "xterm-256color" } else { "dumb" } },
+    })
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// One direction of a session: masked, then decoded as UTF-8.
+struct Stream {
+    masker: Masker,
+    /// The incomplete UTF-8 sequence at the end of the last read.
+    carry: Vec<u8>,
+    /// Whether line feeds are shown as `\r\n` (output without a terminal).
+    crlf: bool,
+}
+
+impl Stream {
+    fn new(masker: Masker, crlf: bool) -> Self {
+        Self {
+            masker,
+            carry: Vec::new(),
+            crlf,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) -> String {
+        let masked = self.masker.push(data);
+        self.decode(masked, false)
+    }
+
+    fn finish(&mut self) -> String {
+        let rest = self.masker.finish();
+        self.decode(rest, true)
+    }
+
+    fn decode(&mut self, data: Vec<u8>, end: bool) -> String {
+        let mut bytes = std::mem::take(&mut self.carry);
+        bytes.extend_from_slice(&data);
+        let cut = if end {
+            bytes.len()
+        } else {
+            complete_utf8_prefix(&bytes)
+        };
+        self.carry = bytes.split_off(cut);
+        let text = String::from_utf8_lossy(&bytes);
+        if self.crlf && text.contains('\n') {
+            text.replace("\r\n", "\n").replace('\n', "\r\n")
+        } else {
+            text.into_owned()
+        }
+    }
+}
+
+/// The length of `bytes` without an incomplete UTF-8 sequence at its end.
+fn complete_utf8_prefix(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    for back in 1..=len.min(3) {
+        let b = bytes[len - back];
+        if b & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back
+        }
+        let needed = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if needed > back { len - back } else { len };
+    }
+    len
+}
+
+/// Replaces secret values in a stream split into arbitrary reads.
+#[derive(Clone)]
+struct Masker {
+    /// `None` when there is nothing to mask.
+    finder: Option<AhoCorasick>,
+    /// The longest value's length minus one: what may be the start of a
+    /// value that continues in the next read.
+    keep: usize,
+    pending: Vec<u8>,
+}
+
+impl Masker {
+    fn new(values: &[Zeroizing<Vec<u8>>]) -> Self {
+        let mut patterns: Vec<&[u8]> = Vec::new();
+        let crlf: Vec<Zeroizing<Vec<u8>>> = values
+            .iter()
+            .filter(|v| v.contains(&b'\n'))
+            .map(|v| Zeroizing::new(with_crlf(v)))
+            .collect();
+        patterns.extend(values.iter().map(|v| v.as_slice()));
+        patterns.extend(crlf.iter().map(|v| v.as_slice()));
+        patterns.retain(|p| !p.is_empty());
+        let keep = patterns.iter().map(|p| p.len()).max().unwrap_or(1) - 1;
+        let finder = if patterns.is_empty() {
+            None
+        } else {
+            // Leftmost-longest: of two values starting at one place, the
+            // longer is masked whole.
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&patterns)
+                .ok()
+        };
+        Self {
+            finder,
+            keep,
+            pending: Vec::new(),
+        }
+    }
+
+    /// What of the stream so far can be recorded: everything except what
+    /// may be the start of a value that continues in the next read.
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        let Some(finder) = &self.finder else {
+            return data.to_vec();
+        };
+        self.pending.extend_from_slice(data);
+        // A match starting before `cut` is complete: every value that could
+        // start there fits in what is pending.
+        let mut cut = self.pending.len().saturating_sub(self.keep);
+        let mut out = Vec::with_capacity(self.pending.len());
+        let mut done = 0;
+        for m in finder.find_iter(&self.pending) {
+            if m.start() >= cut {
+                break;
+            }
+            out.extend_from_slice(&self.pending[done..m.start()]);
+            out.extend_from_slice(MASK);
+            done = m.end();
+            cut = cut.max(m.end());
+        }
+        out.extend_from_slice(&self.pending[done..cut]);
+        self.pending.drain(..cut);
+        out
+    }
+
+    /// The rest of the stream, masked.
+    fn finish(&mut self) -> Vec<u8> {
+        let pending = std::mem::take(&mut self.pending);
+        match &self.finder {
+            Some(finder) => finder.replace_all_bytes(&pending, &vec![MASK; finder.patterns_len()]),
+            None => pending,
+        }
+    }
+}
+
+impl Drop for Masker {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.pending);
+    }
+}
+
+fn with_crlf(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() + 8);
+    for &b in v {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn masker(values: &[&str]) -> Masker {
+        let v: Vec<_> = values
+            .iter()
+            .map(|s| Zeroizing::new(s.as_bytes().to_vec()))
+            .collect();
+        Masker::new(&v)
+    }
+
+    /// Feeds `input` split at every pair of points and checks the
+    /// recording reads `want` whole.
+    fn masks_whatever_the_split(values: &[&str], input: &str, want: &str) {
+        let input = input.as_bytes();
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let mut m = masker(values);
+                let mut out = m.push(&input[..i]);
+                out.extend(m.push(&input[i..j]));
+                out.extend(m.push(&input[j..]));
+                out.extend(m.finish());
+                assert_eq!(String::from_utf8(out).unwrap(), want, "split at {i}, {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn secret_values_are_masked_across_reads() {
+        masks_whatever_the_split(
+            &["hunter2", "s3cr3t-token"],
+            "PASS=hunter2\nTOKEN=s3cr3t-token and hunter2.",
+            "PASS=********\nTOKEN=******** and ********.",
+        );
+        // Of two values starting at one place, the longer goes whole.
+        masks_whatever_the_split(&["abc", "abcdef"], "xabcdefx abcx", "x********x ********x");
+        // A value with a newline, as a terminal prints it.
+        masks_whatever_the_split(&["line1\nline2"], "a line1\r\nline2 b", "a ******** b");
+        masks_whatever_the_split(&[], "nothing to mask", "nothing to mask");
+    }
+
+    #[test]
+    fn text_is_whole_utf8_whatever_the_split() {
+        let input = "héllo → 🦀 done".as_bytes();
+        for i in 0..=input.len() {
+            let mut s = Stream::new(masker(&[]), false);
+            let mut text = s.push(&input[..i]);
+            text.push_str(&s.push(&input[i..]));
+            text.push_str(&s.finish());
+            assert_eq!(text, "héllo → 🦀 done");
+        }
+        let mut s = Stream::new(masker(&[]), false);
+        let mut text = s.push(b"bad \xff byte \xe2\x82");
+        text.push_str(&s.finish());
+        assert_eq!(text, "bad \u{fffd} byte \u{fffd}");
+    }
+}
