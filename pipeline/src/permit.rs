@@ -1,6 +1,6 @@
 //! The proof an operation requires.
 
-use warden_policies::{Action, Allowed, Scope};
+use warden_policies::{Action, Allowed, Scope, SessionPolicy};
 
 /// Proof that the pipeline authenticated a caller, authorized one action on
 /// one resource for it, and recorded the intent in the audit log (durably,
@@ -19,6 +19,7 @@ pub struct Permit {
     scope: Scope,
     op_id: String,
     rule: String,
+    session: SessionPolicy,
 }
 
 impl Permit {
@@ -29,6 +30,7 @@ impl Permit {
             scope: allowed.scope().clone(),
             op_id,
             rule: allowed.rule(),
+            session: allowed.explanation().session,
         }
     }
 
@@ -45,6 +47,7 @@ impl Permit {
             scope,
             op_id,
             rule: "break-glass: owner@/".to_owned(),
+            session: SessionPolicy::default(),
         }
     }
 
@@ -71,6 +74,12 @@ impl Permit {
     /// The rule that allowed it, in the audit entry's short form.
     pub fn rule(&self) -> &str {
         &self.rule
+    }
+
+    /// How a session this permit allows runs: the allowing role's
+    /// `session:` settings.
+    pub fn session_policy(&self) -> SessionPolicy {
+        self.session
     }
 
     /// Whether this permit covers `action` on `scope`: the same action, on

@@ -49,7 +49,7 @@ pub use manage::{
 };
 pub use role::{
     Condition, Effect, MAX_DESCRIPTION_BYTES, MAX_PERMISSIONS_PER_RULE, MAX_ROLE_SOURCE_BYTES,
-    MAX_RULES, Role, RoleError, Rule, valid_role_name,
+    MAX_RULES, Role, RoleError, Rule, SessionPolicy, valid_role_name,
 };
 
 use std::fmt;
@@ -199,6 +199,8 @@ pub struct Explanation {
     pub permission: String,
     /// The rule's condition (always holds when it has none).
     pub when: Condition,
+    /// How sessions the rule allows run (its role's `session:`).
+    pub session: SessionPolicy,
 }
 
 /// For example:
@@ -337,6 +339,7 @@ fn explain(binding: &Binding, index: usize, rule: &Rule, action: Action) -> Expl
         rule: index + 1,
         permission: rule.pattern_for(action).to_owned(),
         when: rule.when,
+        session: binding.role.session_policy(),
     }
 }
 

@@ -235,6 +235,67 @@ impl fmt::Display for Rule {
     }
 }
 
+/// How the shell sessions a role allows run: `session:` in a role file,
+/// e.g. `session: {max_length: 8h, idle_timeout: 15m, record_input: true}`.
+/// A session follows the role whose rule allowed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionPolicy {
+    /// A session ends after this long (5 seconds to 24 hours; the
+    /// gateway's own maximum applies otherwise, and always caps this).
+    pub max_length: Option<std::time::Duration>,
+    /// A session with neither input nor output for this long ends (5
+    /// seconds to 24 hours).
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Whether the session's input (keystrokes, piped stdin) is recorded
+    /// besides its output.
+    pub record_input: bool,
+}
+
+/// The `session:` block of a role file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SessionFile {
+    #[serde(default)]
+    max_length: Option<SessionDuration<5>>,
+    #[serde(default)]
+    idle_timeout: Option<SessionDuration<5>>,
+    #[serde(default)]
+    record_input: bool,
+}
+
+/// A duration written `90s`, `15m` or `8h`, from `MIN` seconds to 24 hours.
+struct SessionDuration<const MIN: u64>(std::time::Duration);
+
+impl<'de, const MIN: u64> Deserialize<'de> for SessionDuration<MIN> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let secs = parse_duration(&text).filter(|s| (MIN..=86_400).contains(s));
+        secs.map(|s| Self(std::time::Duration::from_secs(s)))
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "{:?} is not a duration from {MIN}s to 24h: write a number and s, m or h \
+                     (90s, 15m, 8h)",
+                    shown(&text)
+                ))
+            })
+    }
+}
+
+/// `90s`, `15m`, `8h` in seconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let unit = match text.as_bytes().last()? {
+        b's' => 1,
+        b'm' => 60,
+        b'h' => 3600,
+        _ => return None,
+    };
+    let digits = &text[..text.len() - 1];
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
 /// A compiled role: cheap to evaluate (bit masks), with its source kept for
 /// display.
 pub struct Role {
@@ -242,6 +303,7 @@ pub struct Role {
     description: String,
     source: String,
     rules: Box<[Rule]>,
+    session: SessionPolicy,
     /// Union of the allow rules' masks.
     pub(crate) allow_mask: u32,
     /// Union of the deny rules' masks.
@@ -282,6 +344,7 @@ impl Role {
                 .filter(|r| r.effect == effect)
                 .fold(0, |m, r| m | r.mask)
         };
+        let session = file.session;
         Ok(Role {
             allow_mask: mask_of(Effect::Allow),
             deny_mask: mask_of(Effect::Deny),
@@ -289,6 +352,11 @@ impl Role {
             description: file.description.0,
             source: yaml.to_owned(),
             rules,
+            session: SessionPolicy {
+                max_length: session.max_length.map(|d| d.0),
+                idle_timeout: session.idle_timeout.map(|d| d.0),
+                record_input: session.record_input,
+            },
         })
     }
 
@@ -302,7 +370,13 @@ impl Role {
             rules: Box::new([]),
             allow_mask: 0,
             deny_mask: 0,
+            session: SessionPolicy::default(),
         }
+    }
+
+    /// How the shell sessions this role allows run.
+    pub fn session_policy(&self) -> SessionPolicy {
+        self.session
     }
 
     /// The role's name (`[a-z0-9][a-z0-9-]{0,62}`).
@@ -440,6 +514,8 @@ struct RoleFile {
     #[serde(default)]
     description: Description,
     rules: RuleList,
+    #[serde(default)]
+    session: SessionFile,
 }
 
 /// Whether `s` is a valid role name: `[a-z0-9][a-z0-9-]{0,62}`.

@@ -709,3 +709,36 @@ fn accepted_role_file_shapes() {
         Some(vec![EnvMode::Staging])
     );
 }
+
+#[test]
+fn a_role_sets_how_its_sessions_run_and_the_allowing_role_decides() {
+    use std::time::Duration;
+    let oncall = role(
+        "name: oncall\nrules:\n  - allow: [shell.exec]\n\
+         session: {max_length: 8h, idle_timeout: 90s, record_input: true}\n",
+    );
+    let p = principal(vec![bind(&oncall, "acme")]);
+    let session = allowed(&p, Action::ShellExec, &api(EnvMode::Production))
+        .explanation()
+        .session;
+    assert_eq!(session.max_length, Some(Duration::from_secs(8 * 3600)));
+    assert_eq!(session.idle_timeout, Some(Duration::from_secs(90)));
+    assert!(session.record_input);
+    // Without a block: no limits of the role's own, no input recorded.
+    assert_eq!(builtin("admin").session_policy(), SessionPolicy::default());
+    for bad in [
+        "max_length: 4s",
+        "max_length: 25h",
+        "idle_timeout: 0s",
+        "idle_timeout: 15",
+        "idle_timeout: m",
+        "idle_timeout: -5m",
+        "idle_timeout: 99999999999h",
+        "record_inputs: true",
+    ] {
+        let e = parse_err(&format!(
+            "name: x\nrules:\n  - allow: [shell.exec]\nsession: {{{bad}}}\n"
+        ));
+        assert_eq!(e.line, Some(4), "{bad}: {e}");
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use warden_pipeline::{
     Caller, Error, Operation, Pipeline, SessionGrant, SessionRecord, Target, Transport,
 };
-use warden_policies::{Action, Scope};
+use warden_policies::{Action, Scope, SessionPolicy};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -121,6 +121,8 @@ pub struct Session {
     /// authority: someone ended it (`kill`), or its recording failed.
     killed: watch::Receiver<Option<String>>,
     recorder: Recorder,
+    /// The allowing role's session settings.
+    policy: SessionPolicy,
     gateway: Gateway,
 }
 
@@ -130,9 +132,11 @@ pub enum Stop {
     /// The process exited (its status), or the runtime lost it (an error:
     /// the pod or the agent's link is gone).
     Exited(Result<ExitStatus, warden_runtime::RuntimeError>),
-    /// The caller's authority ended, or the session reached its maximum
-    /// length (the reason).
+    /// The caller's authority ended, someone ended the session, or its
+    /// recording failed (the reason).
     AuthorityEnded(String),
+    /// The session reached its maximum length or was idle too long (which).
+    LimitReached(String),
     /// The client went away, or its input was refused: it broke the
     /// protocol, or the process left it unread too long (what happened).
     ClientGone(Option<String>),
@@ -145,6 +149,7 @@ impl Stop {
             Stop::Exited(Ok(_)) => "ok",
             Stop::Exited(Err(_)) => "upstream_lost",
             Stop::AuthorityEnded(_) => "authority_ended",
+            Stop::LimitReached(_) => "limit_reached",
             Stop::ClientGone(None) => "client_gone",
             Stop::ClientGone(Some(_)) => "input_refused",
         }
@@ -161,7 +166,8 @@ pub struct SessionEnd {
     /// Bytes to the client.
     pub bytes_out: u64,
     /// The outcome's status: `ok` when the process exited (whatever its
-    /// code), `authority_ended`, `upstream_lost`, `client_gone`.
+    /// code), `authority_ended`, `limit_reached`, `upstream_lost`,
+    /// `client_gone`, `input_refused`.
     pub status: &'static str,
 }
 
@@ -254,6 +260,7 @@ impl Gateway {
             }
         };
         let transport = caller.meta().transport;
+        let policy = grant.permit().session_policy();
         let (tx, killed) = watch::channel(None);
         let recorder = Recorder::start(Setup {
             keys,
@@ -261,7 +268,7 @@ impl Gateway {
             session: id.clone(),
             org: service.org().to_owned(),
             tty: request.tty,
-            record_input: false,
+            record_input: policy.record_input,
             failed: tx.clone(),
         });
         lock(&self.live).insert(id.clone(), tx);
@@ -272,6 +279,7 @@ impl Gateway {
             grant,
             killed,
             recorder,
+            policy,
             gateway: self.clone(),
         };
         let row = ShellSessionRow {
@@ -366,9 +374,11 @@ impl Session {
     }
 
     /// Waits for whichever comes first: the process exits, the caller's
-    /// authority ends, `max_length` passes, or `input` (the task feeding the
-    /// client's input to the process) ends, with the protocol error it
-    /// met, if any. Unless the process exited, it is killed.
+    /// authority ends, the session reaches its maximum length (the
+    /// front-end's `max_length`, or the role's if shorter) or is idle for
+    /// the role's `idle_timeout`, or `input` (the task feeding the client's
+    /// input to the process) ends, with the protocol error it met, if any.
+    /// Unless the process exited, it is killed.
     pub async fn supervise(
         &mut self,
         exit: ExitFuture,
@@ -378,15 +388,26 @@ impl Session {
     ) -> Stop {
         let abort = input.abort_handle();
         let mut killed = self.killed.clone();
+        let max_length = self
+            .policy
+            .max_length
+            .map_or(max_length, |m| m.min(max_length));
+        let idle_timeout = self.policy.idle_timeout;
+        let tap = self.recorder.tap();
         let stop = tokio::select! {
             status = exit => Stop::Exited(status),
             reason = self.authority_ended() => Stop::AuthorityEnded(reason),
             Ok(why) = killed.wait_for(Option::is_some) => {
                 Stop::AuthorityEnded(why.clone().unwrap_or_default())
             }
-            () = tokio::time::sleep(max_length) => {
-                Stop::AuthorityEnded("the session reached its maximum length".into())
-            }
+            () = tokio::time::sleep(max_length) => Stop::LimitReached(format!(
+                "the session reached its maximum length ({})",
+                span(max_length)
+            )),
+            idle = idle_for(&tap, idle_timeout) => Stop::LimitReached(format!(
+                "no input or output for {}",
+                span(idle)
+            )),
             ended = input => Stop::ClientGone(ended.unwrap_or(None)),
         };
         abort.abort();
@@ -430,6 +451,32 @@ impl Session {
             };
             self.grant.finish_with(end.status, record);
         });
+    }
+}
+
+/// Resolves once the session has had no input or output for `limit`
+/// (never without one), with the limit.
+async fn idle_for(tap: &Tap, limit: Option<Duration>) -> Duration {
+    let Some(limit) = limit else {
+        return std::future::pending().await;
+    };
+    loop {
+        let due = tap.last_activity() + limit;
+        if tokio::time::Instant::now() >= due {
+            return limit;
+        }
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// `90s`, `15m`, `8h`, `1h30m` for people.
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
     }
 }
 

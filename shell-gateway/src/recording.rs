@@ -28,6 +28,8 @@
 //! comes or the session ends (the recording may show it a little late),
 //! so a value split across reads is still found.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -92,25 +94,38 @@ enum Event {
 pub struct Tap {
     tx: mpsc::Sender<Event>,
     input: bool,
+    /// When the session started, and ms after it the last input or output
+    /// came (for the idle timeout).
+    start: Instant,
+    active_ms: Arc<AtomicU64>,
 }
 
 impl Tap {
     /// Records output.
     pub async fn output(&self, data: &Bytes) {
-        let _ = self
-            .tx
-            .send(Event::Output(Instant::now(), data.clone()))
-            .await;
+        let now = self.touch();
+        let _ = self.tx.send(Event::Output(now, data.clone())).await;
     }
 
     /// Records input, if this session records input.
     pub async fn input(&self, data: &Bytes) {
+        let now = self.touch();
         if self.input {
-            let _ = self
-                .tx
-                .send(Event::Input(Instant::now(), data.clone()))
-                .await;
+            let _ = self.tx.send(Event::Input(now, data.clone())).await;
         }
+    }
+
+    fn touch(&self) -> Instant {
+        let now = Instant::now();
+        let ms = u64::try_from(now.duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        self.active_ms.fetch_max(ms, Ordering::Relaxed);
+        now
+    }
+
+    /// When the last input or output came.
+    pub(crate) fn last_activity(&self) -> tokio::time::Instant {
+        let ms = self.active_ms.load(Ordering::Relaxed);
+        tokio::time::Instant::from_std(self.start + Duration::from_millis(ms))
     }
 
     /// Records a terminal resize.
@@ -144,6 +159,8 @@ impl Recorder {
         let tap = Tap {
             tx,
             input: setup.record_input,
+            start: Instant::now(),
+            active_ms: Arc::default(),
         };
         let task = tokio::spawn(record(setup, rx));
         Self { tap, task }

@@ -804,7 +804,7 @@ impl ChannelCtx {
                 let msg = crlf(&format!("the session's pod was lost: {e}"));
                 let _ = notice(&write, tty, &msg).await;
             }
-            Stop::AuthorityEnded(reason) => {
+            Stop::AuthorityEnded(reason) | Stop::LimitReached(reason) => {
                 let _ = tokio::time::timeout(DRAIN_AFTER_END, drained).await;
                 let msg = crlf(&format!("session ended: {reason}"));
                 let _ = notice(&write, tty, &format!("\r\n{msg}")).await;

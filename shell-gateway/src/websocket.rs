@@ -146,6 +146,7 @@ fn status(stop: &Stop) -> Bytes {
         }),
         Stop::Exited(Err(e)) => refusal(&format!("the session's pod was lost: {e}"), 503),
         Stop::AuthorityEnded(reason) => refusal(&format!("session ended: {reason}"), 403),
+        Stop::LimitReached(reason) => refusal(&format!("session ended: {reason}"), 408),
         Stop::ClientGone(Some(what)) => refusal(what, 400),
         Stop::ClientGone(None) => refusal("the client went away", 400),
     };
@@ -161,6 +162,7 @@ pub fn refusal(message: &str, code: u16) -> serde_json::Value {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "NotFound",
+        408 => "Timeout",
         409 => "Conflict",
         429 => "TooManyRequests",
         _ => "ServiceUnavailable",

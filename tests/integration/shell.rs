@@ -1494,3 +1494,91 @@ async fn sessions_are_recorded_masked_sealed_and_verified_offline() {
     assert_ne!(code, 0);
     assert!(err.contains("does not open"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roles_session_settings_limit_its_sessions_and_record_input() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let role = "name: oncall\nrules:\n  - allow: [shell.exec, env.read]\n\
+                session: {max_length: 6s, idle_timeout: 5s, record_input: true}\n";
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": role })),
+    )
+    .await;
+    let ssh = Ssh::of(&dev).await;
+    let (_, key) = member(&dev, "olive", "oncall").await;
+    let svc = "acme/shop/prod/api";
+
+    // Idle: nothing in or out for 5 s ends the session, saying why.
+    let started = Instant::now();
+    let (code, _, err) = ssh.run(&key, "olive", &[svc, "--", "sleep 60"]);
+    let took = started.elapsed();
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("no input or output for 5s"), "{err}");
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    // Busy, but not past the role's maximum length.
+    let started = Instant::now();
+    let (code, out, err) = ssh.run(
+        &key,
+        "olive",
+        &[svc, "--", "while :; do echo tick; sleep 1; done"],
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 255, "{err}");
+    assert!(out.contains("tick"), "{out}");
+    assert!(err.contains("maximum length (6s)"), "{err}");
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    // Input is recorded as the role asks.
+    let mut child = ssh
+        .command(&key, "olive")
+        .args([svc, "--", "cat >/dev/null; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed-by-olive\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3, "{list}");
+    let statuses: Vec<_> = sessions.iter().map(|s| s["status"].clone()).collect();
+    assert!(
+        statuses.iter().filter(|s| *s == "limit_reached").count() == 2,
+        "{list}"
+    );
+    let id = sessions[0]["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cast = loop {
+        let (code, body) = dev
+            .send(
+                Method::GET,
+                &format!("/api/v1/session/{id}/recording"),
+                None,
+            )
+            .await;
+        let page: Value = serde_json::from_str(&body).unwrap_or_default();
+        if code == 200 && !page["outcome"].is_null() {
+            let texts = page["chunks"].as_array().unwrap().iter();
+            break texts
+                .map(|c| c["text"].as_str().unwrap().to_owned())
+                .collect::<String>();
+        }
+        assert!(Instant::now() < deadline, "{code} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(cast.contains(r#""i","typed-by-olive\n""#), "{cast}");
+}
