@@ -44,6 +44,7 @@ use warden_audit::{Actor, Auditor, DecisionRecord, Event, Intent, SYSTEM_LOG};
 pub use warden_audit::{SessionRecord, Target};
 use warden_policies::{Action, Decision, Resource, Scope, authorize};
 use warden_store::Store;
+use warden_types::ScopePath;
 
 pub use credential::{Credential, MAX_CREDENTIAL_BYTES, RequestMeta, Transport};
 pub use error::{Error, ErrorKind};
@@ -464,6 +465,20 @@ impl Pipeline {
     /// its events go to. An organization's log exists with the
     /// organization; anything aimed at one that does not exist is recorded
     /// in the system log.
+    /// Whether `caller` may do `action` on `scope` now, recording nothing:
+    /// for filtering what a listing offers (a menu of shell targets). The
+    /// action itself still runs through [`Pipeline::run_session`] or
+    /// [`Pipeline::run`], decided and audited then.
+    pub async fn allows(
+        &self,
+        caller: &Caller,
+        action: Action,
+        scope: &ScopePath,
+    ) -> Result<bool, Error> {
+        let (resource, _) = self.resource_and_log(Scope::Path(scope.clone())).await?;
+        Ok(authorize(&caller.who.principal, action, &resource).is_allow())
+    }
+
     async fn resource_and_log(&self, scope: Scope) -> Result<(Resource, String), Error> {
         let resource = self.0.identity.resource(&self.0.store, scope).await?;
         let log = match &resource.scope {

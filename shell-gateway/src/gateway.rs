@@ -62,6 +62,10 @@ pub(crate) struct Input {
     pub(crate) tap: Tap,
 }
 
+/// Services the SSH menu looks at, at most (a caller bound in many large
+/// organizations sees the first ones, in name order).
+pub const MENU_SCAN: usize = 1000;
+
 /// What runs when the user asks for a shell rather than a command: bash
 /// where the image has it, else `sh`, as a login shell.
 const LOGIN_SHELL: &str = "command -v bash >/dev/null 2>&1 && exec bash -l; exec sh -l";
@@ -302,6 +306,68 @@ impl Gateway {
             tracing::warn!(error = %e, "a shell session could not be listed");
         }
         Ok((session, exec))
+    }
+
+    /// The pods `caller` may open a shell in now (running and ready, in
+    /// services where `shell.exec` is allowed), in name order, at most
+    /// `limit`: the SSH menu. Only organizations the caller has a binding
+    /// in are searched, and at most [`MENU_SCAN`] services.
+    pub async fn targets(&self, caller: &Caller, limit: usize) -> Result<Vec<ShellTarget>, Error> {
+        let store = self.pipeline.store();
+        let principal = &caller.who().principal;
+        let mut parents: Vec<String> = store
+            .child_scopes(None)
+            .await?
+            .into_iter()
+            .map(|r| r.path)
+            .filter(|org| principal.has_binding_in_org(org))
+            .collect();
+        // Organizations, then projects, then environments: their children.
+        for _ in 0..3 {
+            let mut children = Vec::new();
+            for parent in &parents {
+                for row in store.child_scopes(Some(parent)).await? {
+                    if children.len() < MENU_SCAN {
+                        children.push(row.path);
+                    }
+                }
+            }
+            parents = children;
+        }
+        let mut found = Vec::new();
+        for path in parents {
+            let Ok(service) = ScopePath::parse_kind(&path, warden_types::ScopeKind::Service) else {
+                continue;
+            };
+            if !self
+                .pipeline
+                .allows(caller, Action::ShellExec, &service)
+                .await?
+            {
+                continue;
+            }
+            let Ok(service) = warden_runtime::ServiceRef::from_path(service) else {
+                continue;
+            };
+            // A cluster that cannot answer leaves its pods out of the menu.
+            let Ok(runtime) = self.placement.runtime(&service.environment()).await else {
+                continue;
+            };
+            let Ok(pods) = runtime.pods(&Selector::Service(service.clone())).await else {
+                continue;
+            };
+            for pod in pods {
+                if pod.phase == PodPhase::Running && pod.ready {
+                    found.push(ShellTarget {
+                        service: service.clone(),
+                        pod: Some(pod.name),
+                    });
+                }
+            }
+        }
+        found.sort_by_key(ToString::to_string);
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn start(&self, request: &ShellRequest) -> Result<(PodName, ExecSession), Error> {

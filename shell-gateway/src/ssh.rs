@@ -638,6 +638,9 @@ impl Drop for OpenChannel {
     }
 }
 
+/// Pods the SSH menu lists, at most.
+const MENU_ITEMS: usize = 50;
+
 /// What a session channel's task needs.
 struct ChannelCtx {
     gateway: Gateway,
@@ -719,8 +722,17 @@ impl ChannelCtx {
                 _ => {}
             }
         };
-        let (read, write) = channel.split();
-        let request = match self.request(command, tty, env) {
+        let (mut read, write) = channel.split();
+        let mut user_target = self.user_target.clone();
+        if user_target.is_none() && command.is_none() && tty.is_some() {
+            user_target = self.menu(&mut read, &write).await;
+            if user_target.is_none() {
+                let _ = write.eof().await;
+                let _ = write.close().await;
+                return;
+            }
+        }
+        let request = match self.request(user_target.as_ref(), command, tty, env) {
             Ok(r) => r,
             Err(message) => {
                 let _ = write
@@ -821,10 +833,103 @@ impl ChannelCtx {
         });
     }
 
+    /// With a terminal and no target: lists the pods the caller may open a
+    /// shell in, numbered, and reads the choice (digits, Backspace, Enter;
+    /// Ctrl-C or Ctrl-D leaves). Listing is not audited (it reads only
+    /// the caller's own permissions); the session chosen is.
+    async fn menu(
+        &self,
+        read: &mut russh::ChannelReadHalf,
+        write: &russh::ChannelWriteHalf<Msg>,
+    ) -> Option<ShellTarget> {
+        let mut w = write.make_writer();
+        let listed = match self.gateway.pipeline().reauthenticate(&self.caller).await {
+            Ok(caller) => self.gateway.targets(&caller, MENU_ITEMS).await,
+            Err(e) => Err(e),
+        };
+        let targets = match listed {
+            Ok(t) if t.is_empty() => {
+                let _ = w
+                    .write_all(b"warden: no pod you may open a shell in is running\r\n")
+                    .await;
+                return None;
+            }
+            Ok(t) => t,
+            Err(e) => {
+                let _ = w
+                    .write_all(format!("warden: {}\r\n", e.message()).as_bytes())
+                    .await;
+                return None;
+            }
+        };
+        let mut text = String::from("warden: pods you may open a shell in:\r\n");
+        for (i, t) in targets.iter().enumerate() {
+            text.push_str(&format!("  {:>2}) {t}\r\n", i + 1));
+        }
+        text.push_str("choose a number (Ctrl-D leaves): ");
+        w.write_all(text.as_bytes()).await.ok()?;
+        w.flush().await.ok()?;
+        let mut typed = String::new();
+        while let Some(msg) = read.wait().await {
+            let data = match msg {
+                ChannelMsg::Data { data } => data,
+                ChannelMsg::Eof | ChannelMsg::Close => return None,
+                ChannelMsg::RequestPty { want_reply, .. }
+                | ChannelMsg::RequestShell { want_reply }
+                | ChannelMsg::Exec { want_reply, .. }
+                | ChannelMsg::SetEnv { want_reply, .. }
+                | ChannelMsg::RequestSubsystem { want_reply, .. }
+                | ChannelMsg::RequestX11 { want_reply, .. }
+                    if want_reply =>
+                {
+                    let _ = self.handle.channel_failure(write.id()).await;
+                    continue;
+                }
+                _ => continue,
+            };
+            let mut echo = Vec::new();
+            for &b in data.iter() {
+                match b {
+                    b'0'..=b'9' if typed.len() < 3 => {
+                        typed.push(char::from(b));
+                        echo.push(b);
+                    }
+                    0x7f | 0x08 if typed.pop().is_some() => echo.extend_from_slice(b"\x08 \x08"),
+                    b'\r' | b'\n' => {
+                        let chosen = typed
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|n| n.checked_sub(1))
+                            .and_then(|i| targets.get(i));
+                        if let Some(t) = chosen {
+                            echo.extend_from_slice(b"\r\n");
+                            w.write_all(&echo).await.ok()?;
+                            return Some(t.clone());
+                        }
+                        typed.clear();
+                        echo.extend_from_slice(
+                            format!("\r\nchoose a number from 1 to {}: ", targets.len()).as_bytes(),
+                        );
+                    }
+                    0x03 | 0x04 => {
+                        echo.extend_from_slice(b"\r\n");
+                        let _ = w.write_all(&echo).await;
+                        return None;
+                    }
+                    _ => {}
+                }
+            }
+            w.write_all(&echo).await.ok()?;
+            w.flush().await.ok()?;
+        }
+        None
+    }
+
     /// The session request a shell or exec request makes, or the message
     /// telling the user what is wrong with it.
     fn request(
         &self,
+        user_target: Option<&ShellTarget>,
         command: Option<Vec<u8>>,
         tty: Option<TermSize>,
         env: Vec<(String, String)>,
@@ -836,7 +941,7 @@ impl ChannelCtx {
                     .map_err(|_| "warden: the command is not UTF-8\r\n".to_owned())?,
             ),
         };
-        let (target, line) = match (&self.user_target, command.as_deref()) {
+        let (target, line) = match (user_target, command.as_deref()) {
             (Some(t), line) => (t.clone(), line.filter(|l| !l.trim().is_empty())),
             (None, Some(line)) => {
                 let (target, rest) = split_command(line);

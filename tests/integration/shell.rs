@@ -1582,3 +1582,42 @@ async fn a_roles_session_settings_limit_its_sessions_and_record_input() {
     };
     assert!(cast.contains(r#""i","typed-by-olive\n""#), "{cast}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_without_a_target_offers_a_menu_of_the_pods_one_may_enter() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (_, key) = member(&dev, "devon", "developer").await;
+    let quoted: Vec<String> = ssh
+        .args(&key, "devon", false)
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let line = format!("ssh {} -t", quoted.join(" "));
+    let tmux = Tmux::start(&format!("{line}; echo EXIT=$?; sleep 60"), 100);
+    // A developer may shell into development, not production: one pod.
+    let menu = tmux.wait_for("choose a number", 1);
+    assert!(menu.contains(" 1) acme/shop/dev/api/"), "{menu}");
+    assert!(!menu.contains("acme/shop/prod"), "{menu}");
+    assert!(!menu.contains(" 2) "), "{menu}");
+    // A wrong number asks again; the right one opens the shell.
+    tmux.keys(&["7", "Enter"]);
+    tmux.wait_for("choose a number from 1 to 1", 1);
+    tmux.keys(&["1", "Enter"]);
+    tmux.wait_for("$", 1);
+    tmux.keys(&["echo menu-$((6*7))", "Enter"]);
+    tmux.wait_for("menu-42", 1);
+    tmux.keys(&["exit 4", "Enter"]);
+    let screen = tmux.wait_for("EXIT=", 1);
+    assert!(screen.contains("EXIT=4"), "{screen}");
+    drop(tmux);
+    // Ctrl-D at the menu leaves without a session.
+    let tmux = Tmux::start(&format!("{line}; echo EXIT=$?; sleep 60"), 100);
+    tmux.wait_for("choose a number", 1);
+    tmux.keys(&["C-d"]);
+    let screen = tmux.wait_for("EXIT=", 1);
+    assert!(!screen.contains("EXIT=0"), "{screen}");
+    let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 1, "{list}");
+}
