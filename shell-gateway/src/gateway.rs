@@ -272,6 +272,10 @@ impl Gateway {
             session: id.clone(),
             org: service.org().to_owned(),
             tty: request.tty,
+            command: match &request.command {
+                Command::Shell => None,
+                Command::Argv(argv) => Some(argv.join(" ")),
+            },
             record_input: policy.record_input,
             failed: tx.clone(),
         });

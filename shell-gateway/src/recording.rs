@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::AhoCorasick;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
@@ -49,6 +49,9 @@ pub const MASK: &[u8] = b"********";
 pub const CHUNK_BYTES: usize = 256 * 1024;
 /// ... or this long after its first event.
 pub const CHUNK_EVERY: Duration = Duration::from_secs(2);
+/// A session whose recording reaches this much text ends (a marker
+/// event says so, and the last chunk is stored).
+pub const MAX_RECORDING_BYTES: usize = 1 << 30;
 /// Events queued for the recorder before the session waits for it: a
 /// session is never ahead of its recording by more than this.
 const QUEUE: usize = 256;
@@ -81,7 +84,8 @@ pub trait Recordings: Send + Sync {
 }
 
 enum Event {
-    Output(Instant, Bytes),
+    /// Output: stdout (false) or stderr (true), and the bytes.
+    Output(Instant, bool, Bytes),
     Input(Instant, Bytes),
     Resize(Instant, TermSize),
     End,
@@ -101,10 +105,10 @@ pub struct Tap {
 }
 
 impl Tap {
-    /// Records output.
-    pub async fn output(&self, data: &Bytes) {
+    /// Records output: stdout (or a terminal's), or stderr.
+    pub async fn output(&self, stderr: bool, data: &Bytes) {
         let now = self.touch();
-        let _ = self.tx.send(Event::Output(now, data.clone())).await;
+        let _ = self.tx.send(Event::Output(now, stderr, data.clone())).await;
     }
 
     /// Records input, if this session records input.
@@ -147,6 +151,8 @@ pub(crate) struct Setup {
     pub(crate) session: String,
     pub(crate) org: String,
     pub(crate) tty: Option<TermSize>,
+    /// The command run (none for a login shell), recorded in the header.
+    pub(crate) command: Option<String>,
     pub(crate) record_input: bool,
     /// Told why, if the recording fails (the session then ends).
     pub(crate) failed: watch::Sender<Option<String>>,
@@ -203,7 +209,12 @@ struct Chunks<'a> {
     first_event: Option<Instant>,
     seq: u64,
     digests: Vec<u8>,
-    output: Stream,
+    /// Text stored so far.
+    stored: usize,
+    /// Whether the limit was reached (the last chunk is stored).
+    full: bool,
+    /// stdout (or the terminal), stderr: each masked on its own.
+    output: [Stream; 2],
     input: Stream,
 }
 
@@ -213,11 +224,16 @@ impl<'a> Chunks<'a> {
         Self {
             setup,
             start: Instant::now(),
-            text: header(setup.tty),
+            text: header(setup.tty, setup.command.as_deref(), &masker),
             first_event: None,
             seq: 0,
             digests: Vec::new(),
-            output: Stream::new(masker.clone(), setup.tty.is_none()),
+            stored: 0,
+            full: false,
+            output: [
+                Stream::new(masker.clone(), setup.tty.is_none()),
+                Stream::new(masker.clone(), setup.tty.is_none()),
+            ],
             input: Stream::new(masker, false),
         }
     }
@@ -232,16 +248,26 @@ impl<'a> Chunks<'a> {
                     continue;
                 }
             };
+            if self.full {
+                // Past the limit: the session is ending; nothing more goes in.
+                if matches!(event, Event::End) {
+                    break;
+                }
+                continue;
+            }
             match event {
-                Event::Output(at, data) => {
-                    let text = self.output.push(&data);
+                Event::Output(at, stderr, data) => {
+                    self.first_event.get_or_insert(at);
+                    let text = self.output[usize::from(stderr)].push(&data);
                     self.event(at, "o", &text);
                 }
                 Event::Input(at, data) => {
+                    self.first_event.get_or_insert(at);
                     let text = self.input.push(&data);
                     self.event(at, "i", &text);
                 }
                 Event::Resize(at, size) => {
+                    self.first_event.get_or_insert(at);
                     self.event(at, "r", &format!("{}x{}", size.cols, size.rows));
                 }
                 Event::End => break,
@@ -249,12 +275,28 @@ impl<'a> Chunks<'a> {
             if self.text.len() >= CHUNK_BYTES {
                 self.store(false).await?;
             }
+            if self.stored >= MAX_RECORDING_BYTES {
+                self.event(Instant::now(), "m", "recording limit reached");
+                self.store(true).await?;
+                self.full = true;
+                self.setup.failed.send_replace(Some(format!(
+                    "the session's recording reached its limit ({} MiB)",
+                    MAX_RECORDING_BYTES >> 20
+                )));
+            }
         }
-        let now = Instant::now();
-        let (out, inp) = (self.output.finish(), self.input.finish());
-        self.event(now, "o", &out);
-        self.event(now, "i", &inp);
-        self.store(true).await?;
+        if !self.full {
+            let now = Instant::now();
+            let rest = [
+                (self.output[0].finish(), "o"),
+                (self.output[1].finish(), "o"),
+                (self.input.finish(), "i"),
+            ];
+            for (text, code) in rest {
+                self.event(now, code, &text);
+            }
+            self.store(true).await?;
+        }
         Ok(hex::encode(ring::digest::digest(
             &ring::digest::SHA256,
             &self.digests,
@@ -269,7 +311,6 @@ impl<'a> Chunks<'a> {
         // Serializing a tuple of a float and two strings cannot fail.
         let _ = serde_json::to_writer(&mut self.text, &(t, code, data));
         self.text.push(b'\n');
-        self.first_event.get_or_insert(at);
     }
 
     /// Seals and stores the current chunk (an empty one only to mark the
@@ -300,6 +341,7 @@ impl<'a> Chunks<'a> {
         self.digests
             .extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &text).as_ref());
         self.seq += 1;
+        self.stored += text.len();
         Ok(())
     }
 }
@@ -311,8 +353,9 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-/// The asciicast v2 header line.
-fn header(tty: Option<TermSize>) -> Vec<u8> {
+/// The asciicast v2 header line, with the command (masked) if one was
+/// given.
+fn header(tty: Option<TermSize>, command: Option<&str>, masker: &Masker) -> Vec<u8> {
     let size = tty.unwrap_or(TermSize { cols: 80, rows: 24 });
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -323,9 +366,14 @@ fn header(tty: Option<TermSize>) -> Vec<u8> {
         "height": size.rows,
         "timestamp": timestamp,
         "env": { "TERM": if tty.is_some() { "xterm-256color" } else { "dumb" } },
-    })
-    .to_string()
-    .into_bytes();
+    });
+    if let Some(command) = command {
+        let mut m = masker.clone();
+        let mut masked = m.push(command.as_bytes());
+        masked.extend(m.finish());
+        line["command"] = String::from_utf8_lossy(&masked).into();
+    }
+    let mut line = line.to_string().into_bytes();
     line.push(b'\n');
     line
 }
@@ -395,7 +443,15 @@ fn complete_utf8_prefix(bytes: &[u8]) -> usize {
     len
 }
 
-/// Replaces secret values in a stream split into arbitrary reads.
+/// Values shorter than this are not masked: masking every `e` or space
+/// would make a recording unreadable (and show which letters are values).
+pub const MIN_MASKED: usize = 4;
+/// A stream's bytes held back while masking, at most (beyond the longest
+/// value): reached only by a chain of overlapping values.
+const MAX_PENDING: usize = 64 * 1024;
+
+/// Replaces secret values in a stream split into arbitrary reads. Where
+/// values overlap in the stream, their union is masked.
 #[derive(Clone)]
 struct Masker {
     /// `None` when there is nothing to mask.
@@ -416,17 +472,13 @@ impl Masker {
             .collect();
         patterns.extend(values.iter().map(|v| v.as_slice()));
         patterns.extend(crlf.iter().map(|v| v.as_slice()));
-        patterns.retain(|p| !p.is_empty());
+        patterns.retain(|p| p.len() >= MIN_MASKED);
         let keep = patterns.iter().map(|p| p.len()).max().unwrap_or(1) - 1;
+        // Standard semantics: every match, overlapping ones included.
         let finder = if patterns.is_empty() {
             None
         } else {
-            // Leftmost-longest: of two values starting at one place, the
-            // longer is masked whole.
-            AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(&patterns)
-                .ok()
+            AhoCorasick::new(&patterns).ok()
         };
         Self {
             finder,
@@ -435,39 +487,69 @@ impl Masker {
         }
     }
 
-    /// What of the stream so far can be recorded: everything except what
-    /// may be the start of a value that continues in the next read.
-    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+    /// The spans of `pending` covered by values, merged where they overlap
+    /// or touch, in order.
+    fn spans(&self) -> Vec<(usize, usize)> {
         let Some(finder) = &self.finder else {
-            return data.to_vec();
+            return Vec::new();
         };
-        self.pending.extend_from_slice(data);
-        // A match starting before `cut` is complete: every value that could
-        // start there fits in what is pending.
-        let mut cut = self.pending.len().saturating_sub(self.keep);
-        let mut out = Vec::with_capacity(self.pending.len());
-        let mut done = 0;
-        for m in finder.find_iter(&self.pending) {
-            if m.start() >= cut {
-                break;
+        let mut found: Vec<(usize, usize)> = finder
+            .find_overlapping_iter(&self.pending)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        found.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(found.len());
+        for (start, end) in found {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
             }
-            out.extend_from_slice(&self.pending[done..m.start()]);
+        }
+        merged
+    }
+
+    /// Takes `pending[..cut]` out, its spans masked.
+    fn emit(&mut self, spans: &[(usize, usize)], cut: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(cut);
+        let mut done = 0;
+        for &(start, end) in spans.iter().take_while(|s| s.1 <= cut) {
+            out.extend_from_slice(&self.pending[done..start]);
             out.extend_from_slice(MASK);
-            done = m.end();
-            cut = cut.max(m.end());
+            done = end;
         }
         out.extend_from_slice(&self.pending[done..cut]);
         self.pending.drain(..cut);
         out
     }
 
+    /// What of the stream so far can be recorded: everything except what
+    /// may be the start of a value that continues in the next read.
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.finder.is_none() {
+            return data.to_vec();
+        }
+        self.pending.extend_from_slice(data);
+        let spans = self.spans();
+        // A match starting before `safe` is complete: every value that
+        // could start there fits in what is pending. A span across it waits
+        // whole for the next read, unless too much is held back already.
+        let safe = self.pending.len().saturating_sub(self.keep);
+        let mut cut = safe;
+        if let Some(&(start, end)) = spans.iter().find(|s| s.0 < safe && s.1 > safe) {
+            cut = if self.pending.len() > self.keep + MAX_PENDING {
+                end
+            } else {
+                start
+            };
+        }
+        self.emit(&spans, cut)
+    }
+
     /// The rest of the stream, masked.
     fn finish(&mut self) -> Vec<u8> {
-        let pending = std::mem::take(&mut self.pending);
-        match &self.finder {
-            Some(finder) => finder.replace_all_bytes(&pending, &vec![MASK; finder.patterns_len()]),
-            None => pending,
-        }
+        let spans = self.spans();
+        let cut = self.pending.len();
+        self.emit(&spans, cut)
     }
 }
 
@@ -525,9 +607,21 @@ mod tests {
             "PASS=********\nTOKEN=******** and ********.",
         );
         // Of two values starting at one place, the longer goes whole.
-        masks_whatever_the_split(&["abc", "abcdef"], "xabcdefx abcx", "x********x ********x");
+        masks_whatever_the_split(
+            &["abcd", "abcdefg"],
+            "xabcdefgx abcdx",
+            "x********x ********x",
+        );
         // A value with a newline, as a terminal prints it.
         masks_whatever_the_split(&["line1\nline2"], "a line1\r\nline2 b", "a ******** b");
+        // Overlapping values: their union.
+        masks_whatever_the_split(
+            &["XYZ-abc", "abc-123456789"],
+            "<XYZ-abc-123456789>",
+            "<********>",
+        );
+        // Values too short to mask are left alone.
+        masks_whatever_the_split(&["e", "ab"], "remove tab", "remove tab");
         masks_whatever_the_split(&[], "nothing to mask", "nothing to mask");
     }
 

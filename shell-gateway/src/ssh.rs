@@ -773,14 +773,14 @@ impl ChannelCtx {
             exec.stdout,
             write.make_writer(),
             counted_out.clone(),
-            tap.clone(),
+            (tap.clone(), false),
         ));
         let err = exec.stderr.map(|rx| {
             tokio::spawn(pump(
                 rx,
                 write.make_writer_ext(Some(1)),
                 counted_out.clone(),
-                tap.clone(),
+                (tap.clone(), true),
             ))
         });
         let input = tokio::spawn(forward_input(
@@ -982,16 +982,17 @@ async fn notice(
     w.flush().await
 }
 
-/// Copies a process's output to the client, counting and recording it.
+/// Copies a process's output to the client, counting and recording it
+/// (as stderr or not).
 async fn pump(
     mut rx: mpsc::Receiver<Bytes>,
     mut writer: impl AsyncWrite + Unpin,
     counted: Arc<AtomicU64>,
-    tap: Tap,
+    (tap, stderr): (Tap, bool),
 ) {
     while let Some(chunk) = rx.recv().await {
         counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        tap.output(&chunk).await;
+        tap.output(stderr, &chunk).await;
         if writer.write_all(&chunk).await.is_err() {
             return;
         }

@@ -271,7 +271,7 @@ async fn pump(
 ) {
     while let Some(chunk) = rx.recv().await {
         counted.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        tap.output(&chunk).await;
+        tap.output(channel == STDERR, &chunk).await;
         for piece in chunk.chunks(MAX_OUTPUT_FRAME) {
             if outbound
                 .send(WsOut::Binary(frame(channel, piece)))

@@ -287,6 +287,27 @@ impl Store {
         Ok(out)
     }
 
+    /// Every kept version (with its envelope, if not destroyed) of every
+    /// secret in each of `scopes`.
+    pub async fn versions_in_scopes(
+        &self,
+        scopes: &[String],
+    ) -> Result<Vec<VersionRow>, StoreError> {
+        let mut out = Vec::new();
+        for scope in scopes {
+            let rows: Vec<VersionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLUMNS} FROM secrets s \
+                 JOIN secret_versions v ON v.secret_id = s.id \
+                 WHERE s.scope = $1 ORDER BY s.name, v.version"
+            )))
+            .bind(scope.as_str())
+            .fetch_all(self.pool())
+            .await?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Changes the state of some versions of one secret; returns the
     /// versions whose state changed (the others were already in it).
     pub async fn change_versions(

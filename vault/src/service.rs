@@ -783,12 +783,7 @@ impl Vault {
         keyring: &Keyring,
         service: &ScopePath,
     ) -> Result<BTreeMap<String, SecretValue>, VaultError> {
-        let scopes: Vec<String> = service
-            .ancestors_and_self()
-            .into_iter()
-            .skip(1)
-            .map(|p| p.as_str().to_owned())
-            .collect();
+        let scopes = Self::inherited_scopes(service);
         let mut merged = BTreeMap::new();
         for row in self.store.latest_in_scopes(&scopes).await? {
             if row.deleted_at.is_some() || row.envelope.is_none() {
@@ -801,12 +796,26 @@ impl Vault {
         Ok(crate::resolve::interpolate(&merged)?)
     }
 
+    /// The scopes whose secrets `service` inherits: project, environment,
+    /// service.
+    fn inherited_scopes(service: &ScopePath) -> Vec<String> {
+        service
+            .ancestors_and_self()
+            .into_iter()
+            .skip(1)
+            .map(|p| p.as_str().to_owned())
+            .collect()
+    }
+
     /// What a shell session on `service` needs to record itself, for the
     /// holder of its `shell.exec` permit: the key that seals its recording
-    /// (held for the session's life) and the service's current secret
-    /// values, which the gateway masks out of the recording. The values
-    /// never leave the gateway; `shell.exec` already lets their holder read
-    /// them in the pod.
+    /// (held for the session's life) and the values the gateway masks out
+    /// of the recording: every kept version of every secret the service
+    /// inherits (a pod started before a rotation holds an older one), and
+    /// the resolved values (with `${NAME}` references filled in) when they
+    /// resolve — a reference that does not resolve never keeps anyone from
+    /// a shell. The values never leave the gateway; `shell.exec` already
+    /// lets their holder read them in the pod.
     pub async fn recording_setup(
         &self,
         permit: &Permit,
@@ -818,11 +827,19 @@ impl Vault {
         let key = keyring
             .recording_key(&self.store, service.org(), session)
             .await?;
-        let values = self
-            .resolved(&keyring, service)
+        let mut values = Vec::new();
+        for row in self
+            .store
+            .versions_in_scopes(&Self::inherited_scopes(service))
             .await?
-            .into_values()
-            .collect();
+        {
+            if row.envelope.is_some() {
+                values.push(self.open(&keyring, service.org(), &row).await?);
+            }
+        }
+        if let Ok(resolved) = self.resolved(&keyring, service).await {
+            values.extend(resolved.into_values());
+        }
         Ok((key, values))
     }
 

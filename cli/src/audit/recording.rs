@@ -27,6 +27,8 @@ use crate::output;
 pub(crate) const FORMAT: &str = "warden-recording-proof/v1";
 /// The largest recording `audit verify --recording` reads.
 const MAX_RECORDING_BYTES: u64 = 4 << 30;
+/// The most chunks a proof may list.
+const MAX_CHUNKS: usize = 1 << 16;
 /// The largest proof file it reads.
 const MAX_PROOF_BYTES: u64 = 64 << 20;
 
@@ -76,6 +78,15 @@ fn check(cast: &[u8], proof: &RecordingProof, trust: &Trust) -> Result<Value, St
         return Err(format!(
             "the proof's format is {:?}, not {FORMAT}",
             output::printable(&proof.format)
+        ));
+    }
+    // A recording has at most 1 GiB of text in chunks of at least one
+    // line each, but never more chunks than bytes plus its (maybe empty)
+    // last one.
+    let n = proof.chunk_lengths.len();
+    if n == 0 || n > MAX_CHUNKS || proof.chunk_lengths[..n - 1].contains(&0) {
+        return Err(format!(
+            "the proof lists {n} chunks: a recording has 1 to {MAX_CHUNKS}, none empty but the last"
         ));
     }
     let total = proof
