@@ -11,7 +11,8 @@
 //! feeds as a terminal shows them (`\r\n`, as the client's own terminal
 //! did), so that it replays as the user saw it. Data is text:
 //! bytes that are not UTF-8 are replaced by U+FFFD, a sequence split
-//! across reads is kept whole.
+//! across reads is kept whole, and NUL bytes (which a terminal does not
+//! show) are left out.
 //!
 //! Chunks are whole lines, so the chunks' plaintexts concatenated are the
 //! `.cast` file. Each chunk's SHA-256 is kept; the recording's digest, in
@@ -408,7 +409,9 @@ impl Stream {
 
     fn decode(&mut self, data: Vec<u8>, end: bool) -> String {
         let mut bytes = std::mem::take(&mut self.carry);
-        bytes.extend_from_slice(&data);
+        // NUL shows nothing on a terminal, and would take six bytes each
+        // (`\u0000`): it is left out.
+        bytes.extend(data.iter().copied().filter(|&b| b != 0));
         let cut = if end {
             bytes.len()
         } else {
@@ -636,7 +639,7 @@ mod tests {
             assert_eq!(text, "héllo → 🦀 done");
         }
         let mut s = Stream::new(masker(&[]), false);
-        let mut text = s.push(b"bad \xff byte \xe2\x82");
+        let mut text = s.push(b"bad \xff byte\0 \xe2\x82");
         text.push_str(&s.finish());
         assert_eq!(text, "bad \u{fffd} byte \u{fffd}");
     }
