@@ -114,8 +114,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
     drop(rendered);
 
     let mut cmd = command(&exec);
-    // Kept open until exec: the command inherits it.
-    let mut _secrets_fd = None;
+    // Kept open until exec (or spawn): the command inherits it.
+    let mut secrets_fd = None;
     match exec.delivery {
         Delivery::Env => {
             for (name, value) in secrets.values() {
@@ -128,7 +128,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
                 SECRETS_FD_ENV,
                 std::os::fd::AsRawFd::as_raw_fd(&fd).to_string(),
             );
-            _secrets_fd = Some(fd);
+            secrets_fd = Some(fd);
         }
         Delivery::None => {}
     }
@@ -137,12 +137,12 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
     // this address space.
     drop(secrets);
     if exec.parent {
-        let code = parent::supervise(runtime, cmd);
-        return code;
+        return parent::supervise(runtime, cmd, secrets_fd);
     }
     runtime.shutdown_background();
     let program = exec.command[0].to_string_lossy().into_owned();
     let err = cmd.exec();
+    drop(secrets_fd);
     Err(exec_error(&program, &err))
 }
 

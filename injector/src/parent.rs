@@ -4,6 +4,7 @@
 //! it is not PID 1), forwards signals to the command, and exits with the
 //! command's exit code (128 + N if signal N killed it).
 
+use std::os::fd::OwnedFd;
 use std::process::Command;
 
 use rustix::process::{Pid, Signal, WaitOptions};
@@ -40,8 +41,13 @@ pub const FORWARDED: &[Signal] = &[
 ];
 
 /// Starts `cmd` and supervises it until it exits; returns the exit code the
-/// wrapper should exit with.
-pub fn supervise(runtime: tokio::runtime::Runtime, mut cmd: Command) -> Result<u8, Error> {
+/// wrapper should exit with. `inherited` (the secrets memfd in fd mode) is
+/// closed in the wrapper once the command has it.
+pub fn supervise(
+    runtime: tokio::runtime::Runtime,
+    mut cmd: Command,
+    inherited: Option<OwnedFd>,
+) -> Result<u8, Error> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     // Orphaned descendants of the command become our children, so that we
     // reap them as PID 1 would (as PID 1 we already are their reaper).
@@ -65,6 +71,7 @@ pub fn supervise(runtime: tokio::runtime::Runtime, mut cmd: Command) -> Result<u
         }
         drop(tx);
         let child = cmd.spawn().map_err(|e| crate::exec_error(&program, &e))?;
+        drop(inherited);
         let pid = Pid::from_child(&child);
         // The `Child` is not waited on through std: the loop below reaps
         // every child with waitpid(-1), this one included.

@@ -543,15 +543,15 @@ fn children_of(pid: u32) -> Vec<(u32, char, String)> {
 async fn parent_mode_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
     let t = Setup::new().await;
     let cred = t.credential.to_str().unwrap();
-    // The command orphans a `sleep 1` (its subshell exits at once), so the
+    // The command orphans a `sleep 2` (its subshell exits at once), so the
     // wrapper, a child subreaper, inherits it and must reap it; then it
     // waits for SIGTERM, which it turns into exit code 42. (Bounded, so a
     // failing run leaves nothing behind holding the test's stderr.)
     let script = r#"
         trap 'exit 42' TERM
-        (sleep 1 &)
+        (sleep 2 &)
         echo "ready $API_KEY"
-        i=0; while [ $i -lt 300 ]; do sleep 0.05; i=$((i + 1)); done
+        i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
     "#;
     let mut child = t
         .injector(
@@ -571,14 +571,14 @@ async fn parent_mode_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
         .unwrap()
         .unwrap();
     assert_eq!(ready, format!("ready {API_KEY}"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let kids = children_of(pid);
     assert!(
         kids.iter().any(|(_, _, comm)| comm == "sleep"),
         "the orphan was not re-parented to the wrapper: {kids:?}"
     );
-    // The orphan exits after 1 s; the wrapper must reap it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The orphan exits after 2 s; the wrapper must reap it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let kids = children_of(pid);
     assert!(
         kids.iter().all(|(_, state, _)| *state != 'Z'),
