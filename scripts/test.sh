@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/warden-target}
 WARDEN_TEST_DATABASE_URL=$(./scripts/ensure-postgres.sh)
 ./scripts/ensure-tools.sh
 export WARDEN_TEST_DATABASE_URL
-# The canary and crash tests run the real `warden` binary, which
-# `cargo test` does not build by itself.
-cargo build --locked -p warden-cli
+# The canary, crash and injector tests run the real `warden` and
+# `warden-injector` binaries, which `cargo test` does not build by itself.
+cargo build --locked -p warden-cli -p warden-injector
 exec cargo test --workspace --locked "$@"

@@ -1,8 +1,202 @@
-//! The injector (to be built by the injector issue): a tiny exec wrapper
-//! that authenticates a workload, fetches its effective secrets over TLS and
-//! places them in the child process's environment in memory only, plus the
-//! Kubernetes mutating admission webhook that adds it to annotated pods.
+//! The secret injector: `warden-injector exec --service ORG/P/E/S -- CMD`, a
+//! small exec wrapper that authenticates with a workload credential (file,
+//! inherited descriptor or environment; read, then kept from the command),
+//! fetches the service's resolved secrets over TLS trusting only the given
+//! CA, and delivers them to the command in memory only: as environment
+//! variables, as a sealed memfd the command inherits (no value in
+//! `/proc/PID/environ`), and/or as templates rendered onto tmpfs or ramfs.
+//! Then it `exec`s the command (nothing of the wrapper stays), or with
+//! `--parent` stays as its PID-1 parent. docs/injector.md is the user's
+//! guide; [`error::EXIT_CODES`] the exit codes.
 //!
-//! Architecture invariants: secrets never touch disk, the pod spec or etcd;
-//! the injector talks to Warden only through the public API; it does not
-//! link the vault's crypto or storage (checked by the tidy test in `tests/`).
+//! It owns: the command line ([`cli`]), the credential sources
+//! ([`credential`]), the fetch with retries ([`fetch`]), the delivery modes
+//! and templates ([`deliver`], [`template`]) and the parent mode
+//! ([`parent`]).
+//!
+//! Architecture invariants: it talks to Warden only through the public
+//! HTTPS API (the `warden-api` client); its only Warden dependencies are
+//! `warden-types` and `warden-api`, so it links neither the vault's crypto
+//! and storage nor the server, pipeline, identity or audit crates (checked
+//! by `tests/integration/architecture.rs`). Secrets never touch a
+//! disk-backed file. `unsafe` lives in `sys` only (checked below).
+//! Not built yet (issue 12): rotation watches and the admission webhook.
+
+pub mod cli;
+pub mod credential;
+pub mod deliver;
+pub mod error;
+pub mod fetch;
+pub mod parent;
+pub mod secrets;
+mod sys;
+pub mod template;
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+pub use error::Error;
+
+use crate::cli::{Exec, Parsed};
+use crate::credential::{CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, Credential};
+use crate::deliver::{Delivery, SECRETS_FD_ENV, TemplateTarget};
+use crate::secrets::Secrets;
+
+/// Runs the wrapper with `args` (the program name first). Returns only when
+/// it does not become the command: with its exit code, having printed any
+/// error as one line on stderr.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden-injector: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
+    let exec = match cli::parse(args)? {
+        Parsed::Print(text) => {
+            print!("{text}");
+            return Ok(0);
+        }
+        Parsed::Exec(exec) => exec,
+    };
+    // First: an inherited credential descriptor must be taken before this
+    // process opens anything of its own (sys::take_inherited_fd).
+    let credential = Credential::read(&exec.credential)?;
+    // Other processes of the same user may not ptrace this one or read its
+    // memory while it holds the credential and the values (exec resets it
+    // for the command).
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    let ca_pem = std::fs::read(&exec.ca).map_err(|e| {
+        Error::Config(format!(
+            "cannot read CA certificate {}: {e}",
+            exec.ca.display()
+        ))
+    })?;
+    let targets = exec
+        .templates
+        .iter()
+        .map(|(src, dest)| TemplateTarget::prepare(src.clone(), dest.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("starting the async runtime: {e}")))?;
+    let resolved = runtime.block_on(fetch::resolve(
+        &exec.server,
+        &ca_pem,
+        &credential,
+        &exec.service,
+        exec.retry,
+    ))?;
+    drop(credential);
+    let secrets = Secrets::from_resolved(resolved, exec.service.as_str())?;
+    if exec.delivery == Delivery::Env {
+        secrets.check_env_values()?;
+    }
+    // Render every template before writing any, so a missing reference
+    // leaves no file behind.
+    let rendered = targets
+        .iter()
+        .map(|t| {
+            t.template()
+                .render(secrets.values(), &exec.allow_missing, &t.origin())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (target, text) in targets.iter().zip(&rendered) {
+        target.write(text)?;
+    }
+    drop(rendered);
+
+    let mut cmd = command(&exec);
+    // Kept open until exec (or spawn): the command inherits it.
+    let mut secrets_fd = None;
+    match exec.delivery {
+        Delivery::Env => {
+            for (name, value) in secrets.values() {
+                cmd.env(name, value.expose());
+            }
+        }
+        Delivery::Fd => {
+            let fd = deliver::secrets_memfd(&secrets)?;
+            cmd.env(
+                SECRETS_FD_ENV,
+                std::os::fd::AsRawFd::as_raw_fd(&fd).to_string(),
+            );
+            secrets_fd = Some(fd);
+        }
+        Delivery::None => {}
+    }
+    // The wrapper's own copies are wiped here; the command's environment
+    // block (built by std) holds the env-mode values until exec replaces
+    // this address space.
+    drop(secrets);
+    if exec.parent {
+        return parent::supervise(runtime, cmd, secrets_fd);
+    }
+    runtime.shutdown_background();
+    let program = exec.command[0].to_string_lossy().into_owned();
+    let err = cmd.exec();
+    drop(secrets_fd);
+    Err(exec_error(&program, &err))
+}
+
+/// The command for `exec`, with the credential's variables removed from the
+/// environment it inherits.
+fn command(exec: &Exec) -> Command {
+    let mut cmd = Command::new(&exec.command[0]);
+    cmd.args(&exec.command[1..]);
+    for var in [CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, SECRETS_FD_ENV] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The error for a command that could not be started.
+pub(crate) fn exec_error(program: &str, e: &std::io::Error) -> Error {
+    Error::Exec {
+        program: program.to_owned(),
+        reason: e.to_string(),
+        not_found: e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `unsafe` only in src/sys.rs, and every block there explained.
+    #[test]
+    fn unsafe_is_confined_to_sys_and_documented() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let block = ["unsafe", "{"].join(" ");
+        let func = ["unsafe", "fn"].join(" ");
+        let allow = ["allow(", "unsafe_code)"].concat();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let code = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let lines: Vec<&str> = code.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let uses = line.contains(&block) || line.contains(&func) || line.contains(&allow);
+                if name != "sys.rs" {
+                    assert!(!uses, "{name}:{}: unsafe outside src/sys.rs", i + 1);
+                } else if line.contains(&block) {
+                    let explained = lines[..i]
+                        .iter()
+                        .rev()
+                        .take_while(|l| l.trim_start().starts_with("//"))
+                        .any(|l| l.contains("SAFETY:"));
+                    assert!(
+                        explained,
+                        "{name}:{}: unsafe block without a SAFETY comment",
+                        i + 1
+                    );
+                }
+            }
+        }
+    }
+}

@@ -135,8 +135,9 @@ fn crate_boundaries_hold() {
             "warden-api",
             &["sqlx", "warden-store", "warden-vault", "argon2"],
         ),
-        // The injector does not link the vault's crypto or storage; it
-        // talks to Warden only through the public API.
+        // The injector (a wrapper in every pod) does not link the vault's
+        // crypto or storage, nor the server; it talks to Warden only
+        // through the public API.
         (
             "warden-injector",
             &[
@@ -144,8 +145,13 @@ fn crate_boundaries_hold() {
                 "warden-vault",
                 "warden-store",
                 "warden-server",
+                "warden-identity",
+                "warden-audit",
                 "argon2",
                 "sqlx",
+                "axum",
+                "russh",
+                "kube",
             ],
         ),
         // The gateway stands on the pipeline and the runtime only.
@@ -224,6 +230,8 @@ fn crate_boundaries_hold() {
         ("warden-policies", &["warden-types"]),
         ("warden-identity", &["warden-types"]),
         ("warden-api", &["warden-types"]),
+        // The injector is an API client and nothing more.
+        ("warden-injector", &["warden-types", "warden-api"]),
         ("warden-runtime", &["warden-types"]),
         ("warden-kubernetes", &["warden-types", "warden-runtime"]),
         ("warden-link", &[]),

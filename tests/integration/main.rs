@@ -18,6 +18,7 @@ mod canary;
 mod crash;
 mod file_modes;
 mod harness;
+mod injector;
 mod kubernetes;
 mod lifecycle;
 mod limits;

@@ -1,0 +1,319 @@
+//! The command line, parsed into a validated [`Exec`] before anything runs.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use warden_types::{ScopeKind, ScopePath};
+
+use crate::Error;
+use crate::credential::Source;
+use crate::deliver::{Delivery, parse_template_spec};
+use crate::fetch::RetryPolicy;
+use crate::secrets::is_env_name;
+
+/// Most `--template` flags accepted.
+pub const MAX_TEMPLATES: usize = 64;
+
+/// warden-injector: runs a command with its service's secrets, delivered in
+/// memory only.
+#[derive(Debug, Parser)]
+#[command(name = "warden-injector", version, after_help = crate::error::EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Fetch the service's secrets with the workload credential, then exec
+    /// the command with them (or, with --parent, run it as a child).
+    #[command(after_help = crate::error::EXIT_CODES)]
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// The service whose resolved secrets to fetch.
+    #[arg(long, value_name = "ORG/PROJECT/ENV/SERVICE")]
+    service: String,
+    /// The Warden server.
+    #[arg(long, env = "WARDEN_SERVER", value_name = "https://HOST:PORT")]
+    server: String,
+    /// The CA certificate (PEM) to trust for the server; no other is trusted.
+    #[arg(long, env = "WARDEN_CA_FILE", value_name = "FILE")]
+    ca: PathBuf,
+    /// Read the credential from this file [default: $WARDEN_CREDENTIAL, then
+    /// the file named by $WARDEN_CREDENTIAL_FILE].
+    #[arg(long, value_name = "FILE")]
+    credential_file: Option<PathBuf>,
+    /// Read the credential from this inherited file descriptor (closed once
+    /// read; the command does not inherit it).
+    #[arg(long, value_name = "N")]
+    credential_fd: Option<RawFd>,
+    /// How the secrets reach the command: environment variables, or one
+    /// JSON object in a sealed memfd whose number is in $WARDEN_SECRETS_FD,
+    /// or neither (templates only).
+    #[arg(long, value_enum, default_value = "env")]
+    deliver: Delivery,
+    /// Render template SRC ({{ NAME }} references) to DEST, which must be on
+    /// tmpfs or ramfs; mode 0400. Repeatable.
+    #[arg(long = "template", value_name = "SRC:DEST")]
+    templates: Vec<String>,
+    /// Let templates reference NAME even if the service has no such secret
+    /// (it renders empty). Repeatable.
+    #[arg(long = "allow-missing", value_name = "NAME")]
+    allow_missing: Vec<String>,
+    /// Retries after the first attempt when the server is unreachable or
+    /// answers 5xx.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    retries: u32,
+    /// Delay before the first retry, in milliseconds; it doubles for each
+    /// next retry (with jitter), up to --retry-max-delay-ms.
+    #[arg(long, default_value_t = 250, value_name = "MS")]
+    retry_delay_ms: u64,
+    /// Longest delay between two attempts, in milliseconds.
+    #[arg(long, default_value_t = 5_000, value_name = "MS")]
+    retry_max_delay_ms: u64,
+    /// Longest time one attempt may take, in milliseconds.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    attempt_timeout_ms: u64,
+    /// Stay as the command's parent (PID 1 duty: reap zombies, forward
+    /// signals, exit with the command's code) instead of exec'ing it.
+    #[arg(long)]
+    parent: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// A validated `exec` invocation.
+#[derive(Debug)]
+pub struct Exec {
+    /// The service.
+    pub service: ScopePath,
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// The CA file.
+    pub ca: PathBuf,
+    /// Where the credential comes from.
+    pub credential: Source,
+    /// The delivery mode.
+    pub delivery: Delivery,
+    /// Templates, as (source, destination) paths.
+    pub templates: Vec<(PathBuf, PathBuf)>,
+    /// Names templates may reference though missing.
+    pub allow_missing: BTreeSet<String>,
+    /// Retries and timeouts.
+    pub retry: RetryPolicy,
+    /// `--parent`.
+    pub parent: bool,
+    /// The command (at least the program).
+    pub command: Vec<OsString>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run `exec`.
+    Exec(Box<Exec>),
+    /// Print this (help or version) on stdout and exit 0.
+    Print(String),
+}
+
+/// Parses and validates the command line.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => return Ok(Parsed::Print(e.render().to_string())),
+        Err(e) => {
+            // clap's message is several lines (usage, hint); keep the first.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return Err(Error::Usage(format!("{first} (see --help)")));
+        }
+    };
+    let Cmd::Exec(a) = cli.command;
+    let service = ScopePath::parse_kind(&a.service, ScopeKind::Service)
+        .map_err(|e| Error::Usage(format!("--service: {e}")))?;
+    if a.templates.len() > MAX_TEMPLATES {
+        return Err(Error::Usage(format!(
+            "at most {MAX_TEMPLATES} --template flags are accepted"
+        )));
+    }
+    let mut templates = Vec::with_capacity(a.templates.len());
+    let mut dests = BTreeSet::new();
+    for spec in &a.templates {
+        let (src, dest) = parse_template_spec(spec)?;
+        if !dests.insert(dest.clone()) {
+            return Err(Error::Usage(format!(
+                "two templates render to {}",
+                dest.display()
+            )));
+        }
+        templates.push((src, dest));
+    }
+    let mut allow_missing = BTreeSet::new();
+    for name in a.allow_missing {
+        if !is_env_name(&name) {
+            return Err(Error::Usage(format!(
+                "--allow-missing {name:?}: not a secret name ([A-Za-z_][A-Za-z0-9_]*)"
+            )));
+        }
+        allow_missing.insert(name);
+    }
+    if a.retry_delay_ms == 0 || a.retry_max_delay_ms < a.retry_delay_ms {
+        return Err(Error::Usage(
+            "--retry-delay-ms must be at least 1 and at most --retry-max-delay-ms".into(),
+        ));
+    }
+    if a.attempt_timeout_ms == 0 {
+        return Err(Error::Usage(
+            "--attempt-timeout-ms must be at least 1".into(),
+        ));
+    }
+    if a.command.first().is_none_or(|p| p.is_empty()) {
+        return Err(Error::Usage("no command given after --".into()));
+    }
+    Ok(Parsed::Exec(Box::new(Exec {
+        service,
+        server: a.server,
+        ca: a.ca,
+        credential: Source::choose(a.credential_file, a.credential_fd)?,
+        delivery: a.deliver,
+        templates,
+        allow_missing,
+        retry: RetryPolicy {
+            retries: a.retries,
+            initial_delay: Duration::from_millis(a.retry_delay_ms),
+            max_delay: Duration::from_millis(a.retry_max_delay_ms),
+            attempt_timeout: Duration::from_millis(a.attempt_timeout_ms),
+        },
+        parent: a.parent,
+        command: a.command,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Vec<OsString> {
+        let mut v: Vec<OsString> = [
+            "warden-injector",
+            "exec",
+            "--server",
+            "https://127.0.0.1:1",
+            "--ca",
+            "/ca.pem",
+            "--credential-file",
+            "/c",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        v.extend(extra.iter().map(OsString::from));
+        v
+    }
+
+    fn usage_error(extra: &[&str]) -> String {
+        match parse(args(extra)) {
+            Err(Error::Usage(m)) => m,
+            other => panic!("{extra:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_invocation_parses() {
+        let Parsed::Exec(e) = parse(args(&[
+            "--service",
+            "acme/shop/prod/api",
+            "--deliver",
+            "fd",
+            "--template",
+            "a.tpl:/dev/shm/a",
+            "--allow-missing",
+            "OPTIONAL",
+            "--",
+            "my-server",
+            "--port",
+            "8080",
+        ]))
+        .unwrap() else {
+            panic!("not exec")
+        };
+        assert_eq!(e.service.as_str(), "acme/shop/prod/api");
+        assert_eq!(e.delivery, Delivery::Fd);
+        assert_eq!(e.command, ["my-server", "--port", "8080"]);
+        assert_eq!(e.credential, Source::File("/c".into()));
+        assert!(e.allow_missing.contains("OPTIONAL"));
+        assert_eq!(e.retry.retries, 5);
+    }
+
+    #[test]
+    fn bad_invocations_are_one_line_usage_errors() {
+        for (extra, needle) in [
+            (&["--service", "acme/shop/prod", "--", "x"][..], "--service"),
+            (&["--service", "Acme/s/p/e", "--", "x"], "--service"),
+            (&["--service", "a/b/c/d"], "required"),
+            (
+                &[
+                    "--service",
+                    "a/b/c/d",
+                    "--template",
+                    "../t:/dev/shm/x",
+                    "--",
+                    "x",
+                ],
+                "'..'",
+            ),
+            (
+                &["--service", "a/b/c/d", "--allow-missing", "A-B", "--", "x"],
+                "A-B",
+            ),
+            (
+                &["--service", "a/b/c/d", "--deliver", "disk", "--", "x"],
+                "disk",
+            ),
+            (
+                &["--service", "a/b/c/d", "--retry-delay-ms", "0", "--", "x"],
+                "retry",
+            ),
+            (
+                &["--service", "a/b/c/d", "--credential-fd", "3", "--", "x"],
+                "at most one",
+            ),
+            (
+                &[
+                    "--service",
+                    "a/b/c/d",
+                    "--template",
+                    "a:/dev/shm/x",
+                    "--template",
+                    "b:/dev/shm/x",
+                    "--",
+                    "x",
+                ],
+                "two templates",
+            ),
+        ] {
+            let m = usage_error(extra);
+            assert!(m.contains(needle), "{extra:?}: {m}");
+            assert!(!m.contains('\n'), "{extra:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn help_lists_the_exit_codes() {
+        let Parsed::Print(help) =
+            parse(["warden-injector", "exec", "--help"].map(OsString::from)).unwrap()
+        else {
+            panic!("not help")
+        };
+        assert!(help.contains("77  credential refused"), "{help}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Fetching a service's resolved secrets: `GET /api/v1/resolve/{service}`
+//! over TLS to the server, trusting only the given CA (warden-api's client:
+//! rustls with the ring provider, TLS 1.2 and 1.3), with bounded retries.
+
+use std::time::Duration;
+
+use hyper::Method;
+use warden_api::{Client, ClientError, ErrorBody, Resolved};
+use warden_types::ScopePath;
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::credential::Credential;
+
+/// How hard to try before giving up on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Delay before the first retry; each further one doubles it.
+    pub initial_delay: Duration,
+    /// Longest delay between two attempts.
+    pub max_delay: Duration,
+    /// Longest time one attempt (connect, TLS, request, answer) may take.
+    pub attempt_timeout: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `retry` (1-based), before jitter.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(retry.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.initial_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+}
+
+/// What one attempt ended with, when it did not get the secrets.
+enum Failure {
+    /// Worth another attempt (connection, TLS, timeout, 429, 5xx).
+    Retry(String),
+    /// Final.
+    Fatal(Error),
+}
+
+/// Fetches the resolved secrets of `service`.
+pub async fn resolve(
+    server: &str,
+    ca_pem: &[u8],
+    credential: &Credential,
+    service: &ScopePath,
+    policy: RetryPolicy,
+) -> Result<Resolved, Error> {
+    // The client keeps its own copy of the token (a plain String, freed
+    // without wiping when it drops); the wrapper execs right after, which
+    // replaces the whole address space.
+    let client = Client::new(server, ca_pem, Some(credential.expose().to_owned()))
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let path = format!("/api/v1/resolve/{}", service.as_str());
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let outcome = match tokio::time::timeout(policy.attempt_timeout, once(&client, &path)).await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failure::Retry(format!(
+                "no answer within {} ms",
+                policy.attempt_timeout.as_millis()
+            ))),
+        };
+        match outcome {
+            Ok(resolved) => return Ok(resolved),
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry(last)) => {
+                if attempts > policy.retries {
+                    return Err(Error::Unavailable { attempts, last });
+                }
+                tokio::time::sleep(jitter(policy.delay(attempts))).await;
+            }
+        }
+    }
+}
+
+/// Between half and all of `d`, at random, so that many pods started
+/// together do not retry in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
+        Ok(_) => u32::from(u16::from_le_bytes(b)),
+        Err(_) => u32::from(u16::MAX),
+    };
+    d / 2 + (d / 2).mul_f64(f64::from(r) / f64::from(u16::MAX))
+}
+
+async fn once(client: &Client, path: &str) -> Result<Resolved, Failure> {
+    let mut conn = client.connect().await.map_err(|e| match e {
+        ClientError::Config(m) => Failure::Fatal(Error::Config(m)),
+        // A certificate the pinned CA did not sign will not change on
+        // retry: a wrong --ca, a wrong address, or someone in the middle.
+        ClientError::Connect { addr, reason } if reason.contains("invalid peer certificate") => {
+            Failure::Fatal(Error::Config(format!(
+                "{addr} is not the server the CA vouches for: {reason}"
+            )))
+        }
+        other => Failure::Retry(other.to_string()),
+    })?;
+    let (status, body) = conn
+        .send(Method::GET, path, None)
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))?;
+    // The body holds every value: take the buffer (not a copy) and wipe it
+    // when done.
+    let body = Zeroizing::new(Vec::from(body));
+    let status = status.as_u16();
+    if status == 200 {
+        return serde_json::from_slice::<Resolved>(&body).map_err(|e| {
+            Failure::Fatal(Error::Internal(format!(
+                "the resolve answer is not what the API documents: {}",
+                // serde_json's message names a position, never the input.
+                e
+            )))
+        });
+    }
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => (b.error.code, b.error.message),
+        Err(_) => ("http_error".to_owned(), format!("HTTP {status}")),
+    };
+    Err(match status {
+        401 => Failure::Fatal(Error::CredentialRefused(message)),
+        403 | 404 => Failure::Fatal(Error::Config(format!(
+            "the server refused this service to the credential: {message} ({code}, HTTP {status})"
+        ))),
+        429 | 500..=599 => Failure::Retry(format!("{message} ({code}, HTTP {status})")),
+        _ => Failure::Fatal(Error::Internal(format!(
+            "unexpected answer: {message} ({code}, HTTP {status})"
+        ))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy {
+            retries: 40,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(10),
+        };
+        let ms: Vec<u128> = (1..=7).map(|r| p.delay(r).as_millis()).collect();
+        assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(p.delay(40), Duration::from_secs(5));
+        for _ in 0..100 {
+            let j = jitter(Duration::from_millis(1000)).as_millis();
+            assert!((500..=1000).contains(&j), "{j}");
+        }
+    }
+}

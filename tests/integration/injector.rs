@@ -1,0 +1,630 @@
+//! The secret injector (`warden-injector`, issue 12), run as the real binary
+//! against a real server: what the command sees in each delivery mode, what
+//! it never sees (the credential, values in its environment in fd mode,
+//! files on disk), and every failure's exit code.
+//!
+//! The binary must be built first (`scripts/test.sh` does:
+//! `cargo build -p warden-cli -p warden-injector`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+use crate::harness::{Db, TestServer, free_port};
+
+const SERVICE: &str = "acme/shop/dev/api";
+const DB_URL: &str = "postgres://injector-canary-db/app";
+const API_KEY: &str = "injector-canary-key-7f3a";
+
+/// The `warden-injector` binary in the same target directory.
+fn injector_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("warden-injector");
+    assert!(
+        bin.exists(),
+        "{} not found: run ./scripts/test.sh, or `cargo build -p warden-injector` before `cargo test`",
+        bin.display()
+    );
+    bin
+}
+
+/// A server with `SERVICE` holding DB_URL and API_KEY, and a workload
+/// credential for it in a file.
+struct Setup {
+    s: TestServer,
+    dir: tempfile::TempDir,
+    token: String,
+    credential: PathBuf,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let s = TestServer::start(Db::Sqlite).await;
+        s.scopes(SERVICE, "development").await;
+        s.put(SERVICE, json!({"DB_URL": DB_URL, "API_KEY": API_KEY}))
+            .await;
+        let token = workload_token(&s, SERVICE).await;
+        let dir = tempfile::tempdir().unwrap();
+        let credential = dir.path().join("credential");
+        std::fs::write(&credential, format!("{token}\n")).unwrap();
+        Self {
+            s,
+            dir,
+            token,
+            credential,
+        }
+    }
+
+    /// `warden-injector exec` with the server, CA and service set, and a
+    /// clean environment (plus `env`).
+    fn injector(
+        &self,
+        flags: &[&str],
+        env: &[(&str, &str)],
+        cmd: &[&str],
+    ) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(injector_bin());
+        c.arg("exec")
+            .args(["--server", &self.s.url, "--service", SERVICE])
+            .arg("--ca")
+            .arg(self.s.ca_path())
+            .args(flags)
+            .arg("--")
+            .args(cmd)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The same with the credential file given by `--credential-file`.
+    async fn run(&self, flags: &[&str], cmd: &[&str]) -> Output {
+        let cred = self.credential.to_str().unwrap();
+        let mut all = vec!["--credential-file", cred];
+        all.extend_from_slice(flags);
+        self.injector(&all, &[], cmd).output().await.unwrap()
+    }
+}
+
+async fn workload_token(s: &TestServer, service: &str) -> String {
+    let w = s
+        .ok(
+            Method::POST,
+            &format!("/api/v1/workload-tokens/{service}"),
+            Some(json!({"ttl_seconds": 300})),
+        )
+        .await;
+    w["token"].as_str().unwrap().to_owned()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Asserts the wrapper failed with `code`, one line on stderr containing
+/// `needle`, and that the command never ran (it would print on stdout).
+fn assert_refused(out: &Output, code: i32, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("warden-injector: "), "{err:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "the command ran: {}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_mode_gives_the_command_its_secrets_and_never_the_credential() {
+    let t = Setup::new().await;
+    let cred_path = t.credential.to_str().unwrap();
+    let check = |out: Output| {
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert!(
+            lines.contains(&format!("DB_URL={DB_URL}").as_str()),
+            "{stdout}"
+        );
+        assert!(
+            lines.contains(&format!("API_KEY={API_KEY}").as_str()),
+            "{stdout}"
+        );
+        assert!(
+            !stdout.contains(&t.token),
+            "the credential reached the command"
+        );
+        assert!(!stdout.contains("WARDEN_CREDENTIAL"), "{stdout}");
+        assert!(!stdout.contains(cred_path), "{stdout}");
+    };
+    // The local runtime's way: the file named by $WARDEN_CREDENTIAL_FILE.
+    let out = t
+        .injector(&[], &[("WARDEN_CREDENTIAL_FILE", cred_path)], &["env"])
+        .output()
+        .await
+        .unwrap();
+    check(out);
+    // The credential itself in $WARDEN_CREDENTIAL.
+    let out = t
+        .injector(&[], &[("WARDEN_CREDENTIAL", &t.token)], &["env"])
+        .output()
+        .await
+        .unwrap();
+    check(out);
+    // --credential-file.
+    check(t.run(&[], &["env"]).await);
+    // --credential-fd: an inherited descriptor (opened by sh), read and
+    // closed, so the command does not inherit it.
+    // (readlink fails for the directory descriptor the glob used.)
+    let listing = "env; for f in /proc/$$/fd/*; do readlink \"$f\"; done; true";
+    let inner = t.injector(&["--credential-fd", "7"], &[], &["sh", "-c", listing]);
+    let inner = inner.as_std();
+    let mut via_sh = tokio::process::Command::new("sh");
+    via_sh
+        .arg("-c")
+        .arg("cred=$1; shift; exec \"$@\" 7<\"$cred\"")
+        .arg("sh")
+        .arg(cred_path)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let out = via_sh.output().await.unwrap();
+    let stdout = text(&out.stdout);
+    check(out);
+    // The listing ran (stdout is a pipe) and named no credential file.
+    assert!(stdout.contains("pipe:["), "no fd listing: {stdout}");
+    t.s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fd_mode_puts_the_values_in_a_sealed_memfd_and_not_in_the_environment() {
+    let t = Setup::new().await;
+    let script = r#"
+        cat "/proc/self/fd/$WARDEN_SECRETS_FD"; echo
+        echo ---
+        tr '\0' '\n' < /proc/$$/environ
+        echo ---
+        readlink "/proc/$$/fd/$WARDEN_SECRETS_FD"
+        if (echo x >> "/proc/self/fd/$WARDEN_SECRETS_FD") 2>/dev/null; then echo writable; else echo sealed; fi
+    "#;
+    let out = t.run(&["--deliver", "fd"], &["sh", "-c", script]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let parts: Vec<&str> = stdout.split("---\n").collect();
+    assert_eq!(parts.len(), 3, "{stdout}");
+    let secrets: Value = serde_json::from_str(parts[0].trim()).unwrap();
+    assert_eq!(secrets, json!({"API_KEY": API_KEY, "DB_URL": DB_URL}));
+    let environ = parts[1];
+    assert!(environ.contains("WARDEN_SECRETS_FD="), "{environ}");
+    for value in [DB_URL, API_KEY, &t.token] {
+        assert!(!environ.contains(value), "{value} in /proc/PID/environ");
+    }
+    assert!(parts[2].contains("memfd:warden-secrets"), "{}", parts[2]);
+    assert!(
+        parts[2].contains("sealed"),
+        "the memfd is writable: {}",
+        parts[2]
+    );
+    t.s.stop().await;
+}
+
+/// A fresh directory on tmpfs (/dev/shm), removed on drop.
+struct ShmDir(PathBuf);
+
+impl ShmDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let p = PathBuf::from(format!(
+            "/dev/shm/warden-injector-test-{tag}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uid() -> String {
+    let out = std::process::Command::new("id").arg("-u").output().unwrap();
+    text(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_render_onto_tmpfs_with_mode_0400_and_never_onto_disk() {
+    let t = Setup::new().await;
+    let src = t.dir.path().join("app.conf.tpl");
+    std::fs::write(&src, "db = {{ DB_URL }}\nkey = {{API_KEY}}\n").unwrap();
+    let shm = ShmDir::new("tpl");
+    let dest = shm.0.join("app.conf");
+    let spec = format!("{}:{}", src.display(), dest.display());
+    let show = format!(
+        "stat -c '%a %u' {0}; cat {0}; echo \"API_KEY=${{API_KEY:-unset}}\"",
+        dest.display()
+    );
+    let out = t
+        .run(
+            &["--deliver", "none", "--template", &spec],
+            &["sh", "-c", &show],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "400 {}\ndb = {DB_URL}\nkey = {API_KEY}\nAPI_KEY=unset\n",
+            uid()
+        )
+    );
+    // Rendering again (a restarted container) replaces the 0400 file.
+    let out = t.run(&["--template", &spec], &["true"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let names: Vec<_> = std::fs::read_dir(&shm.0).unwrap().collect();
+    assert_eq!(names.len(), 1, "a temporary file was left behind");
+
+    // A disk-backed destination is refused, and nothing is written there.
+    let fs = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T", "/var/tmp"])
+        .output()
+        .unwrap();
+    let fs = text(&fs.stdout);
+    assert!(
+        !fs.contains("tmpfs") && !fs.contains("ramfs"),
+        "this test needs /var/tmp on a disk-backed filesystem, it is {fs}"
+    );
+    let disk = tempfile::Builder::new()
+        .prefix("warden-injector-test-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let on_disk = disk.path().join("app.conf");
+    let out = t
+        .run(
+            &[
+                "--template",
+                &format!("{}:{}", src.display(), on_disk.display()),
+            ],
+            &["echo", "ran"],
+        )
+        .await;
+    assert_refused(&out, 73, "is not on tmpfs or ramfs");
+    assert_eq!(std::fs::read_dir(disk.path()).unwrap().count(), 0);
+
+    // A reference to a secret the service lacks: refused, nothing written,
+    // unless --allow-missing names it.
+    let missing = t.dir.path().join("missing.tpl");
+    std::fs::write(&missing, "a={{ API_KEY }} b={{ NOT_THERE }}").unwrap();
+    let dest2 = shm.0.join("missing.conf");
+    let spec2 = format!("{}:{}", missing.display(), dest2.display());
+    let out = t.run(&["--template", &spec2], &["echo", "ran"]).await;
+    assert_refused(&out, 65, "references secret NOT_THERE");
+    assert!(!dest2.exists());
+    let out = t
+        .run(
+            &["--template", &spec2, "--allow-missing", "NOT_THERE"],
+            &["cat", dest2.to_str().unwrap()],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("a={API_KEY} b="));
+    t.s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_exit_77_with_the_servers_reason() {
+    let t = Setup::new().await;
+    // An API token of a service account allowed to read the service works,
+    // then is revoked.
+    t.s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "deployer", "kind": "service"})),
+    )
+    .await;
+    t.s.ok(
+        Method::POST,
+        "/api/v1/bindings",
+        Some(json!({"principal": "sa:deployer", "role": "developer", "scope": "acme/shop/dev"})),
+    )
+    .await;
+    let created =
+        t.s.ok(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "injector", "principal": "sa:deployer"})),
+        )
+        .await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    let id = created["info"]["id"].as_str().unwrap().to_owned();
+    let run = |token: String| {
+        let t = &t;
+        async move {
+            t.injector(
+                &[],
+                &[("WARDEN_CREDENTIAL", &token)],
+                &["sh", "-c", "echo $API_KEY"],
+            )
+            .output()
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(token.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{API_KEY}\n"));
+    t.s.ok(Method::POST, &format!("/api/v1/tokens/{id}/revoke"), None)
+        .await;
+    let out = run(token).await;
+    assert_refused(&out, 77, "credential refused by the server: token revoked");
+
+    // A workload token that does not verify (its signature altered).
+    let mut forged = t.token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let out = run(forged).await;
+    assert_refused(
+        &out,
+        77,
+        "credential refused by the server: invalid workload token",
+    );
+
+    // A valid workload credential for another service may not read this
+    // one: a configuration error, not a refused credential.
+    t.s.scopes("acme/shop/dev/web", "development").await;
+    let web = workload_token(&t.s, "acme/shop/dev/web").await;
+    let out = run(web).await;
+    assert_refused(
+        &out,
+        78,
+        "the server refused this service to the credential",
+    );
+    t.s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_exits_69_after_bounded_retries() {
+    let t = Setup::new().await;
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let cred = t.credential.to_str().unwrap();
+    let started = Instant::now();
+    let out = tokio::process::Command::new(injector_bin())
+        .args(["exec", "--server", &dead, "--service", SERVICE])
+        .arg("--ca")
+        .arg(t.s.ca_path())
+        .args(["--credential-file", cred, "--retries", "3"])
+        .args(["--retry-delay-ms", "100", "--", "echo", "ran"])
+        .output()
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_refused(
+        &out,
+        69,
+        "server unreachable after 4 attempts: cannot reach 127.0.0.1:",
+    );
+    // Three waits of at least 50, 100 and 200 ms (half of each backoff
+    // step, the least jitter leaves).
+    assert!(
+        elapsed >= Duration::from_millis(350),
+        "{elapsed:?}: no backoff"
+    );
+
+    // A server whose certificate the given CA did not sign is not retried:
+    // it is the wrong server (or someone in the middle).
+    let other = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    warden_server::tls::ensure_dev_pki(other.path()).unwrap();
+    let out = tokio::process::Command::new(injector_bin())
+        .args(["exec", "--server", &t.s.url, "--service", SERVICE])
+        .arg("--ca")
+        .arg(other.path().join("ca.pem"))
+        .args(["--credential-file", cred, "--", "echo", "ran"])
+        .output()
+        .await
+        .unwrap();
+    assert_refused(&out, 78, "is not the server the CA vouches for");
+    t.s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_with_a_usage_error() {
+    let t = Setup::new().await;
+    let shm = ShmDir::new("bad");
+    let dest = shm.0.join("out");
+    let dest = dest.to_str().unwrap();
+    let tpl = t.dir.path().join("ok.tpl");
+    std::fs::write(&tpl, "{{ API_KEY }}").unwrap();
+    let tpl = tpl.to_str().unwrap();
+
+    let dotdot = format!("{tpl}:{}/../escape", shm.0.display());
+    let out = t.run(&["--template", &dotdot], &["echo", "ran"]).await;
+    assert_refused(&out, 64, "paths may not contain '..'");
+    let out = t
+        .run(
+            &["--template", &format!("../{tpl}:{dest}")],
+            &["echo", "ran"],
+        )
+        .await;
+    assert_refused(&out, 64, "paths may not contain '..'");
+
+    let huge = t.dir.path().join("huge.tpl");
+    std::fs::write(&huge, vec![b'x'; 1024 * 1024 + 1]).unwrap();
+    let out = t
+        .run(
+            &["--template", &format!("{}:{dest}", huge.display())],
+            &["echo", "ran"],
+        )
+        .await;
+    assert_refused(&out, 64, "larger than the limit of 1048576 bytes");
+
+    let bad_ref = t.dir.path().join("bad.tpl");
+    std::fs::write(&bad_ref, "ok\n{{ 1NOT-A-NAME }}").unwrap();
+    let out = t
+        .run(
+            &["--template", &format!("{}:{dest}", bad_ref.display())],
+            &["echo", "ran"],
+        )
+        .await;
+    assert_refused(&out, 64, "line 2: \"1NOT-A-NAME\" is not a secret name");
+
+    let out = t
+        .run(&["--allow-missing", "NOT-AN-ENV-NAME"], &["echo", "ran"])
+        .await;
+    assert_refused(&out, 64, "\"NOT-AN-ENV-NAME\": not a secret name");
+
+    let out = tokio::process::Command::new(injector_bin())
+        .args(["exec", "--server", &t.s.url, "--service", "acme/shop/dev"])
+        .arg("--ca")
+        .arg(t.s.ca_path())
+        .args(["--credential-file", t.credential.to_str().unwrap()])
+        .args(["--", "echo", "ran"])
+        .output()
+        .await
+        .unwrap();
+    assert_refused(&out, 64, "--service");
+
+    // No credential anywhere.
+    let out = t
+        .injector(&[], &[], &["echo", "ran"])
+        .output()
+        .await
+        .unwrap();
+    assert_refused(&out, 78, "no credential");
+
+    // A command that does not exist: 127, after the fetch.
+    let out = t.run(&[], &["/nonexistent/warden-test-command"]).await;
+    assert_refused(&out, 127, "cannot execute /nonexistent/warden-test-command");
+    t.s.stop().await;
+}
+
+/// Processes whose parent is `pid`, as (pid, state, command name).
+fn children_of(pid: u32) -> Vec<(u32, char, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let mut rest = stat[close + 2..].split(' ');
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = rest.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            let me = stat[..open].trim().parse().unwrap_or(0);
+            out.push((me, state, stat[open + 1..close].to_owned()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_mode_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
+    let t = Setup::new().await;
+    let cred = t.credential.to_str().unwrap();
+    // The command orphans a `sleep 2` (its subshell exits at once), so the
+    // wrapper, a child subreaper, inherits it and must reap it; then it
+    // waits for SIGTERM, which it turns into exit code 42. (Bounded, so a
+    // failing run leaves nothing behind holding the test's stderr.)
+    let script = r#"
+        trap 'exit 42' TERM
+        (sleep 2 &)
+        echo "ready $API_KEY"
+        i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+    "#;
+    let mut child = t
+        .injector(
+            &["--credential-file", cred, "--parent"],
+            &[],
+            &["sh", "-c", script],
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready, format!("ready {API_KEY}"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kids = children_of(pid);
+    assert!(
+        kids.iter().any(|(_, _, comm)| comm == "sleep"),
+        "the orphan was not re-parented to the wrapper: {kids:?}"
+    );
+    // The orphan exits after 2 s; the wrapper must reap it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let kids = children_of(pid);
+    assert!(
+        kids.iter().all(|(_, state, _)| *state != 'Z'),
+        "zombies left: {kids:?}"
+    );
+    assert!(kids.iter().all(|(_, _, comm)| comm != "sleep"), "{kids:?}");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(42));
+
+    // A command killed by a forwarded signal: 128 + its number.
+    let mut child = t
+        .injector(
+            &["--credential-file", cred, "--parent"],
+            &[],
+            &["sh", "-c", "echo ready; exec sleep 15"],
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready, "ready");
+    // Until the shell has exec'd sleep, SIGINT would hit the shell.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    t.s.stop().await;
+}
