@@ -1117,6 +1117,9 @@ pub struct Placement {
     pub cluster: String,
 }
 
+/// The WebSocket subprotocol of `GET /api/v1/session/{id}/join`.
+pub const SESSION_JOIN_PROTOCOL: &str = "v1.join.warden.dev";
+
 /// `GET /api/v1/session/{id}/recording?from=N`: a page of a session's
 /// recording, opened and checked (each chunk's seal) by the server. The
 /// chunks' texts concatenated are the asciicast v2 file; the client checks

@@ -314,6 +314,13 @@ pub(crate) enum SessionCmd {
         #[arg(long, default_value = "2", value_parser = crate::recording::idle_arg)]
         idle_limit: f64,
     },
+    /// Follow a session read-only, from its start, as it is recorded (a
+    /// chunk, at most 2 s, behind its user), until it ends (needs
+    /// session.watch).
+    Join {
+        /// Its id.
+        id: String,
+    },
     /// Write an ended session's recording as a plain asciicast v2 file
     /// (`asciinema play FILE`) and FILE.proof.json, which `warden audit
     /// verify --recording FILE` checks offline (needs session.watch, and
@@ -389,6 +396,7 @@ pub(crate) async fn session(ctx: &Ctx, cmd: SessionCmd) -> anyhow::Result<()> {
             speed,
             idle_limit,
         } => crate::recording::play(ctx, session_id(&id)?, speed, idle_limit).await,
+        SessionCmd::Join { id } => crate::recording::join(ctx, session_id(&id)?).await,
         SessionCmd::Export { id, file } => {
             crate::recording::export(ctx, session_id(&id)?, file).await
         }

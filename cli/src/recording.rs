@@ -184,3 +184,45 @@ pub(crate) fn idle_arg(s: &str) -> Result<f64, String> {
         _ => Err("an idle limit is seconds, 0 (keep every pause) to 3600".into()),
     }
 }
+
+/// `session join ID`: follows a session read-only as it is recorded (from
+/// its start), printing what its user sees, until it ends.
+pub(crate) async fn join(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let path = format!("/api/v1/session/{id}/join");
+    let (socket, _) = ctx
+        .client()
+        .websocket(&path, &[warden_api::SESSION_JOIN_PROTOCOL])
+        .await?;
+    // The watch is read-only: nothing is sent (the sink stays open).
+    let (_sink, mut stream) = socket.split();
+    let mut out = std::io::stdout();
+    let mut header = true;
+    while let Some(msg) = stream.next().await {
+        match msg? {
+            Message::Text(text) => {
+                for line in text.lines() {
+                    if std::mem::take(&mut header) {
+                        continue;
+                    }
+                    let (_, code, data): (f64, String, String) = serde_json::from_str(line)
+                        .with_context(|| {
+                            format!("a recording event is not [time, code, data]: {line:.80}")
+                        })?;
+                    if code == "o" {
+                        out.write_all(data.as_bytes())?;
+                    }
+                }
+                out.flush()?;
+            }
+            Message::Close(Some(f)) if f.code != CloseCode::Normal => {
+                bail!("{}", output::printable(&f.reason));
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    Ok(())
+}

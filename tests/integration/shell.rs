@@ -1659,3 +1659,72 @@ async fn ssh_without_a_target_offers_a_menu_of_the_pods_one_may_enter() {
     let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
     assert_eq!(list["sessions"].as_array().unwrap().len(), 1, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_is_followed_read_only_by_those_who_may_watch() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (_, devon) = member(&dev, "devon", "developer").await;
+    let mut session = ssh
+        .command(&devon, "devon")
+        .args([
+            "acme/shop/dev/api",
+            "--",
+            "for i in 1 2 3 4; do echo tick-$i; sleep 1; done",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 7];
+    std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let list = dev
+        .ok(Method::GET, "/api/v1/sessions/acme?live=true", None)
+        .await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+
+    // The developer may not watch (session.watch); the owner follows it
+    // live to its end.
+    let devon_cli = dev.base.path().join("devon.toml");
+    let login = dev
+        .ok(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"user": "devon", "password": PASSWORD})),
+        )
+        .await;
+    let token = login["token"].as_str().unwrap();
+    let root_config = std::fs::read_to_string(dev.base.path().join("client.toml")).unwrap();
+    let token_line = root_config
+        .lines()
+        .find(|l| l.starts_with("token"))
+        .unwrap();
+    std::fs::write(
+        &devon_cli,
+        root_config.replace(token_line, &format!("token = \"{token}\"")),
+    )
+    .unwrap();
+    let refused = Command::new(warden_bin())
+        .args(["session", "join", &id])
+        .env("WARDEN_CONFIG", &devon_cli)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("session.watch"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let started = Instant::now();
+    let (code, out, err) = warden_cli(&dev, &["session", "join", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "tick-1\r\ntick-2\r\ntick-3\r\ntick-4\r\n");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "it waited for the end"
+    );
+    assert!(session.wait().unwrap().success());
+    let acme = audit(&dev, "acme").await;
+    assert!(acme.contains("session.join"), "the watch is audited");
+}

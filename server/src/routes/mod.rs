@@ -251,6 +251,14 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "GET",
+        path: "/api/v1/session/{id}/join",
+        guard: Guard::Requires(&[Action::SessionWatch]),
+        summary: "Follow a shell session read-only as it is recorded: a WebSocket (subprotocol v1.join.warden.dev) sending each recording chunk (asciicast v2 lines) as a text message, closing normally once the session ended; needs session.watch on its service, for as long as it lasts. `warden session join` is its client.",
+        doc: Doc::text("text/plain").status(101),
+        handler: || get(sessions::join),
+    },
+    RouteSpec {
+        method: "GET",
         path: "/api/v1/session/{id}/recording",
         guard: Guard::Requires(&[Action::SessionWatch]),
         summary: "A page of a shell session's recording (asciicast v2 chunks, opened and checked), with its audit outcome on the last page; needs session.watch on its service.",

@@ -8,6 +8,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use warden_api::{
@@ -60,7 +61,7 @@ fn session_arg(p: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
 /// unknown id is refused (audited) as not found.
 async fn session_of(
     app: &App,
-    caller: &Caller,
+    caller: &warden_pipeline::Caller,
     operation: &'static str,
     id: &str,
 ) -> Result<(ShellSessionRow, ScopePath), ApiError> {
@@ -379,4 +380,114 @@ async fn check_recording(
         )));
     }
     Ok(Ok(()))
+}
+
+use warden_api::SESSION_JOIN_PROTOCOL as JOIN_PROTOCOL;
+/// How often a joined session's new chunks are looked for.
+const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `GET /api/v1/session/{id}/join`: follows a session's recording as it is
+/// written (read-only), one text message per chunk (asciicast lines, from
+/// the header on), then a normal close once the session has ended; on any
+/// replica (chunks come from the database, within a chunk's time, 2 s, of
+/// being shown). It is a session of its own, `session.watch` held for as
+/// long as it lasts: when the watcher's authority ends, so does the watch.
+pub(super) async fn join(
+    State(app): State<AppState>,
+    crate::caller::Meta(mut meta): crate::caller::Meta,
+    id: Result<Path<String>, PathRejection>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    meta.transport = warden_pipeline::Transport::WebSocket;
+    let caller = app
+        .pipeline
+        .authenticate(meta, &[Action::SessionWatch])
+        .await?;
+    let id = session_arg(id)?;
+    let (row, service) = session_of(&app, &caller, "session.join", &id).await?;
+    let ws = ws.map_err(|_| {
+        ApiError::http(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            format!(
+                "this route is a WebSocket: upgrade with Sec-WebSocket-Protocol: {JOIN_PROTOCOL}"
+            ),
+        )
+    })?;
+    let ws = ws.protocols([JOIN_PROTOCOL]);
+    if ws.selected_protocol().is_none() {
+        return Err(ApiError::invalid(format!(
+            "offer the WebSocket subprotocol {JOIN_PROTOCOL}"
+        )));
+    }
+    let op = Operation::new(
+        "session.join",
+        Action::SessionWatch,
+        Scope::Path(service.clone()),
+        Target::session(&id, &service, Some(row.pod)),
+    );
+    let grant = app.pipeline.run_session(&caller, op).await?;
+    Ok(ws.on_upgrade(move |socket| follow(app, socket, grant, service, id)))
+}
+
+/// Sends the session's chunks as they are stored, until its last one, the
+/// watcher's authority ends, or the watcher leaves.
+async fn follow(
+    app: AppState,
+    socket: WebSocket,
+    mut grant: warden_pipeline::SessionGrant,
+    service: ScopePath,
+    id: String,
+) {
+    use futures::{SinkExt, StreamExt};
+    let (mut sink, mut stream) = socket.split();
+    let close = |code: u16, reason: String| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
+    let mut from = 0;
+    let status = loop {
+        let rows = match app.store.recording_chunks(&id, from, 16).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = sink.send(close(1011, e.to_string())).await;
+                break "failed";
+            }
+        };
+        let mut ended = false;
+        for r in &rows {
+            match open_chunk(&app, grant.permit(), &service, r).await {
+                Ok(c) => {
+                    if sink.send(Message::Text(c.text.into())).await.is_err() {
+                        return grant.finish("client_gone");
+                    }
+                }
+                Err(e) => {
+                    let _ = sink.send(close(1011, e.error().message().to_owned())).await;
+                    return grant.finish("failed");
+                }
+            }
+            from = r.seq + 1;
+            ended |= r.last;
+        }
+        if ended {
+            let _ = sink.send(close(1000, "the session ended".into())).await;
+            break "ok";
+        }
+        tokio::select! {
+            () = tokio::time::sleep(JOIN_POLL) => {}
+            reason = grant.ended() => {
+                let _ = sink.send(close(1008, format!("watch ended: {reason}"))).await;
+                break "authority_ended";
+            }
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break "client_gone",
+                // The watch is read-only: anything the watcher sends is ignored.
+                Some(Ok(_)) => {}
+            },
+        }
+    };
+    grant.finish(status);
 }
