@@ -47,7 +47,7 @@ use zeroize::Zeroizing;
 /// What replaces a secret value in a recording.
 pub const MASK: &[u8] = b"********";
 /// A chunk is sealed and stored once its text reaches this size ...
-pub const CHUNK_BYTES: usize = 256 * 1024;
+pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// ... or this long after its first event.
 pub const CHUNK_EVERY: Duration = Duration::from_secs(2);
 /// A session whose recording reaches this much text ends (a marker
@@ -189,10 +189,30 @@ impl Recorder {
 }
 
 async fn record(setup: Setup, mut rx: mpsc::Receiver<Event>) -> Result<String, String> {
-    let failed = setup.failed.clone();
-    let result = Chunks::new(&setup).run(&mut rx).await;
+    let Setup {
+        keys: RecordingKeys { sealer, masks },
+        store,
+        session,
+        org,
+        tty,
+        command,
+        failed,
+        ..
+    } = setup;
+    // Sealing and storing run beside the recording, a chunk or two behind.
+    let (chunks_tx, chunks_rx) = mpsc::channel(2);
+    let storer = tokio::spawn(store_chunks(sealer, store, session.clone(), org, chunks_rx));
+    let masker = Masker::new(&masks);
+    drop(masks);
+    let recorded = Chunks::new(masker, tty, command.as_deref(), chunks_tx, &failed)
+        .run(&mut rx)
+        .await;
+    let stored = storer
+        .await
+        .unwrap_or_else(|e| Err(format!("the recording's store stopped: {e}")));
+    let result = stored.and(recorded);
     if let Err(why) = &result {
-        tracing::warn!(session = %setup.session, error = %why, "a session's recording failed");
+        tracing::warn!(session = %session, error = %why, "a session's recording failed");
         failed.send_replace(Some(format!("the session could not be recorded: {why}")));
         // Let the session's senders finish rather than wait on a full queue.
         rx.close();
@@ -201,41 +221,80 @@ async fn record(setup: Setup, mut rx: mpsc::Receiver<Event>) -> Result<String, S
     result
 }
 
+/// A chunk's text on its way to be sealed and stored: number, last, text.
+type Chunk = (u64, bool, Vec<u8>);
+
+/// Seals and stores chunks in order, until the recorder is done or a
+/// chunk cannot be stored.
+async fn store_chunks(
+    sealer: Box<dyn ChunkSealer>,
+    store: Store,
+    session: String,
+    org: String,
+    mut rx: mpsc::Receiver<Chunk>,
+) -> Result<(), String> {
+    while let Some((seq, last, text)) = rx.recv().await {
+        let sealed = sealer
+            .seal(seq, last, &text)
+            .map_err(|e| e.message().to_owned())?;
+        store
+            .put_recording_chunk(RecordingChunkRow {
+                session_id: session.clone(),
+                seq: i64::try_from(seq).map_err(|_| "too many chunks".to_owned())?,
+                org: org.clone(),
+                last,
+                sealed,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// The recording being written: the text of the current chunk, and the
-/// digests of the chunks stored.
+/// digests of the chunks written.
 struct Chunks<'a> {
-    setup: &'a Setup,
     start: Instant,
     text: Vec<u8>,
     first_event: Option<Instant>,
     seq: u64,
     digests: Vec<u8>,
-    /// Text stored so far.
+    /// Text written so far.
     stored: usize,
-    /// Whether the limit was reached (the last chunk is stored).
+    /// Whether the limit was reached (the last chunk is written).
     full: bool,
     /// stdout (or the terminal), stderr: each masked on its own.
     output: [Stream; 2],
     input: Stream,
+    /// To the storer.
+    chunks: mpsc::Sender<Chunk>,
+    /// Told when the limit is reached (the session then ends).
+    failed: &'a watch::Sender<Option<String>>,
 }
 
 impl<'a> Chunks<'a> {
-    fn new(setup: &'a Setup) -> Self {
-        let masker = Masker::new(&setup.keys.masks);
+    fn new(
+        masker: Masker,
+        tty: Option<TermSize>,
+        command: Option<&str>,
+        chunks: mpsc::Sender<Chunk>,
+        failed: &'a watch::Sender<Option<String>>,
+    ) -> Self {
         Self {
-            setup,
             start: Instant::now(),
-            text: header(setup.tty, setup.command.as_deref(), &masker),
+            text: header(tty, command, &masker),
             first_event: None,
             seq: 0,
             digests: Vec::new(),
             stored: 0,
             full: false,
             output: [
-                Stream::new(masker.clone(), setup.tty.is_none()),
-                Stream::new(masker.clone(), setup.tty.is_none()),
+                Stream::new(masker.clone(), tty.is_none()),
+                Stream::new(masker.clone(), tty.is_none()),
             ],
             input: Stream::new(masker, false),
+            chunks,
+            failed,
         }
     }
 
@@ -280,7 +339,7 @@ impl<'a> Chunks<'a> {
                 self.event(Instant::now(), "m", "recording limit reached");
                 self.store(true).await?;
                 self.full = true;
-                self.setup.failed.send_replace(Some(format!(
+                self.failed.send_replace(Some(format!(
                     "the session's recording reached its limit ({} MiB)",
                     MAX_RECORDING_BYTES >> 20
                 )));
@@ -314,36 +373,22 @@ impl<'a> Chunks<'a> {
         self.text.push(b'\n');
     }
 
-    /// Seals and stores the current chunk (an empty one only to mark the
-    /// end).
+    /// Hands the current chunk to the storer (an empty one only to mark
+    /// the end), its digest kept.
     async fn store(&mut self, last: bool) -> Result<(), String> {
         self.first_event = None;
         if self.text.is_empty() && !last {
             return Ok(());
         }
         let text = std::mem::take(&mut self.text);
-        let sealed = self
-            .setup
-            .keys
-            .sealer
-            .seal(self.seq, last, &text)
-            .map_err(|e| e.message().to_owned())?;
-        self.setup
-            .store
-            .put_recording_chunk(RecordingChunkRow {
-                session_id: self.setup.session.clone(),
-                seq: i64::try_from(self.seq).map_err(|_| "too many chunks".to_owned())?,
-                org: self.setup.org.clone(),
-                last,
-                sealed,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
         self.digests
             .extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &text).as_ref());
-        self.seq += 1;
         self.stored += text.len();
-        Ok(())
+        self.seq += 1;
+        self.chunks
+            .send((self.seq - 1, last, text))
+            .await
+            .map_err(|_| "the recording's store stopped".to_owned())
     }
 }
 
@@ -386,6 +431,8 @@ struct Stream {
     carry: Vec<u8>,
     /// Whether line feeds are shown as `\r\n` (output without a terminal).
     crlf: bool,
+    /// The last byte seen (a `\r\n` may be split across reads).
+    last: u8,
 }
 
 impl Stream {
@@ -394,6 +441,7 @@ impl Stream {
             masker,
             carry: Vec::new(),
             crlf,
+            last: 0,
         }
     }
 
@@ -411,18 +459,23 @@ impl Stream {
         let mut bytes = std::mem::take(&mut self.carry);
         // NUL shows nothing on a terminal, and would take six bytes each
         // (`\u0000`): it is left out.
-        bytes.extend(data.iter().copied().filter(|&b| b != 0));
+        for &b in &data {
+            match b {
+                0 => continue,
+                b'\n' if self.crlf && self.last != b'\r' => bytes.extend_from_slice(b"\r\n"),
+                _ => bytes.push(b),
+            }
+            self.last = b;
+        }
         let cut = if end {
             bytes.len()
         } else {
             complete_utf8_prefix(&bytes)
         };
         self.carry = bytes.split_off(cut);
-        let text = String::from_utf8_lossy(&bytes);
-        if self.crlf && text.contains('\n') {
-            text.replace("\r\n", "\n").replace('\n', "\r\n")
-        } else {
-            text.into_owned()
+        match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         }
     }
 }

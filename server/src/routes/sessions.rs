@@ -157,8 +157,8 @@ pub(super) async fn kill(
         .await
 }
 
-/// Chunks per page of a recording (at most 256 KiB of text each).
-const RECORDING_PAGE: i64 = 16;
+/// Chunks per page of a recording (at most 1 MiB of text each).
+const RECORDING_PAGE: i64 = 4;
 
 pub(super) async fn recording(
     State(app): State<AppState>,
@@ -345,7 +345,7 @@ async fn check_recording(
     let mut from = 0;
     let mut ended = false;
     loop {
-        let rows = app.store.recording_chunks(id, from, 16).await?;
+        let rows = app.store.recording_chunks(id, from, 4).await?;
         if rows.is_empty() {
             break;
         }
@@ -449,7 +449,7 @@ async fn follow(
     };
     let mut from = 0;
     let status = loop {
-        let rows = match app.store.recording_chunks(&id, from, 16).await {
+        let rows = match app.store.recording_chunks(&id, from, 4).await {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = sink.send(close(1011, e.to_string())).await;
