@@ -64,7 +64,7 @@ pub(crate) struct Input {
 
 /// Services the SSH menu looks at, at most (a caller bound in many large
 /// organizations sees the first ones, in name order).
-pub const MENU_SCAN: usize = 1000;
+pub(crate) const MENU_SCAN: usize = 1000;
 
 /// What runs when the user asks for a shell rather than a command: bash
 /// where the image has it, else `sh`, as a login shell.
@@ -315,7 +315,7 @@ impl Gateway {
     /// The pods `caller` may open a shell in now (running and ready, in
     /// services where `shell.exec` is allowed), in name order, at most
     /// `limit`: the SSH menu. Only organizations the caller has a binding
-    /// in are searched, and at most [`MENU_SCAN`] services.
+    /// in are searched, and at most `MENU_SCAN` services.
     pub async fn targets(&self, caller: &Caller, limit: usize) -> Result<Vec<ShellTarget>, Error> {
         let store = self.pipeline.store();
         let principal = &caller.who().principal;

@@ -625,24 +625,28 @@ async fn run(args: Args) -> Result<()> {
     let bytes = args.mib * 1024 * 1024;
     // Zeros (the workload; NUL is left out of Warden's recordings)
     // and printable text (recorded in full: masked, sealed, stored).
-    for (what, source) in [
-        ("/dev/zero", format!("head -c {bytes} /dev/zero")),
+    // Text at most 512 MiB: a recording stops (and its session ends) at
+    // 1 GiB, JSON and line ends included.
+    let text_bytes = bytes.min(512 << 20);
+    for (what, size, source) in [
+        ("/dev/zero", bytes, format!("head -c {bytes} /dev/zero")),
         (
             "printable text",
+            text_bytes,
             format!(
-                "yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c {bytes}"
+                "yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c {text_bytes}"
             ),
         ),
     ] {
         println!(
             "\n2. throughput: {} MiB of {what} read through each (Warden records it)",
-            args.mib
+            size >> 20
         );
         let mut rates = Vec::new();
         for side in sides {
             let mut c = env.ssh(side, false);
             c.arg(&source);
-            let rate = throughput(c, bytes)?;
+            let rate = throughput(c, size)?;
             println!("  {:<16} {rate:>8.1} MiB/s", side.name);
             rates.push(rate);
         }
