@@ -67,6 +67,11 @@ struct ExecArgs {
     /// (it renders empty). Repeatable.
     #[arg(long = "allow-missing", value_name = "NAME")]
     allow_missing: Vec<String>,
+    /// With --deliver env, deliver secret NAME even though it is on the list
+    /// of names that change what programs load or run (PATH, LD_*, BASH_ENV,
+    /// PYTHON*...; docs/injector.md). Exact names only. Repeatable.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    allow_env: Vec<String>,
     /// Retries after the first attempt when the server is unreachable or
     /// answers 5xx.
     #[arg(long, default_value_t = 5, value_name = "N")]
@@ -107,6 +112,8 @@ pub struct Exec {
     pub templates: Vec<(PathBuf, PathBuf)>,
     /// Names templates may reference though missing.
     pub allow_missing: BTreeSet<String>,
+    /// Denylisted names `--deliver env` may deliver all the same.
+    pub allow_env: BTreeSet<String>,
     /// Retries and timeouts.
     pub retry: RetryPolicy,
     /// `--parent`.
@@ -166,6 +173,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         }
         allow_missing.insert(name);
     }
+    let mut allow_env = BTreeSet::new();
+    for name in a.allow_env {
+        if !is_env_name(&name) {
+            return Err(Error::Usage(format!(
+                "--allow-env {name:?}: not a secret name ([A-Za-z_][A-Za-z0-9_]*; no patterns)"
+            )));
+        }
+        allow_env.insert(name);
+    }
     if a.retry_delay_ms == 0 || a.retry_max_delay_ms < a.retry_delay_ms {
         return Err(Error::Usage(
             "--retry-delay-ms must be at least 1 and at most --retry-max-delay-ms".into(),
@@ -187,6 +203,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         delivery: a.deliver,
         templates,
         allow_missing,
+        allow_env,
         retry: RetryPolicy {
             retries: a.retries,
             initial_delay: Duration::from_millis(a.retry_delay_ms),
@@ -238,6 +255,10 @@ mod tests {
             "a.tpl:/dev/shm/a",
             "--allow-missing",
             "OPTIONAL",
+            "--allow-env",
+            "PATH",
+            "--allow-env",
+            "LD_PRELOAD",
             "--",
             "my-server",
             "--port",
@@ -251,6 +272,10 @@ mod tests {
         assert_eq!(e.command, ["my-server", "--port", "8080"]);
         assert_eq!(e.credential, Source::File("/c".into()));
         assert!(e.allow_missing.contains("OPTIONAL"));
+        assert_eq!(
+            e.allow_env.iter().collect::<Vec<_>>(),
+            ["LD_PRELOAD", "PATH"]
+        );
         assert_eq!(e.retry.retries, 5);
     }
 
@@ -274,6 +299,10 @@ mod tests {
             (
                 &["--service", "a/b/c/d", "--allow-missing", "A-B", "--", "x"],
                 "A-B",
+            ),
+            (
+                &["--service", "a/b/c/d", "--allow-env", "LD_*", "--", "x"],
+                "--allow-env \"LD_*\"",
             ),
             (
                 &["--service", "a/b/c/d", "--deliver", "disk", "--", "x"],

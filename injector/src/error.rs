@@ -9,8 +9,9 @@ pub mod code {
     /// Bad command line or bad input files (template syntax, `..`, size limits).
     pub const USAGE: u8 = 64;
     /// The secrets received cannot be delivered as asked: a name that is not
-    /// an environment variable name, a NUL byte in a value delivered by
-    /// environment, a template referencing a secret the service does not have.
+    /// an environment variable name, a name refused in env mode without
+    /// `--allow-env`, a NUL byte in a value delivered by environment, a
+    /// template referencing a secret the service does not have.
     pub const UNDELIVERABLE: u8 = 65;
     /// The server stayed unreachable (or kept answering 5xx) through every retry.
     pub const UNAVAILABLE: u8 = 69;
@@ -34,7 +35,8 @@ pub const EXIT_CODES: &str = "\
 Exit codes (the wrapper's own failures; otherwise the command's own code):
    64  bad command line or input file (template syntax, '..' in a path, size limits)
    65  secrets cannot be delivered as asked (name not an environment variable name,
-       NUL in a value delivered by environment, template references a missing secret)
+       name refused in env mode without --allow-env, NUL in a value delivered by
+       environment, template references a missing secret)
    69  server unreachable, or answering 5xx, after every retry
    70  internal error, or an answer the API does not document
    73  template destination not on tmpfs/ramfs, or not writable

@@ -43,12 +43,12 @@ pub const FORWARDED: &[Signal] = &[
 /// Starts `cmd` and supervises it until it exits; returns the exit code the
 /// wrapper should exit with. `inherited` (the secrets memfd in fd mode) is
 /// closed in the wrapper once the command has it.
-pub fn supervise(
+pub(crate) fn supervise(
     runtime: tokio::runtime::Runtime,
     mut cmd: Command,
     inherited: Option<OwnedFd>,
+    launch: &crate::Launch,
 ) -> Result<u8, Error> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
     // Orphaned descendants of the command become our children, so that we
     // reap them as PID 1 would (as PID 1 we already are their reaper).
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
@@ -70,7 +70,7 @@ pub fn supervise(
             });
         }
         drop(tx);
-        let child = cmd.spawn().map_err(|e| crate::exec_error(&program, &e))?;
+        let child = cmd.spawn().map_err(|e| launch.error(&e))?;
         drop(inherited);
         let pid = Pid::from_child(&child);
         // The `Child` is not waited on through std: the loop below reaps

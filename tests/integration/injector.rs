@@ -628,3 +628,68 @@ async fn parent_mode_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
     assert_eq!(status.code(), Some(130));
     t.s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_env_secret_is_refused_in_env_mode_unless_allowed() {
+    let t = Setup::new().await;
+    // Whoever may write a secret at an inherited scope must not get code
+    // run in the command: bash expands BASH_ENV before running `-c`.
+    let witness = t.dir.path().join("pwned");
+    let value = format!("$(echo pwned > {})", witness.display());
+    t.s.put(SERVICE, json!({"BASH_ENV": value})).await;
+    let out = t.run(&[], &["bash", "-c", "echo ran"]).await;
+    assert_refused(
+        &out,
+        65,
+        "secret BASH_ENV is refused as an environment variable",
+    );
+    assert!(text(&out.stderr).contains("--allow-env BASH_ENV"));
+    assert!(!text(&out.stderr).contains(&value), "the value was printed");
+    assert!(!witness.exists(), "BASH_ENV ran");
+    // An exact --allow-env lets it through (the command only prints it).
+    let out = t
+        .run(&["--allow-env", "BASH_ENV"], &["printenv", "BASH_ENV"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{value}\n"));
+    // In fd mode it is no environment variable, so nothing is refused.
+    let out = t
+        .run(
+            &["--deliver", "fd"],
+            &["sh", "-c", "cat \"/proc/self/fd/$WARDEN_SECRETS_FD\""],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let secrets: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(secrets["BASH_ENV"], json!(value));
+    assert!(!witness.exists());
+    t.s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_path_secret_does_not_choose_the_program() {
+    let t = Setup::new().await;
+    // A directory with its own `env`, named by a PATH secret.
+    let evil = t.dir.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    let fake = evil.join("env");
+    std::fs::write(&fake, "#!/bin/sh\necho hijacked\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let evil = evil.to_str().unwrap().to_owned();
+    t.s.put(SERVICE, json!({"PATH": evil})).await;
+    let out = t.run(&[], &["env"]).await;
+    assert_refused(&out, 65, "secret PATH is refused");
+    // Allowed, the command gets the PATH, but `env` is still the one the
+    // wrapper's own PATH finds.
+    let out = t.run(&["--allow-env", "PATH"], &["env"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("hijacked"), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&format!("PATH={evil}").as_str()), "{stdout}");
+    assert!(
+        lines.contains(&format!("API_KEY={API_KEY}").as_str()),
+        "{stdout}"
+    );
+    t.s.stop().await;
+}
