@@ -17,6 +17,8 @@ use crate::secrets::is_env_name;
 
 /// Most `--template` flags accepted.
 pub const MAX_TEMPLATES: usize = 64;
+/// Smallest `--max-response-bytes` accepted (an error answer must fit).
+pub const MIN_RESPONSE_BYTES: usize = 1024;
 
 /// warden-injector: runs a command with its service's secrets, delivered in
 /// memory only.
@@ -86,6 +88,10 @@ struct ExecArgs {
     /// Longest time one attempt may take, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     attempt_timeout_ms: u64,
+    /// Largest answer accepted from the server, in bytes; a larger one is
+    /// refused without reading it all.
+    #[arg(long, default_value_t = crate::fetch::DEFAULT_MAX_RESPONSE_BYTES, value_name = "BYTES")]
+    max_response_bytes: usize,
     /// Stay as the command's parent (PID 1 duty: reap zombies, forward
     /// signals, exit with the command's code) instead of exec'ing it.
     #[arg(long)]
@@ -116,6 +122,8 @@ pub struct Exec {
     pub allow_env: BTreeSet<String>,
     /// Retries and timeouts.
     pub retry: RetryPolicy,
+    /// Largest answer accepted from the server, in bytes.
+    pub max_response_bytes: usize,
     /// `--parent`.
     pub parent: bool,
     /// The command (at least the program).
@@ -192,6 +200,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
             "--attempt-timeout-ms must be at least 1".into(),
         ));
     }
+    if a.max_response_bytes < MIN_RESPONSE_BYTES {
+        return Err(Error::Usage(format!(
+            "--max-response-bytes must be at least {MIN_RESPONSE_BYTES}"
+        )));
+    }
     if a.command.first().is_none_or(|p| p.is_empty()) {
         return Err(Error::Usage("no command given after --".into()));
     }
@@ -210,6 +223,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
             max_delay: Duration::from_millis(a.retry_max_delay_ms),
             attempt_timeout: Duration::from_millis(a.attempt_timeout_ms),
         },
+        max_response_bytes: a.max_response_bytes,
         parent: a.parent,
         command: a.command,
     })))
@@ -277,6 +291,7 @@ mod tests {
             ["LD_PRELOAD", "PATH"]
         );
         assert_eq!(e.retry.retries, 5);
+        assert_eq!(e.max_response_bytes, 64 * 1024 * 1024);
     }
 
     #[test]
@@ -303,6 +318,17 @@ mod tests {
             (
                 &["--service", "a/b/c/d", "--allow-env", "LD_*", "--", "x"],
                 "--allow-env \"LD_*\"",
+            ),
+            (
+                &[
+                    "--service",
+                    "a/b/c/d",
+                    "--max-response-bytes",
+                    "100",
+                    "--",
+                    "x",
+                ],
+                "at least 1024",
             ),
             (
                 &["--service", "a/b/c/d", "--deliver", "disk", "--", "x"],

@@ -52,7 +52,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("warden-injector: {e}");
+            // Escaped once more as a whole: whatever text from elsewhere a
+            // message holds, it prints as one line.
+            eprintln!(
+                "warden-injector: {}",
+                error::escape_controls(&e.to_string())
+            );
             e.exit_code()
         }
     }
@@ -95,6 +100,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         &credential,
         &exec.service,
         exec.retry,
+        exec.max_response_bytes,
     ))?;
     drop(credential);
     let secrets = Secrets::from_resolved(resolved, exec.service.as_str())?;

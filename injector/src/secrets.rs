@@ -111,8 +111,8 @@ impl Secrets {
     pub fn from_resolved(resolved: Resolved, service: &str) -> Result<Self, Error> {
         if resolved.service != service {
             return Err(Error::Internal(format!(
-                "asked for the secrets of {service}, the server answered for {:?}",
-                resolved.service
+                "asked for the secrets of {service}, the server answered for \"{}\"",
+                crate::error::server_text(&resolved.service)
             )));
         }
         let mut values = BTreeMap::new();

@@ -693,3 +693,182 @@ async fn an_allowed_path_secret_does_not_choose_the_program() {
     );
     t.s.stop().await;
 }
+
+/// A stand-in for the server (HTTPS with a development CA of its own) that
+/// answers every request with the same raw bytes, then `filler` more bytes
+/// of body before closing (or, with none, holds the connection until the
+/// client closes it): the review's malformed, forged and oversized answers.
+struct FakeServer {
+    url: String,
+    ca: PathBuf,
+    credential: PathBuf,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeServer {
+    async fn start(answer: Vec<u8>, filler: usize) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .unwrap();
+        let pki = warden_server::tls::ensure_dev_pki(dir.path()).unwrap();
+        let config = warden_server::tls::server_config(&pki.cert, &pki.key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let credential = dir.path().join("credential");
+        std::fs::write(&credential, "not-checked-by-the-stand-in\n").unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, answer) = (acceptor.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if tls.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                    if filler > 0 {
+                        let chunk = vec![b'a'; 64 * 1024];
+                        let mut sent = 0;
+                        while sent < filler {
+                            if tls.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                            sent += chunk.len();
+                        }
+                        let _ = tls.shutdown().await;
+                        return;
+                    }
+                    let _ = tls.flush().await;
+                    while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Self {
+            url: format!("https://127.0.0.1:{port}"),
+            ca: pki.ca_cert,
+            credential,
+            _dir: dir,
+            task,
+        }
+    }
+
+    /// An answer with `status`, a JSON body and its Content-Length.
+    async fn json(status: &str, body: &str) -> Self {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        Self::start(answer.into_bytes(), 0).await
+    }
+
+    /// `warden-injector exec` against it, without retries unless `flags`
+    /// ask for some.
+    async fn run(&self, flags: &[&str]) -> Output {
+        let retries: &[&str] = if flags.contains(&"--retries") {
+            &[]
+        } else {
+            &["--retries", "0"]
+        };
+        tokio::process::Command::new(injector_bin())
+            .args(["exec", "--server", &self.url, "--service", SERVICE])
+            .arg("--ca")
+            .arg(&self.ca)
+            .arg("--credential-file")
+            .arg(&self.credential)
+            .args(retries)
+            .args(flags)
+            .args(["--", "echo", "ran"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_forged_and_oversized_answers_are_refused_without_echoing_them() {
+    // A 200 whose shape is wrong: serde_json's own message would quote the
+    // value ("invalid type: string \"...\", expected a map").
+    let canary = "SECRET-VALUE-injector-canary";
+    let fake = FakeServer::json(
+        "200 OK",
+        &format!(r#"{{"service":"{SERVICE}","values":"{canary}"}}"#),
+    )
+    .await;
+    let out = fake.run(&[]).await;
+    assert_refused(
+        &out,
+        70,
+        "the resolve answer is not what the API documents: JSON of another shape at line 1, column",
+    );
+    assert!(!text(&out.stderr).contains(canary), "{}", text(&out.stderr));
+    drop(fake);
+
+    // A 401 whose message forges a second line and drives the terminal:
+    // printed with its control characters escaped, on one line.
+    let fake = FakeServer::json(
+        "401 Unauthorized",
+        r#"{"error":{"code":"unauthorized","message":"token revoked\n\u001b[1Awarden-injector: all fine\u001b[0m"}}"#,
+    )
+    .await;
+    let out = fake.run(&[]).await;
+    assert_refused(
+        &out,
+        77,
+        r"credential refused by the server: token revoked\u{a}\u{1b}[1Awarden-injector: all fine\u{1b}[0m",
+    );
+    assert!(!out.stderr.contains(&0x1b), "{:?}", text(&out.stderr));
+    drop(fake);
+
+    // A Content-Length past the limit (64 MiB by default): refused from
+    // the head alone; the stand-in never sends the body (reading it would
+    // wait for the attempt timeout instead).
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                content-length: 1073741824\r\n\r\n";
+    let fake = FakeServer::start(head.as_bytes().to_vec(), 0).await;
+    let started = Instant::now();
+    let out = fake.run(&["--attempt-timeout-ms", "30000"]).await;
+    assert_refused(
+        &out,
+        65,
+        "the server's answer (HTTP 200) is larger than 67108864 bytes, the --max-response-bytes limit",
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // An error answer that large is no answer the API documents: 70, not
+    // retried.
+    let head = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 1073741824\r\n\r\n";
+    let fake = FakeServer::start(head.as_bytes().to_vec(), 0).await;
+    let out = fake.run(&["--retries", "3"]).await;
+    assert_refused(&out, 70, "(HTTP 503) is larger than 67108864 bytes");
+
+    // No Content-Length, the body running to the connection's end: refused
+    // once it passes --max-response-bytes.
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+    let fake = FakeServer::start(head.as_bytes().to_vec(), 4 * 1024 * 1024).await;
+    let out = fake.run(&["--max-response-bytes", "1048576"]).await;
+    assert_refused(&out, 65, "is larger than 1048576 bytes");
+    // Under the limit, the same answer is read and found malformed.
+    let out = fake.run(&["--max-response-bytes", "8388608"]).await;
+    assert_refused(&out, 70, "the resolve answer is not what the API documents");
+}
