@@ -109,7 +109,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         secrets.check_env_values()?;
     }
     // Render every template before writing any, so a missing reference
-    // leaves no file behind.
+    // leaves no file behind; then write them all before renaming any.
     let rendered = targets
         .iter()
         .map(|t| {
@@ -117,9 +117,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
                 .render(secrets.values(), &exec.allow_missing, &t.origin())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for (target, text) in targets.iter().zip(&rendered) {
-        target.write(text)?;
-    }
+    deliver::write_templates(&targets, &rendered)?;
     drop(rendered);
 
     // Found with the wrapper's own PATH, before any secret is set: a PATH
