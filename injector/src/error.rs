@@ -12,7 +12,8 @@ pub mod code {
     /// an environment variable name, a name refused in env mode without
     /// `--allow-env`, a NUL byte in a value delivered by environment, a
     /// template referencing a secret the service does not have, an answer
-    /// larger than `--max-response-bytes`.
+    /// larger than `--max-response-bytes`, an environment with the secrets
+    /// too large for `execve` (`E2BIG`).
     pub const UNDELIVERABLE: u8 = 65;
     /// The server stayed unreachable (or kept answering 5xx) through every retry.
     pub const UNAVAILABLE: u8 = 69;
@@ -38,7 +39,7 @@ Exit codes (the wrapper's own failures; otherwise the command's own code):
    65  secrets cannot be delivered as asked (name not an environment variable name,
        name refused in env mode without --allow-env, NUL in a value delivered by
        environment, template references a missing secret, answer larger than
-       --max-response-bytes)
+       --max-response-bytes, environment with the secrets too large for execve)
    69  server unreachable, or answering 5xx, after every retry
    70  internal error, or an answer the API does not document
    73  template destination not on tmpfs/ramfs, or not writable

@@ -125,6 +125,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
     let program = resolve_program(&exec.command[0], std::env::var_os("PATH").as_deref())?;
     let launch = Launch {
         program: exec.command[0].to_string_lossy().into_owned(),
+        env_secrets: exec.delivery == Delivery::Env && !secrets.is_empty(),
     };
     let mut cmd = command(&program, &exec);
     // Kept open until exec (or spawn): the command inherits it.
@@ -216,12 +217,25 @@ pub fn resolve_program(name: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Er
 pub(crate) struct Launch {
     /// The program as given on the command line.
     program: String,
+    /// Whether secrets are in the command's environment (`--deliver env`
+    /// with at least one secret).
+    env_secrets: bool,
 }
 
 impl Launch {
-    /// The error for `e`, from `execve` (or `spawn`).
+    /// The error for `e`, from `execve` (or `spawn`). Arguments and an
+    /// environment too large for `execve` (`E2BIG`) with the secrets in it
+    /// are exit 65 with a hint, not 126: the secrets cannot be delivered
+    /// that way, and `--deliver fd` can.
     pub(crate) fn error(&self, e: &std::io::Error) -> Error {
         let program = self.program.clone();
+        if self.env_secrets && e.raw_os_error() == Some(rustix::io::Errno::TOOBIG.raw_os_error()) {
+            return Error::Undeliverable(format!(
+                "cannot execute {program}: its arguments and environment, the secrets \
+                 included, are larger than the system allows ({e}); deliver the secrets with \
+                 --deliver fd (or templates)"
+            ));
+        }
         Error::Exec {
             program,
             reason: e.to_string(),
@@ -268,6 +282,26 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    #[test]
+    fn an_environment_too_large_for_exec_is_undeliverable_with_secrets_in_it() {
+        let e2big = std::io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error());
+        let launch = |env_secrets| Launch {
+            program: "app".into(),
+            env_secrets,
+        };
+        let err = launch(true).error(&e2big);
+        assert_eq!(err.exit_code(), error::code::UNDELIVERABLE);
+        let msg = err.to_string();
+        assert!(msg.contains("cannot execute app"), "{msg}");
+        assert!(msg.contains("--deliver fd"), "{msg}");
+        // Without secrets in the environment, the arguments are too large:
+        // the command cannot be executed, as before.
+        assert_eq!(
+            launch(false).error(&e2big).exit_code(),
+            error::code::CANNOT_EXECUTE
+        );
     }
 
     #[test]

@@ -872,3 +872,55 @@ async fn malformed_forged_and_oversized_answers_are_refused_without_echoing_them
     let out = fake.run(&["--max-response-bytes", "8388608"]).await;
     assert_refused(&out, 70, "the resolve answer is not what the API documents");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_too_large_for_exec_is_exit_65_with_a_hint() {
+    let t = Setup::new().await;
+    // 40 values of 64 KiB (the largest a value may be): 2.5 MiB, past what
+    // execve takes with an 8 MiB stack limit (a quarter of it), which the
+    // wrapper is run with.
+    let big = "x".repeat(64 * 1024);
+    let values: serde_json::Map<String, Value> = (0..40)
+        .map(|i| (format!("BIG_{i:02}"), json!(big)))
+        .collect();
+    t.s.put(SERVICE, Value::Object(values)).await;
+    let cred = t.credential.to_str().unwrap();
+    let run = |flags: &[&str], cmd: &[&str]| {
+        let inner = t.injector(flags, &[], cmd);
+        let inner = inner.as_std();
+        let mut c = tokio::process::Command::new("sh");
+        c.arg("-c")
+            .arg("ulimit -S -s 8192 2>/dev/null; exec \"$@\"")
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null());
+        c
+    };
+    for parent in [&[][..], &["--parent"]] {
+        let mut flags = vec!["--credential-file", cred];
+        flags.extend_from_slice(parent);
+        let out = run(&flags, &["echo", "ran"]).output().await.unwrap();
+        assert_refused(
+            &out,
+            65,
+            "cannot execute echo: its arguments and environment",
+        );
+        assert!(text(&out.stderr).contains("--deliver fd"), "{parent:?}");
+        assert!(!text(&out.stderr).contains(&big[..64]));
+    }
+    // As the hint says, fd mode delivers the same secrets.
+    let out = run(
+        &["--credential-file", cred, "--deliver", "fd"],
+        &["sh", "-c", "wc -c < \"/proc/self/fd/$WARDEN_SECRETS_FD\""],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let bytes: usize = text(&out.stdout).trim().parse().unwrap();
+    assert!(bytes > 40 * 64 * 1024, "{bytes}");
+    t.s.stop().await;
+}
