@@ -2,7 +2,10 @@
 //! stays as its parent, as PID 1 of a container must: it reaps every zombie
 //! (it is a child subreaper, so orphans of the command come to it even when
 //! it is not PID 1), forwards signals to the command, and exits with the
-//! command's exit code (128 + N if signal N killed it).
+//! command's exit code (128 + N if signal N killed it). Killed by
+//! `SIGKILL`, it takes the command with it (`PR_SET_PDEATHSIG`,
+//! [`crate::sys`]). In a terminal the command gets Ctrl-C's `SIGINT` twice
+//! (from the terminal and forwarded): docs/injector.md.
 
 use std::os::fd::OwnedFd;
 use std::process::Command;
@@ -70,6 +73,9 @@ pub(crate) fn supervise(
             });
         }
         drop(tx);
+        // If this process is killed by SIGKILL (it cannot forward that one),
+        // the command is too (the spawn happens on the main thread).
+        crate::sys::kill_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| launch.error(&e))?;
         drop(inherited);
         let pid = Pid::from_child(&child);

@@ -924,3 +924,64 @@ async fn an_environment_too_large_for_exec_is_exit_65_with_a_hint() {
     assert!(bytes > 40 * 64 * 1024, "{bytes}");
     t.s.stop().await;
 }
+
+/// The state letter of process `pid` (`None` once it is gone).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    stat[close + 2..].chars().next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_mode_takes_the_command_down_when_killed_by_sigkill() {
+    let t = Setup::new().await;
+    let cred = t.credential.to_str().unwrap();
+    let mut child = t
+        .injector(
+            &["--credential-file", cred, "--parent"],
+            &[],
+            &["sh", "-c", "echo ready; exec sleep 30"],
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready, "ready");
+    let kids = children_of(pid);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let command = kids[0].0;
+    // SIGKILL cannot be caught, so it cannot be forwarded: the kernel's
+    // parent-death signal takes the command down instead.
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Gone, or a zombie waiting for whoever inherited it.
+        match process_state(command) {
+            None | Some('Z') => break,
+            Some(state) => assert!(
+                Instant::now() < deadline,
+                "the command ({command}, {state}) outlived its killed parent"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.s.stop().await;
+}
