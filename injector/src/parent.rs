@@ -4,7 +4,7 @@
 //! it is not PID 1), forwards signals to the command, and exits with the
 //! command's exit code (128 + N if signal N killed it). Killed by
 //! `SIGKILL`, it takes the command with it (`PR_SET_PDEATHSIG`,
-//! [`crate::sys`]). In a terminal the command gets Ctrl-C's `SIGINT` twice
+//! `src/sys.rs`). In a terminal the command gets Ctrl-C's `SIGINT` twice
 //! (from the terminal and forwarded): docs/injector.md.
 
 use std::os::fd::OwnedFd;
