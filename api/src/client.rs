@@ -47,6 +47,15 @@ pub enum ClientError {
     /// The answer was not what the API documents.
     #[error("unexpected response: {0}")]
     Decode(String),
+    /// The answer's body is larger than the caller's limit
+    /// ([`Connection::send_limited`]); the rest of it was not read.
+    #[error("the answer (HTTP {status}) is larger than {limit} bytes")]
+    TooLarge {
+        /// HTTP status.
+        status: u16,
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 /// Client for one Warden server.
@@ -275,20 +284,65 @@ impl Connection {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.send_inner(method, path, body, usize::MAX, progress)
+            .await
+    }
+
+    /// [`Connection::send`], reading at most `limit` bytes of the answer's
+    /// body: an answer whose Content-Length is larger is refused before its
+    /// body is read, and one without (chunked, or up to the connection's
+    /// end) as soon as it passes the limit, with [`ClientError::TooLarge`].
+    /// The buffer is allocated once from the Content-Length when that is
+    /// within the limit, never beyond it.
+    pub async fn send_limited(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.send_inner(method, path, body, limit, |_, _| {}).await
+    }
+
+    async fn send_inner(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        limit: usize,
         mut progress: impl FnMut(u64, Option<u64>),
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let resp = self.request(method, path, body).await?;
         let status = resp.status();
+        let too_large = || ClientError::TooLarge {
+            status: status.as_u16(),
+            limit,
+        };
         let total = resp
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        if total.is_some_and(|t| t > limit as u64) {
+            return Err(too_large());
+        }
         let mut body = resp.into_body();
-        let mut bytes = Vec::with_capacity(total.map_or(0, |t| t.min(1 << 26) as usize));
+        // The Content-Length sizes the buffer only up to the limit (64 MiB
+        // without one): a server cannot make it allocate more than it
+        // would accept.
+        let most = if limit == usize::MAX { 1 << 26 } else { limit };
+        let preallocate = total
+            .map_or(0, |t| usize::try_from(t).unwrap_or(usize::MAX))
+            .min(most);
+        let mut bytes = Vec::with_capacity(preallocate);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ClientError::Decode(e.to_string()))?;
             if let Ok(data) = frame.into_data() {
+                if data.len() > limit - bytes.len() {
+                    return Err(too_large());
+                }
                 bytes.extend_from_slice(&data);
                 progress(bytes.len() as u64, total);
             }

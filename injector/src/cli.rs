@@ -17,6 +17,8 @@ use crate::secrets::is_env_name;
 
 /// Most `--template` flags accepted.
 pub const MAX_TEMPLATES: usize = 64;
+/// Smallest `--max-response-bytes` accepted (an error answer must fit).
+pub const MIN_RESPONSE_BYTES: usize = 1024;
 
 /// warden-injector: runs a command with its service's secrets, delivered in
 /// memory only.
@@ -67,6 +69,11 @@ struct ExecArgs {
     /// (it renders empty). Repeatable.
     #[arg(long = "allow-missing", value_name = "NAME")]
     allow_missing: Vec<String>,
+    /// With --deliver env, deliver secret NAME even though it is on the list
+    /// of names that change what programs load or run (PATH, LD_*, BASH_ENV,
+    /// PYTHON*...; docs/injector.md). Exact names only. Repeatable.
+    #[arg(long = "allow-env", value_name = "NAME")]
+    allow_env: Vec<String>,
     /// Retries after the first attempt when the server is unreachable or
     /// answers 5xx.
     #[arg(long, default_value_t = 5, value_name = "N")]
@@ -81,6 +88,10 @@ struct ExecArgs {
     /// Longest time one attempt may take, in milliseconds.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     attempt_timeout_ms: u64,
+    /// Largest answer accepted from the server, in bytes; a larger one is
+    /// refused without reading it all.
+    #[arg(long, default_value_t = crate::fetch::DEFAULT_MAX_RESPONSE_BYTES, value_name = "BYTES")]
+    max_response_bytes: usize,
     /// Stay as the command's parent (PID 1 duty: reap zombies, forward
     /// signals, exit with the command's code) instead of exec'ing it.
     #[arg(long)]
@@ -107,8 +118,12 @@ pub struct Exec {
     pub templates: Vec<(PathBuf, PathBuf)>,
     /// Names templates may reference though missing.
     pub allow_missing: BTreeSet<String>,
+    /// Denylisted names `--deliver env` may deliver all the same.
+    pub allow_env: BTreeSet<String>,
     /// Retries and timeouts.
     pub retry: RetryPolicy,
+    /// Largest answer accepted from the server, in bytes.
+    pub max_response_bytes: usize,
     /// `--parent`.
     pub parent: bool,
     /// The command (at least the program).
@@ -166,6 +181,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         }
         allow_missing.insert(name);
     }
+    let mut allow_env = BTreeSet::new();
+    for name in a.allow_env {
+        if !is_env_name(&name) {
+            return Err(Error::Usage(format!(
+                "--allow-env {name:?}: not a secret name ([A-Za-z_][A-Za-z0-9_]*; no patterns)"
+            )));
+        }
+        allow_env.insert(name);
+    }
     if a.retry_delay_ms == 0 || a.retry_max_delay_ms < a.retry_delay_ms {
         return Err(Error::Usage(
             "--retry-delay-ms must be at least 1 and at most --retry-max-delay-ms".into(),
@@ -175,6 +199,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         return Err(Error::Usage(
             "--attempt-timeout-ms must be at least 1".into(),
         ));
+    }
+    if a.max_response_bytes < MIN_RESPONSE_BYTES {
+        return Err(Error::Usage(format!(
+            "--max-response-bytes must be at least {MIN_RESPONSE_BYTES}"
+        )));
     }
     if a.command.first().is_none_or(|p| p.is_empty()) {
         return Err(Error::Usage("no command given after --".into()));
@@ -187,12 +216,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         delivery: a.deliver,
         templates,
         allow_missing,
+        allow_env,
         retry: RetryPolicy {
             retries: a.retries,
             initial_delay: Duration::from_millis(a.retry_delay_ms),
             max_delay: Duration::from_millis(a.retry_max_delay_ms),
             attempt_timeout: Duration::from_millis(a.attempt_timeout_ms),
         },
+        max_response_bytes: a.max_response_bytes,
         parent: a.parent,
         command: a.command,
     })))
@@ -238,6 +269,10 @@ mod tests {
             "a.tpl:/dev/shm/a",
             "--allow-missing",
             "OPTIONAL",
+            "--allow-env",
+            "PATH",
+            "--allow-env",
+            "LD_PRELOAD",
             "--",
             "my-server",
             "--port",
@@ -251,7 +286,12 @@ mod tests {
         assert_eq!(e.command, ["my-server", "--port", "8080"]);
         assert_eq!(e.credential, Source::File("/c".into()));
         assert!(e.allow_missing.contains("OPTIONAL"));
+        assert_eq!(
+            e.allow_env.iter().collect::<Vec<_>>(),
+            ["LD_PRELOAD", "PATH"]
+        );
         assert_eq!(e.retry.retries, 5);
+        assert_eq!(e.max_response_bytes, 64 * 1024 * 1024);
     }
 
     #[test]
@@ -274,6 +314,21 @@ mod tests {
             (
                 &["--service", "a/b/c/d", "--allow-missing", "A-B", "--", "x"],
                 "A-B",
+            ),
+            (
+                &["--service", "a/b/c/d", "--allow-env", "LD_*", "--", "x"],
+                "--allow-env \"LD_*\"",
+            ),
+            (
+                &[
+                    "--service",
+                    "a/b/c/d",
+                    "--max-response-bytes",
+                    "100",
+                    "--",
+                    "x",
+                ],
+                "at least 1024",
             ),
             (
                 &["--service", "a/b/c/d", "--deliver", "disk", "--", "x"],

@@ -199,52 +199,221 @@ impl TemplateTarget {
         self.src.display().to_string()
     }
 
-    /// Writes `rendered` to the destination, mode 0400, owned by this
-    /// process's user (the command's): into a new file in the same
-    /// directory, then renamed over the destination, so a reader sees the
-    /// old file or the new one, never a part.
-    pub fn write(&self, rendered: &str) -> Result<(), Error> {
+    /// Writes `rendered` to a new file beside the destination, mode 0400,
+    /// owned by this process's user (the command's), under a random name
+    /// (`.NAME.warden-<16 hex>.tmp`, created with `O_EXCL`, a few tries):
+    /// [`Staged::commit`] renames it over the destination, so a reader sees
+    /// the old file or the new one, never a part; dropped uncommitted, it is
+    /// removed. A name another user could guess (the PID is 1 in a
+    /// container) would let them create it first and stop every start.
+    pub fn stage(&self, rendered: &str) -> Result<Staged<'_>, Error> {
         let shown = self.dest.display();
         let err = |what: &str, e: std::io::Error| {
             Error::Destination(format!("template destination {shown}: {what}: {e}"))
         };
-        let mut tmp = OsString::from(".");
-        tmp.push(&self.file_name);
-        tmp.push(format!(".warden-{}.tmp", std::process::id()));
-        let tmp = Path::new(&tmp);
-        // A file left by an earlier run that died between create and rename.
-        let _ = rustix::fs::unlinkat(&self.dir, tmp, AtFlags::empty());
-        let fd = rustix::fs::openat(
-            &self.dir,
+        let mut tries = 0;
+        let (fd, tmp) = loop {
+            tries += 1;
+            let mut random = [0u8; 8];
+            rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
+                .map_err(|e| err("random name", e.into()))?;
+            let mut tmp = OsString::from(".");
+            tmp.push(&self.file_name);
+            tmp.push(format!(".warden-{:016x}.tmp", u64::from_le_bytes(random)));
+            match rustix::fs::openat(
+                &self.dir,
+                Path::new(&tmp),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::RUSR,
+            ) {
+                Ok(fd) => break (fd, tmp),
+                Err(rustix::io::Errno::EXIST) if tries < STAGE_TRIES => {}
+                Err(e) => return Err(err("create", e.into())),
+            }
+        };
+        // From here on, dropping it removes the file.
+        let staged = Staged {
+            target: self,
             tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::RUSR,
-        )
-        .map_err(|e| err("create", e.into()))?;
+            committed: false,
+        };
         let mut file = File::from(fd);
-        let written = file
-            .write_all(rendered.as_bytes())
-            .map_err(|e| err("write", e))
-            // The umask cannot widen 0400, but a restrictive one could have
-            // narrowed it: set it exactly.
-            .and_then(|()| {
-                file.set_permissions(std::fs::Permissions::from_mode(0o400))
-                    .map_err(|e| err("chmod", e))
-            })
-            .and_then(|()| {
-                rustix::fs::renameat(&self.dir, tmp, &self.dir, self.file_name.as_os_str())
-                    .map_err(|e| err("rename", e.into()))
-            });
-        if written.is_err() {
-            let _ = rustix::fs::unlinkat(&self.dir, tmp, AtFlags::empty());
-        }
-        written
+        file.write_all(rendered.as_bytes())
+            .map_err(|e| err("write", e))?;
+        // The umask cannot widen 0400, but a restrictive one could have
+        // narrowed it: set it exactly.
+        file.set_permissions(std::fs::Permissions::from_mode(0o400))
+            .map_err(|e| err("chmod", e))?;
+        Ok(staged)
     }
+}
+
+/// Tries at a fresh random temporary name before giving up.
+const STAGE_TRIES: u32 = 8;
+
+/// A rendered template in its temporary file, not yet over its destination.
+#[derive(Debug)]
+pub struct Staged<'a> {
+    target: &'a TemplateTarget,
+    tmp: OsString,
+    committed: bool,
+}
+
+impl Staged<'_> {
+    /// The temporary file's name, in the destination's directory.
+    pub fn temporary_name(&self) -> &std::ffi::OsStr {
+        &self.tmp
+    }
+
+    /// Renames the temporary file over the destination.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let t = self.target;
+        rustix::fs::renameat(
+            &t.dir,
+            Path::new(&self.tmp),
+            &t.dir,
+            t.file_name.as_os_str(),
+        )
+        .map_err(|e| {
+            Error::Destination(format!(
+                "template destination {}: rename: {}",
+                t.dest.display(),
+                std::io::Error::from(e)
+            ))
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = rustix::fs::unlinkat(&self.target.dir, Path::new(&self.tmp), AtFlags::empty());
+        }
+    }
+}
+
+/// Writes every rendered template (in `targets`' order): first each to its
+/// temporary file, then, once all are written, each renamed over its
+/// destination. A failure while writing leaves no file (the temporary ones
+/// are removed); only a failed rename after earlier ones succeeded leaves
+/// those earlier destinations replaced.
+pub fn write_templates(
+    targets: &[TemplateTarget],
+    rendered: &[Zeroizing<String>],
+) -> Result<(), Error> {
+    let staged = targets
+        .iter()
+        .zip(rendered)
+        .map(|(t, text)| t.stage(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    for s in staged {
+        s.commit()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
+
+    /// A fresh directory on tmpfs (/dev/shm), removed on drop.
+    struct ShmDir(PathBuf);
+
+    impl ShmDir {
+        fn new(tag: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let p = PathBuf::from(format!(
+                "/dev/shm/warden-injector-unit-{tag}-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir(&p).unwrap();
+            Self(p)
+        }
+
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for ShmDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn target(dir: &ShmDir, src_dir: &ShmDir, name: &str) -> TemplateTarget {
+        let src = src_dir.0.join(format!("{name}.tpl"));
+        std::fs::write(&src, "x").unwrap();
+        TemplateTarget::prepare(src, dir.0.join(name)).unwrap()
+    }
+
+    #[test]
+    fn staged_files_have_unguessable_exclusive_names_and_go_unless_committed() {
+        let dir = ShmDir::new("stage");
+        let t = target(&dir, &dir, "app.conf");
+        // The old name, predictable from the PID (1 in a container), taken
+        // by someone else first: no longer in the way.
+        let old = format!(".app.conf.warden-{}.tmp", std::process::id());
+        std::fs::write(dir.0.join(&old), "squatter").unwrap();
+        let a = t.stage("one").unwrap();
+        let b = t.stage("two").unwrap();
+        let (na, nb) = (
+            a.temporary_name().to_string_lossy().into_owned(),
+            b.temporary_name().to_string_lossy().into_owned(),
+        );
+        assert_ne!(na, nb);
+        for n in [&na, &nb] {
+            let hex = n
+                .strip_prefix(".app.conf.warden-")
+                .and_then(|r| r.strip_suffix(".tmp"))
+                .unwrap_or_else(|| panic!("{n}"));
+            assert_eq!(hex.len(), 16, "{n}");
+            assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()), "{n}");
+            let meta = std::fs::metadata(dir.0.join(n)).unwrap();
+            assert_eq!(meta.mode() & 0o777, 0o400, "{n}");
+        }
+        drop(b);
+        assert!(!dir.0.join(&nb).exists(), "an uncommitted file was left");
+        a.commit().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.0.join("app.conf")).unwrap(),
+            "one"
+        );
+        assert_eq!(dir.names(), [old.as_str(), "app.conf", "app.conf.tpl"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_template_written() {
+        let (first, second) = (ShmDir::new("first"), ShmDir::new("second"));
+        let targets = [
+            target(&first, &first, "a.conf"),
+            target(&second, &first, "b.conf"),
+        ];
+        // The second destination's directory disappears after the checks:
+        // its file cannot be created.
+        std::fs::remove_dir(&second.0).unwrap();
+        let rendered = [
+            Zeroizing::new("a".to_owned()),
+            Zeroizing::new("b".to_owned()),
+        ];
+        let err = write_templates(&targets, &rendered).unwrap_err();
+        assert!(matches!(err, Error::Destination(_)), "{err}");
+        assert!(err.to_string().contains("b.conf: create"), "{err}");
+        // Neither the first destination nor its temporary file is there.
+        assert_eq!(first.names(), ["a.conf.tpl", "b.conf.tpl"]);
+    }
 
     #[test]
     fn template_specs_refuse_dot_dot_relative_dests_and_extra_colons() {

@@ -9,8 +9,11 @@ pub mod code {
     /// Bad command line or bad input files (template syntax, `..`, size limits).
     pub const USAGE: u8 = 64;
     /// The secrets received cannot be delivered as asked: a name that is not
-    /// an environment variable name, a NUL byte in a value delivered by
-    /// environment, a template referencing a secret the service does not have.
+    /// an environment variable name, a name refused in env mode without
+    /// `--allow-env`, a NUL byte in a value delivered by environment, a
+    /// template referencing a secret the service does not have, an answer
+    /// larger than `--max-response-bytes`, an environment with the secrets
+    /// too large for `execve` (`E2BIG`).
     pub const UNDELIVERABLE: u8 = 65;
     /// The server stayed unreachable (or kept answering 5xx) through every retry.
     pub const UNAVAILABLE: u8 = 69;
@@ -34,7 +37,9 @@ pub const EXIT_CODES: &str = "\
 Exit codes (the wrapper's own failures; otherwise the command's own code):
    64  bad command line or input file (template syntax, '..' in a path, size limits)
    65  secrets cannot be delivered as asked (name not an environment variable name,
-       NUL in a value delivered by environment, template references a missing secret)
+       name refused in env mode without --allow-env, NUL in a value delivered by
+       environment, template references a missing secret, answer larger than
+       --max-response-bytes, environment with the secrets too large for execve)
    69  server unreachable, or answering 5xx, after every retry
    70  internal error, or an answer the API does not document
    73  template destination not on tmpfs/ramfs, or not writable
@@ -108,9 +113,101 @@ impl Error {
     }
 }
 
+/// Longest text from the server (an error's code or message) put in a
+/// message, in characters.
+pub const MAX_SERVER_TEXT_CHARS: usize = 200;
+
+/// `text` with every control character (C0, DEL and C1: newlines, escape
+/// sequences) and every bidirectional formatting character written as
+/// `\u{..}`, so that printed it stays one line and cannot move the cursor,
+/// recolour the terminal or reorder what follows.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Text the server sent, as it goes into a message: at most
+/// [`MAX_SERVER_TEXT_CHARS`] characters (then `...`), control characters
+/// escaped ([`escape_controls`]).
+pub fn server_text(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut shown: String = chars.by_ref().take(MAX_SERVER_TEXT_CHARS).collect();
+    if chars.next().is_some() {
+        shown.push_str("...");
+    }
+    escape_controls(&shown)
+}
+
+/// A JSON decoding error described by its kind and position only:
+/// serde_json's own message can quote the input (`invalid type: string
+/// "..."`), and the input here holds secret values.
+pub fn json_error(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "a read error",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "JSON of another shape",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{what} at line {}, column {}", e.line(), e.column())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_server_text_is_bounded() {
+        let forged =
+            "token revoked\n\u{1b}[2K\rwarden-injector: all good\u{7}\u{9b}31m\u{202e}x\ty";
+        let shown = escape_controls(forged);
+        assert_eq!(
+            shown,
+            "token revoked\\u{a}\\u{1b}[2K\\u{d}warden-injector: all good\\u{7}\\u{9b}31m\\u{202e}x\\u{9}y"
+        );
+        assert!(!shown.chars().any(|c| c.is_control()));
+        // Printable text, non-ASCII included, is kept.
+        assert_eq!(escape_controls("café – ok {}"), "café – ok {}");
+        assert_eq!(
+            server_text(&"é".repeat(MAX_SERVER_TEXT_CHARS)),
+            "é".repeat(200)
+        );
+        let long = server_text(&format!("{}\n", "a".repeat(5000)));
+        assert_eq!(long, format!("{}...", "a".repeat(MAX_SERVER_TEXT_CHARS)));
+        assert_eq!(server_text("a\nb"), "a\\u{a}b");
+    }
+
+    #[test]
+    fn json_errors_name_their_kind_and_position_never_the_input() {
+        let secret = "SECRET-VALUE-4711";
+        // What the review saw: serde_json's own message quotes the value.
+        let e = serde_json::from_str::<warden_api::Resolved>(&format!(
+            r#"{{"service":"a/b/c/d","values":"{secret}"}}"#
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains(secret), "{e}");
+        for (input, kind) in [
+            (
+                format!(r#"{{"service":"a/b/c/d","values":"{secret}"}}"#),
+                "JSON of another shape at line 1, column",
+            ),
+            (format!(r#"["{secret}"]"#), "JSON of another shape"),
+            (format!(r#"{{"service":{secret}}}"#), "invalid JSON"),
+            (format!(r#"{{"service":"{secret}"#), "JSON cut short"),
+        ] {
+            let e = serde_json::from_str::<warden_api::Resolved>(&input).unwrap_err();
+            let shown = json_error(&e);
+            assert!(shown.starts_with(kind), "{input}: {shown}");
+            assert!(!shown.contains("SECRET"), "{shown}");
+        }
+    }
 
     #[test]
     fn every_code_is_distinct_and_in_the_help_table() {

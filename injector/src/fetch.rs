@@ -11,6 +11,10 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::credential::Credential;
+use crate::error::{json_error, server_text};
+
+/// Default largest answer accepted, in bytes (`--max-response-bytes`).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How hard to try before giving up on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,13 +50,15 @@ enum Failure {
     Fatal(Error),
 }
 
-/// Fetches the resolved secrets of `service`.
+/// Fetches the resolved secrets of `service`, refusing an answer larger
+/// than `max_response` bytes.
 pub async fn resolve(
     server: &str,
     ca_pem: &[u8],
     credential: &Credential,
     service: &ScopePath,
     policy: RetryPolicy,
+    max_response: usize,
 ) -> Result<Resolved, Error> {
     // The client keeps its own copy of the token (a plain String, freed
     // without wiping when it drops); the wrapper execs right after, which
@@ -63,14 +69,16 @@ pub async fn resolve(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = match tokio::time::timeout(policy.attempt_timeout, once(&client, &path)).await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Failure::Retry(format!(
-                "no answer within {} ms",
-                policy.attempt_timeout.as_millis()
-            ))),
-        };
+        let outcome =
+            match tokio::time::timeout(policy.attempt_timeout, once(&client, &path, max_response))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Failure::Retry(format!(
+                    "no answer within {} ms",
+                    policy.attempt_timeout.as_millis()
+                ))),
+            };
         match outcome {
             Ok(resolved) => return Ok(resolved),
             Err(Failure::Fatal(e)) => return Err(e),
@@ -95,7 +103,7 @@ fn jitter(d: Duration) -> Duration {
     d / 2 + (d / 2).mul_f64(f64::from(r) / f64::from(u16::MAX))
 }
 
-async fn once(client: &Client, path: &str) -> Result<Resolved, Failure> {
+async fn once(client: &Client, path: &str, max_response: usize) -> Result<Resolved, Failure> {
     let mut conn = client.connect().await.map_err(|e| match e {
         ClientError::Config(m) => Failure::Fatal(Error::Config(m)),
         // A certificate the pinned CA did not sign will not change on
@@ -108,24 +116,46 @@ async fn once(client: &Client, path: &str) -> Result<Resolved, Failure> {
         other => Failure::Retry(other.to_string()),
     })?;
     let (status, body) = conn
-        .send(Method::GET, path, None)
+        .send_limited(Method::GET, path, None, max_response)
         .await
-        .map_err(|e| Failure::Retry(e.to_string()))?;
+        .map_err(|e| match e {
+            // A legitimate answer that large (a service with that much in
+            // its secrets) cannot be taken as asked; an error answer that
+            // large is not one the API documents. Neither changes on retry.
+            ClientError::TooLarge { status, limit } => {
+                let why = format!(
+                    "the server's answer (HTTP {status}) is larger than {limit} bytes, the \
+                     --max-response-bytes limit"
+                );
+                Failure::Fatal(if status == 200 {
+                    Error::Undeliverable(format!(
+                        "{why}; nothing was delivered (raise the limit if the service's \
+                         secrets are really that large)"
+                    ))
+                } else {
+                    Error::Internal(why)
+                })
+            }
+            other => Failure::Retry(other.to_string()),
+        })?;
     // The body holds every value: take the buffer (not a copy) and wipe it
     // when done.
     let body = Zeroizing::new(Vec::from(body));
     let status = status.as_u16();
     if status == 200 {
         return serde_json::from_slice::<Resolved>(&body).map_err(|e| {
+            // Not `e` itself: serde_json's message can quote the input,
+            // which holds the values.
             Failure::Fatal(Error::Internal(format!(
                 "the resolve answer is not what the API documents: {}",
-                // serde_json's message names a position, never the input.
-                e
+                json_error(&e)
             )))
         });
     }
+    // The server's words, bounded and with control characters escaped: a
+    // message cannot forge a second line or drive the terminal.
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) => (b.error.code, b.error.message),
+        Ok(b) => (server_text(&b.error.code), server_text(&b.error.message)),
         Err(_) => ("http_error".to_owned(), format!("HTTP {status}")),
     };
     Err(match status {

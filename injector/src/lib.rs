@@ -32,8 +32,10 @@ pub mod secrets;
 mod sys;
 pub mod template;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use error::Error;
@@ -50,7 +52,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("warden-injector: {e}");
+            // Escaped once more as a whole: whatever text from elsewhere a
+            // message holds, it prints as one line.
+            eprintln!(
+                "warden-injector: {}",
+                error::escape_controls(&e.to_string())
+            );
             e.exit_code()
         }
     }
@@ -93,14 +100,16 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         &credential,
         &exec.service,
         exec.retry,
+        exec.max_response_bytes,
     ))?;
     drop(credential);
     let secrets = Secrets::from_resolved(resolved, exec.service.as_str())?;
     if exec.delivery == Delivery::Env {
+        secrets.check_env_names(&exec.allow_env)?;
         secrets.check_env_values()?;
     }
     // Render every template before writing any, so a missing reference
-    // leaves no file behind.
+    // leaves no file behind; then write them all before renaming any.
     let rendered = targets
         .iter()
         .map(|t| {
@@ -108,12 +117,17 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
                 .render(secrets.values(), &exec.allow_missing, &t.origin())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    for (target, text) in targets.iter().zip(&rendered) {
-        target.write(text)?;
-    }
+    deliver::write_templates(&targets, &rendered)?;
     drop(rendered);
 
-    let mut cmd = command(&exec);
+    // Found with the wrapper's own PATH, before any secret is set: a PATH
+    // secret (allowed with --allow-env) does not choose the binary.
+    let program = resolve_program(&exec.command[0], std::env::var_os("PATH").as_deref())?;
+    let launch = Launch {
+        program: exec.command[0].to_string_lossy().into_owned(),
+        env_secrets: exec.delivery == Delivery::Env && !secrets.is_empty(),
+    };
+    let mut cmd = command(&program, &exec);
     // Kept open until exec (or spawn): the command inherits it.
     let mut secrets_fd = None;
     match exec.delivery {
@@ -137,19 +151,20 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
     // this address space.
     drop(secrets);
     if exec.parent {
-        return parent::supervise(runtime, cmd, secrets_fd);
+        return parent::supervise(runtime, cmd, secrets_fd, &launch);
     }
     runtime.shutdown_background();
-    let program = exec.command[0].to_string_lossy().into_owned();
     let err = cmd.exec();
     drop(secrets_fd);
-    Err(exec_error(&program, &err))
+    Err(launch.error(&err))
 }
 
-/// The command for `exec`, with the credential's variables removed from the
-/// environment it inherits.
-fn command(exec: &Exec) -> Command {
-    let mut cmd = Command::new(&exec.command[0]);
+/// The command for `exec`: `program` (resolved) run with the command line's
+/// own first word as `argv[0]`, with the credential's variables removed from
+/// the environment it inherits.
+fn command(program: &Path, exec: &Exec) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.arg0(&exec.command[0]);
     cmd.args(&exec.command[1..]);
     for var in [CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, SECRETS_FD_ENV] {
         cmd.env_remove(var);
@@ -157,17 +172,180 @@ fn command(exec: &Exec) -> Command {
     cmd
 }
 
-/// The error for a command that could not be started.
-pub(crate) fn exec_error(program: &str, e: &std::io::Error) -> Error {
-    Error::Exec {
-        program: program.to_owned(),
-        reason: e.to_string(),
-        not_found: e.kind() == std::io::ErrorKind::NotFound,
+/// The search path `execvp(3)` uses when `PATH` is not set.
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// The file to execute for the command's first word `name`, found the way
+/// `execvp(3)` finds it (a name with a `/` as it is; otherwise the first
+/// executable regular file in `path`'s directories, an empty entry being the
+/// current directory), in `path`: the wrapper's own `PATH`, never the one
+/// the command is given. std's `Command` would search the command's new
+/// `PATH`, so a `PATH` secret would choose the binary.
+///
+/// A file found but not executable is returned (its exec fails: 126) when
+/// no executable one is; nothing found is exit 127.
+pub fn resolve_program(name: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Error> {
+    if name.as_bytes().contains(&b'/') {
+        return Ok(PathBuf::from(name));
+    }
+    let search = path.unwrap_or(OsStr::new(DEFAULT_PATH));
+    let mut not_executable = None;
+    for dir in search.as_bytes().split(|b| *b == b':') {
+        let dir = if dir.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(OsStr::from_bytes(dir))
+        };
+        let candidate = dir.join(name);
+        if !std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok() {
+            return Ok(candidate);
+        }
+        not_executable.get_or_insert(candidate);
+    }
+    not_executable.ok_or_else(|| Error::Exec {
+        program: name.to_string_lossy().into_owned(),
+        reason: "not found in PATH".into(),
+        not_found: true,
+    })
+}
+
+/// How a command that could not be started is reported.
+#[derive(Debug)]
+pub(crate) struct Launch {
+    /// The program as given on the command line.
+    program: String,
+    /// Whether secrets are in the command's environment (`--deliver env`
+    /// with at least one secret).
+    env_secrets: bool,
+}
+
+impl Launch {
+    /// The error for `e`, from `execve` (or `spawn`). Arguments and an
+    /// environment too large for `execve` (`E2BIG`) with the secrets in it
+    /// are exit 65 with a hint, not 126: the secrets cannot be delivered
+    /// that way, and `--deliver fd` can.
+    pub(crate) fn error(&self, e: &std::io::Error) -> Error {
+        let program = self.program.clone();
+        if self.env_secrets && e.raw_os_error() == Some(rustix::io::Errno::TOOBIG.raw_os_error()) {
+            return Error::Undeliverable(format!(
+                "cannot execute {program}: its arguments and environment, the secrets \
+                 included, are larger than the system allows ({e}); deliver the secrets with \
+                 --deliver fd (or templates)"
+            ));
+        }
+        Error::Exec {
+            program,
+            reason: e.to_string(),
+            not_found: e.kind() == std::io::ErrorKind::NotFound,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let p = std::env::temp_dir().join(format!(
+                "warden-injector-unit-{tag}-{}-{nanos}",
+                std::process::id()
+            ));
+            std::fs::create_dir(&p).unwrap();
+            Self(p)
+        }
+
+        fn file(&self, dir: &str, name: &str, mode: u32) -> PathBuf {
+            let d = self.0.join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            let f = d.join(name);
+            std::fs::write(&f, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+            f
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn an_environment_too_large_for_exec_is_undeliverable_with_secrets_in_it() {
+        let e2big = std::io::Error::from_raw_os_error(rustix::io::Errno::TOOBIG.raw_os_error());
+        let launch = |env_secrets| Launch {
+            program: "app".into(),
+            env_secrets,
+        };
+        let err = launch(true).error(&e2big);
+        assert_eq!(err.exit_code(), error::code::UNDELIVERABLE);
+        let msg = err.to_string();
+        assert!(msg.contains("cannot execute app"), "{msg}");
+        assert!(msg.contains("--deliver fd"), "{msg}");
+        // Without secrets in the environment, the arguments are too large:
+        // the command cannot be executed, as before.
+        assert_eq!(
+            launch(false).error(&e2big).exit_code(),
+            error::code::CANNOT_EXECUTE
+        );
+    }
+
+    #[test]
+    fn the_program_is_found_in_the_given_path_as_execvp_would() {
+        let t = TempDir::new("path");
+        let plain = t.file("a", "prog", 0o644);
+        let first = t.file("b", "prog", 0o755);
+        t.file("c", "prog", 0o755);
+        std::fs::create_dir_all(t.0.join("d/prog")).unwrap();
+        let dir = |d: &str| t.0.join(d).into_os_string();
+        let join = |ds: &[&str]| {
+            let mut p = OsString::new();
+            for (i, d) in ds.iter().enumerate() {
+                if i > 0 {
+                    p.push(":");
+                }
+                p.push(dir(d));
+            }
+            p
+        };
+        let prog = OsStr::new("prog");
+        // A directory and a non-executable file are passed over for the
+        // first executable file.
+        let path = join(&["missing", "d", "a", "b", "c"]);
+        assert_eq!(resolve_program(prog, Some(&path)).unwrap(), first);
+        // Only a non-executable file: it is the one (its exec fails, 126).
+        let path = join(&["d", "a"]);
+        assert_eq!(resolve_program(prog, Some(&path)).unwrap(), plain);
+        // Nothing: 127, naming the program.
+        let err = resolve_program(OsStr::new("nope"), Some(&path)).unwrap_err();
+        assert_eq!(err.exit_code(), error::code::NOT_FOUND);
+        assert!(err.to_string().contains("cannot execute nope"), "{err}");
+        // A name with a slash is not searched.
+        assert_eq!(
+            resolve_program(OsStr::new("./prog"), Some(&path)).unwrap(),
+            PathBuf::from("./prog")
+        );
+        // Without PATH, execvp's default.
+        assert_eq!(
+            resolve_program(OsStr::new("sh"), None).unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+    }
+
     /// `unsafe` only in src/sys.rs, and every block there explained.
     #[test]
     fn unsafe_is_confined_to_sys_and_documented() {

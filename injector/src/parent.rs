@@ -2,7 +2,10 @@
 //! stays as its parent, as PID 1 of a container must: it reaps every zombie
 //! (it is a child subreaper, so orphans of the command come to it even when
 //! it is not PID 1), forwards signals to the command, and exits with the
-//! command's exit code (128 + N if signal N killed it).
+//! command's exit code (128 + N if signal N killed it). Killed by
+//! `SIGKILL`, it takes the command with it (`PR_SET_PDEATHSIG`,
+//! `src/sys.rs`). In a terminal the command gets Ctrl-C's `SIGINT` twice
+//! (from the terminal and forwarded): docs/injector.md.
 
 use std::os::fd::OwnedFd;
 use std::process::Command;
@@ -43,12 +46,12 @@ pub const FORWARDED: &[Signal] = &[
 /// Starts `cmd` and supervises it until it exits; returns the exit code the
 /// wrapper should exit with. `inherited` (the secrets memfd in fd mode) is
 /// closed in the wrapper once the command has it.
-pub fn supervise(
+pub(crate) fn supervise(
     runtime: tokio::runtime::Runtime,
     mut cmd: Command,
     inherited: Option<OwnedFd>,
+    launch: &crate::Launch,
 ) -> Result<u8, Error> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
     // Orphaned descendants of the command become our children, so that we
     // reap them as PID 1 would (as PID 1 we already are their reaper).
     let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
@@ -70,7 +73,10 @@ pub fn supervise(
             });
         }
         drop(tx);
-        let child = cmd.spawn().map_err(|e| crate::exec_error(&program, &e))?;
+        // If this process is killed by SIGKILL (it cannot forward that one),
+        // the command is too (the spawn happens on the main thread).
+        crate::sys::kill_with_parent(&mut cmd);
+        let child = cmd.spawn().map_err(|e| launch.error(&e))?;
         drop(inherited);
         let pid = Pid::from_child(&child);
         // The `Child` is not waited on through std: the loop below reaps

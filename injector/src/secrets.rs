@@ -2,7 +2,7 @@
 //! as environment variable names, values in zeroize-on-drop
 //! [`SecretValue`]s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use warden_api::Resolved;
 use warden_types::SecretValue;
@@ -18,6 +18,86 @@ pub fn is_env_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
+/// Names `--deliver env` refuses unless `--allow-env NAME` allows them
+/// (docs/injector.md lists them with the reason for each group): variables
+/// that make the dynamic loader, a shell, an interpreter or a library load
+/// or run other code, or change where a program looks for programs,
+/// libraries or its settings. A secret with such a name would let whoever
+/// may write secrets at an inherited scope take over the command. A
+/// trailing `*` matches any rest of the name, as in the runtime's
+/// `EXEC_ENV_ALLOWLIST` (`LC_*`). Names are matched case-sensitively, as
+/// the programs that read them do.
+pub const ENV_DENYLIST: &[&str] = &[
+    // Which program runs (the wrapper resolves the command with its own
+    // PATH in any case).
+    "PATH",
+    // The dynamic loader, and what glibc itself ignores for setuid programs
+    // (ld.so(8), "secure-execution mode").
+    "LD_*",
+    "GCONV_PATH",
+    "GETCONF_DIR",
+    "GLIBC_TUNABLES",
+    "HOSTALIASES",
+    "LOCALDOMAIN",
+    "LOCPATH",
+    "MALLOC_TRACE",
+    "NIS_PATH",
+    "NLSPATH",
+    "RESOLV_HOST_CONF",
+    "RES_OPTIONS",
+    "TMPDIR",
+    "TZDIR",
+    // Shells.
+    "BASH_ENV",
+    "ENV",
+    "BASH_FUNC_*",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    // Interpreters and language runtimes.
+    "PYTHON*",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "PERL5DB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
+    "DOTNET_STARTUP_HOOKS",
+    "CORECLR_*",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    // Libraries that load modules named by their configuration.
+    "OPENSSL_CONF",
+    "OPENSSL_ENGINES",
+    "OPENSSL_MODULES",
+    // Warden's own: a warden-injector or warden CLI run by the command would
+    // take its server, CA or credential from them.
+    "WARDEN_SERVER",
+    "WARDEN_CA_FILE",
+    "WARDEN_CREDENTIAL",
+    "WARDEN_CREDENTIAL_FILE",
+    "WARDEN_SECRETS_FD",
+];
+
+/// The [`ENV_DENYLIST`] entry that `name` matches, if any.
+pub fn env_denylisted(name: &str) -> Option<&'static str> {
+    ENV_DENYLIST
+        .iter()
+        .copied()
+        .find(|entry| match entry.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => *entry == name,
+        })
+}
+
 /// A service's secrets, by name.
 #[derive(Debug)]
 pub struct Secrets {
@@ -31,8 +111,8 @@ impl Secrets {
     pub fn from_resolved(resolved: Resolved, service: &str) -> Result<Self, Error> {
         if resolved.service != service {
             return Err(Error::Internal(format!(
-                "asked for the secrets of {service}, the server answered for {:?}",
-                resolved.service
+                "asked for the secrets of {service}, the server answered for \"{}\"",
+                crate::error::server_text(&resolved.service)
             )));
         }
         let mut values = BTreeMap::new();
@@ -62,6 +142,30 @@ impl Secrets {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// Checks that no name is on [`ENV_DENYLIST`] unless `allowed` (the
+    /// `--allow-env` names) holds it exactly: the check for `--deliver env`.
+    /// The error names the first such secret, never its value.
+    pub fn check_env_names(&self, allowed: &BTreeSet<String>) -> Result<(), Error> {
+        for name in self.values.keys() {
+            if allowed.contains(name) {
+                continue;
+            }
+            if let Some(entry) = env_denylisted(name) {
+                let listed = if entry == name {
+                    "listed".to_owned()
+                } else {
+                    format!("listed as {entry}")
+                };
+                return Err(Error::Undeliverable(format!(
+                    "secret {name} is refused as an environment variable: it can change what \
+                     programs load or run ({listed} in docs/injector.md); pass --allow-env \
+                     {name} if it is meant, or use --deliver fd"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every value can be an environment variable's value (no
@@ -129,6 +233,83 @@ mod tests {
     fn an_answer_for_another_service_is_refused() {
         let err = Secrets::from_resolved(resolved("a/b/c/x", &[]), "a/b/c/d").unwrap_err();
         assert!(matches!(err, Error::Internal(_)));
+    }
+
+    #[test]
+    fn the_denylist_matches_exact_names_and_prefixes_case_sensitively() {
+        for (name, entry) in [
+            ("PATH", "PATH"),
+            ("BASH_ENV", "BASH_ENV"),
+            ("ENV", "ENV"),
+            ("LD_PRELOAD", "LD_*"),
+            ("LD_LIBRARY_PATH", "LD_*"),
+            ("LD_", "LD_*"),
+            ("BASH_FUNC_ls", "BASH_FUNC_*"),
+            ("PYTHONPATH", "PYTHON*"),
+            ("PYTHONSTARTUP", "PYTHON*"),
+            ("PYTHON_API_KEY", "PYTHON*"),
+            ("NODE_OPTIONS", "NODE_OPTIONS"),
+            ("_JAVA_OPTIONS", "_JAVA_OPTIONS"),
+            ("CORECLR_PROFILER_PATH", "CORECLR_*"),
+            ("WARDEN_CREDENTIAL", "WARDEN_CREDENTIAL"),
+        ] {
+            assert_eq!(env_denylisted(name), Some(entry), "{name}");
+        }
+        for name in [
+            "DB_URL",
+            "API_KEY",
+            "path",
+            "Path",
+            "ld_preload",
+            "MY_PATH",
+            "PATH_PREFIX",
+            "ENVIRONMENT",
+            "APP_ENV",
+            "OLD_PASSWORD",
+            "NODE_ENV",
+            "WARDEN_TOKEN",
+            "TERM",
+            "LANG",
+            "LC_ALL",
+        ] {
+            assert_eq!(env_denylisted(name), None, "{name}");
+        }
+        // Every entry is a name, or a name's start followed by one '*'.
+        for entry in ENV_DENYLIST {
+            let stem = entry.strip_suffix('*').unwrap_or(entry);
+            assert!(
+                stem.bytes()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_'),
+                "{entry}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_denylisted_name_is_refused_in_env_mode_unless_allowed() {
+        let value = "$(id > /tmp/pwned)";
+        let s = Secrets::from_resolved(
+            resolved("a/b/c/d", &[("API_KEY", "k"), ("BASH_ENV", value)]),
+            "a/b/c/d",
+        )
+        .unwrap();
+        let err = s.check_env_names(&BTreeSet::new()).unwrap_err();
+        assert!(matches!(err, Error::Undeliverable(_)));
+        let msg = err.to_string();
+        assert!(msg.starts_with("secret BASH_ENV is refused"), "{msg}");
+        assert!(msg.contains("--allow-env BASH_ENV"), "{msg}");
+        assert!(!msg.contains(value), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        // Allowed by its exact name only.
+        let allowed = BTreeSet::from(["BASH_ENV".to_owned()]);
+        s.check_env_names(&allowed).unwrap();
+        let s =
+            Secrets::from_resolved(resolved("a/b/c/d", &[("LD_PRELOAD", "x")]), "a/b/c/d").unwrap();
+        let msg = s
+            .check_env_names(&BTreeSet::from(["LD_*".to_owned()]))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("listed as LD_*"), "{msg}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The only module of this crate allowed to use `unsafe`: taking ownership
 //! of a file descriptor this process inherited by number
 //! (`--credential-fd N`), which std and rustix can only do unsafely (I/O
-//! safety: the caller vouches that nothing else owns the number).
+//! safety: the caller vouches that nothing else owns the number); and, for
+//! `--parent`, code run in the child between `fork` and `exec`
+//! ([`kill_with_parent`]), which std only takes unsafely.
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment; the tidy test in
 //! `lib.rs` fails if `unsafe` appears in any other file.
@@ -9,6 +11,10 @@
 
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use rustix::process::Signal;
 
 /// Takes ownership of `fd`, inherited from whoever started this process, so
 /// that it is closed when the result drops (the command never inherits it).
@@ -35,4 +41,36 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // command line), so no `File`, `OwnedFd` or runtime object owns this
     // number, and the returned `OwnedFd` is its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes the process `cmd` starts receive `SIGKILL` when this process's
+/// thread that starts it dies (`PR_SET_PDEATHSIG`), so that a wrapper
+/// killed by `SIGKILL`, which it can neither catch nor forward, leaves no
+/// command running without its parent. The signal is tied to the thread
+/// calling `spawn`: call it from the main thread, which lives as long as the
+/// process (`--parent` spawns from the main thread's single-threaded
+/// runtime).
+pub(crate) fn kill_with_parent(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before `exec`, where only
+    // async-signal-safe operations are allowed (the child of a process with
+    // other threads may find any lock held, the allocator's included). It
+    // makes two system calls through rustix (`prctl(PR_SET_PDEATHSIG)` and
+    // `getppid`, raw syscalls with no lock and no allocation), compares two
+    // `Copy` values, and on failure builds an `io::Error` from an OS error
+    // number (no allocation either). It captures only `parent`, a `Copy`
+    // PID, and touches no state shared with the parent process.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The wrapper died between fork and the prctl: no death signal
+            // will come, so do not start the command at all.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(io::Error::from_raw_os_error(
+                    rustix::io::Errno::SRCH.raw_os_error(),
+                ));
+            }
+            Ok(())
+        });
+    }
 }

@@ -628,3 +628,360 @@ async fn parent_mode_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
     assert_eq!(status.code(), Some(130));
     t.s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_env_secret_is_refused_in_env_mode_unless_allowed() {
+    let t = Setup::new().await;
+    // Whoever may write a secret at an inherited scope must not get code
+    // run in the command: bash expands BASH_ENV before running `-c`.
+    let witness = t.dir.path().join("pwned");
+    let value = format!("$(echo pwned > {})", witness.display());
+    t.s.put(SERVICE, json!({"BASH_ENV": value})).await;
+    let out = t.run(&[], &["bash", "-c", "echo ran"]).await;
+    assert_refused(
+        &out,
+        65,
+        "secret BASH_ENV is refused as an environment variable",
+    );
+    assert!(text(&out.stderr).contains("--allow-env BASH_ENV"));
+    assert!(!text(&out.stderr).contains(&value), "the value was printed");
+    assert!(!witness.exists(), "BASH_ENV ran");
+    // An exact --allow-env lets it through (the command only prints it).
+    let out = t
+        .run(&["--allow-env", "BASH_ENV"], &["printenv", "BASH_ENV"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{value}\n"));
+    // In fd mode it is no environment variable, so nothing is refused.
+    let out = t
+        .run(
+            &["--deliver", "fd"],
+            &["sh", "-c", "cat \"/proc/self/fd/$WARDEN_SECRETS_FD\""],
+        )
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let secrets: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(secrets["BASH_ENV"], json!(value));
+    assert!(!witness.exists());
+    t.s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_path_secret_does_not_choose_the_program() {
+    let t = Setup::new().await;
+    // A directory with its own `env`, named by a PATH secret.
+    let evil = t.dir.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    let fake = evil.join("env");
+    std::fs::write(&fake, "#!/bin/sh\necho hijacked\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let evil = evil.to_str().unwrap().to_owned();
+    t.s.put(SERVICE, json!({"PATH": evil})).await;
+    let out = t.run(&[], &["env"]).await;
+    assert_refused(&out, 65, "secret PATH is refused");
+    // Allowed, the command gets the PATH, but `env` is still the one the
+    // wrapper's own PATH finds.
+    let out = t.run(&["--allow-env", "PATH"], &["env"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("hijacked"), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.contains(&format!("PATH={evil}").as_str()), "{stdout}");
+    assert!(
+        lines.contains(&format!("API_KEY={API_KEY}").as_str()),
+        "{stdout}"
+    );
+    t.s.stop().await;
+}
+
+/// A stand-in for the server (HTTPS with a development CA of its own) that
+/// answers every request with the same raw bytes, then `filler` more bytes
+/// of body before closing (or, with none, holds the connection until the
+/// client closes it): the review's malformed, forged and oversized answers.
+struct FakeServer {
+    url: String,
+    ca: PathBuf,
+    credential: PathBuf,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeServer {
+    async fn start(answer: Vec<u8>, filler: usize) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .unwrap();
+        let pki = warden_server::tls::ensure_dev_pki(dir.path()).unwrap();
+        let config = warden_server::tls::server_config(&pki.cert, &pki.key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let credential = dir.path().join("credential");
+        std::fs::write(&credential, "not-checked-by-the-stand-in\n").unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, answer) = (acceptor.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if tls.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                    if filler > 0 {
+                        let chunk = vec![b'a'; 64 * 1024];
+                        let mut sent = 0;
+                        while sent < filler {
+                            if tls.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                            sent += chunk.len();
+                        }
+                        let _ = tls.shutdown().await;
+                        return;
+                    }
+                    let _ = tls.flush().await;
+                    while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Self {
+            url: format!("https://127.0.0.1:{port}"),
+            ca: pki.ca_cert,
+            credential,
+            _dir: dir,
+            task,
+        }
+    }
+
+    /// An answer with `status`, a JSON body and its Content-Length.
+    async fn json(status: &str, body: &str) -> Self {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        Self::start(answer.into_bytes(), 0).await
+    }
+
+    /// `warden-injector exec` against it, without retries unless `flags`
+    /// ask for some.
+    async fn run(&self, flags: &[&str]) -> Output {
+        let retries: &[&str] = if flags.contains(&"--retries") {
+            &[]
+        } else {
+            &["--retries", "0"]
+        };
+        tokio::process::Command::new(injector_bin())
+            .args(["exec", "--server", &self.url, "--service", SERVICE])
+            .arg("--ca")
+            .arg(&self.ca)
+            .arg("--credential-file")
+            .arg(&self.credential)
+            .args(retries)
+            .args(flags)
+            .args(["--", "echo", "ran"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_forged_and_oversized_answers_are_refused_without_echoing_them() {
+    // A 200 whose shape is wrong: serde_json's own message would quote the
+    // value ("invalid type: string \"...\", expected a map").
+    let canary = "SECRET-VALUE-injector-canary";
+    let fake = FakeServer::json(
+        "200 OK",
+        &format!(r#"{{"service":"{SERVICE}","values":"{canary}"}}"#),
+    )
+    .await;
+    let out = fake.run(&[]).await;
+    assert_refused(
+        &out,
+        70,
+        "the resolve answer is not what the API documents: JSON of another shape at line 1, column",
+    );
+    assert!(!text(&out.stderr).contains(canary), "{}", text(&out.stderr));
+    drop(fake);
+
+    // A 401 whose message forges a second line and drives the terminal:
+    // printed with its control characters escaped, on one line.
+    let fake = FakeServer::json(
+        "401 Unauthorized",
+        r#"{"error":{"code":"unauthorized","message":"token revoked\n\u001b[1Awarden-injector: all fine\u001b[0m"}}"#,
+    )
+    .await;
+    let out = fake.run(&[]).await;
+    assert_refused(
+        &out,
+        77,
+        r"credential refused by the server: token revoked\u{a}\u{1b}[1Awarden-injector: all fine\u{1b}[0m",
+    );
+    assert!(!out.stderr.contains(&0x1b), "{:?}", text(&out.stderr));
+    drop(fake);
+
+    // A Content-Length past the limit (64 MiB by default): refused from
+    // the head alone; the stand-in never sends the body (reading it would
+    // wait for the attempt timeout instead).
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                content-length: 1073741824\r\n\r\n";
+    let fake = FakeServer::start(head.as_bytes().to_vec(), 0).await;
+    let started = Instant::now();
+    let out = fake.run(&["--attempt-timeout-ms", "30000"]).await;
+    assert_refused(
+        &out,
+        65,
+        "the server's answer (HTTP 200) is larger than 67108864 bytes, the --max-response-bytes limit",
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // An error answer that large is no answer the API documents: 70, not
+    // retried.
+    let head = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 1073741824\r\n\r\n";
+    let fake = FakeServer::start(head.as_bytes().to_vec(), 0).await;
+    let out = fake.run(&["--retries", "3"]).await;
+    assert_refused(&out, 70, "(HTTP 503) is larger than 67108864 bytes");
+
+    // No Content-Length, the body running to the connection's end: refused
+    // once it passes --max-response-bytes.
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n";
+    let fake = FakeServer::start(head.as_bytes().to_vec(), 4 * 1024 * 1024).await;
+    let out = fake.run(&["--max-response-bytes", "1048576"]).await;
+    assert_refused(&out, 65, "is larger than 1048576 bytes");
+    // Under the limit, the same answer is read and found malformed.
+    let out = fake.run(&["--max-response-bytes", "8388608"]).await;
+    assert_refused(&out, 70, "the resolve answer is not what the API documents");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_too_large_for_exec_is_exit_65_with_a_hint() {
+    let t = Setup::new().await;
+    // 40 values of 64 KiB (the largest a value may be): 2.5 MiB, past what
+    // execve takes with an 8 MiB stack limit (a quarter of it), which the
+    // wrapper is run with.
+    let big = "x".repeat(64 * 1024);
+    let values: serde_json::Map<String, Value> = (0..40)
+        .map(|i| (format!("BIG_{i:02}"), json!(big)))
+        .collect();
+    t.s.put(SERVICE, Value::Object(values)).await;
+    let cred = t.credential.to_str().unwrap();
+    let run = |flags: &[&str], cmd: &[&str]| {
+        let inner = t.injector(flags, &[], cmd);
+        let inner = inner.as_std();
+        let mut c = tokio::process::Command::new("sh");
+        c.arg("-c")
+            .arg("ulimit -S -s 8192 2>/dev/null; exec \"$@\"")
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null());
+        c
+    };
+    for parent in [&[][..], &["--parent"]] {
+        let mut flags = vec!["--credential-file", cred];
+        flags.extend_from_slice(parent);
+        let out = run(&flags, &["echo", "ran"]).output().await.unwrap();
+        assert_refused(
+            &out,
+            65,
+            "cannot execute echo: its arguments and environment",
+        );
+        assert!(text(&out.stderr).contains("--deliver fd"), "{parent:?}");
+        assert!(!text(&out.stderr).contains(&big[..64]));
+    }
+    // As the hint says, fd mode delivers the same secrets.
+    let out = run(
+        &["--credential-file", cred, "--deliver", "fd"],
+        &["sh", "-c", "wc -c < \"/proc/self/fd/$WARDEN_SECRETS_FD\""],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let bytes: usize = text(&out.stdout).trim().parse().unwrap();
+    assert!(bytes > 40 * 64 * 1024, "{bytes}");
+    t.s.stop().await;
+}
+
+/// The state letter of process `pid` (`None` once it is gone).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    stat[close + 2..].chars().next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_mode_takes_the_command_down_when_killed_by_sigkill() {
+    let t = Setup::new().await;
+    let cred = t.credential.to_str().unwrap();
+    let mut child = t
+        .injector(
+            &["--credential-file", cred, "--parent"],
+            &[],
+            &["sh", "-c", "echo ready; exec sleep 30"],
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready, "ready");
+    let kids = children_of(pid);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let command = kids[0].0;
+    // SIGKILL cannot be caught, so it cannot be forwarded: the kernel's
+    // parent-death signal takes the command down instead.
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Gone, or a zombie waiting for whoever inherited it.
+        match process_state(command) {
+            None | Some('Z') => break,
+            Some(state) => assert!(
+                Instant::now() < deadline,
+                "the command ({command}, {state}) outlived its killed parent"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.s.stop().await;
+}
