@@ -20,9 +20,11 @@
 //! The last chunk is marked as such (sealed into its AAD), so dropping the
 //! tail is noticed even before the digest is compared.
 //!
-//! Masking: every current secret value of the target service (and, for
-//! values with newlines, the same with a terminal's `\r\n`) is replaced by
-//! [`MASK`] in the recording, never in the user's terminal. A value is
+//! Masking: every kept version of every secret the target service
+//! inherits, and its resolved values (and, for values with newlines, the
+//! same with a terminal's `\r\n`), 4 bytes or longer, are replaced by
+//! [`MASK`] in the recording, never in the user's terminal; stdout and
+//! stderr apart; where values overlap, their union. A value is
 //! only recognised as the exact bytes: encoded (base64, quoted, escaped)
 //! or cut by the terminal's line wrapping it is not. Up to the longest
 //! value's length minus one byte of each stream is held back until more
@@ -67,7 +69,8 @@ pub trait ChunkSealer: Send + Sync {
 pub struct RecordingKeys {
     /// Seals the session's chunks.
     pub sealer: Box<dyn ChunkSealer>,
-    /// The service's current secret values.
+    /// The values to mask: every kept version of every secret the
+    /// service inherits, and the resolved values.
     pub masks: Vec<Zeroizing<Vec<u8>>>,
 }
 
