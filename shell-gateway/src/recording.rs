@@ -449,26 +449,47 @@ impl Stream {
     }
 
     fn push(&mut self, data: &[u8]) -> String {
+        if self.masker.finder.is_none() {
+            return self.decode(data, false);
+        }
         let masked = self.masker.push(data);
-        self.decode(masked, false)
+        self.decode(&masked, false)
     }
 
     fn finish(&mut self) -> String {
         let rest = self.masker.finish();
-        self.decode(rest, true)
+        self.decode(&rest, true)
     }
 
-    fn decode(&mut self, data: Vec<u8>, end: bool) -> String {
+    fn decode(&mut self, data: &[u8], end: bool) -> String {
         let mut bytes = std::mem::take(&mut self.carry);
         // NUL shows nothing on a terminal, and would take six bytes each
         // (`\u0000`): it is left out.
-        for &b in &data {
-            match b {
-                0 => continue,
-                b'\n' if self.crlf && self.last != b'\r' => bytes.extend_from_slice(b"\r\n"),
-                _ => bytes.push(b),
+        bytes.reserve(data.len() + data.len() / 16);
+        let mut rest = data;
+        while !rest.is_empty() {
+            // Copied a run at a time, up to the next byte that needs care.
+            let special = if self.crlf {
+                memchr::memchr2(0, b'\n', rest)
+            } else {
+                memchr::memchr(0, rest)
+            };
+            let run = special.unwrap_or(rest.len());
+            if run > 0 {
+                bytes.extend_from_slice(&rest[..run]);
+                self.last = rest[run - 1];
             }
-            self.last = b;
+            let Some(&b) = rest.get(run) else {
+                break;
+            };
+            if b == b'\n' {
+                if self.last != b'\r' {
+                    bytes.push(b'\r');
+                }
+                bytes.push(b'\n');
+                self.last = b'\n';
+            }
+            rest = &rest[run + 1..];
         }
         let cut = if end {
             bytes.len()
@@ -682,6 +703,20 @@ mod tests {
         // Values too short to mask are left alone.
         masks_whatever_the_split(&["e", "ab"], "remove tab", "remove tab");
         masks_whatever_the_split(&[], "nothing to mask", "nothing to mask");
+    }
+
+    #[test]
+    fn line_feeds_show_as_a_terminal_shows_them_and_nul_goes() {
+        let input = b"a\nb\r\nc\0d\r\0\n\n";
+        for i in 0..=input.len() {
+            let mut s = Stream::new(masker(&[]), true);
+            let mut text = s.push(&input[..i]);
+            text.push_str(&s.push(&input[i..]));
+            text.push_str(&s.finish());
+            assert_eq!(text, "a\r\nb\r\ncd\r\n\r\n", "split at {i}");
+        }
+        let mut raw = Stream::new(masker(&[]), false);
+        assert_eq!(raw.push(b"x\ny\0"), "x\ny");
     }
 
     #[test]
