@@ -488,8 +488,12 @@ impl Stream {
                 }
                 bytes.push(b'\n');
                 self.last = b'\n';
+                rest = &rest[run + 1..];
+            } else {
+                // A run of NULs goes at once.
+                let nuls = rest[run..].iter().take_while(|&&b| b == 0).count();
+                rest = &rest[run + nuls..];
             }
-            rest = &rest[run + 1..];
         }
         let cut = if end {
             bytes.len()

@@ -858,6 +858,30 @@ async fn stock_kubectl_execs_and_copies_through_warden() {
         assert_eq!(code, 0);
         assert!(out.contains("api-"), "{out}");
     }
+    // Heavy output for longer than kubectl's 5 s ping period: its pings
+    // still get their pongs in time (kubectl would fail the command), and
+    // every byte arrives.
+    let started = Instant::now();
+    let counted = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' exec api -- sh -c 'i=0; while [ $i -lt 80 ]; do head -c 2000000 /dev/zero; \
+             sleep 0.1; i=$((i+1)); done' | wc -c",
+            kubectl(33).display()
+        ))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECACHEDIR", dev.base.path().join("kube-cache-33"))
+        .env("WARDEN_CONFIG", &config)
+        .output()
+        .unwrap();
+    let (code, out, err) = outcome(counted);
+    assert_eq!((code, out.trim()), (0, "160000000"), "{err}");
+    assert!(
+        started.elapsed() > Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.is_empty(), "{err}");
     // kubectl 1.29 speaks SPDY unless told otherwise: it is told how.
     let (code, _, err) = run(29, &["exec", "api", "--", "true"], None);
     assert_eq!(code, 1);
