@@ -157,7 +157,8 @@ pub(super) async fn kill(
         .await
 }
 
-/// Chunks per page of a recording (at most 1 MiB of text each).
+/// Chunks read at a time from a recording (at most 1 MiB of text each):
+/// a page of the recording route, a step of verification and of a join.
 const RECORDING_PAGE: i64 = 4;
 
 pub(super) async fn recording(
@@ -345,7 +346,7 @@ async fn check_recording(
     let mut from = 0;
     let mut ended = false;
     loop {
-        let rows = app.store.recording_chunks(id, from, 4).await?;
+        let rows = app.store.recording_chunks(id, from, RECORDING_PAGE).await?;
         if rows.is_empty() {
             break;
         }
@@ -449,7 +450,7 @@ async fn follow(
     };
     let mut from = 0;
     let status = loop {
-        let rows = match app.store.recording_chunks(&id, from, 4).await {
+        let rows = match app.store.recording_chunks(&id, from, RECORDING_PAGE).await {
             Ok(rows) => rows,
             Err(e) => {
                 let _ = sink.send(close(1011, e.to_string())).await;
