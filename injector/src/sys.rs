@@ -29,17 +29,17 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
             "file descriptors 0, 1 and 2 are the standard streams",
         ));
     }
-    // SAFETY: the borrow lives only for this one `fcntl(F_GETFD)` call,
-    // which checks whether `fd` is open (EBADF otherwise) and changes
-    // nothing. If it is not open, no object uses the number and the call
-    // simply fails.
+    // The borrow lives only for one `fcntl(F_GETFD)` call, which checks
+    // whether `fd` is open and changes nothing; if it is not open, no
+    // object uses the number and the call fails with EBADF.
+    // SAFETY: nothing is read, written or closed through the borrow.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     rustix::io::fcntl_getfd(borrowed)?;
-    // SAFETY: `fd` is open (checked just above) and was inherited across
-    // exec: the caller takes it before this process opens any file or
-    // socket of its own (the first thing `run` does after parsing the
-    // command line), so no `File`, `OwnedFd` or runtime object owns this
-    // number, and the returned `OwnedFd` is its only owner.
+    // `fd` is open (checked just above) and was inherited across exec: the
+    // caller takes it before this process opens any file or socket of its
+    // own (the first thing `run` does after parsing the command line).
+    // SAFETY: so no `File`, `OwnedFd` or runtime object owns this number;
+    // the returned `OwnedFd` is its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -52,14 +52,13 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
 /// runtime).
 pub(crate) fn kill_with_parent(cmd: &mut Command) {
     let parent = rustix::process::getpid();
-    // SAFETY: the closure runs in the forked child before `exec`, where only
+    // The closure runs in the forked child before `exec`, where only
     // async-signal-safe operations are allowed (the child of a process with
     // other threads may find any lock held, the allocator's included). It
-    // makes two system calls through rustix (`prctl(PR_SET_PDEATHSIG)` and
-    // `getppid`, raw syscalls with no lock and no allocation), compares two
-    // `Copy` values, and on failure builds an `io::Error` from an OS error
-    // number (no allocation either). It captures only `parent`, a `Copy`
-    // PID, and touches no state shared with the parent process.
+    // makes two raw system calls through rustix (`prctl(PR_SET_PDEATHSIG)`,
+    // `getppid`), compares two `Copy` values, and on failure builds an
+    // `io::Error` from an OS error number; it captures only `parent`.
+    // SAFETY: so it takes no lock, allocates nothing and shares no state.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
