@@ -119,8 +119,8 @@ impl Placement for ClusterPlacement {
 }
 
 /// Sessions are recorded under a key the vault derives for each from its
-/// organization's key term, with the service's current secret values
-/// masked.
+/// organization's key term, with the service's secret values (every kept
+/// version, and the resolved values) masked.
 struct VaultRecordings(Weak<App>);
 
 struct Sealer(warden_vault::RecordingKey);
@@ -140,13 +140,10 @@ impl Recordings for VaultRecordings {
     ) -> BoxFuture<'a, Result<RecordingKeys, Error>> {
         Box::pin(async move {
             let app = live(&self.0)?;
-            let (key, values) = app.vault.recording_setup(permit, service, session).await?;
+            let (key, masks) = app.vault.recording_setup(permit, service, session).await?;
             Ok(RecordingKeys {
                 sealer: Box::new(Sealer(key)),
-                masks: values
-                    .iter()
-                    .map(|v| Zeroizing::new(v.expose().as_bytes().to_vec()))
-                    .collect(),
+                masks,
             })
         })
     }

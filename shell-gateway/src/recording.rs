@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use warden_pipeline::{Error, Permit};
 use warden_runtime::TermSize;
 use warden_store::{RecordingChunkRow, Store};
-use warden_types::ScopePath;
+use warden_types::{ScopePath, SecretValue};
 use zeroize::Zeroizing;
 
 /// What replaces a secret value in a recording.
@@ -71,7 +71,7 @@ pub struct RecordingKeys {
     pub sealer: Box<dyn ChunkSealer>,
     /// The values to mask: every kept version of every secret the
     /// service inherits, and the resolved values.
-    pub masks: Vec<Zeroizing<Vec<u8>>>,
+    pub masks: Vec<SecretValue>,
 }
 
 /// Where sessions get their recording keys: the composition root answers
@@ -547,14 +547,15 @@ struct Masker {
 }
 
 impl Masker {
-    fn new(values: &[Zeroizing<Vec<u8>>]) -> Self {
+    fn new(values: &[SecretValue]) -> Self {
         let mut patterns: Vec<&[u8]> = Vec::new();
         let crlf: Vec<Zeroizing<Vec<u8>>> = values
             .iter()
+            .map(|v| v.expose().as_bytes())
             .filter(|v| v.contains(&b'\n'))
             .map(|v| Zeroizing::new(with_crlf(v)))
             .collect();
-        patterns.extend(values.iter().map(|v| v.as_slice()));
+        patterns.extend(values.iter().map(|v| v.expose().as_bytes()));
         patterns.extend(crlf.iter().map(|v| v.as_slice()));
         patterns.retain(|p| p.len() >= MIN_MASKED);
         let keep = patterns.iter().map(|p| p.len()).max().unwrap_or(1) - 1;
@@ -662,7 +663,7 @@ mod tests {
     fn masker(values: &[&str]) -> Masker {
         let v: Vec<_> = values
             .iter()
-            .map(|s| Zeroizing::new(s.as_bytes().to_vec()))
+            .map(|s| SecretValue::new((*s).to_owned()).unwrap())
             .collect();
         Masker::new(&v)
     }

@@ -874,14 +874,7 @@ impl ChannelCtx {
             let data = match msg {
                 ChannelMsg::Data { data } => data,
                 ChannelMsg::Eof | ChannelMsg::Close => return None,
-                ChannelMsg::RequestPty { want_reply, .. }
-                | ChannelMsg::RequestShell { want_reply }
-                | ChannelMsg::Exec { want_reply, .. }
-                | ChannelMsg::SetEnv { want_reply, .. }
-                | ChannelMsg::RequestSubsystem { want_reply, .. }
-                | ChannelMsg::RequestX11 { want_reply, .. }
-                    if want_reply =>
-                {
+                msg if late_request(&msg) => {
                     let _ = self.handle.channel_failure(write.id()).await;
                     continue;
                 }
@@ -1043,14 +1036,7 @@ async fn forward_input(
                     let _ = control.signal(sig);
                 }
             }
-            ChannelMsg::RequestPty { want_reply, .. }
-            | ChannelMsg::RequestShell { want_reply }
-            | ChannelMsg::Exec { want_reply, .. }
-            | ChannelMsg::SetEnv { want_reply, .. }
-            | ChannelMsg::RequestSubsystem { want_reply, .. }
-            | ChannelMsg::RequestX11 { want_reply, .. }
-                if want_reply =>
-            {
+            msg if late_request(&msg) => {
                 let _ = handle.channel_failure(id).await;
             }
             ChannelMsg::Close => return None,
@@ -1058,6 +1044,34 @@ async fn forward_input(
         }
     }
     None
+}
+
+/// Whether `msg` is a session request that wants an answer, arriving once
+/// the session is set up (at the menu, or running): it is refused.
+fn late_request(msg: &ChannelMsg) -> bool {
+    matches!(
+        msg,
+        ChannelMsg::RequestPty {
+            want_reply: true,
+            ..
+        } | ChannelMsg::RequestShell { want_reply: true }
+            | ChannelMsg::Exec {
+                want_reply: true,
+                ..
+            }
+            | ChannelMsg::SetEnv {
+                want_reply: true,
+                ..
+            }
+            | ChannelMsg::RequestSubsystem {
+                want_reply: true,
+                ..
+            }
+            | ChannelMsg::RequestX11 {
+                want_reply: true,
+                ..
+            }
+    )
 }
 
 fn term_size(cols: u32, rows: u32) -> TermSize {
