@@ -2,7 +2,6 @@
 //! live and ended (migration 0012), and their recordings (0013).
 
 use crate::integrity::{Field, Protected, Tagged, select};
-use crate::writer::Stale;
 use crate::{Store, StoreError};
 
 /// The SSH host key: an Ed25519 seed sealed under the root key.
@@ -40,25 +39,21 @@ impl Store {
     /// replica that lost the race gets the winner's).
     pub async fn init_ssh_host_key(&self, row: SshHostKeyRow) -> Result<SshHostKeyRow, StoreError> {
         let tag = self.guard.tag(&row)?;
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "INSERT INTO ssh_host_key (id, sealed_seed, created_at, mac) \
-                             VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
-                        )
-                        .bind(row.sealed_seed)
-                        .bind(row.created_at)
-                        .bind(tag)
-                        .execute(&mut *c)
-                        .await?;
-                        Ok(())
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await?;
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO ssh_host_key (id, sealed_seed, created_at, mac) \
+                     VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(row.sealed_seed)
+                .bind(row.created_at)
+                .bind(tag)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
         self.ssh_host_key()
             .await?
             .ok_or_else(|| StoreError::NotFound("SSH host key".into()))
@@ -100,30 +95,26 @@ const SESSION_COLUMNS: &str = "id, org, service, pod, principal, transport, node
 impl Store {
     /// Records a session as live.
     pub async fn shell_session_started(&self, row: ShellSessionRow) -> Result<(), StoreError> {
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "INSERT INTO shell_sessions (id, org, service, pod, principal, \
-                             transport, node, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        )
-                        .bind(row.id)
-                        .bind(row.org)
-                        .bind(row.service)
-                        .bind(row.pod)
-                        .bind(row.principal)
-                        .bind(row.transport)
-                        .bind(row.node)
-                        .bind(row.started_at)
-                        .execute(&mut *c)
-                        .await?;
-                        Ok(())
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO shell_sessions (id, org, service, pod, principal, \
+                     transport, node, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(row.id)
+                .bind(row.org)
+                .bind(row.service)
+                .bind(row.pod)
+                .bind(row.principal)
+                .bind(row.transport)
+                .bind(row.node)
+                .bind(row.started_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Records a session's end.
@@ -135,50 +126,42 @@ impl Store {
         exit_status: Option<i64>,
     ) -> Result<(), StoreError> {
         let (id, status) = (id.to_owned(), status.to_owned());
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "UPDATE shell_sessions SET ended_at = $1, status = $2, \
-                             exit_status = $3 WHERE id = $4 AND ended_at IS NULL",
-                        )
-                        .bind(ended_at)
-                        .bind(status)
-                        .bind(exit_status)
-                        .bind(id)
-                        .execute(&mut *c)
-                        .await?;
-                        Ok(())
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE shell_sessions SET ended_at = $1, status = $2, \
+                     exit_status = $3 WHERE id = $4 AND ended_at IS NULL",
+                )
+                .bind(ended_at)
+                .bind(status)
+                .bind(exit_status)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Asks for a live session's end on behalf of `by`; false if it is not
     /// live (or unknown).
     pub async fn shell_session_kill(&self, id: &str, by: &str) -> Result<bool, StoreError> {
         let (id, by) = (id.to_owned(), by.to_owned());
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        let done = sqlx::query(
-                            "UPDATE shell_sessions SET killed_by = $1 \
-                             WHERE id = $2 AND ended_at IS NULL",
-                        )
-                        .bind(by)
-                        .bind(id)
-                        .execute(&mut *c)
-                        .await?;
-                        Ok(done.rows_affected() > 0)
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await
+        self.write(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE shell_sessions SET killed_by = $1 \
+                     WHERE id = $2 AND ended_at IS NULL",
+                )
+                .bind(by)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            })
+        })
+        .await
     }
 
     /// One session.
@@ -253,27 +236,23 @@ pub struct RecordingChunkRow {
 impl Store {
     /// Stores a recording chunk (chunks are only ever inserted).
     pub async fn put_recording_chunk(&self, row: RecordingChunkRow) -> Result<(), StoreError> {
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        sqlx::query(
-                            "INSERT INTO session_recordings (session_id, seq, org, last, sealed) \
-                             VALUES ($1, $2, $3, $4, $5)",
-                        )
-                        .bind(row.session_id)
-                        .bind(row.seq)
-                        .bind(row.org)
-                        .bind(i64::from(row.last))
-                        .bind(row.sealed)
-                        .execute(&mut *c)
-                        .await?;
-                        Ok(())
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO session_recordings (session_id, seq, org, last, sealed) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(row.session_id)
+                .bind(row.seq)
+                .bind(row.org)
+                .bind(i64::from(row.last))
+                .bind(row.sealed)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// A session's recording chunks, in order, from chunk `from`, at most
