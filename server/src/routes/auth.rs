@@ -18,7 +18,7 @@ use warden_store::PrincipalRow;
 use zeroize::Zeroizing;
 
 use super::bindings::binding_info;
-use super::users::{token_info, user_info};
+use super::users::{token_created, user_info};
 
 /// Password hashing is deliberately expensive: off the async workers, at
 /// most two at a time, and at most eight more waiting; past that, callers
@@ -315,13 +315,7 @@ pub(super) async fn login(
                 Some(expires),
             )
             .await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(TokenCreated {
-                    token: wire(&token)?,
-                    info: token_info(row),
-                }),
-            ))
+            token_created(&token, row)
         })
         .await
 }
@@ -480,13 +474,7 @@ pub(super) async fn mfa_step_up(
                 Some(expires),
             )
             .await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(TokenCreated {
-                    token: wire(&token)?,
-                    info: token_info(row),
-                }),
-            ))
+            token_created(&token, row)
         })
         .await
 }

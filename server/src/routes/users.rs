@@ -51,6 +51,20 @@ pub(super) fn token_info(t: warden_store::TokenRow) -> TokenInfo {
     }
 }
 
+/// The answer to a token just made: 201, with the token (shown this once).
+pub(super) fn token_created(
+    token: &str,
+    row: warden_store::TokenRow,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            token: wire(token)?,
+            info: token_info(row),
+        }),
+    ))
+}
+
 pub(super) async fn create_user(
     State(app): State<AppState>,
     caller: Caller,
@@ -289,13 +303,7 @@ pub(super) async fn create_token(
     for_principal(app, &caller, &subject, "token.create", may_act_as, async {
         let (token, row) =
             identity::create_token(&app.store, &subject, &req.name, "api", false, expires).await?;
-        Ok((
-            StatusCode::CREATED,
-            Json(TokenCreated {
-                token: wire(&token)?,
-                info: token_info(row),
-            }),
-        ))
+        token_created(&token, row)
     })
     .await
 }
