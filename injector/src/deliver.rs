@@ -321,52 +321,37 @@ mod tests {
     use super::*;
 
     /// A fresh directory on tmpfs (/dev/shm), removed on drop.
-    struct ShmDir(PathBuf);
-
-    impl ShmDir {
-        fn new(tag: &str) -> Self {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let p = PathBuf::from(format!(
-                "/dev/shm/warden-injector-unit-{tag}-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir(&p).unwrap();
-            Self(p)
-        }
-
-        fn names(&self) -> Vec<String> {
-            let mut v: Vec<String> = std::fs::read_dir(&self.0)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        }
+    fn shm_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("warden-injector-unit-")
+            .tempdir_in("/dev/shm")
+            .unwrap()
     }
 
-    impl Drop for ShmDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// The names in `dir`, sorted.
+    fn names(dir: &tempfile::TempDir) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
     }
 
-    fn target(dir: &ShmDir, src_dir: &ShmDir, name: &str) -> TemplateTarget {
-        let src = src_dir.0.join(format!("{name}.tpl"));
+    fn target(dir: &tempfile::TempDir, src_dir: &tempfile::TempDir, name: &str) -> TemplateTarget {
+        let src = src_dir.path().join(format!("{name}.tpl"));
         std::fs::write(&src, "x").unwrap();
-        TemplateTarget::prepare(src, dir.0.join(name)).unwrap()
+        TemplateTarget::prepare(src, dir.path().join(name)).unwrap()
     }
 
     #[test]
     fn staged_files_have_unguessable_exclusive_names_and_go_unless_committed() {
-        let dir = ShmDir::new("stage");
+        let dir = shm_dir();
         let t = target(&dir, &dir, "app.conf");
         // The old name, predictable from the PID (1 in a container), taken
         // by someone else first: no longer in the way.
         let old = format!(".app.conf.warden-{}.tmp", std::process::id());
-        std::fs::write(dir.0.join(&old), "squatter").unwrap();
+        std::fs::write(dir.path().join(&old), "squatter").unwrap();
         let a = t.stage("one").unwrap();
         let b = t.stage("two").unwrap();
         let (na, nb) = (
@@ -381,29 +366,32 @@ mod tests {
                 .unwrap_or_else(|| panic!("{n}"));
             assert_eq!(hex.len(), 16, "{n}");
             assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()), "{n}");
-            let meta = std::fs::metadata(dir.0.join(n)).unwrap();
+            let meta = std::fs::metadata(dir.path().join(n)).unwrap();
             assert_eq!(meta.mode() & 0o777, 0o400, "{n}");
         }
         drop(b);
-        assert!(!dir.0.join(&nb).exists(), "an uncommitted file was left");
+        assert!(
+            !dir.path().join(&nb).exists(),
+            "an uncommitted file was left"
+        );
         a.commit().unwrap();
         assert_eq!(
-            std::fs::read_to_string(dir.0.join("app.conf")).unwrap(),
+            std::fs::read_to_string(dir.path().join("app.conf")).unwrap(),
             "one"
         );
-        assert_eq!(dir.names(), [old.as_str(), "app.conf", "app.conf.tpl"]);
+        assert_eq!(names(&dir), [old.as_str(), "app.conf", "app.conf.tpl"]);
     }
 
     #[test]
     fn a_failed_write_leaves_no_template_written() {
-        let (first, second) = (ShmDir::new("first"), ShmDir::new("second"));
+        let (first, second) = (shm_dir(), shm_dir());
         let targets = [
             target(&first, &first, "a.conf"),
             target(&second, &first, "b.conf"),
         ];
         // The second destination's directory disappears after the checks:
         // its file cannot be created.
-        std::fs::remove_dir(&second.0).unwrap();
+        std::fs::remove_dir(second.path()).unwrap();
         let rendered = [
             Zeroizing::new("a".to_owned()),
             Zeroizing::new("b".to_owned()),
@@ -412,7 +400,7 @@ mod tests {
         assert!(matches!(err, Error::Destination(_)), "{err}");
         assert!(err.to_string().contains("b.conf: create"), "{err}");
         // Neither the first destination nor its temporary file is there.
-        assert_eq!(first.names(), ["a.conf.tpl", "b.conf.tpl"]);
+        assert_eq!(names(&first), ["a.conf.tpl", "b.conf.tpl"]);
     }
 
     #[test]

@@ -251,37 +251,14 @@ mod tests {
 
     use super::*;
 
-    /// A fresh directory under the system's temporary directory, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos();
-            let p = std::env::temp_dir().join(format!(
-                "warden-injector-unit-{tag}-{}-{nanos}",
-                std::process::id()
-            ));
-            std::fs::create_dir(&p).unwrap();
-            Self(p)
-        }
-
-        fn file(&self, dir: &str, name: &str, mode: u32) -> PathBuf {
-            let d = self.0.join(dir);
-            std::fs::create_dir_all(&d).unwrap();
-            let f = d.join(name);
-            std::fs::write(&f, "#!/bin/sh\n").unwrap();
-            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
-            f
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A file `root/dir/name` with mode `mode`, its directory made.
+    fn file(root: &Path, dir: &str, name: &str, mode: u32) -> PathBuf {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join(name);
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        f
     }
 
     #[test]
@@ -306,12 +283,12 @@ mod tests {
 
     #[test]
     fn the_program_is_found_in_the_given_path_as_execvp_would() {
-        let t = TempDir::new("path");
-        let plain = t.file("a", "prog", 0o644);
-        let first = t.file("b", "prog", 0o755);
-        t.file("c", "prog", 0o755);
-        std::fs::create_dir_all(t.0.join("d/prog")).unwrap();
-        let dir = |d: &str| t.0.join(d).into_os_string();
+        let t = tempfile::tempdir().unwrap();
+        let plain = file(t.path(), "a", "prog", 0o644);
+        let first = file(t.path(), "b", "prog", 0o755);
+        file(t.path(), "c", "prog", 0o755);
+        std::fs::create_dir_all(t.path().join("d/prog")).unwrap();
+        let dir = |d: &str| t.path().join(d).into_os_string();
         let join = |ds: &[&str]| {
             let mut p = OsString::new();
             for (i, d) in ds.iter().enumerate() {

@@ -65,6 +65,30 @@ impl Setup {
 
     /// `warden-injector exec` with the server, CA and service set, and a
     /// clean environment (plus `env`).
+    /// Starts the wrapper in `--parent` mode running `sh -c script`, and
+    /// waits (at most 20 s) for the script's first line: the wrapper, its
+    /// pid, the line.
+    async fn parent(&self, cred: &str, script: &str) -> (tokio::process::Child, u32, String) {
+        let mut child = self
+            .injector(
+                &["--credential-file", cred, "--parent"],
+                &[],
+                &["sh", "-c", script],
+            )
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        (child, pid, first)
+    }
+
     fn injector(
         &self,
         flags: &[&str],
@@ -221,27 +245,29 @@ async fn fd_mode_puts_the_values_in_a_sealed_memfd_and_not_in_the_environment() 
 }
 
 /// A fresh directory on tmpfs (/dev/shm), removed on drop.
-struct ShmDir(PathBuf);
-
-impl ShmDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = PathBuf::from(format!(
-            "/dev/shm/warden-injector-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir(&p).unwrap();
-        Self(p)
-    }
+fn shm_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("warden-injector-test-")
+        .tempdir_in("/dev/shm")
+        .unwrap()
 }
 
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Sends `signal` to `pid` with kill(1), and waits (at most 10 s) for
+/// `child` to exit: its status.
+async fn signal_and_wait(
+    child: &mut tokio::process::Child,
+    pid: u32,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn uid() -> String {
@@ -254,8 +280,8 @@ async fn templates_render_onto_tmpfs_with_mode_0400_and_never_onto_disk() {
     let t = Setup::new().await;
     let src = t.dir.path().join("app.conf.tpl");
     std::fs::write(&src, "db = {{ DB_URL }}\nkey = {{API_KEY}}\n").unwrap();
-    let shm = ShmDir::new("tpl");
-    let dest = shm.0.join("app.conf");
+    let shm = shm_dir();
+    let dest = shm.path().join("app.conf");
     let spec = format!("{}:{}", src.display(), dest.display());
     let show = format!(
         "stat -c '%a %u' {0}; cat {0}; echo \"API_KEY=${{API_KEY:-unset}}\"",
@@ -278,7 +304,7 @@ async fn templates_render_onto_tmpfs_with_mode_0400_and_never_onto_disk() {
     // Rendering again (a restarted container) replaces the 0400 file.
     let out = t.run(&["--template", &spec], &["true"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let names: Vec<_> = std::fs::read_dir(&shm.0).unwrap().collect();
+    let names: Vec<_> = std::fs::read_dir(shm.path()).unwrap().collect();
     assert_eq!(names.len(), 1, "a temporary file was left behind");
 
     // A disk-backed destination is refused, and nothing is written there.
@@ -312,7 +338,7 @@ async fn templates_render_onto_tmpfs_with_mode_0400_and_never_onto_disk() {
     // unless --allow-missing names it.
     let missing = t.dir.path().join("missing.tpl");
     std::fs::write(&missing, "a={{ API_KEY }} b={{ NOT_THERE }}").unwrap();
-    let dest2 = shm.0.join("missing.conf");
+    let dest2 = shm.path().join("missing.conf");
     let spec2 = format!("{}:{}", missing.display(), dest2.display());
     let out = t.run(&["--template", &spec2], &["echo", "ran"]).await;
     assert_refused(&out, 65, "references secret NOT_THERE");
@@ -449,14 +475,14 @@ async fn an_unreachable_server_exits_69_after_bounded_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_usage_error() {
     let t = Setup::new().await;
-    let shm = ShmDir::new("bad");
-    let dest = shm.0.join("out");
+    let shm = shm_dir();
+    let dest = shm.path().join("out");
     let dest = dest.to_str().unwrap();
     let tpl = t.dir.path().join("ok.tpl");
     std::fs::write(&tpl, "{{ API_KEY }}").unwrap();
     let tpl = tpl.to_str().unwrap();
 
-    let dotdot = format!("{tpl}:{}/../escape", shm.0.display());
+    let dotdot = format!("{tpl}:{}/../escape", shm.path().display());
     let out = t.run(&["--template", &dotdot], &["echo", "ran"]).await;
     assert_refused(&out, 64, "paths may not contain '..'");
     let out = t
@@ -553,23 +579,7 @@ async fn parent_mode_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
         echo "ready $API_KEY"
         i=0; while [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
     "#;
-    let mut child = t
-        .injector(
-            &["--credential-file", cred, "--parent"],
-            &[],
-            &["sh", "-c", script],
-        )
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (mut child, pid, ready) = t.parent(cred, script).await;
     assert_eq!(ready, format!("ready {API_KEY}"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let kids = children_of(pid);
@@ -585,46 +595,15 @@ async fn parent_mode_reaps_orphans_forwards_signals_and_keeps_the_exit_code() {
         "zombies left: {kids:?}"
     );
     assert!(kids.iter().all(|(_, _, comm)| comm != "sleep"), "{kids:?}");
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = signal_and_wait(&mut child, pid, "TERM").await;
     assert_eq!(status.code(), Some(42));
 
     // A command killed by a forwarded signal: 128 + its number.
-    let mut child = t
-        .injector(
-            &["--credential-file", cred, "--parent"],
-            &[],
-            &["sh", "-c", "echo ready; exec sleep 15"],
-        )
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (mut child, pid, ready) = t.parent(cred, "echo ready; exec sleep 15").await;
     assert_eq!(ready, "ready");
     // Until the shell has exec'd sleep, SIGINT would hit the shell.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = signal_and_wait(&mut child, pid, "INT").await;
     assert_eq!(status.code(), Some(130));
     t.s.stop().await;
 }
@@ -936,37 +915,14 @@ fn process_state(pid: u32) -> Option<char> {
 async fn parent_mode_takes_the_command_down_when_killed_by_sigkill() {
     let t = Setup::new().await;
     let cred = t.credential.to_str().unwrap();
-    let mut child = t
-        .injector(
-            &["--credential-file", cred, "--parent"],
-            &[],
-            &["sh", "-c", "echo ready; exec sleep 30"],
-        )
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let (mut child, pid, ready) = t.parent(cred, "echo ready; exec sleep 30").await;
     assert_eq!(ready, "ready");
     let kids = children_of(pid);
     assert_eq!(kids.len(), 1, "{kids:?}");
     let command = kids[0].0;
     // SIGKILL cannot be caught, so it cannot be forwarded: the kernel's
     // parent-death signal takes the command down instead.
-    std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = signal_and_wait(&mut child, pid, "KILL").await;
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(9)

@@ -86,6 +86,26 @@ impl Ssh {
             .unwrap();
         outcome(out)
     }
+
+    /// [`Ssh::run`] with `input` on the command's stdin, then its end.
+    fn run_with_input(
+        &self,
+        key: &Path,
+        login: &str,
+        args: &[&str],
+        input: &[u8],
+    ) -> (i32, String, String) {
+        let mut child = self
+            .command(key, login)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        outcome(child.wait_with_output().unwrap())
+    }
 }
 
 fn outcome(out: Output) -> (i32, String, String) {
@@ -191,20 +211,7 @@ async fn ssh_runs_commands_and_shells_in_pods_with_exact_output_and_exit_codes()
         "{out}"
     );
     // Stdin reaches the process and its end is an EOF.
-    let mut child = ssh
-        .command(&key, "root")
-        .args([svc, "--", "wc -c"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&vec![b'x'; 1 << 20])
-        .unwrap();
-    let (code, out, _) = outcome(child.wait_with_output().unwrap());
+    let (code, out, _) = ssh.run_with_input(&key, "root", &[svc, "--", "wc -c"], &[b'x'; 1 << 20]);
     assert_eq!((code, out.trim()), (0, "1048576"));
     // The target may be in the login; a pod may be named.
     let (code, out, _) = ssh.run(&key, &format!("root:{svc}"), &["hostname"]);
@@ -279,6 +286,31 @@ async fn ssh_runs_commands_and_shells_in_pods_with_exact_output_and_exit_codes()
         "exit status not audited"
     );
     assert!(acme.contains("\"transport\":\"ssh\""), "{acme}");
+}
+
+/// Waits (at most 10 s after `since`, when `what` happened) for a session's
+/// `ssh` to exit, then reads its stderr: how long it took, its status, its
+/// stderr.
+async fn ended(
+    session: &mut std::process::Child,
+    since: Instant,
+    what: &str,
+) -> (Duration, std::process::ExitStatus, String) {
+    let status = loop {
+        if let Some(status) = session.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the session outlived {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = since.elapsed();
+    eprintln!("session ended {took:?} after {what}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(session.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (took, status, err)
 }
 
 /// Drives an interactive shell opened by `command_line` in a tmux terminal:
@@ -507,20 +539,7 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
         )
         .await;
     assert!(code < 300, "{code} {body}");
-    let status = loop {
-        if let Some(status) = session.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            revoked.elapsed() < Duration::from_secs(10),
-            "the session outlived its authority"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let took = revoked.elapsed();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut session.stderr.take().unwrap(), &mut err).unwrap();
-    eprintln!("session ended {took:?} after the revocation");
+    let (took, status, err) = ended(&mut session, revoked, "the revocation").await;
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert_eq!(status.code(), Some(255), "{err}");
     assert!(err.contains("session ended"), "{err}");
@@ -1121,19 +1140,7 @@ async fn live_sessions_are_listed_and_ended_by_those_who_may() {
         .send(Method::POST, &format!("/api/v1/session/{id}/kill"), None)
         .await;
     assert_eq!(code, 204, "{body}");
-    let status = loop {
-        if let Some(status) = session.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            asked.elapsed() < Duration::from_secs(10),
-            "the session outlived its kill"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    eprintln!("session ended {:?} after the kill", asked.elapsed());
-    let mut err = String::new();
-    std::io::Read::read_to_string(session.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let (_, status, err) = ended(&mut session, asked, "the kill").await;
     assert_eq!(status.code(), Some(255), "{err}");
     assert!(err.contains("ended by user:root"), "{err}");
     // Its record says how it ended; a second kill is a conflict.
@@ -1599,21 +1606,13 @@ async fn a_roles_session_settings_limit_its_sessions_and_record_input() {
         "{took:?}"
     );
     // Input is recorded as the role asks.
-    let mut child = ssh
-        .command(&key, "olive")
-        .args([svc, "--", "cat >/dev/null; echo done"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"typed-by-olive\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    let (code, out, err) = ssh.run_with_input(
+        &key,
+        "olive",
+        &[svc, "--", "cat >/dev/null; echo done"],
+        b"typed-by-olive\n",
+    );
+    assert_eq!((code, out.as_str()), (0, "done\n"), "{err}");
     let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
     let sessions = list["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 3, "{list}");
