@@ -201,6 +201,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            versions: BTreeMap::new(),
         }
     }
 
