@@ -59,6 +59,14 @@ async fn mutate(State(injection): State<Arc<Injection>>, req: Request) -> Respon
             "an AdmissionReview is sent as Content-Type: application/json",
         );
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REVIEW_BYTES as u64) {
+        return too_large();
+    }
     let body = match tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, &())).await {
         Ok(Ok(body)) => body,
         Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
