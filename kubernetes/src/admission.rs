@@ -3,8 +3,9 @@
 //! Pure: no I/O, no clock, no registry; [`crate::webhook`] serves it over
 //! HTTPS.
 //!
-//! A pod annotated `warden.dev/inject: "true"` and `warden.dev/service:
-//! ORG/PROJECT/ENV/SERVICE` gets, as one RFC 6902 JSON Patch:
+//! A pod annotated (or labelled) `warden.dev/inject: "true"` and annotated
+//! `warden.dev/service: ORG/PROJECT/ENV/SERVICE` gets, as one RFC 6902 JSON
+//! Patch:
 //!
 //! - an init container, [`INIT_CONTAINER`], placed **first** in
 //!   `initContainers`, that copies `warden-injector` from the injector image
@@ -42,7 +43,9 @@ use serde_json::{Value, json};
 use warden_types::{ScopeKind, ScopePath};
 
 /// `warden.dev/inject`: `"true"` asks for injection, `"false"` (or no
-/// annotation) not; any other value is refused.
+/// annotation) not; any other value is refused. As an annotation, or as a
+/// label (the annotation wins when both are set), since the API server
+/// selects the pods it sends by label only.
 pub const ANNOTATION_INJECT: &str = "warden.dev/inject";
 /// `warden.dev/service`: the Warden service whose secrets the pod gets.
 pub const ANNOTATION_SERVICE: &str = "warden.dev/service";
@@ -360,7 +363,14 @@ pub fn decide(request: &Value, injection: &Injection) -> Result<Decision, Review
 pub fn mutate(pod: &Pod, injection: &Injection) -> Decision {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    match annotations.get(ANNOTATION_INJECT).map(String::as_str) {
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    // The annotation, else the label of the same name: the API server can
+    // select pods by label only (the shipped configuration's
+    // objectSelector), never by annotation.
+    let inject = annotations
+        .get(ANNOTATION_INJECT)
+        .or_else(|| labels.get(ANNOTATION_INJECT));
+    match inject.map(String::as_str) {
         None | Some("false") => return Decision::Unchanged,
         Some("true") => {}
         Some(other) => {

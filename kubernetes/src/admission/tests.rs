@@ -180,6 +180,27 @@ fn an_annotated_pod_gets_the_wrapper_first_and_its_command_wrapped() {
 }
 
 #[test]
+fn the_label_asks_for_injection_as_the_annotation_does_which_wins() {
+    let spec = json!({"containers": [{"name": "a", "image": "x", "command": ["/a"]}]});
+    let mut labelled = pod_json(
+        json!({"warden.dev/service": "acme/shop/prod/api"}),
+        spec.clone(),
+    );
+    labelled["metadata"]["labels"] = json!({"warden.dev/inject": "true"});
+    let pod = mutated(&labelled);
+    assert_eq!(
+        pod.spec.unwrap().containers[0].command.as_deref().unwrap()[0],
+        WRAPPER
+    );
+    let mut vetoed = pod_json(
+        json!({"warden.dev/inject": "false", "warden.dev/service": "acme/shop/prod/api"}),
+        spec,
+    );
+    vetoed["metadata"]["labels"] = json!({"warden.dev/inject": "true"});
+    assert!(respond(&vetoed).get("patch").is_none());
+}
+
+#[test]
 fn a_second_review_of_a_mutated_pod_changes_nothing() {
     let object = annotated(json!({
         "containers": [{"name": "api", "image": "app", "command": ["/app/server"]}],
