@@ -453,12 +453,14 @@ async fn pods_it_cannot_wrap_are_denied_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let service = format!("--annotations=warden.dev/service={SERVICE}");
     // No command: the image's entrypoint is not looked up in a registry.
+    // (Asked for by the label, which the shipped configuration selects on.)
     let pod = kubectl_run(
         &api,
         dir.path(),
         "nocmd",
-        &["--image=nginx", INJECT, &service],
+        &["--image=nginx", "--labels=warden.dev/inject=true", &service],
     );
+    assert_eq!(pod["metadata"]["labels"]["warden.dev/inject"], "true");
     let response = hook.review(&review_of(&pod), false).await;
     assert_eq!(response["allowed"], false, "{response}");
     assert!(response.get("patch").is_none());
@@ -638,4 +640,74 @@ async fn the_webhook_refuses_to_start_with_a_key_as_the_warden_ca() {
     assert!(err.contains("--warden-ca"), "{err}");
     assert!(!err.contains(key.trim()), "the key echoed: {err}");
     assert!(out.stdout.is_empty());
+}
+
+/// The shipped manifests: the configuration the docs describe, and a
+/// Deployment whose flags the real binary knows.
+#[test]
+fn the_shipped_manifests_configure_what_the_docs_say() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/injector-webhook.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs: Vec<Value> = text
+        .split("\n---\n")
+        .map(|d| serde_yaml_ng::from_str(d).unwrap())
+        .collect();
+    let find = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    };
+    let config = find("MutatingWebhookConfiguration");
+    let hook = &config["webhooks"][0];
+    assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    assert_eq!(hook["sideEffects"], "None");
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+    assert!(hook["timeoutSeconds"].as_u64().unwrap() <= 10);
+    assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate");
+    assert_eq!(
+        hook["rules"],
+        json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+            "resources": ["pods"], "scope": "Namespaced"}])
+    );
+    // Fail is bounded by both selectors.
+    assert_eq!(
+        hook["namespaceSelector"]["matchLabels"]["warden.dev/injection"],
+        "enabled"
+    );
+    assert_eq!(
+        hook["objectSelector"]["matchLabels"]["warden.dev/inject"],
+        "true"
+    );
+    let service = find("Service");
+    assert_eq!(
+        service["metadata"]["name"],
+        hook["clientConfig"]["service"]["name"]
+    );
+    assert_eq!(
+        service["metadata"]["namespace"],
+        hook["clientConfig"]["service"]["namespace"]
+    );
+    let args = &find("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+    let args: Vec<&str> = args
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[..2], ["injector", "webhook"]);
+    let help = std::process::Command::new(warden_bin())
+        .args(["injector", "webhook", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "{flag} unknown to the binary"
+        );
+    }
 }
