@@ -558,6 +558,7 @@ fn patch(
             "allowPrivilegeEscalation": false,
             "readOnlyRootFilesystem": true,
             "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
     });
     // First, so the wrapper is in place before any other init container

@@ -116,6 +116,13 @@ fn an_annotated_pod_gets_the_wrapper_first_and_its_command_wrapped() {
         init[0].command.as_deref().unwrap(),
         ["cp", "/usr/local/bin/warden-injector", WRAPPER]
     );
+    let security = init[0].security_context.as_ref().unwrap();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        security.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
     let c = &spec.containers[0];
     assert_eq!(
         c.command.as_deref().unwrap(),
