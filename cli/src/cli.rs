@@ -35,6 +35,10 @@ enum Command {
     /// works offline, without a server).
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// The secret injector's Kubernetes side: `injector webhook` serves the
+    /// mutating admission webhook that wraps annotated pods' commands.
+    #[command(subcommand)]
+    Injector(serve::InjectorCmd),
     /// Every command that talks to a running server.
     #[command(flatten)]
     Client(ClientCmd),
@@ -120,6 +124,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => serve::dev(args).await,
         Command::Server(args) => serve::server(args).await,
+        Command::Injector(cmd) => serve::injector(cmd).await,
         Command::Agent(args) => {
             serve::init_logging("info", false);
             let ctx = connect(&cli.global, false)?;

@@ -1,5 +1,5 @@
-//! Everything that starts a server: `warden dev` and `warden server`, their
-//! flags, logging, process hardening, the dev data directory and the
+//! Everything that starts a server: `warden dev`, `warden server` and
+//! `warden injector webhook`, their flags, logging, process hardening, the dev data directory and the
 //! shutdown signal. This is the only module that names `warden_server`
 //! (tests/integration/architecture.rs checks it): every other command is a
 //! client of the HTTPS API.
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::client_config::{self, ClientConfig};
 
@@ -303,4 +303,97 @@ fn warn_if_shared(key: &std::path::Path) {
             "the TLS private key is readable by other users; `chmod 600` it unless that is intended"
         );
     }
+}
+
+/// `warden injector ...`: the secret injector's Kubernetes side.
+#[derive(Debug, Subcommand)]
+pub(crate) enum InjectorCmd {
+    /// Serve the mutating admission webhook (AdmissionReview v1 over HTTPS,
+    /// `POST /mutate`, `GET /healthz`) that adds `warden-injector` to pods
+    /// annotated `warden.dev/inject: "true"` (docs/injector.md).
+    Webhook(WebhookArgs),
+}
+
+/// The flags of `warden injector webhook`.
+#[derive(Debug, Args)]
+pub(crate) struct WebhookArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// The webhook's certificate chain (PEM); the API server must trust its
+    /// CA (the configuration's `caBundle`).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: PathBuf,
+    /// The webhook's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key: PathBuf,
+    /// The image the init container copies `warden-injector` from.
+    #[arg(long, value_name = "IMAGE")]
+    injector_image: String,
+    /// Where `warden-injector` is in that image (copied with `cp`, which the
+    /// image must have).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/usr/local/bin/warden-injector"
+    )]
+    injector_binary: String,
+    /// The Warden server pods fetch their secrets from
+    /// (`$WARDEN_SERVER` in wrapped containers).
+    #[arg(long, value_name = "https://HOST:PORT")]
+    warden_server: String,
+    /// The CA certificate (PEM) pods trust for that server; its text goes
+    /// into wrapped containers as `$WARDEN_CA_PEM` (a CA is public).
+    #[arg(long, value_name = "FILE")]
+    warden_ca: PathBuf,
+    /// The name Warden knows this cluster by (`$WARDEN_CLUSTER` in wrapped
+    /// containers, for the service-account token exchange).
+    #[arg(long, value_name = "NAME")]
+    cluster: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// `warden injector webhook`: serves until Ctrl-C or SIGTERM.
+pub(crate) async fn injector(cmd: InjectorCmd) -> anyhow::Result<()> {
+    let InjectorCmd::Webhook(args) = cmd;
+    init_logging("info", matches!(args.log_format, LogFormat::Json));
+    warden_server::hardening::harden_process();
+    let ca = read_bounded(&args.warden_ca, warden_kubernetes::admission::MAX_CA_BYTES)
+        .with_context(|| format!("--warden-ca {}", args.warden_ca.display()))?;
+    let ca = String::from_utf8(ca)
+        .map_err(|_| anyhow!("--warden-ca {}: not PEM text", args.warden_ca.display()))?;
+    let injection = warden_kubernetes::admission::Injection::new(
+        &args.injector_image,
+        &args.injector_binary,
+        &args.warden_server,
+        &ca,
+        &args.cluster,
+    )?;
+    warn_if_shared(&args.tls_key);
+    let tls = warden_server::tls::server_config(&args.tls_cert, &args.tls_key)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "warden injector webhook started");
+    // One line on stdout with the bound address (`--listen 127.0.0.1:0`).
+    println!("warden injector webhook listening on https://{addr}");
+    let router = warden_kubernetes::webhook::router(std::sync::Arc::new(injection));
+    warden_server::serve_tls(listener, tls, router, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Reads a file of at most `limit` bytes.
+fn read_bounded(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() > limit {
+        return Err(anyhow!("larger than {limit} bytes"));
+    }
+    Ok(out)
 }

@@ -47,7 +47,18 @@ struct ExecArgs {
     server: String,
     /// The CA certificate (PEM) to trust for the server; no other is trusted.
     #[arg(long, env = "WARDEN_CA_FILE", value_name = "FILE")]
-    ca: PathBuf,
+    ca: Option<PathBuf>,
+    /// The CA certificate itself (PEM text), when no --ca file is given
+    /// (what the Kubernetes admission webhook sets: a CA is public, so it
+    /// needs no Secret). As a flag, write `--ca-pem="$(cat ca.pem)"`: the
+    /// text starts with dashes.
+    #[arg(
+        long,
+        env = "WARDEN_CA_PEM",
+        value_name = "PEM",
+        hide_env_values = true
+    )]
+    ca_pem: Option<String>,
     /// Read the credential from this file [default: $WARDEN_CREDENTIAL, then
     /// the file named by $WARDEN_CREDENTIAL_FILE].
     #[arg(long, value_name = "FILE")]
@@ -130,8 +141,8 @@ pub struct Exec {
     pub service: ScopePath,
     /// `https://HOST:PORT`.
     pub server: String,
-    /// The CA file.
-    pub ca: PathBuf,
+    /// The CA to trust.
+    pub ca: Ca,
     /// Where the credential comes from.
     pub credential: Source,
     /// The delivery mode.
@@ -213,6 +224,15 @@ fn signal_name(sig: rustix::process::Signal) -> Option<&'static str> {
         S::CONT => "CONT",
         _ => return None,
     })
+}
+
+/// Where the CA certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ca {
+    /// `--ca FILE` or `$WARDEN_CA_FILE`.
+    File(PathBuf),
+    /// `--ca-pem PEM` or `$WARDEN_CA_PEM`: the PEM text itself.
+    Pem(String),
 }
 
 /// What the command line asks for.
@@ -319,10 +339,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
             "--pod: 1-253 characters of a-z, 0-9, '-' and '.', the first a letter or digit".into(),
         ));
     }
+    // A file named explicitly wins over the text.
+    let ca = match (a.ca, a.ca_pem) {
+        (Some(file), _) => Ca::File(file),
+        (None, Some(pem)) => Ca::Pem(pem),
+        (None, None) => {
+            return Err(Error::Config(
+                "no CA certificate: give --ca FILE, $WARDEN_CA_FILE or $WARDEN_CA_PEM".into(),
+            ));
+        }
+    };
     Ok(Parsed::Exec(Box::new(Exec {
         service,
         server: a.server,
-        ca: a.ca,
+        ca,
         credential: Source::choose(a.credential_file, a.credential_fd)?,
         delivery: a.deliver,
         templates,
@@ -398,6 +428,7 @@ mod tests {
         assert_eq!(e.delivery, Delivery::Fd);
         assert_eq!(e.command, ["my-server", "--port", "8080"]);
         assert_eq!(e.credential, Source::File("/c".into()));
+        assert_eq!(e.ca, Ca::File("/ca.pem".into()));
         assert!(e.allow_missing.contains("OPTIONAL"));
         assert_eq!(
             e.allow_env.iter().collect::<Vec<_>>(),
@@ -436,6 +467,41 @@ mod tests {
             let m = usage_error(&extra);
             assert!(m.contains(needle), "{extra:?}: {m}");
             assert!(!m.contains('\n'), "{extra:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn the_ca_is_a_file_or_its_text_and_the_file_wins() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let base = [
+            "warden-injector",
+            "exec",
+            "--server",
+            "https://127.0.0.1:1",
+            "--credential-file",
+            "/c",
+            "--service",
+            "a/b/c/d",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v: Vec<OsString> = base.iter().map(OsString::from).collect();
+            v.extend(extra.iter().map(OsString::from));
+            v.extend(["--", "x"].map(OsString::from));
+            parse(v)
+        };
+        // `=`: the text starts with dashes.
+        let flag = format!("--ca-pem={pem}");
+        let Ok(Parsed::Exec(e)) = with(&[&flag]) else {
+            panic!("not exec")
+        };
+        assert_eq!(e.ca, Ca::Pem(pem.into()));
+        let Ok(Parsed::Exec(e)) = with(&[&flag, "--ca", "/f.pem"]) else {
+            panic!("not exec")
+        };
+        assert_eq!(e.ca, Ca::File("/f.pem".into()));
+        match with(&[]) {
+            Err(Error::Config(m)) => assert!(m.contains("WARDEN_CA_PEM"), "{m}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -78,12 +78,15 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
     // memory while it holds the credential and the values (exec resets it
     // for the command).
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
-    let ca_pem = std::fs::read(&exec.ca).map_err(|e| {
-        Error::Config(format!(
-            "cannot read CA certificate {}: {e}",
-            exec.ca.display()
-        ))
-    })?;
+    let ca_pem = match &exec.ca {
+        cli::Ca::File(path) => std::fs::read(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read CA certificate {}: {e}",
+                path.display()
+            ))
+        })?,
+        cli::Ca::Pem(text) => text.as_bytes().to_vec(),
+    };
     let targets = exec
         .templates
         .iter()

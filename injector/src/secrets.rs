@@ -82,6 +82,7 @@ pub const ENV_DENYLIST: &[&str] = &[
     // take its server, CA or credential from them.
     "WARDEN_SERVER",
     "WARDEN_CA_FILE",
+    "WARDEN_CA_PEM",
     "WARDEN_CREDENTIAL",
     "WARDEN_CREDENTIAL_FILE",
     "WARDEN_SECRETS_FD",

@@ -18,8 +18,14 @@
 //! and [`Runtime::refresh_credential`] (refused: see below). Logs are the
 //! container's merged stdout and stderr, reported as stdout.
 //!
+//! The injector's mutating admission webhook lives here too:
+//! [`admission`] decides (an `AdmissionReview` in, the answer with its JSON
+//! Patch out; pure), [`webhook`] is its HTTP surface, and `warden injector
+//! webhook` serves it over TLS (docs/injector.md, "Kubernetes").
+//!
 //! Architecture invariants:
-//! - depends on `warden-runtime` (the trait) and kube/k8s-openapi only; never
+//! - depends on `warden-types`, `warden-runtime` (the trait), kube/k8s-openapi
+//!   and axum (the webhook's routes) only; never
 //!   on `warden-vault`, `warden-server`, `warden-store` or russh (checked by
 //!   `tests/integration/architecture.rs`). `warden-runtime` itself does not
 //!   link kube, which is why this backend is its own crate;
@@ -34,8 +40,10 @@
 //! - an exec whose connection ends without the server's status is an error
 //!   ([`RuntimeError::Unavailable`]), never exit 0.
 
+pub mod admission;
 mod exec;
 pub mod objects;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;

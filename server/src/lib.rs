@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use error::ApiError;
-pub use serve::app_router;
+pub use serve::{app_router, serve_tls};
 pub use state::{App, FIRST_OWNER, VaultSealer};
 
 /// What a server needs to start.

@@ -210,8 +210,30 @@ pub(crate) async fn serve(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     app: Arc<App>,
-    mut shutdown: oneshot::Receiver<()>,
+    shutdown: oneshot::Receiver<()>,
 ) {
+    serve_tls(listener, tls, router, async {
+        let _ = shutdown.await;
+    })
+    .await;
+    if let Err(e) = app.store.flush().await {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+/// The HTTPS accept loop every Warden listener uses (the API, and `warden
+/// injector webhook`'s admission webhook): TLS handshakes within 10 s,
+/// HTTP/1.1 and HTTP/2 (header read timeout, HTTP/2 keepalive, 256
+/// streams), at most 4,096 connections and 256 per source address. Serves `router` until
+/// `shutdown` completes, then stops accepting and lets in-flight requests
+/// finish (up to 30 s).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -276,8 +298,5 @@ pub(crate) async fn serve(
         .is_err()
     {
         tracing::warn!("some connections did not finish within the drain timeout");
-    }
-    if let Err(e) = app.store.flush().await {
-        tracing::error!(error = %e, "final flush failed");
     }
 }

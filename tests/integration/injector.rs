@@ -212,6 +212,46 @@ async fn env_mode_gives_the_command_its_secrets_and_never_the_credential() {
     t.s.stop().await;
 }
 
+/// The admission webhook gives pods the CA as text (`$WARDEN_CA_PEM`), not
+/// as a file: it is trusted as `--ca` would be, and only it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_given_as_text_in_warden_ca_pem_is_the_only_one_trusted() {
+    let t = Setup::new().await;
+    let run = |ca_pem: String| {
+        let mut c = tokio::process::Command::new(injector_bin());
+        c.arg("exec")
+            .args(["--server", &t.s.url, "--service", SERVICE])
+            .args(["--credential-file", t.credential.to_str().unwrap()])
+            .args(["--retries", "0", "--", "env"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WARDEN_CA_PEM", ca_pem)
+            .stdin(Stdio::null());
+        c
+    };
+    let out = run(text(&t.s.ca_pem)).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("DB_URL={DB_URL}")),
+        "{}",
+        text(&out.stdout)
+    );
+    // Another CA's certificate: refused as a wrong --ca is (exit 78), and
+    // the command never runs.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .unwrap()
+        .cert
+        .pem();
+    let out = run(other).output().await.unwrap();
+    assert_refused(&out, 78, "certificate");
+    // No CA at all: a configuration error naming the variable.
+    let mut none = run(String::new());
+    none.env_remove("WARDEN_CA_PEM");
+    let out = none.output().await.unwrap();
+    assert_refused(&out, 78, "WARDEN_CA_PEM");
+    t.s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fd_mode_puts_the_values_in_a_sealed_memfd_and_not_in_the_environment() {
     let t = Setup::new().await;

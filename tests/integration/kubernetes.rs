@@ -16,7 +16,7 @@ use crate::harness::{free_port, spawn_dev, wait_for_dev, warden_bin};
 
 #[allow(dead_code)]
 #[path = "../../kubernetes/tests/cluster/apiserver.rs"]
-mod apiserver;
+pub(crate) mod apiserver;
 
 use apiserver::{ApiServer, NODE};
 

@@ -30,3 +30,4 @@ mod scenarios;
 mod security;
 mod sessions;
 mod shell;
+mod webhook;
