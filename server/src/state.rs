@@ -55,11 +55,12 @@ impl App {
             mac.clone(),
         ));
         tokio::spawn(record_alarms(store.alarms(), pipeline.downgrade()));
+        let watches = crate::routes::Watches::start(pipeline.downgrade());
         Self {
             pipeline,
             vault,
             entry_mac: mac,
-            watches: crate::routes::Watches::start(store.clone()),
+            watches,
             store,
             metrics: Metrics::default(),
             audit_signer,

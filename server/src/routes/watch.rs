@@ -41,9 +41,9 @@ use warden_api::{
     Resolved, SECRET_WATCH_PROTOCOL, SecretHolder, SecretHolders, ServedVersion, WatchReport,
     WatchUpdate,
 };
-use warden_pipeline::{Operation, Permit, SessionGrant, Target};
+use warden_pipeline::{Operation, Permit, SessionGrant, Target, WeakPipeline};
 use warden_policies::{Action, Scope};
-use warden_store::{Change, HolderRow, Store};
+use warden_store::{Change, HolderRow};
 use warden_types::{ScopeKind, ScopePath};
 use warden_vault::{Resolution, Vault, VaultError};
 
@@ -80,15 +80,17 @@ struct Shared(tokio::sync::Mutex<Option<(Instant, Arc<Resolution>)>>);
 
 impl Watches {
     /// A process's watches, with the task that keeps their holder rows live
-    /// (and purges the rows of processes that died).
-    pub fn start(store: Store) -> Self {
+    /// (and purges the rows of processes that died) for as long as the
+    /// pipeline exists (it holds the store weakly: a stopped server's
+    /// database is released).
+    pub fn start(pipeline: WeakPipeline) -> Self {
         // Unique, not secret: the time and process id do if the system's
         // random number generator fails.
         let node = warden_pipeline::random_bytes::<8>().map_or_else(
             |_| format!("{}-{}", std::process::id(), warden_store::now_ms()),
             hex::encode,
         );
-        tokio::spawn(refresh(store, node.clone()));
+        tokio::spawn(refresh(pipeline, node.clone()));
         Self {
             node,
             latest: Mutex::default(),
@@ -139,11 +141,16 @@ impl Watches {
 }
 
 /// Marks this process's holder rows live every [`REFRESH_EVERY`], and
-/// purges rows nobody marked for [`PURGED_AFTER`].
-async fn refresh(store: Store, node: String) {
-    let mut tick = tokio::time::interval(REFRESH_EVERY);
+/// purges rows nobody marked for [`PURGED_AFTER`]; ends with the pipeline.
+async fn refresh(pipeline: WeakPipeline, node: String) {
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
     loop {
         tick.tick().await;
+        let Some(pipeline) = pipeline.upgrade() else {
+            return;
+        };
+        let store = pipeline.store();
         let now = warden_store::now_ms();
         let purge_before = now.saturating_sub(millis(PURGED_AFTER));
         if let Err(e) = store.refresh_holders(&node, now, purge_before).await {
