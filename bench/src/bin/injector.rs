@@ -367,6 +367,27 @@ fn main() -> Result<()> {
         .filter_map(|w| rss_kib(w.0.id()).ok())
         .collect();
     let parents = sorted(parents.iter().map(|k| *k as f64 / 1024.0).collect());
+    if let Some(w) = watchers.first() {
+        // What one parent's resident pages are: its own (anonymous: heap,
+        // stacks) and the binary's and libraries' (file pages, shared
+        // with every other process mapping them).
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{}/smaps_rollup", w.0.id())).unwrap_or_default();
+        let field = |name: &str| {
+            rollup
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map_or("?", |v| v.trim())
+                .to_owned()
+        };
+        println!(
+            "one watching parent: Rss {}, Anonymous {}, Pss_File {}, Shared_Clean {}",
+            field("Rss:"),
+            field("Anonymous:"),
+            field("Pss_File:"),
+            field("Shared_Clean:")
+        );
+    }
     println!(
         "watching parent RSS: median {:.2} MiB, max {:.2} MiB (target <= 4 MiB: {})",
         percentile(&parents, 50.0),
