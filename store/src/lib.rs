@@ -25,6 +25,7 @@ pub mod files;
 mod gateway;
 mod integrity;
 mod rows;
+mod service_accounts;
 mod writer;
 
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ pub use feed::Change;
 pub use gateway::{RecordingChunkRow, ShellSessionRow, SshHostKeyRow};
 pub use integrity::{Alarm, RowKey};
 pub use rows::*;
+pub use service_accounts::{IssuerRow, SaBindingRow};
 pub use writer::{Ticket, TxFuture, after_intent};
 
 /// Milliseconds since the Unix epoch.
