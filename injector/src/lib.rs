@@ -41,7 +41,9 @@ use std::process::Command;
 pub use error::Error;
 
 use crate::cli::{Exec, Parsed};
-use crate::credential::{CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, Credential};
+use crate::credential::{
+    CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, Credential, K8S_TOKEN_FILE_ENV, Source,
+};
 use crate::deliver::{Delivery, SECRETS_FD_ENV, TemplateTarget};
 use crate::secrets::Secrets;
 
@@ -94,6 +96,19 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("starting the async runtime: {e}")))?;
+    // A pod on Kubernetes proves itself with its service-account token,
+    // which the server exchanges for a workload token of the service.
+    let credential = match &exec.credential {
+        Source::Kubernetes { cluster, .. } => runtime.block_on(fetch::exchange(
+            &exec.server,
+            &ca_pem,
+            &credential,
+            cluster,
+            &exec.service,
+            exec.retry,
+        ))?,
+        _ => credential,
+    };
     let resolved = runtime.block_on(fetch::resolve(
         &exec.server,
         &ca_pem,
@@ -166,7 +181,12 @@ fn command(program: &Path, exec: &Exec) -> Command {
     let mut cmd = Command::new(program);
     cmd.arg0(&exec.command[0]);
     cmd.args(&exec.command[1..]);
-    for var in [CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, SECRETS_FD_ENV] {
+    for var in [
+        CREDENTIAL_ENV,
+        CREDENTIAL_FILE_ENV,
+        K8S_TOKEN_FILE_ENV,
+        SECRETS_FD_ENV,
+    ] {
         cmd.env_remove(var);
     }
     cmd
