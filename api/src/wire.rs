@@ -1221,7 +1221,7 @@ pub struct SaBindingInfo {
     pub created_at: i64,
 }
 
-/// `GET /api/v1/sa-bindings/{parent}`.
+/// `GET /api/v1/sa-bindings?scope=PATH`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SaBindingList {
     /// The bindings of the services at or under the scope.

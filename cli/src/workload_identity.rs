@@ -245,7 +245,7 @@ pub(crate) async fn run(ctx: &Ctx, c: WorkloadCmd) -> anyhow::Result<()> {
         WorkloadCmd::SaBindings { scope } => {
             let path = scope_path(&scope, None)?;
             let (list, raw): (SaBindingList, _) = ctx
-                .call(M::GET, &format!("/api/v1/sa-bindings/{path}"), None)
+                .call(M::GET, &format!("/api/v1/sa-bindings?scope={path}"), None)
                 .await?;
             ctx.print(&raw, || print_bindings(&list.bindings))
         }

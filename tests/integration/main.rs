@@ -28,5 +28,6 @@ mod replicas;
 mod routes;
 mod scenarios;
 mod security;
+mod service_accounts;
 mod sessions;
 mod shell;

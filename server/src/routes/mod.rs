@@ -644,10 +644,10 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: "GET",
-        path: "/api/v1/sa-bindings/{*parent}",
+        path: "/api/v1/sa-bindings",
         guard: Guard::Requires(&[Action::WorkloadIssue]),
-        summary: "The service-account bindings of the services at or under a scope.",
-        doc: Doc::json(of::<SaBindingList>),
+        summary: "The service-account bindings of the services at or under ?scope=PATH.",
+        doc: Doc::json(of::<SaBindingList>).query(fields::<service_accounts::ScopeQuery>),
         handler: || get(service_accounts::list),
     },
     RouteSpec {

@@ -12,8 +12,8 @@
 //! service-account token's own expiry.
 
 use axum::Json;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use warden_api::*;
 use warden_identity::kubernetes::{self as k8s, Jwks, ServiceAccountName};
@@ -272,12 +272,22 @@ pub(super) async fn unbind(
         .await
 }
 
+/// `GET /api/v1/sa-bindings?scope=...`.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScopeQuery {
+    /// ORG, ORG/PROJECT, ORG/PROJECT/ENV or ORG/PROJECT/ENV/SERVICE.
+    #[schemars(regex(pattern = warden_types::pattern::SCOPE_PATH))]
+    pub(super) scope: String,
+}
+
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
-    path: Result<Path<String>, PathRejection>,
+    q: Result<Query<ScopeQuery>, QueryRejection>,
 ) -> Result<Json<SaBindingList>, ApiError> {
-    let scope = scope_arg(path)?;
+    let scope =
+        ScopePath::parse(&query_arg(q)?.scope).map_err(|e| ApiError::from(e).field("scope"))?;
     let app: &App = &app;
     app.pipeline
         .run_stored(
