@@ -29,7 +29,7 @@ pub(crate) enum IssuerCmd {
         /// The cluster.
         cluster: String,
         /// The API server's --service-account-issuer (the tokens' `iss`),
-        /// e.g. https://kubernetes.default.svc.cluster.local.
+        /// e.g. `https://kubernetes.default.svc.cluster.local`.
         #[arg(long)]
         issuer: String,
         /// The cluster's JWKS (`kubectl get --raw /openid/v1/jwks`); `-`
@@ -54,7 +54,8 @@ pub(crate) enum WorkloadCmd {
     /// Let a Kubernetes service account of a cluster exchange its pods'
     /// tokens for SERVICE's workload token (while SERVICE's environment is
     /// placed on that cluster).
-    SaBind {
+    #[command(name = "sa-bind")]
+    Bind {
         /// ORG/PROJECT/ENV/SERVICE.
         service: String,
         /// The cluster the pods run on.
@@ -66,7 +67,8 @@ pub(crate) enum WorkloadCmd {
     },
     /// Remove such a binding: the service account's next exchange is
     /// refused.
-    SaUnbind {
+    #[command(name = "sa-unbind")]
+    Unbind {
         /// ORG/PROJECT/ENV/SERVICE.
         service: String,
         /// The cluster.
@@ -77,7 +79,8 @@ pub(crate) enum WorkloadCmd {
         service_account: String,
     },
     /// The service-account bindings of the services at or under a scope.
-    SaBindings {
+    #[command(name = "sa-bindings")]
+    Bindings {
         /// ORG, ORG/PROJECT, ORG/PROJECT/ENV or ORG/PROJECT/ENV/SERVICE.
         scope: String,
     },
@@ -194,7 +197,7 @@ pub(crate) async fn issuer(ctx: &Ctx, c: IssuerCmd) -> anyhow::Result<()> {
 /// Runs `warden workload`.
 pub(crate) async fn run(ctx: &Ctx, c: WorkloadCmd) -> anyhow::Result<()> {
     match c {
-        WorkloadCmd::SaBind {
+        WorkloadCmd::Bind {
             service,
             cluster,
             service_account: sa,
@@ -218,7 +221,7 @@ pub(crate) async fn run(ctx: &Ctx, c: WorkloadCmd) -> anyhow::Result<()> {
                 )
             })
         }
-        WorkloadCmd::SaUnbind {
+        WorkloadCmd::Unbind {
             service,
             cluster,
             service_account: sa,
@@ -242,7 +245,7 @@ pub(crate) async fn run(ctx: &Ctx, c: WorkloadCmd) -> anyhow::Result<()> {
                 println!("service account {sa} of cluster {cluster} is no longer bound to {path}")
             })
         }
-        WorkloadCmd::SaBindings { scope } => {
+        WorkloadCmd::Bindings { scope } => {
             let path = scope_path(&scope, None)?;
             let (list, raw): (SaBindingList, _) = ctx
                 .call(M::GET, &format!("/api/v1/sa-bindings?scope={path}"), None)

@@ -166,7 +166,7 @@ async fn setup(s: &TestServer) -> (ApiServer, ApiServer) {
     for c in ["kube-a", "kube-b"] {
         cluster(s, c).await;
     }
-    place(&s, "acme/shop/prod", "kube-a").await;
+    place(s, "acme/shop/prod", "kube-a").await;
     let a = ApiServer::new(KEY_A, "kube-a-2026", ISSUER_A);
     let b = ApiServer::new(KEY_B, "kube-b-2026", ISSUER_B);
     for (name, api) in [("kube-a", &a), ("kube-b", &b)] {
