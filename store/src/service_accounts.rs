@@ -8,7 +8,6 @@
 use sqlx::AnyConnection;
 
 use crate::integrity::{Field, Protected, Tagged, select};
-use crate::writer::Stale;
 use crate::*;
 
 /// A cluster's service-account issuer.
@@ -104,36 +103,32 @@ impl Store {
     /// does not exist.
     pub async fn set_cluster_issuer(&self, row: IssuerRow) -> Result<(), StoreError> {
         let tag = self.guard.tag(&row)?;
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        if !cluster_exists(&mut *c, &row.cluster).await? {
-                            return Err(StoreError::NotFound(format!("cluster {}", row.cluster)));
-                        }
-                        sqlx::query("DELETE FROM cluster_issuers WHERE cluster = $1")
-                            .bind(row.cluster.as_str())
-                            .execute(&mut *c)
-                            .await?;
-                        sqlx::query(
-                            "INSERT INTO cluster_issuers (cluster, issuer, audience, jwks, \
+        self.write(move |c| {
+            Box::pin(async move {
+                if !cluster_exists(&mut *c, &row.cluster).await? {
+                    return Err(StoreError::NotFound(format!("cluster {}", row.cluster)));
+                }
+                sqlx::query("DELETE FROM cluster_issuers WHERE cluster = $1")
+                    .bind(row.cluster.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO cluster_issuers (cluster, issuer, audience, jwks, \
                              updated_by, updated_at, mac) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        )
-                        .bind(row.cluster)
-                        .bind(row.issuer)
-                        .bind(row.audience)
-                        .bind(row.jwks)
-                        .bind(row.updated_by)
-                        .bind(row.updated_at)
-                        .bind(tag)
-                        .execute(&mut *c)
-                        .await?;
-                        Ok(())
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await
+                )
+                .bind(row.cluster)
+                .bind(row.issuer)
+                .bind(row.audience)
+                .bind(row.jwks)
+                .bind(row.updated_by)
+                .bind(row.updated_at)
+                .bind(tag)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// A cluster's issuer, if set.
@@ -150,35 +145,31 @@ impl Store {
     /// `NotFound` if the cluster does not exist.
     pub async fn add_sa_binding(&self, row: SaBindingRow) -> Result<bool, StoreError> {
         let tag = self.guard.tag(&row)?;
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        if !cluster_exists(&mut *c, &row.cluster).await? {
-                            return Err(StoreError::NotFound(format!("cluster {}", row.cluster)));
-                        }
-                        let n = sqlx::query(
-                            "INSERT INTO sa_bindings (cluster, namespace, service_account, \
+        self.write(move |c| {
+            Box::pin(async move {
+                if !cluster_exists(&mut *c, &row.cluster).await? {
+                    return Err(StoreError::NotFound(format!("cluster {}", row.cluster)));
+                }
+                let n = sqlx::query(
+                    "INSERT INTO sa_bindings (cluster, namespace, service_account, \
                              service, created_by, created_at, mac) \
                              VALUES ($1, $2, $3, $4, $5, $6, $7) \
                              ON CONFLICT (cluster, namespace, service_account, service) DO NOTHING",
-                        )
-                        .bind(row.cluster)
-                        .bind(row.namespace)
-                        .bind(row.service_account)
-                        .bind(row.service)
-                        .bind(row.created_by)
-                        .bind(row.created_at)
-                        .bind(tag)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected();
-                        Ok(n == 1)
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await
+                )
+                .bind(row.cluster)
+                .bind(row.namespace)
+                .bind(row.service_account)
+                .bind(row.service)
+                .bind(row.created_by)
+                .bind(row.created_at)
+                .bind(tag)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            })
+        })
+        .await
     }
 
     /// Removes a binding; false if there was none.
@@ -190,28 +181,24 @@ impl Store {
         service: &str,
     ) -> Result<bool, StoreError> {
         let key = [cluster, namespace, service_account, service].map(str::to_owned);
-        self.writer
-            .run(
-                move |c| {
-                    Box::pin(async move {
-                        let [cluster, namespace, service_account, service] = key;
-                        let n = sqlx::query(
-                            "DELETE FROM sa_bindings WHERE cluster = $1 AND namespace = $2 \
+        self.write(move |c| {
+            Box::pin(async move {
+                let [cluster, namespace, service_account, service] = key;
+                let n = sqlx::query(
+                    "DELETE FROM sa_bindings WHERE cluster = $1 AND namespace = $2 \
                              AND service_account = $3 AND service = $4",
-                        )
-                        .bind(cluster)
-                        .bind(namespace)
-                        .bind(service_account)
-                        .bind(service)
-                        .execute(&mut *c)
-                        .await?
-                        .rows_affected();
-                        Ok(n == 1)
-                    })
-                },
-                Stale::Nothing,
-            )
-            .await
+                )
+                .bind(cluster)
+                .bind(namespace)
+                .bind(service_account)
+                .bind(service)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            })
+        })
+        .await
     }
 
     /// One binding, if it exists.
