@@ -420,11 +420,19 @@ pub(super) async fn exchange(
                 if app.store.scope(service.as_str()).await?.is_none() {
                     return Err(ApiError::not_found(format!("service {service} not found")));
                 }
-                // At most an hour, and never past the token it replaces.
+                // At most an hour, and never past the token it replaces:
+                // the issuer reads the clock again, up to a second later.
                 let ttl = sa
                     .exp
-                    .saturating_sub(now)
+                    .saturating_sub(now_secs())
+                    .saturating_sub(1)
                     .min(super::users::WORKLOAD_MAX_TTL_SECS);
+                if ttl == 0 {
+                    return Err(ApiError::unauthenticated(
+                        "the service-account token expires within a second; present the \
+                         refreshed one",
+                    ));
+                }
                 let (jwt, claims) = issue_workload(app, &service, ttl).await?;
                 // The tenant's own log records the credential too, as
                 // pods' credentials are (no credential its auditors do not
