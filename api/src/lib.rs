@@ -9,5 +9,5 @@
 mod client;
 mod wire;
 
-pub use client::{Client, ClientError, Connection};
+pub use client::{Client, ClientError, Connection, WebSocket};
 pub use wire::*;

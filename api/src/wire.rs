@@ -470,6 +470,82 @@ pub struct Resolved {
     pub service: String,
     /// Effective values.
     pub values: BTreeMap<String, WireValue>,
+    /// For each name, the stored version its value came from.
+    #[serde(default)]
+    pub versions: BTreeMap<String, ServedVersion>,
+}
+
+/// The stored version a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ServedVersion {
+    /// The scope holding it: the service or one of its ancestors.
+    pub scope: String,
+    /// Its version there.
+    pub version: i64,
+}
+
+/// The WebSocket subprotocol of `GET /api/v1/watch/{service}`.
+pub const SECRET_WATCH_PROTOCOL: &str = "v1.watch.warden.dev";
+
+/// What the server sends on a secret watch: the service's resolved secrets,
+/// first at once and then each time they change (a text message each).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WatchUpdate {
+    /// Counts this watch's updates from 1; reports name the one they are
+    /// about.
+    pub generation: u64,
+    /// The resolved secrets.
+    #[serde(flatten)]
+    pub resolved: Resolved,
+}
+
+/// What a watcher reports back about an update it was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "report", rename_all = "snake_case")]
+pub enum WatchReport {
+    /// Delivered to the workload (templates rendered, signal sent or the
+    /// command restarted); its holders' view now shows these versions.
+    Applied {
+        /// The update's generation.
+        generation: u64,
+    },
+    /// Kept out: the workload goes on with what it had.
+    Failed {
+        /// The update's generation.
+        generation: u64,
+        /// Why (never a value).
+        error: String,
+    },
+}
+
+/// `GET /api/v1/secret-holders/{scope}?name=NAME`: which pods hold which
+/// version of a secret right now, from the live watches.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SecretHolders {
+    /// The scope holding the secret.
+    pub scope: String,
+    /// The secret's name.
+    pub name: String,
+    /// Its latest version, if it has one that is not deleted.
+    pub latest: Option<i64>,
+    /// One entry per watching pod whose service takes this secret from
+    /// this scope.
+    pub holders: Vec<SecretHolder>,
+}
+
+/// One watching pod in [`SecretHolders`].
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SecretHolder {
+    /// The pod's service.
+    pub service: String,
+    /// The pod, as its wrapper names it.
+    pub pod: String,
+    /// The version it holds (delivered and applied).
+    pub version: i64,
+    /// When it applied it, ms since the epoch.
+    pub applied_at: i64,
+    /// Whether that is the latest version.
+    pub current: bool,
 }
 
 /// `POST /api/v1/keys/{org}/rotate`.

@@ -2,7 +2,7 @@
 
 use warden_api::{
     BindingInfo, ClusterInfo, History, KeyStatus, PodList, PolicyDecision, RoleList, ScopeList,
-    SecretList, SshKeyList, SysStatus, TokenList, UserInfo, UserList, WhoAmI,
+    SecretHolders, SecretList, SshKeyList, SysStatus, TokenList, UserInfo, UserList, WhoAmI,
 };
 
 fn time(ms: i64) -> String {
@@ -114,6 +114,37 @@ pub fn history(h: &History) {
             time(v.created_at)
         );
     }
+}
+
+pub fn holders(h: &SecretHolders) {
+    let latest = h
+        .latest
+        .map_or_else(|| "none".to_owned(), |v| v.to_string());
+    println!("{}/{}: latest version {latest}", h.scope, h.name);
+    if h.holders.is_empty() {
+        println!("no watching pod holds it");
+        return;
+    }
+    println!(
+        "{:<40} {:<30} {:>7}  {:<21} STATE",
+        "SERVICE", "POD", "VERSION", "APPLIED"
+    );
+    for p in &h.holders {
+        let state = if p.current { "current" } else { "stale" };
+        println!(
+            "{:<40} {:<30} {:>7}  {:<21} {state}",
+            p.service,
+            p.pod,
+            p.version,
+            time(p.applied_at)
+        );
+    }
+    let stale = h.holders.iter().filter(|p| !p.current).count();
+    println!(
+        "{} of {} pods hold the latest version",
+        h.holders.len() - stale,
+        h.holders.len()
+    );
 }
 
 pub fn key_status(k: &KeyStatus) {

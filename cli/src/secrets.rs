@@ -7,7 +7,9 @@ use std::io::Read;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use warden_api::{History, PutResponse, Resolved, SecretList, SecretResponse, VersionsChanged};
+use warden_api::{
+    History, PutResponse, Resolved, SecretHolders, SecretList, SecretResponse, VersionsChanged,
+};
 use warden_types::{ScopeKind, SecretName};
 use zeroize::Zeroizing;
 
@@ -50,6 +52,14 @@ pub(crate) enum SecretCmd {
     /// List a secret's versions.
     History {
         /// Scope path.
+        scope: String,
+        /// Secret name.
+        key: String,
+    },
+    /// Which pods hold which version of a secret right now (pods whose
+    /// wrapper watches its service: `warden-injector --watch`).
+    Holders {
+        /// Scope path (where the secret is set).
         scope: String,
         /// Secret name.
         key: String,
@@ -194,6 +204,18 @@ pub(crate) async fn run(ctx: &Ctx, c: SecretCmd) -> anyhow::Result<()> {
                 )
                 .await?;
             ctx.print(&raw, || output::history(&h))
+        }
+        SecretCmd::Holders { scope, key } => {
+            let scope = scope_path(&scope, None)?;
+            let key = key_name(&key)?;
+            let (h, raw): (SecretHolders, _) = ctx
+                .call(
+                    M::GET,
+                    &format!("/api/v1/secret-holders/{scope}?name={key}"),
+                    None,
+                )
+                .await?;
+            ctx.print(&raw, || output::holders(&h))
         }
         SecretCmd::Delete(a) => {
             change(ctx, "secret-delete", "deleted", a.scope, a.key, a.versions).await

@@ -126,6 +126,30 @@ pub(crate) fn pod_helper() -> anyhow::Result<warden_runtime::HelperCommand> {
     })
 }
 
+/// How the local runtime starts pods under `warden-injector`: the binary
+/// next to this one (`scripts/dev.sh` builds both), the API's address and
+/// its CA. Why not, if it cannot.
+fn pod_injection(
+    url: &str,
+    ca_cert: &std::path::Path,
+) -> Result<warden_runtime::Injection, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating this binary: {e}"))?;
+    let binary = exe.with_file_name("warden-injector");
+    if !binary.is_file() {
+        return Err(format!(
+            "{} not found (build it: cargo build -p warden-injector, or run scripts/dev.sh)",
+            binary.display()
+        ));
+    }
+    let ca_pem = std::fs::read_to_string(ca_cert)
+        .map_err(|e| format!("reading {}: {e}", ca_cert.display()))?;
+    Ok(warden_runtime::Injection {
+        binary,
+        server: url.to_owned(),
+        ca_pem,
+    })
+}
+
 /// `warden dev`: runs until Ctrl-C or SIGTERM.
 pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let DevArgs {
@@ -148,6 +172,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
     // symbolic link must not stay visible to pods.
     let mut masked_paths = vec![data_dir.clone()];
     masked_paths.extend(data_dir.canonicalize().ok().filter(|p| *p != data_dir));
+    let injection = pod_injection(&dev.url, &dev.pki.ca_cert);
     let pods = warden_server::clusters::start_local_agent(
         &dev.running.app,
         warden_server::clusters::LocalAgent {
@@ -155,6 +180,7 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             helper: pod_helper()?,
             masked_paths,
             allow_unisolated: unisolated_pods,
+            injection: injection.as_ref().ok().cloned(),
         },
     )
     .await;
@@ -213,6 +239,14 @@ pub(crate) async fn dev(args: DevArgs) -> anyhow::Result<()> {
             }
         }
         Err(e) => println!("  Pods:     disabled: {e}"),
+    }
+    match &injection {
+        Ok(i) => println!(
+            "  Secrets:  every pod runs under {} (its service's secrets in its environment, \
+             kept current)",
+            i.binary.display()
+        ),
+        Err(why) => println!("  Secrets:  not injected into pods: {why}"),
     }
     println!(
         "  CLI config written to {} (the next `warden` command needs no flags)",

@@ -105,6 +105,28 @@ struct ExecArgs {
     /// signals, exit with the command's code) instead of exec'ing it.
     #[arg(long)]
     parent: bool,
+    /// Keep the secrets current: watch the service over one long-lived
+    /// connection and apply each change as --on-change says (implies
+    /// --parent).
+    #[arg(long)]
+    watch: bool,
+    /// With --watch, what a change does: `restart` the command in place
+    /// (stop it with SIGTERM, then SIGKILL after --stop-timeout, and start
+    /// it again with the new secrets), `signal:NAME` (re-render the
+    /// templates, then send signal NAME, e.g. signal:HUP; templates-only
+    /// delivery), or `render` (re-render the templates only).
+    #[arg(
+        long,
+        default_value = "restart",
+        value_name = "restart|signal:NAME|render"
+    )]
+    on_change: String,
+    /// With --on-change restart, seconds between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    stop_timeout: u64,
+    /// The pod this runs in, as reported to `warden secret holders`.
+    #[arg(long, env = "WARDEN_POD", value_name = "NAME")]
+    pod: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -133,10 +155,73 @@ pub struct Exec {
     pub retry: RetryPolicy,
     /// Largest answer accepted from the server, in bytes.
     pub max_response_bytes: usize,
-    /// `--parent`.
+    /// `--parent` (or `--watch`).
     pub parent: bool,
+    /// `--watch`: what a change does.
+    pub watch: Option<OnChange>,
+    /// The pod, for the watch.
+    pub pod: Option<String>,
     /// The command (at least the program).
     pub command: Vec<OsString>,
+}
+
+/// What a change of the secrets does under `--watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnChange {
+    /// Stop the command (SIGTERM, then SIGKILL after the timeout) and start
+    /// it again with the new secrets.
+    Restart {
+        /// Between SIGTERM and SIGKILL.
+        stop_timeout: Duration,
+    },
+    /// Re-render the templates, then send this signal.
+    Signal(rustix::process::Signal),
+    /// Re-render the templates only.
+    Render,
+}
+
+impl OnChange {
+    fn parse(s: &str, stop_timeout: u64) -> Result<Self, Error> {
+        match s {
+            "restart" => Ok(Self::Restart {
+                stop_timeout: Duration::from_secs(stop_timeout),
+            }),
+            "render" => Ok(Self::Render),
+            _ => {
+                let name = s.strip_prefix("signal:").ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--on-change {s:?}: expected restart, signal:NAME or render"
+                    ))
+                })?;
+                crate::parent::FORWARDED
+                    .iter()
+                    .find(|sig| signal_name(**sig).is_some_and(|n| n.eq_ignore_ascii_case(name.trim_start_matches("SIG"))))
+                    .map(|sig| Self::Signal(*sig))
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "--on-change {s:?}: not a signal the wrapper can send (HUP, USR1, USR2, TERM, ...)"
+                        ))
+                    })
+            }
+        }
+    }
+}
+
+/// The name of a forwarded signal, without `SIG`.
+fn signal_name(sig: rustix::process::Signal) -> Option<&'static str> {
+    use rustix::process::Signal as S;
+    Some(match sig {
+        S::HUP => "HUP",
+        S::INT => "INT",
+        S::QUIT => "QUIT",
+        S::USR1 => "USR1",
+        S::USR2 => "USR2",
+        S::TERM => "TERM",
+        S::WINCH => "WINCH",
+        S::ALARM => "ALRM",
+        S::CONT => "CONT",
+        _ => return None,
+    })
 }
 
 /// What the command line asks for.
@@ -217,6 +302,34 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
     if a.command.first().is_none_or(|p| p.is_empty()) {
         return Err(Error::Usage("no command given after --".into()));
     }
+    let watch = if a.watch {
+        let on_change = OnChange::parse(&a.on_change, a.stop_timeout)?;
+        if !matches!(on_change, OnChange::Restart { .. }) && a.deliver != Delivery::None {
+            return Err(Error::Usage(format!(
+                "--on-change {}: a running command's environment or descriptor cannot \
+                 change; use --deliver none with templates, or --on-change restart",
+                a.on_change
+            )));
+        }
+        if !(1..=3600).contains(&a.stop_timeout) {
+            return Err(Error::Usage(
+                "--stop-timeout must be 1 to 3600 seconds".into(),
+            ));
+        }
+        Some(on_change)
+    } else {
+        None
+    };
+    let pod_ok = |p: &str| {
+        (1..=253).contains(&p.len())
+            && p.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+    };
+    if a.pod.as_deref().is_some_and(|p| !pod_ok(p)) {
+        return Err(Error::Usage(
+            "--pod: 1-253 characters of a-z, 0-9, '-' and '.'".into(),
+        ));
+    }
     Ok(Parsed::Exec(Box::new(Exec {
         service,
         server: a.server,
@@ -238,7 +351,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
             attempt_timeout: Duration::from_millis(a.attempt_timeout_ms),
         },
         max_response_bytes: a.max_response_bytes,
-        parent: a.parent,
+        parent: a.parent || watch.is_some(),
+        watch,
+        pod: a.pod,
         command: a.command,
     })))
 }

@@ -170,7 +170,7 @@ where
 
 /// Between half and all of `d`, at random, so that many pods started
 /// together do not retry in lockstep.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     let r = match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()) {
         Ok(_) => u32::from(u16::from_le_bytes(b)),

@@ -20,7 +20,6 @@
 //! and storage nor the server, pipeline, identity or audit crates (checked
 //! by `tests/integration/architecture.rs`). Secrets never touch a
 //! disk-backed file. `unsafe` lives in `sys` only (checked below).
-//! Not built yet (issue 12): rotation watches and the admission webhook.
 
 pub mod cli;
 pub mod credential;
@@ -31,6 +30,7 @@ pub mod parent;
 pub mod secrets;
 mod sys;
 pub mod template;
+pub mod watch;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -117,79 +117,145 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         exec.retry,
         exec.max_response_bytes,
     ))?;
-    drop(credential);
+    // A watch reads a credential file again for each connection (the
+    // runtime replaces it before it expires; a service-account token is
+    // exchanged again); one from the environment or a descriptor cannot be
+    // read again, so the watching parent keeps it.
+    let kept = match exec.credential {
+        _ if exec.watch.is_none() => None,
+        Source::File(_) | Source::EnvFile(_) | Source::Kubernetes { .. } => None,
+        Source::Env | Source::Fd(_) => Some(credential),
+    };
+    let versions = resolved.versions.clone();
     let secrets = Secrets::from_resolved(resolved, exec.service.as_str())?;
-    if exec.delivery == Delivery::Env {
-        secrets.check_env_names(&exec.allow_env)?;
-        secrets.check_env_values()?;
-    }
-    // Render every template before writing any, so a missing reference
-    // leaves no file behind; then write them all before renaming any.
-    let rendered = targets
-        .iter()
-        .map(|t| {
-            t.template()
-                .render(secrets.values(), &exec.allow_missing, &t.origin())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    deliver::write_templates(&targets, &rendered)?;
-    drop(rendered);
-
     // Found with the wrapper's own PATH, before any secret is set: a PATH
     // secret (allowed with --allow-env) does not choose the binary.
     let program = resolve_program(&exec.command[0], std::env::var_os("PATH").as_deref())?;
-    let launch = Launch {
-        program: exec.command[0].to_string_lossy().into_owned(),
-        env_secrets: exec.delivery == Delivery::Env && !secrets.is_empty(),
+    let launcher = Launcher {
+        program,
+        exec: &exec,
+        targets,
     };
-    let mut cmd = command(&program, &exec);
-    // Kept open until exec (or spawn): the command inherits it.
-    let mut secrets_fd = None;
-    match exec.delivery {
-        Delivery::Env => {
-            for (name, value) in secrets.values() {
-                cmd.env(name, value.expose());
-            }
-        }
-        Delivery::Fd => {
-            let fd = deliver::secrets_memfd(&secrets)?;
-            cmd.env(
-                SECRETS_FD_ENV,
-                std::os::fd::AsRawFd::as_raw_fd(&fd).to_string(),
-            );
-            secrets_fd = Some(fd);
-        }
-        Delivery::None => {}
-    }
+    launcher.render(&secrets)?;
+    let ready = launcher.command(&secrets)?;
     // The wrapper's own copies are wiped here; the command's environment
     // block (built by std) holds the env-mode values until exec replaces
     // this address space.
     drop(secrets);
+    if let Some(on_change) = exec.watch {
+        let watcher = watch::Watcher::new(
+            &exec.server,
+            &ca_pem,
+            exec.credential.clone(),
+            kept,
+            &exec.service,
+            exec.pod.as_deref(),
+        );
+        let rotation = parent::Rotation {
+            watcher,
+            launcher,
+            on_change,
+            versions,
+        };
+        return parent::supervise(runtime, ready, Some(rotation));
+    }
     if exec.parent {
-        return parent::supervise(runtime, cmd, secrets_fd, &launch);
+        return parent::supervise(runtime, ready, None);
     }
     runtime.shutdown_background();
-    let err = cmd.exec();
-    drop(secrets_fd);
+    let Ready {
+        mut command,
+        inherited,
+        launch,
+    } = ready;
+    let err = command.exec();
+    drop(inherited);
     Err(launch.error(&err))
 }
 
-/// The command for `exec`: `program` (resolved) run with the command line's
-/// own first word as `argv[0]`, with the credential's variables removed from
-/// the environment it inherits.
-fn command(program: &Path, exec: &Exec) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.arg0(&exec.command[0]);
-    cmd.args(&exec.command[1..]);
-    for var in [
-        CREDENTIAL_ENV,
-        CREDENTIAL_FILE_ENV,
-        K8S_TOKEN_FILE_ENV,
-        SECRETS_FD_ENV,
-    ] {
-        cmd.env_remove(var);
+/// Starts the command with a given set of secrets: the resolved program,
+/// the invocation, the templates.
+pub(crate) struct Launcher<'a> {
+    program: PathBuf,
+    exec: &'a Exec,
+    targets: Vec<TemplateTarget>,
+}
+
+/// A command ready to start with its secrets delivered.
+pub(crate) struct Ready {
+    /// The command, its environment set.
+    pub(crate) command: Command,
+    /// The secrets memfd in fd mode, open until the command has it.
+    pub(crate) inherited: Option<std::os::fd::OwnedFd>,
+    /// How a failure to start it is reported.
+    pub(crate) launch: Launch,
+}
+
+impl Launcher<'_> {
+    /// Checks `secrets` for the delivery mode and renders the templates
+    /// with them (all rendered before any is written, so a missing
+    /// reference leaves no file behind).
+    pub(crate) fn render(&self, secrets: &Secrets) -> Result<(), Error> {
+        let exec = self.exec;
+        if exec.delivery == Delivery::Env {
+            secrets.check_env_names(&exec.allow_env)?;
+            secrets.check_env_values()?;
+        }
+        let rendered = self
+            .targets
+            .iter()
+            .map(|t| {
+                t.template()
+                    .render(secrets.values(), &exec.allow_missing, &t.origin())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        deliver::write_templates(&self.targets, &rendered)
     }
-    cmd
+
+    /// The command, given `secrets` as the delivery mode says: the
+    /// resolved program, run with the command line's own first word as
+    /// `argv[0]`, the credential's variables removed from its environment.
+    pub(crate) fn command(&self, secrets: &Secrets) -> Result<Ready, Error> {
+        let exec = self.exec;
+        let launch = Launch {
+            program: exec.command[0].to_string_lossy().into_owned(),
+            env_secrets: exec.delivery == Delivery::Env && !secrets.is_empty(),
+        };
+        let mut cmd = Command::new(&self.program);
+        cmd.arg0(&exec.command[0]);
+        cmd.args(&exec.command[1..]);
+        for var in [
+            CREDENTIAL_ENV,
+            CREDENTIAL_FILE_ENV,
+            K8S_TOKEN_FILE_ENV,
+            SECRETS_FD_ENV,
+        ] {
+            cmd.env_remove(var);
+        }
+        // Kept open until exec (or spawn): the command inherits it.
+        let mut inherited = None;
+        match exec.delivery {
+            Delivery::Env => {
+                for (name, value) in secrets.values() {
+                    cmd.env(name, value.expose());
+                }
+            }
+            Delivery::Fd => {
+                let fd = deliver::secrets_memfd(secrets)?;
+                cmd.env(
+                    SECRETS_FD_ENV,
+                    std::os::fd::AsRawFd::as_raw_fd(&fd).to_string(),
+                );
+                inherited = Some(fd);
+            }
+            Delivery::None => {}
+        }
+        Ok(Ready {
+            command: cmd,
+            inherited,
+            launch,
+        })
+    }
 }
 
 /// The search path `execvp(3)` uses when `PATH` is not set.

@@ -203,6 +203,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            versions: BTreeMap::new(),
         }
     }
 

@@ -54,6 +54,36 @@ impl SessionGrant {
         }
     }
 
+    /// The session's id: its intent's operation id, in its audit entries.
+    pub fn id(&self) -> &str {
+        &self.event.op_id
+    }
+
+    /// Records one step of the session (an update a secret watch
+    /// delivered) in the session's log, as the session's caller under the
+    /// decision that started it, with an operation id of its own. Returns
+    /// once it is durable.
+    pub async fn record_step(
+        &self,
+        action: &str,
+        target: warden_audit::Target,
+        status: &str,
+    ) -> Result<(), crate::Error> {
+        let event = Event {
+            op_id: self.pipeline.audit().op_id(),
+            action: action.to_owned(),
+            target,
+            session: None,
+            count: None,
+            ..self.event.clone()
+        };
+        self.pipeline
+            .audit()
+            .record(&event, status)
+            .await
+            .map_err(|_| crate::Error::audit_unavailable())
+    }
+
     /// The reason the authority ended, if it has.
     pub fn end_reason(&self) -> Option<String> {
         self.ended.borrow().clone()

@@ -35,7 +35,7 @@ pub use api::{
 };
 pub use error::RuntimeError;
 pub use local::{
-    HELPER_ROLES, HelperCommand, LocalConfig, LocalRuntime, NamespaceMode, helper_main,
+    HELPER_ROLES, HelperCommand, Injection, LocalConfig, LocalRuntime, NamespaceMode, helper_main,
 };
 pub use spec::{
     MAX_ARG_BYTES, MAX_ARGS, MAX_ARGV_BYTES, MAX_COMMAND_ELEMENTS, MAX_CPU_MILLIS, MAX_ENV_BYTES,

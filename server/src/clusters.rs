@@ -422,6 +422,8 @@ pub struct LocalAgent {
     /// Run pods even without namespaces (they then run as this process's
     /// user and can read everything it can).
     pub allow_unisolated: bool,
+    /// Start every pod under `warden-injector` with this server's address.
+    pub injection: Option<warden_runtime::Injection>,
 }
 
 /// Starts the local runtime and connects it to `app`'s hub as the agent
@@ -435,6 +437,7 @@ pub async fn start_local_agent(
 ) -> Result<(AgentInfo, warden_runtime::Isolation), RuntimeError> {
     let mut cfg = LocalConfig::new(&opts.state_dir, opts.helper);
     cfg.masked_paths = opts.masked_paths;
+    cfg.injection = opts.injection;
     // Below the API's request timeout, so a stalled rollout is answered
     // (409) rather than cut off.
     cfg.rollout_timeout = LOCAL_ROLLOUT_TIMEOUT;

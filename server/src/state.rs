@@ -38,6 +38,8 @@ pub struct App {
     pub clusters: crate::clusters::Clusters,
     /// What the shell gateway reports about itself.
     pub gateway: crate::gateway::GatewayInfo,
+    /// This process's secret watches.
+    pub watches: crate::routes::Watches,
 }
 
 impl App {
@@ -57,6 +59,7 @@ impl App {
             pipeline,
             vault,
             entry_mac: mac,
+            watches: crate::routes::Watches::start(store.clone()),
             store,
             metrics: Metrics::default(),
             audit_signer,

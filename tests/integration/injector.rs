@@ -941,3 +941,300 @@ async fn parent_mode_takes_the_command_down_when_killed_by_sigkill() {
     }
     t.s.stop().await;
 }
+
+/// The next line of a watching wrapper's command, within `secs`.
+async fn line_within(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    secs: u64,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(secs), lines.next_line())
+        .await
+        .expect("no line in time")
+        .unwrap()
+        .expect("the command's output ended")
+}
+
+/// The holders of `key` set at `SERVICE`, once `ready` accepts them
+/// (polled for at most 10 s).
+async fn holders_when(t: &Setup, key: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/v1/secret-holders/{SERVICE}?name={key}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = t.s.ok(Method::GET, &path, None).await;
+        if ready(&h) {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "holders never became as expected: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `--watch` (restart mode): a rotation reaches the running workload in a
+/// second or two without anyone restarting it, the new value only in the
+/// new command; `warden secret holders` follows which pod holds which
+/// version; every applied update is audited with the versions served; the
+/// watch ends with the wrapper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watching_wrapper_restarts_its_command_when_a_secret_rotates() {
+    let t = Setup::new().await;
+    let cred = t.credential.to_str().unwrap();
+    let mut child = t
+        .injector(
+            &["--credential-file", cred, "--watch", "--pod", "web-1"],
+            &[],
+            &["sh", "-c", "echo \"start $DB_URL\"; exec sleep 600"],
+        )
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(line_within(&mut lines, 20).await, format!("start {DB_URL}"));
+    let h = holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(h["latest"], 1, "{h}");
+    let held = &h["holders"][0];
+    assert_eq!(
+        (
+            &held["service"],
+            &held["pod"],
+            &held["version"],
+            &held["current"]
+        ),
+        (&json!(SERVICE), &json!("web-1"), &json!(1), &json!(true)),
+        "{h}"
+    );
+
+    let rotated = "postgres://rotated-db/app";
+    let at = Instant::now();
+    t.s.put(SERVICE, json!({"DB_URL": rotated})).await;
+    assert_eq!(
+        line_within(&mut lines, 10).await,
+        format!("start {rotated}")
+    );
+    let took = at.elapsed();
+    let h = holders_when(&t, "DB_URL", |h| h["holders"][0]["version"] == 2).await;
+    assert_eq!(
+        (&h["latest"], &h["holders"][0]["current"]),
+        (&json!(2), &json!(true)),
+        "{h}"
+    );
+    // API_KEY did not change: its holder still has version 1, current.
+    let k = holders_when(&t, "API_KEY", |h| {
+        h["holders"].as_array().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(k["holders"][0]["version"], 1, "{k}");
+    eprintln!("rotation delivered (command restarted) in {took:?}");
+
+    let page =
+        t.s.ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+            .await;
+    let applied: Vec<&Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "secret.watch.applied")
+        .collect();
+    assert_eq!(applied.len(), 2, "{page}");
+    let last = &applied[1]["target"];
+    assert_eq!(last["pod"], "web-1", "{last}");
+    assert_eq!(
+        last["names"],
+        json!([
+            format!("API_KEY:1@{SERVICE}"),
+            format!("DB_URL:2@{SERVICE}")
+        ]),
+        "{last}"
+    );
+    assert!(!page.to_string().contains(rotated));
+
+    // SIGTERM to the wrapper: forwarded, no restart, the code kept; the
+    // watch ends and the pod no longer shows as a holder.
+    let status = signal_and_wait(&mut child, pid, "TERM").await;
+    assert_eq!(status.code(), Some(143));
+    holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().is_empty()
+    })
+    .await;
+}
+
+/// `--watch --on-change signal:HUP` with templates only: the file on tmpfs
+/// is rendered again and the command told, without a restart; a change that
+/// cannot be applied (a reference gone) is reported failed and the command
+/// keeps what it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watching_wrapper_rerenders_templates_and_signals_its_command() {
+    let t = Setup::new().await;
+    let shm = shm_dir();
+    let src = t.dir.path().join("db.tpl");
+    std::fs::write(&src, "url={{ DB_URL }}\n").unwrap();
+    let dest = shm.path().join("db.conf");
+    let spec = format!("{}:{}", src.display(), dest.display());
+    let cred = t.credential.to_str().unwrap();
+    let script = format!(
+        "trap 'echo \"reload $(cat {d})\"' HUP; echo \"start $(cat {d}) $$\"; \
+         while :; do sleep 0.05; done",
+        d = dest.display()
+    );
+    let mut child = t
+        .injector(
+            &[
+                "--credential-file",
+                cred,
+                "--deliver",
+                "none",
+                "--template",
+                &spec,
+                "--watch",
+                "--on-change",
+                "signal:HUP",
+            ],
+            &[],
+            &["sh", "-c", &script],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = line_within(&mut lines, 20).await;
+    assert!(
+        first.starts_with(&format!("start url={DB_URL} ")),
+        "{first}"
+    );
+    holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().len() == 1
+    })
+    .await;
+
+    t.s.put(SERVICE, json!({"DB_URL": "postgres://second/app"}))
+        .await;
+    assert_eq!(
+        line_within(&mut lines, 10).await,
+        "reload url=postgres://second/app"
+    );
+    // Same command: no restart.
+    let pid_line = first.rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        children_of(pid)
+            .iter()
+            .any(|(p, _, _)| p.to_string() == pid_line)
+    );
+
+    // A template reference that stops resolving: refused, reported failed,
+    // the file and the command unchanged.
+    t.s.ok(
+        Method::POST,
+        &format!("/api/v1/secret-delete/{SERVICE}"),
+        Some(json!({"key": "DB_URL"})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        std::fs::read_to_string(&dest).unwrap(),
+        "url=postgres://second/app\n"
+    );
+    let page =
+        t.s.ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+            .await;
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "secret.watch.failed"),
+        "{page}"
+    );
+    let status = signal_and_wait(&mut child, pid, "TERM").await;
+    assert_eq!(status.code(), Some(143));
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("update 3 not applied"), "{stderr}");
+    assert!(stderr.contains("DB_URL"), "{stderr}");
+    assert!(!stderr.contains("postgres://"), "{stderr}");
+}
+
+/// A watch is held by the credential's authority: revoking the token ends
+/// it at once (the command keeps running, with what it has), and the
+/// wrapper's attempts to watch again are refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_credential_ends_its_watch_and_refuses_the_next() {
+    let t = Setup::new().await;
+    t.s.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": "deployer", "kind": "service"})),
+    )
+    .await;
+    t.s.ok(
+        Method::POST,
+        "/api/v1/bindings",
+        Some(json!({"principal": "sa:deployer", "role": "developer", "scope": "acme/shop/dev"})),
+    )
+    .await;
+    let created =
+        t.s.ok(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"name": "injector", "principal": "sa:deployer"})),
+        )
+        .await;
+    let token = created["token"].as_str().unwrap().to_owned();
+    let id = created["info"]["id"].as_str().unwrap().to_owned();
+    let mut child = t
+        .injector(
+            &["--watch"],
+            &[("WARDEN_CREDENTIAL", &token)],
+            &["sh", "-c", "echo up; exec sleep 600"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(line_within(&mut lines, 20).await, "up");
+    holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().len() == 1
+    })
+    .await;
+    t.s.ok(Method::POST, &format!("/api/v1/tokens/{id}/revoke"), None)
+        .await;
+    holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("refused: token revoked"))
+    {
+        let l = tokio::time::timeout(Duration::from_secs(10), err.next_line())
+            .await
+            .expect("no refusal in time")
+            .unwrap()
+            .unwrap();
+        seen.push(l);
+    }
+    assert!(seen[0].contains("watch ended"), "{seen:?}");
+    // The command is untouched.
+    assert_eq!(
+        process_state(children_of(pid)[0].0).map(|s| s != 'Z'),
+        Some(true)
+    );
+    let status = signal_and_wait(&mut child, pid, "TERM").await;
+    assert_eq!(status.code(), Some(143));
+}

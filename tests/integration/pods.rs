@@ -1236,3 +1236,87 @@ async fn an_agent_keeps_one_link_per_replica_across_a_new_address() {
     assert_eq!(kept["links"].as_array().unwrap().len(), 1, "{kept}");
     assert_eq!(kept["links"][0]["address"], json!(address), "{kept}");
 }
+
+/// The local runtime starts every pod under `warden-injector` with the
+/// pod's own workload credential: the workload finds its service's secrets
+/// in its environment, a rotation restarts it in place with the new value
+/// (the pod stays), `secret holders` names the pod, and no value is on
+/// disk in the data directory (the runtime's state included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_under_the_injector_with_their_secrets_kept_current() {
+    let dev = Dev::start().await;
+    dev.scopes("acme/inj/dev", "development", &["api"]).await;
+    let svc = "acme/inj/dev/api";
+    let first = "pod-canary-value-0001";
+    dev.ok(
+        Method::PUT,
+        &format!("/api/v1/secrets/{svc}"),
+        Some(json!({"values": {"DB_URL": first}})),
+    )
+    .await;
+    // Only the value's last part is printed: pod output is kept, and the
+    // value itself must be nowhere but in the workload's memory.
+    let spec = "command: [/bin/sh, -c, 'echo \"db=${DB_URL#pod-canary-value-} pid=$$\"; exec sleep 1000']\n";
+    dev.apply(svc, spec).await.unwrap();
+    let pod = dev.ready(svc, 1).await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pod_ref = format!("{svc}/{pod}");
+    let out = dev.logs_until(&pod_ref, "db=");
+    assert!(out.contains("db=0001 "), "{out}");
+
+    let rotated = "pod-canary-value-0002";
+    dev.ok(
+        Method::PUT,
+        &format!("/api/v1/secrets/{svc}"),
+        Some(json!({"values": {"DB_URL": rotated}})),
+    )
+    .await;
+    let out = dev.logs_until(&pod_ref, "db=0002 ");
+    assert!(out.contains("db=0001 "), "the pod was replaced: {out}");
+    let pods = dev.ready(svc, 1).await;
+    assert_eq!(pods[0]["name"], pod.as_str(), "the pod was replaced");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = dev
+            .ok(
+                Method::GET,
+                &format!("/api/v1/secret-holders/{svc}?name=DB_URL"),
+                None,
+            )
+            .await;
+        let holders = h["holders"].as_array().unwrap();
+        if holders.len() == 1 && holders[0]["version"] == 2 {
+            assert_eq!(holders[0]["pod"], pod.as_str(), "{h}");
+            assert_eq!(holders[0]["current"], true, "{h}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Nothing under the data directory holds either value in plaintext.
+    let mut stack = vec![dev.data()];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                stack.push(e.path());
+            }
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            for v in [first, rotated] {
+                assert!(
+                    !bytes.windows(v.len()).any(|w| w == v.as_bytes()),
+                    "{} holds {v}",
+                    p.display()
+                );
+            }
+        }
+    }
+    dev.delete(svc).await;
+}

@@ -16,6 +16,25 @@ use crate::keyring::{Keyring, RecordingKey};
 use crate::unseal::{self, InitMethod, SealConfig, Share};
 use crate::{VaultError, crypto::Key32, secret_context};
 
+/// A service's effective secrets ([`Vault::resolve`]) and which stored
+/// version each came from.
+#[derive(Debug)]
+pub struct Resolution {
+    /// The values, `${NAME}` references filled in.
+    pub values: BTreeMap<String, SecretValue>,
+    /// For each name, the scope and version its value was read from.
+    pub versions: BTreeMap<String, ServedVersion>,
+}
+
+/// Where a resolved value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServedVersion {
+    /// The scope that holds it (the service's or an ancestor's).
+    pub scope: String,
+    /// Its version there.
+    pub version: i64,
+}
+
 enum State {
     Sealed { attempts: ShamirAttempts },
     Unsealed(Arc<Keyring>),
@@ -760,12 +779,12 @@ impl Vault {
 
     /// The effective secrets of a service: project < environment < service,
     /// then `${NAME}` interpolation. Deleted and destroyed latest versions
-    /// are left out.
+    /// are left out. The answer names the version each value came from.
     pub async fn resolve(
         &self,
         permit: &Permit,
         service: &ScopePath,
-    ) -> Result<BTreeMap<String, SecretValue>, VaultError> {
+    ) -> Result<Resolution, VaultError> {
         scope_of(permit, Action::SecretRead, service)?;
         let keyring = self.keyring()?;
         if service.kind() != ScopeKind::Service {
@@ -782,18 +801,30 @@ impl Vault {
         &self,
         keyring: &Keyring,
         service: &ScopePath,
-    ) -> Result<BTreeMap<String, SecretValue>, VaultError> {
+    ) -> Result<Resolution, VaultError> {
         let scopes = Self::inherited_scopes(service);
         let mut merged = BTreeMap::new();
+        let mut versions = BTreeMap::new();
         for row in self.store.latest_in_scopes(&scopes).await? {
             if row.deleted_at.is_some() || row.envelope.is_none() {
                 merged.remove(&row.name);
+                versions.remove(&row.name);
                 continue;
             }
             let value = self.open(keyring, service.org(), &row).await?;
             merged.insert(row.name.clone(), value);
+            versions.insert(
+                row.name.clone(),
+                ServedVersion {
+                    scope: row.scope.clone(),
+                    version: row.version,
+                },
+            );
         }
-        Ok(crate::resolve::interpolate(&merged)?)
+        Ok(Resolution {
+            values: crate::resolve::interpolate(&merged)?,
+            versions,
+        })
     }
 
     /// The scopes whose secrets `service` inherits: project, environment,
@@ -838,7 +869,7 @@ impl Vault {
             }
         }
         if let Ok(resolved) = self.resolved(&keyring, service).await {
-            values.extend(resolved.into_values());
+            values.extend(resolved.values.into_values());
         }
         Ok((key, values))
     }

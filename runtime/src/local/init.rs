@@ -24,6 +24,7 @@ use rustix::process::{Pid, WaitOptions};
 
 use crate::api::ExitStatus;
 use crate::local::credfile::{self, CREDENTIAL_DIR};
+use crate::local::proto::INJECTOR_IN_POD;
 use crate::local::proto::{InitConfig, InitEvent, read_frame, write_frame};
 use crate::sys;
 
@@ -283,6 +284,24 @@ fn readonly_bind(path: &str) -> std::io::Result<()> {
     )
 }
 
+/// Binds the host's `warden-injector` at [`INJECTOR_IN_POD`], read-only and
+/// executable (the tmpfs under it is not), so the pod's user runs it
+/// wherever the host keeps it.
+fn bind_injector(host: &Path) -> std::io::Result<()> {
+    let target = Path::new(INJECTOR_IN_POD);
+    std::fs::File::create(target)?;
+    ctx(mount_bind(host, target), "bind", INJECTOR_IN_POD)?;
+    ctx(
+        mount_remount(
+            target,
+            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+            "",
+        ),
+        "read-only",
+        INJECTOR_IN_POD,
+    )
+}
+
 /// Builds the pod's view of the machine, in its own mount namespace: the
 /// host's tree read-only with the configured paths masked, a new `/proc`,
 /// a private `/dev`, `/tmp`, `/dev/shm` and `/run/warden`, and the hostname.
@@ -404,6 +423,9 @@ fn setup_sandbox(cfg: &InitConfig) -> std::io::Result<()> {
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         "mode=0755,size=1m",
     )?;
+    if let Some(host) = &cfg.injector {
+        bind_injector(host)?;
+    }
     rustix::system::sethostname(cfg.hostname.as_bytes())
         .map_err(|e| std::io::Error::other(format!("sethostname: {e}")))?;
     std::env::set_current_dir("/")?;

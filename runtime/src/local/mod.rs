@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
-pub use proto::HelperCommand;
+pub use proto::{HelperCommand, Injection};
 
 use crate::api::{
     CredentialSource, CredentialTarget, ExecRequest, ExecSession, Isolation, LogChunk, LogOptions,
@@ -160,7 +160,38 @@ pub(crate) fn workload_env(cfg: &ShimConfig) -> Vec<(String, String)> {
         "WARDEN_CREDENTIAL_FILE".into(),
         credential_path(cfg).to_string_lossy().into_owned(),
     );
+    if let Some(i) = &cfg.injection {
+        env.insert("WARDEN_CA_PEM".into(), i.ca_pem.clone());
+    }
     env.into_iter().collect()
+}
+
+/// The command line of a pod's workload: the spec's, under
+/// `warden-injector` when the runtime injects secrets.
+/// In its own mount namespace the pod runs the injector bound at
+/// [`proto::INJECTOR_IN_POD`]; without, from the host path.
+pub(crate) fn workload_argv(cfg: &ShimConfig, isolate: bool) -> Vec<String> {
+    let argv = cfg.spec.argv().map(str::to_owned);
+    match &cfg.injection {
+        None => argv.collect(),
+        Some(i) => [
+            if isolate {
+                proto::INJECTOR_IN_POD.to_owned()
+            } else {
+                i.binary.to_string_lossy().into_owned()
+            },
+            "exec".into(),
+            "--service".into(),
+            cfg.service.to_string(),
+            "--server".into(),
+            i.server.clone(),
+            "--watch".into(),
+            "--".into(),
+        ]
+        .into_iter()
+        .chain(argv)
+        .collect(),
+    }
 }
 
 /// Whether pods get namespaces.
@@ -217,6 +248,9 @@ pub struct LocalConfig {
     /// Without namespaces: the tmpfs under which per-pod credential
     /// directories are made (`DIR/warden-UID/POD`).
     pub credential_fallback_dir: PathBuf,
+    /// Start every workload under `warden-injector` (none: as the spec
+    /// says, without its secrets).
+    pub injection: Option<Injection>,
 }
 
 impl LocalConfig {
@@ -243,6 +277,7 @@ impl LocalConfig {
             rollout_timeout: Duration::from_secs(60),
             reconcile_interval: Duration::from_secs(2),
             credential_fallback_dir: PathBuf::from("/dev/shm"),
+            injection: None,
         }
     }
 }
@@ -801,6 +836,7 @@ impl Inner {
                     .join(name.as_str())
             }),
             created_at_ms: now_ms(),
+            injection: self.cfg.injection.clone(),
         };
         let record = serde_json::to_vec_pretty(&cfg)
             .map_err(|e| RuntimeError::Helper(format!("encoding pod record: {e}")))?;

@@ -122,6 +122,23 @@ pub struct HelperCommand {
     pub args: Vec<String>,
 }
 
+/// Starts every pod's workload under `warden-injector` (issue 12): the
+/// pod's command becomes `BINARY exec --service SERVICE --server SERVER
+/// --watch -- COMMAND...`, so the workload gets its service's secrets in
+/// memory (its environment) with the pod's own workload credential, kept
+/// current by a watch (a rotation restarts the command in place, inside
+/// the pod). The CA is given as text in `$WARDEN_CA_PEM` (a CA is public):
+/// the data directory holding its file is hidden from pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Injection {
+    /// `warden-injector`, readable and executable by the pods' user.
+    pub binary: PathBuf,
+    /// The Warden API as pods reach it (`https://HOST:PORT`).
+    pub server: String,
+    /// The PEM of the CA that signed the API's certificate.
+    pub ca_pem: String,
+}
+
 /// Where and how a pod's init sees its process: enough for an exec to
 /// join its namespaces without being fooled by a recycled PID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +173,9 @@ pub(crate) struct ShimConfig {
     /// credential file.
     pub credential_dir: Option<PathBuf>,
     pub created_at_ms: u64,
+    /// Start the workload under `warden-injector`.
+    #[serde(default)]
+    pub injection: Option<Injection>,
 }
 
 /// What the runtime asks a shim over its control socket.
@@ -216,7 +236,14 @@ pub(crate) struct InitConfig {
     /// Without a mount namespace: the host tmpfs directory for the
     /// credential (else the pod's own `/run/warden`).
     pub credential_dir: Option<PathBuf>,
+    /// In a mount namespace: the host's `warden-injector`, bound read-only
+    /// at [`INJECTOR_IN_POD`] (the pod's user may not reach the host path).
+    #[serde(default)]
+    pub injector: Option<PathBuf>,
 }
+
+/// Where a pod in its own mount namespace finds `warden-injector`.
+pub(crate) const INJECTOR_IN_POD: &str = "/run/warden/warden-injector";
 
 /// From the init to the shim.
 #[derive(Debug, Clone, Serialize, Deserialize)]

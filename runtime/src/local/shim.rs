@@ -576,10 +576,15 @@ async fn start(shim: &Shim) -> Result<Running, String> {
             isolate,
             masked_paths: cfg.masked_paths.clone(),
             tmp_bytes: cfg.spec.resources().memory.unwrap_or(64 << 20),
-            argv: cfg.spec.argv().map(str::to_owned).collect(),
+            argv: super::workload_argv(cfg, isolate),
             env: workload_env(cfg),
             run_as: cfg.run_as,
             credential_dir: cfg.credential_dir.clone(),
+            injector: cfg
+                .injection
+                .as_ref()
+                .filter(|_| isolate)
+                .map(|i| i.binary.clone()),
         };
         // The credential travels as the frame's payload; the init writes it
         // into its tmpfs before the workload exists.

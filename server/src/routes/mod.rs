@@ -38,6 +38,8 @@ mod shell;
 mod ssh_keys;
 mod sys;
 mod users;
+mod watch;
+pub use watch::Watches;
 mod workloads;
 
 pub(crate) use users::issue_workload;
@@ -389,6 +391,24 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Effective secrets of a service after inheritance and ${REF} interpolation.",
         doc: Doc::json(of::<Resolved>),
         handler: || get(secrets::resolve),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/watch/{*service}",
+        guard: Guard::Requires(&[Action::SecretRead]),
+        summary: "Keep a service's resolved secrets current (WebSocket, subprotocol v1.watch.warden.dev).",
+        doc: Doc::json(of::<Resolved>)
+            .query(fields::<watch::WatchQuery>)
+            .status(101),
+        handler: || get(watch::watch),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/secret-holders/{*scope}",
+        guard: Guard::Requires(&[Action::SecretList]),
+        summary: "Which watching pods hold which version of a secret (?name=NAME).",
+        doc: Doc::json(of::<SecretHolders>).query(fields::<watch::HoldersQuery>),
+        handler: || get(watch::holders),
     },
     RouteSpec {
         method: "GET",

@@ -272,10 +272,25 @@ pub(super) async fn resolve(
                 Target::secrets(&service, vec!["*".to_owned()]),
             ),
             |permit| async move {
-                let values = app.vault.resolve(&permit, &service).await?;
+                let r = app.vault.resolve(&permit, &service).await?;
                 Ok(Json(Resolved {
                     service: service.to_string(),
-                    values: values.into_iter().map(|(k, v)| (k, WireValue(v))).collect(),
+                    values: r
+                        .values
+                        .into_iter()
+                        .map(|(k, v)| (k, WireValue(v)))
+                        .collect(),
+                    versions: r
+                        .versions
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = ServedVersion {
+                                scope: v.scope,
+                                version: v.version,
+                            };
+                            (k, v)
+                        })
+                        .collect(),
                 }))
             },
         )
