@@ -320,14 +320,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
     } else {
         None
     };
-    let pod_ok = |p: &str| {
-        (1..=253).contains(&p.len())
-            && p.bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
-    };
-    if a.pod.as_deref().is_some_and(|p| !pod_ok(p)) {
+    if a.pod
+        .as_deref()
+        .is_some_and(|p| !warden_types::is_pod_name(p))
+    {
         return Err(Error::Usage(
-            "--pod: 1-253 characters of a-z, 0-9, '-' and '.'".into(),
+            "--pod: 1-253 characters of a-z, 0-9, '-' and '.', the first a letter or digit".into(),
         ));
     }
     Ok(Parsed::Exec(Box::new(Exec {

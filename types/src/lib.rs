@@ -15,6 +15,17 @@ mod secret;
 pub use names::{EnvMode, NameError, ScopeKind, ScopePath, SecretName};
 pub use secret::{SecretValue, ValueError};
 
+/// Whether `s` is a pod name a watching wrapper may report: 1-253
+/// characters of a-z, 0-9, '-' and '.', the first a letter or digit (a
+/// local pod's name, or a Kubernetes pod's, a DNS subdomain).
+pub fn is_pod_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=253).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'))
+}
+
 /// Largest secret value accepted, in bytes (64 KiB). Documented in the README.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Most keys one write request may carry.

@@ -10,6 +10,10 @@ macro_rules! seg {
     };
 }
 
+/// A pod's name as a watching wrapper reports it ([`crate::is_pod_name`]):
+/// a local pod's, or a Kubernetes pod's (a DNS subdomain).
+pub const POD_NAME: &str = "^[a-z0-9][a-z0-9.-]{0,252}$";
+
 /// One name: an organization, project, environment, service, role or user
 /// name ([`crate::ScopePath::parse_kind`] at organization level).
 pub const NAME: &str = concat!("^", seg!(), "$");
@@ -101,6 +105,11 @@ mod tests {
         #[test]
         fn logins_parse(s in matching(LOGIN)) {
             prop_assert!(s.split('@').all(|n| ScopePath::parse_kind(n, ScopeKind::Organization).is_ok()));
+        }
+
+        #[test]
+        fn pod_names_parse(s in matching(POD_NAME)) {
+            prop_assert!(crate::is_pod_name(&s));
         }
 
         #[test]

@@ -161,7 +161,7 @@ fn millis(d: Duration) -> i64 {
 pub(super) struct WatchQuery {
     /// The pod the watching wrapper runs in (a Kubernetes or local pod
     /// name: 1-253 characters of a-z, 0-9, '-' and '.').
-    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9.-]{0,252}$"))]
+    #[schemars(regex(pattern = warden_types::pattern::POD_NAME))]
     pod: Option<String>,
 }
 
@@ -170,12 +170,7 @@ fn pod_arg(pod: Option<String>) -> Result<String, ApiError> {
     let Some(pod) = pod else {
         return Ok("-".to_owned());
     };
-    let b = pod.as_bytes();
-    let ok = (1..=253).contains(&b.len())
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.'));
-    if ok {
+    if warden_types::is_pod_name(&pod) {
         Ok(pod)
     } else {
         Err(
