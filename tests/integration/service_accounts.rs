@@ -623,3 +623,45 @@ async fn the_injector_exchanges_a_projected_token_and_fetches() {
     let out = injector(&s, SERVICE, &token_file, "kube-a");
     assert_eq!(out.status.code(), Some(78));
 }
+
+/// `--watch` with a service-account token: the watch connects with a
+/// workload token exchanged from the token file (the raw service-account
+/// token is no bearer credential), so a rotation reaches the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watching_injector_exchanges_its_token_for_the_watch() {
+    use tokio::io::AsyncBufReadExt;
+    let s = TestServer::start(Db::Sqlite).await;
+    let a = setup(&s).await.0;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let sa_token = a.token("shop", "api", "api-7d9f8-x2x4q", "warden", 3600);
+    std::fs::write(&token_file, format!("{sa_token}\n")).unwrap();
+    let mut child = tokio::process::Command::new(injector_bin())
+        .arg("exec")
+        .args(["--server", &s.url, "--service", SERVICE, "--ca"])
+        .arg(s.ca_path())
+        .args(["--watch", "--pod", "api-7d9f8-x2x4q", "--"])
+        .args(["sh", "-c", "echo \"start $DB_URL\"; exec sleep 600"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("WARDEN_K8S_TOKEN_FILE", &token_file)
+        .env("WARDEN_CLUSTER", "kube-a")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("no line in time")
+            .unwrap()
+            .expect("the command's output ended")
+    };
+    assert_eq!(next().await, format!("start {CANARY}"));
+    let rotated = "sa-exchange-rotated-9e1d";
+    s.put(SERVICE, json!({"DB_URL": rotated})).await;
+    assert_eq!(next().await, format!("start {rotated}"));
+    child.kill().await.unwrap();
+}
