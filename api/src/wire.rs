@@ -1193,6 +1193,133 @@ pub struct Placement {
     pub cluster: String,
 }
 
+/// A Kubernetes namespace (a DNS-1123 label).
+const K8S_NAMESPACE: &str = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$";
+/// A service account's name (a DNS-1123 subdomain).
+const K8S_NAME: &str =
+    "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?([.][a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$";
+/// A cluster's name.
+const CLUSTER_NAME: &str = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$";
+
+fn jwks_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "required": ["keys"],
+        "properties": {"keys": {"type": "array", "minItems": 1, "maxItems": 16, "items": {"type": "object"}}},
+        "description": "the cluster's JWKS, as `kubectl get --raw /openid/v1/jwks` prints it: RSA (RS256, 2048 to 8192 bits) or EC P-256 (ES256) public keys, each with a kid; at most 64 KiB",
+    })
+}
+
+fn sa_token_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "maxLength": 16384,
+        "pattern": "^[A-Za-z0-9_-]+[.][A-Za-z0-9_-]+[.][A-Za-z0-9_-]+$",
+        "description": "the pod's projected service-account token (a JWT of at most 16 KiB)",
+    })
+}
+
+/// `PUT /api/v1/clusters/{name}/issuer`: the service-account issuer of a
+/// cluster's API server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSet {
+    /// Its `--service-account-issuer`: the exact `iss` of its tokens.
+    #[schemars(length(min = 1, max = 512), regex(pattern = "^[!-~]+$"))]
+    pub issuer: String,
+    /// The audience a token must include (default `warden`).
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 512), regex(pattern = "^[!-~]+$"))]
+    pub audience: Option<String>,
+    /// Its public keys.
+    #[schemars(schema_with = "jwks_schema")]
+    pub jwks: serde_json::Value,
+}
+
+/// A cluster's service-account issuer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct IssuerInfo {
+    /// The cluster.
+    pub cluster: String,
+    /// The exact `iss` its tokens carry.
+    pub issuer: String,
+    /// The audience a token must include.
+    pub audience: String,
+    /// Its keys.
+    pub keys: Vec<IssuerKeyInfo>,
+    /// Who set it.
+    pub updated_by: String,
+    /// When, ms since the epoch.
+    pub updated_at: i64,
+}
+
+/// One key of a cluster's service-account issuer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct IssuerKeyInfo {
+    /// Its key id.
+    pub kid: String,
+    /// The algorithm it is pinned to: `RS256` or `ES256`.
+    pub algorithm: String,
+    /// Its size in bits.
+    pub bits: u32,
+}
+
+/// `PUT /api/v1/sa-bindings/{service}` and
+/// `POST /api/v1/sa-binding-revoke/{service}`: a cluster's service account.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaBindingRequest {
+    /// The cluster.
+    #[schemars(length(min = 1, max = 63), regex(pattern = CLUSTER_NAME))]
+    pub cluster: String,
+    /// The service account's namespace.
+    #[schemars(length(min = 1, max = 63), regex(pattern = K8S_NAMESPACE))]
+    pub namespace: String,
+    /// The service account's name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = K8S_NAME))]
+    pub service_account: String,
+}
+
+/// A service account of a cluster bound to a service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SaBindingInfo {
+    /// The service, `ORG/PROJECT/ENV/SERVICE`.
+    pub service: String,
+    /// The cluster.
+    pub cluster: String,
+    /// The service account's namespace.
+    pub namespace: String,
+    /// The service account's name.
+    pub service_account: String,
+    /// Who bound it.
+    pub created_by: String,
+    /// When, ms since the epoch.
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/sa-bindings?scope=PATH`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SaBindingList {
+    /// The bindings of the services at or under the scope.
+    pub bindings: Vec<SaBindingInfo>,
+}
+
+/// `POST /api/v1/workload-token-exchange`: a pod's service-account token
+/// for a workload token of a service bound to its service account.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchange {
+    /// The cluster the pod runs on.
+    #[schemars(length(min = 1, max = 63), regex(pattern = CLUSTER_NAME))]
+    pub cluster: String,
+    /// The service, `ORG/PROJECT/ENV/SERVICE`.
+    #[schemars(regex(pattern = warden_types::pattern::SERVICE_PATH))]
+    pub service: String,
+    /// The service-account token.
+    #[schemars(schema_with = "sa_token_schema")]
+    pub token: WireValue,
+}
+
 /// The WebSocket subprotocol of `GET /api/v1/session/{id}/join`.
 pub const SESSION_JOIN_PROTOCOL: &str = "v1.join.warden.dev";
 

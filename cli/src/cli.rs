@@ -7,7 +7,7 @@ use warden_types::ScopeKind;
 use crate::ctx::{Ctx, Global, connect};
 use crate::{
     agent, audit, auth, bindings, clusters, gateway, keys, operator, roles, scopes, secrets, serve,
-    shell, ssh_keys, tokens, users, workloads,
+    shell, ssh_keys, tokens, users, workload_identity, workloads,
 };
 
 /// Warden: secrets vault and remote-access gateway.
@@ -81,9 +81,14 @@ enum ClientCmd {
     /// The kubeconfig's credential plugin: prints an ExecCredential
     #[command(hide = true)]
     KubeCredential(gateway::KubeCredentialArgs),
-    /// Clusters and their agents: join tokens, list, show, remove, place.
+    /// Clusters and their agents: join tokens, list, show, remove, place,
+    /// the service-account issuer.
     #[command(subcommand)]
     Cluster(clusters::ClusterCmd),
+    /// Workload identity: Kubernetes service accounts bound to services
+    /// (sa-bind, sa-unbind, sa-bindings).
+    #[command(subcommand)]
+    Workload(workload_identity::WorkloadCmd),
     /// Secrets.
     #[command(subcommand)]
     Secret(secrets::SecretCmd),
@@ -163,6 +168,7 @@ async fn client_command(ctx: &Ctx, command: ClientCmd) -> anyhow::Result<()> {
         ClientCmd::Gateway(c) => gateway::gateway(ctx, c).await,
         ClientCmd::Session(c) => gateway::session(ctx, c).await,
         ClientCmd::Cluster(c) => clusters::run(ctx, c).await,
+        ClientCmd::Workload(c) => workload_identity::run(ctx, c).await,
         ClientCmd::Env(c) => scopes::env(ctx, c).await,
         ClientCmd::Secret(c) => secrets::run(ctx, c).await,
         ClientCmd::Keys(c) => keys::run(ctx, c).await,

@@ -1,5 +1,5 @@
 //! `warden cluster`: clusters and their agents (join tokens, list, show,
-//! remove, placing an environment).
+//! remove, placing an environment, the service-account issuer).
 
 use clap::Subcommand;
 use hyper::Method as M;
@@ -35,6 +35,9 @@ pub(crate) enum ClusterCmd {
         /// Its name.
         name: String,
     },
+    /// A Kubernetes cluster's service-account issuer: set, show.
+    #[command(subcommand)]
+    Issuer(crate::workload_identity::IssuerCmd),
     /// Run an environment's pods on a cluster (`local`: warden dev's own).
     Place {
         /// ORG/PROJECT/ENV.
@@ -84,6 +87,7 @@ pub(crate) async fn run(ctx: &Ctx, c: ClusterCmd) -> anyhow::Result<()> {
             })
         }
         ClusterCmd::Place { env, cluster } => place(ctx, &env, &cluster).await,
+        ClusterCmd::Issuer(c) => crate::workload_identity::issuer(ctx, c).await,
     }
 }
 

@@ -38,6 +38,7 @@ mod shell;
 mod ssh_keys;
 mod tokens;
 mod users;
+mod workload_identity;
 mod workloads;
 
 use std::process::ExitCode;

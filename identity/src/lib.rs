@@ -11,6 +11,8 @@
 //!   `ssh-keygen`-compatible fingerprints.
 //! - [`workload`]: short-lived EdDSA JWTs that name one service, issued and
 //!   verified against caller-supplied keys.
+//! - [`kubernetes`]: a cluster's service-account issuer keys (JWKS) and the
+//!   verification of the projected service-account tokens it signs.
 //!
 //! Architecture invariant: everything here is pure. No I/O, no async, no
 //! storage, no HTTP and no clock: every function that depends on the time
@@ -26,6 +28,7 @@
 //! OpenSSL. Secret material (tokens, TOTP secrets, signing keys) lives in
 //! buffers that are wiped on drop, and no `Debug` or error message prints it.
 
+pub mod kubernetes;
 pub mod password;
 pub mod ssh;
 pub mod token;

@@ -67,6 +67,15 @@ struct ExecArgs {
     /// read; the command does not inherit it).
     #[arg(long, value_name = "N")]
     credential_fd: Option<RawFd>,
+    /// Exchange the pod's projected Kubernetes service-account token in
+    /// this file for a workload token of the service, then fetch with it
+    /// [default: the file named by $WARDEN_K8S_TOKEN_FILE, after the
+    /// credentials above].
+    #[arg(long, value_name = "FILE")]
+    k8s_token_file: Option<PathBuf>,
+    /// The Kubernetes cluster the pod runs on (for the exchange).
+    #[arg(long, env = "WARDEN_CLUSTER", value_name = "NAME")]
+    cluster: Option<String>,
     /// How the secrets reach the command: environment variables, or one
     /// JSON object in a sealed memfd whose number is in $WARDEN_SECRETS_FD,
     /// or neither (templates only).
@@ -353,7 +362,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
         service,
         server: a.server,
         ca,
-        credential: Source::choose(a.credential_file, a.credential_fd)?,
+        credential: Source::choose(
+            a.credential_file,
+            a.credential_fd,
+            a.k8s_token_file,
+            a.cluster,
+        )?,
         delivery: a.deliver,
         templates,
         allow_missing,
@@ -439,6 +453,53 @@ mod tests {
     }
 
     #[test]
+    fn a_service_account_token_needs_a_valid_cluster() {
+        let base = [
+            "warden-injector",
+            "exec",
+            "--server",
+            "https://127.0.0.1:1",
+            "--ca",
+            "/ca.pem",
+            "--service",
+            "acme/shop/prod/api",
+            "--k8s-token-file",
+            "/var/run/secrets/warden/token",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v: Vec<OsString> = base.iter().map(OsString::from).collect();
+            v.extend(extra.iter().map(OsString::from));
+            parse(v)
+        };
+        let Ok(Parsed::Exec(e)) = with(&["--cluster", "prod-eu", "--", "x"]) else {
+            panic!("did not parse")
+        };
+        assert_eq!(
+            e.credential,
+            Source::Kubernetes {
+                token_file: "/var/run/secrets/warden/token".into(),
+                cluster: "prod-eu".into()
+            }
+        );
+        for (extra, needle) in [
+            (&["--cluster", "Prod", "--", "x"][..], "cluster names"),
+            (&["--cluster", "../x", "--", "x"][..], "cluster names"),
+        ] {
+            match with(extra) {
+                Err(Error::Usage(m)) => assert!(m.contains(needle), "{m}"),
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        // No --cluster: a usage error unless $WARDEN_CLUSTER names one.
+        if std::env::var_os(crate::credential::CLUSTER_ENV).is_none() {
+            match with(&["--", "x"]) {
+                Err(Error::Usage(m)) => assert!(m.contains("--cluster"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn bad_invocations_are_one_line_usage_errors() {
         // Arguments split at spaces (none has one).
         for (extra, needle) in [
@@ -458,6 +519,10 @@ mod tests {
             ("--service a/b/c/d --deliver disk -- x", "disk"),
             ("--service a/b/c/d --retry-delay-ms 0 -- x", "retry"),
             ("--service a/b/c/d --credential-fd 3 -- x", "at most one"),
+            (
+                "--service a/b/c/d --k8s-token-file /t --cluster c -- x",
+                "at most one",
+            ),
             (
                 "--service a/b/c/d --template a:/dev/shm/x --template b:/dev/shm/x -- x",
                 "two templates",

@@ -16,11 +16,19 @@ pub const CREDENTIAL_ENV: &str = "WARDEN_CREDENTIAL";
 /// Environment variable that may name a file holding the credential (the
 /// local runtime sets it for every pod: a tmpfs file, mode 0400).
 pub const CREDENTIAL_FILE_ENV: &str = "WARDEN_CREDENTIAL_FILE";
-/// Longest credential accepted, in bytes (a workload JWT is well under 1 KiB).
+/// Environment variable that may name a file holding the pod's projected
+/// Kubernetes service-account token, to exchange for a workload token (the
+/// admission webhook sets it).
+pub const K8S_TOKEN_FILE_ENV: &str = "WARDEN_K8S_TOKEN_FILE";
+/// Environment variable naming the Kubernetes cluster the pod runs on.
+pub const CLUSTER_ENV: &str = "WARDEN_CLUSTER";
+/// Longest credential accepted, in bytes (a workload JWT is well under 1 KiB;
+/// the server takes service-account tokens of at most 16 KiB).
 pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 
 /// Where the credential comes from, in order of precedence: a flag, then
-/// `$WARDEN_CREDENTIAL`, then `$WARDEN_CREDENTIAL_FILE`.
+/// `$WARDEN_CREDENTIAL`, then `$WARDEN_CREDENTIAL_FILE`, then
+/// `$WARDEN_K8S_TOKEN_FILE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// `--credential-file PATH`.
@@ -31,27 +39,79 @@ pub enum Source {
     Env,
     /// `$WARDEN_CREDENTIAL_FILE`.
     EnvFile(PathBuf),
+    /// A projected Kubernetes service-account token (`--k8s-token-file` or
+    /// `$WARDEN_K8S_TOKEN_FILE`), exchanged at the server for a workload
+    /// token of the service as cluster `cluster`'s pod.
+    Kubernetes {
+        /// The token's file (the kubelet refreshes it in place).
+        token_file: PathBuf,
+        /// The cluster (`--cluster` or `$WARDEN_CLUSTER`).
+        cluster: String,
+    },
 }
 
 impl Source {
-    /// The source the flags and the environment designate.
-    pub fn choose(file: Option<PathBuf>, fd: Option<RawFd>) -> Result<Self, Error> {
-        match (file, fd) {
-            (Some(_), Some(_)) => Err(Error::Usage(
-                "give at most one of --credential-file and --credential-fd".into(),
-            )),
-            (Some(p), None) => Ok(Source::File(p)),
-            (None, Some(n)) => Ok(Source::Fd(n)),
-            (None, None) if std::env::var_os(CREDENTIAL_ENV).is_some() => Ok(Source::Env),
-            (None, None) => match std::env::var_os(CREDENTIAL_FILE_ENV) {
-                Some(p) if !p.is_empty() => Ok(Source::EnvFile(PathBuf::from(p))),
+    /// The source the flags and the environment designate. `cluster` is
+    /// `--cluster` (or `$WARDEN_CLUSTER`), which a service-account token
+    /// needs.
+    pub fn choose(
+        file: Option<PathBuf>,
+        fd: Option<RawFd>,
+        k8s_token_file: Option<PathBuf>,
+        cluster: Option<String>,
+    ) -> Result<Self, Error> {
+        let kubernetes = |token_file: PathBuf| -> Result<Self, Error> {
+            let cluster = cluster.clone().ok_or_else(|| {
+                Error::Usage(format!(
+                    "a service-account token needs its cluster: pass --cluster or set {CLUSTER_ENV}"
+                ))
+            })?;
+            if !is_cluster_name(&cluster) {
+                return Err(Error::Usage(format!(
+                    "--cluster {cluster:?}: cluster names are 1-63 lowercase letters, digits and \
+                     inner hyphens"
+                )));
+            }
+            Ok(Source::Kubernetes {
+                token_file,
+                cluster,
+            })
+        };
+        match (file, fd, k8s_token_file) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+                Err(Error::Usage(
+                    "give at most one of --credential-file, --credential-fd and --k8s-token-file"
+                        .into(),
+                ))
+            }
+            (Some(p), None, None) => Ok(Source::File(p)),
+            (None, Some(n), None) => Ok(Source::Fd(n)),
+            (None, None, Some(p)) => kubernetes(p),
+            (None, None, None) if std::env::var_os(CREDENTIAL_ENV).is_some() => Ok(Source::Env),
+            (None, None, None) => match (
+                std::env::var_os(CREDENTIAL_FILE_ENV),
+                std::env::var_os(K8S_TOKEN_FILE_ENV),
+            ) {
+                (Some(p), _) if !p.is_empty() => Ok(Source::EnvFile(PathBuf::from(p))),
+                (_, Some(p)) if !p.is_empty() => kubernetes(PathBuf::from(p)),
                 _ => Err(Error::Config(format!(
-                    "no credential: pass --credential-file or --credential-fd, or set \
-                     {CREDENTIAL_ENV} or {CREDENTIAL_FILE_ENV}"
+                    "no credential: pass --credential-file, --credential-fd or \
+                     --k8s-token-file, or set {CREDENTIAL_ENV}, {CREDENTIAL_FILE_ENV} or \
+                     {K8S_TOKEN_FILE_ENV}"
                 ))),
             },
         }
     }
+}
+
+/// Whether `s` is a cluster's name (a DNS label).
+fn is_cluster_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// A bearer credential (a workload JWT or an API token), wiped on drop.
@@ -67,7 +127,9 @@ impl Credential {
     /// Reads the credential from `source`.
     pub fn read(source: &Source) -> Result<Self, Error> {
         let raw = match source {
-            Source::File(p) | Source::EnvFile(p) => read_file(p)?,
+            Source::File(p) | Source::EnvFile(p) | Source::Kubernetes { token_file: p, .. } => {
+                read_file(p)?
+            }
             Source::Fd(n) => {
                 let fd = crate::sys::take_inherited_fd(*n)
                     .map_err(|e| Error::Config(format!("--credential-fd {n}: {e}")))?;
@@ -85,7 +147,7 @@ impl Credential {
 
     /// Checks and copies a credential out of `raw` (surrounding whitespace,
     /// such as a file's final newline, is dropped).
-    fn parse(raw: &[u8], origin: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(raw: &[u8], origin: &str) -> Result<Self, Error> {
         let token = raw.trim_ascii();
         if token.is_empty() {
             return Err(Error::Config(format!(
@@ -123,6 +185,9 @@ fn describe(source: &Source) -> String {
         Source::Fd(n) => format!("--credential-fd {n}"),
         Source::Env => format!("${CREDENTIAL_ENV}"),
         Source::EnvFile(p) => format!("${CREDENTIAL_FILE_ENV} ({})", p.display()),
+        Source::Kubernetes { token_file, .. } => {
+            format!("the service-account token file {}", token_file.display())
+        }
     }
 }
 

@@ -1,11 +1,14 @@
 //! Fetching a service's resolved secrets: `GET /api/v1/resolve/{service}`
 //! over TLS to the server, trusting only the given CA (warden-api's client:
-//! rustls with the ring provider, TLS 1.2 and 1.3), with bounded retries.
+//! rustls with the ring provider, TLS 1.2 and 1.3), with bounded retries;
+//! and, first, for a pod on Kubernetes, exchanging its service-account
+//! token for a workload token (`POST /api/v1/workload-token-exchange`) the
+//! same way.
 
 use std::time::Duration;
 
 use hyper::Method;
-use warden_api::{Client, ClientError, ErrorBody, Resolved};
+use warden_api::{Client, ClientError, ErrorBody, Resolved, WorkloadToken};
 use warden_types::ScopePath;
 use zeroize::Zeroizing;
 
@@ -66,21 +69,94 @@ pub async fn resolve(
     let client = Client::new(server, ca_pem, Some(credential.expose().to_owned()))
         .map_err(|e| Error::Config(e.to_string()))?;
     let path = format!("/api/v1/resolve/{}", service.as_str());
+    with_retries(policy, || once(&client, &path, max_response)).await
+}
+
+/// Largest answer to an exchange read (a workload token and its metadata).
+const MAX_EXCHANGE_ANSWER: usize = 64 * 1024;
+
+/// Exchanges the pod's service-account token (`sa_token`, read from its
+/// file) for a workload token of `service`, as a pod of `cluster`, with the
+/// same retries as [`resolve`].
+pub async fn exchange(
+    server: &str,
+    ca_pem: &[u8],
+    sa_token: &Credential,
+    cluster: &str,
+    service: &ScopePath,
+    policy: RetryPolicy,
+) -> Result<Credential, Error> {
+    let client = Client::new(server, ca_pem, None).map_err(|e| Error::Config(e.to_string()))?;
+    // The body holds the token: built once, wiped when done.
+    let body = Zeroizing::new(
+        serde_json::to_vec(&serde_json::json!({
+            "cluster": cluster,
+            "service": service.as_str(),
+            "token": sa_token.expose(),
+        }))
+        .map_err(|e| Error::Internal(format!("encoding the exchange: {e}")))?,
+    );
+    with_retries(policy, || exchange_once(&client, &body)).await
+}
+
+async fn exchange_once(client: &Client, body: &[u8]) -> Result<Credential, Failure> {
+    let mut conn = connect(client).await?;
+    let (status, answer) = conn
+        .send_limited(
+            Method::POST,
+            "/api/v1/workload-token-exchange",
+            Some(body.to_vec()),
+            MAX_EXCHANGE_ANSWER,
+        )
+        .await
+        .map_err(|e| match e {
+            ClientError::TooLarge { status, limit } => Failure::Fatal(Error::Internal(format!(
+                "the server's answer to the exchange (HTTP {status}) is larger than {limit} bytes"
+            ))),
+            other => Failure::Retry(other.to_string()),
+        })?;
+    let answer = Zeroizing::new(Vec::from(answer));
+    let status = status.as_u16();
+    if status == 201 {
+        let token = serde_json::from_slice::<WorkloadToken>(&answer).map_err(|e| {
+            Failure::Fatal(Error::Internal(format!(
+                "the exchange's answer is not what the API documents: {}",
+                json_error(&e)
+            )))
+        })?;
+        return Credential::parse(
+            token.token.0.expose().as_bytes(),
+            "the exchanged workload token",
+        )
+        .map_err(Failure::Fatal);
+    }
+    Err(refusal(status, &answer, |message, code| {
+        Error::Config(format!(
+            "the server refused the service-account token for this service: {message} ({code}, \
+             HTTP {status})"
+        ))
+    }))
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the retries are
+/// spent (waiting with backoff and jitter in between).
+async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome =
-            match tokio::time::timeout(policy.attempt_timeout, once(&client, &path, max_response))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Failure::Retry(format!(
-                    "no answer within {} ms",
-                    policy.attempt_timeout.as_millis()
-                ))),
-            };
+        let outcome = match tokio::time::timeout(policy.attempt_timeout, attempt()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failure::Retry(format!(
+                "no answer within {} ms",
+                policy.attempt_timeout.as_millis()
+            ))),
+        };
         match outcome {
-            Ok(resolved) => return Ok(resolved),
+            Ok(value) => return Ok(value),
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Retry(last)) => {
                 if attempts > policy.retries {
@@ -103,8 +179,9 @@ pub(crate) fn jitter(d: Duration) -> Duration {
     d / 2 + (d / 2).mul_f64(f64::from(r) / f64::from(u16::MAX))
 }
 
-async fn once(client: &Client, path: &str, max_response: usize) -> Result<Resolved, Failure> {
-    let mut conn = client.connect().await.map_err(|e| match e {
+/// A connection to the server; a certificate the CA did not sign is final.
+async fn connect(client: &Client) -> Result<warden_api::Connection, Failure> {
+    client.connect().await.map_err(|e| match e {
         ClientError::Config(m) => Failure::Fatal(Error::Config(m)),
         // A certificate the pinned CA did not sign will not change on
         // retry: a wrong --ca, a wrong address, or someone in the middle.
@@ -114,7 +191,31 @@ async fn once(client: &Client, path: &str, max_response: usize) -> Result<Resolv
             )))
         }
         other => Failure::Retry(other.to_string()),
-    })?;
+    })
+}
+
+/// What an error answer means: 401 a refused credential, 403 and 404
+/// `forbidden(message, code)`, 429 and 5xx worth a retry, anything else an
+/// answer the API does not document.
+fn refusal(status: u16, body: &[u8], forbidden: impl FnOnce(&str, &str) -> Error) -> Failure {
+    // The server's words, bounded and with control characters escaped: a
+    // message cannot forge a second line or drive the terminal.
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) => (server_text(&b.error.code), server_text(&b.error.message)),
+        Err(_) => ("http_error".to_owned(), format!("HTTP {status}")),
+    };
+    match status {
+        401 => Failure::Fatal(Error::CredentialRefused(message)),
+        403 | 404 => Failure::Fatal(forbidden(&message, &code)),
+        429 | 500..=599 => Failure::Retry(format!("{message} ({code}, HTTP {status})")),
+        _ => Failure::Fatal(Error::Internal(format!(
+            "unexpected answer: {message} ({code}, HTTP {status})"
+        ))),
+    }
+}
+
+async fn once(client: &Client, path: &str, max_response: usize) -> Result<Resolved, Failure> {
+    let mut conn = connect(client).await?;
     let (status, body) = conn
         .send_limited(Method::GET, path, None, max_response)
         .await
@@ -152,22 +253,11 @@ async fn once(client: &Client, path: &str, max_response: usize) -> Result<Resolv
             )))
         });
     }
-    // The server's words, bounded and with control characters escaped: a
-    // message cannot forge a second line or drive the terminal.
-    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) => (server_text(&b.error.code), server_text(&b.error.message)),
-        Err(_) => ("http_error".to_owned(), format!("HTTP {status}")),
-    };
-    Err(match status {
-        401 => Failure::Fatal(Error::CredentialRefused(message)),
-        403 | 404 => Failure::Fatal(Error::Config(format!(
+    Err(refusal(status, &body, |message, code| {
+        Error::Config(format!(
             "the server refused this service to the credential: {message} ({code}, HTTP {status})"
-        ))),
-        429 | 500..=599 => Failure::Retry(format!("{message} ({code}, HTTP {status})")),
-        _ => Failure::Fatal(Error::Internal(format!(
-            "unexpected answer: {message} ({code}, HTTP {status})"
-        ))),
-    })
+        ))
+    }))
 }
 
 #[cfg(test)]

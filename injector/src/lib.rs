@@ -41,7 +41,9 @@ use std::process::Command;
 pub use error::Error;
 
 use crate::cli::{Exec, Parsed};
-use crate::credential::{CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, Credential};
+use crate::credential::{
+    CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, Credential, K8S_TOKEN_FILE_ENV, Source,
+};
 use crate::deliver::{Delivery, SECRETS_FD_ENV, TemplateTarget};
 use crate::secrets::Secrets;
 
@@ -97,6 +99,19 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("starting the async runtime: {e}")))?;
+    // A pod on Kubernetes proves itself with its service-account token,
+    // which the server exchanges for a workload token of the service.
+    let credential = match &exec.credential {
+        Source::Kubernetes { cluster, .. } => runtime.block_on(fetch::exchange(
+            &exec.server,
+            &ca_pem,
+            &credential,
+            cluster,
+            &exec.service,
+            exec.retry,
+        ))?,
+        _ => credential,
+    };
     let resolved = runtime.block_on(fetch::resolve(
         &exec.server,
         &ca_pem,
@@ -106,12 +121,13 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         exec.max_response_bytes,
     ))?;
     // A watch reads a credential file again for each connection (the
-    // runtime replaces it before it expires); one from the environment or
-    // a descriptor cannot be read again, so the watching parent keeps it.
+    // runtime replaces it before it expires; a service-account token is
+    // exchanged again); one from the environment or a descriptor cannot be
+    // read again, so the watching parent keeps it.
     let kept = match exec.credential {
         _ if exec.watch.is_none() => None,
-        credential::Source::File(_) | credential::Source::EnvFile(_) => None,
-        credential::Source::Env | credential::Source::Fd(_) => Some(credential),
+        Source::File(_) | Source::EnvFile(_) | Source::Kubernetes { .. } => None,
+        Source::Env | Source::Fd(_) => Some(credential),
     };
     let versions = resolved.versions.clone();
     let secrets = Secrets::from_resolved(resolved, exec.service.as_str())?;
@@ -211,7 +227,12 @@ impl Launcher<'_> {
         let mut cmd = Command::new(&self.program);
         cmd.arg0(&exec.command[0]);
         cmd.args(&exec.command[1..]);
-        for var in [CREDENTIAL_ENV, CREDENTIAL_FILE_ENV, SECRETS_FD_ENV] {
+        for var in [
+            CREDENTIAL_ENV,
+            CREDENTIAL_FILE_ENV,
+            K8S_TOKEN_FILE_ENV,
+            SECRETS_FD_ENV,
+        ] {
             cmd.env_remove(var);
         }
         // Kept open until exec (or spawn): the command inherits it.

@@ -86,6 +86,8 @@ pub const ENV_DENYLIST: &[&str] = &[
     "WARDEN_CREDENTIAL",
     "WARDEN_CREDENTIAL_FILE",
     "WARDEN_SECRETS_FD",
+    "WARDEN_K8S_TOKEN_FILE",
+    "WARDEN_CLUSTER",
 ];
 
 /// The [`ENV_DENYLIST`] entry that `name` matches, if any.

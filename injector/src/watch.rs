@@ -8,7 +8,8 @@
 //! A lost or refused watch never stops the command: the wrapper says so on
 //! stderr and reconnects with backoff (up to [`MAX_BACKOFF`]), reading the
 //! credential file again each time (the runtime replaces it before it
-//! expires), and applies whatever changed meanwhile from the first update
+//! expires; a Kubernetes service-account token, which the kubelet
+//! refreshes, is exchanged again), and applies whatever changed meanwhile from the first update
 //! of the new watch.
 
 use std::collections::BTreeMap;
@@ -46,6 +47,8 @@ pub struct Watcher {
     /// The credential when it cannot be read again (environment, fd).
     kept: Option<Credential>,
     path: String,
+    /// The service (for a service-account token's exchange).
+    service: ScopePath,
     socket: Option<warden_api::WebSocket>,
     backoff: Duration,
     /// Made on first use (it needs the async runtime).
@@ -73,6 +76,7 @@ impl Watcher {
             source,
             kept,
             path,
+            service: service.clone(),
             socket: None,
             backoff: FIRST_BACKOFF,
             ping: None,
@@ -165,9 +169,32 @@ impl Watcher {
 
     async fn connect(&mut self) -> Result<warden_api::WebSocket, String> {
         let fresh;
-        let credential = match &self.kept {
-            Some(c) => c,
-            None => {
+        let credential = match (&self.kept, &self.source) {
+            (Some(c), _) => c,
+            // On Kubernetes: the projected token as the kubelet refreshed
+            // it, exchanged again for a workload token (one attempt; the
+            // watch's own backoff retries).
+            (None, Source::Kubernetes { cluster, .. }) => {
+                let sa = Credential::read(&self.source).map_err(|e| e.to_string())?;
+                let once = crate::fetch::RetryPolicy {
+                    retries: 0,
+                    initial_delay: FIRST_BACKOFF,
+                    max_delay: FIRST_BACKOFF,
+                    attempt_timeout: Duration::from_secs(10),
+                };
+                fresh = crate::fetch::exchange(
+                    &self.server,
+                    &self.ca_pem,
+                    &sa,
+                    cluster,
+                    &self.service,
+                    once,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                &fresh
+            }
+            (None, _) => {
                 fresh = Credential::read(&self.source).map_err(|e| e.to_string())?;
                 &fresh
             }

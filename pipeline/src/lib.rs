@@ -796,6 +796,25 @@ impl Pipeline {
         Fut: Future<Output = Result<T, E>>,
     {
         let target = claimed.map_or_else(Target::vault, |c| Target::principal(c.0));
+        self.run_public_on(meta, action, claimed, target, op).await
+    }
+
+    /// [`Pipeline::run_public`] acting on `target` (an exchange of a
+    /// credential Warden did not issue, such as a Kubernetes
+    /// service-account token, for one of a service: the entry names the
+    /// account it proved and the pod).
+    pub async fn run_public_on<T, E, Fut>(
+        &self,
+        meta: &RequestMeta,
+        action: &str,
+        claimed: Option<(&str, &'static str)>,
+        target: Target,
+        op: Fut,
+    ) -> Result<T, E>
+    where
+        E: OpError,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let event = self.system_event(self.anonymous(meta, claimed), action, target);
         let intent = self
             .0

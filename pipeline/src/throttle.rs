@@ -1,5 +1,6 @@
 //! Failure throttles for what anyone can try without a credential: logins,
-//! TOTP codes, unseal attempts. Each key (an account, a source address)
+//! TOTP codes, unseal attempts, service-account token exchanges. Each key
+//! (an account, a source address)
 //! gets a few free failures; after that every failure locks the key for a
 //! doubling time, up to a cap, and attempts while locked are refused before
 //! any expensive work (a password hash, a key derivation) is done. A
@@ -159,6 +160,11 @@ pub struct Throttles {
     pub totp_account: Throttle,
     /// Failed unseal attempts per source network.
     pub unseal_source: Throttle,
+    /// Refused Kubernetes service-account token exchanges per source
+    /// network. Pods of one node often share a network, so its locks are
+    /// short: a misconfigured deployment slows its node's exchanges down
+    /// for at most a minute at a time.
+    pub exchange_source: Throttle,
     /// Password checks in progress, per account and per source network.
     pub password_checks: InFlight,
 }
@@ -195,6 +201,12 @@ impl Default for Throttles {
                 free: 5,
                 base: Duration::from_secs(1),
                 max: 5 * minute,
+                window: 15 * minute,
+            }),
+            exchange_source: Throttle::new(Policy {
+                free: 30,
+                base: Duration::from_secs(1),
+                max: minute,
                 window: 15 * minute,
             }),
             password_checks: InFlight::default(),

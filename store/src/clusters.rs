@@ -303,7 +303,8 @@ impl Store {
         self.guard.check_one(found)
     }
 
-    /// Removes a cluster and its join tokens; false if there was none. Its
+    /// Removes a cluster, its join tokens, its service-account issuer and
+    /// its service accounts' bindings; false if there was none. Its
     /// environments stay placed on it (their pods are unavailable until it
     /// comes back or they are placed elsewhere), never silently moved.
     pub async fn remove_cluster(&self, name: &str) -> Result<bool, StoreError> {
@@ -312,10 +313,17 @@ impl Store {
             .run(
                 move |c| {
                     Box::pin(async move {
-                        sqlx::query("DELETE FROM join_tokens WHERE cluster = $1")
+                        // Its join tokens, service-account issuer and
+                        // bindings go with it: a cluster made later under
+                        // the same name starts with none.
+                        for table in ["join_tokens", "cluster_issuers", "sa_bindings"] {
+                            sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DELETE FROM {table} WHERE cluster = $1"
+                            )))
                             .bind(name.as_str())
                             .execute(&mut *c)
                             .await?;
+                        }
                         let n = sqlx::query("DELETE FROM clusters WHERE name = $1")
                             .bind(name.as_str())
                             .execute(&mut *c)

@@ -26,6 +26,7 @@ mod gateway;
 mod holders;
 mod integrity;
 mod rows;
+mod service_accounts;
 mod writer;
 
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ pub use gateway::{RecordingChunkRow, ShellSessionRow, SshHostKeyRow};
 pub use holders::HolderRow;
 pub use integrity::{Alarm, RowKey};
 pub use rows::*;
+pub use service_accounts::{IssuerRow, SaBindingRow};
 pub use writer::{Ticket, TxFuture, after_intent};
 
 /// Milliseconds since the Unix epoch.

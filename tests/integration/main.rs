@@ -28,6 +28,7 @@ mod replicas;
 mod routes;
 mod scenarios;
 mod security;
+mod service_accounts;
 mod sessions;
 mod shell;
 mod webhook;

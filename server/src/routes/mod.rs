@@ -32,6 +32,7 @@ mod manage;
 mod roles;
 mod scopes;
 mod secrets;
+mod service_accounts;
 mod sessions;
 mod shell;
 mod ssh_keys;
@@ -636,6 +637,56 @@ pub static ROUTES: &[RouteSpec] = &[
         summary: "Place an environment's pods on a cluster.",
         doc: Doc::empty().body(of::<Placement>),
         handler: || put(clusters::place),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/clusters/{name}/issuer",
+        guard: Guard::Requires(&[Action::ClusterManage]),
+        summary: "Set a Kubernetes cluster's service-account issuer: its `iss`, the audience its tokens must include (default `warden`) and its JWKS (RS256 or ES256 keys).",
+        doc: Doc::json(of::<IssuerInfo>).body(of::<IssuerSet>),
+        handler: || put(service_accounts::set_issuer),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/clusters/{name}/issuer",
+        guard: Guard::Requires(&[Action::ClusterManage]),
+        summary: "A cluster's service-account issuer and its keys.",
+        doc: Doc::json(of::<IssuerInfo>),
+        handler: || get(service_accounts::show_issuer),
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/api/v1/sa-bindings/{*service}",
+        guard: Guard::Requires(&[Action::WorkloadIssue]),
+        summary: "Bind a cluster's Kubernetes service account to a service: its pods may exchange their service-account tokens for the service's workload token while the service's environment is placed on that cluster. Idempotent: an existing binding is answered as it stands.",
+        doc: Doc::json(of::<SaBindingInfo>).body(of::<SaBindingRequest>),
+        handler: || put(service_accounts::bind),
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/api/v1/sa-bindings",
+        guard: Guard::Requires(&[Action::WorkloadIssue]),
+        summary: "The service-account bindings of the services at or under ?scope=PATH.",
+        doc: Doc::json(of::<SaBindingList>).query(fields::<service_accounts::ScopeQuery>),
+        handler: || get(service_accounts::list),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/sa-binding-revoke/{*service}",
+        guard: Guard::Requires(&[Action::WorkloadIssue]),
+        summary: "Remove a service-account binding; the service account's next exchange is refused.",
+        doc: Doc::empty().body(of::<SaBindingRequest>),
+        handler: || post(service_accounts::unbind),
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/api/v1/workload-token-exchange",
+        guard: Guard::Public,
+        summary: "A pod's projected Kubernetes service-account token for a workload token (at most 1 h, never past the token's own expiry) of a service its service account is bound to on that cluster; refused failures are throttled per network.",
+        doc: Doc::json(of::<WorkloadToken>)
+            .body(of::<TokenExchange>)
+            .status(201),
+        handler: || post(service_accounts::exchange),
     },
     RouteSpec {
         method: "PUT",
