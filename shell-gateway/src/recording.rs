@@ -110,13 +110,21 @@ pub struct Tap {
 
 impl Tap {
     /// Records output: stdout (or a terminal's), or stderr.
+    /// Output that records nothing (empty, or only NULs) is not activity.
     pub async fn output(&self, stderr: bool, data: &Bytes) {
+        if !recordable(data) {
+            return;
+        }
         let now = self.touch();
         let _ = self.tx.send(Event::Output(now, stderr, data.clone())).await;
     }
 
-    /// Records input, if this session records input.
+    /// Records input, if this session records input. Empty input (an
+    /// empty WebSocket frame or SSH data message) is not activity.
     pub async fn input(&self, data: &Bytes) {
+        if data.is_empty() {
+            return;
+        }
         let now = self.touch();
         if self.input {
             let _ = self.tx.send(Event::Input(now, data.clone())).await;
@@ -516,6 +524,11 @@ fn without_nul(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(data.iter().copied().filter(|&b| b != 0).collect())
 }
 
+/// Whether `data` has anything that goes into a recording (not only NULs).
+fn recordable(data: &[u8]) -> bool {
+    data.iter().any(|&b| b != 0)
+}
+
 /// The length of `bytes` without an incomplete UTF-8 sequence at its end.
 fn complete_utf8_prefix(bytes: &[u8]) -> usize {
     let len = bytes.len();
@@ -753,6 +766,32 @@ mod tests {
                 assert_eq!(text, want, "split at {i}");
             }
         }
+    }
+
+    /// Review 11, L1: empty input frames and NUL-only output kept a
+    /// session from ever being idle, while the recording showed nothing.
+    #[tokio::test]
+    async fn only_what_is_recorded_or_typed_counts_as_activity() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let tap = Tap {
+            tx,
+            input: true,
+            start: Instant::now(),
+            active_ms: Arc::default(),
+        };
+        let idle_since = tap.last_activity();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tap.input(&Bytes::new()).await;
+        tap.output(false, &Bytes::new()).await;
+        tap.output(true, &Bytes::from_static(b"\0\0\0")).await;
+        assert_eq!(tap.last_activity(), idle_since);
+        assert!(rx.try_recv().is_err(), "nothing to record was queued");
+        tap.output(false, &Bytes::from_static(b"\0x")).await;
+        assert!(tap.last_activity() > idle_since);
+        let typed = tap.last_activity();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tap.input(&Bytes::from_static(b"\n")).await;
+        assert!(tap.last_activity() > typed);
     }
 
     #[test]
