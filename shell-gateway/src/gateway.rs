@@ -125,7 +125,7 @@ pub struct Session {
     /// authority: someone ended it (`kill`), or its recording failed.
     killed: watch::Receiver<Option<String>>,
     recorder: Recorder,
-    /// The allowing role's session settings.
+    /// The session settings of the roles allowing it, combined.
     policy: SessionPolicy,
     gateway: Gateway,
 }

@@ -1751,3 +1751,54 @@ async fn a_live_session_is_followed_read_only_by_those_who_may_watch() {
     let acme = audit(&dev, "acme").await;
     assert!(acme.contains("session.join"), "the watch is audited");
 }
+
+/// Review 11, M1: the settings of a limiting role bound beside Developer
+/// applied only when its name sorted before `developer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiting_role_bound_beside_developer_applies_whatever_its_name() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    for name in ["aa-audited", "zz-audited"] {
+        let role = format!(
+            "name: {name}\nrules:\n  - allow: [shell.exec, env.read]\n\
+             session: {{max_length: 10s, idle_timeout: 5s, record_input: true}}\n"
+        );
+        dev.ok(
+            Method::PUT,
+            "/api/v1/roles/acme",
+            Some(json!({ "source": role })),
+        )
+        .await;
+        let user = format!("u-{name}");
+        let (_, key) = member(&dev, &user, "developer").await;
+        dev.ok(
+            Method::POST,
+            "/api/v1/bindings",
+            Some(json!({"principal": format!("user:{user}"), "role": name, "scope": "acme"})),
+        )
+        .await;
+        // `policy check` shows the settings that apply.
+        let (code, out, err) = warden_cli(
+            &dev,
+            &[
+                "policy",
+                "check",
+                &format!("user:{user}"),
+                "shell.exec",
+                "acme/shop/dev/api",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("session: max_length 10s, idle_timeout 5s, record_input true"),
+            "{name}: {out}"
+        );
+        let started = Instant::now();
+        let (code, _, err) = ssh.run(&key, &user, &["acme/shop/dev/api", "--", "sleep 60"]);
+        let took = started.elapsed();
+        assert_eq!(code, 255, "{name}: {err}");
+        assert!(err.contains("no input or output for 5s"), "{name}: {err}");
+        assert!(took < Duration::from_secs(15), "{name}: {took:?}");
+    }
+}
