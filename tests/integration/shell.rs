@@ -1401,15 +1401,21 @@ async fn sessions_are_recorded_masked_sealed_and_verified_offline() {
     add_key(&dev.client, &public).await;
 
     // The user sees what the process prints, secret values included.
-    // Also split across writes, with stderr in between.
+    // Also split across writes, with stderr in between; and with NULs
+    // between its bytes (as UTF-16LE output has them: review 11, M2).
     let (first, second) = SECRET.split_at(8);
+    let nul_escaped: String = SECRET.chars().map(|c| format!("{c}\\000")).collect();
     let script = format!(
         "echo 'the value is {SECRET}'; printf 'h\\303\\251llo\\n'; printf '{first}'; sleep 0.2; \
-         printf ERR >&2; sleep 0.2; printf '{second}\\n'; exit 3"
+         printf ERR >&2; sleep 0.2; printf '{second}\\n'; printf '{nul_escaped}\\n'; exit 3"
     );
     let (code, out, err) = ssh.run(&key, "root", &["acme/shop/dev/api", "--", &script]);
     assert_eq!(code, 3);
-    assert_eq!(out, format!("the value is {SECRET}\nhéllo\n{SECRET}\n"));
+    let nul_interleaved: String = SECRET.chars().map(|c| format!("{c}\0")).collect();
+    assert_eq!(
+        out,
+        format!("the value is {SECRET}\nhéllo\n{SECRET}\n{nul_interleaved}\n")
+    );
     assert_eq!(err, "ERR");
     let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
     let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
@@ -1473,7 +1479,7 @@ async fn sessions_are_recorded_masked_sealed_and_verified_offline() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(played.matches("********").count(), 2, "{played:?}");
+    assert_eq!(played.matches("********").count(), 3, "{played:?}");
     assert!(
         !played.contains(first) && !played.contains(second),
         "{played:?}"
