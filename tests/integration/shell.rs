@@ -1808,3 +1808,90 @@ async fn a_limiting_role_bound_beside_developer_applies_whatever_its_name() {
         assert!(took < Duration::from_secs(15), "{name}: {took:?}");
     }
 }
+
+/// A user bound to `role` at `scope`, logged in: its client.
+async fn login_at(dev: &Dev, name: &str, role: &str, scope: &str) -> Client {
+    dev.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": name, "kind": "user", "password": PASSWORD})),
+    )
+    .await;
+    dev.ok(
+        Method::POST,
+        "/api/v1/bindings",
+        Some(json!({"principal": format!("user:{name}"), "role": role, "scope": scope})),
+    )
+    .await;
+    let login = dev
+        .ok(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"user": name, "password": PASSWORD})),
+        )
+        .await;
+    let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
+    Client::new(
+        &format!("https://127.0.0.1:{}", dev.port),
+        &ca,
+        Some(login["token"].as_str().unwrap().to_owned()),
+    )
+    .unwrap()
+}
+
+/// Review 11, L4: a session id of another tenant's was answered with its
+/// service's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_session_is_not_found_without_naming_its_service() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    dev.scopes("globex/web/dev", "development", &["api"]).await;
+    let ssh = Ssh::of(&dev).await;
+    let (key, public) = keygen(dev.base.path(), "root-key");
+    add_key(&dev.client, &public).await;
+    let (code, _, err) = ssh.run(&key, "root", &["acme/shop/dev/api", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let gina = login_at(&dev, "gina", "admin", "globex").await;
+    let unknown = "0123456789abcdef01234567";
+    for (method, route) in [
+        (Method::GET, ""),
+        (Method::POST, "/kill"),
+        (Method::GET, "/recording"),
+    ] {
+        for asked in [id.as_str(), unknown] {
+            let e = gina
+                .call::<Value>(
+                    method.clone(),
+                    &format!("/api/v1/session/{asked}{route}"),
+                    None::<&Value>,
+                )
+                .await
+                .unwrap_err();
+            match e {
+                warden_api::ClientError::Api {
+                    status: 404,
+                    message,
+                    ..
+                } => assert_eq!(message, format!("session {asked} not found"), "{route}"),
+                e => panic!("{route}: {e:?}"),
+            }
+        }
+    }
+    let e = gina
+        .websocket(
+            &format!("/api/v1/session/{id}/join"),
+            &[warden_api::SESSION_JOIN_PROTOCOL],
+        )
+        .await
+        .unwrap_err();
+    match e {
+        warden_api::ClientError::Api {
+            status: 404,
+            message,
+            ..
+        } => assert_eq!(message, format!("session {id} not found")),
+        e => panic!("join: {e:?}"),
+    }
+}

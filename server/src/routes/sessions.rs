@@ -80,6 +80,19 @@ async fn session_of(
     Ok((row, service))
 }
 
+/// A hidden denial (the caller has no binding in the session's
+/// organization) answered as an unknown id: the pipeline's "service ...
+/// not found" would name another tenant's service.
+fn as_unknown(id: &str) -> impl FnOnce(ApiError) -> ApiError + '_ {
+    move |e| {
+        if e.error().kind() == ErrorKind::NotFound {
+            ApiError::not_found(format!("session {id} not found"))
+        } else {
+            e
+        }
+    }
+}
+
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -126,6 +139,7 @@ pub(super) async fn show(
     app.pipeline
         .run_stored(&caller, op, |_permit| async { Ok(Json(info(row))) })
         .await
+        .map_err(as_unknown(&id))
 }
 
 pub(super) async fn kill(
@@ -155,6 +169,7 @@ pub(super) async fn kill(
             Ok(StatusCode::NO_CONTENT)
         })
         .await
+        .map_err(as_unknown(&id))
 }
 
 /// Chunks read at a time from a recording (at most 1 MiB of text each):
@@ -175,6 +190,7 @@ pub(super) async fn recording(
     }
     let app: &App = &app;
     let (row, service) = session_of(app, &caller, "session.recording", &id).await?;
+    let asked = id.clone();
     let op = Operation::new(
         "session.recording",
         Action::SessionWatch,
@@ -205,6 +221,7 @@ pub(super) async fn recording(
             }))
         })
         .await
+        .map_err(as_unknown(&asked))
 }
 
 /// Opens one chunk (its seal binds the session, its number and whether it
@@ -427,7 +444,11 @@ pub(super) async fn join(
         Scope::Path(service.clone()),
         Target::session(&id, &service, Some(row.pod)),
     );
-    let grant = app.pipeline.run_session(&caller, op).await?;
+    let grant = app
+        .pipeline
+        .run_session(&caller, op)
+        .await
+        .map_err(|e| as_unknown(&id)(ApiError::from(e)))?;
     Ok(ws.on_upgrade(move |socket| follow(app, socket, grant, service, id)))
 }
 
