@@ -84,6 +84,8 @@ pub struct GatewayInfo {
     /// This replica's node id.
     node: String,
     core: OnceLock<Gateway>,
+    /// The `session join`s open on this replica.
+    pub(crate) joins: crate::routes::sessions::JoinSlots,
 }
 
 impl GatewayInfo {

@@ -1758,6 +1758,20 @@ async fn a_live_session_is_followed_read_only_by_those_who_may_watch() {
     assert!(acme.contains("session.join"), "the watch is audited");
 }
 
+/// The statuses of the `session.join` outcomes in `acme`'s log.
+async fn join_outcomes(dev: &Dev) -> Vec<String> {
+    let page = dev
+        .ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+        .await;
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "session.join" && e["phase"] == "outcome")
+        .map(|e| e["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// Review 11, M1: the settings of a limiting role bound beside Developer
 /// applied only when its name sorted before `developer`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1894,4 +1908,108 @@ async fn another_tenants_session_is_not_found_without_naming_its_service() {
         } => assert_eq!(message, format!("session {id} not found")),
         e => panic!("join: {e:?}"),
     }
+}
+
+/// Review 11, M3: a watcher that stops reading kept its join (and what it
+/// held) past its authority; joins were unlimited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_that_stops_reading_ends_with_its_authority_and_joins_are_capped() {
+    use warden_api::SESSION_JOIN_PROTOCOL;
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (_, devon) = member(&dev, "devon", "developer").await;
+    // ~24 MiB of recording, more than the sockets between a watcher and the
+    // server hold, then a live session that prints nothing.
+    let mut session = ssh
+        .command(&devon, "devon")
+        .args([
+            "acme/shop/dev/api",
+            "--",
+            "head -c 25000000 /dev/zero | tr '\\0' a; echo; echo big-done; exec sleep 300",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = session.stdout.take().unwrap();
+    let done = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines.any(|l| l.map(|l| l == "big-done").unwrap_or(false))
+    });
+    assert!(done.join().unwrap(), "the session's output ended early");
+    let list = dev
+        .ok(Method::GET, "/api/v1/sessions/acme?live=true", None)
+        .await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let join = format!("/api/v1/session/{id}/join");
+    // Its chunks are stored (1 MiB or 2 s each).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A watcher that joins and never reads.
+    let wanda = login_at(&dev, "wanda", "admin", "acme").await;
+    let (stalled, _) = wanda
+        .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+        .await
+        .unwrap();
+    // At most 8 joins of one session at once: 429 for the ninth.
+    let mut others = Vec::new();
+    for _ in 0..7 {
+        let (socket, _) = dev
+            .client
+            .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+            .await
+            .unwrap();
+        others.push(socket);
+    }
+    let e = dev
+        .client
+        .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, warden_api::ClientError::Api { status: 429, message, .. }
+            if message.contains("8 watchers")),
+        "{e:?}"
+    );
+    // The server is stuck sending to the watcher that does not read by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !join_outcomes(&dev)
+            .await
+            .contains(&"authority_ended".to_owned()),
+        "a join ended early"
+    );
+    let revoked = Instant::now();
+    let (code, body) = dev
+        .send(
+            Method::POST,
+            "/api/v1/bindings/revoke",
+            Some(json!({"principal": "user:wanda", "role": "admin", "scope": "acme"})),
+        )
+        .await;
+    assert!(code < 300, "{code} {body}");
+    loop {
+        if join_outcomes(&dev)
+            .await
+            .contains(&"authority_ended".to_owned())
+        {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(3),
+            "a watcher that stopped reading kept its join past its authority"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its slot is free again.
+    let (socket, _) = dev
+        .client
+        .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+        .await
+        .unwrap();
+    drop((socket, others, stalled));
+    let _ = session.kill();
+    let _ = session.wait();
 }

@@ -32,7 +32,7 @@ mod manage;
 mod roles;
 mod scopes;
 mod secrets;
-mod sessions;
+pub(crate) mod sessions;
 mod shell;
 mod ssh_keys;
 mod sys;

@@ -403,6 +403,89 @@ async fn check_recording(
 use warden_api::SESSION_JOIN_PROTOCOL as JOIN_PROTOCOL;
 /// How often a joined session's new chunks are looked for.
 const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long one message to a watcher may take to go out: a watcher that
+/// stops reading is closed after this, rather than holding its chunk and
+/// its grant for ever.
+const JOIN_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the close frame may take (the watcher may not be reading).
+const JOIN_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Joins of one session at once, on this replica.
+pub(crate) const JOINS_PER_SESSION: usize = 8;
+/// Joins by one principal at once, on this replica.
+pub(crate) const JOINS_PER_PRINCIPAL: usize = 16;
+
+/// The joins open on this replica, counted per session and per principal
+/// (each holds a WebSocket, a grant and up to a chunk of text).
+#[derive(Debug, Default)]
+pub(crate) struct JoinSlots(std::sync::Arc<std::sync::Mutex<JoinCounts>>);
+
+#[derive(Debug, Default)]
+struct JoinCounts {
+    by_session: std::collections::HashMap<String, usize>,
+    by_principal: std::collections::HashMap<String, usize>,
+}
+
+/// One open join; its slot is given back when dropped.
+#[derive(Debug)]
+pub(crate) struct JoinSlot {
+    counts: std::sync::Arc<std::sync::Mutex<JoinCounts>>,
+    session: String,
+    principal: String,
+}
+
+impl JoinSlots {
+    /// A slot for `principal` joining `session`, or why not (429).
+    pub(crate) fn take(&self, session: &str, principal: &str) -> Result<JoinSlot, Error> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.by_session.get(session).copied().unwrap_or(0) >= JOINS_PER_SESSION {
+            return Err(Error::rate_limited(
+                5,
+                format!(
+                    "session {session} has {JOINS_PER_SESSION} watchers already; try again later"
+                ),
+            ));
+        }
+        if counts.by_principal.get(principal).copied().unwrap_or(0) >= JOINS_PER_PRINCIPAL {
+            return Err(Error::rate_limited(
+                5,
+                format!(
+                    "{principal} watches {JOINS_PER_PRINCIPAL} sessions already; leave one first"
+                ),
+            ));
+        }
+        *counts.by_session.entry(session.to_owned()).or_default() += 1;
+        *counts.by_principal.entry(principal.to_owned()).or_default() += 1;
+        Ok(JoinSlot {
+            counts: std::sync::Arc::clone(&self.0),
+            session: session.to_owned(),
+            principal: principal.to_owned(),
+        })
+    }
+}
+
+impl Drop for JoinSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let JoinCounts {
+            by_session,
+            by_principal,
+        } = &mut *counts;
+        for (map, key) in [(by_session, &self.session), (by_principal, &self.principal)] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+}
 
 /// `GET /api/v1/session/{id}/join`: follows a session's recording as it is
 /// written (read-only), one text message per chunk (asciicast lines, from
@@ -410,6 +493,8 @@ const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// replica (chunks come from the database, within a chunk's time, 2 s, of
 /// being shown). It is a session of its own, `session.watch` held for as
 /// long as it lasts: when the watcher's authority ends, so does the watch.
+/// At most [`JOINS_PER_SESSION`] joins of a session and
+/// [`JOINS_PER_PRINCIPAL`] by one principal at once per replica (429).
 pub(super) async fn join(
     State(app): State<AppState>,
     crate::caller::Meta(mut meta): crate::caller::Meta,
@@ -449,17 +534,64 @@ pub(super) async fn join(
         .run_session(&caller, op)
         .await
         .map_err(|e| as_unknown(&id)(ApiError::from(e)))?;
-    Ok(ws.on_upgrade(move |socket| follow(app, socket, grant, service, id)))
+    // Counted once authorized, so a refusal tells only those who may watch
+    // that the session is watched; the refused join is audited as such.
+    let slot = match app.gateway.joins.take(&id, caller.id()) {
+        Ok(slot) => slot,
+        Err(e) => {
+            grant.finish("rate_limited");
+            return Err(e.into());
+        }
+    };
+    Ok(ws.on_upgrade(move |socket| follow(app, socket, grant, service, id, slot)))
 }
 
-/// Sends the session's chunks as they are stored, until its last one, the
-/// watcher's authority ends, or the watcher leaves.
+/// How sending one message to a watcher went.
+enum Sent {
+    Done,
+    /// The watcher's socket failed or closed.
+    Gone,
+    /// The watcher did not take it within [`JOIN_SEND_TIMEOUT`].
+    Stalled,
+    /// The watcher's authority ended (why).
+    Ended(String),
+}
+
+/// Sends `msg`, unless the watch's authority has ended, racing the send
+/// against the authority's end and [`JOIN_SEND_TIMEOUT`]: a watcher that
+/// stops reading must not keep its watch, nor what it holds, past either.
+async fn send_watched<S>(
+    sink: &mut S,
+    grant: &mut warden_pipeline::SessionGrant,
+    msg: Message,
+) -> Sent
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    use futures::SinkExt;
+    if let Some(reason) = grant.end_reason() {
+        return Sent::Ended(reason);
+    }
+    tokio::select! {
+        sent = tokio::time::timeout(JOIN_SEND_TIMEOUT, sink.send(msg)) => match sent {
+            Ok(Ok(())) => Sent::Done,
+            Ok(Err(_)) => Sent::Gone,
+            Err(_) => Sent::Stalled,
+        },
+        reason = grant.ended() => Sent::Ended(reason),
+    }
+}
+
+/// Sends the session's chunks as they are stored, one at a time, until its
+/// last one, the watcher's authority ends, or the watcher leaves or stops
+/// reading.
 async fn follow(
     app: AppState,
     socket: WebSocket,
     mut grant: warden_pipeline::SessionGrant,
     service: ScopePath,
     id: String,
+    slot: JoinSlot,
 ) {
     use futures::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
@@ -470,46 +602,88 @@ async fn follow(
         }))
     };
     let mut from = 0;
-    let status = loop {
-        let rows = match app.store.recording_chunks(&id, from, RECORDING_PAGE).await {
+    let status = 'follow: loop {
+        // One chunk at a time: a watcher holds at most one chunk's text.
+        let rows = match app.store.recording_chunks(&id, from, 1).await {
             Ok(rows) => rows,
-            Err(e) => {
-                let _ = sink.send(close(1011, e.to_string())).await;
-                break "failed";
-            }
+            Err(e) => break (close(1011, e.to_string()), "failed"),
         };
-        let mut ended = false;
         for r in &rows {
-            match open_chunk(&app, grant.permit(), &service, r).await {
-                Ok(c) => {
-                    if sink.send(Message::Text(c.text.into())).await.is_err() {
-                        return grant.finish("client_gone");
-                    }
+            let text = match open_chunk(&app, grant.permit(), &service, r).await {
+                Ok(c) => c.text,
+                Err(e) => break 'follow (close(1011, e.error().message().to_owned()), "failed"),
+            };
+            match send_watched(&mut sink, &mut grant, Message::Text(text.into())).await {
+                Sent::Done => {}
+                Sent::Gone => return grant.finish("client_gone"),
+                Sent::Stalled => {
+                    break 'follow (
+                        close(1008, "the watcher stopped reading".into()),
+                        "client_gone",
+                    );
                 }
-                Err(e) => {
-                    let _ = sink.send(close(1011, e.error().message().to_owned())).await;
-                    return grant.finish("failed");
+                Sent::Ended(reason) => {
+                    break 'follow (
+                        close(1008, format!("watch ended: {reason}")),
+                        "authority_ended",
+                    );
                 }
             }
             from = r.seq + 1;
-            ended |= r.last;
+            if r.last {
+                break 'follow (close(1000, "the session ended".into()), "ok");
+            }
         }
-        if ended {
-            let _ = sink.send(close(1000, "the session ended".into())).await;
-            break "ok";
+        if !rows.is_empty() {
+            continue;
         }
         tokio::select! {
             () = tokio::time::sleep(JOIN_POLL) => {}
             reason = grant.ended() => {
-                let _ = sink.send(close(1008, format!("watch ended: {reason}"))).await;
-                break "authority_ended";
+                break (close(1008, format!("watch ended: {reason}")), "authority_ended");
             }
             msg = stream.next() => match msg {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break "client_gone",
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return grant.finish("client_gone"),
                 // The watch is read-only: anything the watcher sends is ignored.
                 Some(Ok(_)) => {}
             },
         }
     };
+    let (frame, status) = status;
+    // The watcher may not be reading: the close is tried briefly, then the
+    // socket is dropped.
+    let _ = tokio::time::timeout(JOIN_CLOSE_TIMEOUT, sink.send(frame)).await;
+    drop(slot);
     grant.finish(status);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Review 11, M3: joins were unlimited.
+    #[test]
+    fn joins_are_capped_per_session_and_per_principal_and_slots_come_back() {
+        let slots = JoinSlots::default();
+        let mut held: Vec<JoinSlot> = (0..JOINS_PER_SESSION)
+            .map(|_| slots.take("s1", "user:a").unwrap())
+            .collect();
+        let full = slots.take("s1", "user:b").unwrap_err();
+        assert!(matches!(full.kind(), ErrorKind::RateLimited { .. }));
+        assert!(full.message().contains("watchers"), "{}", full.message());
+        // Another session, same principal, up to its own cap.
+        for i in JOINS_PER_SESSION..JOINS_PER_PRINCIPAL {
+            held.push(slots.take(&format!("s{i}"), "user:a").unwrap());
+        }
+        let busy = slots.take("other", "user:a").unwrap_err();
+        assert!(busy.message().contains("user:a"), "{}", busy.message());
+        assert!(slots.take("other", "user:b").is_ok());
+        // Dropping a join gives its slot back.
+        held.remove(0);
+        assert!(slots.take("s1", "user:b").is_ok());
+        drop(held);
+        let counts = slots.0.lock().unwrap();
+        assert!(counts.by_session.is_empty() && counts.by_principal.is_empty());
+    }
 }
