@@ -2013,3 +2013,113 @@ async fn a_join_that_stops_reading_ends_with_its_authority_and_joins_are_capped(
     let _ = session.kill();
     let _ = session.wait();
 }
+
+/// Review 11, M4: a replica killed with a live session left it live for
+/// ever (kill a no-op, joins endless, `audit verify --live` silent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_sessions_end_replica_lost() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use warden_api::SESSION_JOIN_PROTOCOL;
+    const LOST_AFTER: u64 = 6;
+    let mut dev =
+        Dev::start_with_env(&[("WARDEN_SESSION_LOST_AFTER_SECS", &LOST_AFTER.to_string())]).await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (key, public) = keygen(dev.base.path(), "root-key");
+    add_key(&dev.client, &public).await;
+    let mut session = ssh
+        .command(&key, "root")
+        .args(["acme/shop/dev/api", "--", "echo started; exec sleep 300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let list = dev
+        .ok(Method::GET, "/api/v1/sessions/acme?live=true", None)
+        .await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    // Its first chunk is stored (within 2 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = dev
+            .ok(
+                Method::GET,
+                &format!("/api/v1/session/{id}/recording"),
+                None,
+            )
+            .await;
+        if !page["chunks"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    dev.crash_and_restart().await;
+    let _ = session.kill();
+    let _ = session.wait();
+    let restarted = Instant::now();
+    // A join follows what was recorded, and ends once the session does.
+    let (socket, _) = dev
+        .client
+        .websocket(
+            &format!("/api/v1/session/{id}/join"),
+            &[SESSION_JOIN_PROTOCOL],
+        )
+        .await
+        .unwrap();
+    let joined = tokio::spawn(async move {
+        let (_, mut stream) = socket.split();
+        let (mut text, mut closed) = (String::new(), None);
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Text(t) => text.push_str(&t),
+                Message::Close(frame) => closed = frame.map(|f| f.reason.to_string()),
+                _ => {}
+            }
+        }
+        (text, closed)
+    });
+    // Ended within the bound (and a heartbeat), as replica_lost.
+    let bound = Duration::from_secs(LOST_AFTER + 8);
+    let shown = loop {
+        let shown = dev
+            .ok(Method::GET, &format!("/api/v1/session/{id}"), None)
+            .await;
+        if !shown["ended_at_ms"].is_null() {
+            break shown;
+        }
+        assert!(restarted.elapsed() < bound, "still live: {shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(shown["status"], "replica_lost", "{shown}");
+    let (text, closed) = tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .expect("the join outlived its session")
+        .unwrap();
+    assert!(text.contains("started"), "{text}");
+    assert!(
+        closed
+            .as_deref()
+            .unwrap_or_default()
+            .contains("replica_lost"),
+        "{closed:?}"
+    );
+    // Nothing left to kill.
+    let (code, _) = dev
+        .send(Method::POST, &format!("/api/v1/session/{id}/kill"), None)
+        .await;
+    assert_eq!(code, 409);
+    // Live verification names it (no outcome to check against), without
+    // failing.
+    let (code, out, err) = warden_cli(&dev, &["audit", "verify", "--live", "acme"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("WARNING") && out.contains(&id) && out.contains("replica_lost"),
+        "{out}"
+    );
+}

@@ -279,14 +279,16 @@ async fn outcome_of(app: &App, log: &str, id: &str) -> Result<Option<RecordingOu
 /// Checks every recording of organization `org`'s log (the sessions with
 /// stored chunks, and those whose outcome records a digest): each chunk
 /// opens, none is missing, the last is marked, and the digest is the one
-/// the audit outcome recorded. Sessions still live are skipped. Answers
-/// how many were checked and the first failure: the outcome's seq, if
-/// known, and why.
+/// the audit outcome recorded. Sessions still live are skipped; sessions
+/// ended `replica_lost` (their replica died: no outcome exists) are not
+/// checked but named in a warning each. Answers how many were checked, the
+/// warnings, and the first failure: the outcome's seq, if known, and why.
 pub(crate) async fn verify_recordings(
     app: &App,
     permit: &Permit,
     org: &str,
-) -> Result<(usize, Option<(Option<i64>, String)>), ApiError> {
+) -> Result<RecordingsVerified, ApiError> {
+    let mut warnings = Vec::new();
     let mut sessions: std::collections::BTreeMap<String, Option<RecordingOutcome>> =
         std::collections::BTreeMap::new();
     for id in app.store.recorded_sessions(org).await? {
@@ -317,22 +319,34 @@ pub(crate) async fn verify_recordings(
             Some(o) => o,
             None => match app.store.shell_session(&id).await? {
                 Some(s) if s.ended_at.is_none() => continue,
+                Some(s) if s.status.as_deref() == Some(warden_store::REPLICA_LOST) => {
+                    warnings.push(format!(
+                        "session {id} ended replica_lost (its replica stopped answering): \
+                         its recording is incomplete and has no audit outcome to check against"
+                    ));
+                    continue;
+                }
                 _ => match outcome_of(app, org, &id).await? {
                     Some(o) => o,
                     None => {
                         let why = format!("session {id} has a recording but no audit outcome");
-                        return Ok((checked, Some((None, why))));
+                        return Ok((checked, warnings, Some((None, why))));
                     }
                 },
             },
         };
         checked += 1;
         if let Err(why) = check_recording(app, permit, &id, &outcome).await? {
-            return Ok((checked, Some((Some(outcome.seq), why))));
+            return Ok((checked, warnings, Some((Some(outcome.seq), why))));
         }
     }
-    Ok((checked, None))
+    Ok((checked, warnings, None))
 }
+
+/// What [`verify_recordings`] found: how many recordings were checked,
+/// warnings (recordings that cannot be checked), and the first failure
+/// (the outcome's seq, if known, and why).
+pub(crate) type RecordingsVerified = (usize, Vec<String>, Option<(Option<i64>, String)>);
 
 /// One session's recording against its outcome: `Ok(Err(why))` when it
 /// fails.
@@ -409,6 +423,10 @@ const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 const JOIN_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long the close frame may take (the watcher may not be reading).
 const JOIN_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// A session whose row says it ended this long ago (ms) and whose last
+/// chunk is still missing will not get one: the recorder writes it within
+/// moments of the row's end.
+const JOIN_END_GRACE_MS: i64 = 10_000;
 /// Joins of one session at once, on this replica.
 pub(crate) const JOINS_PER_SESSION: usize = 8;
 /// Joins by one principal at once, on this replica.
@@ -583,7 +601,8 @@ where
 }
 
 /// Sends the session's chunks as they are stored, one at a time, until its
-/// last one, the watcher's authority ends, or the watcher leaves or stops
+/// last one, the session's row says it ended without one (its replica was
+/// lost), the watcher's authority ends, or the watcher leaves or stops
 /// reading.
 async fn follow(
     app: AppState,
@@ -604,10 +623,36 @@ async fn follow(
     let mut from = 0;
     let status = 'follow: loop {
         // One chunk at a time: a watcher holds at most one chunk's text.
-        let rows = match app.store.recording_chunks(&id, from, 1).await {
+        let mut rows = match app.store.recording_chunks(&id, from, 1).await {
             Ok(rows) => rows,
             Err(e) => break (close(1011, e.to_string()), "failed"),
         };
+        if rows.is_empty() {
+            // Nothing new: a session that ended without its last chunk
+            // (its replica was lost) gets none.
+            match app.store.shell_session(&id).await {
+                Ok(Some(row)) if ended_for_good(&row) => {
+                    rows = match app.store.recording_chunks(&id, from, 1).await {
+                        Ok(rows) => rows,
+                        Err(e) => break (close(1011, e.to_string()), "failed"),
+                    };
+                    if rows.is_empty() {
+                        let status = row.status.as_deref().unwrap_or("ended");
+                        break (
+                            close(
+                                1000,
+                                format!(
+                                    "the session ended ({status}) without the end of its recording"
+                                ),
+                            ),
+                            "ok",
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => break (close(1011, e.to_string()), "failed"),
+            }
+        }
         for r in &rows {
             let text = match open_chunk(&app, grant.permit(), &service, r).await {
                 Ok(c) => c.text,
@@ -655,6 +700,19 @@ async fn follow(
     let _ = tokio::time::timeout(JOIN_CLOSE_TIMEOUT, sink.send(frame)).await;
     drop(slot);
     grant.finish(status);
+}
+
+/// Whether a session's row says it has ended and no more of its recording
+/// can come: its replica was lost, or it ended long enough ago for its
+/// recorder to have written the last chunk.
+fn ended_for_good(row: &ShellSessionRow) -> bool {
+    match row.ended_at {
+        None => false,
+        Some(at) => {
+            row.status.as_deref() == Some(warden_store::REPLICA_LOST)
+                || warden_store::now_ms().saturating_sub(at) > JOIN_END_GRACE_MS
+        }
+    }
 }
 
 #[cfg(test)]
