@@ -259,7 +259,7 @@ pub fn session_lost_after(var: impl Fn(&str) -> Option<String>) -> Duration {
 /// Until the server stops: says every few seconds that this process still
 /// holds its live sessions (`Gateway::heartbeat`), and ends the sessions of
 /// any replica whose process has not said so for `lost_after`
-/// (`Gateway::end_lost`): a replica killed with its sessions live left them
+/// (`end_lost_sessions`): a replica killed with its sessions live left them
 /// live for ever.
 pub(crate) async fn heartbeat(app: Weak<App>, lost_after: Duration) {
     let every = HEARTBEAT.min(lost_after / 3);
@@ -268,11 +268,13 @@ pub(crate) async fn heartbeat(app: Weak<App>, lost_after: Duration) {
         let Some(app) = app.upgrade() else {
             return;
         };
-        let core = gateway(&app);
-        if let Err(e) = core.heartbeat().await {
+        // Only a gateway that exists holds sessions; the reaping needs none.
+        if let Some(core) = app.gateway.core.get()
+            && let Err(e) = core.heartbeat().await
+        {
             tracing::warn!(error = %e.message(), "saying this replica holds its sessions");
         }
-        match core.end_lost(lost_after).await {
+        match warden_shell_gateway::end_lost_sessions(&app.store, lost_after).await {
             Ok(ended) => {
                 for id in ended {
                     tracing::warn!(

@@ -201,7 +201,7 @@ impl Gateway {
     /// and ends those another replica ended as lost meanwhile (this one
     /// had not said so for too long: fail closed, their listing says they
     /// ended). Run it every few seconds, well within the bound of
-    /// [`Gateway::end_lost`].
+    /// [`end_lost_sessions`].
     pub async fn heartbeat(&self) -> Result<(), Error> {
         if lock(&self.live).is_empty() {
             return Ok(());
@@ -220,21 +220,6 @@ impl Gateway {
             }
         }
         Ok(())
-    }
-
-    /// Ends (status `replica_lost`) the live sessions of any replica whose
-    /// holding process has not said it holds them for `lost_after`: it
-    /// crashed, or cannot reach the database. They have no audit outcome
-    /// (their intent stays without one); their listing and joins end.
-    /// Answers the ids ended.
-    pub async fn end_lost(&self, lost_after: Duration) -> Result<Vec<String>, Error> {
-        let now = warden_store::now_ms();
-        let bound = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
-        Ok(self
-            .pipeline
-            .store()
-            .end_lost_shell_sessions(now.saturating_sub(bound), now)
-            .await?)
     }
 
     /// Ends a session this replica holds, telling its user who asked;
@@ -583,6 +568,23 @@ async fn idle_for(tap: &Tap, limit: Option<Duration>) -> Duration {
         }
         tokio::time::sleep_until(due).await;
     }
+}
+
+/// Ends (status `replica_lost`) the live sessions of any replica whose
+/// holding process has not said it holds them ([`Gateway::heartbeat`]) for
+/// `lost_after`: it crashed, or cannot reach the database. They have no
+/// audit outcome (their intent stays without one); their listing and joins
+/// end. Any replica may run it, holding sessions or not. Answers the ids
+/// ended.
+pub async fn end_lost_sessions(
+    store: &warden_store::Store,
+    lost_after: Duration,
+) -> Result<Vec<String>, Error> {
+    let now = warden_store::now_ms();
+    let bound = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
+    Ok(store
+        .end_lost_shell_sessions(now.saturating_sub(bound), now)
+        .await?)
 }
 
 /// A new process's holder id: 16 random hex digits.
