@@ -949,6 +949,22 @@ pub struct PolicyDecision {
     pub rule: Option<usize>,
     /// One line for humans.
     pub explanation: String,
+    /// For an allowed `shell.exec`: how the session would run, combining
+    /// the `session:` of every role allowing it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionSettings>,
+}
+
+/// Effective session settings (`session:` in role files, combined).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionSettings {
+    /// The session ends after this many seconds (the gateway's own
+    /// maximum applies too).
+    pub max_length_secs: Option<u64>,
+    /// The session ends after this many seconds without input or output.
+    pub idle_timeout_secs: Option<u64>,
+    /// Whether input is recorded besides output.
+    pub record_input: bool,
 }
 
 /// `GET /api/v1/audit/{log}/entries`: one page of a log.

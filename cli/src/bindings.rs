@@ -215,6 +215,7 @@ mod tests {
             binding: Some("acme".into()),
             rule: Some(1),
             explanation: "allowed by viewer at acme".into(),
+            session: None,
         };
         assert!(decision_result(&d).is_ok());
         d.allowed = false;

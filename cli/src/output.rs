@@ -377,6 +377,15 @@ pub fn policy_decision(d: &PolicyDecision) {
     if let Some(n) = d.rule {
         println!("rule:    {n}");
     }
+    if let Some(s) = &d.session {
+        let limit = |secs: Option<u64>| secs.map_or_else(|| "none".to_owned(), |s| format!("{s}s"));
+        println!(
+            "session: max_length {}, idle_timeout {}, record_input {}",
+            limit(s.max_length_secs),
+            limit(s.idle_timeout_secs),
+            s.record_input
+        );
+    }
 }
 
 pub fn progress(total: u64) -> indicatif::ProgressBar {

@@ -76,8 +76,8 @@ impl Permit {
         &self.rule
     }
 
-    /// How a session this permit allows runs: the allowing role's
-    /// `session:` settings.
+    /// How a session this permit allows runs: the `session:` settings of
+    /// every role allowing it, combined (`SessionPolicy::and`).
     pub fn session_policy(&self) -> SessionPolicy {
         self.session
     }

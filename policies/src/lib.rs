@@ -199,7 +199,10 @@ pub struct Explanation {
     pub permission: String,
     /// The rule's condition (always holds when it has none).
     pub when: Condition,
-    /// How sessions the rule allows run (its role's `session:`).
+    /// How sessions run: in an [`Allowed`], the combination
+    /// ([`SessionPolicy::and`]) of every role with a rule allowing the
+    /// action on the resource, so which binding is listed first has no
+    /// say; in a deny, the deny rule's role's `session:`.
     pub session: SessionPolicy,
 }
 
@@ -351,7 +354,10 @@ fn explain(binding: &Binding, index: usize, rule: &Rule, action: Action) -> Expl
 /// - If any matching deny rule of any applicable binding exists, the request
 ///   is denied by it (the first one, in binding then rule order).
 /// - Otherwise it is allowed by the first matching allow rule, and denied by
-///   default when there is none.
+///   default when there is none. The allow's session settings combine those
+///   of every binding with a matching allow rule (the smallest limits, input
+///   recorded if any asks): a limiting role bound beside a broader one
+///   applies whatever the roles are called.
 /// - Root-only actions (`sys.seal`) are denied on anything but the root.
 pub fn authorize(principal: &Principal, action: Action, resource: &Resource) -> Decision {
     if action.root_only() && resource.scope != Scope::Root {
@@ -367,6 +373,7 @@ pub fn authorize(principal: &Principal, action: Action, resource: &Resource) -> 
     let mode = resource.mode;
     let mfa = principal.mfa;
     let mut allow: Option<(&Binding, usize)> = None;
+    let mut session = SessionPolicy::default();
     for binding in &principal.bindings {
         let role = &*binding.role;
         if (role.allow_mask | role.deny_mask) & bit == 0 || !binding.scope.contains(&resource.scope)
@@ -392,13 +399,15 @@ pub fn authorize(principal: &Principal, action: Action, resource: &Resource) -> 
                 explicit: Some(explanation),
             });
         }
-        if allow.is_none()
-            && role.allow_mask & bit != 0
+        if role.allow_mask & bit != 0
             && let Some(i) = rules.iter().position(|r| {
                 r.effect == Effect::Allow && r.mask & bit != 0 && r.when.holds(mode, mfa)
             })
         {
-            allow = Some((binding, i));
+            session = session.and(role.session_policy());
+            if allow.is_none() {
+                allow = Some((binding, i));
+            }
         }
     }
     match allow {
@@ -406,7 +415,10 @@ pub fn authorize(principal: &Principal, action: Action, resource: &Resource) -> 
             principal: principal.id.clone(),
             action,
             scope: resource.scope.clone(),
-            explanation: explain(binding, i, &binding.role.rules()[i], action),
+            explanation: Explanation {
+                session,
+                ..explain(binding, i, &binding.role.rules()[i], action)
+            },
         }),
         None => Decision::Deny(default_denial(principal, action, resource)),
     }

@@ -237,7 +237,8 @@ impl fmt::Display for Rule {
 
 /// How the shell sessions a role allows run: `session:` in a role file,
 /// e.g. `session: {max_length: 8h, idle_timeout: 15m, record_input: true}`.
-/// A session follows the role whose rule allowed it.
+/// A session follows every role with a rule allowing it, combined
+/// ([`SessionPolicy::and`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionPolicy {
     /// A session ends after this long (5 seconds to 24 hours; the
@@ -249,6 +250,28 @@ pub struct SessionPolicy {
     /// Whether the session's input (keystrokes, piped stdin) is recorded
     /// besides its output.
     pub record_input: bool,
+}
+
+impl SessionPolicy {
+    /// Both settings at once: the smaller of each limit (a role without one
+    /// sets none), and input recorded if either asks for it.
+    #[must_use]
+    pub fn and(self, other: SessionPolicy) -> SessionPolicy {
+        fn smaller(
+            a: Option<std::time::Duration>,
+            b: Option<std::time::Duration>,
+        ) -> Option<std::time::Duration> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        SessionPolicy {
+            max_length: smaller(self.max_length, other.max_length),
+            idle_timeout: smaller(self.idle_timeout, other.idle_timeout),
+            record_input: self.record_input || other.record_input,
+        }
+    }
 }
 
 /// The `session:` block of a role file.

@@ -711,7 +711,7 @@ fn accepted_role_file_shapes() {
 }
 
 #[test]
-fn a_role_sets_how_its_sessions_run_and_the_allowing_role_decides() {
+fn a_role_sets_how_its_sessions_run_and_every_allowing_role_has_its_say() {
     use std::time::Duration;
     let oncall = role(
         "name: oncall\nrules:\n  - allow: [shell.exec]\n\
@@ -724,6 +724,53 @@ fn a_role_sets_how_its_sessions_run_and_the_allowing_role_decides() {
     assert_eq!(session.max_length, Some(Duration::from_secs(8 * 3600)));
     assert_eq!(session.idle_timeout, Some(Duration::from_secs(90)));
     assert!(session.record_input);
+    // Review 11, M1: every allowing role has its say, whatever the
+    // bindings' order (the store lists them by scope, then role name).
+    let developer = builtin("developer");
+    for name in ["aa-limit", "zz-limit"] {
+        let limit = role(&format!(
+            "name: {name}\nrules:\n  - allow: [shell.exec]\n\
+             session: {{max_length: 10m, idle_timeout: 30s}}\n"
+        ));
+        let logged = role(&format!(
+            "name: {name}-log\nrules:\n  - allow: [shell.exec]\n\
+             session: {{max_length: 1h, record_input: true}}\n"
+        ));
+        for bindings in [
+            vec![
+                bind(&developer, "acme"),
+                bind(&limit, "acme"),
+                bind(&logged, "acme"),
+            ],
+            vec![
+                bind(&logged, "acme"),
+                bind(&limit, "acme"),
+                bind(&developer, "acme"),
+            ],
+        ] {
+            let p = principal(bindings);
+            let session = allowed(&p, Action::ShellExec, &api(EnvMode::Development))
+                .explanation()
+                .session;
+            assert_eq!(session.max_length, Some(Duration::from_secs(600)), "{name}");
+            assert_eq!(
+                session.idle_timeout,
+                Some(Duration::from_secs(30)),
+                "{name}"
+            );
+            assert!(session.record_input, "{name}");
+        }
+        // A role that does not allow the session has no say in it.
+        let other = role(&format!(
+            "name: {name}-other\nrules:\n  - allow: [secret.read]\n\
+             session: {{max_length: 5s}}\n"
+        ));
+        let p = principal(vec![bind(&other, "acme"), bind(&developer, "acme")]);
+        let session = allowed(&p, Action::ShellExec, &api(EnvMode::Development))
+            .explanation()
+            .session;
+        assert_eq!(session, SessionPolicy::default(), "{name}");
+    }
     // Without a block: no limits of the role's own, no input recorded.
     assert_eq!(builtin("admin").session_policy(), SessionPolicy::default());
     for bad in [

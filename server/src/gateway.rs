@@ -84,6 +84,8 @@ pub struct GatewayInfo {
     /// This replica's node id.
     node: String,
     core: OnceLock<Gateway>,
+    /// The `session join`s open on this replica.
+    pub(crate) joins: crate::routes::sessions::JoinSlots,
 }
 
 impl GatewayInfo {
@@ -222,6 +224,66 @@ pub(crate) async fn apply_kills(app: Weak<App>) {
             && let Err(e) = gateway(&app).apply_kills().await
         {
             tracing::debug!(error = %e.message(), "checking for ended sessions");
+        }
+    }
+}
+
+/// How often a process holding sessions says so, and looks for sessions
+/// whose holder is gone (at most: a third of the bound, when it is short).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A live session whose holding process has not said so for this long is
+/// ended as `replica_lost`, by any replica.
+pub const SESSION_LOST_AFTER: Duration = Duration::from_secs(60);
+/// The environment variable that sets [`SESSION_LOST_AFTER`] in seconds
+/// (3 or more), for tests and for installations that want another bound.
+pub const SESSION_LOST_AFTER_VAR: &str = "WARDEN_SESSION_LOST_AFTER_SECS";
+
+/// The bound after which a silent holder's sessions are ended: the
+/// environment's [`SESSION_LOST_AFTER_VAR`] (read through `var`), else
+/// [`SESSION_LOST_AFTER`]. A value that is not a whole number of seconds,
+/// 3 or more, is ignored (and logged).
+pub fn session_lost_after(var: impl Fn(&str) -> Option<String>) -> Duration {
+    match var(SESSION_LOST_AFTER_VAR).map(|v| v.trim().parse::<u64>()) {
+        None => SESSION_LOST_AFTER,
+        Some(Ok(secs)) if secs >= 3 => Duration::from_secs(secs),
+        Some(_) => {
+            tracing::warn!(
+                "{SESSION_LOST_AFTER_VAR} must be a whole number of seconds, 3 or more; using {}s",
+                SESSION_LOST_AFTER.as_secs()
+            );
+            SESSION_LOST_AFTER
+        }
+    }
+}
+
+/// Until the server stops: says every few seconds that this process still
+/// holds its live sessions (`Gateway::heartbeat`), and ends the sessions of
+/// any replica whose process has not said so for `lost_after`
+/// (`end_lost_sessions`): a replica killed with its sessions live left them
+/// live for ever.
+pub(crate) async fn heartbeat(app: Weak<App>, lost_after: Duration) {
+    let every = HEARTBEAT.min(lost_after / 3);
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(app) = app.upgrade() else {
+            return;
+        };
+        // Only a gateway that exists holds sessions; the reaping needs none.
+        if let Some(core) = app.gateway.core.get()
+            && let Err(e) = core.heartbeat().await
+        {
+            tracing::warn!(error = %e.message(), "saying this replica holds its sessions");
+        }
+        match warden_shell_gateway::end_lost_sessions(&app.store, lost_after).await {
+            Ok(ended) => {
+                for id in ended {
+                    tracing::warn!(
+                        session = %id,
+                        "ended a shell session whose replica stopped answering (replica_lost)"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e.message(), "looking for lost sessions"),
         }
     }
 }

@@ -190,6 +190,10 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
         None => (None, None),
     };
     tokio::spawn(gateway::apply_kills(Arc::downgrade(&app)));
+    tokio::spawn(gateway::heartbeat(
+        Arc::downgrade(&app),
+        gateway::session_lost_after(|k| std::env::var(k).ok()),
+    ));
     let router = app_router(app.clone(), opts.request_timeout);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(serve::serve(

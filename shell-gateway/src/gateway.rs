@@ -108,6 +108,9 @@ pub struct Gateway {
     recordings: Arc<dyn Recordings>,
     /// This replica's node id (sessions are recorded with it).
     node: Arc<str>,
+    /// This process's own id (node ids may repeat across replicas, and a
+    /// restarted replica is a new holder): a random one per gateway.
+    holder: Arc<str>,
     /// The sessions this replica holds, each with the sender that ends it
     /// (with the reason: `kill`, a failed recording), by id.
     live: Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>,
@@ -125,7 +128,7 @@ pub struct Session {
     /// authority: someone ended it (`kill`), or its recording failed.
     killed: watch::Receiver<Option<String>>,
     recorder: Recorder,
-    /// The allowing role's session settings.
+    /// The session settings of the roles allowing it, combined.
     policy: SessionPolicy,
     gateway: Gateway,
 }
@@ -189,8 +192,34 @@ impl Gateway {
             placement,
             recordings,
             node: node.into(),
+            holder: holder_id().into(),
             live: Arc::default(),
         }
+    }
+
+    /// Says this process still holds its live sessions, if it holds any,
+    /// and ends those another replica ended as lost meanwhile (this one
+    /// had not said so for too long: fail closed, their listing says they
+    /// ended). Run it every few seconds, well within the bound of
+    /// [`end_lost_sessions`].
+    pub async fn heartbeat(&self) -> Result<(), Error> {
+        if lock(&self.live).is_empty() {
+            return Ok(());
+        }
+        let lost = self
+            .pipeline
+            .store()
+            .shell_sessions_seen(&self.holder, warden_store::now_ms())
+            .await?;
+        for id in lost {
+            if let Some(tx) = lock(&self.live).get(&id) {
+                tx.send_replace(Some(
+                    "this replica could not record the session as live; it was ended as replica_lost"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Ends a session this replica holds, telling its user who asked;
@@ -212,7 +241,7 @@ impl Gateway {
         for (id, by) in self
             .pipeline
             .store()
-            .killed_shell_sessions(&self.node)
+            .killed_shell_sessions(&self.holder)
             .await?
         {
             self.end_here(&id, &by);
@@ -303,6 +332,8 @@ impl Gateway {
             status: None,
             exit_status: None,
             killed_by: None,
+            holder: Some(self.holder.to_string()),
+            seen_at: None,
         };
         // Listed for `session list|kill`; a session that cannot be listed
         // still runs (the audit log has it), but is logged.
@@ -536,6 +567,33 @@ async fn idle_for(tap: &Tap, limit: Option<Duration>) -> Duration {
             return limit;
         }
         tokio::time::sleep_until(due).await;
+    }
+}
+
+/// Ends (status `replica_lost`) the live sessions of any replica whose
+/// holding process has not said it holds them ([`Gateway::heartbeat`]) for
+/// `lost_after`: it crashed, or cannot reach the database. They have no
+/// audit outcome (their intent stays without one); their listing and joins
+/// end. Any replica may run it, holding sessions or not. Answers the ids
+/// ended.
+pub async fn end_lost_sessions(
+    store: &warden_store::Store,
+    lost_after: Duration,
+) -> Result<Vec<String>, Error> {
+    let now = warden_store::now_ms();
+    let bound = i64::try_from(lost_after.as_millis()).unwrap_or(i64::MAX);
+    Ok(store
+        .end_lost_shell_sessions(now.saturating_sub(bound), now)
+        .await?)
+}
+
+/// A new process's holder id: 16 random hex digits.
+fn holder_id() -> String {
+    match warden_pipeline::random_bytes::<8>() {
+        Ok(bytes) => hex::encode(bytes),
+        // The system's random source failing is not expected; the process
+        // id and the time are unique enough among replicas to go on with.
+        Err(_) => format!("{}-{}", std::process::id(), warden_store::now_ms()),
     }
 }
 

@@ -25,7 +25,9 @@ mod ssh;
 mod target;
 pub mod websocket;
 
-pub use gateway::{Command, Gateway, Placement, Session, SessionEnd, ShellRequest, Stop};
+pub use gateway::{
+    Command, Gateway, Placement, Session, SessionEnd, ShellRequest, Stop, end_lost_sessions,
+};
 /// The SSH host key type.
 pub use russh::keys::PrivateKey as HostKey;
 pub use ssh::{SecondFactor, SshGateway, SshOptions, host_key_fingerprint, host_key_from_seed};

@@ -110,13 +110,21 @@ pub struct Tap {
 
 impl Tap {
     /// Records output: stdout (or a terminal's), or stderr.
+    /// Output that records nothing (empty, or only NULs) is not activity.
     pub async fn output(&self, stderr: bool, data: &Bytes) {
+        if !recordable(data) {
+            return;
+        }
         let now = self.touch();
         let _ = self.tx.send(Event::Output(now, stderr, data.clone())).await;
     }
 
-    /// Records input, if this session records input.
+    /// Records input, if this session records input. Empty input (an
+    /// empty WebSocket frame or SSH data message) is not activity.
     pub async fn input(&self, data: &Bytes) {
+        if data.is_empty() {
+            return;
+        }
         let now = self.touch();
         if self.input {
             let _ = self.tx.send(Event::Input(now, data.clone())).await;
@@ -449,10 +457,13 @@ impl Stream {
     }
 
     fn push(&mut self, data: &[u8]) -> String {
+        // NULs go before masking: masking must see exactly the bytes that
+        // are recorded, or `h\0unter2` would become `hunter2` after it.
+        let data = without_nul(data);
         if self.masker.finder.is_none() {
-            return self.decode(data, false);
+            return self.decode(&data, false);
         }
-        let masked = self.masker.push(data);
+        let masked = self.masker.push(&data);
         self.decode(&masked, false)
     }
 
@@ -461,39 +472,34 @@ impl Stream {
         self.decode(&rest, true)
     }
 
+    /// Decodes masked bytes (NULs already left out) as UTF-8, with `\r\n`
+    /// line ends when `crlf`.
     fn decode(&mut self, data: &[u8], end: bool) -> String {
         let mut bytes = std::mem::take(&mut self.carry);
-        // NUL shows nothing on a terminal, and would take six bytes each
-        // (`\u0000`): it is left out.
         bytes.reserve(data.len() + data.len() / 16);
         let mut rest = data;
         while !rest.is_empty() {
-            // Copied a run at a time, up to the next byte that needs care.
+            // Copied a run at a time, up to the next line feed that needs a
+            // carriage return.
             let special = if self.crlf {
-                memchr::memchr2(0, b'\n', rest)
+                memchr::memchr(b'\n', rest)
             } else {
-                memchr::memchr(0, rest)
+                None
             };
             let run = special.unwrap_or(rest.len());
             if run > 0 {
                 bytes.extend_from_slice(&rest[..run]);
                 self.last = rest[run - 1];
             }
-            let Some(&b) = rest.get(run) else {
+            if run == rest.len() {
                 break;
-            };
-            if b == b'\n' {
-                if self.last != b'\r' {
-                    bytes.push(b'\r');
-                }
-                bytes.push(b'\n');
-                self.last = b'\n';
-                rest = &rest[run + 1..];
-            } else {
-                // A run of NULs goes at once.
-                let nuls = rest[run..].iter().take_while(|&&b| b == 0).count();
-                rest = &rest[run + nuls..];
             }
+            if self.last != b'\r' {
+                bytes.push(b'\r');
+            }
+            bytes.push(b'\n');
+            self.last = b'\n';
+            rest = &rest[run + 1..];
         }
         let cut = if end {
             bytes.len()
@@ -506,6 +512,21 @@ impl Stream {
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         }
     }
+}
+
+/// `data` without its NUL bytes. NUL shows nothing on a terminal, and would
+/// take six bytes each in the recording (`\u0000`): it is left out, before
+/// masking (masking sees exactly what is recorded).
+fn without_nul(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if memchr::memchr(0, data).is_none() {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    std::borrow::Cow::Owned(data.iter().copied().filter(|&b| b != 0).collect())
+}
+
+/// Whether `data` has anything that goes into a recording (not only NULs).
+fn recordable(data: &[u8]) -> bool {
+    data.iter().any(|&b| b != 0)
 }
 
 /// The length of `bytes` without an incomplete UTF-8 sequence at its end.
@@ -722,6 +743,55 @@ mod tests {
         }
         let mut raw = Stream::new(masker(&[]), false);
         assert_eq!(raw.push(b"x\ny\0"), "x\ny");
+    }
+
+    /// Review 11, M2: NULs between a value's bytes (UTF-16LE output, or
+    /// `printf 'h\0unter2'`) were dropped after masking, so the recording
+    /// held the value whole.
+    #[test]
+    fn a_value_interleaved_with_nuls_is_masked() {
+        let value = "hunter2secretvalue";
+        let utf16: Vec<u8> = format!("PASS={value}\n")
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let mut one_nul = b"h\0".to_vec();
+        one_nul.extend_from_slice(&value.as_bytes()[1..]);
+        for (input, want) in [(utf16, "PASS=********\r\n"), (one_nul, "********")] {
+            for i in 0..=input.len() {
+                let mut s = Stream::new(masker(&[value]), true);
+                let mut text = s.push(&input[..i]);
+                text.push_str(&s.push(&input[i..]));
+                text.push_str(&s.finish());
+                assert_eq!(text, want, "split at {i}");
+            }
+        }
+    }
+
+    /// Review 11, L1: empty input frames and NUL-only output kept a
+    /// session from ever being idle, while the recording showed nothing.
+    #[tokio::test]
+    async fn only_what_is_recorded_or_typed_counts_as_activity() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let tap = Tap {
+            tx,
+            input: true,
+            start: Instant::now(),
+            active_ms: Arc::default(),
+        };
+        let idle_since = tap.last_activity();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tap.input(&Bytes::new()).await;
+        tap.output(false, &Bytes::new()).await;
+        tap.output(true, &Bytes::from_static(b"\0\0\0")).await;
+        assert_eq!(tap.last_activity(), idle_since);
+        assert!(rx.try_recv().is_err(), "nothing to record was queued");
+        tap.output(false, &Bytes::from_static(b"\0x")).await;
+        assert!(tap.last_activity() > idle_since);
+        let typed = tap.last_activity();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tap.input(&Bytes::from_static(b"\n")).await;
+        assert!(tap.last_activity() > typed);
     }
 
     #[test]

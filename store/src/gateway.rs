@@ -1,5 +1,6 @@
 //! What the shell gateway keeps: its SSH host key (sealed), its sessions,
-//! live and ended (migration 0012), and their recordings (0013).
+//! live and ended (migration 0012; the process holding each and when it
+//! last said so, 0016), and their recordings (0013).
 
 use crate::integrity::{Field, Protected, Tagged, select};
 use crate::{Store, StoreError};
@@ -87,10 +88,19 @@ pub struct ShellSessionRow {
     pub exit_status: Option<i64>,
     /// Who asked to end it, if someone did.
     pub killed_by: Option<String>,
+    /// The process holding it (a random id per process start; none in
+    /// rows from before migration 0016).
+    pub holder: Option<String>,
+    /// When that process last said it still holds it, ms.
+    pub seen_at: Option<i64>,
 }
 
+/// The status of a session ended because the process holding it stopped
+/// saying so (it crashed, or lost the database): no audit outcome exists.
+pub const REPLICA_LOST: &str = "replica_lost";
+
 const SESSION_COLUMNS: &str = "id, org, service, pod, principal, transport, node, started_at, \
-                               ended_at, status, exit_status, killed_by";
+                               ended_at, status, exit_status, killed_by, holder, seen_at";
 
 impl Store {
     /// Records a session as live.
@@ -99,7 +109,8 @@ impl Store {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO shell_sessions (id, org, service, pod, principal, \
-                     transport, node, started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     transport, node, started_at, holder, seen_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .bind(row.id)
                 .bind(row.org)
@@ -109,6 +120,8 @@ impl Store {
                 .bind(row.transport)
                 .bind(row.node)
                 .bind(row.started_at)
+                .bind(row.holder)
+                .bind(row.seen_at.unwrap_or(row.started_at))
                 .execute(&mut *c)
                 .await?;
                 Ok(())
@@ -201,17 +214,94 @@ impl Store {
         .map_err(Into::into)
     }
 
-    /// The live sessions held by `node` that someone asked to end: (id,
-    /// who asked).
+    /// Says that process `holder` still holds its live sessions (at `now`,
+    /// ms); answers the ids of its sessions that another replica ended as
+    /// [`REPLICA_LOST`] meanwhile (it had stopped saying so for too long),
+    /// which the holder then ends too.
+    pub async fn shell_sessions_seen(
+        &self,
+        holder: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let who = holder.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE shell_sessions SET seen_at = $1 \
+                     WHERE holder = $2 AND ended_at IS NULL",
+                )
+                .bind(now)
+                .bind(who)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        let lost: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM shell_sessions WHERE holder = $1 AND status = $2")
+                .bind(holder)
+                .bind(REPLICA_LOST)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(lost.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Ends, as [`REPLICA_LOST`] at `now`, the live sessions whose holder
+    /// has not said it holds them since `cutoff` (ms; rows from before
+    /// migration 0016 count from their start); answers their ids.
+    pub async fn end_lost_shell_sessions(
+        &self,
+        cutoff: i64,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let stale: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM shell_sessions \
+             WHERE ended_at IS NULL AND COALESCE(seen_at, started_at) < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(self.pool())
+        .await?;
+        let mut ended = Vec::with_capacity(stale.len());
+        for (id,) in stale {
+            let this = id.clone();
+            // Judged again in the update: the holder may have said so since.
+            let done = self
+                .write(move |c| {
+                    Box::pin(async move {
+                        let done = sqlx::query(
+                            "UPDATE shell_sessions SET ended_at = $1, status = $2 \
+                             WHERE id = $3 AND ended_at IS NULL \
+                             AND COALESCE(seen_at, started_at) < $4",
+                        )
+                        .bind(now)
+                        .bind(REPLICA_LOST)
+                        .bind(this)
+                        .bind(cutoff)
+                        .execute(&mut *c)
+                        .await?;
+                        Ok(done.rows_affected() > 0)
+                    })
+                })
+                .await?;
+            if done {
+                ended.push(id);
+            }
+        }
+        Ok(ended)
+    }
+
+    /// The live sessions held by process `holder` that someone asked to
+    /// end: (id, who asked).
     pub async fn killed_shell_sessions(
         &self,
-        node: &str,
+        holder: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         sqlx::query_as(
             "SELECT id, killed_by FROM shell_sessions \
-             WHERE node = $1 AND ended_at IS NULL AND killed_by IS NOT NULL",
+             WHERE holder = $1 AND ended_at IS NULL AND killed_by IS NOT NULL",
         )
-        .bind(node)
+        .bind(holder)
         .fetch_all(self.pool())
         .await
         .map_err(Into::into)

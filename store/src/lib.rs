@@ -41,7 +41,7 @@ pub use clusters::{AgentCaRow, ClusterRow, JoinTokenRow, PlacementRow, Redeemed}
 use dialect::Dialect;
 pub use error::StoreError;
 pub use feed::Change;
-pub use gateway::{RecordingChunkRow, ShellSessionRow, SshHostKeyRow};
+pub use gateway::{REPLICA_LOST, RecordingChunkRow, ShellSessionRow, SshHostKeyRow};
 pub use holders::HolderRow;
 pub use integrity::{Alarm, RowKey};
 pub use rows::*;

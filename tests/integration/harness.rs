@@ -329,7 +329,19 @@ pub fn spawn_dev(
     port: u16,
     log: Option<&str>,
 ) -> std::process::Child {
+    spawn_dev_with_env(data_dir, home, port, log, &[])
+}
+
+/// [`spawn_dev`] with extra environment variables.
+pub fn spawn_dev_with_env(
+    data_dir: &Path,
+    home: &Path,
+    port: u16,
+    log: Option<&str>,
+    env: &[(String, String)],
+) -> std::process::Child {
     let mut cmd = std::process::Command::new(warden_bin());
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args([
         "dev",
         "--data-dir",

@@ -11,7 +11,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 use warden_api::{Client, ClientError};
 
-use crate::harness::{free_port, spawn_dev, wait_for_dev, warden_bin};
+use crate::harness::{free_port, spawn_dev_with_env, wait_for_dev, warden_bin};
 
 /// Whether this process runs as root (effective uid, from /proc).
 pub(crate) fn is_root() -> bool {
@@ -33,22 +33,34 @@ pub(crate) struct Dev {
     pub(crate) base: tempfile::TempDir,
     pub(crate) port: u16,
     pub(crate) client: Client,
+    /// Extra environment of every start.
+    env: Vec<(String, String)>,
 }
 
 impl Dev {
     pub(crate) async fn start() -> Self {
+        Self::start_with_env(&[]).await
+    }
+
+    /// [`Dev::start`] with extra environment variables (kept for restarts).
+    pub(crate) async fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let base = tempfile::Builder::new()
             .prefix("warden-pods-test")
             .tempdir_in("/var/tmp")
             .unwrap();
         let port = free_port();
-        let child = spawn_dev(&base.path().join("data"), base.path(), port, None);
+        let child = spawn_dev_with_env(&base.path().join("data"), base.path(), port, None, &env);
         let client = wait_for_dev(&base.path().join("data"), port).await;
         Self {
             child,
             base,
             port,
             client,
+            env,
         }
     }
 
@@ -57,10 +69,10 @@ impl Dev {
     }
 
     /// kill -9, then a new `warden dev` over the same directory.
-    async fn crash_and_restart(&mut self) {
+    pub(crate) async fn crash_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = spawn_dev(&self.data(), self.base.path(), self.port, None);
+        self.child = spawn_dev_with_env(&self.data(), self.base.path(), self.port, None, &self.env);
         self.client = wait_for_dev(&self.data(), self.port).await;
     }
 

@@ -1401,15 +1401,21 @@ async fn sessions_are_recorded_masked_sealed_and_verified_offline() {
     add_key(&dev.client, &public).await;
 
     // The user sees what the process prints, secret values included.
-    // Also split across writes, with stderr in between.
+    // Also split across writes, with stderr in between; and with NULs
+    // between its bytes (as UTF-16LE output has them: review 11, M2).
     let (first, second) = SECRET.split_at(8);
+    let nul_escaped: String = SECRET.chars().map(|c| format!("{c}\\000")).collect();
     let script = format!(
         "echo 'the value is {SECRET}'; printf 'h\\303\\251llo\\n'; printf '{first}'; sleep 0.2; \
-         printf ERR >&2; sleep 0.2; printf '{second}\\n'; exit 3"
+         printf ERR >&2; sleep 0.2; printf '{second}\\n'; printf '{nul_escaped}\\n'; exit 3"
     );
     let (code, out, err) = ssh.run(&key, "root", &["acme/shop/dev/api", "--", &script]);
     assert_eq!(code, 3);
-    assert_eq!(out, format!("the value is {SECRET}\nhéllo\n{SECRET}\n"));
+    let nul_interleaved: String = SECRET.chars().map(|c| format!("{c}\0")).collect();
+    assert_eq!(
+        out,
+        format!("the value is {SECRET}\nhéllo\n{SECRET}\n{nul_interleaved}\n")
+    );
     assert_eq!(err, "ERR");
     let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
     let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
@@ -1473,7 +1479,7 @@ async fn sessions_are_recorded_masked_sealed_and_verified_offline() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(played.matches("********").count(), 2, "{played:?}");
+    assert_eq!(played.matches("********").count(), 3, "{played:?}");
     assert!(
         !played.contains(first) && !played.contains(second),
         "{played:?}"
@@ -1750,4 +1756,370 @@ async fn a_live_session_is_followed_read_only_by_those_who_may_watch() {
     assert!(session.wait().unwrap().success());
     let acme = audit(&dev, "acme").await;
     assert!(acme.contains("session.join"), "the watch is audited");
+}
+
+/// The statuses of the `session.join` outcomes in `acme`'s log.
+async fn join_outcomes(dev: &Dev) -> Vec<String> {
+    let page = dev
+        .ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+        .await;
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "session.join" && e["phase"] == "outcome")
+        .map(|e| e["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Review 11, M1: the settings of a limiting role bound beside Developer
+/// applied only when its name sorted before `developer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limiting_role_bound_beside_developer_applies_whatever_its_name() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    for name in ["aa-audited", "zz-audited"] {
+        let role = format!(
+            "name: {name}\nrules:\n  - allow: [shell.exec, env.read]\n\
+             session: {{max_length: 10s, idle_timeout: 5s, record_input: true}}\n"
+        );
+        dev.ok(
+            Method::PUT,
+            "/api/v1/roles/acme",
+            Some(json!({ "source": role })),
+        )
+        .await;
+        let user = format!("u-{name}");
+        let (_, key) = member(&dev, &user, "developer").await;
+        dev.ok(
+            Method::POST,
+            "/api/v1/bindings",
+            Some(json!({"principal": format!("user:{user}"), "role": name, "scope": "acme"})),
+        )
+        .await;
+        // `policy check` shows the settings that apply.
+        let (code, out, err) = warden_cli(
+            &dev,
+            &[
+                "policy",
+                "check",
+                &format!("user:{user}"),
+                "shell.exec",
+                "acme/shop/dev/api",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("session: max_length 10s, idle_timeout 5s, record_input true"),
+            "{name}: {out}"
+        );
+        let started = Instant::now();
+        let (code, _, err) = ssh.run(&key, &user, &["acme/shop/dev/api", "--", "sleep 60"]);
+        let took = started.elapsed();
+        assert_eq!(code, 255, "{name}: {err}");
+        assert!(err.contains("no input or output for 5s"), "{name}: {err}");
+        assert!(took < Duration::from_secs(15), "{name}: {took:?}");
+    }
+}
+
+/// A user bound to `role` at `scope`, logged in: its client.
+async fn login_at(dev: &Dev, name: &str, role: &str, scope: &str) -> Client {
+    dev.ok(
+        Method::POST,
+        "/api/v1/users",
+        Some(json!({"name": name, "kind": "user", "password": PASSWORD})),
+    )
+    .await;
+    dev.ok(
+        Method::POST,
+        "/api/v1/bindings",
+        Some(json!({"principal": format!("user:{name}"), "role": role, "scope": scope})),
+    )
+    .await;
+    let login = dev
+        .ok(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"user": name, "password": PASSWORD})),
+        )
+        .await;
+    let ca = std::fs::read(dev.data().join("tls/ca.pem")).unwrap();
+    Client::new(
+        &format!("https://127.0.0.1:{}", dev.port),
+        &ca,
+        Some(login["token"].as_str().unwrap().to_owned()),
+    )
+    .unwrap()
+}
+
+/// Review 11, L4: a session id of another tenant's was answered with its
+/// service's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_session_is_not_found_without_naming_its_service() {
+    let dev = Dev::start().await;
+    services(&dev).await;
+    dev.scopes("globex/web/dev", "development", &["api"]).await;
+    let ssh = Ssh::of(&dev).await;
+    let (key, public) = keygen(dev.base.path(), "root-key");
+    add_key(&dev.client, &public).await;
+    let (code, _, err) = ssh.run(&key, "root", &["acme/shop/dev/api", "--", "true"]);
+    assert_eq!(code, 0, "{err}");
+    let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let gina = login_at(&dev, "gina", "admin", "globex").await;
+    let unknown = "0123456789abcdef01234567";
+    for (method, route) in [
+        (Method::GET, ""),
+        (Method::POST, "/kill"),
+        (Method::GET, "/recording"),
+    ] {
+        for asked in [id.as_str(), unknown] {
+            let e = gina
+                .call::<Value>(
+                    method.clone(),
+                    &format!("/api/v1/session/{asked}{route}"),
+                    None::<&Value>,
+                )
+                .await
+                .unwrap_err();
+            match e {
+                warden_api::ClientError::Api {
+                    status: 404,
+                    message,
+                    ..
+                } => assert_eq!(message, format!("session {asked} not found"), "{route}"),
+                e => panic!("{route}: {e:?}"),
+            }
+        }
+    }
+    let e = gina
+        .websocket(
+            &format!("/api/v1/session/{id}/join"),
+            &[warden_api::SESSION_JOIN_PROTOCOL],
+        )
+        .await
+        .unwrap_err();
+    match e {
+        warden_api::ClientError::Api {
+            status: 404,
+            message,
+            ..
+        } => assert_eq!(message, format!("session {id} not found")),
+        e => panic!("join: {e:?}"),
+    }
+}
+
+/// Review 11, M3: a watcher that stops reading kept its join (and what it
+/// held) past its authority; joins were unlimited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_that_stops_reading_ends_with_its_authority_and_joins_are_capped() {
+    use warden_api::SESSION_JOIN_PROTOCOL;
+    let dev = Dev::start().await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (_, devon) = member(&dev, "devon", "developer").await;
+    // ~24 MiB of recording, more than the sockets between a watcher and the
+    // server hold, then a live session that prints nothing.
+    let mut session = ssh
+        .command(&devon, "devon")
+        .args([
+            "acme/shop/dev/api",
+            "--",
+            "head -c 25000000 /dev/zero | tr '\\0' a; echo; echo big-done; exec sleep 300",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = session.stdout.take().unwrap();
+    let done = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        lines.any(|l| l.map(|l| l == "big-done").unwrap_or(false))
+    });
+    assert!(done.join().unwrap(), "the session's output ended early");
+    let list = dev
+        .ok(Method::GET, "/api/v1/sessions/acme?live=true", None)
+        .await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let join = format!("/api/v1/session/{id}/join");
+    // Its chunks are stored (1 MiB or 2 s each).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A watcher that joins and never reads.
+    let wanda = login_at(&dev, "wanda", "admin", "acme").await;
+    let (stalled, _) = wanda
+        .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+        .await
+        .unwrap();
+    // At most 8 joins of one session at once: 429 for the ninth.
+    let mut others = Vec::new();
+    for _ in 0..7 {
+        let (socket, _) = dev
+            .client
+            .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+            .await
+            .unwrap();
+        others.push(socket);
+    }
+    let e = dev
+        .client
+        .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, warden_api::ClientError::Api { status: 429, message, .. }
+            if message.contains("8 watchers")),
+        "{e:?}"
+    );
+    // The server is stuck sending to the watcher that does not read by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !join_outcomes(&dev)
+            .await
+            .contains(&"authority_ended".to_owned()),
+        "a join ended early"
+    );
+    let revoked = Instant::now();
+    let (code, body) = dev
+        .send(
+            Method::POST,
+            "/api/v1/bindings/revoke",
+            Some(json!({"principal": "user:wanda", "role": "admin", "scope": "acme"})),
+        )
+        .await;
+    assert!(code < 300, "{code} {body}");
+    loop {
+        if join_outcomes(&dev)
+            .await
+            .contains(&"authority_ended".to_owned())
+        {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(3),
+            "a watcher that stopped reading kept its join past its authority"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its slot is free again.
+    let (socket, _) = dev
+        .client
+        .websocket(&join, &[SESSION_JOIN_PROTOCOL])
+        .await
+        .unwrap();
+    drop((socket, others, stalled));
+    let _ = session.kill();
+    let _ = session.wait();
+}
+
+/// Review 11, M4: a replica killed with a live session left it live for
+/// ever (kill a no-op, joins endless, `audit verify --live` silent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_replicas_sessions_end_replica_lost() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use warden_api::SESSION_JOIN_PROTOCOL;
+    const LOST_AFTER: u64 = 6;
+    let mut dev =
+        Dev::start_with_env(&[("WARDEN_SESSION_LOST_AFTER_SECS", &LOST_AFTER.to_string())]).await;
+    services(&dev).await;
+    let ssh = Ssh::of(&dev).await;
+    let (key, public) = keygen(dev.base.path(), "root-key");
+    add_key(&dev.client, &public).await;
+    let mut session = ssh
+        .command(&key, "root")
+        .args(["acme/shop/dev/api", "--", "echo started; exec sleep 300"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let list = dev
+        .ok(Method::GET, "/api/v1/sessions/acme?live=true", None)
+        .await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    // Its first chunk is stored (within 2 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = dev
+            .ok(
+                Method::GET,
+                &format!("/api/v1/session/{id}/recording"),
+                None,
+            )
+            .await;
+        if !page["chunks"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    dev.crash_and_restart().await;
+    let _ = session.kill();
+    let _ = session.wait();
+    let restarted = Instant::now();
+    // A join follows what was recorded, and ends once the session does.
+    let (socket, _) = dev
+        .client
+        .websocket(
+            &format!("/api/v1/session/{id}/join"),
+            &[SESSION_JOIN_PROTOCOL],
+        )
+        .await
+        .unwrap();
+    let joined = tokio::spawn(async move {
+        let (_, mut stream) = socket.split();
+        let (mut text, mut closed) = (String::new(), None);
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Text(t) => text.push_str(&t),
+                Message::Close(frame) => closed = frame.map(|f| f.reason.to_string()),
+                _ => {}
+            }
+        }
+        (text, closed)
+    });
+    // Ended within the bound (and a heartbeat), as replica_lost.
+    let bound = Duration::from_secs(LOST_AFTER + 8);
+    let shown = loop {
+        let shown = dev
+            .ok(Method::GET, &format!("/api/v1/session/{id}"), None)
+            .await;
+        if !shown["ended_at_ms"].is_null() {
+            break shown;
+        }
+        assert!(restarted.elapsed() < bound, "still live: {shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(shown["status"], "replica_lost", "{shown}");
+    let (text, closed) = tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .expect("the join outlived its session")
+        .unwrap();
+    assert!(text.contains("started"), "{text}");
+    assert!(
+        closed
+            .as_deref()
+            .unwrap_or_default()
+            .contains("replica_lost"),
+        "{closed:?}"
+    );
+    // Nothing left to kill.
+    let (code, _) = dev
+        .send(Method::POST, &format!("/api/v1/session/{id}/kill"), None)
+        .await;
+    assert_eq!(code, 409);
+    // Live verification names it (no outcome to check against), without
+    // failing.
+    let (code, out, err) = warden_cli(&dev, &["audit", "verify", "--live", "acme"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("WARNING") && out.contains(&id) && out.contains("replica_lost"),
+        "{out}"
+    );
 }

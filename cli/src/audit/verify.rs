@@ -64,6 +64,8 @@ struct TranscriptView {
     key_fingerprint: Option<String>,
     first_bad_seq: Option<u64>,
     reason: Option<String>,
+    /// The steps; those starting `WARNING:` are shown after the verdict.
+    checks: Vec<String>,
 }
 
 /// `VERIFIED: log acme, entries 0..1234, 17 checkpoints, key <fp>` or
@@ -99,7 +101,14 @@ fn report_verdict(output: Output, raw: &Value, transcript: Option<&Path>) -> any
     }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(raw)?),
-        Output::Text => println!("{}", verdict_line(&t)),
+        Output::Text => {
+            println!("{}", verdict_line(&t));
+            // What could not be checked (a session whose replica was lost
+            // has no outcome): named, not a failure.
+            for w in t.checks.iter().filter(|c| c.starts_with("WARNING:")) {
+                println!("{}", output::printable(w));
+            }
+        }
     }
     if t.verdict == "ok" {
         return Ok(());

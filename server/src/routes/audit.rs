@@ -326,8 +326,10 @@ pub(super) async fn verify(
             |permit| async move {
                 let mut t = app.audit_signer.verify_live(&log).await?;
                 if log != SYSTEM_LOG && t.verdict == Verdict::Ok {
-                    let (checked, failed) =
+                    let (checked, warnings, failed) =
                         super::sessions::verify_recordings(app, &permit, &log).await?;
+                    t.checks
+                        .extend(warnings.into_iter().map(|w| format!("WARNING: {w}")));
                     match failed {
                         None => t.checks.push(format!(
                             "ok: {checked} session recording(s) match their audit outcomes"

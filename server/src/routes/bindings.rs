@@ -297,6 +297,17 @@ pub(super) fn explain(subject: &Principal, action: Action, resource: &Resource) 
         role: explanation.as_ref().map(|e| e.role.to_string()),
         binding: explanation.as_ref().map(|e| e.binding.to_string()),
         rule: explanation.as_ref().map(|e| e.rule),
+        session: match &decision {
+            Decision::Allow(p) if action == Action::ShellExec => {
+                let s = p.explanation().session;
+                Some(SessionSettings {
+                    max_length_secs: s.max_length.map(|d| d.as_secs()),
+                    idle_timeout_secs: s.idle_timeout.map(|d| d.as_secs()),
+                    record_input: s.record_input,
+                })
+            }
+            _ => None,
+        },
         explanation: match decision {
             Decision::Allow(p) => p.explanation().to_string(),
             Decision::Deny(d) => d.reason,

@@ -33,7 +33,7 @@ mod roles;
 mod scopes;
 mod secrets;
 mod service_accounts;
-mod sessions;
+pub(crate) mod sessions;
 mod shell;
 mod ssh_keys;
 mod sys;

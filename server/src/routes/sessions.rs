@@ -80,6 +80,19 @@ async fn session_of(
     Ok((row, service))
 }
 
+/// A hidden denial (the caller has no binding in the session's
+/// organization) answered as an unknown id: the pipeline's "service ...
+/// not found" would name another tenant's service.
+fn as_unknown(id: &str) -> impl FnOnce(ApiError) -> ApiError + '_ {
+    move |e| {
+        if e.error().kind() == ErrorKind::NotFound {
+            ApiError::not_found(format!("session {id} not found"))
+        } else {
+            e
+        }
+    }
+}
+
 pub(super) async fn list(
     State(app): State<AppState>,
     caller: Caller,
@@ -126,6 +139,7 @@ pub(super) async fn show(
     app.pipeline
         .run_stored(&caller, op, |_permit| async { Ok(Json(info(row))) })
         .await
+        .map_err(as_unknown(&id))
 }
 
 pub(super) async fn kill(
@@ -155,6 +169,7 @@ pub(super) async fn kill(
             Ok(StatusCode::NO_CONTENT)
         })
         .await
+        .map_err(as_unknown(&id))
 }
 
 /// Chunks read at a time from a recording (at most 1 MiB of text each):
@@ -175,6 +190,7 @@ pub(super) async fn recording(
     }
     let app: &App = &app;
     let (row, service) = session_of(app, &caller, "session.recording", &id).await?;
+    let asked = id.clone();
     let op = Operation::new(
         "session.recording",
         Action::SessionWatch,
@@ -205,6 +221,7 @@ pub(super) async fn recording(
             }))
         })
         .await
+        .map_err(as_unknown(&asked))
 }
 
 /// Opens one chunk (its seal binds the session, its number and whether it
@@ -262,14 +279,16 @@ async fn outcome_of(app: &App, log: &str, id: &str) -> Result<Option<RecordingOu
 /// Checks every recording of organization `org`'s log (the sessions with
 /// stored chunks, and those whose outcome records a digest): each chunk
 /// opens, none is missing, the last is marked, and the digest is the one
-/// the audit outcome recorded. Sessions still live are skipped. Answers
-/// how many were checked and the first failure: the outcome's seq, if
-/// known, and why.
+/// the audit outcome recorded. Sessions still live are skipped; sessions
+/// ended `replica_lost` (their replica died: no outcome exists) are not
+/// checked but named in a warning each. Answers how many were checked, the
+/// warnings, and the first failure: the outcome's seq, if known, and why.
 pub(crate) async fn verify_recordings(
     app: &App,
     permit: &Permit,
     org: &str,
-) -> Result<(usize, Option<(Option<i64>, String)>), ApiError> {
+) -> Result<RecordingsVerified, ApiError> {
+    let mut warnings = Vec::new();
     let mut sessions: std::collections::BTreeMap<String, Option<RecordingOutcome>> =
         std::collections::BTreeMap::new();
     for id in app.store.recorded_sessions(org).await? {
@@ -300,22 +319,34 @@ pub(crate) async fn verify_recordings(
             Some(o) => o,
             None => match app.store.shell_session(&id).await? {
                 Some(s) if s.ended_at.is_none() => continue,
+                Some(s) if s.status.as_deref() == Some(warden_store::REPLICA_LOST) => {
+                    warnings.push(format!(
+                        "session {id} ended replica_lost (its replica stopped answering): \
+                         its recording is incomplete and has no audit outcome to check against"
+                    ));
+                    continue;
+                }
                 _ => match outcome_of(app, org, &id).await? {
                     Some(o) => o,
                     None => {
                         let why = format!("session {id} has a recording but no audit outcome");
-                        return Ok((checked, Some((None, why))));
+                        return Ok((checked, warnings, Some((None, why))));
                     }
                 },
             },
         };
         checked += 1;
         if let Err(why) = check_recording(app, permit, &id, &outcome).await? {
-            return Ok((checked, Some((Some(outcome.seq), why))));
+            return Ok((checked, warnings, Some((Some(outcome.seq), why))));
         }
     }
-    Ok((checked, None))
+    Ok((checked, warnings, None))
 }
+
+/// What [`verify_recordings`] found: how many recordings were checked,
+/// warnings (recordings that cannot be checked), and the first failure
+/// (the outcome's seq, if known, and why).
+pub(crate) type RecordingsVerified = (usize, Vec<String>, Option<(Option<i64>, String)>);
 
 /// One session's recording against its outcome: `Ok(Err(why))` when it
 /// fails.
@@ -386,6 +417,93 @@ async fn check_recording(
 use warden_api::SESSION_JOIN_PROTOCOL as JOIN_PROTOCOL;
 /// How often a joined session's new chunks are looked for.
 const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long one message to a watcher may take to go out: a watcher that
+/// stops reading is closed after this, rather than holding its chunk and
+/// its grant for ever.
+const JOIN_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the close frame may take (the watcher may not be reading).
+const JOIN_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// A session whose row says it ended this long ago (ms) and whose last
+/// chunk is still missing will not get one: the recorder writes it within
+/// moments of the row's end.
+const JOIN_END_GRACE_MS: i64 = 10_000;
+/// Joins of one session at once, on this replica.
+pub(crate) const JOINS_PER_SESSION: usize = 8;
+/// Joins by one principal at once, on this replica.
+pub(crate) const JOINS_PER_PRINCIPAL: usize = 16;
+
+/// The joins open on this replica, counted per session and per principal
+/// (each holds a WebSocket, a grant and up to a chunk of text).
+#[derive(Debug, Default)]
+pub(crate) struct JoinSlots(std::sync::Arc<std::sync::Mutex<JoinCounts>>);
+
+#[derive(Debug, Default)]
+struct JoinCounts {
+    by_session: std::collections::HashMap<String, usize>,
+    by_principal: std::collections::HashMap<String, usize>,
+}
+
+/// One open join; its slot is given back when dropped.
+#[derive(Debug)]
+pub(crate) struct JoinSlot {
+    counts: std::sync::Arc<std::sync::Mutex<JoinCounts>>,
+    session: String,
+    principal: String,
+}
+
+impl JoinSlots {
+    /// A slot for `principal` joining `session`, or why not (429).
+    pub(crate) fn take(&self, session: &str, principal: &str) -> Result<JoinSlot, Error> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.by_session.get(session).copied().unwrap_or(0) >= JOINS_PER_SESSION {
+            return Err(Error::rate_limited(
+                5,
+                format!(
+                    "session {session} has {JOINS_PER_SESSION} watchers already; try again later"
+                ),
+            ));
+        }
+        if counts.by_principal.get(principal).copied().unwrap_or(0) >= JOINS_PER_PRINCIPAL {
+            return Err(Error::rate_limited(
+                5,
+                format!(
+                    "{principal} watches {JOINS_PER_PRINCIPAL} sessions already; leave one first"
+                ),
+            ));
+        }
+        *counts.by_session.entry(session.to_owned()).or_default() += 1;
+        *counts.by_principal.entry(principal.to_owned()).or_default() += 1;
+        Ok(JoinSlot {
+            counts: std::sync::Arc::clone(&self.0),
+            session: session.to_owned(),
+            principal: principal.to_owned(),
+        })
+    }
+}
+
+impl Drop for JoinSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let JoinCounts {
+            by_session,
+            by_principal,
+        } = &mut *counts;
+        for (map, key) in [(by_session, &self.session), (by_principal, &self.principal)] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+}
 
 /// `GET /api/v1/session/{id}/join`: follows a session's recording as it is
 /// written (read-only), one text message per chunk (asciicast lines, from
@@ -393,6 +511,8 @@ const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// replica (chunks come from the database, within a chunk's time, 2 s, of
 /// being shown). It is a session of its own, `session.watch` held for as
 /// long as it lasts: when the watcher's authority ends, so does the watch.
+/// At most [`JOINS_PER_SESSION`] joins of a session and
+/// [`JOINS_PER_PRINCIPAL`] by one principal at once per replica (429).
 pub(super) async fn join(
     State(app): State<AppState>,
     crate::caller::Meta(mut meta): crate::caller::Meta,
@@ -427,18 +547,70 @@ pub(super) async fn join(
         Scope::Path(service.clone()),
         Target::session(&id, &service, Some(row.pod)),
     );
-    let grant = app.pipeline.run_session(&caller, op).await?;
-    Ok(ws.on_upgrade(move |socket| follow(app, socket, grant, service, id)))
+    let grant = app
+        .pipeline
+        .run_session(&caller, op)
+        .await
+        .map_err(|e| as_unknown(&id)(ApiError::from(e)))?;
+    // Counted once authorized, so a refusal tells only those who may watch
+    // that the session is watched; the refused join is audited as such.
+    let slot = match app.gateway.joins.take(&id, caller.id()) {
+        Ok(slot) => slot,
+        Err(e) => {
+            grant.finish("rate_limited");
+            return Err(e.into());
+        }
+    };
+    Ok(ws.on_upgrade(move |socket| follow(app, socket, grant, service, id, slot)))
 }
 
-/// Sends the session's chunks as they are stored, until its last one, the
-/// watcher's authority ends, or the watcher leaves.
+/// How sending one message to a watcher went.
+enum Sent {
+    Done,
+    /// The watcher's socket failed or closed.
+    Gone,
+    /// The watcher did not take it within [`JOIN_SEND_TIMEOUT`].
+    Stalled,
+    /// The watcher's authority ended (why).
+    Ended(String),
+}
+
+/// Sends `msg`, unless the watch's authority has ended, racing the send
+/// against the authority's end and [`JOIN_SEND_TIMEOUT`]: a watcher that
+/// stops reading must not keep its watch, nor what it holds, past either.
+async fn send_watched<S>(
+    sink: &mut S,
+    grant: &mut warden_pipeline::SessionGrant,
+    msg: Message,
+) -> Sent
+where
+    S: futures::Sink<Message> + Unpin,
+{
+    use futures::SinkExt;
+    if let Some(reason) = grant.end_reason() {
+        return Sent::Ended(reason);
+    }
+    tokio::select! {
+        sent = tokio::time::timeout(JOIN_SEND_TIMEOUT, sink.send(msg)) => match sent {
+            Ok(Ok(())) => Sent::Done,
+            Ok(Err(_)) => Sent::Gone,
+            Err(_) => Sent::Stalled,
+        },
+        reason = grant.ended() => Sent::Ended(reason),
+    }
+}
+
+/// Sends the session's chunks as they are stored, one at a time, until its
+/// last one, the session's row says it ended without one (its replica was
+/// lost), the watcher's authority ends, or the watcher leaves or stops
+/// reading.
 async fn follow(
     app: AppState,
     socket: WebSocket,
     mut grant: warden_pipeline::SessionGrant,
     service: ScopePath,
     id: String,
+    slot: JoinSlot,
 ) {
     use futures::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
@@ -449,46 +621,127 @@ async fn follow(
         }))
     };
     let mut from = 0;
-    let status = loop {
-        let rows = match app.store.recording_chunks(&id, from, RECORDING_PAGE).await {
+    let status = 'follow: loop {
+        // One chunk at a time: a watcher holds at most one chunk's text.
+        let mut rows = match app.store.recording_chunks(&id, from, 1).await {
             Ok(rows) => rows,
-            Err(e) => {
-                let _ = sink.send(close(1011, e.to_string())).await;
-                break "failed";
-            }
+            Err(e) => break (close(1011, e.to_string()), "failed"),
         };
-        let mut ended = false;
-        for r in &rows {
-            match open_chunk(&app, grant.permit(), &service, r).await {
-                Ok(c) => {
-                    if sink.send(Message::Text(c.text.into())).await.is_err() {
-                        return grant.finish("client_gone");
+        if rows.is_empty() {
+            // Nothing new: a session that ended without its last chunk
+            // (its replica was lost) gets none.
+            match app.store.shell_session(&id).await {
+                Ok(Some(row)) if ended_for_good(&row) => {
+                    rows = match app.store.recording_chunks(&id, from, 1).await {
+                        Ok(rows) => rows,
+                        Err(e) => break (close(1011, e.to_string()), "failed"),
+                    };
+                    if rows.is_empty() {
+                        let status = row.status.as_deref().unwrap_or("ended");
+                        break (
+                            close(
+                                1000,
+                                format!(
+                                    "the session ended ({status}) without the end of its recording"
+                                ),
+                            ),
+                            "ok",
+                        );
                     }
                 }
-                Err(e) => {
-                    let _ = sink.send(close(1011, e.error().message().to_owned())).await;
-                    return grant.finish("failed");
+                Ok(_) => {}
+                Err(e) => break (close(1011, e.to_string()), "failed"),
+            }
+        }
+        for r in &rows {
+            let text = match open_chunk(&app, grant.permit(), &service, r).await {
+                Ok(c) => c.text,
+                Err(e) => break 'follow (close(1011, e.error().message().to_owned()), "failed"),
+            };
+            match send_watched(&mut sink, &mut grant, Message::Text(text.into())).await {
+                Sent::Done => {}
+                Sent::Gone => return grant.finish("client_gone"),
+                Sent::Stalled => {
+                    break 'follow (
+                        close(1008, "the watcher stopped reading".into()),
+                        "client_gone",
+                    );
+                }
+                Sent::Ended(reason) => {
+                    break 'follow (
+                        close(1008, format!("watch ended: {reason}")),
+                        "authority_ended",
+                    );
                 }
             }
             from = r.seq + 1;
-            ended |= r.last;
+            if r.last {
+                break 'follow (close(1000, "the session ended".into()), "ok");
+            }
         }
-        if ended {
-            let _ = sink.send(close(1000, "the session ended".into())).await;
-            break "ok";
+        if !rows.is_empty() {
+            continue;
         }
         tokio::select! {
             () = tokio::time::sleep(JOIN_POLL) => {}
             reason = grant.ended() => {
-                let _ = sink.send(close(1008, format!("watch ended: {reason}"))).await;
-                break "authority_ended";
+                break (close(1008, format!("watch ended: {reason}")), "authority_ended");
             }
             msg = stream.next() => match msg {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break "client_gone",
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return grant.finish("client_gone"),
                 // The watch is read-only: anything the watcher sends is ignored.
                 Some(Ok(_)) => {}
             },
         }
     };
+    let (frame, status) = status;
+    // The watcher may not be reading: the close is tried briefly, then the
+    // socket is dropped.
+    let _ = tokio::time::timeout(JOIN_CLOSE_TIMEOUT, sink.send(frame)).await;
+    drop(slot);
     grant.finish(status);
+}
+
+/// Whether a session's row says it has ended and no more of its recording
+/// can come: its replica was lost, or it ended long enough ago for its
+/// recorder to have written the last chunk.
+fn ended_for_good(row: &ShellSessionRow) -> bool {
+    match row.ended_at {
+        None => false,
+        Some(at) => {
+            row.status.as_deref() == Some(warden_store::REPLICA_LOST)
+                || warden_store::now_ms().saturating_sub(at) > JOIN_END_GRACE_MS
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Review 11, M3: joins were unlimited.
+    #[test]
+    fn joins_are_capped_per_session_and_per_principal_and_slots_come_back() {
+        let slots = JoinSlots::default();
+        let mut held: Vec<JoinSlot> = (0..JOINS_PER_SESSION)
+            .map(|_| slots.take("s1", "user:a").unwrap())
+            .collect();
+        let full = slots.take("s1", "user:b").unwrap_err();
+        assert!(matches!(full.kind(), ErrorKind::RateLimited { .. }));
+        assert!(full.message().contains("watchers"), "{}", full.message());
+        // Another session, same principal, up to its own cap.
+        for i in JOINS_PER_SESSION..JOINS_PER_PRINCIPAL {
+            held.push(slots.take(&format!("s{i}"), "user:a").unwrap());
+        }
+        let busy = slots.take("other", "user:a").unwrap_err();
+        assert!(busy.message().contains("user:a"), "{}", busy.message());
+        assert!(slots.take("other", "user:b").is_ok());
+        // Dropping a join gives its slot back.
+        held.remove(0);
+        assert!(slots.take("s1", "user:b").is_ok());
+        drop(held);
+        let counts = slots.0.lock().unwrap();
+        assert!(counts.by_session.is_empty() && counts.by_principal.is_empty());
+    }
 }
