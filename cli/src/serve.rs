@@ -127,8 +127,8 @@ pub(crate) fn pod_helper() -> anyhow::Result<warden_runtime::HelperCommand> {
 }
 
 /// How the local runtime starts pods under `warden-injector`: the binary
-/// next to this one (`scripts/dev.sh` builds both), the API's address and
-/// its CA. Why not, if it cannot.
+/// next to this one (the same build; `scripts/dev.sh` builds both), the
+/// API's address and its CA. Why not, if it cannot.
 fn pod_injection(
     url: &str,
     ca_cert: &std::path::Path,

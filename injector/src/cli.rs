@@ -204,13 +204,17 @@ impl OnChange {
                         "--on-change {s:?}: expected restart, signal:NAME or render"
                     ))
                 })?;
-                crate::parent::FORWARDED
+                let upper = name.to_ascii_uppercase();
+                let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+                RELOAD_SIGNALS
                     .iter()
-                    .find(|sig| signal_name(**sig).is_some_and(|n| n.eq_ignore_ascii_case(name.trim_start_matches("SIG"))))
-                    .map(|sig| Self::Signal(*sig))
+                    .find(|(n, _)| *n == bare)
+                    .map(|(_, sig)| Self::Signal(*sig))
                     .ok_or_else(|| {
                         Error::Usage(format!(
-                            "--on-change {s:?}: not a signal the wrapper can send (HUP, USR1, USR2, TERM, ...)"
+                            "--on-change {s:?}: the signal must be one a program reloads on \
+                             (HUP, USR1, USR2, WINCH, ALRM); to stop and start the command, \
+                             use --on-change restart"
                         ))
                     })
             }
@@ -218,22 +222,16 @@ impl OnChange {
     }
 }
 
-/// The name of a forwarded signal, without `SIG`.
-fn signal_name(sig: rustix::process::Signal) -> Option<&'static str> {
-    use rustix::process::Signal as S;
-    Some(match sig {
-        S::HUP => "HUP",
-        S::INT => "INT",
-        S::QUIT => "QUIT",
-        S::USR1 => "USR1",
-        S::USR2 => "USR2",
-        S::TERM => "TERM",
-        S::WINCH => "WINCH",
-        S::ALARM => "ALRM",
-        S::CONT => "CONT",
-        _ => return None,
-    })
-}
+/// The signals `--on-change signal:NAME` may send: those programs take as
+/// "reload" (not the ones that stop them: that is `restart`'s job, done
+/// with a grace period and a new start).
+const RELOAD_SIGNALS: &[(&str, rustix::process::Signal)] = &[
+    ("HUP", rustix::process::Signal::HUP),
+    ("USR1", rustix::process::Signal::USR1),
+    ("USR2", rustix::process::Signal::USR2),
+    ("WINCH", rustix::process::Signal::WINCH),
+    ("ALRM", rustix::process::Signal::ALARM),
+];
 
 /// Where the CA certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -568,6 +566,61 @@ mod tests {
             Err(Error::Config(m)) => assert!(m.contains("WARDEN_CA_PEM"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn on_change_takes_reload_signals_in_any_case_and_refuses_stop_signals() {
+        for spec in [
+            "signal:HUP",
+            "signal:hup",
+            "signal:SIGHUP",
+            "signal:sigusr1",
+        ] {
+            let Parsed::Exec(e) = parse(args(&[
+                "--service",
+                "a/b/c/d",
+                "--deliver",
+                "none",
+                "--watch",
+                "--on-change",
+                spec,
+                "--",
+                "x",
+            ]))
+            .unwrap() else {
+                panic!("not exec")
+            };
+            assert!(matches!(e.watch, Some(OnChange::Signal(_))), "{spec}");
+        }
+        for (spec, needle) in [
+            ("signal:TERM", "restart"),
+            ("signal:KILL", "restart"),
+            ("bounce", "expected restart"),
+        ] {
+            let m = usage_error(&[
+                "--service",
+                "a/b/c/d",
+                "--deliver",
+                "none",
+                "--watch",
+                "--on-change",
+                spec,
+                "--",
+                "x",
+            ]);
+            assert!(m.contains(needle), "{spec}: {m}");
+        }
+        // A running command's environment cannot change.
+        let m = usage_error(&[
+            "--service",
+            "a/b/c/d",
+            "--watch",
+            "--on-change",
+            "render",
+            "--",
+            "x",
+        ]);
+        assert!(m.contains("--deliver none"), "{m}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct Watcher {
     service: ScopePath,
     socket: Option<warden_api::WebSocket>,
     backoff: Duration,
+    /// When the next attempt to (re)open the watch may start.
+    retry_at: Option<tokio::time::Instant>,
     /// Made on first use (it needs the async runtime).
     ping: Option<tokio::time::Interval>,
 }
@@ -79,6 +81,7 @@ impl Watcher {
             service: service.clone(),
             socket: None,
             backoff: FIRST_BACKOFF,
+            retry_at: None,
             ping: None,
         }
     }
@@ -94,18 +97,24 @@ impl Watcher {
                 i
             });
             let Some(socket) = self.socket.as_mut() else {
+                // The wait is a deadline kept here, not a sleep: the parent
+                // drops this future on every signal, and the backoff must
+                // hold all the same.
+                if let Some(at) = self.retry_at {
+                    tokio::time::sleep_until(at).await;
+                }
                 match self.connect().await {
                     Ok(socket) => {
                         self.socket = Some(socket);
                         self.backoff = FIRST_BACKOFF;
+                        self.retry_at = None;
                     }
                     Err(why) => {
                         say(&format!(
                             "watch: {why}; trying again in {} ms",
                             self.backoff.as_millis()
                         ));
-                        tokio::time::sleep(crate::fetch::jitter(self.backoff)).await;
-                        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                        self.back_off();
                     }
                 }
                 continue;
@@ -140,9 +149,15 @@ impl Watcher {
             };
             say(&format!("watch: {lost}; reconnecting"));
             self.socket = None;
-            tokio::time::sleep(crate::fetch::jitter(self.backoff)).await;
-            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            self.back_off();
         }
+    }
+
+    /// Sets the next attempt's time and doubles the backoff (up to
+    /// [`MAX_BACKOFF`]).
+    fn back_off(&mut self) {
+        self.retry_at = Some(tokio::time::Instant::now() + crate::fetch::jitter(self.backoff));
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
     }
 
     /// Tells the server how update `generation` went. A report that cannot

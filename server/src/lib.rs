@@ -24,6 +24,7 @@ mod metrics;
 pub mod openapi;
 pub mod routes;
 mod serve;
+mod slots;
 mod state;
 pub mod tls;
 

@@ -1278,3 +1278,89 @@ async fn revoking_the_credential_ends_its_watch_and_refuses_the_next() {
     let status = signal_and_wait(&mut child, pid, "TERM").await;
     assert_eq!(status.code(), Some(143));
 }
+
+/// A watch as a raw client sees it: one report per update counts (a second
+/// ends the watch), a credential holds at most four watches on a server
+/// (the fifth is refused 429 and audited), and a bad pod name is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_takes_one_report_per_update_and_few_watches_per_credential() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let t = Setup::new().await;
+    let client = t.s.client_with(Some(&t.token));
+    let path = format!("/api/v1/watch/{SERVICE}?pod=web-1");
+    let open = || client.websocket(&path, &[warden_api::SECRET_WATCH_PROTOCOL]);
+    let (mut ws, _) = open().await.unwrap();
+    let first = match ws.next().await.unwrap().unwrap() {
+        Message::Text(t) => serde_json::from_str::<Value>(&t).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first["generation"], 1);
+    assert_eq!(first["versions"]["DB_URL"]["version"], 1, "{first}");
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(open().await.unwrap().0);
+    }
+    match open().await {
+        Err(warden_api::ClientError::Api {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 429, "{message}");
+            assert!(message.contains("4 watches"), "{message}");
+        }
+        other => panic!("a fifth watch: {:?}", other.map(|_| ())),
+    }
+    let bad = client
+        .websocket(
+            &format!("/api/v1/watch/{SERVICE}?pod=Web_1"),
+            &[warden_api::SECRET_WATCH_PROTOCOL],
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(warden_api::ClientError::Api { status: 400, .. })),
+        "{:?}",
+        bad.map(|_| ())
+    );
+
+    let report = r#"{"report":"applied","generation":1}"#;
+    ws.send(Message::Text(report.into())).await.unwrap();
+    ws.send(Message::Text(report.into())).await.unwrap();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(frame))) => break frame.unwrap(),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(u16::from(closed.code), 1008);
+    assert!(
+        closed.reason.contains("reported already"),
+        "{}",
+        closed.reason
+    );
+    let page =
+        t.s.ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+            .await;
+    let entries = page["entries"].as_array().unwrap();
+    let count = |action: &str, status: &str| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action && e["status"] == status)
+            .count()
+    };
+    assert_eq!(count("secret.watch.applied", "ok"), 1, "{page}");
+    // Refusals before a decision are in the system log.
+    let system =
+        t.s.ok(Method::GET, "/api/v1/audit/system/entries?limit=1000", None)
+            .await;
+    let refused = system["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "secret.watch" && e["status"] == "rate_limited")
+        .count();
+    assert_eq!(refused, 1, "{system}");
+}

@@ -15,7 +15,7 @@
 //! 5. the server's resident memory and CPU with no watch and with N idle
 //!    watches (CPU over `--idle-seconds`).
 //!
-//! `cargo build --release -p warden-cli -p warden-injector -p warden-bench && target/release/injector [--watchers 1000] [--rotations 5] [--starts 200]`
+//! `cargo build --release -p warden-cli -p warden-bench && cargo build --profile injector -p warden-injector && target/release/injector [--watchers 1000] [--rotations 5] [--starts 200]`
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,11 +64,16 @@ impl Env {
 
     /// `warden-injector exec` for the service, the command after `--`.
     fn injector(&self, flags: &[&str], cmd: &[&str]) -> Command {
+        self.injector_with(&self.credential, flags, cmd)
+    }
+
+    /// The same with the credential in `credential`.
+    fn injector_with(&self, credential: &Path, flags: &[&str], cmd: &[&str]) -> Command {
         let mut c = Command::new(&self.injector);
         c.args(["exec", "--service", SERVICE, "--server", &self.url, "--ca"])
             .arg(&self.ca)
             .arg("--credential-file")
-            .arg(&self.credential)
+            .arg(credential)
             .args(flags)
             .arg("--")
             .args(cmd)
@@ -118,6 +123,20 @@ fn sibling(name: &str) -> Result<PathBuf> {
         bin.display()
     );
     Ok(bin)
+}
+
+/// The wrapper as built for workloads (`--profile injector`, in the target
+/// directory's `injector/`), else the one beside this binary.
+fn injector_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profiled = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("injector").join("warden-injector"));
+    match profiled {
+        Some(p) if p.is_file() => Ok(p),
+        _ => sibling("warden-injector"),
+    }
 }
 
 /// `VmRSS` of `pid`, in KiB.
@@ -171,7 +190,7 @@ fn start(args: &Args) -> Result<(Guard, Env)> {
     let api = free_port()?;
     let mut env = Env {
         warden: sibling("warden")?,
-        injector: sibling("warden-injector")?,
+        injector: injector_binary()?,
         url: format!("https://127.0.0.1:{api}"),
         ca: dir.path().join("data/tls/ca.pem"),
         credential: PathBuf::new(),
@@ -211,22 +230,28 @@ fn start(args: &Args) -> Result<(Guard, Env)> {
         .collect();
     pairs.push("ROTATING=initial".to_owned());
     run_ok(env.warden().args(["secret", "set", SERVICE]).args(&pairs))?;
-    let out = run_ok(env.warden().args([
-        "--output", "json", "token", "workload", SERVICE, "--ttl", "1h",
-    ]))?;
-    let token: serde_json::Value = serde_json::from_str(&out)?;
-    let token = token["token"]
-        .as_str()
-        .ok_or_else(|| anyhow!("no token in {out}"))?;
     let shm = tempfile::Builder::new()
         .prefix("warden-bench-injector-")
         .tempdir_in("/dev/shm")?;
     env.credential = shm.path().join("credential");
-    std::fs::write(&env.credential, token)?;
+    std::fs::write(&env.credential, workload_token(&env)?)?;
     // Kept for the run's length (removed with the data directory).
     let shm = shm.keep();
     std::fs::write(env.dir.path().join("shm"), shm.to_string_lossy().as_bytes())?;
     Ok((guard, env))
+}
+
+/// A new workload token for the service (each pod has its own; the server
+/// holds at most four watches per credential).
+fn workload_token(env: &Env) -> Result<String> {
+    let out = run_ok(env.warden().args([
+        "--output", "json", "token", "workload", SERVICE, "--ttl", "1h",
+    ]))?;
+    let token: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(token["token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no token in {out}"))?
+        .to_owned())
 }
 
 fn shm_dir(env: &Env) -> Result<PathBuf> {
@@ -259,8 +284,10 @@ fn main() -> Result<()> {
     let server_pid = server.0.id();
     let shm = shm_dir(&env)?;
     println!(
-        "warden-injector harness: {} secrets, warden dev on {}",
-        args.secrets, env.url
+        "warden-injector harness: {} secrets, warden dev on {}, wrapper {}",
+        args.secrets,
+        env.url,
+        env.injector.display()
     );
 
     // 1. Start latency.
@@ -307,13 +334,18 @@ fn main() -> Result<()> {
     std::fs::write(&template, "v={{ ROTATING }}\n")?;
     let mut watchers = Vec::with_capacity(args.watchers);
     let out_of = |i: usize| shm.join(format!("w{i}.out"));
+    let credential_of = |i: usize| shm.join(format!("w{i}.credential"));
+    for i in 0..args.watchers {
+        std::fs::write(credential_of(i), workload_token(&env)?)?;
+    }
     let started = Instant::now();
     for batch in (0..args.watchers).collect::<Vec<_>>().chunks(50) {
         for &i in batch {
             let spec = format!("{}:{}", template.display(), out_of(i).display());
             let pod = format!("bench-{i}");
             let child = env
-                .injector(
+                .injector_with(
+                    &credential_of(i),
                     &[
                         "--deliver",
                         "none",

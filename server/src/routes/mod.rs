@@ -954,6 +954,21 @@ pub(super) fn scope_arg(p: Result<Path<String>, PathRejection>) -> Result<ScopeP
     Ok(ScopePath::parse(&path_arg(p)?)?)
 }
 
+/// A WebSocket close frame with `reason` cut to the 123 bytes a close
+/// frame can carry (RFC 6455 §5.5: control frames hold at most 125 bytes,
+/// two of them the code), at a character boundary: a longer reason would
+/// make the frame a protocol error and the peer would lose it.
+pub(super) fn close_frame(code: u16, reason: &str) -> axum::extract::ws::Message {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    axum::extract::ws::Message::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: reason[..end].to_owned().into(),
+    }))
+}
+
 pub(super) fn query_arg<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::invalid(format!("invalid query: {e}")))
@@ -989,4 +1004,25 @@ pub(super) fn org_param(s: &str) -> Result<ScopePath, ApiError> {
 
 pub(super) fn now_secs() -> u64 {
     u64::try_from(warden_store::now_ms() / 1000).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::ws::Message;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame_at_a_character_boundary() {
+        for (reason, want) in [
+            ("short".to_owned(), 5),
+            ("x".repeat(200), 123),
+            // 'é' is two bytes: byte 123 would split the 62nd.
+            ("é".repeat(100), 122),
+        ] {
+            let Message::Close(Some(frame)) = super::close_frame(1008, &reason) else {
+                panic!("not a close frame");
+            };
+            assert_eq!(frame.reason.len(), want, "{reason}");
+            assert!(reason.starts_with(frame.reason.as_str()));
+        }
+    }
 }

@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use warden_api::{
@@ -25,6 +25,7 @@ use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
 use crate::gateway::gateway;
+use crate::slots::{Slot, Slots};
 use crate::state::App;
 
 fn info(r: ShellSessionRow) -> SessionInfo {
@@ -435,73 +436,40 @@ pub(crate) const JOINS_PER_PRINCIPAL: usize = 16;
 /// The joins open on this replica, counted per session and per principal
 /// (each holds a WebSocket, a grant and up to a chunk of text).
 #[derive(Debug, Default)]
-pub(crate) struct JoinSlots(std::sync::Arc<std::sync::Mutex<JoinCounts>>);
-
-#[derive(Debug, Default)]
-struct JoinCounts {
-    by_session: std::collections::HashMap<String, usize>,
-    by_principal: std::collections::HashMap<String, usize>,
+pub(crate) struct JoinSlots {
+    by_session: Slots,
+    by_principal: Slots,
 }
 
-/// One open join; its slot is given back when dropped.
+/// One open join; its slots are given back when dropped.
 #[derive(Debug)]
 pub(crate) struct JoinSlot {
-    counts: std::sync::Arc<std::sync::Mutex<JoinCounts>>,
-    session: String,
-    principal: String,
+    _session: Slot,
+    _principal: Slot,
 }
 
 impl JoinSlots {
     /// A slot for `principal` joining `session`, or why not (429).
     pub(crate) fn take(&self, session: &str, principal: &str) -> Result<JoinSlot, Error> {
-        let mut counts = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if counts.by_session.get(session).copied().unwrap_or(0) >= JOINS_PER_SESSION {
-            return Err(Error::rate_limited(
+        let session_slot = self.by_session.take(session, JOINS_PER_SESSION).ok_or_else(|| {
+            Error::rate_limited(
                 5,
-                format!(
-                    "session {session} has {JOINS_PER_SESSION} watchers already; try again later"
-                ),
-            ));
-        }
-        if counts.by_principal.get(principal).copied().unwrap_or(0) >= JOINS_PER_PRINCIPAL {
-            return Err(Error::rate_limited(
-                5,
-                format!(
-                    "{principal} watches {JOINS_PER_PRINCIPAL} sessions already; leave one first"
-                ),
-            ));
-        }
-        *counts.by_session.entry(session.to_owned()).or_default() += 1;
-        *counts.by_principal.entry(principal.to_owned()).or_default() += 1;
+                format!("session {session} has {JOINS_PER_SESSION} watchers already; try again later"),
+            )
+        })?;
+        let principal_slot = self
+            .by_principal
+            .take(principal, JOINS_PER_PRINCIPAL)
+            .ok_or_else(|| {
+                Error::rate_limited(
+                    5,
+                    format!("{principal} watches {JOINS_PER_PRINCIPAL} sessions already; leave one first"),
+                )
+            })?;
         Ok(JoinSlot {
-            counts: std::sync::Arc::clone(&self.0),
-            session: session.to_owned(),
-            principal: principal.to_owned(),
+            _session: session_slot,
+            _principal: principal_slot,
         })
-    }
-}
-
-impl Drop for JoinSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let JoinCounts {
-            by_session,
-            by_principal,
-        } = &mut *counts;
-        for (map, key) in [(by_session, &self.session), (by_principal, &self.principal)] {
-            if let Some(n) = map.get_mut(key) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(key);
-                }
-            }
-        }
     }
 }
 
@@ -614,12 +582,7 @@ async fn follow(
 ) {
     use futures::{SinkExt, StreamExt};
     let (mut sink, mut stream) = socket.split();
-    let close = |code: u16, reason: String| {
-        Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }))
-    };
+    let close = |code: u16, reason: String| close_frame(code, &reason);
     let mut from = 0;
     let status = 'follow: loop {
         // One chunk at a time: a watcher holds at most one chunk's text.
@@ -741,7 +704,6 @@ mod tests {
         held.remove(0);
         assert!(slots.take("s1", "user:b").is_ok());
         drop(held);
-        let counts = slots.0.lock().unwrap();
-        assert!(counts.by_session.is_empty() && counts.by_principal.is_empty());
+        assert!(slots.by_session.is_empty() && slots.by_principal.is_empty());
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use futures::{SinkExt, StreamExt};
@@ -50,8 +50,14 @@ use warden_vault::{Resolution, Vault, VaultError};
 use super::*;
 use crate::ApiError;
 use crate::caller::Caller;
+use crate::slots::Slots;
 use crate::state::App;
 
+/// Characters of a failed report's error that reach the server's log.
+const MAX_LOGGED_ERROR: usize = 200;
+/// Live watches one credential may hold on a replica (a wrapper holds one;
+/// its reconnection may briefly overlap the watch it replaces).
+const MAX_WATCHES_PER_CREDENTIAL: usize = 4;
 /// Largest report a watcher may send.
 const MAX_REPORT_BYTES: usize = 4 * 1024;
 /// How often the server pings a watcher (and so notices a dead one).
@@ -72,6 +78,8 @@ pub struct Watches {
     node: String,
     /// The latest resolution of each watched service.
     latest: Mutex<HashMap<ScopePath, Arc<Shared>>>,
+    /// Live watches per credential (token id).
+    per_credential: Slots,
 }
 
 /// A service's latest resolution, and when it began.
@@ -94,6 +102,7 @@ impl Watches {
         Self {
             node,
             latest: Mutex::default(),
+            per_credential: Slots::default(),
         }
     }
 
@@ -217,9 +226,14 @@ pub(super) async fn watch(
             ),
         )
     })?;
+    // A watch is idle nearly all its life and receives only small reports:
+    // small buffers (tungstenite's defaults are 128 KiB each), so a
+    // thousand idle watches do not hold a quarter of a GiB.
     let ws = ws
         .protocols([SECRET_WATCH_PROTOCOL])
-        .max_message_size(MAX_REPORT_BYTES);
+        .max_message_size(MAX_REPORT_BYTES)
+        .read_buffer_size(MAX_REPORT_BYTES)
+        .write_buffer_size(0);
     if ws.selected_protocol().is_none() {
         return Err(ApiError::invalid(format!(
             "offer the WebSocket subprotocol {SECRET_WATCH_PROTOCOL}"
@@ -227,6 +241,24 @@ pub(super) async fn watch(
     }
     let mut target = Target::secrets(&service, vec!["*".to_owned()]);
     target.pod = Some(pod.clone());
+    let Some(slot) = app
+        .watches
+        .per_credential
+        .take(&caller.who().token_id, MAX_WATCHES_PER_CREDENTIAL)
+    else {
+        let busy = warden_pipeline::Error::rate_limited(
+            5,
+            format!(
+                "this credential holds {MAX_WATCHES_PER_CREDENTIAL} watches already on this \
+                 server; end one first"
+            ),
+        );
+        return Err(app
+            .pipeline
+            .refuse(&caller, "secret.watch", target, busy)
+            .await
+            .into());
+    };
     let op = Operation::new(
         "secret.watch",
         Action::SecretRead,
@@ -247,6 +279,7 @@ pub(super) async fn watch(
             tracing::warn!(error = %e, "could not remove an ended watch from the secret holders");
         }
         app.watches.leave(&service, shared);
+        drop(slot);
         grant.finish(status);
     }))
 }
@@ -263,17 +296,14 @@ struct Watch<'a> {
 struct Sent {
     generation: u64,
     versions: BTreeMap<String, ServedVersion>,
+    /// Whether the wrapper reported on it (one report per update counts).
+    reported: bool,
 }
 
 impl Watch<'_> {
     /// Serves the watch until it ends; returns its outcome's status.
     async fn serve(&self, socket: WebSocket, grant: &mut SessionGrant) -> &'static str {
-        let close = |code: u16, reason: String| {
-            Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            }))
-        };
+        let close = |code: u16, reason: String| close_frame(code, &reason);
         let (mut sink, mut stream) = socket.split();
         // Subscribed before the first resolution: no change after it is
         // missed.
@@ -291,6 +321,12 @@ impl Watch<'_> {
         ping.tick().await;
         loop {
             if let Some(since) = changed.take() {
+                if let Some(reason) = grant.end_reason() {
+                    let _ = sink
+                        .send(close(1008, format!("watch ended: {reason}")))
+                        .await;
+                    return "authority_ended";
+                }
                 match self.update(grant.permit(), since, sent.as_ref()).await {
                     Ok(None) => {}
                     Ok(Some((update, versions))) => {
@@ -300,6 +336,7 @@ impl Watch<'_> {
                         sent = Some(Sent {
                             generation: sent.as_ref().map_or(1, |s| s.generation + 1),
                             versions,
+                            reported: false,
                         });
                     }
                     Err(e) => {
@@ -335,7 +372,7 @@ impl Watch<'_> {
                 }
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
-                        if let Err(reason) = self.report(grant, sent.as_ref(), &text).await {
+                        if let Err(reason) = self.report(grant, sent.as_mut(), &text).await {
                             let _ = sink.send(close(1008, reason)).await;
                             return "failed";
                         }
@@ -399,7 +436,7 @@ impl Watch<'_> {
     async fn report(
         &self,
         grant: &SessionGrant,
-        sent: Option<&Sent>,
+        sent: Option<&mut Sent>,
         text: &str,
     ) -> Result<(), String> {
         let report: WatchReport = serde_json::from_str(text).map_err(|_| {
@@ -410,6 +447,9 @@ impl Watch<'_> {
             // A report on an update superseded since: the next one counts.
             return Ok(());
         };
+        if std::mem::replace(&mut sent.reported, true) {
+            return Err(format!("update {generation} was reported already"));
+        }
         let names = sent
             .versions
             .iter()
@@ -423,7 +463,7 @@ impl Watch<'_> {
                 tracing::warn!(
                     service = %self.service,
                     pod = %self.pod,
-                    error = %error.escape_debug(),
+                    error = %error.chars().take(MAX_LOGGED_ERROR).collect::<String>().escape_debug(),
                     "a watching workload could not apply an update"
                 );
                 ("secret.watch.failed", "failed")
