@@ -119,6 +119,41 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// An API token of a service account allowed to read the service
+    /// (developer at its environment), revocable: the token and its id.
+    async fn service_account_token(&self) -> (String, String) {
+        self.s
+            .ok(
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"name": "deployer", "kind": "service"})),
+            )
+            .await;
+        self.s
+            .ok(
+                Method::POST,
+                "/api/v1/bindings",
+                Some(
+                    json!({"principal": "sa:deployer", "role": "developer", "scope": "acme/shop/dev"}),
+                ),
+            )
+            .await;
+        let created = self
+            .s
+            .ok(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(json!({"name": "injector", "principal": "sa:deployer"})),
+            )
+            .await;
+        (
+            created["token"].as_str().unwrap().to_owned(),
+            created["info"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
 async fn workload_token(s: &TestServer, service: &str) -> String {
     let w = s
         .ok(
@@ -399,27 +434,7 @@ async fn refused_credentials_exit_77_with_the_servers_reason() {
     let t = Setup::new().await;
     // An API token of a service account allowed to read the service works,
     // then is revoked.
-    t.s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "deployer", "kind": "service"})),
-    )
-    .await;
-    t.s.ok(
-        Method::POST,
-        "/api/v1/bindings",
-        Some(json!({"principal": "sa:deployer", "role": "developer", "scope": "acme/shop/dev"})),
-    )
-    .await;
-    let created =
-        t.s.ok(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(json!({"name": "injector", "principal": "sa:deployer"})),
-        )
-        .await;
-    let token = created["token"].as_str().unwrap().to_owned();
-    let id = created["info"]["id"].as_str().unwrap().to_owned();
+    let (token, id) = t.service_account_token().await;
     let run = |token: String| {
         let t = &t;
         async move {
@@ -1211,27 +1226,7 @@ async fn a_watching_wrapper_rerenders_templates_and_signals_its_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_the_credential_ends_its_watch_and_refuses_the_next() {
     let t = Setup::new().await;
-    t.s.ok(
-        Method::POST,
-        "/api/v1/users",
-        Some(json!({"name": "deployer", "kind": "service"})),
-    )
-    .await;
-    t.s.ok(
-        Method::POST,
-        "/api/v1/bindings",
-        Some(json!({"principal": "sa:deployer", "role": "developer", "scope": "acme/shop/dev"})),
-    )
-    .await;
-    let created =
-        t.s.ok(
-            Method::POST,
-            "/api/v1/tokens",
-            Some(json!({"name": "injector", "principal": "sa:deployer"})),
-        )
-        .await;
-    let token = created["token"].as_str().unwrap().to_owned();
-    let id = created["info"]["id"].as_str().unwrap().to_owned();
+    let (token, id) = t.service_account_token().await;
     let mut child = t
         .injector(
             &["--watch"],

@@ -18,11 +18,12 @@
 //! `cargo build --release -p warden-cli -p warden-bench && cargo build --profile injector -p warden-injector && target/release/injector [--watchers 1000] [--rotations 5] [--starts 200]`
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use clap::Parser;
+use warden_bench::{Guard, free_port, run_ok};
 
 #[derive(Parser)]
 #[command(about = "warden-injector: start latency, size, memory and rotation fan-out")]
@@ -82,32 +83,6 @@ impl Env {
             .stdin(Stdio::null());
         c
     }
-}
-
-/// Kills a child process when dropped.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run_ok(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    ensure!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// The binaries next to this one (the same profile's target directory).
