@@ -160,11 +160,14 @@ pub struct Throttles {
     pub totp_account: Throttle,
     /// Failed unseal attempts per source network.
     pub unseal_source: Throttle,
-    /// Refused Kubernetes service-account token exchanges per source
-    /// network. Pods of one node often share a network, so its locks are
-    /// short: a misconfigured deployment slows its node's exchanges down
-    /// for at most a minute at a time.
+    /// Kubernetes service-account tokens that did not verify, per source
+    /// network. Only those: a token that verifies is never held back by
+    /// its network, so garbage sent by one pod cannot lock out the other
+    /// pods of its node. Locks are short (at most a minute).
     pub exchange_source: Throttle,
+    /// Refused exchanges of tokens that did verify, per service account
+    /// (an unbound account, a service placed elsewhere).
+    pub exchange_account: Throttle,
     /// Password checks in progress, per account and per source network.
     pub password_checks: InFlight,
 }
@@ -204,6 +207,12 @@ impl Default for Throttles {
                 window: 15 * minute,
             }),
             exchange_source: Throttle::new(Policy {
+                free: 30,
+                base: Duration::from_secs(1),
+                max: minute,
+                window: 15 * minute,
+            }),
+            exchange_account: Throttle::new(Policy {
                 free: 30,
                 base: Duration::from_secs(1),
                 max: minute,

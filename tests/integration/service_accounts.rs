@@ -665,3 +665,36 @@ async fn a_watching_injector_exchanges_its_token_for_the_watch() {
     assert_eq!(next().await, format!("start {rotated}"));
     child.kill().await.unwrap();
 }
+
+/// Refusals are throttled where they come from: tokens that do not verify
+/// per network, so a flood of garbage from one pod locks out only more
+/// garbage and never a verified token from the same network; verified
+/// tokens' refusals per service account, so an unbound account is locked
+/// out alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_garbage_locks_out_only_garbage() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let (a, _) = setup(&s).await;
+    let mut limited = 0;
+    for _ in 0..40 {
+        let (code, _) = api_error(exchange(&s, "kube-a", SERVICE, "not.a.token").await);
+        assert!(code == 401 || code == 429, "{code}");
+        limited += usize::from(code == 429);
+    }
+    assert!(limited >= 5, "{limited} of 40 garbage exchanges were held back");
+    // Same network, a token that verifies: served.
+    let good = a.token("shop", "api", "api-7d9f8-x2x4q", "warden", 600);
+    exchange(&s, "kube-a", SERVICE, &good).await.unwrap();
+
+    // A verified but unbound account: refused (403) until locked out (429),
+    // while the bound one is still served.
+    let mut locked = false;
+    for i in 0..40 {
+        let stray = a.token("shop", "stray", &format!("stray-{i}"), "warden", 600);
+        let (code, message) = api_error(exchange(&s, "kube-a", SERVICE, &stray).await);
+        assert!(code == 403 || code == 429, "{code} {message}");
+        locked |= code == 429;
+    }
+    assert!(locked, "the unbound account was never held back");
+    exchange(&s, "kube-a", SERVICE, &good).await.unwrap();
+}

@@ -328,26 +328,25 @@ pub(super) async fn exchange(
         );
     }
     let app: &App = &app;
-    let throttle = &app.pipeline.throttles().exchange_source;
+    let throttles = app.pipeline.throttles();
     let network = meta.0.source_ip.as_deref().map(throttle::network);
     let network = network.as_deref().unwrap_or_default();
     let cluster_target = || Target::named("cluster", "/", Some(cluster.clone()));
-    if let Err(wait) = throttle.check(network) {
-        app.pipeline
-            .record_failure(&meta.0, EXCHANGE, None, cluster_target(), "rate_limited")
-            .await?;
-        return Err(warden_pipeline::Error::rate_limited(
+    let limited = |wait| {
+        warden_pipeline::Error::rate_limited(
             retry_secs(wait),
             format!(
-                "too many refused token exchanges from your network; retry in {} s",
+                "too many refused token exchanges; retry in {} s",
                 retry_secs(wait)
             ),
         )
-        .into());
-    }
+    };
 
-    // Authenticate: the token against the cluster's issuer. A refusal here
-    // names no account (none was proved) and is accounted per network.
+    // Authenticate: the token against the cluster's issuer, first. A
+    // refusal here names no account (none was proved) and is accounted per
+    // network; a token that verifies is never held back by its network
+    // (others' garbage must not lock a node's pods out), only by its own
+    // account's refusals.
     let now = now_secs();
     let verified = match app.store.cluster_issuer(&cluster).await? {
         None => Err(format!(
@@ -367,7 +366,13 @@ pub(super) async fn exchange(
     let sa = match verified {
         Ok(sa) => sa,
         Err(why) => {
-            throttle.failure(network);
+            if let Err(wait) = throttles.exchange_source.check(network) {
+                app.pipeline
+                    .record_failure(&meta.0, EXCHANGE, None, cluster_target(), "rate_limited")
+                    .await?;
+                return Err(limited(wait).into());
+            }
+            throttles.exchange_source.failure(network);
             app.pipeline
                 .record_failure(&meta.0, EXCHANGE, None, cluster_target(), "unauthenticated")
                 .await?;
@@ -379,6 +384,12 @@ pub(super) async fn exchange(
     // with the pod it names.
     let principal = sa_principal(&cluster, &sa.account);
     let pod_target = || Target::named("pod", &service, Some(sa.pod.clone()));
+    if let Err(wait) = throttles.exchange_account.check(&principal) {
+        app.pipeline
+            .record_failure(&meta.0, EXCHANGE, None, pod_target(), "rate_limited")
+            .await?;
+        return Err(limited(wait).into());
+    }
     let result = app
         .pipeline
         .run_public_on(
@@ -457,7 +468,7 @@ pub(super) async fn exchange(
         )
         .await;
     if result.as_ref().is_err_and(|e| e.status().is_client_error()) {
-        throttle.failure(network);
+        throttles.exchange_account.failure(&principal);
     }
     result
 }
