@@ -681,7 +681,10 @@ async fn a_flood_of_garbage_locks_out_only_garbage() {
         assert!(code == 401 || code == 429, "{code}");
         limited += usize::from(code == 429);
     }
-    assert!(limited >= 5, "{limited} of 40 garbage exchanges were held back");
+    assert!(
+        limited >= 5,
+        "{limited} of 40 garbage exchanges were held back"
+    );
     // Same network, a token that verifies: served.
     let good = a.token("shop", "api", "api-7d9f8-x2x4q", "warden", 600);
     exchange(&s, "kube-a", SERVICE, &good).await.unwrap();
