@@ -305,6 +305,7 @@ impl Gateway {
                 Command::Shell => None,
                 Command::Argv(argv) => Some(argv.join(" ")),
             },
+            env: request.env.clone(),
             record_input: policy.record_input,
             failed: tx.clone(),
         });

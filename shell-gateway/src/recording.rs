@@ -165,6 +165,9 @@ pub(crate) struct Setup {
     pub(crate) tty: Option<TermSize>,
     /// The command run (none for a login shell), recorded in the header.
     pub(crate) command: Option<String>,
+    /// The variables the client set for the session (`LANG`, `LC_*`...),
+    /// recorded in the header, their values masked: they are input too.
+    pub(crate) env: Vec<(String, String)>,
     pub(crate) record_input: bool,
     /// Told why, if the recording fails (the session then ends).
     pub(crate) failed: watch::Sender<Option<String>>,
@@ -207,6 +210,7 @@ async fn record(setup: Setup, mut rx: mpsc::Receiver<Event>) -> Result<String, S
         org,
         tty,
         command,
+        env,
         failed,
         ..
     } = setup;
@@ -215,7 +219,7 @@ async fn record(setup: Setup, mut rx: mpsc::Receiver<Event>) -> Result<String, S
     let storer = tokio::spawn(store_chunks(sealer, store, session.clone(), org, chunks_rx));
     let masker = Masker::new(&masks);
     drop(masks);
-    let recorded = Chunks::new(masker, tty, command.as_deref(), chunks_tx, &failed)
+    let recorded = Chunks::new(masker, tty, command.as_deref(), &env, chunks_tx, &failed)
         .run(&mut rx)
         .await;
     let stored = storer
@@ -288,12 +292,13 @@ impl<'a> Chunks<'a> {
         masker: Masker,
         tty: Option<TermSize>,
         command: Option<&str>,
+        env: &[(String, String)],
         chunks: mpsc::Sender<Chunk>,
         failed: &'a watch::Sender<Option<String>>,
     ) -> Self {
         Self {
             start: Instant::now(),
-            text: header(tty, command, &masker),
+            text: header(tty, command, env, &masker),
             first_event: None,
             seq: 0,
             digests: Vec::new(),
@@ -411,8 +416,13 @@ async fn sleep_until(due: Option<Instant>) {
 }
 
 /// The asciicast v2 header line, with the command (masked) if one was
-/// given.
-fn header(tty: Option<TermSize>, command: Option<&str>, masker: &Masker) -> Vec<u8> {
+/// given and the client's variables (values masked) in `env`.
+fn header(
+    tty: Option<TermSize>,
+    command: Option<&str>,
+    env: &[(String, String)],
+    masker: &Masker,
+) -> Vec<u8> {
     let size = tty.unwrap_or(TermSize { cols: 80, rows: 24 });
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -424,11 +434,19 @@ fn header(tty: Option<TermSize>, command: Option<&str>, masker: &Masker) -> Vec<
         "timestamp": timestamp,
         "env": { "TERM": if tty.is_some() { "xterm-256color" } else { "dumb" } },
     });
-    if let Some(command) = command {
+    let masked = |text: &str| {
         let mut m = masker.clone();
-        let mut masked = m.push(command.as_bytes());
-        masked.extend(m.finish());
-        line["command"] = String::from_utf8_lossy(&masked).into();
+        let mut out = m.push(text.as_bytes());
+        out.extend(m.finish());
+        serde_json::Value::from(String::from_utf8_lossy(&out))
+    };
+    for (name, value) in env {
+        if name != "TERM" {
+            line["env"][name.as_str()] = masked(value);
+        }
+    }
+    if let Some(command) = command {
+        line["command"] = masked(command);
     }
     let mut line = line.to_string().into_bytes();
     line.push(b'\n');
@@ -729,6 +747,25 @@ mod tests {
         // Values too short to mask are left alone.
         masks_whatever_the_split(&["e", "ab"], "remove tab", "remove tab");
         masks_whatever_the_split(&[], "nothing to mask", "nothing to mask");
+    }
+
+    #[test]
+    fn the_header_holds_the_clients_variables_masked() {
+        let env = [
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            (
+                "LC_X".to_owned(),
+                "echo hunter2secret; touch /tmp/x".to_owned(),
+            ),
+            ("TERM".to_owned(), "vt100".to_owned()),
+        ];
+        let line = header(None, Some("env"), &env, &masker(&["hunter2secret"]));
+        let h: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(h["env"]["LANG"], "C.UTF-8");
+        assert_eq!(h["env"]["LC_X"], "echo ********; touch /tmp/x");
+        // TERM is the terminal's own, as before.
+        assert_eq!(h["env"]["TERM"], "dumb");
+        assert_eq!(h["command"], "env");
     }
 
     #[test]
