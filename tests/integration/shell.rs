@@ -77,6 +77,18 @@ impl Ssh {
         cmd
     }
 
+    /// A session on `acme/shop/dev/api` running `script`, its stdout and
+    /// stderr piped, left running.
+    fn spawn(&self, key: &Path, login: &str, script: &str) -> std::process::Child {
+        self.command(key, login)
+            .args(["acme/shop/dev/api", "--", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn run(&self, key: &Path, login: &str, args: &[&str]) -> (i32, String, String) {
         let out = self
             .command(key, login)
@@ -511,14 +523,7 @@ async fn ssh_sessions_follow_roles_and_end_with_their_authority() {
     });
 
     let backlog = flooded("sleep 4646; true");
-    let mut session = ssh
-        .command(devon, "devon")
-        .args(["acme/shop/dev/api", "--", "echo started; exec sleep 60"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut session = ssh.spawn(devon, "devon", "echo started; exec sleep 60");
     let mut stdout = session.stdout.take().unwrap();
     let mut first = [0u8; 8];
     std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
@@ -1092,14 +1097,7 @@ async fn live_sessions_are_listed_and_ended_by_those_who_may() {
     services(&dev).await;
     let ssh = Ssh::of(&dev).await;
     let (devon_api, devon) = member(&dev, "devon", "developer").await;
-    let mut session = ssh
-        .command(&devon, "devon")
-        .args(["acme/shop/dev/api", "--", "echo started; exec sleep 60"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut session = ssh.spawn(&devon, "devon", "echo started; exec sleep 60");
     let mut first = [0u8; 8];
     std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
     assert_eq!(&first, b"started\n");
@@ -1695,17 +1693,11 @@ async fn a_live_session_is_followed_read_only_by_those_who_may_watch() {
     services(&dev).await;
     let ssh = Ssh::of(&dev).await;
     let (_, devon) = member(&dev, "devon", "developer").await;
-    let mut session = ssh
-        .command(&devon, "devon")
-        .args([
-            "acme/shop/dev/api",
-            "--",
-            "for i in 1 2 3 4; do echo tick-$i; sleep 1; done",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut session = ssh.spawn(
+        &devon,
+        "devon",
+        "for i in 1 2 3 4; do echo tick-$i; sleep 1; done",
+    );
     let mut first = [0u8; 7];
     std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
     let list = dev
@@ -1921,17 +1913,11 @@ async fn a_join_that_stops_reading_ends_with_its_authority_and_joins_are_capped(
     let (_, devon) = member(&dev, "devon", "developer").await;
     // ~24 MiB of recording, more than the sockets between a watcher and the
     // server hold, then a live session that prints nothing.
-    let mut session = ssh
-        .command(&devon, "devon")
-        .args([
-            "acme/shop/dev/api",
-            "--",
-            "head -c 25000000 /dev/zero | tr '\\0' a; echo; echo big-done; exec sleep 300",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut session = ssh.spawn(
+        &devon,
+        "devon",
+        "head -c 25000000 /dev/zero | tr '\\0' a; echo; echo big-done; exec sleep 300",
+    );
     let stdout = session.stdout.take().unwrap();
     let done = std::thread::spawn(move || {
         use std::io::BufRead;
@@ -2028,14 +2014,7 @@ async fn a_crashed_replicas_sessions_end_replica_lost() {
     let ssh = Ssh::of(&dev).await;
     let (key, public) = keygen(dev.base.path(), "root-key");
     add_key(&dev.client, &public).await;
-    let mut session = ssh
-        .command(&key, "root")
-        .args(["acme/shop/dev/api", "--", "echo started; exec sleep 300"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut session = ssh.spawn(&key, "root", "echo started; exec sleep 300");
     let mut first = [0u8; 8];
     std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
     let list = dev
