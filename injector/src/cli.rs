@@ -570,13 +570,8 @@ mod tests {
 
     #[test]
     fn on_change_takes_reload_signals_in_any_case_and_refuses_stop_signals() {
-        for spec in [
-            "signal:HUP",
-            "signal:hup",
-            "signal:SIGHUP",
-            "signal:sigusr1",
-        ] {
-            let Parsed::Exec(e) = parse(args(&[
+        let watch = |spec: &'static str| {
+            [
                 "--service",
                 "a/b/c/d",
                 "--deliver",
@@ -586,8 +581,15 @@ mod tests {
                 spec,
                 "--",
                 "x",
-            ]))
-            .unwrap() else {
+            ]
+        };
+        for spec in [
+            "signal:HUP",
+            "signal:hup",
+            "signal:SIGHUP",
+            "signal:sigusr1",
+        ] {
+            let Parsed::Exec(e) = parse(args(&watch(spec))).unwrap() else {
                 panic!("not exec")
             };
             assert!(matches!(e.watch, Some(OnChange::Signal(_))), "{spec}");
@@ -597,17 +599,7 @@ mod tests {
             ("signal:KILL", "restart"),
             ("bounce", "expected restart"),
         ] {
-            let m = usage_error(&[
-                "--service",
-                "a/b/c/d",
-                "--deliver",
-                "none",
-                "--watch",
-                "--on-change",
-                spec,
-                "--",
-                "x",
-            ]);
+            let m = usage_error(&watch(spec));
             assert!(m.contains(needle), "{spec}: {m}");
         }
         // A running command's environment cannot change.
