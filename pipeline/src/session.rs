@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use warden_audit::{Event, Intent, SessionRecord};
-use warden_policies::{Action, Decision, Scope, authorize};
+use warden_policies::{Action, Decision, Scope, SessionPolicy, authorize};
 use warden_store::Change;
 
 use crate::{Caller, Credential, Permit, Pipeline, RequestMeta};
@@ -31,6 +31,9 @@ const RECHECK_EVERY: Duration = Duration::from_secs(30);
 pub struct SessionGrant {
     permit: Permit,
     ended: watch::Receiver<Option<String>>,
+    /// How the session runs now: the permit's settings, then those of each
+    /// re-authorization (a role tightened mid-session applies at once).
+    policy: watch::Receiver<SessionPolicy>,
     watcher: JoinHandle<()>,
     pipeline: Pipeline,
     event: Event,
@@ -82,6 +85,19 @@ impl SessionGrant {
             .record(&event, status)
             .await
             .map_err(|_| crate::Error::audit_unavailable())
+    }
+
+    /// How the session runs, as of the last authorization: the `session:`
+    /// settings of every role allowing it, combined. Watch it with
+    /// [`SessionGrant::policy_watch`]: a role changed mid-session changes
+    /// it.
+    pub fn session_policy(&self) -> SessionPolicy {
+        *self.policy.borrow()
+    }
+
+    /// A receiver of [`SessionGrant::session_policy`]'s changes.
+    pub fn policy_watch(&self) -> watch::Receiver<SessionPolicy> {
+        self.policy.clone()
     }
 
     /// The reason the authority ended, if it has.
@@ -136,6 +152,7 @@ struct Watch {
     action: Action,
     scope: Scope,
     expires_at_ms: Option<i64>,
+    policy: watch::Sender<SessionPolicy>,
 }
 
 pub(crate) fn start(
@@ -146,6 +163,7 @@ pub(crate) fn start(
     permit: Permit,
 ) -> SessionGrant {
     let (tx, ended) = watch::channel(None);
+    let (policy_tx, policy) = watch::channel(permit.session_policy());
     let who = &caller.who;
     let watch = Watch {
         pipeline: pipeline.clone(),
@@ -160,6 +178,7 @@ pub(crate) fn start(
         action: permit.action(),
         scope: permit.scope().clone(),
         expires_at_ms: who.expires_at_ms,
+        policy: policy_tx,
     };
     // Subscribe before the task starts, so no change made from now on is
     // missed.
@@ -168,6 +187,7 @@ pub(crate) fn start(
     SessionGrant {
         permit,
         ended,
+        policy,
         watcher,
         pipeline,
         event,
@@ -212,7 +232,7 @@ impl Watch {
         // The caller was authenticated before the subscription was taken:
         // a change committed in between is not among `changes`, so storage
         // is asked once now.
-        if let Err(reason) = self.still_allowed().await {
+        if let Err(reason) = self.recheck().await {
             return reason;
         }
         loop {
@@ -232,16 +252,24 @@ impl Watch {
                 () = sleep_until(expiry) => return "the credential expired".to_owned(),
                 _ = tick.tick() => true,
             };
-            if recheck && let Err(reason) = self.still_allowed().await {
+            if recheck && let Err(reason) = self.recheck().await {
                 return reason;
             }
         }
     }
 
+    /// [`Watch::still_allowed`], publishing the session settings it found.
+    async fn recheck(&self) -> Result<(), String> {
+        let policy = self.still_allowed().await?;
+        self.policy
+            .send_if_modified(|p| std::mem::replace(p, policy) != policy);
+        Ok(())
+    }
+
     /// Re-authenticates the credential and re-authorizes the action, from
     /// what storage says now; any failure (including storage being
     /// unreachable) ends the grant.
-    async fn still_allowed(&self) -> Result<(), String> {
+    async fn still_allowed(&self) -> Result<SessionPolicy, String> {
         let p = &self.pipeline;
         let checked = match &self.meta.credential {
             Credential::Bearer(token) => p.identity().token(p.store(), token).await,
@@ -265,7 +293,7 @@ impl Watch {
             .await
             .map_err(|_| "authority can no longer be verified (storage unavailable)".to_owned())?;
         match authorize(&who.principal, self.action, &resource) {
-            Decision::Allow(_) => Ok(()),
+            Decision::Allow(allowed) => Ok(allowed.explanation().session),
             Decision::Deny(d) => Err(d.reason),
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use warden_pipeline::{
     Caller, Error, Operation, Pipeline, SessionGrant, SessionRecord, Target, Transport,
 };
-use warden_policies::{Action, Scope, SessionPolicy};
+use warden_policies::{Action, Scope};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -128,8 +128,6 @@ pub struct Session {
     /// authority: someone ended it (`kill`), or its recording failed.
     killed: watch::Receiver<Option<String>>,
     recorder: Recorder,
-    /// The session settings of the roles allowing it, combined.
-    policy: SessionPolicy,
     gateway: Gateway,
 }
 
@@ -317,7 +315,6 @@ impl Gateway {
             grant,
             killed,
             recorder,
-            policy,
             gateway: self.clone(),
         };
         let row = ShellSessionRow {
@@ -477,10 +474,12 @@ impl Session {
 
     /// Waits for whichever comes first: the process exits, the caller's
     /// authority ends, the session reaches its maximum length (the
-    /// front-end's `max_length`, or the role's if shorter) or is idle for
-    /// the role's `idle_timeout`, or `input` (the task feeding the client's
+    /// front-end's `max_length`, or the roles' if shorter) or is idle for
+    /// the roles' `idle_timeout`, or `input` (the task feeding the client's
     /// input to the process) ends, with the protocol error it met, if any.
-    /// Unless the process exited, it is killed.
+    /// The roles' settings are those of the latest authorization: a role
+    /// tightened mid-session applies at once. Unless the process exited,
+    /// it is killed.
     pub async fn supervise(
         &mut self,
         exit: ExitFuture,
@@ -490,27 +489,32 @@ impl Session {
     ) -> Stop {
         let abort = input.abort_handle();
         let mut killed = self.killed.clone();
-        let max_length = self
-            .policy
-            .max_length
-            .map_or(max_length, |m| m.min(max_length));
-        let idle_timeout = self.policy.idle_timeout;
+        let mut policy = self.grant.policy_watch();
+        let front_max = max_length;
         let tap = self.recorder.tap();
-        let stop = tokio::select! {
-            status = exit => Stop::Exited(status),
-            reason = self.authority_ended() => Stop::AuthorityEnded(reason),
-            Ok(why) = killed.wait_for(Option::is_some) => {
-                Stop::AuthorityEnded(why.clone().unwrap_or_default())
-            }
-            () = tokio::time::sleep(max_length) => Stop::LimitReached(format!(
-                "the session reached its maximum length ({})",
-                span(max_length)
-            )),
-            idle = idle_for(&tap, idle_timeout) => Stop::LimitReached(format!(
-                "no input or output for {}",
-                span(idle)
-            )),
-            ended = input => Stop::ClientGone(ended.unwrap_or(None)),
+        let mut exit = exit;
+        let mut input = input;
+        let stop = loop {
+            let now = *policy.borrow_and_update();
+            let max_length = now.max_length.map_or(front_max, |m| m.min(front_max));
+            let left = max_length.saturating_sub(self.grant.elapsed());
+            break tokio::select! {
+                status = &mut exit => Stop::Exited(status),
+                reason = self.grant.ended() => Stop::AuthorityEnded(reason),
+                Ok(why) = killed.wait_for(Option::is_some) => {
+                    Stop::AuthorityEnded(why.clone().unwrap_or_default())
+                }
+                () = tokio::time::sleep(left) => Stop::LimitReached(format!(
+                    "the session reached its maximum length ({})",
+                    span(max_length)
+                )),
+                idle = idle_for(&tap, now.idle_timeout) => Stop::LimitReached(format!(
+                    "no input or output for {}",
+                    span(idle)
+                )),
+                ended = &mut input => Stop::ClientGone(ended.unwrap_or(None)),
+                Ok(()) = policy.changed() => continue,
+            };
         };
         abort.abort();
         if !matches!(stop, Stop::Exited(Ok(_))) {

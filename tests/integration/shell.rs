@@ -1646,6 +1646,31 @@ async fn a_roles_session_settings_limit_its_sessions_and_record_input() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(cast.contains(r#""i","typed-by-olive\n""#), "{cast}");
+
+    // A role tightened mid-session applies to the sessions already
+    // running (review 11, L3): a quiet session under a 5-minute idle limit
+    // ends about 5 s after the limit becomes 5 s.
+    let loose = "name: oncall\nrules:\n  - allow: [shell.exec, env.read]\n\
+                 session: {idle_timeout: 300s}\n";
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": loose })),
+    )
+    .await;
+    let mut session = ssh.spawn(&key, "olive", "echo started; exec sleep 120");
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(session.stdout.as_mut().unwrap(), &mut first).unwrap();
+    let tightened = Instant::now();
+    let tight = loose.replace("300s", "5s");
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": tight })),
+    )
+    .await;
+    let (_, _, err) = ended(&mut session, tightened, "the role's tightening").await;
+    assert!(err.contains("no input or output for 5s"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
