@@ -232,8 +232,22 @@ fn start_sshd(env: &Env) -> Result<(Guard, Side)> {
     ))
 }
 
+/// `warden dev` and its pod. Dropped, it stops the pod, then kills the
+/// server: pods outlive a killed server by design (a restarted one adopts
+/// them), so otherwise every run would leave one running.
+struct WardenDev {
+    stop_pods: Command,
+    _server: Guard,
+}
+
+impl Drop for WardenDev {
+    fn drop(&mut self) {
+        let _ = self.stop_pods.output();
+    }
+}
+
 /// `warden dev` with one running pod and the client's key registered.
-fn start_warden(env: &Env) -> Result<(Guard, Side)> {
+fn start_warden(env: &Env) -> Result<(WardenDev, Side)> {
     let (api, ssh) = (free_port()?, free_port()?);
     let child = env
         .warden()
@@ -300,8 +314,13 @@ fn start_warden(env: &Env) -> Result<(Guard, Side)> {
         .as_str()
         .ok_or_else(|| anyhow!("no host key fingerprint: {gateway}"))?
         .to_owned();
+    let mut stop_pods = env.warden();
+    stop_pods.args(["service", "stop", SERVICE]);
     Ok((
-        guard,
+        WardenDev {
+            stop_pods,
+            _server: guard,
+        },
         Side {
             name: "Warden gateway",
             port: ssh,
