@@ -33,3 +33,32 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
+
+/// Waits (at most 60 s) until `warden whoami` answers from the `warden dev`
+/// just started, then creates `acme/shop/dev` (development) and `service`
+/// in it. `warden` makes a `warden` command with the dev server's client
+/// configuration.
+pub fn dev_with_service(warden: impl Fn() -> Command, service: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while warden()
+        .arg("whoami")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "warden dev did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for args in [
+        &["org", "create", "acme"][..],
+        &["project", "create", "acme/shop"],
+        &["env", "create", "acme/shop/dev", "--mode", "development"],
+        &["service", "create", service],
+    ] {
+        run_ok(warden().args(args))?;
+    }
+    Ok(())
+}

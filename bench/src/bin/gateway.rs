@@ -265,26 +265,8 @@ fn start_warden(env: &Env) -> Result<(WardenDev, Side)> {
         .context("starting warden dev")?;
     let pid = child.id();
     let guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while env
-        .warden()
-        .arg("whoami")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        ensure!(Instant::now() < deadline, "warden dev did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    warden_bench::dev_with_service(|| env.warden(), SERVICE)?;
     wait_for_port(ssh)?;
-    for args in [
-        vec!["org", "create", "acme"],
-        vec!["project", "create", "acme/shop"],
-        vec!["env", "create", "acme/shop/dev", "--mode", "development"],
-        vec!["service", "create", SERVICE],
-    ] {
-        run_ok(env.warden().args(&args))?;
-    }
     let spec = env.dir.join("spec.yaml");
     std::fs::write(&spec, "command: [/bin/sh, -c, 'exec sleep 1000000']\n")?;
     run_ok(

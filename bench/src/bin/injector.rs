@@ -181,25 +181,7 @@ fn start(args: &Args) -> Result<(Guard, Env)> {
         .spawn()
         .context("starting warden dev")?;
     let guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while env
-        .warden()
-        .arg("whoami")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        ensure!(Instant::now() < deadline, "warden dev did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for a in [
-        vec!["org", "create", "acme"],
-        vec!["project", "create", "acme/shop"],
-        vec!["env", "create", "acme/shop/dev", "--mode", "development"],
-        vec!["service", "create", SERVICE],
-    ] {
-        run_ok(env.warden().args(&a))?;
-    }
+    warden_bench::dev_with_service(|| env.warden(), SERVICE)?;
     let mut pairs: Vec<String> = (0..args.secrets.saturating_sub(1))
         .map(|i| format!("SECRET_{i:03}=value-{i:03}-{}", "x".repeat(40)))
         .collect();

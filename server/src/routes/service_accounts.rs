@@ -19,7 +19,7 @@ use warden_api::*;
 use warden_identity::kubernetes::{self as k8s, Jwks, ServiceAccountName};
 use warden_pipeline::throttle::{self, retry_secs};
 use warden_pipeline::{Operation, Target};
-use warden_policies::{Action, Scope, may_issue_workload};
+use warden_policies::{Action, Scope};
 use warden_store::{IssuerRow, SaBindingRow};
 use warden_types::{ScopeKind, ScopePath};
 
@@ -197,17 +197,8 @@ pub(super) async fn bind(
             &caller,
             binding_op("workload.sa_bind", &service, &principal),
             |_permit| async move {
-                if app.store.scope(service.as_str()).await?.is_none() {
-                    return Err(ApiError::not_found(format!("service {service} not found")));
-                }
-                // A binding hands out the service's workload credential:
-                // the binder must hold what that credential can do.
-                let _ = may_issue_workload(
-                    binder,
-                    &warden_policies::workload_role(),
-                    &Scope::Path(service.clone()),
-                )
-                .map_err(super::manage::refused)?;
+                // A binding hands out the service's workload credential.
+                super::users::may_hand_out_workload(app, binder, &service).await?;
                 let row = SaBindingRow {
                     cluster,
                     namespace: account.namespace().to_owned(),

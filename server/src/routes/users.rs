@@ -398,15 +398,7 @@ pub(super) async fn workload_token(
                 Target::scope(&service),
             ),
             |_permit| async move {
-                if app.store.scope(service.as_str()).await?.is_none() {
-                    return Err(ApiError::not_found(format!("service {service} not found")));
-                }
-                let _ = may_issue_workload(
-                    issuer,
-                    &warden_policies::workload_role(),
-                    &Scope::Path(service.clone()),
-                )
-                .map_err(manage::refused)?;
+                may_hand_out_workload(app, issuer, &service).await?;
                 let (jwt, claims) = issue_workload(app, &service, ttl).await?;
                 Ok((
                     StatusCode::CREATED,
@@ -425,6 +417,26 @@ pub(super) async fn workload_token(
 const SIGNING_PURPOSE: &str = "workload-signing-key";
 /// Longest workload-token lifetime Warden issues.
 pub(super) const WORKLOAD_MAX_TTL_SECS: u64 = warden_pipeline::identity::WORKLOAD_MAX_TTL_SECS;
+
+/// Whether `who` may hand out `service`'s workload credential (a token or a
+/// service-account binding): the service exists, and `who` holds what that
+/// credential can do there.
+pub(super) async fn may_hand_out_workload(
+    app: &App,
+    who: &warden_policies::Principal,
+    service: &ScopePath,
+) -> Result<(), ApiError> {
+    if app.store.scope(service.as_str()).await?.is_none() {
+        return Err(ApiError::not_found(format!("service {service} not found")));
+    }
+    may_issue_workload(
+        who,
+        &warden_policies::workload_role(),
+        &Scope::Path(service.clone()),
+    )
+    .map(drop)
+    .map_err(manage::refused)
+}
 
 /// Issues a workload token for `service`, rotating the signing key when
 /// the current one is older than a day.
