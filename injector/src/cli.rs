@@ -125,11 +125,13 @@ struct ExecArgs {
     /// (stop it with SIGTERM, then SIGKILL after --stop-timeout, and start
     /// it again with the new secrets), `signal:NAME` (re-render the
     /// templates, then send signal NAME, e.g. signal:HUP; templates-only
-    /// delivery), or `render` (re-render the templates only).
+    /// delivery), `render` (re-render the templates only), or `none`
+    /// (keep the secrets the command started with: a runtime that rolls the
+    /// service's pods delivers new ones).
     #[arg(
         long,
         default_value = "restart",
-        value_name = "restart|signal:NAME|render"
+        value_name = "restart|signal:NAME|render|none"
     )]
     on_change: String,
     /// With --on-change restart, seconds between SIGTERM and SIGKILL.
@@ -189,6 +191,10 @@ pub enum OnChange {
     Signal(rustix::process::Signal),
     /// Re-render the templates only.
     Render,
+    /// Apply nothing: the command keeps the secrets it started with (the
+    /// runtime replaces the pod to deliver new ones); the watch still says
+    /// what the pod holds and ends with its authority.
+    Keep,
 }
 
 impl OnChange {
@@ -198,10 +204,11 @@ impl OnChange {
                 stop_timeout: Duration::from_secs(stop_timeout),
             }),
             "render" => Ok(Self::Render),
+            "none" => Ok(Self::Keep),
             _ => {
                 let name = s.strip_prefix("signal:").ok_or_else(|| {
                     Error::Usage(format!(
-                        "--on-change {s:?}: expected restart, signal:NAME or render"
+                        "--on-change {s:?}: expected restart, signal:NAME, render or none"
                     ))
                 })?;
                 let upper = name.to_ascii_uppercase();
@@ -322,7 +329,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, Error> 
     }
     let watch = if a.watch {
         let on_change = OnChange::parse(&a.on_change, a.stop_timeout)?;
-        if !matches!(on_change, OnChange::Restart { .. }) && a.deliver != Delivery::None {
+        if matches!(on_change, OnChange::Signal(_) | OnChange::Render)
+            && a.deliver != Delivery::None
+        {
             return Err(Error::Usage(format!(
                 "--on-change {}: a running command's environment or descriptor cannot \
                  change; use --deliver none with templates, or --on-change restart",
@@ -594,6 +603,20 @@ mod tests {
             };
             assert!(matches!(e.watch, Some(OnChange::Signal(_))), "{spec}");
         }
+        // Keeping what the command started with goes with any delivery.
+        let Parsed::Exec(e) = parse(args(&[
+            "--service",
+            "a/b/c/d",
+            "--watch",
+            "--on-change",
+            "none",
+            "--",
+            "x",
+        ]))
+        .unwrap() else {
+            panic!("not exec")
+        };
+        assert_eq!(e.watch, Some(OnChange::Keep));
         for (spec, needle) in [
             ("signal:TERM", "restart"),
             ("signal:KILL", "restart"),

@@ -155,13 +155,21 @@ impl Rotation<'_> {
                 .await;
             return None;
         }
+        if self.on_change == OnChange::Keep {
+            // Not applied and not reported: the pod holds what it started
+            // with until the runtime replaces it.
+            say(&format!(
+                "watch: update {generation} left for the runtime to roll out (--on-change none)"
+            ));
+            return None;
+        }
         let versions = update.resolved.versions.clone();
         let service = update.resolved.service.clone();
         let prepared = Secrets::from_resolved(update.resolved, &service).and_then(|secrets| {
             self.launcher.render(&secrets)?;
             match self.on_change {
                 OnChange::Restart { .. } => self.launcher.command(&secrets).map(Some),
-                OnChange::Signal(_) | OnChange::Render => Ok(None),
+                OnChange::Signal(_) | OnChange::Render | OnChange::Keep => Ok(None),
             }
         });
         let next = match prepared {

@@ -233,6 +233,7 @@ pub fn deployment(
         },
         "spec": {
             "replicas": replicas,
+            "minReadySeconds": spec.min_ready().as_secs(),
             "selector": { "matchLabels": labels },
             // One pod at a time, each replacement available before an old
             // one stops: the trait's rolling restart.
@@ -432,11 +433,13 @@ mod tests {
         let s = svc("acme/shop/prod/api");
         let spec = WorkloadSpec::from_yaml(
             "command: [/bin/server]\nargs: [--port, '80']\nimage: nginx:1\nreplicas: 3\n\
-             env: {A: b}\nresources: {memory: 64Mi, cpu: 500m}\nrun_as: {uid: 1000, gid: 100}\n",
+             env: {A: b}\nresources: {memory: 64Mi, cpu: 500m}\nrun_as: {uid: 1000, gid: 100}\n\
+             min_ready_seconds: 5\n",
         )
         .unwrap();
         let d = deployment(&s, "warden", &spec, &Overlay::default()).unwrap();
         assert_eq!(d["spec"]["replicas"], 3);
+        assert_eq!(d["spec"]["minReadySeconds"], 5);
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["image"], "nginx:1");
         assert_eq!(c["command"], json!(["/bin/server", "--port", "80"]));

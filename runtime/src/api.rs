@@ -783,7 +783,10 @@ pub trait Runtime: Send + Sync {
     fn start<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     /// Rolling restart: one pod at a time, each replacement Running before
-    /// the next old pod is stopped. Returns when done.
+    /// the next old pod is stopped. Returns when done. A replacement that
+    /// does not start in time is removed and the restart stops there
+    /// ([`RuntimeError::RolloutStalled`]): the pods not replaced yet keep
+    /// running.
     fn restart<'a>(&'a self, service: &'a ServiceRef) -> BoxFuture<'a, Result<(), RuntimeError>>;
 
     /// Stops every pod and forgets the service.

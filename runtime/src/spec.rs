@@ -32,6 +32,8 @@ pub const MAX_ENV_VALUE_BYTES: usize = 4096;
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
 /// Most replicas of one service.
 pub const MAX_REPLICAS: u32 = 64;
+/// Largest `min_ready_seconds`.
+pub const MAX_MIN_READY_SECONDS: u32 = 600;
 /// Smallest memory limit (the pod's init and the workload must fit).
 pub const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest memory limit.
@@ -129,6 +131,36 @@ pub enum RestartPolicy {
     Never,
 }
 
+/// How a pod's secrets (delivered by `warden-injector`) follow a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    /// Each pod's wrapper restarts its command in place with the new
+    /// values (the default): every pod at once, within a second.
+    #[default]
+    Restart,
+    /// The pods keep the values they started with; the control plane rolls
+    /// the service, one pod at a time, each new pod given the new values
+    /// and running before the next old one stops, and reverts to the
+    /// previous values if a new pod does not start.
+    Rollout,
+}
+
+/// How a pod's secrets are delivered and kept current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSpec {
+    /// What a rotation does to the pods.
+    #[serde(default)]
+    pub on_change: OnChange,
+}
+
+impl SecretsSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// The user and group a pod's processes run as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RunAs {
@@ -211,6 +243,12 @@ pub struct WorkloadSpec {
     replicas: u32,
     #[serde(
         default,
+        deserialize_with = "de_min_ready",
+        skip_serializing_if = "is_zero"
+    )]
+    min_ready_seconds: u32,
+    #[serde(
+        default,
         deserialize_with = "de_env",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
@@ -221,10 +259,18 @@ pub struct WorkloadSpec {
     restart: RestartPolicy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run_as: Option<RunAs>,
+    // Left out when default, so templates hashed before it existed keep
+    // their hash.
+    #[serde(default, skip_serializing_if = "SecretsSpec::is_default")]
+    secrets: SecretsSpec,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl WorkloadSpec {
@@ -242,10 +288,12 @@ impl WorkloadSpec {
             args: Vec::new(),
             image: None,
             replicas: 1,
+            min_ready_seconds: 0,
             env: BTreeMap::new(),
             resources: Resources::default(),
             restart: RestartPolicy::Always,
             run_as: None,
+            secrets: SecretsSpec::default(),
         })
     }
 
@@ -255,10 +303,12 @@ impl WorkloadSpec {
     /// command: ["/bin/sh", "-c", "exec my-server"]
     /// args: ["--port", "8080"]
     /// replicas: 2
+    /// min_ready_seconds: 5
     /// env: { RUST_LOG: info, PORT: 8080 }
     /// resources: { memory: 128Mi, cpu: 500m, pids: 256 }
     /// restart: OnFailure
     /// run_as: { uid: 1000, gid: 1000 }
+    /// secrets: { on_change: rollout }
     /// ```
     pub fn from_yaml(text: &str) -> Result<Self, RuntimeError> {
         if text.len() > MAX_SPEC_BYTES {
@@ -369,6 +419,13 @@ impl WorkloadSpec {
         self.replicas
     }
 
+    /// How long a new pod's workload must have run, without exiting, to
+    /// count as started in a rollout (Kubernetes' `minReadySeconds`); a pod
+    /// that fails on its new configuration within it stalls the rollout.
+    pub fn min_ready(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.min_ready_seconds))
+    }
+
     /// The non-secret environment.
     pub fn env(&self) -> &BTreeMap<String, String> {
         &self.env
@@ -389,11 +446,18 @@ impl WorkloadSpec {
         self.run_as
     }
 
-    /// A stable digest of everything that shapes a pod (all but `replicas`):
-    /// pods made from an older template are replaced on `apply`.
+    /// How the pods' secrets follow a rotation.
+    pub fn secrets(&self) -> SecretsSpec {
+        self.secrets
+    }
+
+    /// A stable digest of everything that shapes a pod (all but `replicas`
+    /// and `min_ready_seconds`): pods made from an older template are
+    /// replaced on `apply`.
     pub fn template_hash(&self) -> String {
         let mut template = self.clone();
         template.replicas = 0;
+        template.min_ready_seconds = 0;
         // Serializing plain strings, numbers and maps cannot fail.
         let bytes = serde_json::to_vec(&template).unwrap_or_default();
         let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
@@ -492,6 +556,14 @@ fn check_command(argv: Vec<String>) -> Result<Vec<String>, String> {
 fn check_replicas(n: u32) -> Result<u32, String> {
     if n > MAX_REPLICAS {
         Err(format!("{n} is above the limit of {MAX_REPLICAS}"))
+    } else {
+        Ok(n)
+    }
+}
+
+fn check_min_ready(n: u32) -> Result<u32, String> {
+    if n > MAX_MIN_READY_SECONDS {
+        Err(format!("{n} is above the limit of {MAX_MIN_READY_SECONDS}"))
     } else {
         Ok(n)
     }
@@ -669,6 +741,13 @@ fn de_replicas<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     d.deserialize_u64(Count {
         what: "a replica count",
         check: check_replicas,
+    })
+}
+
+fn de_min_ready<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    d.deserialize_u64(Count {
+        what: "a number of seconds",
+        check: check_min_ready,
     })
 }
 
@@ -901,9 +980,12 @@ mod tests {
     fn full_spec_parses() {
         let spec = WorkloadSpec::from_yaml(
             "command: [/bin/sh, -c]\nargs: ['echo hi']\nreplicas: 3\nenv: {A: x, PORT: 8080, ON: true}\n\
-             resources: {memory: 64Mi, cpu: 500m, pids: 64}\nrestart: OnFailure\nrun_as: {uid: 1000}\n",
+             resources: {memory: 64Mi, cpu: 500m, pids: 64}\nrestart: OnFailure\nrun_as: {uid: 1000}\n\
+             min_ready_seconds: 5\nsecrets: {on_change: rollout}\n",
         )
         .unwrap();
+        assert_eq!(spec.min_ready(), std::time::Duration::from_secs(5));
+        assert_eq!(spec.secrets().on_change, OnChange::Rollout);
         assert_eq!(
             spec.argv().collect::<Vec<_>>(),
             ["/bin/sh", "-c", "echo hi"]
@@ -1016,12 +1098,26 @@ mod tests {
     }
 
     #[test]
-    fn template_hash_ignores_replicas_only() {
+    fn template_hash_ignores_replicas_and_min_ready_only() {
         let a = WorkloadSpec::new(["sleep", "1"]).unwrap();
         let b = a.clone().with_replicas(5).unwrap();
         let c = a.clone().with_env("X", "1").unwrap();
         assert_eq!(a.template_hash(), b.template_hash());
         assert_ne!(a.template_hash(), c.template_hash());
+        let spec = |extra: &str| {
+            WorkloadSpec::from_yaml(&format!("command: [sleep, '1']\n{extra}"))
+                .unwrap()
+                .template_hash()
+        };
+        assert_eq!(spec(""), a.template_hash());
+        assert_eq!(spec("min_ready_seconds: 30\n"), a.template_hash());
+        // The default rotation leaves the hash of specs from before it.
+        assert_eq!(spec("secrets: {on_change: restart}\n"), a.template_hash());
+        assert_ne!(spec("secrets: {on_change: rollout}\n"), a.template_hash());
+        let (_, m) = err("command: [x]\nmin_ready_seconds: 601\n");
+        assert!(m.contains("above the limit of 600"), "{m}");
+        let (_, m) = err("command: [x]\nsecrets: {on_change: sometimes}\n");
+        assert!(m.contains("unknown variant"), "{m}");
     }
 
     #[test]

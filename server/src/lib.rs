@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod hardening;
 mod metrics;
 pub mod openapi;
+mod rollouts;
 pub mod routes;
 mod serve;
 mod slots;
@@ -129,6 +130,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running, StartError> {
     let mut app = App::new(store, &opts.node_id);
     app.max_token_ttl = opts.max_token_ttl;
     let app = Arc::new(app);
+    rollouts::start(&app);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| StartError::Bind {

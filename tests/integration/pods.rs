@@ -1332,3 +1332,146 @@ async fn pods_run_under_the_injector_with_their_secrets_kept_current() {
     }
     dev.delete(svc).await;
 }
+
+/// The names of the ready pods in a workload listing.
+fn ready_names(list: &Value) -> Vec<String> {
+    list["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ready"] == json!(true))
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `secrets: {on_change: rollout}`: a rotation replaces the service's pods
+/// one at a time (never fewer ready pods than replicas), each new pod
+/// started with the new value; a value the workload cannot start with is
+/// reverted (its pods keep the previous one, untouched) and not tried
+/// again; the next rotation rolls. Each step is audited as actor `warden`
+/// with the versions, never a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_service_takes_a_rotation_pod_by_pod_and_reverts_one_it_cannot_start_with() {
+    let dev = Dev::start().await;
+    dev.scopes("acme/roll/dev", "development", &["api"]).await;
+    let svc = "acme/roll/dev/api";
+    let set = async |v: &str| {
+        dev.ok(
+            Method::PUT,
+            &format!("/api/v1/secrets/{svc}"),
+            Some(json!({"values": {"DB_URL": format!("roll-canary-{v}")}})),
+        )
+        .await
+    };
+    let status = async || {
+        dev.ok(Method::GET, &format!("/api/v1/workloads/{svc}"), None)
+            .await
+    };
+    let audited = async |action: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let page = dev
+                .ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+                .await;
+            let found: Vec<Value> = page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["action"] == action)
+                .cloned()
+                .collect();
+            if !found.is_empty() {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "no {action}: {page}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    // Rolls to `value`: waits until two ready pods, none of `old`, remain,
+    // never seeing fewer than two ready; each says it has `value`.
+    let rolled_to = async |old: Vec<String>, value: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let new = loop {
+            let list = status().await;
+            let ready = ready_names(&list);
+            assert!(ready.len() >= 2, "fewer than two pods ready: {list}");
+            let all = list["pods"].as_array().unwrap().len();
+            if all == 2 && ready.iter().all(|p| !old.contains(p)) {
+                break ready;
+            }
+            assert!(Instant::now() < deadline, "not rolled: {list}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        for p in &new {
+            dev.logs_until(&format!("{svc}/{p}"), &format!("db={value}\n"));
+        }
+        new
+    };
+
+    set("0001").await;
+    // Only the value's last part is printed (pod output is kept).
+    let spec = "command: [/bin/sh, -c, 'case \"$DB_URL\" in *bad) echo refused; exit 1;; esac; \
+                echo \"db=${DB_URL#roll-canary-}\"; exec sleep 1000']\nreplicas: 2\n\
+                min_ready_seconds: 1\nsecrets: {on_change: rollout}\n";
+    dev.apply(svc, spec).await.unwrap();
+    dev.ready(svc, 2).await;
+    let first = ready_names(&status().await);
+    for p in &first {
+        dev.logs_until(&format!("{svc}/{p}"), "db=0001\n");
+    }
+
+    set("0002").await;
+    let second = rolled_to(first, "0002").await;
+    let done = audited("secret.rollout.completed").await;
+    assert_eq!(done[0]["actor"]["principal"], "warden", "{done:?}");
+    assert_eq!(
+        done[0]["target"]["names"],
+        json!([format!("DB_URL:2@{svc}")]),
+        "{done:?}"
+    );
+
+    // The workload refuses this value: the first new pod never stays up,
+    // the rollout stalls and is reverted; no running pod was touched.
+    set("bad").await;
+    let failed = audited("secret.rollout.failed").await;
+    assert_eq!(failed[0]["status"], "failed", "{failed:?}");
+    assert_eq!(
+        failed[0]["target"]["names"],
+        json!([format!("DB_URL:3@{svc}")])
+    );
+    let stalled = failed[0]["target"]["pod"].as_str().unwrap().to_owned();
+    assert!(!second.contains(&stalled), "{failed:?}");
+    let reverted = audited("secret.rollout.reverted").await;
+    assert_eq!(reverted[0]["status"], "ok", "{reverted:?}");
+    assert_eq!(
+        reverted[0]["target"]["names"],
+        json!([format!("DB_URL:2@{svc}")])
+    );
+    let list = status().await;
+    assert_eq!(ready_names(&list), second, "{list}");
+    assert_eq!(list["pods"].as_array().unwrap().len(), 2, "{list}");
+    // What the pods are served is still version 2: one restarted now gets
+    // it again.
+    let resolved = dev
+        .ok(Method::GET, &format!("/api/v1/resolve/{svc}"), None)
+        .await;
+    assert_eq!(
+        resolved["values"]["DB_URL"], "roll-canary-0002",
+        "{resolved}"
+    );
+    assert_eq!(resolved["versions"]["DB_URL"]["version"], 2, "{resolved}");
+
+    // The failed version is not tried again by the periodic sweep; the
+    // next rotation rolls.
+    set("0004").await;
+    rolled_to(second, "0004").await;
+    let started = audited("secret.rollout.started").await;
+    assert_eq!(started.len(), 3, "{started:?}");
+
+    // Nothing in the audit log holds a value.
+    let page = dev
+        .ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+        .await;
+    assert!(!page.to_string().contains("roll-canary"), "{page}");
+    dev.delete(svc).await;
+}

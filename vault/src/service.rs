@@ -23,16 +23,44 @@ pub struct Resolution {
     /// The values, `${NAME}` references filled in.
     pub values: BTreeMap<String, SecretValue>,
     /// For each name, the scope and version its value was read from.
-    pub versions: BTreeMap<String, ServedVersion>,
+    pub versions: Versions,
 }
 
+/// For each secret name, the version served.
+pub type Versions = BTreeMap<String, ServedVersion>;
+
 /// Where a resolved value came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ServedVersion {
     /// The scope that holds it (the service's or an ancestor's).
     pub scope: String,
     /// Its version there.
     pub version: i64,
+}
+
+impl ServedVersion {
+    fn of(row: &VersionRow) -> Self {
+        Self {
+            scope: row.scope.clone(),
+            version: row.version,
+        }
+    }
+}
+
+/// The rows that give a service its secrets, by name: `rows` come in
+/// inheritance order (project, environment, service), so a nearer scope's
+/// version replaces a farther one's, and a deleted or destroyed one hides
+/// it.
+fn effective(rows: Vec<VersionRow>) -> BTreeMap<String, VersionRow> {
+    let mut out = BTreeMap::new();
+    for row in rows {
+        if row.deleted_at.is_some() || row.envelope.is_none() {
+            out.remove(&row.name);
+        } else {
+            out.insert(row.name.clone(), row);
+        }
+    }
+    out
 }
 
 enum State {
@@ -796,35 +824,74 @@ impl Vault {
         self.resolved(&keyring, service).await
     }
 
-    /// [`Vault::resolve`] once authorized.
+    /// [`Vault::resolve`] once authorized: the latest versions, or, for a
+    /// service whose pods are rolled when their secrets change (a
+    /// `secret_rollouts` row), the versions pinned for its pods.
     async fn resolved(
         &self,
         keyring: &Keyring,
         service: &ScopePath,
     ) -> Result<Resolution, VaultError> {
         let scopes = Self::inherited_scopes(service);
+        let rows = match self.store.rollout(service.as_str()).await? {
+            None => self.store.latest_in_scopes(&scopes).await?,
+            Some(rollout) => self.pinned_rows(service, &scopes, &rollout.pinned).await?,
+        };
+        let rows = effective(rows);
         let mut merged = BTreeMap::new();
         let mut versions = BTreeMap::new();
-        for row in self.store.latest_in_scopes(&scopes).await? {
-            if row.deleted_at.is_some() || row.envelope.is_none() {
-                merged.remove(&row.name);
-                versions.remove(&row.name);
-                continue;
-            }
+        for (name, row) in rows {
             let value = self.open(keyring, service.org(), &row).await?;
-            merged.insert(row.name.clone(), value);
-            versions.insert(
-                row.name.clone(),
-                ServedVersion {
-                    scope: row.scope.clone(),
-                    version: row.version,
-                },
-            );
+            merged.insert(name.clone(), value);
+            versions.insert(name, ServedVersion::of(&row));
         }
         Ok(Resolution {
             values: crate::resolve::interpolate(&merged)?,
             versions,
         })
+    }
+
+    /// The stored versions a pin names. Each must be in one of the
+    /// service's own `scopes` (a pin naming any other is refused as
+    /// tampered); one since pruned or destroyed is left out, like a
+    /// deleted one.
+    async fn pinned_rows(
+        &self,
+        service: &ScopePath,
+        scopes: &[String],
+        pinned: &str,
+    ) -> Result<Vec<VersionRow>, VaultError> {
+        let tampered =
+            || VaultError::Integrity(format!("the secret versions pinned for {service}"));
+        let pin: Versions = serde_json::from_str(pinned).map_err(|_| tampered())?;
+        let mut rows = Vec::with_capacity(pin.len());
+        for (name, v) in pin {
+            if !scopes.contains(&v.scope) {
+                return Err(tampered());
+            }
+            if let Some(row) = self
+                .store
+                .secret_version(&v.scope, &name, Some(v.version))
+                .await?
+            {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The latest versions of a service's effective secrets, metadata
+    /// only: no value is opened and no permit is needed. What a rollout
+    /// compares with the versions pinned for the service's pods.
+    pub async fn latest_versions(&self, service: &ScopePath) -> Result<Versions, VaultError> {
+        let rows = self
+            .store
+            .latest_in_scopes(&Self::inherited_scopes(service))
+            .await?;
+        Ok(effective(rows)
+            .into_iter()
+            .map(|(name, row)| (name, ServedVersion::of(&row)))
+            .collect())
     }
 
     /// The scopes whose secrets `service` inherits: project, environment,

@@ -52,7 +52,7 @@ use crate::api::{
 use crate::error::IoContext;
 use crate::local::cgroup::CgroupDriver;
 use crate::local::proto::{ShimConfig, ShimReply, ShimRequest, ShimStatus};
-use crate::spec::RunAs;
+use crate::spec::{OnChange, RunAs};
 use crate::{RuntimeError, ServiceRef, WorkloadSpec};
 
 /// The helper roles a binary must dispatch (see [`helper_main`]).
@@ -186,9 +186,17 @@ pub(crate) fn workload_argv(cfg: &ShimConfig, isolate: bool) -> Vec<String> {
             "--server".into(),
             i.server.clone(),
             "--watch".into(),
-            "--".into(),
         ]
         .into_iter()
+        .chain(
+            // Rolled pods keep the values they started with; the watch
+            // still names what they hold and ends with their authority.
+            (cfg.spec.secrets().on_change == OnChange::Rollout)
+                .then(|| ["--on-change".to_owned(), "none".to_owned()])
+                .into_iter()
+                .flatten(),
+        )
+        .chain(["--".to_owned()])
         .chain(argv)
         .collect(),
     }
@@ -994,38 +1002,54 @@ impl Inner {
         Ok(())
     }
 
+    /// Waits until the new `pod` started: Running and ready, its workload
+    /// up (without exiting) for the spec's `min_ready_seconds`.
     async fn wait_running(&self, service: &ServiceRef, pod: &PodName) -> Result<(), RuntimeError> {
         let mut rx = self.changed.subscribe();
-        let timeout = self.cfg.rollout_timeout;
+        let min_ready = lock(&self.state)
+            .services
+            .get(service)
+            .map_or(Duration::ZERO, |d| d.spec.min_ready());
+        // The time to start, then to stay up.
+        let timeout = self.cfg.rollout_timeout + min_ready;
         let deadline = tokio::time::Instant::now() + timeout;
+        let stalled = || RuntimeError::RolloutStalled {
+            service: service.to_string(),
+            pod: pod.to_string(),
+            waited_ms: millis(timeout),
+        };
         loop {
+            // When the workload will have been up long enough, if it is up.
+            let mut ready_in = None;
             {
                 let st = lock(&self.state);
-                match st.pods.get(pod) {
-                    None => {
-                        return Err(RuntimeError::RolloutStalled {
-                            service: service.to_string(),
-                            pod: pod.to_string(),
-                            waited_ms: millis(timeout),
-                        });
-                    }
-                    Some(e) => {
-                        let s = self.status_of(pod, e);
-                        if s.phase == PodPhase::Running && s.ready {
-                            return Ok(());
-                        }
+                let Some(e) = st.pods.get(pod) else {
+                    return Err(stalled());
+                };
+                let s = self.status_of(pod, e);
+                if s.phase == PodPhase::Running && s.ready {
+                    let up = Duration::from_millis(
+                        now_ms().saturating_sub(s.started_at_ms.unwrap_or(0)),
+                    );
+                    match min_ready.checked_sub(up) {
+                        None | Some(Duration::ZERO) => return Ok(()),
+                        Some(left) => ready_in = Some(left),
                     }
                 }
             }
-            if tokio::time::timeout_at(deadline, rx.changed())
-                .await
-                .is_err()
-            {
-                return Err(RuntimeError::RolloutStalled {
-                    service: service.to_string(),
-                    pod: pod.to_string(),
-                    waited_ms: millis(timeout),
-                });
+            let wake = ready_in.map_or(deadline, |left| {
+                deadline.min(tokio::time::Instant::now() + left)
+            });
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Err(stalled());
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(stalled());
             }
         }
     }
@@ -1319,7 +1343,12 @@ impl Runtime for LocalRuntime {
             };
             for old_pod in old {
                 let new = inner.create_pod(service, &spec).await?;
-                inner.wait_running(service, &new).await?;
+                if let Err(e) = inner.wait_running(service, &new).await {
+                    // The pods not replaced yet keep running; the one that
+                    // did not start goes, so the service keeps its count.
+                    inner.terminate_pod(&new).await;
+                    return Err(e);
+                }
                 inner.terminate_pod(&old_pod).await;
             }
             Ok(())

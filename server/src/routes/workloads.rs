@@ -15,7 +15,7 @@ use warden_api::*;
 use warden_pipeline::{Operation, Target};
 use warden_policies::{Action, Scope};
 use warden_runtime::{
-    LogOptions, PodName, PodRef, PodStatus, Runtime, Selector, ServiceRef, WorkloadSpec,
+    LogOptions, OnChange, PodName, PodRef, PodStatus, Runtime, Selector, ServiceRef, WorkloadSpec,
 };
 use warden_types::{ScopeKind, ScopePath};
 
@@ -132,6 +132,9 @@ pub(super) async fn apply(
                 let spec = parse_spec(req.spec).await?;
                 existing(app, &path).await?;
                 let rt = runtime_for(app, &env).await?;
+                // Before the pods start: they fetch what is pinned.
+                let rolled = spec.secrets().on_change == OnChange::Rollout;
+                crate::rollouts::adopt(app, &path, rolled).await?;
                 rt.apply(&service, &spec).await?;
                 Ok(Json(
                     pod_list(&rt, &Selector::Service(service.clone())).await?,
@@ -198,7 +201,10 @@ pub(super) async fn control(
                     "stop" => rt.stop(&service).await?,
                     "start" => rt.start(&service).await?,
                     "restart" => rt.restart(&service).await?,
-                    _ => rt.delete(&service).await?,
+                    _ => {
+                        rt.delete(&service).await?;
+                        app.store.drop_rollout(path.as_str()).await?;
+                    }
                 }
                 Ok(StatusCode::NO_CONTENT)
             },
