@@ -242,6 +242,10 @@ fn sh(script: &str) -> WorkloadSpec {
     WorkloadSpec::new(["/bin/sh", "-c", script]).unwrap()
 }
 
+fn names(p: &[PodStatus]) -> BTreeSet<warden_runtime::PodName> {
+    p.iter().map(|p| p.name.clone()).collect()
+}
+
 async fn running(env: &Env, s: &ServiceRef, n: usize) -> Vec<PodStatus> {
     let pods = env
         .rt()
@@ -1032,7 +1036,6 @@ async fn scale_stop_start_restart_delete() {
     // Idempotent.
     env.rt().apply(&s, &spec).await.unwrap();
     let again = running(&env, &s, 2).await;
-    let names = |p: &[PodStatus]| p.iter().map(|p| p.name.clone()).collect::<BTreeSet<_>>();
     assert_eq!(names(&first), names(&again));
     // A pod whose shim dies is replaced by reconciliation.
     let victim = &first[0];
@@ -1126,6 +1129,46 @@ async fn scale_stop_start_restart_delete() {
         env.rt().start(&s).await,
         Err(RuntimeError::ServiceNotFound(_))
     ));
+    env.finish().await;
+}
+
+/// A replacement counts as started once its workload has stayed up for
+/// `min_ready_seconds`: one that exits sooner (here after 0.3 s, on a
+/// configuration it cannot run with) stalls the rolling restart and is
+/// removed; the pods not replaced yet keep running, and the count holds.
+#[tokio::test]
+async fn a_restart_whose_new_pod_does_not_stay_up_stalls_and_keeps_the_old_pods() {
+    require_root!();
+    let env = Env::new(|c| c.rollout_timeout = Duration::from_secs(3)).await;
+    let s = svc("minready");
+    let broken = env.base.join("broken");
+    let spec = WorkloadSpec::from_yaml(&format!(
+        "command: [/bin/sh, -c, 'sleep 0.3; [ -e {} ] && exit 1; exec sleep 999']\n\
+         replicas: 2\nmin_ready_seconds: 1\n",
+        broken.display()
+    ))
+    .unwrap();
+    env.rt().apply(&s, &spec).await.unwrap();
+    let before = running(&env, &s, 2).await;
+    // Past their check: these pods run on.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    std::fs::write(&broken, b"").unwrap();
+    let e = env.rt().restart(&s).await.unwrap_err();
+    assert!(matches!(e, RuntimeError::RolloutStalled { .. }), "{e}");
+    let after = env.rt().pods(&Selector::Service(s.clone())).await.unwrap();
+    assert_eq!(names(&after), names(&before), "{after:#?}");
+    assert!(after.iter().all(|p| p.ready), "{after:#?}");
+    // Fixed: the restart goes through, each new pod up for a second.
+    std::fs::remove_file(&broken).unwrap();
+    let began = std::time::Instant::now();
+    env.rt().restart(&s).await.unwrap();
+    assert!(
+        began.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    let rolled = running(&env, &s, 2).await;
+    assert!(names(&rolled).is_disjoint(&names(&before)));
     env.finish().await;
 }
 

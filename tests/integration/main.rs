@@ -25,6 +25,7 @@ mod limits;
 mod pods;
 mod rbac;
 mod replicas;
+mod rollouts;
 mod routes;
 mod scenarios;
 mod security;
