@@ -53,13 +53,14 @@ enum Failure {
     Fatal(Error),
 }
 
-/// Fetches the resolved secrets of `service`, refusing an answer larger
-/// than `max_response` bytes.
+/// Fetches the resolved secrets of `service` (for the audit entry, as pod
+/// `pod`), refusing an answer larger than `max_response` bytes.
 pub async fn resolve(
     server: &str,
     ca_pem: &[u8],
     credential: &Credential,
     service: &ScopePath,
+    pod: Option<&str>,
     policy: RetryPolicy,
     max_response: usize,
 ) -> Result<Resolved, Error> {
@@ -68,7 +69,12 @@ pub async fn resolve(
     // replaces the whole address space.
     let client = Client::new(server, ca_pem, Some(credential.expose().to_owned()))
         .map_err(|e| Error::Config(e.to_string()))?;
-    let path = format!("/api/v1/resolve/{}", service.as_str());
+    let mut path = format!("/api/v1/resolve/{}", service.as_str());
+    if let Some(pod) = pod {
+        // Checked for shape when parsed (`--pod`): nothing to escape.
+        path.push_str("?pod=");
+        path.push_str(pod);
+    }
     with_retries(policy, || once(&client, &path, max_response)).await
 }
 

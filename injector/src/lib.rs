@@ -117,6 +117,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
         &ca_pem,
         &credential,
         &exec.service,
+        exec.pod.as_deref(),
         exec.retry,
         exec.max_response_bytes,
     ))?;

@@ -436,6 +436,7 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let op = |permit| async move { op(permit).await.map(|t| (t, None)) };
         self.run_with(caller, operation, op, Effects::Anywhere)
             .await
     }
@@ -457,8 +458,33 @@ impl Pipeline {
         F: FnOnce(Permit) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        let op = |permit| async move { op(permit).await.map(|t| (t, None)) };
         self.run_with(caller, operation, op, Effects::StorageOnly)
             .await
+    }
+
+    /// [`Pipeline::run_stored`] for a read whose outcome entry must name
+    /// exactly what it served (a service's secrets, each as
+    /// `NAME:VERSION@SCOPE`): the operation answers with those names, which
+    /// replace the intent's target names in the outcome entry.
+    pub async fn run_stored_naming<T, E, F, Fut>(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        op: F,
+    ) -> Result<T, E>
+    where
+        E: OpError,
+        F: FnOnce(Permit) -> Fut,
+        Fut: Future<Output = Result<(T, Vec<String>), E>>,
+    {
+        self.run_with(
+            caller,
+            operation,
+            |permit| async move { op(permit).await.map(|(t, names)| (t, Some(names))) },
+            Effects::StorageOnly,
+        )
+        .await
     }
 
     /// The resource for `scope` (with its environment's mode) and the log
@@ -500,9 +526,9 @@ impl Pipeline {
     where
         E: OpError,
         F: FnOnce(Permit) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<(T, Option<Vec<String>>), E>>,
     {
-        let (event, permit, mut intent) = self.admit(caller, operation).await?;
+        let (mut event, permit, mut intent) = self.admit(caller, operation).await?;
         let result = match effects {
             Effects::Anywhere => {
                 intent
@@ -522,6 +548,12 @@ impl Pipeline {
                 result
             }
         };
+        let result = result.map(|(answer, names)| {
+            if let Some(names) = names {
+                event.target.names = Some(names);
+            }
+            answer
+        });
         self.0.audit.outcome(intent, &event, status_of(&result));
         result
     }

@@ -51,11 +51,7 @@ pub(crate) fn pin_text(versions: &Versions) -> String {
 /// `NAME:VERSION@SCOPE` of each secret of a pin, as the audit log names
 /// them (a pin that does not decode names nothing).
 fn labels(pin: &str) -> Vec<String> {
-    serde_json::from_str::<Versions>(pin)
-        .unwrap_or_default()
-        .iter()
-        .map(|(name, v)| format!("{name}:{}@{}", v.version, v.scope))
-        .collect()
+    warden_vault::version_labels(&serde_json::from_str::<Versions>(pin).unwrap_or_default())
 }
 
 /// Makes `service` rolled (its pods served the versions latest now), or

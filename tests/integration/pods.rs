@@ -1277,6 +1277,27 @@ async fn pods_run_under_the_injector_with_their_secrets_kept_current() {
     let pod_ref = format!("{svc}/{pod}");
     let out = dev.logs_until(&pod_ref, "db=");
     assert!(out.contains("db=0001 "), "{out}");
+    // The wrapper's fetch is audited with the pod and the version served.
+    let page = dev
+        .ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+        .await;
+    let fetched = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "secret.resolve" && e["phase"] == "outcome")
+        .unwrap_or_else(|| panic!("no fetch audited: {page}"));
+    assert_eq!(fetched["target"]["pod"], pod.as_str(), "{fetched}");
+    assert_eq!(
+        fetched["target"]["names"],
+        json!([format!("DB_URL:1@{svc}")]),
+        "{fetched}"
+    );
+    assert_eq!(
+        fetched["actor"]["principal"],
+        format!("workload:{svc}"),
+        "{fetched}"
+    );
 
     let rotated = "pod-canary-value-0002";
     dev.ok(

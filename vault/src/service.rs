@@ -29,6 +29,15 @@ pub struct Resolution {
 /// For each secret name, the version served.
 pub type Versions = BTreeMap<String, ServedVersion>;
 
+/// Each secret of `versions` as the audit log names a served version:
+/// `NAME:VERSION@SCOPE` (never a value).
+pub fn version_labels(versions: &Versions) -> Vec<String> {
+    versions
+        .iter()
+        .map(|(name, v)| format!("{name}:{}@{}", v.version, v.scope))
+        .collect()
+}
+
 /// Where a resolved value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ServedVersion {

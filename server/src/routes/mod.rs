@@ -389,7 +389,7 @@ pub static ROUTES: &[RouteSpec] = &[
         path: "/api/v1/resolve/{*service}",
         guard: Guard::Requires(&[Action::SecretRead]),
         summary: "Effective secrets of a service after inheritance and ${REF} interpolation.",
-        doc: Doc::json(of::<Resolved>),
+        doc: Doc::json(of::<Resolved>).query(fields::<secrets::ResolveQuery>),
         handler: || get(secrets::resolve),
     },
     RouteSpec {
@@ -967,6 +967,35 @@ pub(super) fn close_frame(code: u16, reason: &str) -> axum::extract::ws::Message
         code,
         reason: reason[..end].to_owned().into(),
     }))
+}
+
+/// A pod name a wrapper gives for itself, checked for shape (it is the
+/// wrapper's claim; the credential is what ties a request to a pod).
+pub(super) fn pod_arg(pod: String) -> Result<String, ApiError> {
+    if warden_types::is_pod_name(&pod) {
+        Ok(pod)
+    } else {
+        Err(
+            ApiError::invalid("a pod name is 1-253 characters of a-z, 0-9, '-' and '.'")
+                .field("pod"),
+        )
+    }
+}
+
+/// The wire form of the versions a resolution served.
+pub(super) fn wire_versions(
+    versions: &warden_vault::Versions,
+) -> std::collections::BTreeMap<String, ServedVersion> {
+    versions
+        .iter()
+        .map(|(name, v)| {
+            let v = ServedVersion {
+                scope: v.scope.clone(),
+                version: v.version,
+            };
+            (name.clone(), v)
+        })
+        .collect()
 }
 
 pub(super) fn query_arg<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {

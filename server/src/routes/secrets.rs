@@ -255,43 +255,51 @@ where
         .await
 }
 
+/// `?pod=NAME` of a resolve.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub(super) struct ResolveQuery {
+    /// The pod the fetching wrapper runs in, for the audit entry (a
+    /// Kubernetes or local pod name: 1-253 characters of a-z, 0-9, '-' and
+    /// '.').
+    #[schemars(regex(pattern = warden_types::pattern::POD_NAME))]
+    pod: Option<String>,
+}
+
 pub(super) async fn resolve(
     State(app): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
+    q: Result<Query<ResolveQuery>, QueryRejection>,
 ) -> Result<Json<Resolved>, ApiError> {
     let service = scope_arg(path)?;
+    let pod = query_arg(q)?.pod.map(pod_arg).transpose()?;
     let app: &App = &app;
+    let mut target = Target::secrets(&service, vec!["*".to_owned()]);
+    target.pod = pod;
+    // The outcome names each version served: what this caller (a pod's
+    // wrapper, mostly) holds from now on.
     app.pipeline
-        .run_stored(
+        .run_stored_naming(
             &caller,
             Operation::new(
                 "secret.resolve",
                 Action::SecretRead,
                 Scope::Path(service.clone()),
-                Target::secrets(&service, vec!["*".to_owned()]),
+                target,
             ),
             |permit| async move {
                 let r = app.vault.resolve(&permit, &service).await?;
-                Ok(Json(Resolved {
+                let served = warden_vault::version_labels(&r.versions);
+                let resolved = Resolved {
                     service: service.to_string(),
+                    versions: wire_versions(&r.versions),
                     values: r
                         .values
                         .into_iter()
                         .map(|(k, v)| (k, WireValue(v)))
                         .collect(),
-                    versions: r
-                        .versions
-                        .into_iter()
-                        .map(|(k, v)| {
-                            let v = ServedVersion {
-                                scope: v.scope,
-                                version: v.version,
-                            };
-                            (k, v)
-                        })
-                        .collect(),
-                }))
+                };
+                Ok((Json(resolved), served))
             },
         )
         .await

@@ -45,7 +45,7 @@ use warden_pipeline::{Operation, Permit, SessionGrant, Target, WeakPipeline};
 use warden_policies::{Action, Scope};
 use warden_store::{Change, HolderRow};
 use warden_types::{ScopeKind, ScopePath};
-use warden_vault::{Resolution, Vault, VaultError};
+use warden_vault::{Resolution, Vault, VaultError, Versions, version_labels};
 
 use super::*;
 use crate::ApiError;
@@ -181,21 +181,6 @@ pub(super) struct WatchQuery {
     pod: Option<String>,
 }
 
-/// The pod a watch reports, checked for shape (it is the wrapper's claim).
-fn pod_arg(pod: Option<String>) -> Result<String, ApiError> {
-    let Some(pod) = pod else {
-        return Ok("-".to_owned());
-    };
-    if warden_types::is_pod_name(&pod) {
-        Ok(pod)
-    } else {
-        Err(
-            ApiError::invalid("a pod name is 1-253 characters of a-z, 0-9, '-' and '.'")
-                .field("pod"),
-        )
-    }
-}
-
 /// `GET /api/v1/watch/{service}`: see the module's documentation.
 pub(super) async fn watch(
     State(app): State<AppState>,
@@ -215,7 +200,10 @@ pub(super) async fn watch(
             "a watch takes a service path ORG/PROJECT/ENV/SERVICE",
         ));
     }
-    let pod = pod_arg(query_arg(q)?.pod)?;
+    let pod = match query_arg(q)?.pod {
+        Some(pod) => pod_arg(pod)?,
+        None => "-".to_owned(),
+    };
     let ws = ws.map_err(|_| {
         ApiError::http(
             StatusCode::UPGRADE_REQUIRED,
@@ -295,7 +283,7 @@ struct Watch<'a> {
 /// What a watch last sent.
 struct Sent {
     generation: u64,
-    versions: BTreeMap<String, ServedVersion>,
+    versions: Versions,
     /// Whether the wrapper reported on it (one report per update counts).
     reported: bool,
 }
@@ -395,24 +383,13 @@ impl Watch<'_> {
         permit: &Permit,
         since: Instant,
         sent: Option<&Sent>,
-    ) -> Result<Option<(String, BTreeMap<String, ServedVersion>)>, ApiError> {
+    ) -> Result<Option<(String, Versions)>, ApiError> {
         let r = self
             .app
             .watches
             .current(self.shared, &self.app.vault, permit, self.service, since)
             .await?;
-        let versions: BTreeMap<String, ServedVersion> = r
-            .versions
-            .iter()
-            .map(|(name, v)| {
-                let v = ServedVersion {
-                    scope: v.scope.clone(),
-                    version: v.version,
-                };
-                (name.clone(), v)
-            })
-            .collect();
-        if sent.is_some_and(|s| s.versions == versions) {
+        if sent.is_some_and(|s| s.versions == r.versions) {
             return Ok(None);
         }
         let update = WatchUpdate {
@@ -424,11 +401,11 @@ impl Watch<'_> {
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), wire(v.expose())?)))
                     .collect::<Result<_, ApiError>>()?,
-                versions: versions.clone(),
+                versions: wire_versions(&r.versions),
             },
         };
         let text = serde_json::to_string(&update).map_err(|_| ApiError::internal())?;
-        Ok(Some((text, versions)))
+        Ok(Some((text, r.versions.clone())))
     }
 
     /// Takes a report from the wrapper: an applied update is audited and
@@ -450,12 +427,7 @@ impl Watch<'_> {
         if std::mem::replace(&mut sent.reported, true) {
             return Err(format!("update {generation} was reported already"));
         }
-        let names = sent
-            .versions
-            .iter()
-            .map(|(name, v)| format!("{name}:{}@{}", v.version, v.scope))
-            .collect();
-        let mut target = Target::secrets(self.service, names);
+        let mut target = Target::secrets(self.service, version_labels(&sent.versions));
         target.pod = Some(self.pod.clone());
         let (action, status) = match &report {
             WatchReport::Applied { .. } => ("secret.watch.applied", "ok"),
