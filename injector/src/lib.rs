@@ -177,6 +177,45 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
     Err(launch.error(&err))
 }
 
+/// Whether `execve` would take `cmd`'s arguments and environment (Linux:
+/// each string at most `MAX_ARG_STRLEN`, 32 pages; all of them, with their
+/// pointers, within a quarter of the stack limit). A restart checks before
+/// it stops the command that runs, so a rotation too large to start never
+/// takes that command down (review 13, F4).
+pub(crate) fn fits_exec(cmd: &Command) -> Result<(), Error> {
+    const MAX_ARG_STRLEN: usize = 32 * 4096;
+    let pointer = std::mem::size_of::<usize>();
+    let set: std::collections::HashSet<&OsStr> = cmd.get_envs().map(|(k, _)| k).collect();
+    let inherited = std::env::vars_os()
+        .filter(|(k, _)| !set.contains(k.as_os_str()))
+        .map(|(k, v)| k.len() + v.len() + 2);
+    let given = cmd
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| k.len() + v.len() + 2));
+    let args = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.len() + 1);
+    let (mut total, mut longest) = (0usize, 0usize);
+    for len in inherited.chain(given).chain(args) {
+        total = total.saturating_add(len + pointer);
+        longest = longest.max(len);
+    }
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Stack)
+        .current
+        .map_or(usize::MAX, |stack| {
+            usize::try_from(stack / 4).unwrap_or(usize::MAX)
+        })
+        .max(MAX_ARG_STRLEN);
+    if longest > MAX_ARG_STRLEN || total > limit {
+        return Err(Error::Undeliverable(format!(
+            "the command's arguments and environment with these secrets would be {total} bytes \
+             (execve takes {limit}, each string at most {MAX_ARG_STRLEN}): not restarted; \
+             deliver them with --deliver fd (or templates)"
+        )));
+    }
+    Ok(())
+}
+
 /// Starts the command with a given set of secrets: the resolved program,
 /// the invocation, the templates.
 pub(crate) struct Launcher<'a> {
@@ -196,6 +235,11 @@ pub(crate) struct Ready {
 }
 
 impl Launcher<'_> {
+    /// The service this wrapper was started for.
+    pub(crate) fn service(&self) -> &str {
+        self.exec.service.as_str()
+    }
+
     /// Checks `secrets` for the delivery mode and renders the templates
     /// with them (all rendered before any is written, so a missing
     /// reference leaves no file behind).

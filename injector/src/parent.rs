@@ -164,11 +164,17 @@ impl Rotation<'_> {
             return None;
         }
         let versions = update.resolved.versions.clone();
-        let service = update.resolved.service.clone();
-        let prepared = Secrets::from_resolved(update.resolved, &service).and_then(|secrets| {
+        // Checked against the service this wrapper was started for, not the
+        // one the update names (review 13, F8).
+        let service = self.launcher.service();
+        let prepared = Secrets::from_resolved(update.resolved, service).and_then(|secrets| {
             self.launcher.render(&secrets)?;
             match self.on_change {
-                OnChange::Restart { .. } => self.launcher.command(&secrets).map(Some),
+                OnChange::Restart { .. } => {
+                    let next = self.launcher.command(&secrets)?;
+                    crate::fits_exec(&next.command)?;
+                    Ok(Some(next))
+                }
                 OnChange::Signal(_) | OnChange::Render | OnChange::Keep => Ok(None),
             }
         });

@@ -1359,3 +1359,172 @@ async fn a_watch_takes_one_report_per_update_and_few_watches_per_credential() {
         .count();
     assert_eq!(refused, 1, "{system}");
 }
+
+/// A watch's frames are bounded before they are buffered: a frame header
+/// declaring 16 MiB (the report limit is 4 KiB) ends the connection at
+/// once, without the server waiting for (and holding) the payload (review
+/// 13, F1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_refuses_an_oversized_frame_from_its_header() {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let t = Setup::new().await;
+    let client = t.s.client_with(Some(&t.token));
+    let path = format!("/api/v1/watch/{SERVICE}?pod=web-1");
+    let (mut ws, _) = client
+        .websocket(&path, &[warden_api::SECRET_WATCH_PROTOCOL])
+        .await
+        .unwrap();
+    // A masked text frame of 16 MiB - 1 bytes: FIN|text, MASK|127, the
+    // 64-bit length, the mask; then nothing.
+    let mut header = vec![0x81, 0xff];
+    header.extend_from_slice(&((16u64 << 20) - 1).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    ws.get_mut().write_all(&header).await.unwrap();
+    ws.get_mut().flush().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | Some(Err(_))
+                | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the server waited for a 16 MiB frame");
+}
+
+/// A watcher that stops reading does not keep its watch past its
+/// authority: with its socket full of updates it never read, revoking its
+/// token ends the watch (audited) and frees its place in `secret holders`
+/// (review 13, F2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_stops_reading_loses_its_watch_when_revoked() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let t = Setup::new().await;
+    let (token, id) = t.service_account_token().await;
+    let client = t.s.client_with(Some(&token));
+    let path = format!("/api/v1/watch/{SERVICE}?pod=stalled-1");
+    let (mut ws, _) = client
+        .websocket(&path, &[warden_api::SECRET_WATCH_PROTOCOL])
+        .await
+        .unwrap();
+    let _first = ws.next().await.unwrap().unwrap();
+    ws.send(Message::Text(
+        r#"{"report":"applied","generation":1}"#.into(),
+    ))
+    .await
+    .unwrap();
+    holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().len() == 1
+    })
+    .await;
+    // About 1 MiB per update, 24 updates: far more than the sockets hold.
+    let filler = "f".repeat(60 * 1024);
+    for round in 0..24 {
+        let values: serde_json::Map<String, Value> = (0..16)
+            .map(|i| (format!("FILL_{i}"), json!(format!("{round}{filler}"))))
+            .collect();
+        t.s.put(SERVICE, Value::Object(values)).await;
+    }
+    t.s.ok(Method::POST, &format!("/api/v1/tokens/{id}/revoke"), None)
+        .await;
+    holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page =
+            t.s.ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+                .await;
+        let ended = page["entries"].as_array().unwrap().iter().any(|e| {
+            e["action"] == "secret.watch"
+                && e["phase"] == "outcome"
+                && e["status"] == "authority_ended"
+                && e["target"]["pod"] == "stalled-1"
+        });
+        if ended {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the watch did not end: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(ws);
+}
+
+/// Restart mode never stops a command it cannot start again: a rotation
+/// that makes the environment too large for `execve` is reported failed
+/// (audited), said on stderr without a value, and the running command goes
+/// on (review 13, F4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_too_large_to_exec_leaves_the_command_running() {
+    let t = Setup::new().await;
+    let cred = t.credential.to_str().unwrap();
+    let inner = t.injector(
+        &["--credential-file", cred, "--watch", "--pod", "web-1"],
+        &[],
+        &["sh", "-c", "echo start; exec sleep 600"],
+    );
+    let inner = inner.as_std();
+    // The limit execve applies follows the stack limit: fixed at 8 MiB.
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -s 8192 2>/dev/null; exec \"$@\"")
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(line_within(&mut lines, 20).await, "start");
+    let command = children_of(pid)[0].0;
+    holders_when(&t, "DB_URL", |h| {
+        h["holders"].as_array().unwrap().len() == 1
+    })
+    .await;
+
+    let big = "x".repeat(64 * 1024);
+    let values: serde_json::Map<String, Value> = (0..40)
+        .map(|i| (format!("BIG_{i:02}"), json!(big)))
+        .collect();
+    t.s.put(SERVICE, Value::Object(values)).await;
+    let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let l = err.next_line().await.unwrap().unwrap();
+            if l.contains("not applied") {
+                return l;
+            }
+        }
+    })
+    .await
+    .expect("no failure said");
+    assert!(said.contains("not restarted"), "{said}");
+    assert!(!said.contains(&big[..64]), "{said}");
+    // The same command runs on, never stopped.
+    assert_eq!(children_of(pid)[0].0, command);
+    assert_eq!(process_state(command).map(|s| s != 'Z'), Some(true));
+    let page =
+        t.s.ok(Method::GET, "/api/v1/audit/acme/entries?limit=1000", None)
+            .await;
+    let failed = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "secret.watch.failed")
+        .count();
+    assert_eq!(failed, 1, "{page}");
+    let status = signal_and_wait(&mut child, pid, "TERM").await;
+    assert_eq!(status.code(), Some(143));
+}

@@ -969,6 +969,49 @@ pub(super) fn close_frame(code: u16, reason: &str) -> axum::extract::ws::Message
     }))
 }
 
+/// How long one message to a watcher (a session join, a secret watch) may
+/// take to go out: a watcher that stops reading is closed after this,
+/// rather than holding what it was sent, its grant and its slot for ever.
+pub(super) const WATCHER_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a watcher's close frame may take (it may not be reading).
+pub(super) const WATCHER_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How sending one message to a watcher went.
+pub(super) enum Delivery {
+    Done,
+    /// The watcher's socket failed or closed.
+    Gone,
+    /// The watcher did not take it within [`WATCHER_SEND_TIMEOUT`].
+    Stalled,
+    /// The watcher's authority ended (why).
+    Ended(String),
+}
+
+/// Sends `msg`, unless the watch's authority has ended, racing the send
+/// against the authority's end and [`WATCHER_SEND_TIMEOUT`]: a watcher that
+/// stops reading must not keep its watch, nor what it holds, past either.
+pub(super) async fn send_watched<S>(
+    sink: &mut S,
+    grant: &mut warden_pipeline::SessionGrant,
+    msg: axum::extract::ws::Message,
+) -> Delivery
+where
+    S: futures::Sink<axum::extract::ws::Message> + Unpin,
+{
+    use futures::SinkExt;
+    if let Some(reason) = grant.end_reason() {
+        return Delivery::Ended(reason);
+    }
+    tokio::select! {
+        sent = tokio::time::timeout(WATCHER_SEND_TIMEOUT, sink.send(msg)) => match sent {
+            Ok(Ok(())) => Delivery::Done,
+            Ok(Err(_)) => Delivery::Gone,
+            Err(_) => Delivery::Stalled,
+        },
+        reason = grant.ended() => Delivery::Ended(reason),
+    }
+}
+
 /// A pod name a wrapper gives for itself, checked for shape (it is the
 /// wrapper's claim; the credential is what ties a request to a pod).
 pub(super) fn pod_arg(pod: String) -> Result<String, ApiError> {

@@ -416,14 +416,11 @@ async fn check_recording(
 }
 
 use warden_api::SESSION_JOIN_PROTOCOL as JOIN_PROTOCOL;
+/// Largest frame or message a session's watcher may send (it sends nothing
+/// that counts).
+const JOIN_MAX_INPUT: usize = 1024;
 /// How often a joined session's new chunks are looked for.
 const JOIN_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-/// How long one message to a watcher may take to go out: a watcher that
-/// stops reading is closed after this, rather than holding its chunk and
-/// its grant for ever.
-const JOIN_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long the close frame may take (the watcher may not be reading).
-const JOIN_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// A session whose row says it ended this long ago (ms) and whose last
 /// chunk is still missing will not get one: the recorder writes it within
 /// moments of the row's end.
@@ -493,7 +490,9 @@ pub(super) async fn join(
         .authenticate(meta, &[Action::SessionWatch])
         .await?;
     let id = session_arg(id)?;
-    let (row, service) = session_of(&app, &caller, "session.join", &id).await?;
+    // The upgrade is checked before the session is looked up, so a caller
+    // who may not see it learns nothing from which refusal comes (review
+    // 13, F6).
     let ws = ws.map_err(|_| {
         ApiError::http(
             StatusCode::UPGRADE_REQUIRED,
@@ -503,12 +502,18 @@ pub(super) async fn join(
             ),
         )
     })?;
-    let ws = ws.protocols([JOIN_PROTOCOL]);
+    // Read-only: what the watcher sends is read only to notice its close.
+    let ws = ws
+        .protocols([JOIN_PROTOCOL])
+        .max_message_size(JOIN_MAX_INPUT)
+        .max_frame_size(JOIN_MAX_INPUT)
+        .read_buffer_size(JOIN_MAX_INPUT);
     if ws.selected_protocol().is_none() {
         return Err(ApiError::invalid(format!(
             "offer the WebSocket subprotocol {JOIN_PROTOCOL}"
         )));
     }
+    let (row, service) = session_of(&app, &caller, "session.join", &id).await?;
     let op = Operation::new(
         "session.join",
         Action::SessionWatch,
@@ -530,42 +535,6 @@ pub(super) async fn join(
         }
     };
     Ok(ws.on_upgrade(move |socket| follow(app, socket, grant, service, id, slot)))
-}
-
-/// How sending one message to a watcher went.
-enum Sent {
-    Done,
-    /// The watcher's socket failed or closed.
-    Gone,
-    /// The watcher did not take it within [`JOIN_SEND_TIMEOUT`].
-    Stalled,
-    /// The watcher's authority ended (why).
-    Ended(String),
-}
-
-/// Sends `msg`, unless the watch's authority has ended, racing the send
-/// against the authority's end and [`JOIN_SEND_TIMEOUT`]: a watcher that
-/// stops reading must not keep its watch, nor what it holds, past either.
-async fn send_watched<S>(
-    sink: &mut S,
-    grant: &mut warden_pipeline::SessionGrant,
-    msg: Message,
-) -> Sent
-where
-    S: futures::Sink<Message> + Unpin,
-{
-    use futures::SinkExt;
-    if let Some(reason) = grant.end_reason() {
-        return Sent::Ended(reason);
-    }
-    tokio::select! {
-        sent = tokio::time::timeout(JOIN_SEND_TIMEOUT, sink.send(msg)) => match sent {
-            Ok(Ok(())) => Sent::Done,
-            Ok(Err(_)) => Sent::Gone,
-            Err(_) => Sent::Stalled,
-        },
-        reason = grant.ended() => Sent::Ended(reason),
-    }
 }
 
 /// Sends the session's chunks as they are stored, one at a time, until its
@@ -622,15 +591,15 @@ async fn follow(
                 Err(e) => break 'follow (close(1011, e.error().message().to_owned()), "failed"),
             };
             match send_watched(&mut sink, &mut grant, Message::Text(text.into())).await {
-                Sent::Done => {}
-                Sent::Gone => return grant.finish("client_gone"),
-                Sent::Stalled => {
+                Delivery::Done => {}
+                Delivery::Gone => return grant.finish("client_gone"),
+                Delivery::Stalled => {
                     break 'follow (
                         close(1008, "the watcher stopped reading".into()),
                         "client_gone",
                     );
                 }
-                Sent::Ended(reason) => {
+                Delivery::Ended(reason) => {
                     break 'follow (
                         close(1008, format!("watch ended: {reason}")),
                         "authority_ended",
@@ -660,7 +629,7 @@ async fn follow(
     let (frame, status) = status;
     // The watcher may not be reading: the close is tried briefly, then the
     // socket is dropped.
-    let _ = tokio::time::timeout(JOIN_CLOSE_TIMEOUT, sink.send(frame)).await;
+    let _ = tokio::time::timeout(WATCHER_CLOSE_TIMEOUT, sink.send(frame)).await;
     drop(slot);
     grant.finish(status);
 }

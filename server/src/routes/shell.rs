@@ -104,7 +104,10 @@ pub(super) fn upgrade(
     session: Session,
     exec: warden_runtime::ExecSession,
 ) -> Response {
+    // The frame limit is checked on a frame's declared length, before it
+    // is buffered; the message limit only once it is whole (review 13, F1).
     ws.max_message_size(MAX_INPUT_FRAME + 16)
+        .max_frame_size(MAX_INPUT_FRAME + 16)
         .on_upgrade(move |socket| carry(socket, session, exec, protocol))
 }
 

@@ -220,6 +220,9 @@ pub(super) async fn watch(
     let ws = ws
         .protocols([SECRET_WATCH_PROTOCOL])
         .max_message_size(MAX_REPORT_BYTES)
+        // A frame's declared length is checked against this before it is
+        // buffered (the message limit only once it is whole).
+        .max_frame_size(MAX_REPORT_BYTES)
         .read_buffer_size(MAX_REPORT_BYTES)
         .write_buffer_size(0);
     if ws.selected_protocol().is_none() {
@@ -307,19 +310,34 @@ impl Watch<'_> {
         let mut changed = Some(Instant::now());
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
-        loop {
+        // Every send is raced against the grant's end and a timeout
+        // (`send_watched`): a watcher that stops reading loses its watch.
+        let ended = |d: Delivery| match d {
+            Delivery::Done => None,
+            Delivery::Gone => Some((None, "client_gone")),
+            Delivery::Stalled => Some((
+                Some(close(1008, "the watcher stopped reading".into())),
+                "client_gone",
+            )),
+            Delivery::Ended(reason) => Some((
+                Some(close(1008, format!("watch ended: {reason}"))),
+                "authority_ended",
+            )),
+        };
+        let (frame, status) = loop {
             if let Some(since) = changed.take() {
                 if let Some(reason) = grant.end_reason() {
-                    let _ = sink
-                        .send(close(1008, format!("watch ended: {reason}")))
-                        .await;
-                    return "authority_ended";
+                    break (
+                        Some(close(1008, format!("watch ended: {reason}"))),
+                        "authority_ended",
+                    );
                 }
                 match self.update(grant.permit(), since, sent.as_ref()).await {
                     Ok(None) => {}
                     Ok(Some((update, versions))) => {
-                        if sink.send(Message::Text(update.into())).await.is_err() {
-                            return "client_gone";
+                        let d = send_watched(&mut sink, grant, Message::Text(update.into())).await;
+                        if let Some(end) = ended(d) {
+                            break end;
                         }
                         sent = Some(Sent {
                             generation: sent.as_ref().map_or(1, |s| s.generation + 1),
@@ -327,10 +345,7 @@ impl Watch<'_> {
                             reported: false,
                         });
                     }
-                    Err(e) => {
-                        let _ = sink.send(close(1011, e.message().to_owned())).await;
-                        return "failed";
-                    }
+                    Err(e) => break (Some(close(1011, e.message().to_owned())), "failed"),
                 }
             }
             tokio::select! {
@@ -345,35 +360,37 @@ impl Watch<'_> {
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Closed) => {
-                        let _ = sink.send(close(1001, "the server is shutting down".into())).await;
-                        return "ended";
+                        break (Some(close(1001, "the server is shutting down".into())), "ended");
                     }
                 },
                 reason = grant.ended() => {
-                    let _ = sink.send(close(1008, format!("watch ended: {reason}"))).await;
-                    return "authority_ended";
+                    break (Some(close(1008, format!("watch ended: {reason}"))), "authority_ended");
                 }
                 _ = ping.tick() => {
-                    if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        return "client_gone";
+                    let d = send_watched(&mut sink, grant, Message::Ping(Vec::new().into())).await;
+                    if let Some(end) = ended(d) {
+                        break end;
                     }
                 }
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
                         if let Err(reason) = self.report(grant, sent.as_mut(), &text).await {
-                            let _ = sink.send(close(1008, reason)).await;
-                            return "failed";
+                            break (Some(close(1008, reason)), "failed");
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        let _ = sink.send(close(1003, "reports are JSON text".into())).await;
-                        return "failed";
+                        break (Some(close(1003, "reports are JSON text".into())), "failed");
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(_)) | None => return "client_gone",
+                    Some(Err(_)) | None => break (None, "client_gone"),
                 }
             }
+        };
+        if let Some(frame) = frame {
+            // The watcher may not be reading: tried briefly, then dropped.
+            let _ = tokio::time::timeout(WATCHER_CLOSE_TIMEOUT, sink.send(frame)).await;
         }
+        status
     }
 
     /// The update to send if the service's secrets changed since `sent`:
