@@ -26,6 +26,15 @@ impl Protected for SshHostKeyRow {
     }
 }
 
+/// How long after its start a session without a heartbeat (opened by a
+/// replica from before migration 0016) is judged lost: a day.
+const UNHEARD_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Whether a live session's holder is lost: not heard since `$1`, or,
+/// never heard (no heartbeat), started before `$2`.
+const LOST: &str = "((seen_at IS NOT NULL AND seen_at < $1) \
+                     OR (seen_at IS NULL AND started_at < $2))";
+
 impl Store {
     /// The SSH host key, if made.
     pub async fn ssh_host_key(&self) -> Result<Option<SshHostKeyRow>, StoreError> {
@@ -248,18 +257,21 @@ impl Store {
     }
 
     /// Ends, as [`REPLICA_LOST`] at `now`, the live sessions whose holder
-    /// has not said it holds them since `cutoff` (ms; rows from before
-    /// migration 0016 count from their start); answers their ids.
+    /// has not said it holds them since `cutoff` (ms); answers their ids.
+    /// A row without a heartbeat was opened by a replica from before
+    /// migration 0016, which may still be running it during a rolling
+    /// upgrade: it is judged only [`UNHEARD_GRACE_MS`] after its start.
     pub async fn end_lost_shell_sessions(
         &self,
         cutoff: i64,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let stale: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM shell_sessions \
-             WHERE ended_at IS NULL AND COALESCE(seen_at, started_at) < $1",
-        )
+        let unheard_cutoff = cutoff.saturating_sub(UNHEARD_GRACE_MS);
+        let stale: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM shell_sessions WHERE ended_at IS NULL AND {LOST}"
+        )))
         .bind(cutoff)
+        .bind(unheard_cutoff)
         .fetch_all(self.pool())
         .await?;
         let mut ended = Vec::with_capacity(stale.len());
@@ -269,15 +281,15 @@ impl Store {
             let done = self
                 .write(move |c| {
                     Box::pin(async move {
-                        let done = sqlx::query(
-                            "UPDATE shell_sessions SET ended_at = $1, status = $2 \
-                             WHERE id = $3 AND ended_at IS NULL \
-                             AND COALESCE(seen_at, started_at) < $4",
-                        )
+                        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "UPDATE shell_sessions SET ended_at = $3, status = $4 \
+                             WHERE id = $5 AND ended_at IS NULL AND {LOST}"
+                        )))
+                        .bind(cutoff)
+                        .bind(unheard_cutoff)
                         .bind(now)
                         .bind(REPLICA_LOST)
                         .bind(this)
-                        .bind(cutoff)
                         .execute(&mut *c)
                         .await?;
                         Ok(done.rows_affected() > 0)

@@ -3,7 +3,7 @@
 //! process) see them: one replica rolls a service at a
 //! time; a version set that failed is not claimed again; a claim left by a
 //! replica that died is taken over once stale; only the claiming replica
-//! moves the rollout on.
+//! moves the rollout on. Also how live shell sessions are judged lost.
 
 use warden_store::{ROLLOUT_FAILED, ROLLOUT_IDLE, ROLLOUT_ROLLING, Store};
 
@@ -12,7 +12,7 @@ use crate::harness::Db;
 
 const SVC: &str = "acme/shop/prod/api";
 
-async fn two_replicas(db: Db) -> (Store, Store, tempfile::TempDir) {
+async fn two_replicas(db: Db) -> (Store, Store, tempfile::TempDir, String) {
     let dir = tempfile::Builder::new()
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
@@ -27,11 +27,11 @@ async fn two_replicas(db: Db) -> (Store, Store, tempfile::TempDir) {
         Db::Sqlite => a.clone(),
         Db::Postgres => Store::connect(&url).await.unwrap(),
     };
-    (a, b, dir)
+    (a, b, dir, url)
 }
 
 async fn rollout_claims(db: Db) {
-    let (a, b, _dir) = two_replicas(db).await;
+    let (a, b, _dir, _) = two_replicas(db).await;
     a.adopt_rollout(SVC, "acme", "v1".into(), 1).await.unwrap();
     // Applied again: the pin stays what the pods hold.
     b.adopt_rollout(SVC, "acme", "v9".into(), 2).await.unwrap();
@@ -109,3 +109,51 @@ async fn rollout_claims(db: Db) {
 }
 
 both_backends!(db rollout_claims);
+
+/// A live shell session is judged lost by its heartbeat; one without any
+/// (opened by a replica from before heartbeats, which may still be running
+/// it during a rolling upgrade) only a day after its start (review 13, F9).
+async fn sessions_without_a_heartbeat_are_judged_late(db: Db) {
+    use warden_store::ShellSessionRow;
+    let (a, _b, _dir, url) = two_replicas(db).await;
+    let hour = 3_600_000;
+    let day = 24 * hour;
+    let now = 30 * day;
+    let row = |id: &str, started_at: i64, seen_at: Option<i64>| ShellSessionRow {
+        id: id.into(),
+        org: "acme".into(),
+        service: SVC.into(),
+        pod: "api-1".into(),
+        principal: "user:alice".into(),
+        transport: "ssh".into(),
+        node: "n".into(),
+        started_at,
+        ended_at: None,
+        status: None,
+        exit_status: None,
+        killed_by: None,
+        holder: seen_at.map(|_| "h".into()),
+        seen_at,
+    };
+    for r in [
+        row("silent", now - 2 * day, Some(now - 2 * day)),
+        row("heard", now - 2 * day, Some(now - 1000)),
+        row("unheard-old", now - 2 * day, None),
+        row("unheard-recent", now - hour, None),
+    ] {
+        a.shell_session_started(r).await.unwrap();
+    }
+    // As a replica from before heartbeats wrote them.
+    let mut raw = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE shell_sessions SET seen_at = NULL, holder = NULL WHERE id LIKE 'unheard%'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let mut lost = a.end_lost_shell_sessions(now - 60_000, now).await.unwrap();
+    lost.sort();
+    assert_eq!(lost, ["silent", "unheard-old"]);
+}
+
+both_backends!(db sessions_without_a_heartbeat_are_judged_late);
