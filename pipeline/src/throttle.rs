@@ -168,6 +168,11 @@ pub struct Throttles {
     /// Refused exchanges of tokens that did verify, per service account
     /// (an unbound account, a service placed elsewhere).
     pub exchange_account: Throttle,
+    /// Every exchange for one pod, successful or not: a pod's wrapper
+    /// exchanges at start and when its watch reconnects, so many in a row
+    /// mean a pod minting itself credentials (to hold more watches, to
+    /// fill the audit log; review 13, F5).
+    pub exchange_pod: Throttle,
     /// Password checks in progress, per account and per source network.
     pub password_checks: InFlight,
 }
@@ -214,6 +219,12 @@ impl Default for Throttles {
             }),
             exchange_account: Throttle::new(Policy {
                 free: 30,
+                base: Duration::from_secs(1),
+                max: minute,
+                window: 15 * minute,
+            }),
+            exchange_pod: Throttle::new(Policy {
+                free: 20,
                 base: Duration::from_secs(1),
                 max: minute,
                 window: 15 * minute,

@@ -375,7 +375,12 @@ pub(super) async fn exchange(
     // with the pod it names.
     let principal = sa_principal(&cluster, &sa.account);
     let pod_target = || Target::named("pod", &service, Some(sa.pod.clone()));
-    if let Err(wait) = throttles.exchange_account.check(&principal) {
+    let pod_key = format!("{cluster}/{}", sa.pod_uid);
+    let locked = throttles
+        .exchange_account
+        .check(&principal)
+        .and(throttles.exchange_pod.check(&pod_key));
+    if let Err(wait) = locked {
         app.pipeline
             .record_failure(&meta.0, EXCHANGE, None, pod_target(), "rate_limited")
             .await?;
@@ -461,5 +466,6 @@ pub(super) async fn exchange(
     if result.as_ref().is_err_and(|e| e.status().is_client_error()) {
         throttles.exchange_account.failure(&principal);
     }
+    throttles.exchange_pod.failure(&pod_key);
     result
 }

@@ -58,6 +58,9 @@ const MAX_LOGGED_ERROR: usize = 200;
 /// Live watches one credential may hold on a replica (a wrapper holds one;
 /// its reconnection may briefly overlap the watch it replaces).
 const MAX_WATCHES_PER_CREDENTIAL: usize = 4;
+/// Live watches one principal (a workload: all its service's pods) may
+/// hold on a replica: a pod holds one.
+const MAX_WATCHES_PER_PRINCIPAL: usize = 1024;
 /// Largest report a watcher may send.
 const MAX_REPORT_BYTES: usize = 4 * 1024;
 /// How often the server pings a watcher (and so notices a dead one).
@@ -80,6 +83,8 @@ pub struct Watches {
     latest: Mutex<HashMap<ScopePath, Arc<Shared>>>,
     /// Live watches per credential (token id).
     per_credential: Slots,
+    /// Live watches per principal.
+    per_principal: Slots,
 }
 
 /// A service's latest resolution, and when it began.
@@ -103,6 +108,7 @@ impl Watches {
             node,
             latest: Mutex::default(),
             per_credential: Slots::default(),
+            per_principal: Slots::default(),
         }
     }
 
@@ -232,23 +238,38 @@ pub(super) async fn watch(
     }
     let mut target = Target::secrets(&service, vec!["*".to_owned()]);
     target.pod = Some(pod.clone());
-    let Some(slot) = app
+    // Per credential, and per principal: a workload can mint itself more
+    // credentials (exchanging its service-account token again), not more
+    // watches than its pods could need (review 13, F5).
+    let slots = app
         .watches
         .per_credential
         .take(&caller.who().token_id, MAX_WATCHES_PER_CREDENTIAL)
-    else {
-        let busy = warden_pipeline::Error::rate_limited(
-            5,
-            format!(
-                "this credential holds {MAX_WATCHES_PER_CREDENTIAL} watches already on this \
-                 server; end one first"
-            ),
-        );
-        return Err(app
-            .pipeline
-            .refuse(&caller, "secret.watch", target, busy)
-            .await
-            .into());
+        .ok_or(format!(
+            "this credential holds {MAX_WATCHES_PER_CREDENTIAL} watches already on this server; \
+             end one first"
+        ))
+        .and_then(|a| {
+            let b = app
+                .watches
+                .per_principal
+                .take(caller.id(), MAX_WATCHES_PER_PRINCIPAL)
+                .ok_or(format!(
+                    "{} holds {MAX_WATCHES_PER_PRINCIPAL} watches already on this server",
+                    caller.id()
+                ))?;
+            Ok((a, b))
+        });
+    let slots = match slots {
+        Ok(slots) => slots,
+        Err(why) => {
+            let busy = warden_pipeline::Error::rate_limited(5, why);
+            return Err(app
+                .pipeline
+                .refuse(&caller, "secret.watch", target, busy)
+                .await
+                .into());
+        }
     };
     let op = Operation::new(
         "secret.watch",
@@ -270,7 +291,7 @@ pub(super) async fn watch(
             tracing::warn!(error = %e, "could not remove an ended watch from the secret holders");
         }
         app.watches.leave(&service, shared);
-        drop(slot);
+        drop(slots);
         grant.finish(status);
     }))
 }
