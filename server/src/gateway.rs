@@ -142,12 +142,60 @@ impl Recordings for VaultRecordings {
     ) -> BoxFuture<'a, Result<RecordingKeys, Error>> {
         Box::pin(async move {
             let app = live(&self.0)?;
+            // Subscribed before the masks are read: no change after is
+            // missed.
+            let changes = app.store.changes();
             let (key, masks) = app.vault.recording_setup(permit, service, session).await?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(refresh_masks(
+                self.0.clone(),
+                permit.clone(),
+                service.clone(),
+                changes,
+                tx,
+            ));
             Ok(RecordingKeys {
                 sealer: Box::new(Sealer(key)),
                 masks,
+                mask_updates: Some(rx),
             })
         })
+    }
+}
+
+/// Sends a recording the values to mask again each time the service's
+/// secrets change (a rotation pushed into its pods mid-session), until the
+/// recording ends (its receiver is dropped). The session's own permit
+/// reads them: a session whose authority ended is ending too.
+async fn refresh_masks(
+    app: Weak<App>,
+    permit: Permit,
+    service: ScopePath,
+    mut changes: tokio::sync::broadcast::Receiver<warden_store::Change>,
+    tx: tokio::sync::mpsc::Sender<Vec<warden_types::SecretValue>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    use warden_store::Change;
+    let inherited = service.inherited_scopes();
+    loop {
+        tokio::select! {
+            () = tx.closed() => return,
+            received = changes.recv() => match received {
+                Ok(Change::Secrets(names)) if names.iter().any(|(s, _)| inherited.contains(s)) => {}
+                Ok(Change::All) | Err(RecvError::Lagged(_)) => {}
+                Ok(_) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        }
+        let Some(app) = app.upgrade() else { return };
+        match app.vault.recording_masks(&permit, &service).await {
+            Ok(values) => {
+                if tx.send(values).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(%service, error = %e, "could not refresh a recording's masks"),
+        }
     }
 }
 

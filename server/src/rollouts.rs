@@ -123,9 +123,10 @@ async fn control(app: Weak<App>, mut changes: broadcast::Receiver<Change>, node:
         drop(strong);
         for row in rows {
             let affected = changed.as_ref().is_none_or(|scopes| {
-                scopes
-                    .iter()
-                    .any(|s| row.service == *s || row.service.starts_with(&format!("{s}/")))
+                ScopePath::parse(&row.service).is_ok_and(|service| {
+                    let inherited = service.inherited_scopes();
+                    scopes.iter().any(|s| inherited.contains(s))
+                })
             });
             if affected {
                 kick(&running, &app, &node, row.service);

@@ -72,6 +72,10 @@ pub struct RecordingKeys {
     /// The values to mask: every kept version of every secret the
     /// service inherits, and the resolved values.
     pub masks: Vec<SecretValue>,
+    /// The values to mask as they are again after each change of the
+    /// service's secrets during the session (a rotation pushed into the
+    /// pod mid-session): masked from then on, with those already masked.
+    pub mask_updates: Option<mpsc::Receiver<Vec<SecretValue>>>,
 }
 
 /// Where sessions get their recording keys: the composition root answers
@@ -204,7 +208,12 @@ impl Recorder {
 
 async fn record(setup: Setup, mut rx: mpsc::Receiver<Event>) -> Result<String, String> {
     let Setup {
-        keys: RecordingKeys { sealer, masks },
+        keys:
+            RecordingKeys {
+                sealer,
+                masks,
+                mask_updates,
+            },
         store,
         session,
         org,
@@ -220,7 +229,7 @@ async fn record(setup: Setup, mut rx: mpsc::Receiver<Event>) -> Result<String, S
     let masker = Masker::new(&masks);
     drop(masks);
     let recorded = Chunks::new(masker, tty, command.as_deref(), &env, chunks_tx, &failed)
-        .run(&mut rx)
+        .run(&mut rx, mask_updates)
         .await;
     let stored = storer
         .await
@@ -314,10 +323,24 @@ impl<'a> Chunks<'a> {
         }
     }
 
-    async fn run(mut self, rx: &mut mpsc::Receiver<Event>) -> Result<String, String> {
+    async fn run(
+        mut self,
+        rx: &mut mpsc::Receiver<Event>,
+        mut mask_updates: Option<mpsc::Receiver<Vec<SecretValue>>>,
+    ) -> Result<String, String> {
         loop {
             let due = self.first_event.map(|t| t + CHUNK_EVERY);
             let event = tokio::select! {
+                // Before what the session shows next: a value rotated in is
+                // masked before it can be printed from the pod.
+                biased;
+                values = next_masks(&mut mask_updates) => {
+                    match values {
+                        Some(values) => self.mask_also(&values),
+                        None => mask_updates = None,
+                    }
+                    continue;
+                }
                 e = rx.recv() => e.unwrap_or(Event::End),
                 () = sleep_until(due) => {
                     self.store(false).await?;
@@ -379,6 +402,15 @@ impl<'a> Chunks<'a> {
         )))
     }
 
+    /// Masks `values` from now on in every stream, with what each masks
+    /// already (what a stream holds back is masked with both).
+    fn mask_also(&mut self, values: &[SecretValue]) {
+        let masker = self.input.masker.with(values);
+        for stream in self.output.iter_mut().chain([&mut self.input]) {
+            stream.masker.take_values(&masker);
+        }
+    }
+
     fn event(&mut self, at: Instant, code: &str, data: &str) {
         if data.is_empty() {
             return;
@@ -405,6 +437,16 @@ impl<'a> Chunks<'a> {
             .send((self.seq - 1, last, text))
             .await
             .map_err(|_| "the recording's store stopped".to_owned())
+    }
+}
+
+/// The next mask update; never, without a feed.
+async fn next_masks(
+    updates: &mut Option<mpsc::Receiver<Vec<SecretValue>>>,
+) -> Option<Vec<SecretValue>> {
+    match updates {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -577,6 +619,9 @@ const MAX_PENDING: usize = 64 * 1024;
 /// values overlap in the stream, their union is masked.
 #[derive(Clone)]
 struct Masker {
+    /// What is masked (values, and their `\r\n` forms), shared by the
+    /// streams of a session.
+    patterns: Arc<Vec<Zeroizing<Vec<u8>>>>,
     /// `None` when there is nothing to mask.
     finder: Option<AhoCorasick>,
     /// The longest value's length minus one: what may be the start of a
@@ -587,28 +632,46 @@ struct Masker {
 
 impl Masker {
     fn new(values: &[SecretValue]) -> Self {
-        let mut patterns: Vec<&[u8]> = Vec::new();
-        let crlf: Vec<Zeroizing<Vec<u8>>> = values
-            .iter()
-            .map(|v| v.expose().as_bytes())
-            .filter(|v| v.contains(&b'\n'))
-            .map(|v| Zeroizing::new(with_crlf(v)))
-            .collect();
-        patterns.extend(values.iter().map(|v| v.expose().as_bytes()));
-        patterns.extend(crlf.iter().map(|v| v.as_slice()));
+        Self::of(Vec::new(), values)
+    }
+
+    /// A masker of `known` patterns and `values` (each also in its `\r\n`
+    /// form), nothing pending.
+    fn of(mut patterns: Vec<Zeroizing<Vec<u8>>>, values: &[SecretValue]) -> Self {
+        for v in values.iter().map(|v| v.expose().as_bytes()) {
+            if v.contains(&b'\n') {
+                patterns.push(Zeroizing::new(with_crlf(v)));
+            }
+            patterns.push(Zeroizing::new(v.to_vec()));
+        }
         patterns.retain(|p| p.len() >= MIN_MASKED);
+        patterns.sort_unstable_by(|a, b| a.as_slice().cmp(b.as_slice()));
+        patterns.dedup_by(|a, b| a.as_slice() == b.as_slice());
         let keep = patterns.iter().map(|p| p.len()).max().unwrap_or(1) - 1;
         // Standard semantics: every match, overlapping ones included.
         let finder = if patterns.is_empty() {
             None
         } else {
-            AhoCorasick::new(&patterns).ok()
+            AhoCorasick::new(patterns.iter().map(|p| p.as_slice())).ok()
         };
         Self {
+            patterns: Arc::new(patterns),
             finder,
             keep,
             pending: Vec::new(),
         }
+    }
+
+    /// A masker of what this one masks and `values`, nothing pending.
+    fn with(&self, values: &[SecretValue]) -> Self {
+        Self::of(self.patterns.to_vec(), values)
+    }
+
+    /// Masks from now on what `other` masks, keeping what is pending.
+    fn take_values(&mut self, other: &Self) {
+        self.patterns = other.patterns.clone();
+        self.finder = other.finder.clone();
+        self.keep = other.keep;
     }
 
     /// The spans of `pending` covered by values, merged where they overlap
@@ -705,6 +768,23 @@ mod tests {
             .map(|s| SecretValue::new((*s).to_owned()).unwrap())
             .collect();
         Masker::new(&v)
+    }
+
+    /// Values added mid-stream are masked from then on, what was held
+    /// back included, with the values masked before.
+    #[test]
+    fn values_added_mid_stream_mask_what_is_held_back_too() {
+        let value = |v: &str| SecretValue::new(v.to_owned()).unwrap();
+        let mut m = Masker::new(&[value("alpha-secret")]);
+        let mut out = m.push(b"alpha-secret, then beta-sec");
+        let update = m.with(&[value("beta-secret-2")]);
+        m.take_values(&update);
+        out.extend(m.push(b"ret-2 and alpha-secret"));
+        out.extend(m.finish());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "********, then ******** and ********"
+        );
     }
 
     /// Feeds `input` split at every pair of points and checks the

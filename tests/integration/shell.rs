@@ -2130,3 +2130,59 @@ async fn a_crashed_replicas_sessions_end_replica_lost() {
         "{out}"
     );
 }
+
+/// A value rotated into the pod during a session is masked in the
+/// recording too, from the moment it changes (review 13, F3): the session
+/// reads the workload's environment after the rotation restarted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_rotated_mid_session_is_masked_in_the_recording() {
+    const OLD: &str = "rot-old-value-1111";
+    const NEW: &str = "rot-new-value-2222";
+    let dev = Dev::start().await;
+    let put = async |v: &str| {
+        dev.ok(
+            Method::PUT,
+            "/api/v1/secrets/acme/shop/dev/api",
+            Some(json!({"values": {"ROT": v}})),
+        )
+        .await;
+    };
+    dev.scopes("acme/shop/dev", "development", &["api"]).await;
+    put(OLD).await;
+    dev.apply(
+        "acme/shop/dev/api",
+        "command: [/bin/sh, -c, 'exec sleep 100000']\n",
+    )
+    .await
+    .unwrap();
+    dev.ready("acme/shop/dev/api", 1).await;
+    let ssh = Ssh::of(&dev).await;
+    let (key, public) = keygen(dev.base.path(), "root-key");
+    add_key(&dev.client, &public).await;
+    // Prints what the pod's processes hold, now and after the rotation.
+    let script = "dump() { for f in /proc/[0-9]*/environ; do tr '\\000' '\\n' < $f; \
+                  done 2>/dev/null | grep '^ROT=' | sort -u; }; dump; echo ---; sleep 3; dump";
+    let session = ssh.spawn(&key, "root", script);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    put(NEW).await;
+    let out = session.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    // The user sees both values.
+    assert!(shown.contains(&format!("ROT={OLD}\n---")), "{shown}");
+    assert!(shown.contains(&format!("---\nROT={NEW}")), "{shown}");
+
+    let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let cast = dev.base.path().join("rotated.cast");
+    let cast_arg = cast.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while warden_cli(&dev, &["session", "export", &id, "-f", cast_arg]).0 != 0 {
+        assert!(Instant::now() < deadline, "no export");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let text = std::fs::read_to_string(&cast).unwrap();
+    assert!(!text.contains(OLD) && !text.contains(NEW), "{text}");
+    // (The masker holds back what may be the start of a value, so `ROT=`
+    // and its mask may be two events.)
+    assert_eq!(text.matches("********").count(), 2, "{text}");
+}

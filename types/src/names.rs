@@ -167,6 +167,17 @@ impl ScopePath {
         out
     }
 
+    /// The scopes whose secrets this path takes, nearest last: each
+    /// enclosing one below the organization, and itself (for a service:
+    /// its project, environment and itself).
+    pub fn inherited_scopes(&self) -> Vec<String> {
+        self.ancestors_and_self()
+            .into_iter()
+            .skip(1)
+            .map(|p| p.0)
+            .collect()
+    }
+
     /// Whether `self` is `other` or encloses it.
     pub fn contains(&self, other: &ScopePath) -> bool {
         other.0 == self.0
@@ -349,5 +360,20 @@ mod tests {
         for bad in ["", "1A", "A-B", "A B", "A=B", "../X", "Ä", &"A".repeat(129)] {
             assert!(SecretName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_service_inherits_its_project_environment_and_itself() {
+        let p = ScopePath::parse("acme/shop/prod/api").unwrap();
+        assert_eq!(
+            p.inherited_scopes(),
+            ["acme/shop", "acme/shop/prod", "acme/shop/prod/api"]
+        );
+        assert!(
+            ScopePath::parse("acme")
+                .unwrap()
+                .inherited_scopes()
+                .is_empty()
+        );
     }
 }

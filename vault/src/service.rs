@@ -841,7 +841,7 @@ impl Vault {
         keyring: &Keyring,
         service: &ScopePath,
     ) -> Result<Resolution, VaultError> {
-        let scopes = Self::inherited_scopes(service);
+        let scopes = service.inherited_scopes();
         let rows = match self.store.rollout(service.as_str()).await? {
             None => self.store.latest_in_scopes(&scopes).await?,
             Some(rollout) => self.pinned_rows(service, &scopes, &rollout.pinned).await?,
@@ -895,23 +895,12 @@ impl Vault {
     pub async fn latest_versions(&self, service: &ScopePath) -> Result<Versions, VaultError> {
         let rows = self
             .store
-            .latest_in_scopes(&Self::inherited_scopes(service))
+            .latest_in_scopes(&service.inherited_scopes())
             .await?;
         Ok(effective(rows)
             .into_iter()
             .map(|(name, row)| (name, ServedVersion::of(&row)))
             .collect())
-    }
-
-    /// The scopes whose secrets `service` inherits: project, environment,
-    /// service.
-    fn inherited_scopes(service: &ScopePath) -> Vec<String> {
-        service
-            .ancestors_and_self()
-            .into_iter()
-            .skip(1)
-            .map(|p| p.as_str().to_owned())
-            .collect()
     }
 
     /// What a shell session on `service` needs to record itself, for the
@@ -934,20 +923,42 @@ impl Vault {
         let key = keyring
             .recording_key(&self.store, service.org(), session)
             .await?;
+        Ok((key, self.masks(&keyring, service).await?))
+    }
+
+    /// The values a recording of a session on `service` masks, as they are
+    /// now (after a change of the service's secrets mid-session), for the
+    /// holder of the session's `shell.exec` permit.
+    pub async fn recording_masks(
+        &self,
+        permit: &Permit,
+        service: &ScopePath,
+    ) -> Result<Vec<SecretValue>, VaultError> {
+        scope_of(permit, Action::ShellExec, service)?;
+        let keyring = self.keyring()?;
+        self.masks(&keyring, service).await
+    }
+
+    /// See [`Vault::recording_setup`].
+    async fn masks(
+        &self,
+        keyring: &Keyring,
+        service: &ScopePath,
+    ) -> Result<Vec<SecretValue>, VaultError> {
         let mut values = Vec::new();
         for row in self
             .store
-            .versions_in_scopes(&Self::inherited_scopes(service))
+            .versions_in_scopes(&service.inherited_scopes())
             .await?
         {
             if row.envelope.is_some() {
-                values.push(self.open(&keyring, service.org(), &row).await?);
+                values.push(self.open(keyring, service.org(), &row).await?);
             }
         }
-        if let Ok(resolved) = self.resolved(&keyring, service).await {
+        if let Ok(resolved) = self.resolved(keyring, service).await {
             values.extend(resolved.values.into_values());
         }
-        Ok((key, values))
+        Ok(values)
     }
 
     /// Opens chunk `seq` of `session`'s recording in organization `org`,

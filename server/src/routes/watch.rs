@@ -320,13 +320,7 @@ impl Watch<'_> {
         // Subscribed before the first resolution: no change after it is
         // missed.
         let mut changes = self.app.store.changes();
-        let inherited: Vec<String> = self
-            .service
-            .ancestors_and_self()
-            .into_iter()
-            .skip(1)
-            .map(|p| p.as_str().to_owned())
-            .collect();
+        let inherited = self.service.inherited_scopes();
         let mut sent: Option<Sent> = None;
         let mut changed = Some(Instant::now());
         let mut ping = tokio::time::interval(PING_EVERY);
