@@ -496,6 +496,7 @@ impl Session {
         let mut input = input;
         let stop = loop {
             let now = *policy.borrow_and_update();
+            tap.record_input(now.record_input);
             let max_length = now.max_length.map_or(front_max, |m| m.min(front_max));
             let left = max_length.saturating_sub(self.grant.elapsed());
             break tokio::select! {

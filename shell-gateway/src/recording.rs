@@ -32,7 +32,7 @@
 //! so a value split across reads is still found.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aho_corasick::AhoCorasick;
@@ -105,7 +105,9 @@ enum Event {
 #[derive(Clone)]
 pub struct Tap {
     tx: mpsc::Sender<Event>,
-    input: bool,
+    /// Whether input is recorded: as the latest authorization says (the
+    /// session's supervisor sets it when the roles change mid-session).
+    input: Arc<AtomicBool>,
     /// When the session started, and ms after it the last input or output
     /// came (for the idle timeout).
     start: Instant,
@@ -130,9 +132,14 @@ impl Tap {
             return;
         }
         let now = self.touch();
-        if self.input {
+        if self.input.load(Ordering::Relaxed) {
             let _ = self.tx.send(Event::Input(now, data.clone())).await;
         }
+    }
+
+    /// Records input from now on, or stops.
+    pub(crate) fn record_input(&self, on: bool) {
+        self.input.store(on, Ordering::Relaxed);
     }
 
     fn touch(&self) -> Instant {
@@ -183,7 +190,7 @@ impl Recorder {
         let (tx, rx) = mpsc::channel(QUEUE);
         let tap = Tap {
             tx,
-            input: setup.record_input,
+            input: Arc::new(AtomicBool::new(setup.record_input)),
             start: Instant::now(),
             active_ms: Arc::default(),
         };

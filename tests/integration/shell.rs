@@ -1629,25 +1629,7 @@ async fn a_roles_session_settings_limit_its_sessions_and_record_input() {
         "{list}"
     );
     let id = sessions[0]["id"].as_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let cast = loop {
-        let (code, body) = dev
-            .send(
-                Method::GET,
-                &format!("/api/v1/session/{id}/recording"),
-                None,
-            )
-            .await;
-        let page: Value = serde_json::from_str(&body).unwrap_or_default();
-        if code == 200 && !page["outcome"].is_null() {
-            let texts = page["chunks"].as_array().unwrap().iter();
-            break texts
-                .map(|c| c["text"].as_str().unwrap().to_owned())
-                .collect::<String>();
-        }
-        assert!(Instant::now() < deadline, "{code} {body}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let cast = recording_text(&dev, id).await;
     assert!(cast.contains(r#""i","typed-by-olive\n""#), "{cast}");
 
     // A role tightened mid-session applies to the sessions already
@@ -1674,6 +1656,65 @@ async fn a_roles_session_settings_limit_its_sessions_and_record_input() {
     .await;
     let (_, _, err) = ended(&mut session, tightened, "the role's tightening").await;
     assert!(err.contains("no input or output for 5s"), "{err}");
+
+    // So does input recording, switched on mid-session (review 13, F7).
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": loose })),
+    )
+    .await;
+    let mut session = ssh
+        .command(&key, "olive")
+        .args([svc, "--", "cat >/dev/null; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = session.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"before-the-change\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let recorded = loose.replace("300s}", "300s, record_input: true}");
+    dev.ok(
+        Method::PUT,
+        "/api/v1/roles/acme",
+        Some(json!({ "source": recorded })),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    std::io::Write::write_all(&mut stdin, b"after-the-change\n").unwrap();
+    drop(stdin);
+    let out = session.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    let list = dev.ok(Method::GET, "/api/v1/sessions/acme", None).await;
+    let id = list["sessions"][0]["id"].as_str().unwrap();
+    let cast = recording_text(&dev, id).await;
+    assert!(cast.contains(r#""i","after-the-change\n""#), "{cast}");
+    assert!(!cast.contains("before-the-change"), "{cast}");
+}
+
+/// A session's recording text once its outcome is recorded.
+async fn recording_text(dev: &Dev, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = dev
+            .send(
+                Method::GET,
+                &format!("/api/v1/session/{id}/recording"),
+                None,
+            )
+            .await;
+        let page: Value = serde_json::from_str(&body).unwrap_or_default();
+        if code == 200 && !page["outcome"].is_null() {
+            let texts = page["chunks"].as_array().unwrap().iter();
+            return texts
+                .map(|c| c["text"].as_str().unwrap().to_owned())
+                .collect::<String>();
+        }
+        assert!(Instant::now() < deadline, "{code} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
