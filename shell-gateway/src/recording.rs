@@ -899,7 +899,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let tap = Tap {
             tx,
-            input: true,
+            input: Arc::new(AtomicBool::new(true)),
             start: Instant::now(),
             active_ms: Arc::default(),
         };
