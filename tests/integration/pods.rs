@@ -1256,6 +1256,11 @@ async fn an_agent_keeps_one_link_per_replica_across_a_new_address() {
 /// disk in the data directory (the runtime's state included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_run_under_the_injector_with_their_secrets_kept_current() {
+    let began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
     let dev = Dev::start().await;
     dev.scopes("acme/inj/dev", "development", &["api"]).await;
     let svc = "acme/inj/dev/api";
@@ -1351,6 +1356,23 @@ async fn pods_run_under_the_injector_with_their_secrets_kept_current() {
             }
         }
     }
+    // Nor on this machine's disk at all (the pod's view of the filesystem
+    // is the host's, less what is masked, with a tmpfs of its own): no file
+    // written since the test began, anywhere on the root filesystem, holds
+    // either value.
+    let scan = format!(
+        "find / -xdev -type f -newermt @{began} -size -256M -print0 2>/dev/null \
+         | xargs -0 -r grep -l -F -e {first} -e {rotated} 2>/dev/null; true"
+    );
+    let found = std::process::Command::new("sh")
+        .args(["-c", &scan])
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "written to disk with a value: {}",
+        String::from_utf8_lossy(&found.stdout)
+    );
     dev.delete(svc).await;
 }
 
