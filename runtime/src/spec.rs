@@ -146,10 +146,25 @@ pub enum OnChange {
     Rollout,
 }
 
+/// How `warden-injector` hands a pod's workload its secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Deliver {
+    /// As environment variables (the default).
+    #[default]
+    Env,
+    /// In a sealed memfd the workload inherits (`$WARDEN_SECRETS_FD`), so
+    /// the values are not in its `/proc/PID/environ`.
+    Fd,
+}
+
 /// How a pod's secrets are delivered and kept current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretsSpec {
+    /// How the workload gets them.
+    #[serde(default)]
+    pub deliver: Deliver,
     /// What a rotation does to the pods.
     #[serde(default)]
     pub on_change: OnChange,
@@ -308,7 +323,7 @@ impl WorkloadSpec {
     /// resources: { memory: 128Mi, cpu: 500m, pids: 256 }
     /// restart: OnFailure
     /// run_as: { uid: 1000, gid: 1000 }
-    /// secrets: { on_change: rollout }
+    /// secrets: { deliver: fd, on_change: rollout }
     /// ```
     pub fn from_yaml(text: &str) -> Result<Self, RuntimeError> {
         if text.len() > MAX_SPEC_BYTES {
@@ -981,11 +996,12 @@ mod tests {
         let spec = WorkloadSpec::from_yaml(
             "command: [/bin/sh, -c]\nargs: ['echo hi']\nreplicas: 3\nenv: {A: x, PORT: 8080, ON: true}\n\
              resources: {memory: 64Mi, cpu: 500m, pids: 64}\nrestart: OnFailure\nrun_as: {uid: 1000}\n\
-             min_ready_seconds: 5\nsecrets: {on_change: rollout}\n",
+             min_ready_seconds: 5\nsecrets: {deliver: fd, on_change: rollout}\n",
         )
         .unwrap();
         assert_eq!(spec.min_ready(), std::time::Duration::from_secs(5));
         assert_eq!(spec.secrets().on_change, OnChange::Rollout);
+        assert_eq!(spec.secrets().deliver, Deliver::Fd);
         assert_eq!(
             spec.argv().collect::<Vec<_>>(),
             ["/bin/sh", "-c", "echo hi"]

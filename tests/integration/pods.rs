@@ -1376,6 +1376,33 @@ async fn pods_run_under_the_injector_with_their_secrets_kept_current() {
     dev.delete(svc).await;
 }
 
+/// `secrets: {deliver: fd}`: the pod's workload reads its secrets from the
+/// sealed memfd the wrapper hands it, and its environment holds none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_may_take_its_secrets_from_a_descriptor_instead_of_its_environment() {
+    let dev = Dev::start().await;
+    dev.scopes("acme/fd/dev", "development", &["api"]).await;
+    let svc = "acme/fd/dev/api";
+    dev.ok(
+        Method::PUT,
+        &format!("/api/v1/secrets/{svc}"),
+        Some(json!({"values": {"DB_URL": "fd-canary-value-0001"}})),
+    )
+    .await;
+    let spec = "command: [/bin/sh, -c, 'v=$(cat /dev/fd/$WARDEN_SECRETS_FD); \
+                case \"$v\" in *fd-canary-value-0001*) echo fd-has-it;; esac; \
+                echo env-has=$(env | grep -c fd-canary); exec sleep 1000']\n\
+                secrets: {deliver: fd}\n";
+    dev.apply(svc, spec).await.unwrap();
+    let pod = dev.ready(svc, 1).await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = dev.logs_until(&format!("{svc}/{pod}"), "env-has=");
+    assert!(out.contains("fd-has-it\nenv-has=0\n"), "{out}");
+    dev.delete(svc).await;
+}
+
 /// The names of the ready pods in a workload listing.
 fn ready_names(list: &Value) -> Vec<String> {
     list["pods"]

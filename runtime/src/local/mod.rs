@@ -52,7 +52,7 @@ use crate::api::{
 use crate::error::IoContext;
 use crate::local::cgroup::CgroupDriver;
 use crate::local::proto::{ShimConfig, ShimReply, ShimRequest, ShimStatus};
-use crate::spec::{OnChange, RunAs};
+use crate::spec::{Deliver, OnChange, RunAs};
 use crate::{RuntimeError, ServiceRef, WorkloadSpec};
 
 /// The helper roles a binary must dispatch (see [`helper_main`]).
@@ -188,6 +188,12 @@ pub(crate) fn workload_argv(cfg: &ShimConfig, isolate: bool) -> Vec<String> {
             "--watch".into(),
         ]
         .into_iter()
+        .chain(
+            (cfg.spec.secrets().deliver == Deliver::Fd)
+                .then(|| ["--deliver".to_owned(), "fd".to_owned()])
+                .into_iter()
+                .flatten(),
+        )
         .chain(
             // Rolled pods keep the values they started with; the watch
             // still names what they hold and ends with their authority.
