@@ -205,7 +205,7 @@ impl Watch {
                 .orgs
                 .iter()
                 .any(|o| o.as_deref().is_none_or(|o| o == org)),
-            Change::Token(_) | Change::Secrets(_) => false,
+            Change::Token(_) | Change::Secrets(_) | Change::Cluster(_) => false,
             Change::All => true,
         }
     }

@@ -558,6 +558,10 @@ where
     });
     // A link authenticated by certificate lives only while that certificate
     // is its cluster's: removed or re-enrolled (on any replica), it ends.
+    // Checked at once when the change feed says the cluster was removed
+    // (so its pods' sessions end within the feed's delay on every replica),
+    // and every LINK_RECHECK whatever it says (a re-enrollment).
+    let mut changes = app.upgrade().map(|a| a.store.changes());
     let still_current = {
         let (app, name) = (app.clone(), name.clone());
         async move {
@@ -565,7 +569,26 @@ where
                 return std::future::pending().await;
             };
             loop {
-                tokio::time::sleep(LINK_RECHECK).await;
+                let removed = async {
+                    let Some(changes) = changes.as_mut() else {
+                        return std::future::pending().await;
+                    };
+                    loop {
+                        match changes.recv().await {
+                            Ok(warden_store::Change::Cluster(n)) if n == name => return,
+                            Ok(warden_store::Change::All)
+                            | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                return std::future::pending().await;
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(LINK_RECHECK) => {}
+                    () = removed => {}
+                }
                 let Some(app) = app.upgrade() else { return };
                 match app.store.cluster(&name).await {
                     Ok(Some(row)) if row.cert_fingerprint.as_deref() == Some(&fingerprint) => {}

@@ -121,6 +121,8 @@ impl ReadCache {
                     m.clear();
                 }
             }
+            // Nothing of a cluster is cached.
+            Change::Cluster(_) => {}
             Change::All => self.invalidate_all(),
         }
     }

@@ -309,6 +309,7 @@ impl Store {
     /// comes back or they are placed elsewhere), never silently moved.
     pub async fn remove_cluster(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_owned();
+        let name_changed = name.clone();
         self.writer
             .run(
                 move |c| {
@@ -332,7 +333,7 @@ impl Store {
                         Ok(n == 1)
                     })
                 },
-                Stale::Nothing,
+                Stale::Change(Change::Cluster(name_changed)),
             )
             .await
     }

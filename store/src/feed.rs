@@ -34,6 +34,8 @@ pub enum Change {
     Role(String),
     /// These secrets' versions.
     Secrets(Vec<(String, String)>),
+    /// This cluster was removed (its agents' links end on every replica).
+    Cluster(String),
     /// Anything may have changed (a rewrap, a missed notification).
     All,
 }
@@ -57,6 +59,7 @@ pub(crate) fn encode(origin: &str, seq: i64, changes: &[Change]) -> String {
             Change::Principal(id) if clean(id) => format!("P\t{id}"),
             Change::Token(id) if clean(id) => format!("T\t{id}"),
             Change::Role(org) if clean(org) => format!("R\t{org}"),
+            Change::Cluster(name) if clean(name) => format!("C\t{name}"),
             Change::Secrets(names) if names.iter().all(|(s, n)| clean(s) && clean(n)) => names
                 .iter()
                 .map(|(s, n)| format!("S\t{s}\t{n}"))
@@ -95,6 +98,7 @@ pub(crate) fn decode(payload: &str) -> Notice<'_> {
             (Some("P"), Some(id), None, None) => changes.push(Change::Principal(id.to_owned())),
             (Some("T"), Some(id), None, None) => changes.push(Change::Token(id.to_owned())),
             (Some("R"), Some(org), None, None) => changes.push(Change::Role(org.to_owned())),
+            (Some("C"), Some(name), None, None) => changes.push(Change::Cluster(name.to_owned())),
             (Some("S"), Some(s), Some(n), None) => secrets.push((s.to_owned(), n.to_owned())),
             _ => changes.push(Change::All),
         }
@@ -353,6 +357,7 @@ mod tests {
             Change::Principal("user:a@acme".into()),
             Change::Token("tok_1".into()),
             Change::Role("acme".into()),
+            Change::Cluster("edge".into()),
             Change::Secrets(vec![
                 ("acme/shop".into(), "K".into()),
                 ("acme/x".into(), "L".into()),

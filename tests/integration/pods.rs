@@ -1027,75 +1027,121 @@ async fn a_hostile_agent_gets_nothing_of_other_clusters_and_cannot_lock_the_list
 /// (each replica records its listener; enrollment and every link name them
 /// all), so a workload applied through one replica and the logs read
 /// through the other reach the same agent.
+/// Two replicas over one PostgreSQL database, both unsealed, and an
+/// enrolled agent (cluster `edge`) linked to both.
+struct TwoReplicas {
+    dir: tempfile::TempDir,
+    a: warden_server::Running,
+    b: warden_server::Running,
+    token: String,
+    ca: Vec<u8>,
+    agent: Option<AgentProcess>,
+}
+
+impl TwoReplicas {
+    async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let pki = warden_server::tls::ensure_dev_pki(dir.path()).unwrap();
+        let tls = warden_server::tls::server_config(&pki.cert, &pki.key).unwrap();
+        let db = crate::harness::fresh_postgres_db().await;
+        let start = |node: &str| {
+            warden_server::start(warden_server::ServerOptions {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                database_url: db.clone(),
+                tls: tls.clone(),
+                node_id: node.to_owned(),
+                request_timeout: Duration::from_secs(30),
+                max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
+                adopt_unprotected_rows: false,
+                agent_listen: Some("127.0.0.1:0".parse().unwrap()),
+                agent_advertise: None,
+                ssh_listen: None,
+            })
+        };
+        let a = start("replica-a").await.unwrap();
+        let (key, token) = crate::harness::init_with_owner(&a).await;
+        let b = start("replica-b").await.unwrap();
+        b.app
+            .vault
+            .unseal_with_key(&warden_vault::unseal::decode_key(&key).unwrap())
+            .await
+            .unwrap();
+        let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        let owner = Client::new(&format!("https://{}", a.addr), &ca, Some(token.clone())).unwrap();
+        let t: Value = owner
+            .call(
+                Method::POST,
+                "/api/v1/clusters/edge/join-tokens",
+                Some(&json!({})),
+            )
+            .await
+            .unwrap();
+        let state = dir.path().join("agent");
+        let agent = AgentProcess::spawn_to(
+            &format!("https://{}", a.addr),
+            &dir.path().join("ca.pem"),
+            &state,
+            t["token"].as_str(),
+        );
+        let two = Self {
+            dir,
+            a,
+            b,
+            token,
+            ca,
+            agent: Some(agent),
+        };
+        // Both replicas get a link from the agent.
+        for (name, c) in [("a", two.client_a(None)), ("b", two.client_b(None))] {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let r = c
+                    .call::<Value>(Method::GET, "/api/v1/clusters/edge", None::<&Value>)
+                    .await;
+                if r.as_ref().is_ok_and(|v| v["connected"] == json!(true)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "replica {name} never linked: {r:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        two
+    }
+
+    /// A client of replica A with `token` (the owner's by default).
+    fn client_a(&self, token: Option<&str>) -> Client {
+        self.client(self.a.addr, token)
+    }
+
+    /// A client of replica B with `token` (the owner's by default).
+    fn client_b(&self, token: Option<&str>) -> Client {
+        self.client(self.b.addr, token)
+    }
+
+    fn client(&self, addr: std::net::SocketAddr, token: Option<&str>) -> Client {
+        let token = token.unwrap_or(&self.token).to_owned();
+        Client::new(&format!("https://{addr}"), &self.ca, Some(token)).unwrap()
+    }
+}
+
+impl Drop for TwoReplicas {
+    fn drop(&mut self) {
+        drop(self.agent.take());
+        kill_holders_of(self.dir.path());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_replicas_either_one_reaches_an_agent() {
-    let dir = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let pki = warden_server::tls::ensure_dev_pki(dir.path()).unwrap();
-    let tls = warden_server::tls::server_config(&pki.cert, &pki.key).unwrap();
-    let db = crate::harness::fresh_postgres_db().await;
-    let start = |node: &str| {
-        warden_server::start(warden_server::ServerOptions {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            database_url: db.clone(),
-            tls: tls.clone(),
-            node_id: node.to_owned(),
-            request_timeout: Duration::from_secs(30),
-            max_token_ttl: warden_server::DEFAULT_MAX_TOKEN_TTL,
-            adopt_unprotected_rows: false,
-            agent_listen: Some("127.0.0.1:0".parse().unwrap()),
-            agent_advertise: None,
-            ssh_listen: None,
-        })
-    };
-    let a = start("replica-a").await.unwrap();
-    let (key, token) = crate::harness::init_with_owner(&a).await;
-    let b = start("replica-b").await.unwrap();
-    b.app
-        .vault
-        .unseal_with_key(&warden_vault::unseal::decode_key(&key).unwrap())
-        .await
-        .unwrap();
-    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
-    let client = |addr: std::net::SocketAddr| {
-        Client::new(&format!("https://{addr}"), &ca, Some(token.clone())).unwrap()
-    };
-    let (ca_client, cb_client) = (client(a.addr), client(b.addr));
-
-    let t: Value = ca_client
-        .call(
-            Method::POST,
-            "/api/v1/clusters/edge/join-tokens",
-            Some(&json!({})),
-        )
-        .await
-        .unwrap();
-    let state = dir.path().join("agent");
-    let _agent = AgentProcess::spawn_to(
-        &format!("https://{}", a.addr),
-        &dir.path().join("ca.pem"),
-        &state,
-        t["token"].as_str(),
-    );
-    // Both replicas get a link from the agent.
-    for (name, c) in [("a", &ca_client), ("b", &cb_client)] {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let r = c
-                .call::<Value>(Method::GET, "/api/v1/clusters/edge", None::<&Value>)
-                .await;
-            if r.as_ref().is_ok_and(|v| v["connected"] == json!(true)) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {name} never linked: {r:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    let two = TwoReplicas::start().await;
+    let (ca_client, cb_client) = (two.client_a(None), two.client_b(None));
+    let b = &two.b;
 
     // Set up through A, apply through B, read through A.
     for (kind, path, mode) in [
@@ -1206,8 +1252,154 @@ async fn with_two_replicas_either_one_reaches_an_agent() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(_agent);
-    kill_holders_of(dir.path());
+}
+
+/// A shell session held on one replica ends, saying why, within about a
+/// second of its authority ending through the other (issue 11): its token
+/// revoked; its role binding revoked; the cluster its pod runs on removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_on_one_replica_ends_when_its_authority_ends_on_the_other() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let two = TwoReplicas::start().await;
+    let (owner_a, owner_b) = (two.client_a(None), two.client_b(None));
+    for (kind, path, mode) in [
+        ("organization", "acme", None),
+        ("project", "acme/shop", None),
+        ("environment", "acme/shop/edge", Some("development")),
+        ("service", "acme/shop/edge/api", None),
+    ] {
+        let mut body = json!({"kind": kind, "path": path});
+        if let Some(m) = mode {
+            body["mode"] = json!(m);
+        }
+        owner_a
+            .call::<Value>(Method::POST, "/api/v1/scopes", Some(&body))
+            .await
+            .unwrap();
+    }
+    let send = async |c: &Client, m: Method, path: &str, body: Value| {
+        let (status, answer) = c
+            .connect()
+            .await
+            .unwrap()
+            .send(m, path, Some(serde_json::to_vec(&body).unwrap()))
+            .await
+            .unwrap();
+        assert!(status.is_success(), "{path}: {status} {answer:?}");
+    };
+    send(
+        &owner_a,
+        Method::PUT,
+        "/api/v1/placements/acme/shop/edge",
+        json!({"cluster": "edge"}),
+    )
+    .await;
+    owner_b
+        .call::<Value>(
+            Method::PUT,
+            "/api/v1/workloads/acme/shop/edge/api",
+            Some(&json!({"spec": "command: [/bin/sh, -c, 'exec sleep 1000']\n"})),
+        )
+        .await
+        .unwrap();
+    // A service account, developer of the environment, with two tokens.
+    owner_a
+        .call::<Value>(
+            Method::POST,
+            "/api/v1/users",
+            Some(&json!({"name": "oncall", "kind": "service"})),
+        )
+        .await
+        .unwrap();
+    let binding = json!({"principal": "sa:oncall", "role": "developer", "scope": "acme/shop/edge"});
+    send(&owner_a, Method::POST, "/api/v1/bindings", binding.clone()).await;
+    let token = async || {
+        let t: Value = owner_a
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(&json!({"name": "shell", "principal": "sa:oncall"})),
+            )
+            .await
+            .unwrap();
+        (
+            t["token"].as_str().unwrap().to_owned(),
+            t["info"]["id"].as_str().unwrap().to_owned(),
+        )
+    };
+    // Opens `cat` in the pod through replica A (once the pod runs); the
+    // socket.
+    let open = async |token: &str| {
+        let client = two.client_a(Some(token));
+        let path = "/api/v1/shell?target=acme/shop/edge/api&command=cat";
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match client.websocket(path, &["v5.channel.k8s.io"]).await {
+                Ok((socket, _)) => return socket,
+                Err(e) => assert!(Instant::now() < deadline, "{e:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    // How long after `since` the session ended, and the status it gave.
+    let ended = async |socket: warden_api::WebSocket, since: Instant| {
+        let (_, mut stream) = socket.split();
+        let mut status = String::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if let Message::Binary(b) = msg
+                    && b.first() == Some(&3)
+                {
+                    status = String::from_utf8_lossy(&b[1..]).into_owned();
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the session outlived its authority");
+        (since.elapsed(), status)
+    };
+
+    let (t1, id1) = token().await;
+    let session = open(&t1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at = Instant::now();
+    send(
+        &owner_b,
+        Method::POST,
+        &format!("/api/v1/tokens/{id1}/revoke"),
+        json!({}),
+    )
+    .await;
+    let (took, status) = ended(session, at).await;
+    eprintln!("token revoked on B: the session on A ended {took:?} later");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(status.contains("revoked"), "{status}");
+
+    let (t2, _) = token().await;
+    let session = open(&t2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at = Instant::now();
+    send(&owner_b, Method::POST, "/api/v1/bindings/revoke", binding).await;
+    let (took, status) = ended(session, at).await;
+    eprintln!("binding revoked on B: the session on A ended {took:?} later");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert!(status.contains("shell.exec"), "{status}");
+
+    let session = open(&two.token).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at = Instant::now();
+    let (removed, _) = owner_b
+        .connect()
+        .await
+        .unwrap()
+        .send(Method::DELETE, "/api/v1/clusters/edge", None)
+        .await
+        .unwrap();
+    assert_eq!(removed.as_u16(), 204);
+    let (took, status) = ended(session, at).await;
+    eprintln!("cluster removed on B: the session on A ended {took:?} later ({status})");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 
 /// An agent that knows a replica under an old address and is then told a
