@@ -366,7 +366,8 @@ mod tests {
         ];
         let payload = encode("r1", 7, &changes);
         let mut expected = changes.clone();
-        let s = expected.remove(3);
+        // Secrets are gathered last.
+        let s = expected.remove(4);
         expected.push(s);
         assert_eq!(
             decode(&payload),
