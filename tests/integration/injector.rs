@@ -907,6 +907,22 @@ async fn malformed_forged_and_oversized_answers_are_refused_without_echoing_them
     assert_refused(&out, 70, "the resolve answer is not what the API documents");
 }
 
+/// `inner` run with its stack limit at 8 MiB, which fixes what `execve`
+/// takes (a quarter of it).
+fn with_8_mib_stack(inner: &tokio::process::Command) -> tokio::process::Command {
+    let inner = inner.as_std();
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c")
+        .arg("ulimit -S -s 8192 2>/dev/null; exec \"$@\"")
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null());
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_environment_too_large_for_exec_is_exit_65_with_a_hint() {
     let t = Setup::new().await;
@@ -919,20 +935,7 @@ async fn an_environment_too_large_for_exec_is_exit_65_with_a_hint() {
         .collect();
     t.s.put(SERVICE, Value::Object(values)).await;
     let cred = t.credential.to_str().unwrap();
-    let run = |flags: &[&str], cmd: &[&str]| {
-        let inner = t.injector(flags, &[], cmd);
-        let inner = inner.as_std();
-        let mut c = tokio::process::Command::new("sh");
-        c.arg("-c")
-            .arg("ulimit -S -s 8192 2>/dev/null; exec \"$@\"")
-            .arg("sh")
-            .arg(inner.get_program())
-            .args(inner.get_args())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null());
-        c
-    };
+    let run = |flags: &[&str], cmd: &[&str]| with_8_mib_stack(&t.injector(flags, &[], cmd));
     for parent in [&[][..], &["--parent"]] {
         let mut flags = vec!["--credential-file", cred];
         flags.extend_from_slice(parent);
@@ -1464,27 +1467,16 @@ async fn a_watcher_that_stops_reading_loses_its_watch_when_revoked() {
 async fn a_rotation_too_large_to_exec_leaves_the_command_running() {
     let t = Setup::new().await;
     let cred = t.credential.to_str().unwrap();
-    let inner = t.injector(
+    let mut child = with_8_mib_stack(&t.injector(
         &["--credential-file", cred, "--watch", "--pod", "web-1"],
         &[],
         &["sh", "-c", "echo start; exec sleep 600"],
-    );
-    let inner = inner.as_std();
-    // The limit execve applies follows the stack limit: fixed at 8 MiB.
-    let mut child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -S -s 8192 2>/dev/null; exec \"$@\"")
-        .arg("sh")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    ))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
     let pid = child.id().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(line_within(&mut lines, 20).await, "start");

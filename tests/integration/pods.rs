@@ -1114,6 +1114,39 @@ impl TwoReplicas {
         two
     }
 
+    /// Makes service `acme/shop/edge/api` (development) through replica A,
+    /// its environment placed on cluster `edge`.
+    async fn edge_service(&self) {
+        let owner = self.client_a(None);
+        for (kind, path, mode) in [
+            ("organization", "acme", None),
+            ("project", "acme/shop", None),
+            ("environment", "acme/shop/edge", Some("development")),
+            ("service", "acme/shop/edge/api", None),
+        ] {
+            let mut body = json!({"kind": kind, "path": path});
+            if let Some(m) = mode {
+                body["mode"] = json!(m);
+            }
+            owner
+                .call::<Value>(Method::POST, "/api/v1/scopes", Some(&body))
+                .await
+                .unwrap();
+        }
+        let placed = owner
+            .connect()
+            .await
+            .unwrap()
+            .send(
+                Method::PUT,
+                "/api/v1/placements/acme/shop/edge",
+                Some(serde_json::to_vec(&json!({"cluster": "edge"})).unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(placed.0.as_u16(), 204);
+    }
+
     /// A client of replica A with `token` (the owner's by default).
     fn client_a(&self, token: Option<&str>) -> Client {
         self.client(self.a.addr, token)
@@ -1144,33 +1177,7 @@ async fn with_two_replicas_either_one_reaches_an_agent() {
     let b = &two.b;
 
     // Set up through A, apply through B, read through A.
-    for (kind, path, mode) in [
-        ("organization", "acme", None),
-        ("project", "acme/shop", None),
-        ("environment", "acme/shop/edge", Some("development")),
-        ("service", "acme/shop/edge/api", None),
-    ] {
-        let mut body = json!({"kind": kind, "path": path});
-        if let Some(m) = mode {
-            body["mode"] = json!(m);
-        }
-        ca_client
-            .call::<Value>(Method::POST, "/api/v1/scopes", Some(&body))
-            .await
-            .unwrap();
-    }
-    let placed = ca_client
-        .connect()
-        .await
-        .unwrap()
-        .send(
-            Method::PUT,
-            "/api/v1/placements/acme/shop/edge",
-            Some(serde_json::to_vec(&json!({"cluster": "edge"})).unwrap()),
-        )
-        .await
-        .unwrap();
-    assert_eq!(placed.0.as_u16(), 204);
+    two.edge_service().await;
     let applied: Value = cb_client
         .call(
             Method::PUT,
@@ -1263,21 +1270,7 @@ async fn a_shell_on_one_replica_ends_when_its_authority_ends_on_the_other() {
     use tokio_tungstenite::tungstenite::Message;
     let two = TwoReplicas::start().await;
     let (owner_a, owner_b) = (two.client_a(None), two.client_b(None));
-    for (kind, path, mode) in [
-        ("organization", "acme", None),
-        ("project", "acme/shop", None),
-        ("environment", "acme/shop/edge", Some("development")),
-        ("service", "acme/shop/edge/api", None),
-    ] {
-        let mut body = json!({"kind": kind, "path": path});
-        if let Some(m) = mode {
-            body["mode"] = json!(m);
-        }
-        owner_a
-            .call::<Value>(Method::POST, "/api/v1/scopes", Some(&body))
-            .await
-            .unwrap();
-    }
+    two.edge_service().await;
     let send = async |c: &Client, m: Method, path: &str, body: Value| {
         let (status, answer) = c
             .connect()
@@ -1288,13 +1281,6 @@ async fn a_shell_on_one_replica_ends_when_its_authority_ends_on_the_other() {
             .unwrap();
         assert!(status.is_success(), "{path}: {status} {answer:?}");
     };
-    send(
-        &owner_a,
-        Method::PUT,
-        "/api/v1/placements/acme/shop/edge",
-        json!({"cluster": "edge"}),
-    )
-    .await;
     owner_b
         .call::<Value>(
             Method::PUT,
