@@ -177,11 +177,14 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<u8, Error> {
     Err(launch.error(&err))
 }
 
-/// Whether `execve` would take `cmd`'s arguments and environment (Linux:
-/// each string at most `MAX_ARG_STRLEN`, 32 pages; all of them, with their
-/// pointers, within a quarter of the stack limit). A restart checks before
-/// it stops the command that runs, so a rotation too large to start never
-/// takes that command down (review 13, F4).
+/// Whether `execve` would take `cmd`'s arguments and environment, as
+/// Linux's `bprm_stack_limits` (fs/exec.c) decides: each string at most
+/// `MAX_ARG_STRLEN` (32 pages); all of them, with their pointers, within a
+/// quarter of the stack limit, never more than 6 MiB (three quarters of
+/// `_STK_LIM`) and never less than `ARG_MAX` (32 pages). A restart checks
+/// before it renders anything or stops the command that runs, so a
+/// rotation too large to start never takes that command down (reviews 13
+/// and 14, F4 and F5).
 pub(crate) fn fits_exec(cmd: &Command) -> Result<(), Error> {
     const MAX_ARG_STRLEN: usize = 32 * 4096;
     let pointer = std::mem::size_of::<usize>();
@@ -200,12 +203,7 @@ pub(crate) fn fits_exec(cmd: &Command) -> Result<(), Error> {
         total = total.saturating_add(len + pointer);
         longest = longest.max(len);
     }
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Stack)
-        .current
-        .map_or(usize::MAX, |stack| {
-            usize::try_from(stack / 4).unwrap_or(usize::MAX)
-        })
-        .max(MAX_ARG_STRLEN);
+    let limit = exec_limit(rustix::process::getrlimit(rustix::process::Resource::Stack).current);
     if longest > MAX_ARG_STRLEN || total > limit {
         return Err(Error::Undeliverable(format!(
             "the command's arguments and environment with these secrets would be {total} bytes \
@@ -214,6 +212,16 @@ pub(crate) fn fits_exec(cmd: &Command) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// What `execve` takes of arguments and environment together under a
+/// stack limit of `stack` bytes (`None`: unlimited); see [`fits_exec`].
+fn exec_limit(stack: Option<u64>) -> usize {
+    const ARG_MAX: usize = 32 * 4096;
+    const MOST: usize = 6 << 20;
+    stack
+        .map_or(MOST, |stack| usize::try_from(stack / 4).unwrap_or(MOST))
+        .clamp(ARG_MAX, MOST)
 }
 
 /// Starts the command with a given set of secrets: the resolved program,
@@ -384,6 +392,16 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    /// As Linux's `bprm_stack_limits`: a quarter of the stack limit,
+    /// within 128 KiB and 6 MiB (review 14, F5).
+    #[test]
+    fn exec_takes_a_quarter_of_the_stack_within_128_kib_and_6_mib() {
+        assert_eq!(exec_limit(Some(8 << 20)), 2 << 20);
+        assert_eq!(exec_limit(Some(64 << 20)), 6 << 20);
+        assert_eq!(exec_limit(None), 6 << 20);
+        assert_eq!(exec_limit(Some(100 << 10)), 128 << 10);
+    }
 
     /// A file `root/dir/name` with mode `mode`, its directory made.
     fn file(root: &Path, dir: &str, name: &str, mode: u32) -> PathBuf {

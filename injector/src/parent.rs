@@ -168,15 +168,17 @@ impl Rotation<'_> {
         // one the update names (review 13, F8).
         let service = self.launcher.service();
         let prepared = Secrets::from_resolved(update.resolved, service).and_then(|secrets| {
-            self.launcher.render(&secrets)?;
-            match self.on_change {
+            // Everything is checked before anything is rendered or stopped.
+            let next = match self.on_change {
                 OnChange::Restart { .. } => {
                     let next = self.launcher.command(&secrets)?;
                     crate::fits_exec(&next.command)?;
-                    Ok(Some(next))
+                    Some(next)
                 }
-                OnChange::Signal(_) | OnChange::Render | OnChange::Keep => Ok(None),
-            }
+                OnChange::Signal(_) | OnChange::Render | OnChange::Keep => None,
+            };
+            self.launcher.render(&secrets)?;
+            Ok(next)
         });
         let next = match prepared {
             Ok(next) => next,

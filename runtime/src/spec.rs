@@ -333,7 +333,7 @@ impl WorkloadSpec {
             )));
         }
         check_flow_nesting(text)?;
-        serde_yaml_ng::from_str(text).map_err(|e| {
+        let spec: Self = serde_yaml_ng::from_str(text).map_err(|e| {
             let loc = e.location();
             // The location is reported in its own fields; the message starts
             // with the field's path (e.g. `resources.memory: ...`).
@@ -343,7 +343,17 @@ impl WorkloadSpec {
                 column: loc.as_ref().map(|l| l.column()),
                 message,
             }
-        })
+        })?;
+        // A rollout can only tell a pod that fails on its new secrets from
+        // one that started if it waits for the workload to stay up
+        // (review 14, F4): at once, the wrapper alone counts as started.
+        if spec.secrets.on_change == OnChange::Rollout && spec.min_ready_seconds == 0 {
+            return Err(RuntimeError::spec(
+                "secrets: {on_change: rollout} needs min_ready_seconds of at least 1: a new pod \
+                 counts as started only once its workload has run that long without exiting",
+            ));
+        }
+        Ok(spec)
     }
 
     /// Sets the arguments appended to `command`.
@@ -1129,7 +1139,12 @@ mod tests {
         assert_eq!(spec("min_ready_seconds: 30\n"), a.template_hash());
         // The default rotation leaves the hash of specs from before it.
         assert_eq!(spec("secrets: {on_change: restart}\n"), a.template_hash());
-        assert_ne!(spec("secrets: {on_change: rollout}\n"), a.template_hash());
+        assert_ne!(
+            spec("secrets: {on_change: rollout}\nmin_ready_seconds: 1\n"),
+            a.template_hash()
+        );
+        let (_, m) = err("command: [x]\nsecrets: {on_change: rollout}\n");
+        assert!(m.contains("needs min_ready_seconds"), "{m}");
         let (_, m) = err("command: [x]\nmin_ready_seconds: 601\n");
         assert!(m.contains("above the limit of 600"), "{m}");
         let (_, m) = err("command: [x]\nsecrets: {on_change: sometimes}\n");

@@ -40,6 +40,9 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const CLAIM_REFRESH: Duration = Duration::from_secs(20);
 /// A claim not refreshed for this long was left by a replica that died.
 const CLAIM_EXPIRES: Duration = Duration::from_secs(120);
+/// Services a replica looks at or rolls at once (a sweep looks at every
+/// rolled service, of every organization).
+const AT_ONCE: usize = 4;
 
 /// The pin text of `versions`: one encoding, so equal versions are equal
 /// text.
@@ -55,27 +58,29 @@ fn labels(pin: &str) -> Vec<String> {
 }
 
 /// Makes `service` rolled (its pods served the versions latest now), or
-/// not, as its newly applied workload says. A service rolled already keeps
-/// its pin.
+/// not, as its newly applied workload says; answers whether it was made
+/// rolled just now. A service rolled already keeps its pin, and forgets a
+/// failed rollout (the workload applied again may start with what it
+/// could not).
 pub(crate) async fn adopt(
     app: &App,
     service: &ScopePath,
     rolled: bool,
-) -> Result<(), crate::ApiError> {
-    if rolled {
-        let latest = app.vault.latest_versions(service).await?;
-        app.store
-            .adopt_rollout(
-                service.as_str(),
-                service.org(),
-                pin_text(&latest),
-                warden_store::now_ms(),
-            )
-            .await?;
-    } else {
+) -> Result<bool, crate::ApiError> {
+    if !rolled {
         app.store.drop_rollout(service.as_str()).await?;
+        return Ok(false);
     }
-    Ok(())
+    let latest = app.vault.latest_versions(service).await?;
+    Ok(app
+        .store
+        .adopt_rollout(
+            service.as_str(),
+            service.org(),
+            pin_text(&latest),
+            warden_store::now_ms(),
+        )
+        .await?)
 }
 
 /// Starts the rollout controller of this process; it ends with the app.
@@ -96,6 +101,7 @@ type Running = Arc<Mutex<HashMap<String, bool>>>;
 
 async fn control(app: Weak<App>, mut changes: broadcast::Receiver<Change>, node: String) {
     let running = Running::default();
+    let turns = Arc::new(tokio::sync::Semaphore::new(AT_ONCE));
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         // The scopes whose secrets changed; `None`: look at every service.
@@ -129,14 +135,20 @@ async fn control(app: Weak<App>, mut changes: broadcast::Receiver<Change>, node:
                 })
             });
             if affected {
-                kick(&running, &app, &node, row.service);
+                kick(&running, &turns, &app, &node, row.service);
             }
         }
     }
 }
 
 /// Runs `service`'s rollout task, or tells the running one to look again.
-fn kick(running: &Running, app: &Weak<App>, node: &str, service: String) {
+fn kick(
+    running: &Running,
+    turns: &Arc<tokio::sync::Semaphore>,
+    app: &Weak<App>,
+    node: &str,
+    service: String,
+) {
     {
         let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(again) = r.get_mut(&service) {
@@ -145,14 +157,19 @@ fn kick(running: &Running, app: &Weak<App>, node: &str, service: String) {
         }
         r.insert(service.clone(), false);
     }
-    let (running, app, node) = (running.clone(), app.clone(), node.to_owned());
+    let (running, turns) = (running.clone(), turns.clone());
+    let (app, node) = (app.clone(), node.to_owned());
     tokio::spawn(async move {
         loop {
+            let Ok(turn) = turns.acquire().await else {
+                return;
+            };
             if let Some(app) = app.upgrade()
                 && let Err(e) = roll(&app, &node, &service).await
             {
                 tracing::warn!(%service, error = %e, "secret rollout");
             }
+            drop(turn);
             let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
             if r.get(&service) == Some(&true) {
                 r.insert(service.clone(), false);
@@ -189,13 +206,15 @@ async fn roll(app: &App, node: &str, service: &str) -> Result<(), String> {
     {
         return Ok(());
     }
-    // Read again under the claim: what the pods are pinned to now.
+    // Read again under the claim: what the pods held when the rollout
+    // began (a takeover finishes its dead replica's rollout).
     let previous = app
         .store
         .rollout(service)
         .await
         .map_err(|e| text(&e))?
-        .map_or(row.pinned, |r| r.pinned);
+        .and_then(|r| r.previous)
+        .unwrap_or(row.pinned);
     let rollout = Rollout {
         app,
         node,
@@ -208,12 +227,11 @@ async fn roll(app: &App, node: &str, service: &str) -> Result<(), String> {
 /// Whether a rollout to `target` is called for, as far as `row` says (the
 /// claim decides for sure).
 fn wanted(row: &RolloutRow, target: &str, stale_before: i64) -> bool {
-    row.pinned != target
-        && match row.state.as_str() {
-            ROLLOUT_ROLLING => row.updated_at < stale_before,
-            ROLLOUT_FAILED => row.target.as_deref() != Some(target),
-            _ => true,
-        }
+    match row.state.as_str() {
+        ROLLOUT_ROLLING => row.updated_at < stale_before,
+        ROLLOUT_FAILED => row.pinned != target && row.target.as_deref() != Some(target),
+        _ => row.pinned != target,
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -233,11 +251,32 @@ impl Rollout<'_> {
         self.audit("secret.rollout.started", &target, None, "ok")
             .await?;
         let before = self.pods().await;
-        let rolled = self.restart_pinned(&target).await;
+        // A lost claim (another replica took over) ends this run quietly.
+        let rolled = self.restart_pinned(&target).await?;
         match rolled {
             Ok(()) => {
                 self.pin(&target, ROLLOUT_IDLE).await?;
                 self.audit("secret.rollout.completed", &target, None, "ok")
+                    .await
+            }
+            Err(RuntimeError::ServiceNotFound(_)) => {
+                // No workload on the runtime (its apply failed, or it was
+                // deleted there): nothing to roll, and no pin to keep.
+                self.app
+                    .store
+                    .drop_rollout(self.path.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.audit("secret.rollout.failed", &target, None, "not_found")
+                    .await
+            }
+            Err(e) if !matches!(e, RuntimeError::RolloutStalled { .. }) => {
+                // The runtime could not be asked (an agent away): the
+                // previous versions are pinned again, and the next sweep
+                // tries again.
+                tracing::warn!(service = %self.path, error = %e, "a secret rollout could not run");
+                self.pin(&previous, ROLLOUT_IDLE).await?;
+                self.audit("secret.rollout.failed", &target, None, "unavailable")
                     .await
             }
             Err(e) => {
@@ -256,11 +295,10 @@ impl Rollout<'_> {
                     _ => true,
                 };
                 let reverted = if replaced {
-                    self.restart_pinned(&previous).await
+                    self.restart_pinned(&previous).await?
                 } else {
-                    self.pin(&previous, ROLLOUT_ROLLING)
-                        .await
-                        .map_err(RuntimeError::Unavailable)
+                    self.pin(&previous, ROLLOUT_ROLLING).await?;
+                    Ok(())
                 };
                 // The failed versions stay named (`target`), so they are
                 // not tried again until the secrets change.
@@ -300,19 +338,21 @@ impl Rollout<'_> {
     }
 
     /// Pins `pin` for the service's pods and rolls them, refreshing the
-    /// claim while the runtime works.
-    async fn restart_pinned(&self, pin: &str) -> Result<(), RuntimeError> {
-        self.pin(pin, ROLLOUT_ROLLING)
-            .await
-            .map_err(RuntimeError::Unavailable)?;
-        let runtime = self.runtime().await?;
+    /// claim while the runtime works: the runtime's answer, or (outer)
+    /// why the claim was lost.
+    async fn restart_pinned(&self, pin: &str) -> Result<Result<(), RuntimeError>, String> {
+        self.pin(pin, ROLLOUT_ROLLING).await?;
+        let runtime = match self.runtime().await {
+            Ok(runtime) => runtime,
+            Err(e) => return Ok(Err(e)),
+        };
         let restart = runtime.restart(&self.service);
         tokio::pin!(restart);
         let mut refresh = tokio::time::interval(CLAIM_REFRESH);
         refresh.tick().await;
         loop {
             tokio::select! {
-                done = &mut restart => return done,
+                done = &mut restart => return Ok(done),
                 _ = refresh.tick() => {
                     if let Err(e) = self.pin(pin, ROLLOUT_ROLLING).await {
                         tracing::warn!(service = %self.path, error = %e, "could not refresh a rollout's claim");

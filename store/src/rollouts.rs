@@ -13,6 +13,8 @@ pub struct RolloutRow {
     pub org: String,
     /// The versions the service's pods are served (opaque here).
     pub pinned: String,
+    /// What the pods held when the rollout under way (or last) began.
+    pub previous: Option<String>,
     /// [`ROLLOUT_IDLE`], [`ROLLOUT_ROLLING`] or [`ROLLOUT_FAILED`].
     pub state: String,
     /// What a rollout moves to, or (failed) what the last one was reverted
@@ -31,34 +33,47 @@ pub const ROLLOUT_ROLLING: &str = "rolling";
 /// The rollout to `target` failed and was reverted to `pinned`.
 pub const ROLLOUT_FAILED: &str = "failed";
 
-const COLUMNS: &str = "service, org, pinned, state, target, node, updated_at";
+const COLUMNS: &str = "service, org, pinned, previous, state, target, node, updated_at";
 
 impl Store {
-    /// Makes `service` a rolled service served `pinned`, or, if it is one
-    /// already, leaves its row alone (a workload applied again keeps what
-    /// its pods hold).
+    /// Makes `service` a rolled service served `pinned`; answers whether
+    /// it was not one already. A rolled service keeps its pin (a workload
+    /// applied again keeps what its pods hold), and a failed rollout is
+    /// forgotten (the workload applied again may take what it could not).
     pub async fn adopt_rollout(
         &self,
         service: &str,
         org: &str,
         pinned: String,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (service, org) = (service.to_owned(), org.to_owned());
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query(
+                let new = sqlx::query(
                     "INSERT INTO secret_rollouts (service, org, pinned, state, updated_at) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service) DO NOTHING",
                 )
-                .bind(service)
+                .bind(service.as_str())
                 .bind(org)
                 .bind(pinned)
                 .bind(ROLLOUT_IDLE)
                 .bind(now)
                 .execute(&mut *c)
+                .await?
+                .rows_affected()
+                    == 1;
+                sqlx::query(
+                    "UPDATE secret_rollouts SET state = $1, target = NULL, updated_at = $2 \
+                     WHERE service = $3 AND state = $4",
+                )
+                .bind(ROLLOUT_IDLE)
+                .bind(now)
+                .bind(service)
+                .bind(ROLLOUT_FAILED)
+                .execute(&mut *c)
                 .await?;
-                Ok(())
+                Ok(new)
             })
         })
         .await
@@ -102,10 +117,12 @@ impl Store {
     }
 
     /// Claims the rollout of `service` to `target` for replica `node`:
-    /// only if no rollout is under way (or the one under way was claimed
-    /// before `stale_before`, by a replica that died), the pods do not hold
-    /// `target` already, and `target` is not what the last rollout failed
-    /// with. Answers whether this replica got it.
+    /// when no rollout is under way, the pods do not hold `target` already
+    /// and `target` is not what the last rollout failed with; or when the
+    /// one under way was last refreshed before `stale_before` (its replica
+    /// died), whatever it pinned, to finish it. A fresh claim records the
+    /// pin as `previous`; a takeover keeps the `previous` of the rollout it
+    /// finishes. Answers whether this replica got it.
     pub async fn claim_rollout(
         &self,
         service: &str,
@@ -118,9 +135,11 @@ impl Store {
         self.write(move |c| {
             Box::pin(async move {
                 let done = sqlx::query(
-                    "UPDATE secret_rollouts SET state = $1, target = $2, node = $3, \
-                     updated_at = $4 WHERE service = $5 AND pinned <> $2 \
-                     AND (state = $6 OR (state = $7 AND target <> $2) \
+                    "UPDATE secret_rollouts SET \
+                     previous = CASE WHEN state = $1 THEN previous ELSE pinned END, \
+                     state = $1, target = $2, node = $3, updated_at = $4 \
+                     WHERE service = $5 AND ((pinned <> $2 \
+                          AND (state = $6 OR (state = $7 AND target <> $2))) \
                           OR (state = $1 AND updated_at < $8))",
                 )
                 .bind(ROLLOUT_ROLLING)

@@ -1481,6 +1481,15 @@ async fn pods_run_under_the_injector_with_their_secrets_kept_current() {
         format!("workload:{svc}"),
         "{fetched}"
     );
+    // Only a workload names its pod: nobody else puts one in the log.
+    let (code, body) = dev
+        .send(
+            Method::GET,
+            &format!("/api/v1/resolve/{svc}?pod={pod}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
 
     let rotated = "pod-canary-value-0002";
     dev.ok(
@@ -1601,7 +1610,8 @@ fn ready_names(list: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_service_takes_a_rotation_pod_by_pod_and_reverts_one_it_cannot_start_with() {
     let dev = Dev::start().await;
-    dev.scopes("acme/roll/dev", "development", &["api"]).await;
+    dev.scopes("acme/roll/dev", "development", &["api", "refused"])
+        .await;
     let svc = "acme/roll/dev/api";
     let set = async |v: &str| {
         dev.ok(
@@ -1656,6 +1666,31 @@ async fn a_rolled_service_takes_a_rotation_pod_by_pod_and_reverts_one_it_cannot_
         new
     };
 
+    // A rolled workload the runtime refuses leaves no pin behind: its
+    // service is served the latest values (review 14, F1).
+    let refused = "acme/roll/dev/refused";
+    let (code, body) = dev
+        .send(
+            Method::PUT,
+            &format!("/api/v1/workloads/{refused}"),
+            Some(json!({"spec": "command: [/bin/true]\nrun_as: {uid: 0}\n\
+                                 min_ready_seconds: 1\nsecrets: {on_change: rollout}\n"})),
+        )
+        .await;
+    assert!((400..500).contains(&code), "{code} {body}");
+    for v in ["a", "b"] {
+        dev.ok(
+            Method::PUT,
+            &format!("/api/v1/secrets/{refused}"),
+            Some(json!({"values": {"K": v}})),
+        )
+        .await;
+    }
+    let r = dev
+        .ok(Method::GET, &format!("/api/v1/resolve/{refused}"), None)
+        .await;
+    assert_eq!(r["values"]["K"], "b", "{r}");
+
     set("0001").await;
     // Only the value's last part is printed (pod output is kept).
     let spec = "command: [/bin/sh, -c, 'case \"$DB_URL\" in *bad) echo refused; exit 1;; esac; \
@@ -1708,6 +1743,19 @@ async fn a_rolled_service_takes_a_rotation_pod_by_pod_and_reverts_one_it_cannot_
         "{resolved}"
     );
     assert_eq!(resolved["versions"]["DB_URL"]["version"], 2, "{resolved}");
+
+    // An operator destroys the pinned version (it leaked): the pods are
+    // served the latest instead, never nothing (review 14, F2).
+    dev.ok(
+        Method::POST,
+        &format!("/api/v1/secret-destroy/{svc}"),
+        Some(json!({"key": "DB_URL", "versions": [2]})),
+    )
+    .await;
+    let resolved = dev
+        .ok(Method::GET, &format!("/api/v1/resolve/{svc}"), None)
+        .await;
+    assert_eq!(resolved["versions"]["DB_URL"]["version"], 3, "{resolved}");
 
     // The failed version is not tried again by the periodic sweep; the
     // next rotation rolls.

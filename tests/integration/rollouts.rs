@@ -32,9 +32,19 @@ async fn two_replicas(db: Db) -> (Store, Store, tempfile::TempDir, String) {
 
 async fn rollout_claims(db: Db) {
     let (a, b, _dir, _) = two_replicas(db).await;
-    a.adopt_rollout(SVC, "acme", "v1".into(), 1).await.unwrap();
+    let claim = async |s: &Store, target: &str, node: &str, now: i64, stale_before: i64| {
+        s.claim_rollout(SVC, target.into(), node, now, stale_before)
+            .await
+            .unwrap()
+    };
+    let advance = async |s: &Store, node: &str, pin: &str, state: &'static str, now: i64| {
+        s.advance_rollout(SVC, node, pin.into(), state, now)
+            .await
+            .unwrap()
+    };
+    assert!(a.adopt_rollout(SVC, "acme", "v1".into(), 1).await.unwrap());
     // Applied again: the pin stays what the pods hold.
-    b.adopt_rollout(SVC, "acme", "v9".into(), 2).await.unwrap();
+    assert!(!b.adopt_rollout(SVC, "acme", "v9".into(), 2).await.unwrap());
     let row = a.rollout(SVC).await.unwrap().unwrap();
     assert_eq!(
         (row.pinned.as_str(), row.state.as_str()),
@@ -42,30 +52,18 @@ async fn rollout_claims(db: Db) {
     );
 
     // Nothing to roll to what the pods hold.
-    assert!(!a.claim_rollout(SVC, "v1".into(), "a", 10, 0).await.unwrap());
+    assert!(!claim(&a, "v1", "a", 10, 0).await);
     // One replica gets the rollout; the other does not, even to another
     // target, while the claim is fresh.
-    assert!(a.claim_rollout(SVC, "v2".into(), "a", 10, 0).await.unwrap());
-    assert!(!b.claim_rollout(SVC, "v2".into(), "b", 11, 0).await.unwrap());
-    assert!(!b.claim_rollout(SVC, "v3".into(), "b", 11, 0).await.unwrap());
+    assert!(claim(&a, "v2", "a", 10, 0).await);
+    assert!(!claim(&b, "v2", "b", 11, 0).await);
+    assert!(!claim(&b, "v3", "b", 11, 0).await);
     // Only the claiming replica moves it on.
-    assert!(
-        !b.advance_rollout(SVC, "b", "v2".into(), ROLLOUT_IDLE, 12)
-            .await
-            .unwrap()
-    );
-    assert!(
-        a.advance_rollout(SVC, "a", "v2".into(), ROLLOUT_ROLLING, 12)
-            .await
-            .unwrap()
-    );
+    assert!(!advance(&b, "b", "v2", ROLLOUT_IDLE, 12).await);
+    assert!(advance(&a, "a", "v2", ROLLOUT_ROLLING, 12).await);
     // It failed and was reverted: the failed target is not claimed again,
     // another one is.
-    assert!(
-        a.advance_rollout(SVC, "a", "v1".into(), ROLLOUT_FAILED, 13)
-            .await
-            .unwrap()
-    );
+    assert!(advance(&a, "a", "v1", ROLLOUT_FAILED, 13).await);
     let row = b.rollout(SVC).await.unwrap().unwrap();
     assert_eq!(
         (
@@ -75,37 +73,36 @@ async fn rollout_claims(db: Db) {
         ),
         ("v1", ROLLOUT_FAILED, Some("v2"))
     );
-    assert!(!b.claim_rollout(SVC, "v2".into(), "b", 14, 0).await.unwrap());
-    assert!(b.claim_rollout(SVC, "v3".into(), "b", 14, 0).await.unwrap());
-    // Replica b dies mid-rollout: a takes over only once the claim is
-    // stale (not refreshed since `stale_before`).
-    assert!(
-        !a.claim_rollout(SVC, "v3".into(), "a", 20, 14)
-            .await
-            .unwrap()
-    );
-    assert!(
-        a.claim_rollout(SVC, "v3".into(), "a", 20, 15)
-            .await
-            .unwrap()
+    assert!(!claim(&b, "v2", "b", 14, 0).await);
+    // Until the workload is applied again: then it may be tried again.
+    assert!(!b.adopt_rollout(SVC, "acme", "v0".into(), 14).await.unwrap());
+    assert_eq!(b.rollout(SVC).await.unwrap().unwrap().state, ROLLOUT_IDLE);
+    assert!(claim(&b, "v3", "b", 14, 0).await);
+    // Replica b dies mid-rollout, having pinned the new versions: a takes
+    // over only once the claim is stale (not refreshed since
+    // `stale_before`), whatever is pinned, and would revert to what the
+    // pods held when b began (review 14, F3).
+    assert!(advance(&b, "b", "v3", ROLLOUT_ROLLING, 14).await);
+    assert!(!claim(&a, "v3", "a", 20, 14).await);
+    assert!(claim(&a, "v3", "a", 20, 15).await);
+    let row = a.rollout(SVC).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            row.pinned.as_str(),
+            row.previous.as_deref(),
+            row.node.as_deref()
+        ),
+        ("v3", Some("v1"), Some("a"))
     );
     // The replica that lost it can no longer move it on.
-    assert!(
-        !b.advance_rollout(SVC, "b", "v3".into(), ROLLOUT_IDLE, 21)
-            .await
-            .unwrap()
-    );
-    assert!(
-        a.advance_rollout(SVC, "a", "v3".into(), ROLLOUT_IDLE, 21)
-            .await
-            .unwrap()
-    );
+    assert!(!advance(&b, "b", "v3", ROLLOUT_IDLE, 21).await);
+    assert!(advance(&a, "a", "v3", ROLLOUT_IDLE, 21).await);
     assert_eq!(a.rollouts().await.unwrap().len(), 1);
 
     // A workload applied without rollouts, or deleted: no row, no pin.
     b.drop_rollout(SVC).await.unwrap();
     assert!(a.rollout(SVC).await.unwrap().is_none());
-    assert!(!a.claim_rollout(SVC, "v4".into(), "a", 30, 0).await.unwrap());
+    assert!(!claim(&a, "v4", "a", 30, 0).await);
 }
 
 both_backends!(db rollout_claims);

@@ -862,8 +862,10 @@ impl Vault {
 
     /// The stored versions a pin names. Each must be in one of the
     /// service's own `scopes` (a pin naming any other is refused as
-    /// tampered); one since pruned or destroyed is left out, like a
-    /// deleted one.
+    /// tampered). A pinned version since deleted, destroyed or pruned (a
+    /// leaked value an operator got rid of) gives way to the latest of its
+    /// name: a pod is never handed a value its operators took away, nor
+    /// left without one while a newer exists (review 14, F2).
     async fn pinned_rows(
         &self,
         service: &ScopePath,
@@ -878,13 +880,16 @@ impl Vault {
             if !scopes.contains(&v.scope) {
                 return Err(tampered());
             }
-            if let Some(row) = self
+            let pinned = self
                 .store
                 .secret_version(&v.scope, &name, Some(v.version))
                 .await?
-            {
-                rows.push(row);
-            }
+                .filter(|r| r.deleted_at.is_none() && r.envelope.is_some());
+            let row = match pinned {
+                Some(row) => Some(row),
+                None => self.store.secret_version(&v.scope, &name, None).await?,
+            };
+            rows.extend(row);
         }
         Ok(rows)
     }

@@ -1012,9 +1012,17 @@ where
     }
 }
 
-/// A pod name a wrapper gives for itself, checked for shape (it is the
-/// wrapper's claim; the credential is what ties a request to a pod).
-pub(super) fn pod_arg(pod: String) -> Result<String, ApiError> {
+/// A pod name a wrapper gives for itself, checked for shape. It is the
+/// wrapper's claim (the credential is what ties a request to a workload),
+/// so only a workload may make it: a person or service account naming a
+/// pod would put words in the audit log (review 14, F6).
+pub(super) fn pod_arg(principal: &str, pod: String) -> Result<String, ApiError> {
+    if !principal.starts_with(warden_identity::workload::SUBJECT_PREFIX) {
+        return Err(
+            ApiError::invalid("only a workload's own credential names the pod it runs in")
+                .field("pod"),
+        );
+    }
     if warden_types::is_pod_name(&pod) {
         Ok(pod)
     } else {

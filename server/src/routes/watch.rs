@@ -207,7 +207,7 @@ pub(super) async fn watch(
         ));
     }
     let pod = match query_arg(q)?.pod {
-        Some(pod) => pod_arg(pod)?,
+        Some(pod) => pod_arg(caller.id(), pod)?,
         None => "-".to_owned(),
     };
     let ws = ws.map_err(|_| {

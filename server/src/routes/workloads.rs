@@ -134,8 +134,14 @@ pub(super) async fn apply(
                 let rt = runtime_for(app, &env).await?;
                 // Before the pods start: they fetch what is pinned.
                 let rolled = spec.secrets().on_change == OnChange::Rollout;
-                crate::rollouts::adopt(app, &path, rolled).await?;
-                rt.apply(&service, &spec).await?;
+                let adopted = crate::rollouts::adopt(app, &path, rolled).await?;
+                if let Err(e) = rt.apply(&service, &spec).await {
+                    // A refused workload leaves no pin behind (review 14, F1).
+                    if adopted {
+                        app.store.drop_rollout(path.as_str()).await?;
+                    }
+                    return Err(e.into());
+                }
                 Ok(Json(
                     pod_list(&rt, &Selector::Service(service.clone())).await?,
                 ))
@@ -202,8 +208,11 @@ pub(super) async fn control(
                     "start" => rt.start(&service).await?,
                     "restart" => rt.restart(&service).await?,
                     _ => {
-                        rt.delete(&service).await?;
+                        // The pin goes whatever the runtime says (a row
+                        // left by a refused apply has no workload there).
+                        let deleted = rt.delete(&service).await;
                         app.store.drop_rollout(path.as_str()).await?;
+                        deleted?;
                     }
                 }
                 Ok(StatusCode::NO_CONTENT)
