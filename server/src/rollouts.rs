@@ -259,33 +259,9 @@ impl Rollout<'_> {
                 self.audit("secret.rollout.completed", &target, None, "ok")
                     .await
             }
-            Err(RuntimeError::ServiceNotFound(_)) => {
-                // No workload on the runtime (its apply failed, or it was
-                // deleted there): nothing to roll, and no pin to keep.
-                self.app
-                    .store
-                    .drop_rollout(self.path.as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.audit("secret.rollout.failed", &target, None, "not_found")
-                    .await
-            }
-            Err(e) if !matches!(e, RuntimeError::RolloutStalled { .. }) => {
-                // The runtime could not be asked (an agent away): the
-                // previous versions are pinned again, and the next sweep
-                // tries again.
-                tracing::warn!(service = %self.path, error = %e, "a secret rollout could not run");
-                self.pin(&previous, ROLLOUT_IDLE).await?;
-                self.audit("secret.rollout.failed", &target, None, "unavailable")
-                    .await
-            }
-            Err(e) => {
-                tracing::warn!(service = %self.path, error = %e, "a secret rollout failed; reverting");
-                let pod = match &e {
-                    RuntimeError::RolloutStalled { pod, .. } => Some(pod.clone()),
-                    _ => None,
-                };
-                self.audit("secret.rollout.failed", &target, pod, "failed")
+            Err(RuntimeError::RolloutStalled { pod, .. }) => {
+                tracing::warn!(service = %self.path, %pod, "a secret rollout stalled; reverting");
+                self.audit("secret.rollout.failed", &target, Some(pod), "failed")
                     .await?;
                 // A stalled restart removes the pod that did not start:
                 // if no other was replaced, every pod still holds the
@@ -311,6 +287,26 @@ impl Rollout<'_> {
                     }
                 };
                 self.audit("secret.rollout.reverted", &previous, None, status)
+                    .await
+            }
+            Err(RuntimeError::ServiceNotFound(_)) => {
+                // No workload on the runtime (its apply failed, or it was
+                // deleted there): nothing to roll, and no pin to keep.
+                self.app
+                    .store
+                    .drop_rollout(self.path.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.audit("secret.rollout.failed", &target, None, "not_found")
+                    .await
+            }
+            Err(e) => {
+                // The runtime could not be asked (an agent away): the
+                // previous versions are pinned again, and the next sweep
+                // tries again.
+                tracing::warn!(service = %self.path, error = %e, "a secret rollout could not run");
+                self.pin(&previous, ROLLOUT_IDLE).await?;
+                self.audit("secret.rollout.failed", &target, None, "unavailable")
                     .await
             }
         }
