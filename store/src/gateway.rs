@@ -260,7 +260,7 @@ impl Store {
     /// has not said it holds them since `cutoff` (ms); answers their ids.
     /// A row without a heartbeat was opened by a replica from before
     /// migration 0016, which may still be running it during a rolling
-    /// upgrade: it is judged only [`UNHEARD_GRACE_MS`] after its start.
+    /// upgrade: it is judged only a day after its start.
     pub async fn end_lost_shell_sessions(
         &self,
         cutoff: i64,
