@@ -178,17 +178,25 @@ async fn refresh_masks(
     use warden_store::Change;
     let inherited = service.inherited_scopes();
     loop {
-        tokio::select! {
+        // Only what changed is read again (review 14, F7); everything when
+        // the feed cannot say.
+        let changed = tokio::select! {
             () = tx.closed() => return,
             received = changes.recv() => match received {
-                Ok(Change::Secrets(names)) if names.iter().any(|(s, _)| inherited.contains(s)) => {}
-                Ok(Change::All) | Err(RecvError::Lagged(_)) => {}
+                Ok(Change::Secrets(names)) if names.iter().any(|(s, _)| inherited.contains(s)) => {
+                    Some(names)
+                }
+                Ok(Change::All) | Err(RecvError::Lagged(_)) => None,
                 Ok(_) => continue,
                 Err(RecvError::Closed) => return,
             },
-        }
+        };
         let Some(app) = app.upgrade() else { return };
-        match app.vault.recording_masks(&permit, &service).await {
+        match app
+            .vault
+            .recording_masks(&permit, &service, changed.as_deref())
+            .await
+        {
             Ok(values) => {
                 if tx.send(values).await.is_err() {
                     return;

@@ -931,17 +931,37 @@ impl Vault {
         Ok((key, self.masks(&keyring, service).await?))
     }
 
-    /// The values a recording of a session on `service` masks, as they are
-    /// now (after a change of the service's secrets mid-session), for the
-    /// holder of the session's `shell.exec` permit.
+    /// The values a recording of a session on `service` must mask from
+    /// now on, after a change of the service's secrets mid-session, for
+    /// the holder of the session's `shell.exec` permit: the latest version
+    /// of each of `changed` (scope, name) the service inherits, and the
+    /// resolved values (a `${NAME}` reference to a changed one changes
+    /// too); every kept version when `changed` is `None` (anything may
+    /// have changed). What was masked before stays masked.
     pub async fn recording_masks(
         &self,
         permit: &Permit,
         service: &ScopePath,
+        changed: Option<&[(String, String)]>,
     ) -> Result<Vec<SecretValue>, VaultError> {
         scope_of(permit, Action::ShellExec, service)?;
         let keyring = self.keyring()?;
-        self.masks(&keyring, service).await
+        let Some(changed) = changed else {
+            return self.masks(&keyring, service).await;
+        };
+        let inherited = service.inherited_scopes();
+        let mut values = Vec::new();
+        for (scope, name) in changed.iter().filter(|(s, _)| inherited.contains(s)) {
+            if let Some(row) = self.store.secret_version(scope, name, None).await?
+                && row.envelope.is_some()
+            {
+                values.push(self.open(&keyring, service.org(), &row).await?);
+            }
+        }
+        if let Ok(resolved) = self.resolved(&keyring, service).await {
+            values.extend(resolved.values.into_values());
+        }
+        Ok(values)
     }
 
     /// See [`Vault::recording_setup`].
