@@ -1969,6 +1969,20 @@ async fn another_tenants_session_is_not_found_without_naming_its_service() {
         } => assert_eq!(message, format!("session {id} not found")),
         e => panic!("join: {e:?}"),
     }
+    // Without an upgrade, a real session and a made-up one get the same
+    // answer: the upgrade is checked before the session is looked up
+    // (review 13, F6).
+    let made_up = "0123456789abcdef01234567";
+    for asked in [id.as_str(), made_up] {
+        let (status, _) = gina
+            .connect()
+            .await
+            .unwrap()
+            .send(Method::GET, &format!("/api/v1/session/{asked}/join"), None)
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), 426, "{asked}");
+    }
 }
 
 /// Review 11, M3: a watcher that stops reading kept its join (and what it
