@@ -195,7 +195,10 @@ pub(crate) fn fits_exec(cmd: &Command) -> Result<(), Error> {
     let given = cmd
         .get_envs()
         .filter_map(|(k, v)| v.map(|v| k.len() + v.len() + 2));
-    let args = std::iter::once(cmd.get_program())
+    // The program's path twice: as the file name the kernel copies and
+    // (about) as `argv[0]` (review 15, 6).
+    let args = [cmd.get_program(), cmd.get_program()]
+        .into_iter()
         .chain(cmd.get_args())
         .map(|a| a.len() + 1);
     let (mut total, mut longest) = (0usize, 0usize);

@@ -40,8 +40,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const CLAIM_REFRESH: Duration = Duration::from_secs(20);
 /// A claim not refreshed for this long was left by a replica that died.
 const CLAIM_EXPIRES: Duration = Duration::from_secs(120);
-/// Services a replica looks at or rolls at once (a sweep looks at every
-/// rolled service, of every organization).
+/// Rollouts a replica runs at once (it may hold more claims waiting).
 const AT_ONCE: usize = 4;
 
 /// The pin text of `versions`: one encoding, so equal versions are equal
@@ -57,30 +56,20 @@ fn labels(pin: &str) -> Vec<String> {
     warden_vault::version_labels(&serde_json::from_str::<Versions>(pin).unwrap_or_default())
 }
 
-/// Makes `service` rolled (its pods served the versions latest now), or
-/// not, as its newly applied workload says; answers whether it was made
-/// rolled just now. A service rolled already keeps its pin, and forgets a
-/// failed rollout (the workload applied again may start with what it
-/// could not).
-pub(crate) async fn adopt(
-    app: &App,
-    service: &ScopePath,
-    rolled: bool,
-) -> Result<bool, crate::ApiError> {
-    if !rolled {
-        app.store.drop_rollout(service.as_str()).await?;
-        return Ok(false);
-    }
+/// Makes `service` rolled, its pods served the versions latest now. A
+/// service rolled already keeps its pin, and forgets a failed rollout (the
+/// workload applied again may start with what it could not).
+pub(crate) async fn adopt(app: &App, service: &ScopePath) -> Result<(), crate::ApiError> {
     let latest = app.vault.latest_versions(service).await?;
-    Ok(app
-        .store
+    app.store
         .adopt_rollout(
             service.as_str(),
             service.org(),
             pin_text(&latest),
             warden_store::now_ms(),
         )
-        .await?)
+        .await?;
+    Ok(())
 }
 
 /// Starts the rollout controller of this process; it ends with the app.
@@ -161,15 +150,11 @@ fn kick(
     let (app, node) = (app.clone(), node.to_owned());
     tokio::spawn(async move {
         loop {
-            let Ok(turn) = turns.acquire().await else {
-                return;
-            };
             if let Some(app) = app.upgrade()
-                && let Err(e) = roll(&app, &node, &service).await
+                && let Err(e) = roll(&app, &node, &service, &turns).await
             {
                 tracing::warn!(%service, error = %e, "secret rollout");
             }
-            drop(turn);
             let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
             if r.get(&service) == Some(&true) {
                 r.insert(service.clone(), false);
@@ -183,7 +168,12 @@ fn kick(
 
 /// Rolls `service` to its latest versions if they are not what its pods
 /// are pinned to, not what failed last, and no other replica is at it.
-async fn roll(app: &App, node: &str, service: &str) -> Result<(), String> {
+async fn roll(
+    app: &App,
+    node: &str,
+    service: &str,
+    turns: &tokio::sync::Semaphore,
+) -> Result<(), String> {
     let text = |e: &dyn std::fmt::Display| e.to_string();
     let Some(row) = app.store.rollout(service).await.map_err(|e| text(&e))? else {
         return Ok(());
@@ -206,6 +196,10 @@ async fn roll(app: &App, node: &str, service: &str) -> Result<(), String> {
     {
         return Ok(());
     }
+    // Looking and claiming take no turn; rolling does (review 15, 2). A
+    // claim that waits too long for one may be taken over by a replica
+    // with a turn free: this one then finds it lost and stops.
+    let _turn = turns.acquire().await.map_err(|e| text(&e))?;
     // Read again under the claim: what the pods held when the rollout
     // began (a takeover finishes its dead replica's rollout).
     let previous = app
@@ -260,34 +254,7 @@ impl Rollout<'_> {
                     .await
             }
             Err(RuntimeError::RolloutStalled { pod, .. }) => {
-                tracing::warn!(service = %self.path, %pod, "a secret rollout stalled; reverting");
-                self.audit("secret.rollout.failed", &target, Some(pod), "failed")
-                    .await?;
-                // A stalled restart removes the pod that did not start:
-                // if no other was replaced, every pod still holds the
-                // previous versions.
-                let replaced = match (before, self.pods().await) {
-                    (Ok(before), Ok(now)) => now.iter().any(|p| !before.contains(p)),
-                    _ => true,
-                };
-                let reverted = if replaced {
-                    self.restart_pinned(&previous).await?
-                } else {
-                    self.pin(&previous, ROLLOUT_ROLLING).await?;
-                    Ok(())
-                };
-                // The failed versions stay named (`target`), so they are
-                // not tried again until the secrets change.
-                self.pin(&previous, ROLLOUT_FAILED).await?;
-                let status = match &reverted {
-                    Ok(()) => "ok",
-                    Err(e) => {
-                        tracing::error!(service = %self.path, error = %e, "reverting a secret rollout failed");
-                        "failed"
-                    }
-                };
-                self.audit("secret.rollout.reverted", &previous, None, status)
-                    .await
+                self.revert(&previous, &target, Some(pod), before).await
             }
             Err(RuntimeError::ServiceNotFound(_)) => {
                 // No workload on the runtime (its apply failed, or it was
@@ -300,8 +267,8 @@ impl Rollout<'_> {
                 self.audit("secret.rollout.failed", &target, None, "not_found")
                     .await
             }
-            Err(e) => {
-                // The runtime could not be asked (an agent away): the
+            Err(e @ RuntimeError::Unavailable(_)) => {
+                // The runtime could not be reached (an agent away): the
                 // previous versions are pinned again, and the next sweep
                 // tries again.
                 tracing::warn!(service = %self.path, error = %e, "a secret rollout could not run");
@@ -309,7 +276,49 @@ impl Rollout<'_> {
                 self.audit("secret.rollout.failed", &target, None, "unavailable")
                     .await
             }
+            Err(e) => {
+                tracing::warn!(service = %self.path, error = %e, "a secret rollout failed");
+                self.revert(&previous, &target, None, before).await
+            }
         }
+    }
+
+    /// After a failed rollout to `target` (`pod` did not start): pins
+    /// `previous` again and, if any pod was replaced since `before`, rolls
+    /// the service back to it. The failed versions stay named (`target`),
+    /// so they are not tried again until the secrets change or the
+    /// workload is applied again.
+    async fn revert(
+        &self,
+        previous: &str,
+        target: &str,
+        pod: Option<String>,
+        before: Result<Vec<String>, RuntimeError>,
+    ) -> Result<(), String> {
+        self.audit("secret.rollout.failed", target, pod, "failed")
+            .await?;
+        // A stalled restart removes the pod that did not start: if no
+        // other was replaced, every pod still holds the previous versions.
+        let replaced = match (before, self.pods().await) {
+            (Ok(before), Ok(now)) => now.iter().any(|p| !before.contains(p)),
+            _ => true,
+        };
+        let reverted = if replaced {
+            self.restart_pinned(previous).await?
+        } else {
+            self.pin(previous, ROLLOUT_ROLLING).await?;
+            Ok(())
+        };
+        self.pin(previous, ROLLOUT_FAILED).await?;
+        let status = match &reverted {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::error!(service = %self.path, error = %e, "reverting a secret rollout failed");
+                "failed"
+            }
+        };
+        self.audit("secret.rollout.reverted", previous, None, status)
+            .await
     }
 
     async fn runtime(&self) -> Result<warden_agent::RemoteRuntime, RuntimeError> {
@@ -349,11 +358,9 @@ impl Rollout<'_> {
         loop {
             tokio::select! {
                 done = &mut restart => return Ok(done),
-                _ = refresh.tick() => {
-                    if let Err(e) = self.pin(pin, ROLLOUT_ROLLING).await {
-                        tracing::warn!(service = %self.path, error = %e, "could not refresh a rollout's claim");
-                    }
-                }
+                // A lost claim stops this replica's part (another has it):
+                // two replicas must not roll one service (review 15, 3).
+                _ = refresh.tick() => self.pin(pin, ROLLOUT_ROLLING).await?,
             }
         }
     }

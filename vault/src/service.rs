@@ -862,10 +862,12 @@ impl Vault {
 
     /// The stored versions a pin names. Each must be in one of the
     /// service's own `scopes` (a pin naming any other is refused as
-    /// tampered). A pinned version since deleted, destroyed or pruned (a
-    /// leaked value an operator got rid of) gives way to the latest of its
-    /// name: a pod is never handed a value its operators took away, nor
-    /// left without one while a newer exists (review 14, F2).
+    /// tampered). A secret deleted since (its latest version deleted or
+    /// destroyed) is left out, as it is from an unpinned resolve; a pinned
+    /// version deleted, destroyed or pruned since (a leaked value an
+    /// operator got rid of) gives way to the latest of its name. A pod is
+    /// never handed a value its operators took away, nor left without one
+    /// while a newer exists (reviews 14 and 15).
     async fn pinned_rows(
         &self,
         service: &ScopePath,
@@ -880,16 +882,21 @@ impl Vault {
             if !scopes.contains(&v.scope) {
                 return Err(tampered());
             }
+            let usable = |r: &VersionRow| r.deleted_at.is_none() && r.envelope.is_some();
+            let Some(latest) = self
+                .store
+                .secret_version(&v.scope, &name, None)
+                .await?
+                .filter(usable)
+            else {
+                continue;
+            };
             let pinned = self
                 .store
                 .secret_version(&v.scope, &name, Some(v.version))
                 .await?
-                .filter(|r| r.deleted_at.is_none() && r.envelope.is_some());
-            let row = match pinned {
-                Some(row) => Some(row),
-                None => self.store.secret_version(&v.scope, &name, None).await?,
-            };
-            rows.extend(row);
+                .filter(usable);
+            rows.push(pinned.unwrap_or(latest));
         }
         Ok(rows)
     }

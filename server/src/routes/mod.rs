@@ -1014,17 +1014,15 @@ where
 
 /// A pod name a wrapper gives for itself, checked for shape. It is the
 /// wrapper's claim (the credential is what ties a request to a workload),
-/// so only a workload may make it: a person or service account naming a
-/// pod would put words in the audit log (review 14, F6).
-pub(super) fn pod_arg(principal: &str, pod: String) -> Result<String, ApiError> {
+/// so it is taken only from a workload: a person's or service account's
+/// is left out of the audit log (`None`; review 14, F6), not refused, as
+/// a wrapper may run with an API token.
+pub(super) fn pod_arg(principal: &str, pod: String) -> Result<Option<String>, ApiError> {
     if !principal.starts_with(warden_identity::workload::SUBJECT_PREFIX) {
-        return Err(
-            ApiError::invalid("only a workload's own credential names the pod it runs in")
-                .field("pod"),
-        );
+        return Ok(None);
     }
     if warden_types::is_pod_name(&pod) {
-        Ok(pod)
+        Ok(Some(pod))
     } else {
         Err(
             ApiError::invalid("a pod name is 1-253 characters of a-z, 0-9, '-' and '.'")

@@ -272,10 +272,10 @@ pub(super) async fn resolve(
     q: Result<Query<ResolveQuery>, QueryRejection>,
 ) -> Result<Json<Resolved>, ApiError> {
     let service = scope_arg(path)?;
-    let pod = query_arg(q)?
-        .pod
-        .map(|p| pod_arg(caller.id(), p))
-        .transpose()?;
+    let pod = match query_arg(q)?.pod {
+        Some(p) => pod_arg(caller.id(), p)?,
+        None => None,
+    };
     let app: &App = &app;
     let mut target = Target::secrets(&service, vec!["*".to_owned()]);
     target.pod = pod;

@@ -207,7 +207,7 @@ pub(super) async fn watch(
         ));
     }
     let pod = match query_arg(q)?.pod {
-        Some(pod) => pod_arg(caller.id(), pod)?,
+        Some(pod) => pod_arg(caller.id(), pod)?.unwrap_or_else(|| "-".to_owned()),
         None => "-".to_owned(),
     };
     let ws = ws.map_err(|_| {

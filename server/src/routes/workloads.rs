@@ -133,14 +133,19 @@ pub(super) async fn apply(
                 existing(app, &path).await?;
                 let rt = runtime_for(app, &env).await?;
                 // Before the pods start: they fetch what is pinned.
+                // A rolled workload is pinned before its pods start (they
+                // fetch what is pinned); a pin is dropped only once a
+                // workload without rollouts is in place. A failed apply may
+                // still have declared the workload, so it keeps what is
+                // there; a pin without a workload is dropped by the
+                // controller (review 14, F1; review 15, 1).
                 let rolled = spec.secrets().on_change == OnChange::Rollout;
-                let adopted = crate::rollouts::adopt(app, &path, rolled).await?;
-                if let Err(e) = rt.apply(&service, &spec).await {
-                    // A refused workload leaves no pin behind (review 14, F1).
-                    if adopted {
-                        app.store.drop_rollout(path.as_str()).await?;
-                    }
-                    return Err(e.into());
+                if rolled {
+                    crate::rollouts::adopt(app, &path).await?;
+                }
+                rt.apply(&service, &spec).await?;
+                if !rolled {
+                    app.store.drop_rollout(path.as_str()).await?;
                 }
                 Ok(Json(
                     pod_list(&rt, &Selector::Service(service.clone())).await?,
