@@ -36,8 +36,8 @@ pub const ROLLOUT_FAILED: &str = "failed";
 const COLUMNS: &str = "service, org, pinned, previous, state, target, node, updated_at";
 
 impl Store {
-    /// Makes `service` a rolled service served `pinned`; answers whether
-    /// it was not one already. A rolled service keeps its pin (a workload
+    /// Makes `service` a rolled service served `pinned`. A rolled service
+    /// keeps its pin (a workload
     /// applied again keeps what its pods hold), and a failed rollout is
     /// forgotten (the workload applied again may take what it could not).
     pub async fn adopt_rollout(
@@ -46,11 +46,11 @@ impl Store {
         org: &str,
         pinned: String,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         let (service, org) = (service.to_owned(), org.to_owned());
         self.write(move |c| {
             Box::pin(async move {
-                let new = sqlx::query(
+                sqlx::query(
                     "INSERT INTO secret_rollouts (service, org, pinned, state, updated_at) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (service) DO NOTHING",
                 )
@@ -60,9 +60,7 @@ impl Store {
                 .bind(ROLLOUT_IDLE)
                 .bind(now)
                 .execute(&mut *c)
-                .await?
-                .rows_affected()
-                    == 1;
+                .await?;
                 sqlx::query(
                     "UPDATE secret_rollouts SET state = $1, target = NULL, updated_at = $2 \
                      WHERE service = $3 AND state = $4",
@@ -73,7 +71,7 @@ impl Store {
                 .bind(ROLLOUT_FAILED)
                 .execute(&mut *c)
                 .await?;
-                Ok(new)
+                Ok(())
             })
         })
         .await

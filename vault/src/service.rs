@@ -935,16 +935,15 @@ impl Vault {
         let key = keyring
             .recording_key(&self.store, service.org(), session)
             .await?;
-        Ok((key, self.masks(&keyring, service).await?))
+        Ok((key, self.masks(&keyring, service, None).await?))
     }
 
     /// The values a recording of a session on `service` must mask from
     /// now on, after a change of the service's secrets mid-session, for
-    /// the holder of the session's `shell.exec` permit: the latest version
-    /// of each of `changed` (scope, name) the service inherits, and the
-    /// resolved values (a `${NAME}` reference to a changed one changes
-    /// too); every kept version when `changed` is `None` (anything may
-    /// have changed). What was masked before stays masked.
+    /// the holder of the session's `shell.exec` permit: see
+    /// [`Vault::recording_setup`]; with `changed` (scope, name) pairs, only
+    /// the latest version of each of them the service inherits is read
+    /// again (what was masked before stays masked).
     pub async fn recording_masks(
         &self,
         permit: &Permit,
@@ -953,39 +952,33 @@ impl Vault {
     ) -> Result<Vec<SecretValue>, VaultError> {
         scope_of(permit, Action::ShellExec, service)?;
         let keyring = self.keyring()?;
-        let Some(changed) = changed else {
-            return self.masks(&keyring, service).await;
-        };
-        let inherited = service.inherited_scopes();
-        let mut values = Vec::new();
-        for (scope, name) in changed.iter().filter(|(s, _)| inherited.contains(s)) {
-            if let Some(row) = self.store.secret_version(scope, name, None).await?
-                && row.envelope.is_some()
-            {
-                values.push(self.open(&keyring, service.org(), &row).await?);
-            }
-        }
-        if let Ok(resolved) = self.resolved(&keyring, service).await {
-            values.extend(resolved.values.into_values());
-        }
-        Ok(values)
+        self.masks(&keyring, service, changed).await
     }
 
-    /// See [`Vault::recording_setup`].
+    /// The values a recording masks: every kept version of every secret
+    /// the service inherits (or, with `changed`, the latest of each
+    /// changed one it inherits), and the resolved values (a `${NAME}`
+    /// reference to a changed one changes too).
     async fn masks(
         &self,
         keyring: &Keyring,
         service: &ScopePath,
+        changed: Option<&[(String, String)]>,
     ) -> Result<Vec<SecretValue>, VaultError> {
-        let mut values = Vec::new();
-        for row in self
-            .store
-            .versions_in_scopes(&service.inherited_scopes())
-            .await?
-        {
-            if row.envelope.is_some() {
-                values.push(self.open(keyring, service.org(), &row).await?);
+        let inherited = service.inherited_scopes();
+        let rows = match changed {
+            None => self.store.versions_in_scopes(&inherited).await?,
+            Some(changed) => {
+                let mut rows = Vec::new();
+                for (scope, name) in changed.iter().filter(|(s, _)| inherited.contains(s)) {
+                    rows.extend(self.store.secret_version(scope, name, None).await?);
+                }
+                rows
             }
+        };
+        let mut values = Vec::new();
+        for row in rows.iter().filter(|r| r.envelope.is_some()) {
+            values.push(self.open(keyring, service.org(), row).await?);
         }
         if let Ok(resolved) = self.resolved(keyring, service).await {
             values.extend(resolved.values.into_values());
