@@ -1012,6 +1012,31 @@ async fn line_within(
         .expect("the command's output ended")
 }
 
+/// Starts a watching wrapper (`cmd`, its output piped) and waits for its
+/// command's first line and for its watch to hold the service's secrets:
+/// the wrapper, its pid, its command's output lines, the first of them.
+async fn start_watching(
+    t: &Setup,
+    mut cmd: tokio::process::Command,
+) -> (
+    tokio::process::Child,
+    u32,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    String,
+) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = line_within(&mut lines, 20).await;
+    holders_when(t, "DB_URL", |h| h["holders"].as_array().unwrap().len() == 1).await;
+    (child, pid, lines, first)
+}
+
 /// The holders of `key` set at `SERVICE`, once `ready` accepts them
 /// (polled for at most 10 s).
 async fn holders_when(t: &Setup, key: &str, ready: impl Fn(&Value) -> bool) -> Value {
@@ -1039,19 +1064,16 @@ async fn holders_when(t: &Setup, key: &str, ready: impl Fn(&Value) -> bool) -> V
 async fn a_watching_wrapper_restarts_its_command_when_a_secret_rotates() {
     let t = Setup::new().await;
     let cred = t.credential.to_str().unwrap();
-    let mut child = t
-        .injector(
+    let (mut child, pid, mut lines, first) = start_watching(
+        &t,
+        t.injector(
             &["--credential-file", cred, "--watch", "--pod", "web-1"],
             &[],
             &["sh", "-c", "echo \"start $DB_URL\"; exec sleep 600"],
-        )
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(line_within(&mut lines, 20).await, format!("start {DB_URL}"));
+        ),
+    )
+    .await;
+    assert_eq!(first, format!("start {DB_URL}"));
     let h = holders_when(&t, "DB_URL", |h| {
         h["holders"].as_array().unwrap().len() == 1
     })
@@ -1141,8 +1163,9 @@ async fn a_watching_wrapper_rerenders_templates_and_signals_its_command() {
          while :; do sleep 0.05; done",
         d = dest.display()
     );
-    let mut child = t
-        .injector(
+    let (mut child, pid, mut lines, first) = start_watching(
+        &t,
+        t.injector(
             &[
                 "--credential-file",
                 cred,
@@ -1156,23 +1179,13 @@ async fn a_watching_wrapper_rerenders_templates_and_signals_its_command() {
             ],
             &[],
             &["sh", "-c", &script],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = line_within(&mut lines, 20).await;
+        ),
+    )
+    .await;
     assert!(
         first.starts_with(&format!("start url={DB_URL} ")),
         "{first}"
     );
-    holders_when(&t, "DB_URL", |h| {
-        h["holders"].as_array().unwrap().len() == 1
-    })
-    .await;
 
     t.s.put(SERVICE, json!({"DB_URL": "postgres://second/app"}))
         .await;
@@ -1230,24 +1243,16 @@ async fn a_watching_wrapper_rerenders_templates_and_signals_its_command() {
 async fn revoking_the_credential_ends_its_watch_and_refuses_the_next() {
     let t = Setup::new().await;
     let (token, id) = t.service_account_token().await;
-    let mut child = t
-        .injector(
+    let (mut child, pid, _lines, first) = start_watching(
+        &t,
+        t.injector(
             &["--watch"],
             &[("WARDEN_CREDENTIAL", &token)],
             &["sh", "-c", "echo up; exec sleep 600"],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(line_within(&mut lines, 20).await, "up");
-    holders_when(&t, "DB_URL", |h| {
-        h["holders"].as_array().unwrap().len() == 1
-    })
+        ),
+    )
     .await;
+    assert_eq!(first, "up");
     t.s.ok(Method::POST, &format!("/api/v1/tokens/{id}/revoke"), None)
         .await;
     holders_when(&t, "DB_URL", |h| {
@@ -1468,24 +1473,17 @@ async fn a_watcher_that_stops_reading_loses_its_watch_when_revoked() {
 async fn a_rotation_too_large_to_exec_leaves_the_command_running() {
     let t = Setup::new().await;
     let cred = t.credential.to_str().unwrap();
-    let mut child = with_8_mib_stack(&t.injector(
-        &["--credential-file", cred, "--watch", "--pod", "web-1"],
-        &[],
-        &["sh", "-c", "echo start; exec sleep 600"],
-    ))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true)
-    .spawn()
-    .unwrap();
-    let pid = child.id().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(line_within(&mut lines, 20).await, "start");
-    let command = children_of(pid)[0].0;
-    holders_when(&t, "DB_URL", |h| {
-        h["holders"].as_array().unwrap().len() == 1
-    })
+    let (mut child, pid, _lines, first) = start_watching(
+        &t,
+        with_8_mib_stack(&t.injector(
+            &["--credential-file", cred, "--watch", "--pod", "web-1"],
+            &[],
+            &["sh", "-c", "echo start; exec sleep 600"],
+        )),
+    )
     .await;
+    assert_eq!(first, "start");
+    let command = children_of(pid)[0].0;
 
     let big = "x".repeat(64 * 1024);
     let values: serde_json::Map<String, Value> = (0..40)
